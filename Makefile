@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   create/refresh .venv, install rnnlab, run the main job on embedded data
+#   make test   create/refresh .venv with the test extras, run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test bench clean venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# the stamp files re-run the install whenever pyproject.toml changes
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[plot]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[test,plot]"
+	touch $@
+
+venv: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed-demo
+	$(BIN)/python -m rnnlab.demo $(DEMO_ARGS)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/rnn_vs_torch.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

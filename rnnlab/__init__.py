@@ -1,0 +1,5 @@
+"""rnnlab: recurrent networks from scratch on NumPy, with hand-written backward passes."""
+from . import activations, backend, initializers  # noqa: F401
+from .backend import clear_session, floatx, set_floatx  # noqa: F401
+
+__version__ = "0.1.0"

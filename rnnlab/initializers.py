@@ -1,0 +1,230 @@
+"""Weight initializers with Keras names and semantics.
+
+Each initializer is a callable ``init(shape, dtype) -> ndarray``. Look one up with
+:func:`get`, which accepts a name (``"glorot_uniform"``), an instance, or a callable.
+
+Fan-in/fan-out follow Keras: for a 2-D shape ``(fan_in, fan_out)``; for more dimensions
+the receptive field (all leading dims but the last two) multiplies both.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import backend
+
+
+def _fans(shape):
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class Initializer:
+    """Base class: subclasses implement ``__call__(shape, dtype)``."""
+
+    seed = None
+
+    def _rng(self):
+        return np.random.default_rng(self.seed) if self.seed is not None else backend.rng()
+
+    def get_config(self) -> dict:
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Zeros(Initializer):
+    def __call__(self, shape, dtype=None):
+        return np.zeros(shape, dtype=backend.standardize_dtype(dtype))
+
+
+class Ones(Initializer):
+    def __call__(self, shape, dtype=None):
+        return np.ones(shape, dtype=backend.standardize_dtype(dtype))
+
+
+class Constant(Initializer):
+    def __init__(self, value=0.0):
+        self.value = float(value)
+
+    def __call__(self, shape, dtype=None):
+        return np.full(shape, self.value, dtype=backend.standardize_dtype(dtype))
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomUniform(Initializer):
+    """U(minval, maxval); Keras' default ``"uniform"`` is U(-0.05, 0.05)."""
+
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        self.minval, self.maxval, self.seed = float(minval), float(maxval), seed
+
+    def __call__(self, shape, dtype=None):
+        out = self._rng().uniform(self.minval, self.maxval, size=shape)
+        return out.astype(backend.standardize_dtype(dtype))
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        self.mean, self.stddev, self.seed = float(mean), float(stddev), seed
+
+    def __call__(self, shape, dtype=None):
+        out = self._rng().normal(self.mean, self.stddev, size=shape)
+        return out.astype(backend.standardize_dtype(dtype))
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class GlorotUniform(Initializer):
+    """U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        fan_in, fan_out = _fans(shape)
+        limit = math.sqrt(6.0 / max(1.0, fan_in + fan_out))
+        return self._rng().uniform(-limit, limit, size=shape).astype(backend.standardize_dtype(dtype))
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class GlorotNormal(Initializer):
+    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / (fan_in + fan_out))."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        fan_in, fan_out = _fans(shape)
+        std = math.sqrt(2.0 / max(1.0, fan_in + fan_out)) / 0.87962566103423978
+        return _truncated_normal(self._rng(), shape, std).astype(backend.standardize_dtype(dtype))
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class HeNormal(Initializer):
+    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / fan_in) (He et al. 2015), as Keras."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        fan_in, _ = _fans(shape)
+        std = math.sqrt(2.0 / max(1.0, fan_in)) / 0.87962566103423978
+        return _truncated_normal(self._rng(), shape, std).astype(backend.standardize_dtype(dtype))
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class HeUniform(Initializer):
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        fan_in, _ = _fans(shape)
+        limit = math.sqrt(6.0 / max(1.0, fan_in))
+        return self._rng().uniform(-limit, limit, size=shape).astype(backend.standardize_dtype(dtype))
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class Orthogonal(Initializer):
+    """A (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2014); Keras' recurrent default.
+
+    The shape is flattened to (prod(shape[:-1]), shape[-1]); the QR decomposition of a
+    Gaussian matrix gives Q, whose columns are made unique by the signs of diag(R).
+    For a recurrent kernel (U, 4U) each row is a unit vector and the rows are orthogonal.
+    """
+
+    def __init__(self, gain=1.0, seed=None):
+        self.gain, self.seed = float(gain), seed
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(int(s) for s in shape)
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal: shape must have at least 2 dimensions, got {shape}")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = self._rng().normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(backend.standardize_dtype(dtype))
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
+def _truncated_normal(gen, shape, std):
+    out = gen.normal(0.0, 1.0, size=shape)
+    bad = np.abs(out) > 2.0
+    while bad.any():
+        out[bad] = gen.normal(0.0, 1.0, size=int(bad.sum()))
+        bad = np.abs(out) > 2.0
+    return out * std
+
+
+_REGISTRY = {
+    "zeros": Zeros,
+    "ones": Ones,
+    "constant": Constant,
+    "uniform": RandomUniform,
+    "random_uniform": RandomUniform,
+    "normal": RandomNormal,
+    "random_normal": RandomNormal,
+    "glorot_uniform": GlorotUniform,
+    "glorot_normal": GlorotNormal,
+    "he_normal": HeNormal,
+    "he_uniform": HeUniform,
+    "orthogonal": Orthogonal,
+}
+_CLASS_NAMES = {cls.__name__: cls for cls in _REGISTRY.values()}
+
+
+def get(identifier) -> Initializer:
+    """Resolve an initializer from a name, a ``{"class_name", "config"}`` dict, an instance or a callable."""
+    if isinstance(identifier, Initializer) or (callable(identifier) and not isinstance(identifier, (str, type))):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()
+    if isinstance(identifier, dict):
+        cls = _CLASS_NAMES.get(identifier.get("class_name"))
+        if cls is None:
+            raise ValueError(f"Unknown initializer class {identifier.get('class_name')!r}; valid: {sorted(_CLASS_NAMES)}")
+        return cls(**identifier.get("config", {}))
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key in _REGISTRY:
+            return _REGISTRY[key]()
+        if identifier in _CLASS_NAMES:
+            return _CLASS_NAMES[identifier]()
+    raise ValueError(f"Unknown initializer {identifier!r}; valid names: {sorted(_REGISTRY)}")
+
+
+def serialize(init) -> dict | str:
+    """JSON-able description of an initializer (for model configs)."""
+    if isinstance(init, Initializer):
+        return {"class_name": type(init).__name__, "config": init.get_config()}
+    if isinstance(init, str):
+        return init
+    raise ValueError(f"Cannot serialize custom initializer {init!r}; pass a built-in name or Initializer")

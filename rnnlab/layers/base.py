@@ -1,0 +1,307 @@
+"""The Layer contract every rnnlab layer follows.
+
+A layer is built once for an input shape, then runs ``forward`` and ``backward``:
+
+* ``build(input_shape)`` creates the weights with :meth:`add_weight`. ``input_shape`` includes
+  the batch dimension (``None`` when unknown): ``(None, T, D)``. Multi-input layers get a list.
+* ``forward(inputs, training=False, mask=None, **kw)`` computes the output and keeps exactly
+  what ``backward`` needs in ``self._cache``.
+* ``backward(grad)`` consumes that cache, **overwrites** ``self.grads[name]`` for every weight
+  and returns the gradient with respect to the inputs, in the same structure as the inputs
+  (an array for one input, a list for several, e.g. ``[dx, dh0, dc0]`` when an RNN was given
+  ``initial_state``). If the layer returned several outputs (``return_state``), ``grad`` is a
+  list in the same structure; ``None`` entries mean zero.
+* ``compute_output_shape(input_shape)`` and ``compute_mask(inputs, mask)`` describe outputs.
+
+Weights live in ``self.params`` (an ordered dict keyed with the Keras weight names:
+``kernel``, ``recurrent_kernel``, ``bias``, ``embeddings``); insertion order is Keras'
+``get_weights()`` order. Optimizers update these arrays **in place**, so a layer may keep
+references to them; ``set_weights`` copies into the existing arrays, never rebinds.
+
+Wrappers (Bidirectional, TimeDistributed) list their inner layers in ``self._sublayers``;
+weights, counts and trainability then recurse through them.
+
+Calling a layer on an array (``LSTM(64)(x)``) builds it for ``x.shape`` and runs ``forward``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Iterator
+
+import numpy as np
+
+from .. import backend, initializers
+
+_LAYER_REGISTRY: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator: make a layer class known to model loading (``from_config``)."""
+    _LAYER_REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def get_layer_class(name: str) -> type:
+    try:
+        return _LAYER_REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"Unknown layer class {name!r}; known: {sorted(_LAYER_REGISTRY)}") from None
+
+
+def _snake(name: str) -> str:
+    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    s = re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", s)
+    return s.lower()
+
+
+_BASE_KWARGS = {
+    "name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size",
+    "input_dim", "input_length", "weights",
+}
+
+
+def format_shape(shape) -> str:
+    if isinstance(shape, list):
+        return "[" + ", ".join(format_shape(s) for s in shape) + "]"
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class Layer:
+    """Base class of all layers. See the module docstring for the contract."""
+
+    #: extra keyword arguments this layer class accepts in ``__init__`` via ``**kwargs``
+    _extra_kwargs: frozenset = frozenset()
+
+    def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
+        unknown = set(kwargs) - _BASE_KWARGS - set(self._extra_kwargs)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}: unexpected keyword argument(s) {sorted(unknown)}"
+            )
+        self.name = name if name is not None else backend.unique_name(_snake(type(self).__name__))
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
+        self.trainable = bool(trainable)
+        self.dtype = backend.standardize_dtype(dtype)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._sublayers: list[Layer] = []
+        self.built = False
+        self.input_shape = None
+        self.output_shape = None
+        self._cache: Any = None
+        self._initial_weights = kwargs.get("weights")
+        self.batch_input_shape = self._resolve_input_shape(kwargs)
+
+    # ----------------------------------------------------------------- shapes
+    def _resolve_input_shape(self, kw) -> tuple | None:
+        """Turn ``input_shape`` / ``batch_input_shape`` / ``input_dim`` / ``input_length``
+        into a full batch input shape, as Keras 2 did. Subclasses with a different meaning of
+        ``input_dim``/``input_length`` (RNNs, Embedding) override :meth:`_shape_from_dims`."""
+        if kw.get("batch_input_shape") is not None:
+            shape = tuple(kw["batch_input_shape"])
+            return tuple(None if d is None else int(d) for d in shape)
+        if kw.get("input_shape") is not None:
+            shape = kw["input_shape"]
+            if isinstance(shape, int):
+                shape = (shape,)
+            return (kw.get("batch_size"),) + tuple(None if d is None else int(d) for d in shape)
+        dims = self._shape_from_dims(kw.get("input_dim"), kw.get("input_length"))
+        if dims is not None:
+            return (kw.get("batch_size"),) + dims
+        return None
+
+    def _shape_from_dims(self, input_dim, input_length):
+        if input_dim is not None:
+            return (int(input_dim),)
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask for this layer's output: by default the input mask passes through."""
+        return mask
+
+    # ---------------------------------------------------------------- weights
+    def build(self, input_shape) -> None:
+        """Create weights for ``input_shape`` (with batch dim). Subclasses call ``super().build``."""
+        self.input_shape = input_shape
+        self.built = True
+
+    def add_weight(self, name: str, shape, initializer="zeros") -> np.ndarray:
+        init = initializers.get(initializer)
+        value = np.asarray(init(tuple(int(s) for s in shape), self.dtype), dtype=self.dtype)
+        if value.shape != tuple(shape):
+            raise ValueError(f"{self.name}: initializer for {name!r} returned shape {value.shape}, expected {tuple(shape)}")
+        self.params[name] = np.ascontiguousarray(value)
+        self.grads[name] = np.zeros_like(self.params[name])
+        return self.params[name]
+
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            self.build(input_shape)
+            self.output_shape = self.compute_output_shape(input_shape)
+            if self._initial_weights is not None:
+                self.set_weights(self._initial_weights)
+                self._initial_weights = None
+
+    def iter_weights(self, prefix: str = "") -> Iterator[tuple[str, "Layer", str]]:
+        """Yield ``(path, owner_layer, weight_name)`` for all weights, in Keras order.
+
+        ``path`` is ``"outer/inner/kernel"``; the optimizer keys its state on it.
+        """
+        for wname in self.params:
+            yield f"{prefix}{self.name}/{wname}", self, wname
+        for sub in self._sublayers:
+            yield from sub.iter_weights(f"{prefix}{self.name}/")
+
+    def trainable_weight_refs(self):
+        """Like :meth:`iter_weights` but only weights that train (honours ``trainable`` of wrappers)."""
+        if not self.trainable:
+            return
+        for wname in self.params:
+            yield f"{self.name}/{wname}", self, wname
+        for sub in self._sublayers:
+            for path, owner, wname in sub.trainable_weight_refs():
+                yield f"{self.name}/{path}", owner, wname
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return [owner.params[w] for _, owner, w in self.iter_weights()]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the weights in Keras ``get_weights()`` order and shapes."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights) -> None:
+        """Load weights given in Keras ``get_weights()`` order and shapes (copied in place)."""
+        if not self.built:
+            raise RuntimeError(
+                f"Layer '{self.name}' is not built yet, so its weight shapes are unknown: call it on "
+                "data or give it input_shape= before set_weights()"
+            )
+        refs = list(self.iter_weights())
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"Layer '{self.name}': set_weights expects a list of arrays, got {type(weights).__name__}")
+        if len(weights) != len(refs):
+            names = [p.split("/", 1)[1] for p, _, _ in refs]
+            raise ValueError(
+                f"Layer '{self.name}': set_weights expects {len(refs)} arrays {names}, got {len(weights)}"
+            )
+        arrays = []
+        for i, ((path, owner, wname), w) in enumerate(zip(refs, weights)):
+            w = np.asarray(w)
+            target = owner.params[wname]
+            if w.shape != target.shape:
+                raise ValueError(
+                    f"Layer '{self.name}': weight {i} ('{path.split('/', 1)[1]}') expects shape "
+                    f"{target.shape}, got {w.shape}"
+                )
+            if not np.issubdtype(w.dtype, np.number):
+                raise TypeError(f"Layer '{self.name}': weight {i} ('{wname}') must be numeric, got dtype {w.dtype}")
+            arrays.append(w)
+        for (path, owner, wname), w in zip(refs, arrays):
+            owner.params[wname][...] = w
+        self._weights_changed()
+
+    def _weights_changed(self) -> None:
+        """Hook for layers that derive cached quantities from weights (called after set_weights)."""
+        for sub in self._sublayers:
+            sub._weights_changed()
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(
+                f"You tried to call count_params on layer '{self.name}', but the layer isn't built. "
+                "Build it first (call it on data or give input_shape=)."
+            )
+        return int(sum(math.prod(owner.params[w].shape) for _, owner, w in self.iter_weights()))
+
+    def count_trainable_params(self) -> int:
+        return int(sum(math.prod(owner.params[w].shape) for _, owner, w in self.trainable_weight_refs()))
+
+    def zero_grads(self) -> None:
+        for _, owner, w in self.iter_weights():
+            g = owner.grads.get(w)
+            if isinstance(g, np.ndarray):
+                g[...] = 0
+            else:
+                owner.grads[w] = np.zeros_like(owner.params[w])
+
+    # ---------------------------------------------------------------- running
+    def forward(self, inputs, training=False, mask=None):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, grad):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def _need_cache(self):
+        if self._cache is None:
+            raise RuntimeError(
+                f"Layer '{self.name}': backward() called without a preceding forward(training=True) "
+                "(or the cache was already consumed)"
+            )
+        cache, self._cache = self._cache, None
+        return cache
+
+    def __call__(self, inputs, *args, training=False, mask=None, **kwargs):
+        inputs = self._convert_inputs(inputs)
+        shape = [(None,) + a.shape[1:] for a in inputs] if isinstance(inputs, list) else (None,) + inputs.shape[1:]
+        self._maybe_build(shape)
+        return self.forward(inputs, *args, training=training, mask=mask, **kwargs)
+
+    def _convert_inputs(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            return [self._convert_one(a) for a in inputs]
+        return self._convert_one(inputs)
+
+    def _convert_one(self, a):
+        if hasattr(a, "detach") and hasattr(a, "numpy"):  # torch tensor
+            a = a.detach().cpu().numpy()
+        a = np.asarray(a)
+        if a.dtype.kind == "f" and a.dtype != self.dtype:
+            a = a.astype(self.dtype)
+        elif a.dtype.kind in "biu" and self._float_input:
+            a = a.astype(self.dtype)
+        return a
+
+    #: whether integer inputs are converted to floats (False for Embedding, which takes ids)
+    _float_input = True
+
+    # ------------------------------------------------------------- validation
+    def _check_ndim(self, x, ndim, what="(batch, ...)", arg="inputs"):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Layer '{self.name}': {arg} must be a NumPy array, got {type(x).__name__}")
+        if x.ndim != ndim:
+            raise ValueError(
+                f"Input to layer '{self.name}' ({type(self).__name__}) is incompatible: expected "
+                f"ndim={ndim} {what}, found ndim={x.ndim} with shape {x.shape}"
+            )
+
+    def _check_last_dim(self, x, expected, arg="inputs"):
+        if expected is not None and x.shape[-1] != expected:
+            raise ValueError(
+                f"Input to layer '{self.name}' ({type(self).__name__}) is incompatible: expected "
+                f"last dimension {expected} (the layer was built for input shape "
+                f"{format_shape(self.input_shape)}), found shape {x.shape}"
+            )
+
+    def _check_float(self, x, arg="inputs"):
+        if x.dtype.kind != "f":
+            raise TypeError(f"Layer '{self.name}': {arg} must be floating point, got dtype {x.dtype}")
+
+    # ---------------------------------------------------------- serialization
+    def get_config(self) -> dict:
+        cfg = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self.batch_input_shape is not None:
+            cfg["batch_input_shape"] = list(self.batch_input_shape)
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"

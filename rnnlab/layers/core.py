@@ -1,0 +1,96 @@
+"""Core layers: Dense, Activation.
+
+Dense on inputs with more than 2 dimensions applies the same matrix to the last axis
+(as Keras does), so ``Dense`` after a ``return_sequences=True`` RNN acts on every time step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations as _act
+from .. import initializers
+from .base import Layer, register
+
+
+@register
+class Dense(Layer):
+    """Fully connected layer: ``y = f(x W + b)``.
+
+    Shapes: x (..., D) -> y (..., units); ``kernel`` (D, units), ``bias`` (units,).
+
+    Backward, with g = dL/dy and a = x W + b (so dL/da = f'(a) * g, written from y):
+        dL/dW = x^T (dL/da)   summed over all leading axes (one GEMM on the flattened batch)
+        dL/db = sum of dL/da  over all leading axes
+        dL/dx = (dL/da) W^T
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Dense: units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = _act.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"Dense '{self.name}': needs a known last input dimension, got input shape {input_shape}")
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def forward(self, x, training=False, mask=None):
+        if x.ndim < 2:
+            self._check_ndim(x, 2, "(batch, features)")
+        self._check_last_dim(x, self.params["kernel"].shape[0])
+        x2 = x.reshape(-1, x.shape[-1])
+        a = x2 @ self.params["kernel"]
+        if self.use_bias:
+            a += self.params["bias"]
+        y = self.activation.forward(a, out=a)
+        self._cache = (x2, y, x.shape)
+        return y.reshape(x.shape[:-1] + (self.units,))
+
+    def backward(self, grad):
+        x2, y, x_shape = self._need_cache()
+        da = self.activation.backward(y, grad.reshape(y.shape))
+        np.matmul(x2.T, da, out=self.grads["kernel"])
+        if self.use_bias:
+            np.sum(da, axis=0, out=self.grads["bias"])
+        return (da @ self.params["kernel"].T).reshape(x_shape)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(units=self.units, activation=_act.serialize(self.activation), use_bias=self.use_bias,
+                   kernel_initializer=initializers.serialize(self.kernel_initializer),
+                   bias_initializer=initializers.serialize(self.bias_initializer))
+        return cfg
+
+
+@register
+class Activation(Layer):
+    """Applies an activation function elementwise (softmax over the last axis)."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = _act.get(activation)
+
+    def forward(self, x, training=False, mask=None):
+        y = self.activation.forward(x)
+        self._cache = y
+        return y
+
+    def backward(self, grad):
+        return self.activation.backward(self._need_cache(), grad)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["activation"] = _act.serialize(self.activation)
+        return cfg
