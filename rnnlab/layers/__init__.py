@@ -1,3 +1,7 @@
 """Layers: each one computes a forward pass and its hand-written backward pass."""
 from .base import Layer, get_layer_class, register  # noqa: F401
 from .core import Activation, Dense  # noqa: F401
+from .recurrent import RNN  # noqa: F401
+from .simple_rnn import SimpleRNN  # noqa: F401
+from .lstm import LSTM  # noqa: F401
+from .gru import GRU  # noqa: F401

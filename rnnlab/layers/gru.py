@@ -1,0 +1,170 @@
+"""GRU: the gated recurrent unit, one step forward and one step backward, both Keras variants.
+
+Keras gate order z, r, h along the 3U axis; ``s`` = ``recurrent_activation`` (sigmoid),
+``f`` = ``activation`` (tanh); W_x: kernel (D, 3U), W_h: recurrent_kernel (U, 3U).
+
+reset_after=True (Keras 3 default, the cuDNN / PyTorch form), bias (2, 3U) = [b_x; b_h]::
+
+    p = x_t W_x + b_x                 (all steps at once)        q = h_{t-1} W_h + b_h
+    z = s(p_z + q_z)    r = s(p_r + q_r)    hh = f(p_h + r * q_h)
+    h_t = z * h_{t-1} + (1 - z) * hh
+
+reset_after=False (original Cho et al. form), bias (3U,)::
+
+    p = x_t W_x + b
+    z = s(p_z + h_{t-1} W_hz)    r = s(p_r + h_{t-1} W_hr)    hh = f(p_h + (r * h_{t-1}) W_hh)
+    h_t = z * h_{t-1} + (1 - z) * hh
+
+Backward, given dh = dL/dh_t::
+
+    dz  = dh * (h_{t-1} - hh) * s'(z)        dAh = dh * (1 - z) * f'(hh)
+    reset_after=True:   dr = dAh * q_h * s'(r);   dq = [dz, dr, dAh * r]
+                        dL/dh_{t-1} = dh * z + dq W_h^T                         (one GEMM)
+                        dW_h = H_prev^T dq,  db_h = sum dq,  db_x = sum [dz, dr, dAh]
+    reset_after=False:  d(rh) = dAh W_hh^T;  dr = d(rh) * h_{t-1} * s'(r)
+                        dL/dh_{t-1} = dh * z + d(rh) * r + [dz, dr] W_h[:, :2U]^T
+                        dW_h[:, :2U] = H_prev^T [dz, dr],  dW_h[:, 2U:] = (r * H_prev)^T dAh
+
+The time loop, masking, states and the input-side GEMMs are in :mod:`rnnlab.layers.recurrent`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations as _act
+from .base import register
+from .recurrent import RNN, act_backward_, act_forward_
+
+
+@register
+class GRU(RNN):
+    """Gated recurrent unit layer (Keras ``GRU``; Cho et al. 2014).
+
+    Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
+    weights ``kernel`` (D, 3U), ``recurrent_kernel`` (U, 3U), ``bias`` (2, 3U) when
+    ``reset_after=True`` (default) else (3U,); gates z, r, h. ``return_state=True`` returns
+    ``[output, h]``. ``reset_after=True`` matches PyTorch ``nn.GRU`` (see :mod:`rnnlab.interop`).
+    """
+
+    _n_gates = 3
+    _state_names = ("h",)
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
+                 return_state=False, go_backwards=False, stateful=False, reset_after=True, **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+                         dropout=dropout, recurrent_dropout=recurrent_dropout, return_sequences=return_sequences,
+                         return_state=return_state, go_backwards=go_backwards, stateful=stateful, **kwargs)
+        self.recurrent_activation = _act.get(recurrent_activation)
+        self.reset_after = bool(reset_after)
+
+    def build(self, input_shape):
+        input_shape = self._check_build_shape(input_shape)
+        U = self.units
+        self.add_weight("kernel", (input_shape[-1], 3 * U), self.kernel_initializer)
+        self.add_weight("recurrent_kernel", (U, 3 * U), self.recurrent_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (2, 3 * U) if self.reset_after else (3 * U,), self.bias_initializer)
+        super().build(input_shape)
+
+    def _input_bias(self):
+        if not self.use_bias:
+            return None
+        return self.params["bias"][0] if self.reset_after else self.params["bias"]
+
+    def _alloc_cell(self, ws):
+        T, B, U, dt = ws.T, ws.B, self.units, self.dtype
+        if self.reset_after:
+            ws.Q = np.empty((T, B, 3 * U), dt)    # q = h_{t-1} W_h + b_h per step (q_h needed by backward)
+            ws.dQ = np.empty((T, B, 3 * U), dt)   # gradient w.r.t. q (for dW_h and db_h)
+        else:
+            ws.RH = np.empty((T, B, U), dt)       # r * h_{t-1} (as it enters the candidate GEMM)
+
+    # ---------------------------------------------------------------- forward
+    def _step_forward(self, t, ws):
+        U = self.units
+        a, hp = ws.A[t], ws.S[0][t]
+        Wh = self.params["recurrent_kernel"]
+        ract, act = self.recurrent_activation, self.activation
+        if self.reset_after:
+            q = ws.Q[t]
+            np.matmul(ws.HR[t], Wh, out=q)
+            if self.use_bias:
+                q += self.params["bias"][1]
+            a[:, :2 * U] += q[:, :2 * U]
+            act_forward_(ract, a[:, :2 * U])
+            np.multiply(a[:, U:2 * U], q[:, 2 * U:], out=ws.tmpU)
+        else:
+            tmp2 = ws.tmpW[:, :2 * U]
+            np.matmul(ws.HR[t], Wh[:, :2 * U], out=tmp2)
+            a[:, :2 * U] += tmp2
+            act_forward_(ract, a[:, :2 * U])
+            np.multiply(a[:, U:2 * U], ws.HR[t], out=ws.RH[t])
+            np.matmul(ws.RH[t], Wh[:, 2 * U:], out=ws.tmpU)
+        hh = a[:, 2 * U:]
+        hh += ws.tmpU
+        act_forward_(act, hh)
+        # h_t = hh + z * (h_{t-1} - hh)
+        h_new = ws.S[0][t + 1]
+        np.subtract(hp, hh, out=h_new)
+        h_new *= a[:, :U]
+        h_new += hh
+
+    # --------------------------------------------------------------- backward
+    def _step_backward(self, t, ws, dnew, dprev):
+        U = self.units
+        dh = dnew[0]
+        a, da, hp = ws.A[t], ws.dA[t], ws.S[0][t]
+        z, r, hh = a[:, :U], a[:, U:2 * U], a[:, 2 * U:]
+        Wh = self.params["recurrent_kernel"]
+        tmp = ws.tmpW
+        ract = self.recurrent_activation
+        dz, dr, dAh = da[:, :U], da[:, U:2 * U], da[:, 2 * U:]
+        np.subtract(hp, hh, out=dz)
+        dz *= dh
+        np.multiply(dh, z, out=dprev[0])     # direct path h_{t-1} -> h_t
+        np.subtract(dh, dprev[0], out=dAh)   # dh * (1 - z)
+        act_backward_(self.activation, hh, dAh, tmp[:, :U])
+        g = ws.tmpU
+        if self.reset_after:
+            q, dq = ws.Q[t], ws.dQ[t]
+            np.multiply(dAh, q[:, 2 * U:], out=dr)
+            act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
+            np.copyto(dq[:, :2 * U], da[:, :2 * U])
+            np.multiply(dAh, r, out=dq[:, 2 * U:])
+            np.matmul(dq, Wh.T, out=g)
+        else:
+            drh = ws.tmpU2
+            np.matmul(dAh, Wh[:, 2 * U:].T, out=drh)
+            np.multiply(drh, ws.HR[t], out=dr)
+            act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
+            np.matmul(da[:, :2 * U], Wh[:, :2 * U].T, out=g)
+            drh *= r
+            g += drh
+        self._rec_grad_to_h(ws, g)
+        dprev[0] += g
+
+    def _weight_grads(self, ws):
+        T, B, U = ws.T, ws.B, self.units
+        dA2 = ws.dA.reshape(T * B, -1)
+        HR2 = ws.HR.reshape(T * B, U)
+        np.matmul(ws.X.reshape(T * B, -1).T, dA2, out=self.grads["kernel"])
+        dWh = self.grads["recurrent_kernel"]
+        if self.reset_after:
+            dQ2 = ws.dQ.reshape(T * B, -1)
+            np.matmul(HR2.T, dQ2, out=dWh)
+            if self.use_bias:
+                np.sum(dA2, axis=0, out=self.grads["bias"][0])
+                np.sum(dQ2, axis=0, out=self.grads["bias"][1])
+        else:
+            dWh[:, :2 * U] = HR2.T @ dA2[:, :2 * U]
+            dWh[:, 2 * U:] = ws.RH.reshape(T * B, U).T @ dA2[:, 2 * U:]
+            if self.use_bias:
+                np.sum(dA2, axis=0, out=self.grads["bias"])
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(recurrent_activation=_act.serialize(self.recurrent_activation), reset_after=self.reset_after)
+        return cfg

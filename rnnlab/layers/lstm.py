@@ -1,0 +1,121 @@
+"""LSTM: the long short-term memory cell, one step forward and one step backward.
+
+Cell equations (Keras gate order i, f, c, o along the 4U axis; ``s`` = ``recurrent_activation``
+(sigmoid), ``f`` = ``activation`` (tanh))::
+
+    a_t = x_t W_x + b + h_{t-1} W_h            W_x: kernel (D, 4U), W_h: recurrent_kernel (U, 4U), b: bias (4U,)
+    i = s(a_i)   f = s(a_f)   g = f(a_c)   o = s(a_o)
+    c_t = f * c_{t-1} + i * g
+    h_t = o * f(c_t)                             output = h_t; states [h_t, c_t]
+
+Backward, given dh = dL/dh_t and dc = dL/dc_t (from the future)::
+
+    do  = dh * f(c_t)
+    dct = dc + dh * o * f'(c_t)                  total gradient reaching c_t
+    di  = dct * g    df = dct * c_{t-1}    dg = dct * i
+    dL/dc_{t-1} = dct * f
+    dA  = [di s'(i), df s'(f), dg f'(g), do s'(o)]   (derivatives written from the activations)
+    dL/dh_{t-1} = dA W_h^T                       one (B, 4U) @ (4U, U) GEMM
+
+``unit_forget_bias=True`` (default, as Keras) initialises the forget slice of the bias to 1.
+The time loop, masking, states and the weight-gradient GEMMs are in :mod:`rnnlab.layers.recurrent`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import register
+from .recurrent import RNN, act_backward_, act_forward_
+from .. import activations as _act
+
+
+@register
+class LSTM(RNN):
+    """Long short-term memory layer (Keras ``LSTM``; Hochreiter & Schmidhuber 1997).
+
+    Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
+    weights ``kernel`` (D, 4U), ``recurrent_kernel`` (U, 4U), ``bias`` (4U,), gates i, f, c, o.
+    ``return_state=True`` returns ``[output, h, c]``; ``initial_state=[h0, c0]``.
+    """
+
+    _n_gates = 4
+    _state_names = ("h", "c")
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, dropout=0.0, recurrent_dropout=0.0,
+                 return_sequences=False, return_state=False, go_backwards=False, stateful=False, **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+                         dropout=dropout, recurrent_dropout=recurrent_dropout, return_sequences=return_sequences,
+                         return_state=return_state, go_backwards=go_backwards, stateful=stateful, **kwargs)
+        self.recurrent_activation = _act.get(recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def build(self, input_shape):
+        input_shape = self._check_build_shape(input_shape)
+        U = self.units
+        self.add_weight("kernel", (input_shape[-1], 4 * U), self.kernel_initializer)
+        self.add_weight("recurrent_kernel", (U, 4 * U), self.recurrent_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (4 * U,), self.bias_initializer)
+            if self.unit_forget_bias:
+                # Keras: bias_initializer for i, ones for f, bias_initializer again for c and o
+                b = self.params["bias"]
+                b[U:2 * U] = 1.0
+                b[2 * U:] = np.asarray(self.bias_initializer((2 * U,), self.dtype), dtype=self.dtype)
+        super().build(input_shape)
+
+    def _alloc_cell(self, ws):
+        # f(c_t) per step, needed by the backward
+        ws.TC = np.empty((ws.T, ws.B, self.units), self.dtype)
+
+    def _step_forward(self, t, ws):
+        U = self.units
+        a = ws.A[t]
+        np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
+        a += ws.tmpW
+        ract, act = self.recurrent_activation, self.activation
+        act_forward_(ract, a[:, :2 * U])
+        act_forward_(act, a[:, 2 * U:3 * U])
+        act_forward_(ract, a[:, 3 * U:])
+        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+        c_new = ws.S[1][t + 1]
+        np.multiply(f, ws.S[1][t], out=c_new)
+        np.multiply(i, g, out=ws.tmpU)
+        c_new += ws.tmpU
+        tc = ws.TC[t]
+        np.copyto(tc, c_new)
+        act_forward_(act, tc)
+        np.multiply(o, tc, out=ws.S[0][t + 1])
+
+    def _step_backward(self, t, ws, dnew, dprev):
+        U = self.units
+        dh, dc = dnew
+        a, da, tc = ws.A[t], ws.dA[t], ws.TC[t]
+        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+        tmp = ws.tmpW
+        # do = dh * f(c_t)
+        np.multiply(dh, tc, out=da[:, 3 * U:])
+        # dct = dc + dh * o * f'(c_t)
+        dct = ws.tmpU
+        np.multiply(dh, o, out=dct)
+        act_backward_(self.activation, tc, dct, tmp[:, :U])
+        dct += dc
+        np.multiply(dct, g, out=da[:, :U])              # di
+        np.multiply(dct, ws.S[1][t], out=da[:, U:2 * U])  # df
+        np.multiply(dct, i, out=da[:, 2 * U:3 * U])     # dg
+        np.multiply(dct, f, out=dprev[1])                # dL/dc_{t-1}
+        ract = self.recurrent_activation
+        act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
+        act_backward_(self.activation, g, da[:, 2 * U:3 * U], tmp[:, :U])
+        act_backward_(ract, o, da[:, 3 * U:], tmp[:, :U])
+        np.matmul(da, self.params["recurrent_kernel"].T, out=dprev[0])
+        self._rec_grad_to_h(ws, dprev[0])
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(recurrent_activation=_act.serialize(self.recurrent_activation),
+                   unit_forget_bias=self.unit_forget_bias)
+        return cfg
+

@@ -1,0 +1,510 @@
+"""RNN: the time loop shared by SimpleRNN, LSTM and GRU (forward, full BPTT, masking, states).
+
+A concrete recurrent layer (``simple_rnn.py``, ``lstm.py``, ``gru.py``) supplies only its cell:
+the weights, one step forward and one step backward. Everything about *time* lives here.
+
+Notation: B batch, T time steps, D input features, U units, k gates (1 SimpleRNN, 4 LSTM,
+3 GRU), W = kU the width of the gate axis. Internally everything is **time-major**
+(contiguous ``(T, B, .)`` buffers, so one step is a contiguous ``(B, .)`` block).
+
+Forward, for a layer called on x (B, T, D) with an optional boolean mask m (B, T):
+
+1. ``X = x`` transposed to (T, B, D) (time-reversed for ``go_backwards``), times the input
+   dropout mask when training.
+2. ``A = X W_x + b_x``: the input projection of *all* steps as one GEMM (T*B, D) @ (D, W).
+3. For t = 0..T-1 the cell step turns ``A[t]`` and the states ``S[t]`` into ``S[t+1]``
+   (one (B, U) @ (U, W) GEMM plus in-place gate math, leaving the gate activations in ``A[t]``).
+   Masking (Keras semantics): where ``m[:, t]`` is False the states are carried over,
+   ``S[t+1] = S[t]``.
+4. Outputs: the output at step t is ``Y[t] = H[t+1] * f[t]`` where, with a mask, ``f`` is
+   "some real step seen so far" (Keras repeats the previous output, starting from zeros) or
+   ``m`` itself with ``zero_output_for_mask=True``; without a mask ``f = 1``.
+   ``return_sequences`` gives Y (B, T, U) (in processing order, i.e. reversed for
+   ``go_backwards``, as Keras), else ``Y[T-1]`` (B, U). ``return_state`` appends the final states.
+
+Backward (full BPTT), with G[s] the gradient w.r.t. ``S[s][t+1]`` carried back in time:
+
+* ``G[h] += dY[t] * f[t]``; the masked part ``G * (1 - m)`` passes straight to ``S[t]``; the
+  real part ``G * m`` goes through the cell's step backward, which writes the gate
+  pre-activation gradients ``dA[t]`` and returns dL/dS[t] (one (B, W) @ (W, U) GEMM).
+* After the loop: ``dW_x = X^T dA``, ``dW_h = H_prev^T dA_rec``, ``db = sum dA`` as single GEMMs /
+  reductions over all steps, and ``dx = dA W_x^T`` (one GEMM), transposed back to (B, T, D).
+
+Dropout (training only, Keras semantics with one mask each): an input mask (B, D) and a
+recurrent mask (B, U) are drawn once per call from :func:`rnnlab.backend.rng` (kept with
+probability 1 - rate, scaled by 1 / (1 - rate)) and reused at every step. The recurrent mask
+multiplies h_{t-1} only where it enters the recurrent GEMM (``HR[t] = H[t] * mask``), never the
+carried state. (Keras 3 draws one recurrent mask per gate for LSTM/GRU; rnnlab uses one mask
+for all gates so that the recurrent product stays one GEMM.)
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from .. import activations as _act
+from .. import backend, initializers
+from .base import Layer, format_shape
+
+
+# ------------------------------------------------------------ in-place activation helpers
+def act_forward_(act, x):
+    """Apply ``act`` to ``x`` in place (x may be a strided view)."""
+    y = act.forward(x, out=x)
+    if y is not x:
+        x[...] = y
+    return x
+
+
+def act_backward_(act, y, g, tmp):
+    """``g <- g * f'(a)`` in place, the derivative written from the output ``y = f(a)``.
+
+    ``tmp`` is scratch of g's shape. tanh, sigmoid and linear are done without allocating.
+    """
+    name = act.name
+    if name == "tanh":
+        np.multiply(y, y, out=tmp)
+        np.subtract(1.0, tmp, out=tmp)
+        g *= tmp
+    elif name == "sigmoid":
+        np.subtract(1.0, y, out=tmp)
+        tmp *= y
+        g *= tmp
+    elif name == "linear":
+        pass
+    else:
+        g[...] = act.backward(y, g)
+    return g
+
+
+def _check_rate(cls_name, arg, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{cls_name}: {arg} must be a float in [0, 1), got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{cls_name}: {arg} must be in [0, 1), got {value!r}")
+    return value
+
+
+class RNN(Layer):
+    """Base class of the recurrent layers: the shared time loop (see the module docstring).
+
+    Subclasses define ``_n_gates`` (k), ``_state_names`` (``("h",)`` or ``("h", "c")``),
+    ``build`` (weights with Keras names and shapes) and the cell hooks:
+
+    * ``_input_bias()``: the bias added to the input projection (or None),
+    * ``_alloc_cell(ws)``: cell-specific per-call buffers on the workspace ``ws``,
+    * ``_step_forward(t, ws)``: read ``ws.A[t]`` (input projection), ``ws.S[s][t]`` and
+      ``ws.HR[t]`` (h_{t-1} as it enters the recurrent GEMM); write ``ws.S[s][t+1]``,
+    * ``_step_backward(t, ws, dnew, dprev)``: given dL/dS[s][t+1] in ``dnew`` write ``ws.dA[t]``
+      (and the cell's own gradient buffers) and dL/dS[s][t] into ``dprev`` (overwrite),
+    * ``_weight_grads(ws)``: fill ``self.grads`` after the loop.
+    """
+
+    _n_gates = 1
+    _state_names: tuple = ("h",)
+    _extra_kwargs = frozenset({"zero_output_for_mask", "unroll"})
+    _float_input = False  # integer ids into an RNN are a mistake (missing Embedding): reject them
+
+    def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros", dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, **kwargs):
+        self.zero_output_for_mask = bool(kwargs.pop("zero_output_for_mask", False))
+        #: accepted for Keras compatibility; the NumPy loop gives identical results either way
+        self.unroll = bool(kwargs.pop("unroll", False))
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"{cls}: units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = _act.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.dropout = _check_rate(cls, "dropout", dropout)
+        self.recurrent_dropout = _check_rate(cls, "recurrent_dropout", recurrent_dropout)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.states = None  # stateful: list of (B, U) arrays carried between calls
+        self._ws = None
+
+    # ------------------------------------------------------------------ shapes
+    def _shape_from_dims(self, input_dim, input_length):
+        # Keras 2 RNN convention: input_shape = (input_length, input_dim)
+        if input_dim is None and input_length is None:
+            return None
+        return (None if input_length is None else int(input_length),
+                None if input_dim is None else int(input_dim))
+
+    @property
+    def state_size(self):
+        return [self.units] * len(self._state_names)
+
+    def _check_build_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"Input to layer '{self.name}' ({type(self).__name__}) is incompatible: expected "
+                f"ndim=3 (batch, timesteps, features), found input shape {format_shape(input_shape)}")
+        if input_shape[-1] is None:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): the feature dimension of the "
+                             f"input must be known, got input shape {format_shape(input_shape)}")
+        return input_shape
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        b = input_shape[0]
+        out = (b, input_shape[1], self.units) if self.return_sequences else (b, self.units)
+        if self.return_state:
+            return [out] + [(b, self.units) for _ in self._state_names]
+        return out
+
+    def compute_mask(self, inputs, mask=None):
+        out_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [out_mask] + [None] * len(self._state_names)
+        return out_mask
+
+    # ------------------------------------------------------------------ states
+    def reset_states(self, states=None):
+        """Stateful layers: zero the carried states (or set them to ``states``)."""
+        if not self.stateful:
+            raise AttributeError(f"Layer '{self.name}' is not stateful (stateful=False): nothing to reset")
+        if states is None:
+            if self.states is not None:
+                for s in self.states:
+                    s[...] = 0
+            return
+        batch = self.states[0].shape[0] if self.states is not None else self._fixed_batch()
+        if batch is None:
+            batch = np.shape(states if not isinstance(states, (list, tuple)) else states[0])[0]
+        self.states = [s.copy() for s in self._validate_states(states, batch, "states")]
+
+    reset_state = reset_states
+
+    def _fixed_batch(self):
+        return self.batch_input_shape[0] if self.batch_input_shape is not None else None
+
+    # -------------------------------------------------------------- validation
+    def _validate_input(self, x):
+        if hasattr(x, "detach") and hasattr(x, "numpy"):
+            x = x.detach().cpu().numpy()
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): inputs must be a NumPy array "
+                            f"of shape (batch, timesteps, features), got {type(x).__name__}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): inputs must be floating point "
+                            f"(batch, timesteps, features), got dtype {x.dtype} (integer ids need an Embedding first)")
+        self._check_ndim(x, 3, "(batch, timesteps, features)")
+        self._check_last_dim(x, self.params["kernel"].shape[0])
+        if x.shape[1] == 0:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): inputs need at least one "
+                             f"timestep, got shape {x.shape}")
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        return x
+
+    def _validate_mask(self, mask, B, T):
+        if mask is None:
+            return None
+        if hasattr(mask, "detach") and hasattr(mask, "numpy"):
+            mask = mask.detach().cpu().numpy()
+        mask = np.asarray(mask)
+        if mask.shape != (B, T):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): mask must have shape "
+                             f"(batch, timesteps) = ({B}, {T}), got {mask.shape}")
+        if mask.dtype.kind not in "biuf":
+            raise TypeError(f"Layer '{self.name}': mask must be boolean (batch, timesteps), got dtype {mask.dtype}")
+        return mask.astype(bool)
+
+    def _validate_states(self, states, B, arg="initial_state"):
+        n = len(self._state_names)
+        names = ", ".join(self._state_names)
+        if isinstance(states, tuple):
+            states = list(states)
+        if not isinstance(states, list):
+            if n == 1:
+                states = [states]
+            else:
+                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): {arg} must be a list of {n} "
+                                f"arrays [{names}], got {type(states).__name__}")
+        if len(states) != n:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): {arg} expects {n} state(s) "
+                             f"[{names}], got {len(states)}")
+        out = []
+        for i, s in enumerate(states):
+            if hasattr(s, "detach") and hasattr(s, "numpy"):
+                s = s.detach().cpu().numpy()
+            if s is None or not hasattr(s, "shape"):
+                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): {arg}[{i}] ({self._state_names[i]}) "
+                                f"must be an array of shape ({B}, {self.units}), got {type(s).__name__}")
+            s = np.asarray(s)
+            if s.dtype.kind != "f":
+                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): {arg}[{i}] ({self._state_names[i]}) "
+                                f"must be floating point, got dtype {s.dtype}")
+            if s.shape != (B, self.units):
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): {arg}[{i}] ({self._state_names[i]}) "
+                                 f"must have shape (batch, units) = ({B}, {self.units}), got {s.shape}")
+            out.append(s)
+        return out
+
+    # --------------------------------------------------------------- workspace
+    def _workspace(self, T, B, D, rec_dropout):
+        key = (T, B, D, self.dtype, rec_dropout)
+        ws = self._ws
+        if ws is not None and ws.key == key:
+            return ws
+        dt, U, W = self.dtype, self.units, self._n_gates * self.units
+        ws = types.SimpleNamespace(key=key, T=T, B=B, D=D)
+        ws.X = np.empty((T, B, D), dt)
+        ws.A = np.empty((T, B, W), dt)
+        ws.dA = np.empty((T, B, W), dt)
+        ws.S = [np.empty((T + 1, B, U), dt) for _ in self._state_names]
+        ws.HR = np.empty((T, B, U), dt) if rec_dropout else ws.S[0][:T]
+        ws.tmpW = np.empty((B, W), dt)
+        ws.tmpU = np.empty((B, U), dt)
+        ws.tmpU2 = np.empty((B, U), dt)
+        ws.carry = [np.empty((B, U), dt) for _ in self._state_names]
+        ws.dnew = [np.empty((B, U), dt) for _ in self._state_names]
+        ws.dprev = [np.empty((B, U), dt) for _ in self._state_names]
+        self._alloc_cell(ws)
+        self._ws = ws
+        return ws
+
+    def _alloc_cell(self, ws):
+        pass
+
+    def _input_bias(self):
+        return self.params.get("bias") if self.use_bias else None
+
+    def _weights_changed(self):
+        super()._weights_changed()
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x, training=False, mask=None, initial_state=None):
+        """Run the layer on x (B, T, D); see the module docstring for the exact semantics.
+
+        Returns the output (B, U) or (B, T, U); with ``return_state`` the list
+        ``[output, h]`` (SimpleRNN, GRU) or ``[output, h, c]`` (LSTM).
+        """
+        if not self.built:
+            raise RuntimeError(f"Layer '{self.name}' is not built: call it on data (layer(x)) or build() first")
+        x = self._validate_input(x)
+        B, T, D = x.shape
+        mask = self._validate_mask(mask, B, T)
+        given_state = initial_state is not None
+        if self.stateful:
+            fixed = self._fixed_batch()
+            if self.states is not None:
+                fixed = self.states[0].shape[0]
+            if fixed is not None and B != fixed:
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) is stateful and was set up for batch size "
+                    f"{fixed}, got a batch of {B}: stateful RNNs need the same batch size on every call "
+                    "(call reset_states() does not change it; build a new layer for another batch size)")
+        if given_state:
+            init = self._validate_states(initial_state, B)
+        elif self.stateful and self.states is not None:
+            init = self.states
+        else:
+            init = None
+
+        rec_drop = bool(training) and self.recurrent_dropout > 0.0
+        ws = self._workspace(T, B, D, rec_drop)
+        dt, U = self.dtype, self.units
+
+        # 1. time-major (and reversed) input, input dropout
+        xt = x.transpose(1, 0, 2)
+        if self.go_backwards:
+            xt = xt[::-1]
+        np.copyto(ws.X, xt)
+        rng = backend.rng()
+        ws.in_mask = None
+        if training and self.dropout > 0.0:
+            keep = 1.0 - self.dropout
+            ws.in_mask = ((rng.random((B, D)) < keep) / keep).astype(dt)
+            ws.X *= ws.in_mask
+        ws.rec_mask = None
+        if rec_drop:
+            keep = 1.0 - self.recurrent_dropout
+            ws.rec_mask = ((rng.random((B, U)) < keep) / keep).astype(dt)
+
+        # 2. input projection of all steps: one GEMM
+        np.matmul(ws.X.reshape(T * B, D), self.params["kernel"], out=ws.A.reshape(T * B, -1))
+        b_in = self._input_bias()
+        if b_in is not None:
+            ws.A += b_in
+
+        # 3. the time loop
+        for s, S in enumerate(ws.S):
+            if init is None:
+                S[0] = 0
+            else:
+                S[0] = init[s]
+        if mask is not None:
+            mt = mask.T
+            if self.go_backwards:
+                mt = mt[::-1]
+            ws.m = np.ascontiguousarray(mt)[:, :, None]              # (T, B, 1) bool
+            ws.notm = ~ws.m
+            ws.mf = ws.m.astype(dt)
+            ws.notmf = ws.notm.astype(dt)
+            ws.partial = ws.notm.reshape(T, B).any(axis=1)          # steps with some masked row
+            if self.zero_output_for_mask:
+                ws.fac = ws.mf
+            else:
+                ws.fac = np.logical_or.accumulate(ws.m, axis=0).astype(dt)
+        else:
+            ws.m = None
+        rec_mask = ws.rec_mask
+        step = self._step_forward
+        for t in range(T):
+            if rec_mask is not None:
+                np.multiply(ws.S[0][t], rec_mask, out=ws.HR[t])
+            step(t, ws)
+            if ws.m is not None and ws.partial[t]:
+                for S in ws.S:
+                    np.copyto(S[t + 1], S[t], where=ws.notm[t])
+
+        # 4. outputs
+        H = ws.S[0]
+        if self.return_sequences:
+            out = np.empty((B, T, U), dt)
+            if ws.m is None:
+                np.copyto(out, H[1:].transpose(1, 0, 2))
+            else:
+                np.multiply(H[1:].transpose(1, 0, 2), ws.fac.transpose(1, 0, 2), out=out)
+        else:
+            out = H[T].copy()
+            if ws.m is not None:
+                out *= ws.fac[T - 1]
+        finals = [S[T].copy() for S in ws.S]
+        if self.stateful:
+            self.states = [f.copy() for f in finals]
+        self._cache = (ws, given_state)
+        if self.return_state:
+            return [out] + finals
+        return out
+
+    # ----------------------------------------------------------------- backward
+    def _split_grad(self, grad, B, T):
+        n = len(self._state_names)
+        U = self.units
+        out_shape = (B, T, U) if self.return_sequences else (B, U)
+        if self.return_state:
+            if not isinstance(grad, (list, tuple)) or len(grad) != 1 + n:
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) returned {1 + n} outputs "
+                                 f"(return_state=True): backward expects a list of {1 + n} gradients "
+                                 f"[output, {', '.join(self._state_names)}] (None = zero), got "
+                                 f"{type(grad).__name__}{'' if not isinstance(grad, (list, tuple)) else ' of ' + str(len(grad))}")
+            g_out, g_states = grad[0], list(grad[1:])
+        else:
+            if isinstance(grad, (list, tuple)):
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) returned one output: backward "
+                                 f"expects one gradient array of shape {out_shape}, got a list of {len(grad)}")
+            g_out, g_states = grad, [None] * n
+        shapes = [out_shape] + [(B, U)] * n
+        names = ["output"] + list(self._state_names)
+        checked = []
+        for g, shp, nm in zip([g_out] + g_states, shapes, names):
+            if g is None:
+                checked.append(None)
+                continue
+            g = np.asarray(g)
+            if g.shape != shp:
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): gradient for {nm} must have "
+                                 f"shape {shp}, got {g.shape}")
+            checked.append(g.astype(self.dtype, copy=False))
+        return checked[0], checked[1:]
+
+    def backward(self, grad):
+        """Full BPTT. Returns dx (B, T, D), or ``[dx, dh0(, dc0)]`` when ``initial_state`` was given."""
+        ws, given_state = self._need_cache()
+        T, B, D = ws.T, ws.B, ws.D
+        g_out, g_states = self._split_grad(grad, B, T)
+        carry, dnew, dprev = ws.carry, ws.dnew, ws.dprev
+        for s, c in enumerate(carry):
+            if g_states[s] is None:
+                c[...] = 0
+            else:
+                np.copyto(c, g_states[s])
+        masked = ws.m is not None
+        seq = self.return_sequences
+        if g_out is not None and not seq:
+            if masked:
+                carry[0] += g_out * ws.fac[T - 1]
+            else:
+                carry[0] += g_out
+        gT = g_out.transpose(1, 0, 2) if (seq and g_out is not None) else None
+        tmp = ws.tmpU2
+        step = self._step_backward
+        for t in range(T - 1, -1, -1):
+            if gT is not None:
+                if masked:
+                    np.multiply(gT[t], ws.fac[t], out=tmp)
+                    carry[0] += tmp
+                else:
+                    carry[0] += gT[t]
+            if masked and ws.partial[t]:
+                for s in range(len(carry)):
+                    np.multiply(carry[s], ws.mf[t], out=dnew[s])
+                    carry[s] *= ws.notmf[t]
+                step(t, ws, dnew, dprev)
+                for s in range(len(carry)):
+                    carry[s] += dprev[s]
+            else:
+                step(t, ws, carry, dprev)
+                carry, dprev = dprev, carry
+        ws.carry, ws.dprev = carry, dprev
+
+        self._weight_grads(ws)
+        dX = np.matmul(ws.dA.reshape(T * B, -1), self.params["kernel"].T).reshape(T, B, D)
+        if ws.in_mask is not None:
+            dX *= ws.in_mask
+        if self.go_backwards:
+            dX = dX[::-1]
+        dx = np.ascontiguousarray(dX.transpose(1, 0, 2))
+        if given_state:
+            return [dx] + [c.copy() for c in carry]
+        return dx
+
+    def _weight_grads(self, ws):
+        """Common case (SimpleRNN, LSTM): dW_x = X^T dA, dW_h = HR^T dA, db = sum dA."""
+        T, B = ws.T, ws.B
+        dA2 = ws.dA.reshape(T * B, -1)
+        np.matmul(ws.X.reshape(T * B, -1).T, dA2, out=self.grads["kernel"])
+        np.matmul(ws.HR.reshape(T * B, -1).T, dA2, out=self.grads["recurrent_kernel"])
+        if self.use_bias:
+            np.sum(dA2, axis=0, out=self.grads["bias"])
+
+    def _rec_grad_to_h(self, ws, g):
+        """Recurrent dropout: the gradient w.r.t. HR[t] becomes one w.r.t. H[t] (in place)."""
+        if ws.rec_mask is not None:
+            g *= ws.rec_mask
+        return g
+
+    # ------------------------------------------------------------ serialization
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(
+            units=self.units,
+            activation=_act.serialize(self.activation),
+            use_bias=self.use_bias,
+            kernel_initializer=initializers.serialize(self.kernel_initializer),
+            recurrent_initializer=initializers.serialize(self.recurrent_initializer),
+            bias_initializer=initializers.serialize(self.bias_initializer),
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            go_backwards=self.go_backwards,
+            stateful=self.stateful,
+            zero_output_for_mask=self.zero_output_for_mask,
+            unroll=self.unroll,
+        )
+        return cfg

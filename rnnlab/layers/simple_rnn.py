@@ -1,0 +1,57 @@
+"""SimpleRNN: the Elman cell, one step forward and one step backward.
+
+Cell equations (per step, B batch, D inputs, U units; ``f`` = ``activation``, tanh by default)::
+
+    a_t = x_t W_x + b + h_{t-1} W_h          W_x: kernel (D, U), W_h: recurrent_kernel (U, U), b: bias (U,)
+    h_t = f(a_t)                               output = h_t
+
+Backward, given g = dL/dh_t::
+
+    dA_t      = g * f'(a_t)                    (f' written from h_t)
+    dL/dh_{t-1} = dA_t W_h^T
+    dW_x += x_t^T dA_t,  dW_h += h_{t-1}^T dA_t,  db += sum_b dA_t   (done once after the loop)
+
+The time loop, masking, states and the weight-gradient GEMMs are in :mod:`rnnlab.layers.recurrent`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import register
+from .recurrent import RNN, act_backward_, act_forward_
+
+
+@register
+class SimpleRNN(RNN):
+    """Fully-connected RNN whose output is fed back as the next step's state (Keras ``SimpleRNN``).
+
+    Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
+    weights ``kernel`` (D, U), ``recurrent_kernel`` (U, U), ``bias`` (U,).
+    ``return_state=True`` returns ``[output, h]``.
+    """
+
+    _n_gates = 1
+    _state_names = ("h",)
+
+    def build(self, input_shape):
+        input_shape = self._check_build_shape(input_shape)
+        U = self.units
+        self.add_weight("kernel", (input_shape[-1], U), self.kernel_initializer)
+        self.add_weight("recurrent_kernel", (U, U), self.recurrent_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (U,), self.bias_initializer)
+        super().build(input_shape)
+
+    def _step_forward(self, t, ws):
+        a = ws.A[t]
+        np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
+        a += ws.tmpW
+        act_forward_(self.activation, a)       # a now holds h_t (kept for the backward)
+        np.copyto(ws.S[0][t + 1], a)
+
+    def _step_backward(self, t, ws, dnew, dprev):
+        da = ws.dA[t]
+        np.copyto(da, dnew[0])
+        act_backward_(self.activation, ws.A[t], da, ws.tmpW)
+        np.matmul(da, self.params["recurrent_kernel"].T, out=dprev[0])
+        self._rec_grad_to_h(ws, dprev[0])
