@@ -249,6 +249,9 @@ def to_torch(layers, module):
                 if kind == "GRU" and not getattr(layer, "reset_after", True):
                     raise ValueError(f"to_torch: layer '{layer.name}' is a GRU with reset_after=False, "
                                      "which PyTorch nn.GRU cannot represent")
+                if bool(module.bias) != bool(layer.use_bias):
+                    raise ValueError(f"to_torch: the module has bias={module.bias} but layer '{layer.name}' "
+                                     f"has use_bias={layer.use_bias}")
                 w = conv(*layer.get_weights())
                 for name, value in w.items():
                     p = getattr(module, name + sfx, None)

@@ -190,6 +190,10 @@ def test_plain_functions_sum_biases_and_validate():
         interop.from_torch(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="num_layers=2"):
         interop.to_torch([LSTM(H)], _make("LSTM", 2))
+    nobias = SimpleRNN(H, use_bias=False)
+    nobias(np.zeros((1, 2, D)))
+    with pytest.raises(ValueError, match="bias=True but layer .* use_bias=False"):
+        interop.to_torch([nobias], _make("RNN"))
     g = GRU(H, reset_after=False)
     g(np.zeros((1, 2, D)))
     with pytest.raises(ValueError, match="reset_after=False"):
