@@ -1,0 +1,125 @@
+"""Embedding: integer ids -> dense vectors, with a row-sparse weight gradient.
+
+Forward, with ``W`` = ``embeddings`` of shape (input_dim, output_dim):
+
+    y[b, ..., :] = W[ids[b, ...], :]          ids (B, ...) int  ->  y (B, ..., output_dim)
+
+This is ``one_hot(ids, input_dim) @ W`` without building the one-hot matrix.
+
+Backward, with g = dL/dy flattened to (N, output_dim) and the ids flattened to (N,):
+
+    dL/dW[v, :] = sum of g[n, :] over all n with ids[n] == v
+
+Only rows that occur are non-zero, so ``grads["embeddings"]`` is a
+:class:`rnnlab.backend.RowSparseGrad` with the unique ids (sorted) and their summed rows.
+The sum uses one stable argsort of the ids and ``np.add.reduceat`` over the sorted rows
+(measured 2-4x faster than ``np.add.at`` and faster than a dense one-hot GEMM for a batch of
+32 x 80 ids and 128 features). Ids have no gradient: ``backward`` returns ``None``.
+
+``mask_zero=True`` reserves id 0 for padding: ``compute_mask`` gives ``ids != 0`` (so
+``input_dim`` must be the vocabulary size + 1). Keras 2's ``input_length=T`` means input shape (T,).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import initializers
+from ..backend import RowSparseGrad
+from .base import Layer, register
+
+
+@register
+class Embedding(Layer):
+    """Turns non-negative integer ids into dense vectors of size ``output_dim``.
+
+    Args: ``input_dim`` (vocabulary size, ids in ``[0, input_dim)``), ``output_dim``,
+    ``embeddings_initializer`` (Keras default ``"uniform"``, U(-0.05, 0.05)), ``mask_zero``,
+    ``input_length`` (Keras 2: fixed sequence length), plus the base ``name``, ``trainable``,
+    ``dtype``, ``weights``, ``input_shape``/``batch_input_shape``.
+    Weight: ``embeddings`` (input_dim, output_dim).
+    """
+
+    _float_input = False
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
+                 input_length=None, **kwargs):
+        for arg, val in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val <= 0:
+                raise ValueError(f"Embedding: {arg} must be a positive int, got {val!r}")
+        if input_length is not None and (isinstance(input_length, bool) or not isinstance(input_length, (int, np.integer))
+                                         or input_length <= 0):
+            raise ValueError(f"Embedding: input_length must be a positive int or None, got {input_length!r}")
+        super().__init__(input_length=input_length, **kwargs)
+        self.input_dim = int(input_dim)
+        self.output_dim = int(output_dim)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.mask_zero = bool(mask_zero)
+
+    def _shape_from_dims(self, input_dim, input_length):
+        # input_dim of an Embedding is the vocabulary size, not a feature width
+        return (int(input_length),) if input_length is not None else None
+
+    def build(self, input_shape):
+        self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def compute_mask(self, inputs, mask=None):
+        if not self.mask_zero:
+            return None
+        return np.asarray(inputs) != 0
+
+    def _check_ids(self, ids):
+        if not isinstance(ids, np.ndarray):
+            raise TypeError(f"Layer '{self.name}': inputs must be a NumPy array of integer ids, got {type(ids).__name__}")
+        if ids.dtype.kind not in "iu":
+            raise TypeError(
+                f"Layer '{self.name}' (Embedding) expects integer token ids, got dtype {ids.dtype}; "
+                "convert with ids.astype('int64') (ids are indices, not features)"
+            )
+        if ids.ndim < 1:
+            raise ValueError(f"Layer '{self.name}' (Embedding) expects ids of shape (batch, ...), got a scalar")
+        if ids.size:
+            lo, hi = ids.min(), ids.max()
+            if lo < 0 or hi >= self.input_dim:
+                bad = int(lo) if lo < 0 else int(hi)
+                raise ValueError(
+                    f"Layer '{self.name}' (Embedding): id {bad} is out of range [0, {self.input_dim}) "
+                    f"(input_dim={self.input_dim}); raise input_dim to the vocabulary size"
+                    + (" + 1 (id 0 is padding with mask_zero=True)" if self.mask_zero else "")
+                )
+
+    def forward(self, ids, training=False, mask=None):
+        self._check_ids(ids)
+        flat = ids.reshape(-1)
+        out = np.take(self.params["embeddings"], flat, axis=0)
+        self._cache = (flat, ids.shape)
+        return out.reshape(ids.shape + (self.output_dim,))
+
+    def backward(self, grad):
+        flat, shape = self._need_cache()
+        g = np.asarray(grad)
+        expected = shape + (self.output_dim,)
+        if g.shape != expected:
+            raise ValueError(f"Layer '{self.name}' (Embedding): backward expects a gradient of shape {expected}, "
+                             f"got {g.shape}")
+        g = g.reshape(-1, self.output_dim)
+        w = self.params["embeddings"]
+        if flat.size == 0:
+            self.grads["embeddings"] = RowSparseGrad(np.zeros(0, np.intp), np.zeros((0, self.output_dim), w.dtype), w.shape)
+            return None
+        order = np.argsort(flat, kind="stable")
+        ids_sorted = flat[order]
+        starts = np.flatnonzero(np.concatenate(([True], ids_sorted[1:] != ids_sorted[:-1])))
+        values = np.add.reduceat(g[order], starts, axis=0).astype(w.dtype, copy=False)
+        self.grads["embeddings"] = RowSparseGrad(ids_sorted[starts].astype(np.intp, copy=False), values, w.shape)
+        return None
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(input_dim=self.input_dim, output_dim=self.output_dim,
+                   embeddings_initializer=initializers.serialize(self.embeddings_initializer),
+                   mask_zero=self.mask_zero)
+        return cfg
