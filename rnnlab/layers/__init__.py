@@ -5,3 +5,5 @@ from .recurrent import RNN  # noqa: F401
 from .simple_rnn import SimpleRNN  # noqa: F401
 from .lstm import LSTM  # noqa: F401
 from .gru import GRU  # noqa: F401
+from .core import Dropout  # noqa: F401
+from .embedding import Embedding  # noqa: F401

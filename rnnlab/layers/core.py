@@ -1,4 +1,4 @@
-"""Core layers: Dense, Activation.
+"""Core layers: Dense, Activation, Dropout.
 
 Dense on inputs with more than 2 dimensions applies the same matrix to the last axis
 (as Keras does), so ``Dense`` after a ``return_sequences=True`` RNN acts on every time step.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations as _act
-from .. import initializers
+from .. import backend, initializers
 from .base import Layer, register
 
 
@@ -93,4 +93,67 @@ class Activation(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg["activation"] = _act.serialize(self.activation)
+        return cfg
+
+
+@register
+class Dropout(Layer):
+    """Inverted dropout: at training time each element is kept with probability ``1 - rate`` and
+    scaled by ``1 / (1 - rate)``; at inference (``training=False``) the layer is the identity.
+
+    Forward (training):  ``m = (u >= rate) / (1 - rate)`` with ``u ~ U[0, 1)`` of shape ``noise_shape``
+    (``None`` entries take the input's size; a 1 broadcasts one draw along that axis, e.g.
+    ``(batch, 1, features)`` drops the same features at every time step), ``y = x * m``.
+    Backward: ``dL/dx = dL/dy * m`` (the same mask). Masks come from :func:`rnnlab.backend.rng`
+    (reproducible with ``set_random_seed``); ``seed=`` gives the layer its own generator instead.
+    Shapes: any ``(batch, ...)`` -> same shape; no weights.
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"Dropout: rate must be a float in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = None if noise_shape is None else tuple(None if d is None else int(d) for d in noise_shape)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"Dropout: seed must be an int or None, got {type(seed).__name__}")
+        self.seed = seed
+        self._gen = None if seed is None else np.random.default_rng(int(seed))
+
+    def _mask_shape(self, x):
+        if self.noise_shape is None:
+            return x.shape
+        if len(self.noise_shape) != x.ndim:
+            raise ValueError(f"Dropout '{self.name}': noise_shape {self.noise_shape} must have one entry per input "
+                             f"axis; input shape is {x.shape}")
+        shape = tuple(x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
+        for i, (d, n) in enumerate(zip(shape, x.shape)):
+            if d not in (1, n):
+                raise ValueError(f"Dropout '{self.name}': noise_shape {self.noise_shape} does not broadcast to the "
+                                 f"input shape {x.shape} (axis {i}: {d} vs {n})")
+        return shape
+
+    def forward(self, x, training=False, mask=None):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Layer '{self.name}': inputs must be a NumPy array, got {type(x).__name__}")
+        self._check_float(x)
+        if not training or self.rate == 0.0:
+            self._cache = (None,)
+            return x
+        gen = self._gen if self._gen is not None else backend.rng()
+        u = gen.random(self._mask_shape(x), dtype=x.dtype)
+        m = np.where(u >= self.rate, x.dtype.type(1.0 / (1.0 - self.rate)), x.dtype.type(0.0))
+        self._cache = (m,)
+        return x * m
+
+    def backward(self, grad):
+        (m,) = self._need_cache()
+        if m is None:
+            return grad
+        return grad * m
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(rate=self.rate, noise_shape=None if self.noise_shape is None else list(self.noise_shape),
+                   seed=self.seed)
         return cfg
