@@ -327,9 +327,10 @@ class SparseCategoricalCrossentropy(Loss):
                 f"y_true.shape={y_true.shape} with y_pred.shape={y_pred.shape}{hint}"
             )
         if y_true.dtype.kind == "f":
-            if not np.all(np.isfinite(y_true)) or np.any(y_true != np.round(y_true)):
-                raise ValueError(f"{cls}: y_true must hold integer class labels, got non-integer values such as "
-                                 f"{y_true[y_true != np.round(y_true)].reshape(-1)[:1]}")
+            bad = ~np.isfinite(y_true) | (y_true != np.round(y_true))
+            if np.any(bad):
+                raise ValueError(f"{cls}: y_true must hold integer class labels, got the non-integer value "
+                                 f"{float(y_true[bad].reshape(-1)[0])}")
         elif y_true.dtype.kind not in "biu":
             raise TypeError(f"{cls}: y_true must be an integer array of class labels, got dtype {y_true.dtype}")
         labels = y_true.astype(np.intp, copy=False)

@@ -247,7 +247,7 @@ def test_validation_errors():
         losses.binary_crossentropy(np.zeros((4, 1)), np.full((3, 1), 0.5))
     with pytest.raises(ValueError, match="sparse_categorical_crossentropy"):
         losses.categorical_crossentropy(np.array([0, 1]), np.full((2, 3), 1 / 3))
-    with pytest.raises(ValueError, match="non-integer"):
+    with pytest.raises(ValueError, match="non-integer value 0.5"):
         losses.sparse_categorical_crossentropy(np.array([0.5, 1.0]), np.full((2, 3), 1 / 3))
     with pytest.raises(ValueError, match=r"mask must have shape \(2, 3\).*\(2, 4\)"):
         losses.mse(np.zeros((2, 3, 1)), np.zeros((2, 3, 1)), mask=np.ones((2, 4), bool))
