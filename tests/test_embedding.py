@@ -123,3 +123,18 @@ def test_gradient_is_compact_for_large_vocabulary():
     assert sg.values.shape == (len(np.unique(ids)), 16) and sg.values.dtype == np.float32
     counts = np.bincount(ids.reshape(-1), minlength=50000)[sg.indices]
     np.testing.assert_array_equal(sg.values[:, 0], counts.astype(np.float32))
+
+
+def test_matches_keras_embedding_output_and_mask(float64):
+    import keras
+    gen = np.random.default_rng(5)
+    ours = Embedding(12, 4, mask_zero=True)
+    ids = _ids(gen, (3, 6), 12)
+    ids[0, 4:] = 0
+    y = ours(ids)
+    kemb = keras.layers.Embedding(12, 4, mask_zero=True, dtype="float64")
+    kemb.build((None, 6))
+    kemb.set_weights(ours.get_weights())
+    assert [w.shape for w in kemb.get_weights()] == [w.shape for w in ours.get_weights()]
+    assert rel_error(y, keras.ops.convert_to_numpy(kemb(ids))) < 1e-12
+    np.testing.assert_array_equal(ours.compute_mask(ids), keras.ops.convert_to_numpy(kemb.compute_mask(ids)))
