@@ -351,7 +351,8 @@ class SparseCategoricalCrossentropy(Loss):
         lead = y.shape[:-1]
         if self.from_logits:
             m = y2.max(axis=1, keepdims=True)
-            e = np.exp(y2 - m)
+            e = np.subtract(y2, m)
+            np.exp(e, out=e)
             s = e.sum(axis=1)
             per = np.log(s) + m[:, 0] - y2[rows, lab]
             dl = None
