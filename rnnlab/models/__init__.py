@@ -1,0 +1,3 @@
+"""Models: Sequential (Keras-style stack of layers) and its saving."""
+from .saving import load_model  # noqa: F401
+from .sequential import Input, InputSpec, Sequential  # noqa: F401

@@ -1,0 +1,159 @@
+"""One-file model saving without pickle.
+
+A model file is an ``.npz`` archive (``np.savez``) that holds only numeric arrays:
+
+* ``__rnnlab__``: a JSON document encoded as a uint8 array (format version, rnnlab version,
+  model config = layer class names + ``get_config()``, compile settings, weight paths);
+* ``w:<path>``: every weight, e.g. ``w:lstm/recurrent_kernel``;
+* ``opt:<key>``: the optimizer state (slots, iteration count), when saved.
+
+Loading uses ``np.load(allow_pickle=False)``: nothing in a file can execute code. Each weight's
+name and shape are checked against the rebuilt model, and a mismatch says exactly what differs.
+Writes are atomic (temporary file, then rename).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from .. import __version__, losses as _losses, optimizers as _optimizers
+from ..layers.base import get_layer_class
+from ..tasks.common import atomic_write_bytes
+
+FORMAT = "rnnlab-model"
+FORMAT_VERSION = 1
+_META = "__rnnlab__"
+
+
+def _encode(doc) -> np.ndarray:
+    return np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
+
+
+def _write_npz(path, arrays: dict) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(os.fspath(path), buf.getvalue())
+
+
+def _weights_dict(model) -> dict:
+    return {f"w:{p}": owner.params[w] for p, owner, w in model.iter_weights()}
+
+
+def save_model(model, path, include_optimizer=True) -> None:
+    if not model.built:
+        raise ValueError("save: the model is not built yet (no weights to save)")
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "rnnlab_version": __version__,
+           "class_name": "Sequential", "config": model.get_config(),
+           "weights": [p for p, _, _ in model.iter_weights()], "compile": None}
+    arrays = _weights_dict(model)
+    if model.compiled:
+        doc["compile"] = {"optimizer": _optimizers.serialize(model.optimizer), "loss": _losses.serialize(model.loss),
+                          "metrics": [m if isinstance(m, str) else m.name for m in model._metric_ids]}
+        if include_optimizer:
+            for k, v in model.optimizer.get_state().items():
+                arrays[f"opt:{k}"] = np.asarray(v)
+    arrays[_META] = _encode(doc)
+    _write_npz(path, arrays)
+
+
+def save_weights(model, path) -> None:
+    arrays = _weights_dict(model)
+    arrays[_META] = _encode({"format": FORMAT + "-weights", "format_version": FORMAT_VERSION,
+                             "weights": [p for p, _, _ in model.iter_weights()]})
+    _write_npz(path, arrays)
+
+
+def _open(path):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such model file: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"{path} is not an rnnlab model file (not a readable .npz archive: {e})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is not an rnnlab model file (a bare .npy array, not an .npz archive)")
+    try:
+        files = set(data.files)
+        if _META not in files:
+            raise ValueError(f"{path} is not an rnnlab model file (no '{_META}' entry; it has {sorted(files)[:5]})")
+        raw = data[_META]
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"{path}: corrupt '{_META}' entry (dtype {raw.dtype}, shape {raw.shape})")
+        doc = json.loads(raw.tobytes().decode("utf-8"))
+        arrays = {k: data[k] for k in data.files if k != _META}
+    except ValueError as e:
+        if "not an rnnlab" in str(e) or "corrupt" in str(e):
+            raise
+        raise ValueError(f"{path}: corrupt model file ({e})") from None
+    except (OSError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: corrupt model file ({type(e).__name__}: {e})") from None
+    finally:
+        data.close()
+    if not isinstance(doc, dict) or not str(doc.get("format", "")).startswith(FORMAT):
+        raise ValueError(f"{path} is not an rnnlab model file (format {doc.get('format') if isinstance(doc, dict) else doc!r})")
+    if doc.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer rnnlab (format {doc['format_version']} > {FORMAT_VERSION})")
+    return doc, arrays
+
+
+def _assign_weights(model, arrays, path):
+    refs = list(model.iter_weights())
+    wanted = {f"w:{p}" for p, _, _ in refs}
+    present = {k for k in arrays if k.startswith("w:")}
+    if wanted != present:
+        missing, extra = sorted(wanted - present), sorted(present - wanted)
+        raise ValueError(f"{path}: weights do not match the model: missing {missing[:5]}, unexpected {extra[:5]}")
+    for p, owner, w in refs:
+        arr = arrays[f"w:{p}"]
+        if arr.shape != owner.params[w].shape:
+            raise ValueError(f"{path}: weight '{p}' has shape {arr.shape} in the file, the model expects {owner.params[w].shape}")
+        if arr.dtype.kind != "f":
+            raise ValueError(f"{path}: weight '{p}' has non-float dtype {arr.dtype}")
+    for p, owner, w in refs:
+        owner.params[w][...] = arrays[f"w:{p}"]
+    for layer in model.layers:
+        layer._weights_changed()
+
+
+def load_model(path, compile=True):
+    """Rebuild a model saved with ``model.save(path)``: same architecture, weights and optimizer state."""
+    from .sequential import Sequential
+
+    doc, arrays = _open(path)
+    if doc.get("format") != FORMAT or doc.get("class_name") != "Sequential":
+        raise ValueError(f"{path} holds {doc.get('format')}/{doc.get('class_name')}, not a saved Sequential model "
+                         "(weights-only files load with model.load_weights)")
+    cfg = doc.get("config") or {}
+    try:
+        layers = [get_layer_class(l["class_name"]).from_config(dict(l["config"])) for l in cfg["layers"]]
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path}: corrupt model config ({type(e).__name__}: {e})") from None
+    model = Sequential(name=cfg.get("name"))
+    for layer in layers:
+        model.layers.append(layer)
+    shape = cfg.get("input_shape")
+    if shape is None:
+        raise ValueError(f"{path}: the saved model has no input shape")
+    model.build(tuple(shape))
+    _assign_weights(model, arrays, path)
+    comp = doc.get("compile")
+    if compile and comp:
+        model.compile(optimizer=_optimizers.get(comp["optimizer"]), loss=_losses.get(comp["loss"]), metrics=comp["metrics"])
+        state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
+        if state:
+            model.optimizer.set_state(state)
+    return model
+
+
+def save_weights_file(model, path):  # pragma: no cover - alias
+    save_weights(model, path)
+
+
+def load_weights(model, path) -> None:
+    doc, arrays = _open(path)
+    _assign_weights(model, arrays, path)
