@@ -155,5 +155,16 @@ def save_weights_file(model, path):  # pragma: no cover - alias
 
 
 def load_weights(model, path) -> None:
+    """Load weights saved by ``save_weights``/``save`` into ``model``, matched by position (as Keras):
+    layer names may differ, the count and every shape must agree."""
     doc, arrays = _open(path)
-    _assign_weights(model, arrays, path)
+    names = doc.get("weights") or []
+    refs = list(model.iter_weights())
+    if len(names) != len(refs) or any(f"w:{n}" not in arrays for n in names):
+        raise ValueError(f"{path}: the file holds {len(names)} weight arrays, the model has {len(refs)}")
+    for (p, owner, w), n in zip(refs, names):
+        arr = arrays[f"w:{n}"]
+        if arr.shape != owner.params[w].shape:
+            raise ValueError(f"{path}: weight '{n}' has shape {arr.shape} in the file, the model expects "
+                             f"{owner.params[w].shape} for '{p}'")
+    _assign_weights(model, {f"w:{p}": arrays[f"w:{n}"] for (p, _, _), n in zip(refs, names)}, path)
