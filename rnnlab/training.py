@@ -1,6 +1,7 @@
 """Training-loop helpers: the live progress bar, batching, and the non-finite-loss signal."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -23,6 +24,15 @@ class NonFiniteLoss(Exception):
 
 def _fmt_value(v: float) -> str:
     return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.4e}"
+
+
+def _fmt_per_step(seconds: float, unit: str = "step") -> str:
+    """Keras-style time per step: ``1s/step``, ``25ms/step`` or ``310us/step``."""
+    if seconds >= 1:
+        return f"{seconds:.0f}s/{unit}"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/{unit}"
+    return f"{seconds * 1e6:.0f}us/{unit}"
 
 
 def _fmt_time(seconds: float) -> str:
@@ -62,14 +72,22 @@ class ProgressBar:
         bar = bar.ljust(self.width, ".")
         parts = [f"{step:>{n}}/{self.target} [{bar}]"]
         if final:
-            per_step = elapsed / max(step, 1)
-            parts.append(f"{_fmt_time(elapsed)} {per_step * 1e3:.0f}ms/step")
+            parts.append(f"{_fmt_time(elapsed)} {_fmt_per_step(elapsed / max(step, 1))}")
         else:
             eta = elapsed / max(step, 1) * (self.target - step)
             parts.append(f"ETA: {_fmt_time(eta)}")
         parts += [f"{k}: {_fmt_value(v)}" for k, v in values.items()]
         if samples is not None and elapsed > 0:
-            parts.append(f"{samples / elapsed:.0f} samples/s")
+            parts.append(f"{samples / elapsed:.1f} samples/s")
+        return " - ".join(parts)
+
+    def summary_line(self, step: int, values: dict, samples: int | None = None) -> str:
+        """The ``verbose=2`` form (no bar): ``40/40 - 1s - 25ms/step - loss: 0.4312 - ... - 95.2 samples/s``."""
+        elapsed = time.perf_counter() - self.start
+        parts = [f"{step}/{self.target}", _fmt_time(elapsed), _fmt_per_step(elapsed / max(step, 1))]
+        parts += [f"{k}: {_fmt_value(v)}" for k, v in values.items()]
+        if samples is not None and elapsed > 0:
+            parts.append(f"{samples / elapsed:.1f} samples/s")
         return " - ".join(parts)
 
     def update(self, step: int, values: dict, samples: int | None = None) -> None:
@@ -92,16 +110,47 @@ class ProgressBar:
         self.stream.flush()
 
 
+def grads_finite(grads) -> tuple[bool, float]:
+    """``(all finite, global norm)`` for a list of gradients (arrays, RowSparseGrad or None).
+
+    The norm is one dot product per array. A float32 sum of squares can overflow to inf for
+    large but finite gradients, so an infinite norm is confirmed element by element before it
+    counts as non-finite (that slow path runs only when the fast norm is not finite).
+    """
+    from .optimizers import global_norm
+
+    norm = global_norm(grads)
+    if math.isfinite(norm):
+        return True, norm
+    for g in grads:
+        if g is None:
+            continue
+        vals = g.values if hasattr(g, "values") and hasattr(g, "indices") else g
+        if not np.all(np.isfinite(vals)):
+            return False, norm
+    # finite entries whose squares overflowed: recompute the norm in float64
+    total = 0.0
+    for g in grads:
+        if g is not None:
+            vals = g.values if hasattr(g, "values") and hasattr(g, "indices") else g
+            v = np.asarray(vals, dtype=np.float64).reshape(-1)
+            total += float(np.dot(v, v))
+    return True, math.sqrt(total)
+
+
 def batch_slices(n: int, batch_size: int):
+    """Consecutive slices of at most ``batch_size`` covering ``range(n)`` (the last one may be shorter)."""
     for start in range(0, n, batch_size):
         yield slice(start, min(start + batch_size, n))
 
 
 def take(a, idx):
+    """``a[idx]``, or ``None`` when ``a`` is ``None`` (optional sample weights)."""
     return None if a is None else a[idx]
 
 
 def check_batch_size(batch_size):
+    """Validate ``batch_size`` (a positive int) and return it as ``int``."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return int(batch_size)

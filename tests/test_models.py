@@ -176,7 +176,8 @@ def test_progress_bar_output_format():
     assert "\r" not in text  # not a terminal: only the final line of each epoch
     buf = io.StringIO()
     m.fit(np.zeros((40, 3)), np.zeros((40, 1)), epochs=1, batch_size=8, verbose=2, stream=buf)
-    assert buf.getvalue().startswith("Epoch 1/1 - loss: ")
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "Epoch 1/1" and lines[1].startswith("5/5 - ") and "/step - loss: " in lines[1]
 
 
 def test_early_stopping_restores_best(tmp_path):

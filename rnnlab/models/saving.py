@@ -61,6 +61,8 @@ def save_model(model, path, include_optimizer=True) -> None:
 
 
 def save_weights(model, path) -> None:
+    if not model.built:
+        raise ValueError("save_weights: the model is not built yet (no weights to save)")
     arrays = _weights_dict(model)
     arrays[_META] = _encode({"format": FORMAT + "-weights", "format_version": FORMAT_VERSION,
                              "weights": [p for p, _, _ in model.iter_weights()]})
@@ -96,7 +98,10 @@ def _open(path):
         data.close()
     if not isinstance(doc, dict) or not str(doc.get("format", "")).startswith(FORMAT):
         raise ValueError(f"{path} is not an rnnlab model file (format {doc.get('format') if isinstance(doc, dict) else doc!r})")
-    if doc.get("format_version", 0) > FORMAT_VERSION:
+    version = doc.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{path}: corrupt model file (format_version must be an int, got {version!r})")
+    if version > FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer rnnlab (format {doc['format_version']} > {FORMAT_VERSION})")
     return doc, arrays
 
@@ -128,17 +133,34 @@ def load_model(path, compile=True):
     if doc.get("format") != FORMAT or doc.get("class_name") != "Sequential":
         raise ValueError(f"{path} holds {doc.get('format')}/{doc.get('class_name')}, not a saved Sequential model "
                          "(weights-only files load with model.load_weights)")
-    cfg = doc.get("config") or {}
-    try:
-        layers = [get_layer_class(l["class_name"]).from_config(dict(l["config"])) for l in cfg["layers"]]
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{path}: corrupt model config ({type(e).__name__}: {e})") from None
+    cfg = doc.get("config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
+        raise ValueError(f"{path}: corrupt model config (expected a dict with a 'layers' list, got {type(cfg).__name__})")
+    layers = []
+    for i, entry in enumerate(cfg["layers"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
+                or not isinstance(entry.get("config"), dict):
+            raise ValueError(f"{path}: corrupt model config (layer {i} must be {{'class_name': str, 'config': dict}}, "
+                             f"got {entry!r:.200})")
+        cls = get_layer_class(entry["class_name"])  # ValueError listing the known classes
+        try:
+            layers.append(cls.from_config(dict(entry["config"])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: layer {i} ({entry['class_name']}) config is not valid: {e}") from None
     model = Sequential(name=cfg.get("name"))
+    dtype = cfg.get("input_dtype")
+    if dtype is not None:
+        try:
+            model._input_dtype = np.dtype(dtype).name
+        except TypeError:
+            raise ValueError(f"{path}: corrupt model config (input_dtype {dtype!r})") from None
     for layer in layers:
         model.layers.append(layer)
     shape = cfg.get("input_shape")
     if shape is None:
         raise ValueError(f"{path}: the saved model has no input shape")
+    if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape):
+        raise ValueError(f"{path}: corrupt model config (input_shape {shape!r})")
     model.build(tuple(shape))
     _assign_weights(model, arrays, path)
     comp = doc.get("compile")

@@ -15,7 +15,7 @@ import numpy as np
 from .. import backend, losses as _losses, metrics as _metrics, optimizers as _optimizers
 from ..callbacks import Callback, History
 from ..layers.base import Layer, format_shape
-from ..training import NonFiniteLoss, ProgressBar, batch_slices, check_batch_size, take
+from ..training import NonFiniteLoss, ProgressBar, batch_slices, check_batch_size, grads_finite, take
 
 
 class InputSpec:
@@ -27,6 +27,11 @@ class InputSpec:
         if not isinstance(shape, (tuple, list)):
             raise TypeError(f"Input: shape must be a tuple of ints/None, got {shape!r}")
         self.shape = (batch_size,) + tuple(None if d is None else int(d) for d in shape)
+        if dtype is not None:
+            dt = np.dtype(dtype)
+            if dt.kind not in "biuf":
+                raise TypeError(f"Input: dtype must be a numeric dtype such as 'float32' or 'int32', got {dtype!r}")
+            dtype = dt.name
         self.dtype = dtype
         self.name = name
 
@@ -46,11 +51,13 @@ class Sequential:
         self.name = name or backend.unique_name("sequential")
         self.layers: list[Layer] = []
         self._input_shape = None
+        self._input_dtype = None
         self.optimizer = None
         self.loss = None
         self.metrics: list = []
         self.compiled = False
         self.stop_training = False
+        self.stop_reason = None
         self.history = None
         for layer in layers or []:
             self.add(layer)
@@ -61,6 +68,7 @@ class Sequential:
             if self.layers:
                 raise ValueError("Input(...) can only be the first entry of a Sequential model")
             self._input_shape = layer.shape
+            self._input_dtype = layer.dtype
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add: expected a Layer, got {type(layer).__name__}")
@@ -91,6 +99,28 @@ class Sequential:
                 layer._maybe_build(shape)
             shape = layer.output_shape if layer.output_shape is not None else layer.compute_output_shape(shape)
         self.output_shape = shape
+
+    @property
+    def input_shape(self):
+        """The model's input shape with the batch axis (``None`` until known)."""
+        return self._input_shape
+
+    def pop(self):
+        """Remove and return the last layer (as Keras' ``Sequential.pop``)."""
+        if not self.layers:
+            raise TypeError("Sequential.pop: there are no layers in the model")
+        layer = self.layers.pop()
+        if self.layers and self._input_shape is not None:
+            self.build(self._input_shape)
+        else:
+            self.output_shape = self._input_shape
+        return layer
+
+    def reset_states(self):
+        """Zero the carried states of every stateful recurrent layer."""
+        for layer in self.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_states()
 
     @property
     def built(self):
@@ -179,6 +209,12 @@ class Sequential:
             raise ValueError("The model has no layers")
         if not self.built:
             self.build((None,) + x.shape[1:])
+        if self._input_dtype is not None and x.dtype != self._input_dtype:
+            target = np.dtype(self._input_dtype)
+            if target.kind in "iu" and x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
+                raise TypeError(f"x: the model input is declared with dtype {target.name} (token ids), "
+                                f"got non-integer values of dtype {x.dtype}")
+            x = x.astype(target)
         x = self.layers[0]._convert_inputs(x)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"x must be numeric, got dtype {x.dtype}")
@@ -221,10 +257,8 @@ class Sequential:
     # -------------------------------------------------------------- training
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
         """Choose optimizer, loss and metrics (names or instances, as in Keras)."""
-        if loss is None:
-            raise ValueError(f"compile: a loss is required; valid names: {_losses.names()}")
         self.optimizer = _optimizers.get(optimizer)
-        self.loss = _losses.get(loss)
+        self.loss = None if loss is None else _losses.get(loss)
         if metrics is None:
             metrics = []
         if isinstance(metrics, (str, _metrics.Metric)):
@@ -236,6 +270,9 @@ class Sequential:
     def _require_compiled(self, what):
         if not self.compiled:
             raise RuntimeError(f"Sequential.{what}: call model.compile(optimizer, loss, metrics) first")
+        if self.loss is None:
+            raise ValueError(f"Sequential.{what}: the model was compiled without a loss; call "
+                             f"model.compile(optimizer, loss=...) with one of {_losses.names()}")
 
     def _check_xy(self, x, y, sample_weight, what):
         if y is None:
@@ -262,10 +299,11 @@ class Sequential:
             raise NonFiniteLoss("loss", loss, epoch, step)
         self._backward(grad)
         refs = self.trainable_weight_refs()
-        gnorm = _optimizers.global_norm([owner.grads[w] for _, owner, w in refs])
-        if not math.isfinite(gnorm):
+        ok, gnorm = grads_finite([owner.grads[w] for _, owner, w in refs])
+        if not ok:
             raise NonFiniteLoss("gradient norm", gnorm, epoch, step)
         self.optimizer.apply(refs)
+        # metrics see the predictions of this step (made before the update), as in Keras
         for m in self.metrics:
             m.update(yb, out, sample_weight=swb, mask=lmask)
         return loss
@@ -283,7 +321,21 @@ class Sequential:
             return logs
         return loss if not self.metrics else [loss] + [m.result() for m in self.metrics]
 
-    def _evaluate_arrays(self, x, y, sample_weight, batch_size):
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """Loss (and metrics) of one batch in inference mode; no update."""
+        self._require_compiled("test_on_batch")
+        x = self._prepare_x(x)
+        y, sample_weight = self._check_xy(x, y, sample_weight, "test_on_batch")
+        logs = self._evaluate_arrays(x, y, sample_weight, max(len(x), 1))
+        if return_dict:
+            return logs
+        return logs["loss"] if not self.metrics else list(logs.values())
+
+    def predict_on_batch(self, x):
+        """The model output for one batch (inference mode)."""
+        return self._forward(self._prepare_x(x), training=False)[0]
+
+    def _evaluate_arrays(self, x, y, sample_weight, batch_size, bar=None):
         for m in self.metrics:
             m.reset()
         total, count = 0.0, 0.0
@@ -295,6 +347,9 @@ class Sequential:
             count += sl.stop - sl.start
             for m in self.metrics:
                 m.update(y[sl], out, sample_weight=sw, mask=lmask)
+            if bar is not None:
+                bar.update(sl.stop // batch_size + (sl.stop % batch_size > 0),
+                           {"loss": total / count, **{m.name: m.result() for m in self.metrics}}, int(count))
         return {"loss": total / max(count, 1), **{m.name: m.result() for m in self.metrics}}
 
     def evaluate(self, x, y, batch_size=32, verbose=0, sample_weight=None, return_dict=False):
@@ -303,9 +358,13 @@ class Sequential:
         batch_size = check_batch_size(batch_size)
         x = self._prepare_x(x)
         y, sample_weight = self._check_xy(x, y, sample_weight, "evaluate")
-        logs = self._evaluate_arrays(x, y, sample_weight, batch_size)
-        if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        steps = math.ceil(len(x) / batch_size)
+        bar = ProgressBar(steps) if verbose else None
+        logs = self._evaluate_arrays(x, y, sample_weight, batch_size, bar=bar if verbose == 1 else None)
+        if verbose == 1:
+            bar.finish(steps, logs, len(x))
+        elif verbose:
+            print(bar.summary_line(steps, logs, len(x)), file=bar.stream, flush=True)
         if return_dict:
             return logs
         return logs["loss"] if not self.metrics else list(logs.values())
@@ -351,9 +410,15 @@ class Sequential:
             cb.set_model(self)
         self.history = history
         self.stop_training = False
+        self.stop_reason = None
         stream = stream or sys.stdout
         n = len(x)
         steps = math.ceil(n / batch_size)
+        params = {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size,
+                  "samples": n}
+        for cb in cbs:
+            if hasattr(cb, "set_params"):
+                cb.set_params(params)
         for cb in cbs:
             cb.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -364,9 +429,9 @@ class Sequential:
             for m in self.metrics:
                 m.reset()
             order = backend.rng().permutation(n) if shuffle else None
-            if verbose == 1:
-                print(f"Epoch {epoch + 1}/{epochs}", file=stream)
-            bar = ProgressBar(steps, stream=stream) if verbose == 1 else None
+            if verbose in (1, 2):
+                print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
+            bar = ProgressBar(steps, stream=stream) if verbose in (1, 2) else None
             loss_sum, seen = 0.0, 0
             for step, sl in enumerate(batch_slices(n, batch_size)):
                 idx = order[sl] if order is not None else sl
@@ -375,7 +440,7 @@ class Sequential:
                 try:
                     loss = self._train_step(x[idx], y[idx], take(sample_weight, idx), epoch, step)
                 except NonFiniteLoss as e:
-                    history.stop_reason = str(e)
+                    history.stop_reason = self.stop_reason = str(e)
                     warnings.warn(str(e), RuntimeWarning, stacklevel=2)
                     print(f"rnnlab: {e}", file=sys.stderr)
                     self.stop_training = True
@@ -386,7 +451,7 @@ class Sequential:
                 logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}}
                 for cb in cbs:
                     cb.on_train_batch_end(step, {"loss": loss, **logs})
-                if bar:
+                if bar and verbose == 1:
                     bar.update(step + 1, logs, seen)
                 if self.stop_training:
                     break
@@ -396,10 +461,11 @@ class Sequential:
             if val is not None:
                 vlogs = self._evaluate_arrays(val[0], val[1], val[2], batch_size)
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
-            if bar:
-                bar.finish(step + 1 if seen < n else steps, logs, seen)
+            done = step + 1 if seen < n else steps
+            if verbose == 1:
+                bar.finish(done, logs, seen)
             elif verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), file=stream)
+                print(bar.summary_line(done, logs, seen), file=stream, flush=True)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
         for cb in cbs:
@@ -409,6 +475,7 @@ class Sequential:
     # ----------------------------------------------------------------- files
     def get_config(self):
         return {"name": self.name, "input_shape": None if self._input_shape is None else list(self._input_shape),
+                "input_dtype": self._input_dtype,
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
 
     def save(self, path, include_optimizer=True):
