@@ -1,32 +1,74 @@
-"""Callbacks with Keras' hook names: History, EarlyStopping, ModelCheckpoint, TerminateOnNaN, ReduceLROnPlateau."""
+"""Callbacks with Keras' hook names.
+
+``fit`` calls, in order: ``set_model``/``set_params``, ``on_train_begin``, then per epoch
+``on_epoch_begin(epoch)``, per batch ``on_train_batch_begin(batch)`` / ``on_train_batch_end(batch, logs)``
+(``logs`` = running means of loss and metrics over the epoch so far, as Keras 3), then
+``on_epoch_end(epoch, logs)`` with the epoch's loss, metrics and ``val_*`` entries, and finally
+``on_train_end``. Epochs are 0-based in hooks (printed 1-based). Setting ``model.stop_training = True``
+in a hook ends training after the current batch (batch hooks) or epoch (epoch hooks).
+
+Provided: :class:`History` (always installed by ``fit``), :class:`EarlyStopping`, :class:`ModelCheckpoint`,
+:class:`TerminateOnNaN`, :class:`ReduceLROnPlateau`, :class:`LearningRateScheduler`, :class:`LambdaCallback`.
+"""
 from __future__ import annotations
 
 import math
+import os
 import sys
+import warnings
 
 import numpy as np
 
 
 class Callback:
-    """Base class; ``self.model`` is set by ``fit`` before ``on_train_begin``."""
+    """Base class: override the hooks you need. ``self.model`` and ``self.params`` are set by ``fit``."""
 
     model = None
+
+    def __init__(self):
+        self.params: dict = {}
 
     def set_model(self, model):
         self.model = model
 
+    def set_params(self, params):
+        self.params = dict(params)
+
+    # training
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
+    # Keras 2 names, called by the default on_train_batch_* above
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    # evaluation / prediction (accepted for Keras compatibility)
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
 
 
 class History(Callback):
-    """Records the logs of every epoch: ``history.history["loss"]``, ``history.epoch``."""
+    """Records the logs of every epoch: ``history.history["loss"]``, ``history.epoch`` (0-based).
+
+    ``stop_reason`` is ``None`` after a normal run, or the message of fit's NaN/inf guard.
+    """
 
     def __init__(self):
+        super().__init__()
         self.history: dict[str, list] = {}
         self.epoch: list[int] = []
         self.stop_reason: str | None = None
@@ -41,123 +83,273 @@ class History(Callback):
             self.history.setdefault(k, []).append(v)
 
 
-def _better(mode, monitor):
+def _resolve_mode(mode, monitor, who):
+    """``"min"`` or ``"max"``; ``"auto"`` picks max for accuracy-like names and min otherwise."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{who}: mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
-        mode = "max" if ("acc" in monitor or monitor.startswith("fmeasure")) else "min"
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        name = monitor.lower()
+        return "max" if ("acc" in name or name.endswith("auc") or "fmeasure" in name) else "min"
     return mode
 
 
+def _monitor_value(logs, monitor, who):
+    value = (logs or {}).get(monitor)
+    if value is None:
+        warnings.warn(f"{who}: the monitored metric {monitor!r} is not in the logs (available: "
+                      f"{sorted(logs or {})}); skipping", RuntimeWarning, stacklevel=3)
+        return None
+    return float(value)
+
+
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+    """Stop training when ``monitor`` stops improving (Keras 3 semantics).
+
+    An epoch improves when ``value < best - min_delta`` (mode ``min``) or ``value > best + min_delta``
+    (mode ``max``). ``wait`` counts epochs since the last improvement; when it reaches ``patience``
+    (and the epoch is not the first) training stops. With ``baseline``, ``wait`` restarts only for
+    values that also beat the baseline. Epochs before ``start_from_epoch`` are ignored.
+    ``restore_best_weights=True`` loads the weights of the best epoch at the end of training
+    (also when training ran to the last epoch without stopping early, as Keras 3 does).
+    Attributes after training: ``stopped_epoch`` (0 if not stopped), ``best``, ``best_epoch``.
+    """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
-        self.monitor, self.min_delta, self.patience = monitor, abs(float(min_delta)), int(patience)
-        self.verbose, self.mode = verbose, _better(mode, monitor)
-        self.baseline, self.restore_best_weights = baseline, restore_best_weights
+        super().__init__()
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be a non-negative int, got {patience!r}")
+        self.monitor = str(monitor)
+        self.min_delta = abs(float(min_delta))
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.mode = _resolve_mode(mode, self.monitor, "EarlyStopping")
+        self.baseline = None if baseline is None else float(baseline)
+        self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = int(start_from_epoch)
-        self.stopped_epoch = 0
+        self._reset()
 
-    def _improved(self, value, ref):
-        if ref is None:
-            return True
-        return value < ref - self.min_delta if self.mode == "min" else value > ref + self.min_delta
+    def _reset(self):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def _better(self, value, reference):
+        if self.mode == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
 
     def on_train_begin(self, logs=None):
-        self.wait, self.best, self.best_weights, self.best_epoch, self.stopped_epoch = 0, self.baseline, None, 0, 0
+        self._reset()
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None:
-            raise ValueError(f"EarlyStopping: monitor {self.monitor!r} is not in the logs; available: {sorted(logs or {})}")
-        if epoch < self.start_from_epoch:
+        value = _monitor_value(logs, self.monitor, "EarlyStopping")
+        if value is None or epoch < self.start_from_epoch:
             return
-        if self._improved(value, self.best):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
+        self.wait += 1
+        if self._better(value, self.best):
+            self.best, self.best_epoch = value, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._better(value, self.baseline):
+                self.wait = 0
             return
-        self.wait += 1
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
             if self.verbose:
-                print(f"Epoch {epoch + 1}: early stopping (best {self.monitor}={self.best:.4f} at epoch {self.best_epoch + 1})")
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
 
 
 class ModelCheckpoint(Callback):
-    """Save the model (or weights) after each epoch; ``filepath`` may hold ``{epoch}`` and log keys."""
+    """Save the model (or only its weights) at the end of every epoch.
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False, mode="auto"):
-        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
-        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
-        self.mode = _better(mode, monitor)
-        self.best = None
+    ``filepath`` is formatted with ``epoch`` (1-based) and the epoch's logs, e.g.
+    ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``. ``save_best_only`` writes only when ``monitor``
+    improves on the best value so far (and on ``initial_value_threshold`` when given).
+    Files are written atomically (see :mod:`rnnlab.models.saving`).
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", save_freq="epoch", initial_value_threshold=None):
+        super().__init__()
+        if save_freq != "epoch":
+            raise ValueError(f"ModelCheckpoint: only save_freq='epoch' is supported, got {save_freq!r}")
+        self.filepath = os.fspath(filepath)
+        self.monitor = str(monitor)
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.mode = _resolve_mode(mode, self.monitor, "ModelCheckpoint")
+        self.initial_value_threshold = initial_value_threshold
+        self.best = None if initial_value_threshold is None else float(initial_value_threshold)
+
+    def _format(self, epoch, logs):
+        try:
+            return self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as e:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} refers to {e} which is not in the "
+                             f"logs (available: epoch, {', '.join(sorted(logs))})") from None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        path = self._format(epoch, logs)
         if self.save_best_only:
-            value = logs.get(self.monitor)
+            value = _monitor_value(logs, self.monitor, "ModelCheckpoint")
             if value is None:
-                raise ValueError(f"ModelCheckpoint: monitor {self.monitor!r} is not in the logs; available: {sorted(logs)}")
-            better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
-            if not better:
                 return
+            improved = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            if not improved:
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            if self.verbose:
+                prev = "inf" if self.best is None else f"{self.best:.5f}"
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {prev} to {value:.5f}, saving to {path}")
             self.best = value
+        elif self.verbose:
+            print(f"Epoch {epoch + 1}: saving model to {path}")
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
             self.model.save(path)
-        if self.verbose:
-            print(f"Epoch {epoch + 1}: saved model to {path}")
 
 
 class TerminateOnNaN(Callback):
-    """Stop training when a batch loss is NaN or inf (fit's own guard also refuses the bad update)."""
+    """Stop training when a batch loss is NaN or inf, as Keras.
+
+    ``fit`` already refuses any update whose loss or gradient is not finite and stops by itself;
+    this callback is the Keras spelling of the same intent (it also catches a non-finite running loss).
+    """
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            print(f"Batch {batch}: invalid loss, terminating training", file=sys.stderr)
+        if loss is not None and not math.isfinite(float(loss)):
+            print(f"Batch {batch}: Invalid loss, terminating training", file=sys.stderr)
             self.model.stop_training = True
 
 
 class ReduceLROnPlateau(Callback):
-    """Multiply the learning rate by ``factor`` when ``monitor`` stops improving for ``patience`` epochs."""
+    """Multiply the optimizer's learning rate by ``factor`` when ``monitor`` has not improved by
+    ``min_delta`` for ``patience`` epochs; then wait ``cooldown`` epochs; never go below ``min_lr``.
+    Adds ``learning_rate`` to the epoch logs (so it lands in ``history``), as Keras 3."""
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0):
-        if factor >= 1.0:
-            raise ValueError(f"ReduceLROnPlateau: factor must be < 1, got {factor}")
-        self.monitor, self.factor, self.patience, self.verbose = monitor, float(factor), int(patience), verbose
-        self.mode, self.min_delta, self.cooldown, self.min_lr = _better(mode, monitor), min_delta, cooldown, min_lr
+        super().__init__()
+        if not 0.0 < float(factor) < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor!r}")
+        self.monitor, self.factor, self.patience, self.verbose = str(monitor), float(factor), int(patience), verbose
+        self.mode = _resolve_mode(mode, self.monitor, "ReduceLROnPlateau")
+        self.min_delta, self.cooldown, self.min_lr = float(min_delta), int(cooldown), float(min_lr)
+        self.on_train_begin()
 
     def on_train_begin(self, logs=None):
-        self.best, self.wait, self.cooldown_counter = None, 0, 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def _better(self, value):
+        return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
+        logs = logs if logs is not None else {}
+        opt = self.model.optimizer
+        logs["learning_rate"] = float(opt.learning_rate)
+        value = _monitor_value(logs, self.monitor, "ReduceLROnPlateau")
         if value is None:
             return
-        improved = self.best is None or (value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta)
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if improved:
+        if self._better(value):
             self.best, self.wait = value, 0
         elif self.cooldown_counter <= 0:
             self.wait += 1
             if self.wait >= self.patience:
-                opt = self.model.optimizer
-                new = max(float(opt.learning_rate) * self.factor, self.min_lr)
-                opt.learning_rate = new
-                self.cooldown_counter, self.wait = self.cooldown, 0
-                if self.verbose:
-                    print(f"Epoch {epoch + 1}: reducing learning rate to {new:.3g}")
+                old = float(opt.learning_rate)
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    opt.learning_rate = new
+                    if self.verbose:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new:.6g}.")
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of every epoch to ``schedule(epoch, lr)`` (or
+    ``schedule(epoch)`` for one-argument functions), as Keras. Adds ``learning_rate`` to the logs."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be callable, got {type(schedule).__name__}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        opt = self.model.optimizer
+        lr = float(opt.learning_rate)
+        try:
+            new = self.schedule(epoch, lr)
+        except TypeError:
+            new = self.schedule(epoch)
+        if hasattr(new, "item"):
+            new = new.item()
+        if isinstance(new, bool) or not isinstance(new, (int, float)) or not math.isfinite(new):
+            raise ValueError(f"LearningRateScheduler: schedule({epoch}) must return a finite float, got {new!r}")
+        opt.learning_rate = float(new)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(new):.6g}.")
+
+    def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(np.float64(self.model.optimizer.learning_rate))
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class LambdaCallback(Callback):
+    """Callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
+
+    _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+              "on_train_batch_end")
+
+    def __init__(self, **hooks):
+        super().__init__()
+        unknown = set(hooks) - set(self._HOOKS)
+        if unknown:
+            raise TypeError(f"LambdaCallback: unknown hook(s) {sorted(unknown)}; valid: {list(self._HOOKS)}")
+        self._fns = dict(hooks)
+
+    def _call(self, name, *args, logs=None):
+        fn = self._fns.get(name)
+        if fn is not None:
+            fn(*args, logs if logs is not None else {})
+
+    def on_train_begin(self, logs=None):
+        self._call("on_train_begin", logs=logs)
+
+    def on_train_end(self, logs=None):
+        self._call("on_train_end", logs=logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._call("on_epoch_begin", epoch, logs=logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._call("on_epoch_end", epoch, logs=logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._call("on_train_batch_begin", batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._call("on_train_batch_end", batch, logs=logs)

@@ -17,7 +17,8 @@ class NonFiniteLoss(Exception):
     def __init__(self, what, value, epoch, step):
         self.what, self.value, self.epoch, self.step = what, value, epoch, step
         super().__init__(
-            f"{what} is {value} at epoch {epoch + 1}, step {step + 1}: training stopped, "
+            f"{what} is {value} at epoch {epoch + 1}, step {step + 1} (batch index {step}): update skipped, "
+            "training stopped, "
             "weights kept at their last finite values (try a lower learning rate or clipnorm)"
         )
 

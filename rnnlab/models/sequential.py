@@ -403,7 +403,9 @@ class Sequential:
             raise ValueError("fit: no training samples")
 
         history = History()
-        cbs: list[Callback] = [history] + list(callbacks or [])
+        # History goes last so it records keys other callbacks add (e.g. learning_rate), as in Keras 3
+        cbs: list[Callback] = list(callbacks or []) + [history]
+        last_logs: dict = {}
         for cb in cbs:
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit: callbacks must be Callback instances, got {type(cb).__name__}")
@@ -420,12 +422,12 @@ class Sequential:
             if hasattr(cb, "set_params"):
                 cb.set_params(params)
         for cb in cbs:
-            cb.on_train_begin()
+            cb.on_train_begin({})
         for epoch in range(initial_epoch, epochs):
             if self.stop_training:
                 break
             for cb in cbs:
-                cb.on_epoch_begin(epoch)
+                cb.on_epoch_begin(epoch, {})
             for m in self.metrics:
                 m.reset()
             order = backend.rng().permutation(n) if shuffle else None
@@ -436,13 +438,15 @@ class Sequential:
             for step, sl in enumerate(batch_slices(n, batch_size)):
                 idx = order[sl] if order is not None else sl
                 for cb in cbs:
-                    cb.on_train_batch_begin(step)
+                    cb.on_train_batch_begin(step, {})
                 try:
                     loss = self._train_step(x[idx], y[idx], take(sample_weight, idx), epoch, step)
                 except NonFiniteLoss as e:
                     history.stop_reason = self.stop_reason = str(e)
+                    if bar is not None and bar.interactive and bar._last_len:
+                        bar.stream.write("\n")  # keep the live bar line; the warning goes below it
+                        bar._last_len = 0
                     warnings.warn(str(e), RuntimeWarning, stacklevel=2)
-                    print(f"rnnlab: {e}", file=sys.stderr)
                     self.stop_training = True
                     break
                 bs = sl.stop - sl.start
@@ -450,7 +454,7 @@ class Sequential:
                 seen += bs
                 logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}}
                 for cb in cbs:
-                    cb.on_train_batch_end(step, {"loss": loss, **logs})
+                    cb.on_train_batch_end(step, dict(logs))
                 if bar and verbose == 1:
                     bar.update(step + 1, logs, seen)
                 if self.stop_training:
@@ -468,8 +472,9 @@ class Sequential:
                 print(bar.summary_line(done, logs, seen), file=stream, flush=True)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
+            last_logs = logs
         for cb in cbs:
-            cb.on_train_end()
+            cb.on_train_end(dict(last_logs))
         return history
 
     # ----------------------------------------------------------------- files
