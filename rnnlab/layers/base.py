@@ -135,7 +135,7 @@ class Layer:
         value = np.asarray(init(tuple(int(s) for s in shape), self.dtype), dtype=self.dtype)
         if value.shape != tuple(shape):
             raise ValueError(f"{self.name}: initializer for {name!r} returned shape {value.shape}, expected {tuple(shape)}")
-        self.params[name] = np.ascontiguousarray(value)
+        self.params[name] = np.ascontiguousarray(value).reshape(value.shape)  # keeps 0-d weights 0-d
         self.grads[name] = np.zeros_like(self.params[name])
         return self.params[name]
 
@@ -261,9 +261,11 @@ class Layer:
         if hasattr(a, "detach") and hasattr(a, "numpy"):  # torch tensor
             a = a.detach().cpu().numpy()
         a = np.asarray(a)
+        if not self._float_input:  # token ids: leave the dtype for the layer to check and report
+            return a
         if a.dtype.kind == "f" and a.dtype != self.dtype:
             a = a.astype(self.dtype)
-        elif a.dtype.kind in "biu" and self._float_input:
+        elif a.dtype.kind in "biu":
             a = a.astype(self.dtype)
         return a
 
