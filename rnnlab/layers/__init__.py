@@ -7,3 +7,4 @@ from .lstm import LSTM  # noqa: F401
 from .gru import GRU  # noqa: F401
 from .core import Dropout  # noqa: F401
 from .embedding import Embedding  # noqa: F401
+from .attention import AdditiveAttention, Attention  # noqa: F401
