@@ -120,7 +120,8 @@ def grads_finite(grads) -> tuple[bool, float]:
     """
     from .optimizers import global_norm
 
-    norm = global_norm(grads)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = global_norm(grads)
     if math.isfinite(norm):
         return True, norm
     for g in grads:
