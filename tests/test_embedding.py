@@ -102,7 +102,7 @@ def test_validation_errors():
         emb(np.array([[1, 10]]))
     with pytest.raises(ValueError, match=r"id -2 is out of range"):
         emb(np.array([[1, -2]]))
-    with pytest.raises(TypeError, match="expects integer token ids, got dtype float32"):
+    with pytest.raises(TypeError, match="expects integer token ids, got dtype float64"):
         emb(np.array([[1.0, 2.0]]))
     with pytest.raises(ValueError, match="input_dim must be a positive int, got 0"):
         Embedding(0, 3)
