@@ -249,3 +249,65 @@ def test_bad_model_files_are_rejected_clearly(tmp_path):
         other.load_weights(good)
     with pytest.raises(FileNotFoundError):
         rnnlab.load_model(tmp_path / "missing.npz")
+
+
+def test_model_structure_helpers_and_errors():
+    m = rnnlab.Sequential([rnnlab.Input((4,)), Dense(3, name="a"), Dense(2, name="b")])
+    assert [l.name for l in m.layers] == ["a", "b"] and m.input_shape == (None, 4)
+    assert m.get_layer("b") is m.layers[1] and m.get_layer(index=0).name == "a"
+    with pytest.raises(ValueError, match=r"No layer named 'c'; layers: \['a', 'b'\]"):
+        m.get_layer("c")
+    with pytest.raises(ValueError, match="a layer named 'a' is already in the model"):
+        m.add(Dense(1, name="a"))
+    with pytest.raises(TypeError, match="expected a Layer, got str"):
+        m.add("dense")
+    with pytest.raises(ValueError, match="return_state=True"):
+        m.add(LSTM(2, return_state=True))
+    with pytest.raises(ValueError, match=r"the model has 4 weight arrays, got 3"):
+        m.set_weights(m.get_weights()[:3])
+    assert [w.shape for w in m.get_weights()] == [(4, 3), (3,), (3, 2), (2,)]
+    assert [p for p, _, _ in m.trainable_weight_refs()] == ["a/kernel", "a/bias", "b/kernel", "b/bias"]
+    last = m.pop()
+    assert last.name == "b" and m.output_shape == (None, 3) and m.count_params() == 15
+    lazy = rnnlab.Sequential([Dense(2)])
+    with pytest.raises(ValueError, match="not built yet"):
+        lazy.count_params()
+    lazy.predict(np.zeros((1, 5)))
+    assert lazy.count_params() == 12 and "Total params: 12" in _summary_text(lazy)
+
+
+def test_frozen_layer_is_not_updated_and_counts_as_non_trainable():
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(32, 1)).astype("float32")
+    m = rnnlab.Sequential([rnnlab.Input((4,)), Dense(3, name="frozen"), Dense(1, name="head")])
+    m.get_layer("frozen").trainable = False
+    m.compile("adam", "mse")
+    before = m.get_weights()
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    after = m.get_weights()
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    assert not np.array_equal(after[2], before[2])
+    assert [p for p, _, _ in m.trainable_weight_refs()] == ["head/kernel", "head/bias"]
+    assert "Non-trainable params: 15" in _summary_text(m)
+
+
+def test_one_training_step_matches_keras():
+    keras = pytest.importorskip("keras")
+    gen = np.random.default_rng(0)
+    ids = gen.integers(1, 15, size=(6, 9))
+    ids[:2, 6:] = 0  # padded tails: the mask flows from the Embedding through the LSTM
+    y = gen.integers(0, 2, size=(6, 1)).astype("float32")
+    ours = rnnlab.Sequential([Embedding(15, 4, mask_zero=True, input_length=9), LSTM(5),
+                              Dense(1, activation="sigmoid")])
+    ours.compile(rnnlab.optimizers.SGD(0.5), "binary_crossentropy")
+    theirs = keras.Sequential([keras.Input((9,), dtype="int32"), keras.layers.Embedding(15, 4, mask_zero=True),
+                               keras.layers.LSTM(5), keras.layers.Dense(1, activation="sigmoid")])
+    theirs.set_weights(ours.get_weights())
+    theirs.compile(keras.optimizers.SGD(0.5), "binary_crossentropy")
+    np.testing.assert_allclose(ours.predict(ids), theirs.predict(ids, verbose=0), rtol=1e-5, atol=1e-6)
+    l1 = ours.train_on_batch(ids, y)
+    l2 = theirs.train_on_batch(ids, y)
+    assert l1 == pytest.approx(float(l2), rel=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-6)
