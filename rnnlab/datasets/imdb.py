@@ -1,0 +1,424 @@
+"""The IMDB movie-review sentiment data (Maas et al., 2011) from its three usual forms.
+
+* :func:`load_imdb_csv` -- the 50,000-review CSV (``review,sentiment``; ``.csv`` or ``.csv.gz``). In the copy
+  described by ``shared/data/README.md`` rows 1-25,000 are the official **train** split and rows 25,001-50,000
+  the **test** split; ``train_rows=25000`` (the default) splits there.
+* :func:`load_imdb_folder` -- an extracted ``aclImdb/`` folder (``train|test/pos|neg/<id>_<rating>.txt``),
+  read in the CSV's order (by review id, negative before positive), so both forms give the same arrays.
+* :func:`load_imdb_npz` -- Keras' pre-tokenised ``imdb.npz`` (+ the word index JSON), with Keras'
+  ``start_char=1, oov_char=2, index_from=3`` conventions and Keras' seeded shuffle, so the result equals
+  ``keras.datasets.imdb.load_data`` for the same file.
+
+``np.load`` is always called with ``allow_pickle=False``. Keras' real ``imdb.npz`` stores its ragged
+``x_train``/``x_test`` as NumPy *object* arrays, which NumPy can only load through pickle; those members are
+read here with a restricted unpickler that can rebuild NumPy arrays, dtypes and lists of integers and
+nothing else (any other object in the stream -> ``ValueError``), the same approach Keras 3 takes.
+The pickle-free alternative is the *flat* layout written by :func:`save_imdb_npz`:
+``x_train_values`` (all ids concatenated, int32) plus ``x_train_offsets`` (``n + 1`` start offsets), the same for
+``x_test``, and ``y_train``/``y_test``.
+
+:func:`download_imdb` fetches ``aclImdb_v1.tar.gz`` from the dataset's canonical address into a cache folder
+(once; later calls reuse it) and extracts it safely.
+
+Labels: 1 = positive, 0 = negative.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+import shutil
+import tarfile
+import urllib.request
+import zipfile
+
+import numpy as np
+
+from ..text import Tokenizer, clean_review, pad_sequences
+
+#: canonical address of the Large Movie Review Dataset v1.0
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+#: sha256 of ``aclImdb_v1.tar.gz`` as published (84,125,825 bytes)
+IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
+
+LABELS = {"negative": 0, "positive": 1, "neg": 0, "pos": 1, "0": 0, "1": 1}
+
+
+# ----------------------------------------------------------------------------------------------------
+# raw text readers
+# ----------------------------------------------------------------------------------------------------
+def _open_text(path, encoding):
+    if str(path).endswith(".gz"):
+        return gzip.open(path, "rt", encoding=encoding, newline="")
+    return open(path, "r", encoding=encoding, newline="")
+
+
+def read_imdb_csv(path, text_column="review", label_column="sentiment", encoding="utf-8", max_rows=None):
+    """Read ``(texts, labels)`` from a review CSV (plain or ``.gz``).
+
+    Labels may be ``positive``/``negative``, ``pos``/``neg`` or ``1``/``0``. Errors name the file and the line:
+    missing columns, a ragged row, an unknown label, an empty review, undecodable bytes.
+    """
+    texts, labels = [], []
+    try:
+        with _open_text(path, encoding) as f:
+            reader = csv.reader(f)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise ValueError(f"{path}: empty file (expected a header with {text_column!r},{label_column!r})")
+            missing = [c for c in (text_column, label_column) if c not in header]
+            if missing:
+                raise ValueError(f"{path}, line 1: missing column(s) {missing}; the header has {header}")
+            ti, li = header.index(text_column), header.index(label_column)
+            for row in reader:
+                if max_rows is not None and len(texts) >= max_rows:
+                    break
+                line = reader.line_num
+                if len(row) != len(header):
+                    raise ValueError(f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
+                label = LABELS.get(row[li].strip().lower())
+                if label is None:
+                    raise ValueError(f"{path}, line {line}: unknown label {row[li]!r} "
+                                     "(expected positive/negative, pos/neg or 1/0)")
+                if not row[ti].strip():
+                    raise ValueError(f"{path}, line {line}: empty review text")
+                texts.append(row[ti])
+                labels.append(label)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid {encoding} ({e.reason} at byte offset {e.start} of a decoded block "
+                         f"near line {len(texts) + 2}); pass encoding=... if the file uses another encoding") from None
+    except csv.Error as e:
+        raise ValueError(f"{path}: malformed CSV near line {len(texts) + 2}: {e}") from None
+    return texts, np.asarray(labels, dtype=np.int64)
+
+
+_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")
+
+
+def read_imdb_folder(root, split="train", encoding="utf-8"):
+    """``(texts, labels)`` of one split of an ``aclImdb/`` folder, ordered by review id, neg before pos."""
+    items = []
+    for label_name, label in (("neg", 0), ("pos", 1)):
+        folder = os.path.join(root, split, label_name)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{root}: no folder {split}/{label_name} (is this an aclImdb/ folder?)")
+        for name in os.listdir(folder):
+            m = _NAME.match(name)
+            if m is None:
+                continue      # e.g. urls_pos.txt lives one level up; ignore anything not <id>_<rating>.txt
+            items.append((int(m.group(1)), label, os.path.join(folder, name)))
+    if not items:
+        raise ValueError(f"{root}: no <id>_<rating>.txt review files under {split}/")
+    items.sort()
+    texts = []
+    for _, _, path in items:
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            texts.append(raw.decode(encoding))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not valid {encoding} at byte offset {e.start} ({e.reason})") from None
+    return texts, np.asarray([lab for _, lab, _ in items], dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# texts -> ids
+# ----------------------------------------------------------------------------------------------------
+def texts_to_ids(train_texts, test_texts, num_words=None, maxlen=None, clean=True, oov_token="<OOV>",
+                 padding="pre", truncating="pre", tokenizer=None):
+    """Fit a :class:`Tokenizer` on the train texts only and convert both splits.
+
+    ``clean`` applies :func:`rnnlab.text.clean_review` (``<br />`` -> space, tags removed) first.
+    With ``maxlen`` the id lists are padded/truncated to ``int32`` arrays (Keras' defaults: both "pre");
+    without it they stay lists. Returns ``(x_train, x_test, tokenizer)``.
+    """
+    if clean:
+        train_texts = [clean_review(t) for t in train_texts]
+        test_texts = [clean_review(t) for t in test_texts]
+    if tokenizer is None:
+        tokenizer = Tokenizer(num_words=num_words, oov_token=oov_token)
+        tokenizer.fit_on_texts(train_texts)
+    x_train = tokenizer.texts_to_sequences(train_texts)
+    x_test = tokenizer.texts_to_sequences(test_texts)
+    if maxlen is not None:
+        x_train = pad_sequences(x_train, maxlen=maxlen, padding=padding, truncating=truncating)
+        x_test = pad_sequences(x_test, maxlen=maxlen, padding=padding, truncating=truncating)
+    return x_train, x_test, tokenizer
+
+
+def load_imdb_csv(path, num_words=None, maxlen=None, train_rows=25000, clean=True, oov_token="<OOV>",
+                  encoding="utf-8", text_column="review", label_column="sentiment"):
+    """IMDB from the CSV: ``((x_train, y_train), (x_test, y_test), tokenizer)``.
+
+    Rows ``1..train_rows`` are the training split, the rest the test split (the official split for the
+    shared copy). The tokenizer is fitted on the training texts only; ``num_words`` keeps the most frequent
+    words (ids ``< num_words``, others become ``oov_token``).
+    """
+    texts, labels = read_imdb_csv(path, text_column, label_column, encoding)
+    if not 0 < train_rows < len(texts):
+        raise ValueError(f"{path}: train_rows={train_rows} leaves no train or no test rows "
+                         f"(the file has {len(texts)} rows)")
+    x_train, x_test, tok = texts_to_ids(texts[:train_rows], texts[train_rows:], num_words, maxlen, clean, oov_token)
+    return (x_train, labels[:train_rows]), (x_test, labels[train_rows:]), tok
+
+
+def load_imdb_folder(root, num_words=None, maxlen=None, clean=True, oov_token="<OOV>", encoding="utf-8"):
+    """IMDB from an ``aclImdb/`` folder: ``((x_train, y_train), (x_test, y_test), tokenizer)``."""
+    train_texts, y_train = read_imdb_folder(root, "train", encoding)
+    test_texts, y_test = read_imdb_folder(root, "test", encoding)
+    x_train, x_test, tok = texts_to_ids(train_texts, test_texts, num_words, maxlen, clean, oov_token)
+    return (x_train, y_train), (x_test, y_test), tok
+
+
+# ----------------------------------------------------------------------------------------------------
+# Keras imdb.npz
+# ----------------------------------------------------------------------------------------------------
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can rebuild NumPy arrays/dtypes (and plain lists/ints) but no other object."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only NumPy arrays are allowed)")
+
+
+def _read_object_member(path, zf, key):
+    with zf.open(key + ".npy") as f:
+        data = io.BytesIO(f.read())
+    version = np.lib.format.read_magic(data)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(data)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(data)
+    if not dtype.hasobject:
+        raise ValueError(f"{path}: member {key!r} is not an object array")
+    try:
+        arr = _ArrayOnlyUnpickler(data, encoding="latin1").load()
+    except Exception as e:  # noqa: BLE001 - any failure of an untrusted stream is a bad file
+        raise ValueError(f"{path}: member {key!r} holds a pickle that is not a plain array of id lists ({e})") \
+            from None
+    if not isinstance(arr, np.ndarray) or arr.shape != shape:
+        raise ValueError(f"{path}: member {key!r} did not unpickle to an array of shape {shape}")
+    return arr
+
+
+def _ragged(path, npz, zf, key):
+    """Return ``x`` as a list of int64 arrays, from the flat layout or a (restricted) object array."""
+    if key + "_values" in npz.files:
+        values = np.asarray(npz[key + "_values"])
+        offsets = np.asarray(npz[key + "_offsets"]) if key + "_offsets" in npz.files else None
+        if offsets is None:
+            raise ValueError(f"{path}: has {key}_values but no {key}_offsets")
+        if values.ndim != 1 or offsets.ndim != 1 or not np.issubdtype(values.dtype, np.integer) or \
+                not np.issubdtype(offsets.dtype, np.integer):
+            raise ValueError(f"{path}: {key}_values/{key}_offsets must be 1-D integer arrays")
+        if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(values) or np.any(np.diff(offsets) < 0):
+            raise ValueError(f"{path}: {key}_offsets must start at 0, never decrease and end at "
+                             f"len({key}_values)={len(values)}")
+        return [values[offsets[i]:offsets[i + 1]].astype(np.int64) for i in range(len(offsets) - 1)]
+    if key not in npz.files:
+        raise ValueError(f"{path}: no {key!r} (nor {key}_values/{key}_offsets); members: {sorted(npz.files)}")
+    try:
+        arr = npz[key]
+    except ValueError:     # object array: NumPy refuses it without pickle
+        arr = _read_object_member(path, zf, key)
+    if arr.dtype != object:
+        if arr.ndim != 2:
+            raise ValueError(f"{path}: {key!r} must be ragged (object) or 2-D, got shape {arr.shape}")
+        return [row.astype(np.int64) for row in arr]
+    out = []
+    for i, seq in enumerate(arr):
+        try:
+            a = np.asarray(seq)
+        except Exception:  # noqa: BLE001
+            a = None
+        if a is None or a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+            raise ValueError(f"{path}: {key}[{i}] is not a list of integer ids")
+        out.append(a.astype(np.int64))
+    return out
+
+
+def save_imdb_npz(path, x_train, y_train, x_test, y_test):
+    """Write the pickle-free flat layout (raw word ranks, as in Keras' file, without start/oov shifts)."""
+    arrays = {}
+    for key, xs in (("x_train", x_train), ("x_test", x_test)):
+        lengths = np.array([len(x) for x in xs], dtype=np.int64)
+        arrays[key + "_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        arrays[key + "_values"] = (np.concatenate([np.asarray(x, dtype=np.int32) for x in xs])
+                                   if len(xs) else np.zeros(0, np.int32))
+    arrays["y_train"] = np.asarray(y_train, dtype=np.int64)
+    arrays["y_test"] = np.asarray(y_test, dtype=np.int64)
+    np.savez_compressed(path, **arrays)
+
+
+def load_imdb_npz(path, num_words=None, skip_top=0, maxlen=None, seed=113, start_char=1, oov_char=2,
+                  index_from=3):
+    """Keras' ``imdb.load_data`` on a local file: ``((x_train, y_train), (x_test, y_test))``.
+
+    Same steps and results as Keras: seeded shuffle of each split (``seed``); ``start_char`` prepended and
+    every raw rank shifted by ``index_from`` (0 = padding, 1 = start, 2 = out-of-vocabulary); sequences of
+    length ``>= maxlen`` *dropped* (not truncated: pad/truncate afterwards with ``pad_sequences``); ids outside
+    ``[skip_top, num_words)`` replaced by ``oov_char`` (or dropped when it is ``None``). ``x_*`` are object arrays
+    of Python lists, as in Keras.
+    """
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+    with npz, zipfile.ZipFile(path) as zf:
+        x_train, x_test = _ragged(path, npz, zf, "x_train"), _ragged(path, npz, zf, "x_test")
+        for key in ("y_train", "y_test"):
+            if key not in npz.files:
+                raise ValueError(f"{path}: no {key!r} array")
+        y_train, y_test = np.asarray(npz["y_train"]), np.asarray(npz["y_test"])
+    for key, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if len(x) != len(y):
+            raise ValueError(f"{path}: {len(x)} x_{key} sequences but {len(y)} y_{key} labels")
+    rng = np.random.RandomState(seed)
+    order = np.arange(len(x_train))
+    rng.shuffle(order)
+    x_train, y_train = [x_train[i] for i in order], y_train[order]
+    order = np.arange(len(x_test))
+    rng.shuffle(order)
+    x_test, y_test = [x_test[i] for i in order], y_test[order]
+
+    def shift(x):
+        x = [int(w) + index_from for w in x] if (start_char is not None or index_from) else [int(w) for w in x]
+        return [start_char] + x if start_char is not None else x
+
+    x_train, x_test = [shift(x) for x in x_train], [shift(x) for x in x_test]
+    if maxlen:
+        keep = [i for i, x in enumerate(x_train) if len(x) < maxlen]
+        x_train, y_train = [x_train[i] for i in keep], y_train[keep]
+        keep = [i for i, x in enumerate(x_test) if len(x) < maxlen]
+        x_test, y_test = [x_test[i] for i in keep], y_test[keep]
+        if not x_train or not x_test:
+            raise ValueError(f"{path}: no sequence shorter than maxlen={maxlen}; increase maxlen")
+    if not num_words:
+        num_words = max((max(x) for x in x_train + x_test if x), default=0)
+    if oov_char is not None:
+        def limit(x):
+            return [w if skip_top <= w < num_words else oov_char for w in x]
+    else:
+        def limit(x):
+            return [w for w in x if skip_top <= w < num_words]
+
+    def as_object(seqs):
+        out = np.empty(len(seqs), dtype=object)
+        for i, s in enumerate(seqs):
+            out[i] = limit(s)
+        return out
+
+    return (as_object(x_train), y_train), (as_object(x_test), y_test)
+
+
+def load_word_index(path):
+    """Keras' IMDB word index JSON (word -> frequency rank from 1)."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            index = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    if not isinstance(index, dict) or not all(isinstance(v, int) for v in index.values()):
+        raise ValueError(f"{path}: expected a JSON object mapping words to integer ranks")
+    return index
+
+
+def decode_review(ids, word_index, index_from=3, start_char=1, oov_char=2, oov_word="?"):
+    """Turn Keras-convention ids back into text (padding and start markers skipped, oov -> ``oov_word``)."""
+    reverse = {rank + index_from: w for w, rank in word_index.items()}
+    words = []
+    for i in ids:
+        i = int(i)
+        if i == 0 or i == start_char:
+            continue
+        words.append(oov_word if i == oov_char else reverse.get(i, oov_word))
+    return " ".join(words)
+
+
+# ----------------------------------------------------------------------------------------------------
+# download
+# ----------------------------------------------------------------------------------------------------
+def default_cache_dir():
+    """``$RNNLAB_DATA`` or ``~/.cache/rnnlab/datasets``."""
+    return os.environ.get("RNNLAB_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "rnnlab", "datasets")
+
+
+def _safe_extract(archive, dest):
+    root = os.path.realpath(dest)
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        for m in members:
+            target = os.path.realpath(os.path.join(dest, m.name))
+            if not (target == root or target.startswith(root + os.sep)):
+                raise ValueError(f"{archive}: member {m.name!r} would be written outside {dest}")
+            if not (m.isfile() or m.isdir()):
+                raise ValueError(f"{archive}: member {m.name!r} is a link or device; refusing to extract")
+        tar.extractall(dest, members=members)
+
+
+def download_imdb(cache_dir=None, url=IMDB_URL, sha256=IMDB_SHA256, timeout=60, progress=None):
+    """Download and extract ``aclImdb_v1.tar.gz`` once; return the path of the ``aclImdb/`` folder.
+
+    The archive goes to ``cache_dir`` (default :func:`default_cache_dir`) through a ``.part`` file renamed
+    when complete, its sha256 is checked when ``sha256`` is given, and it is extracted into a temporary
+    folder renamed to ``aclImdb`` (so an interrupted run never leaves a half folder that later calls trust).
+    A second call finds the folder and does not touch the network. ``progress(done_bytes, total_bytes)``
+    is called while downloading if given.
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    os.makedirs(cache_dir, exist_ok=True)
+    folder = os.path.join(cache_dir, "aclImdb")
+    if os.path.isdir(os.path.join(folder, "train")) and os.path.isdir(os.path.join(folder, "test")):
+        return folder
+    archive = os.path.join(cache_dir, os.path.basename(url.split("?")[0]) or "aclImdb_v1.tar.gz")
+    if not os.path.exists(archive):
+        part = archive + ".part"
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as out:
+                total = int(resp.headers.get("Content-Length") or 0)
+                done = 0
+                while True:
+                    chunk = resp.read(1 << 20)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+            if total and done != total:
+                raise ValueError(f"download of {url} stopped after {done} of {total} bytes")
+        except OSError as e:
+            if os.path.exists(part):
+                os.unlink(part)
+            raise ValueError(f"could not download {url}: {e}") from None
+        if sha256 and digest.hexdigest() != sha256:
+            os.unlink(part)
+            raise ValueError(f"download of {url}: sha256 {digest.hexdigest()} does not match the expected {sha256}")
+        os.replace(part, archive)
+    tmp = os.path.join(cache_dir, ".aclImdb.extracting")
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    _safe_extract(archive, tmp)
+    inner = os.path.join(tmp, "aclImdb")
+    if not os.path.isdir(inner):
+        shutil.rmtree(tmp)
+        raise ValueError(f"{archive}: no aclImdb/ folder inside the archive")
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    os.replace(inner, folder)
+    shutil.rmtree(tmp)
+    return folder
