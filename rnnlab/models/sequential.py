@@ -64,6 +64,7 @@ class Sequential:
 
     # ---------------------------------------------------------------- building
     def add(self, layer):
+        """Append a layer (or, first, an ``Input``); builds it at once when the input shape is known."""
         if isinstance(layer, InputSpec):
             if self.layers:
                 raise ValueError("Input(...) can only be the first entry of a Sequential model")
@@ -84,6 +85,7 @@ class Sequential:
             self.build(self._input_shape)
 
     def build(self, input_shape=None):
+        """Build every layer for ``input_shape`` (with the batch axis), propagating shapes layer by layer."""
         shape = tuple(input_shape) if input_shape is not None else self._input_shape
         if shape is None:
             raise ValueError("Sequential.build: the input shape is unknown; give the first layer input_shape= or "
@@ -127,6 +129,7 @@ class Sequential:
         return bool(self.layers) and all(layer.built for layer in self.layers)
 
     def get_layer(self, name=None, index=None):
+        """The layer called ``name`` (or at position ``index``)."""
         if index is not None:
             return self.layers[index]
         for layer in self.layers:
@@ -141,20 +144,25 @@ class Sequential:
                              "start with rnnlab.Input(shape), or fit/call it on data first")
 
     def iter_weights(self):
+        """``(path, owner_layer, weight_name)`` for every weight, layer by layer in Keras order."""
         for layer in self.layers:
             yield from layer.iter_weights()
 
     def trainable_weight_refs(self):
+        """The refs of :meth:`iter_weights` that train (layers with ``trainable=False`` left out):
+        what ``optimizer.apply`` receives."""
         refs = []
         for layer in self.layers:
             refs.extend(layer.trainable_weight_refs())
         return refs
 
     def get_weights(self):
+        """Copies of all weights, the layers' ``get_weights()`` lists concatenated (Keras order)."""
         self._require_built("get_weights")
         return [w for layer in self.layers for w in layer.get_weights()]
 
     def set_weights(self, weights):
+        """Load weights given in :meth:`get_weights` order (count and shapes checked, copied in place)."""
         self._require_built("set_weights")
         weights = list(weights)
         total = sum(len(list(layer.iter_weights())) for layer in self.layers)
@@ -167,6 +175,7 @@ class Sequential:
             i += n
 
     def count_params(self):
+        """Total number of weights (trainable and not)."""
         self._require_built("count_params")
         return sum(layer.count_params() for layer in self.layers)
 
@@ -229,12 +238,17 @@ class Sequential:
         return x, mask
 
     def _backward(self, grad):
-        for layer in reversed(self.layers):
+        """Run the layers' backward passes last to first. Layers before the first one with trainable
+        weights are skipped: nothing upstream needs their gradients (e.g. a frozen Embedding)."""
+        first = next((i for i, layer in enumerate(self.layers)
+                      if next(iter(layer.trainable_weight_refs()), None) is not None), len(self.layers))
+        for layer in self.layers[:first - 1:-1] if first > 0 else reversed(self.layers):
             grad = layer.backward(grad)
             if grad is None:
                 break
 
     def __call__(self, x, training=False):
+        """Forward pass on ``x`` (one batch) returning the output; builds the model if needed."""
         return self._forward(self._prepare_x(x), training)[0]
 
     def predict(self, x, batch_size=32, verbose=0):
@@ -479,6 +493,7 @@ class Sequential:
 
     # ----------------------------------------------------------------- files
     def get_config(self):
+        """JSON-able description: name, input shape/dtype and each layer's class name and config."""
         return {"name": self.name, "input_shape": None if self._input_shape is None else list(self._input_shape),
                 "input_dtype": self._input_dtype,
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
@@ -489,9 +504,11 @@ class Sequential:
         save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
+        """Save only the weights (one ``.npz``, no pickle); see :meth:`load_weights`."""
         from .saving import save_weights
         save_weights(self, path)
 
     def load_weights(self, path):
+        """Load weights from :meth:`save_weights` or :meth:`save` files, matched by position (shapes checked)."""
         from .saving import load_weights
         load_weights(self, path)
