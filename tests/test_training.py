@@ -276,3 +276,22 @@ def test_same_seed_same_history_with_dropout_and_shuffle():
 
     assert run(3) == run(3)
     assert run(3) != run(4)
+
+
+class _CountingEmbedding(Embedding):
+    def backward(self, grad):
+        self.backward_calls = getattr(self, "backward_calls", 0) + 1
+        return super().backward(grad)
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_backward_skips_layers_before_the_first_trainable_one(frozen):
+    emb = _CountingEmbedding(10, 3, input_length=4)
+    emb.trainable = not frozen
+    m = rnnlab.Sequential([emb, SimpleRNN(2), Dense(1)])
+    m.compile("sgd", "mse")
+    before = emb.get_weights()[0]
+    ids = np.random.default_rng(0).integers(0, 10, size=(8, 4))
+    m.fit(ids, np.ones((8, 1)), batch_size=4, verbose=0)
+    assert getattr(emb, "backward_calls", 0) == (0 if frozen else 2)
+    assert np.array_equal(emb.get_weights()[0], before) == frozen
