@@ -10,7 +10,6 @@ import pytest
 
 import rnnlab
 from rnnlab.layers import GRU, LSTM, Dense, Dropout, Embedding, SimpleRNN
-from rnnlab.models import saving
 
 
 def _ids(n=16, T=7, vocab=20, seed=0):

@@ -172,10 +172,6 @@ def load_model(path, compile=True):
     return model
 
 
-def save_weights_file(model, path):  # pragma: no cover - alias
-    save_weights(model, path)
-
-
 def load_weights(model, path) -> None:
     """Load weights saved by ``save_weights``/``save`` into ``model``, matched by position (as Keras):
     layer names may differ, the count and every shape must agree."""
