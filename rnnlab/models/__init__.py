@@ -1,3 +1,4 @@
 """Models: Sequential (Keras-style stack of layers) and its saving."""
 from .saving import load_model  # noqa: F401
 from .sequential import Input, InputSpec, Sequential  # noqa: F401
+from .seq2seq import Seq2Seq  # noqa: F401,E402
