@@ -44,6 +44,8 @@ def _weights_dict(model) -> dict:
 
 
 def save_model(model, path, include_optimizer=True) -> None:
+    """Write ``model`` to ``path`` as one ``.npz``: config + compile settings as JSON, every weight, and
+    (with ``include_optimizer``) the optimizer state. Atomic: a failure leaves any old file intact."""
     if not model.built:
         raise ValueError("save: the model is not built yet (no weights to save)")
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "rnnlab_version": __version__,
@@ -61,6 +63,7 @@ def save_model(model, path, include_optimizer=True) -> None:
 
 
 def save_weights(model, path) -> None:
+    """Write only the weights (and their paths) to ``path``; load with ``model.load_weights``."""
     if not model.built:
         raise ValueError("save_weights: the model is not built yet (no weights to save)")
     arrays = _weights_dict(model)
@@ -70,6 +73,8 @@ def save_weights(model, path) -> None:
 
 
 def _open(path):
+    """Read and validate a file: ``(json_document, {name: array})``; ``ValueError`` for anything that is
+    not an rnnlab file (nothing is unpickled: ``allow_pickle=False``)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such model file: {path}")
