@@ -1,0 +1,70 @@
+"""Plot helpers (matplotlib is imported lazily, only when a plot is drawn).
+
+:func:`attention_heatmap` draws an attention matrix (output tokens x source tokens) to a PNG;
+:func:`attention_text` renders the same matrix as text for a terminal.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("plotting needs matplotlib: pip install matplotlib (or the 'plot' extra: "
+                          "pip install -e '.[plot]')") from None
+    return plt
+
+
+def _check(att, source_tokens, output_tokens):
+    att = np.asarray(att, dtype=float)
+    if att.ndim != 2:
+        raise ValueError(f"attention must be a 2-D (output tokens, source tokens) matrix, got shape {att.shape}")
+    if att.shape != (len(output_tokens), len(source_tokens)):
+        raise ValueError(f"attention shape {att.shape} does not match {len(output_tokens)} output tokens x "
+                         f"{len(source_tokens)} source tokens")
+    return att
+
+
+def _show(t):
+    return "\u2423" if t == " " else t
+
+
+def attention_heatmap(att, source_tokens, output_tokens, path, title=None):
+    """Save a heat map of ``att`` (rows: output tokens, columns: source tokens) to ``path`` (PNG)."""
+    att = _check(att, source_tokens, output_tokens)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.32 * att.shape[1] + 2), max(3.0, 0.32 * att.shape[0] + 1.5)))
+    im = ax.imshow(att, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(att.shape[1]))
+    ax.set_xticklabels([_show(t) for t in source_tokens], fontsize=9)
+    ax.set_yticks(range(att.shape[0]))
+    ax.set_yticklabels([_show(t) for t in output_tokens], fontsize=9)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def attention_text(att, source_tokens, output_tokens):
+    """The attention matrix as text: one row per output token, shades `` .:-=+*#%@`` per weight."""
+    att = _check(att, source_tokens, output_tokens)
+    shades = " .:-=+*#%@"
+    lines = ["    " + "".join(_show(t)[:1] for t in source_tokens)]
+    for tok, row in zip(output_tokens, att):
+        cells = "".join(shades[min(int(w * len(shades)), len(shades) - 1)] for w in row)
+        lines.append(f"{_show(tok)[:3]:>3} {cells}")
+    return "\n".join(lines)
