@@ -1,0 +1,144 @@
+"""``rnnlab train seq2seq`` and ``rnnlab translate``: encoder-decoder models on source<TAB>target pairs.
+
+Train::
+
+    rnnlab train seq2seq --pairs FILE.tsv [--test-fraction 0.1] [--attention dot|general|concat|none]
+                         [--level char|word] [--reverse-source] [--cell lstm|gru|rnn] [--units 64] ...
+    rnnlab train seq2seq --generate dates|addition [--num-pairs 30000]     (built-in generated data)
+
+Writes ``OUT/model.npz`` (weights + JSON config with the vocabularies) and ends with one JSON line of
+metrics (``exact_match_accuracy``, ``token_accuracy`` on the held-out part), also in ``OUT/metrics.json``.
+
+Translate::
+
+    rnnlab translate --model OUT/model.npz "3rd of march 2021" [--beam 5] [--show-attention] [--plot a.png]
+
+Inputs longer than the model's maximum source length are truncated with a warning; unknown characters
+or words become ``<unk>`` with a warning; an empty input gives an empty output.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from .common import Timer, add_common_train_arguments, finish_run, output_dir
+
+
+def add_train_arguments(parser):
+    src = parser.add_argument_group("data")
+    g = src.add_mutually_exclusive_group(required=True)
+    g.add_argument("--pairs", help="TSV file of source<TAB>target lines")
+    g.add_argument("--generate", choices=["dates", "addition"], help="use generated pairs instead of a file")
+    src.add_argument("--num-pairs", type=int, default=30000, help="with --generate: number of pairs")
+    src.add_argument("--digits", type=int, default=3, help="with --generate addition: digits per operand")
+    src.add_argument("--test-fraction", type=float, default=0.1, help="held-out fraction (disjoint sources)")
+    src.add_argument("--level", choices=["char", "word"], default="char", help="tokenisation level")
+    src.add_argument("--max-source-len", type=int, default=None, help="default: longest training source")
+    m = parser.add_argument_group("model")
+    m.add_argument("--attention", choices=["dot", "general", "concat", "none"], default="dot")
+    m.add_argument("--reverse-source", action="store_true")
+    m.add_argument("--beam", type=int, default=1, help="beam size for the final evaluation (1 = greedy)")
+    add_common_train_arguments(parser, epochs=10, batch_size=64, units=64, embedding_dim=32, lr=0.005)
+
+
+def _optimizer(args):
+    from .. import optimizers
+
+    cls = {"adam": optimizers.Adam, "rmsprop": optimizers.RMSprop, "sgd": optimizers.SGD,
+           "adagrad": optimizers.Adagrad}.get(args.optimizer.lower())
+    if cls is None:
+        raise ValueError(f"--optimizer must be one of adam, rmsprop, sgd, adagrad; got {args.optimizer!r}")
+    return cls(args.lr, clipnorm=args.clipnorm if args.clipnorm else 5.0)
+
+
+def train(args):
+    import numpy as np
+
+    from .. import backend
+    from ..datasets.seq2seq_data import Vocabulary, addition_splits, date_splits, load_pairs, split_pairs
+    from ..models.seq2seq import Seq2Seq
+
+    if not 0.0 < args.test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    if args.dropout:
+        print("rnnlab: note: --dropout is not used by seq2seq models", file=sys.stderr)
+    backend.set_random_seed(args.seed)
+    if args.pairs:
+        pairs = load_pairs(args.pairs)
+        train_pairs, test_pairs = split_pairs(pairs, args.test_fraction, seed=args.seed)
+        name = os.path.splitext(os.path.basename(args.pairs))[0]
+    else:
+        n_test = max(1, int(round(args.num_pairs * args.test_fraction)))
+        n_train = args.num_pairs - n_test
+        if args.generate == "dates":
+            train_pairs, test_pairs = date_splits(n_train, n_test, seed=args.seed)
+        else:
+            train_pairs, test_pairs = addition_splits(n_train, n_test, digits=args.digits, seed=args.seed)
+        name = args.generate
+    if not train_pairs or not test_pairs:
+        raise ValueError(f"need at least one training and one held-out pair, got {len(train_pairs)} and "
+                         f"{len(test_pairs)} (more data or another --test-fraction)")
+    out = output_dir(args.out, f"seq2seq-{name}")
+    sv = Vocabulary.build([s for s, _ in train_pairs], level=args.level)
+    tv = Vocabulary.build([t for _, t in train_pairs], level=args.level)
+    max_src = args.max_source_len or max(len(sv.tokenize(s)) for s, _ in train_pairs)
+    max_tgt = max(len(tv.tokenize(t)) for _, t in train_pairs)
+    model = Seq2Seq(sv, tv, embedding_dim=args.embedding_dim, units=args.units, cell=args.cell,
+                    num_layers=args.layers, bidirectional=args.bidirectional, attention=args.attention,
+                    reverse_source=args.reverse_source, max_source_len=max_src, max_target_len=max_tgt + 2)
+    if args.verbose:
+        print(f"{len(train_pairs)} training / {len(test_pairs)} held-out pairs; vocabularies {len(sv)} / {len(tv)}; "
+              f"{model.count_params():,} parameters; attention={args.attention}", flush=True)
+    timer = Timer(args.max_minutes)
+    budget = None if args.max_minutes is None else 60.0 * args.max_minutes
+    model.fit(train_pairs, epochs=args.epochs, batch_size=args.batch_size, optimizer=_optimizer(args),
+              time_budget=budget, verbose=args.verbose, seed=args.seed)
+    train_secs = timer.elapsed
+    path = model.save(os.path.join(out, "model.npz"))
+    if args.beam > 1:
+        preds = [p for p, _ in model.translate([s for s, _ in test_pairs], beam_size=args.beam, warn=False)]
+        exact = float(np.mean([p == t for p, (_, t) in zip(preds, test_pairs)]))
+        ev = model.evaluate(test_pairs)
+        ev["exact_match_accuracy"] = exact
+    else:
+        ev = model.evaluate(test_pairs)
+    if args.verbose:
+        for (s, t), p in list(zip(test_pairs, ev["predictions"]))[:5]:
+            print(f"  {s!r} -> {p!r}  (expected {t!r})")
+        print(f"model saved to {path}")
+    return finish_run(out, {
+        "exact_match_accuracy": ev["exact_match_accuracy"], "token_accuracy": ev["token_accuracy"],
+        "train_pairs": len(train_pairs), "test_pairs": len(test_pairs), "attention": args.attention,
+        "final_loss": model.history[-1]["loss"] if model.history else None,
+        "epochs_run": len(model.history), "train_seconds": round(train_secs, 1), "model": path,
+    })
+
+
+def add_translate_arguments(parser):
+    parser.add_argument("--model", required=True, help="model.npz written by rnnlab train seq2seq")
+    parser.add_argument("text", nargs="+", help="text(s) to convert")
+    parser.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    parser.add_argument("--show-attention", action="store_true", help="print the attention map as text")
+    parser.add_argument("--plot", default=None, help="write the attention heat map of the first text to this PNG")
+
+
+def translate(args):
+    from ..models.seq2seq import Seq2Seq
+    from ..plotting import attention_text
+
+    if args.beam < 1:
+        raise ValueError(f"--beam must be >= 1, got {args.beam}")
+    model = Seq2Seq.load(args.model)
+    results = model.translate(list(args.text), beam_size=args.beam)
+    for i, (text, (out, att)) in enumerate(zip(args.text, results)):
+        print(out)
+        src = model.source_vocab.tokenize(text)[: model.max_source_len]
+        outs = model.target_vocab.tokenize(out) + ["<end>"]
+        if args.show_attention and att.size:
+            print(attention_text(att, src, outs[: att.shape[0]]))
+        if args.plot and i == 0 and att.size:
+            from ..plotting import attention_heatmap
+
+            attention_heatmap(att, src, outs[: att.shape[0]], args.plot, title=f"{text!r} -> {out}")
+            print(f"attention heat map written to {args.plot}", file=sys.stderr)
+    return 0
