@@ -59,7 +59,7 @@ def _parse_header(line, path):
 
 
 def _finish(words, rows, path, dtype):
-    vecs = np.asarray(rows, dtype=dtype).reshape(len(rows), -1) if rows else None
+    vecs = np.asarray(rows, dtype=dtype).reshape(len(rows), -1) if len(rows) else None
     if vecs is None:
         raise ValueError(f"{path}: no vectors in the file")
     seen = {}
