@@ -95,9 +95,11 @@ def main(argv=None) -> int:
     (out, att), = model.translate([example])
     png = os.path.join(args.out, "attention_dates.png")
     try:
+        if args.attention == "none":
+            raise ImportError("the model has no attention (--attention none)")
         from rnnlab.plotting import attention_heatmap
 
-        attention_heatmap(att, list(example), list(out) + ["<end>"], png,
+        attention_heatmap(att, list(example), (list(out) + ["<end>"])[: att.shape[0]], png,
                           title=f"{example!r} -> {out}")
         print(f"attention heat map of {example!r} -> {out} written to {png}")
     except ImportError as e:
