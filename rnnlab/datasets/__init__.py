@@ -6,3 +6,6 @@ from .imdb import (  # noqa: F401
     decode_review, download_imdb, load_imdb_csv, load_imdb_folder, load_imdb_npz, load_word_index, read_imdb_csv,
     read_imdb_folder, save_imdb_npz,
 )
+from .text_corpus import (  # noqa: F401
+    build_ptb_corpus, build_vocab, load_char_corpus, load_word_corpus, read_text, read_token_file, split_text,
+)

@@ -22,6 +22,12 @@ Building a corpus here
 
         python -m rnnlab.datasets.text_corpus ../shared/data/nietzsche.txt data/nietzsche_ptb --vocab-size 10000
         python -m rnnlab.datasets.text_corpus ../shared/data/imdb_reviews.csv.gz data/imdb_ptb --max-docs 5000
+
+    (``data/`` is git-ignored.) The IMDB recipe (first 5,000 reviews, all from the official train split,
+    |V| = 10,000) is close to PTB in size: 975,018 / 121,656 / 126,217 train/valid/test tokens with ``<eos>``,
+    ``<unk>`` rate 4.4 / 6.1 / 5.8 %. Measured n-gram baselines on it (``rnnlab ngram``, valid / test perplexity):
+    KN order 3: 175.2 / 169.0 (2.8 s, 350 MB); modified KN order 4: 168.5 / 162.4; add-k (k=0.01) order 3:
+    1318.9 / 1277.5. Nietzsche with ``--vocab-size 5000`` (87,000 training tokens): KN order 3 197.5 / 180.1.
 """
 from __future__ import annotations
 
