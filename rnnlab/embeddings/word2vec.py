@@ -368,10 +368,14 @@ class Word2Vec:
     def _chunks(self):
         """Sentence ranges [(s0, s1, w0, w1)] of about batch_words words each."""
         ends = np.cumsum(self.sentence_lengths)
+        # Summed (stale) updates of a row that occurs many times in one chunk overshoot where sequential SGD
+        # would saturate: a 16-word vocabulary diverged with 7000-word chunks. Keep a chunk to at most about
+        # a quarter as many words as the vocabulary has (no effect on real corpora with >40k words).
+        bw = min(self.batch_words, max(50, len(self.counts) // 4))
         chunks = []
         s0, w0 = 0, 0
         # boundaries at the first sentence end reaching each multiple of batch_words
-        marks = np.searchsorted(ends, np.arange(self.batch_words, ends[-1] + self.batch_words, self.batch_words))
+        marks = np.searchsorted(ends, np.arange(bw, ends[-1] + bw, bw))
         for s1 in np.unique(np.minimum(marks, len(ends) - 1)) + 1:
             w1 = int(ends[s1 - 1])
             if w1 > w0:
