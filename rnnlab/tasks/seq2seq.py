@@ -38,6 +38,7 @@ def add_train_arguments(parser):
     m.add_argument("--attention", choices=["dot", "general", "concat", "none"], default="dot")
     m.add_argument("--reverse-source", action="store_true")
     m.add_argument("--beam", type=int, default=1, help="beam size for the final evaluation (1 = greedy)")
+    m.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is steadiest on a shared machine)")
     add_common_train_arguments(parser, epochs=10, batch_size=64, units=64, embedding_dim=32, lr=0.005)
 
 
@@ -62,6 +63,9 @@ def train(args):
         raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
     if args.dropout:
         print("rnnlab: note: --dropout is not used by seq2seq models", file=sys.stderr)
+    from ..demo import limit_blas_threads
+
+    limit_blas_threads(args.threads)
     backend.set_random_seed(args.seed)
     if args.pairs:
         pairs = load_pairs(args.pairs)
