@@ -117,18 +117,23 @@ def load_word2vec_format(path, binary=False, limit=None, dtype=np.float32):
                 break
             lineno += 1
             parts = line.rstrip("\r\n").rstrip(" ").split(" ")
-            if len(parts) != D + 1:
-                raise ValueError(f"{path}: line {lineno}: expected a word and {D} numbers, "
-                                 f"got {len(parts) - 1} numbers")
-            try:
-                rows.append([float(x) for x in parts[1:]])
-            except ValueError:
-                raise ValueError(f"{path}: line {lineno}: not a number in the vector of {parts[0]!r}") from None
-            words.append(parts[0])
+            _append_row(parts, D, path, lineno, words, rows)
     if len(words) < n:
         raise ValueError(f"{path}: line {lineno}: file ends after {len(words)} of {V} vectors")
     return _finish(words, rows, path, dtype)
 
+
+
+def _append_row(parts, D, path, lineno, words, rows, where=""):
+    """Check one ``word x_1 ... x_D`` text line (already split) and append it to ``words``/``rows``."""
+    if len(parts) != D + 1:
+        raise ValueError(f"{path}: line {lineno}: expected a word and {D} numbers{where}, "
+                         f"got {len(parts) - 1} numbers")
+    try:
+        rows.append([float(x) for x in parts[1:]])
+    except ValueError:
+        raise ValueError(f"{path}: line {lineno}: not a number in the vector of {parts[0]!r}") from None
+    words.append(parts[0])
 
 def save_glove(kv, path):
     """Write GloVe text format: ``word x_1 ... x_D`` per line, no header."""
@@ -155,14 +160,7 @@ def load_glove(path, limit=None, dtype=np.float32):
                 D = len(parts) - 1
                 if D < 1:
                     raise ValueError(f"{path}: line {lineno}: expected a word followed by numbers")
-            if len(parts) != D + 1:
-                raise ValueError(f"{path}: line {lineno}: expected a word and {D} numbers (as line 1), "
-                                 f"got {len(parts) - 1} numbers")
-            try:
-                rows.append([float(x) for x in parts[1:]])
-            except ValueError:
-                raise ValueError(f"{path}: line {lineno}: not a number in the vector of {parts[0]!r}") from None
-            words.append(parts[0])
+            _append_row(parts, D, path, lineno, words, rows, " (as line 1)")
     return _finish(words, rows, path, dtype)
 
 
