@@ -8,3 +8,5 @@ from .gru import GRU  # noqa: F401
 from .core import Dropout  # noqa: F401
 from .embedding import Embedding  # noqa: F401
 from .attention import AdditiveAttention, Attention  # noqa: F401
+from .core import Masking, RepeatVector  # noqa: F401
+from .wrappers import Bidirectional, TimeDistributed  # noqa: F401

@@ -1,4 +1,4 @@
-"""Core layers: Dense, Activation, Dropout.
+"""Core layers: Dense, Activation, Dropout, Masking, RepeatVector.
 
 Dense on inputs with more than 2 dimensions applies the same matrix to the last axis
 (as Keras does), so ``Dense`` after a ``return_sequences=True`` RNN acts on every time step.
@@ -156,4 +156,89 @@ class Dropout(Layer):
         cfg = super().get_config()
         cfg.update(rate=self.rate, noise_shape=None if self.noise_shape is None else list(self.noise_shape),
                    seed=self.seed)
+        return cfg
+
+
+@register
+class Masking(Layer):
+    """Masks padded time steps: a step is masked when **all** its features equal ``mask_value`` (Keras ``Masking``).
+
+    Forward, x (B, T, ...F):  ``m[b, t] = any(x[b, t] != mask_value)``,  ``y = x * m[..., None]``
+    (masked steps become zeros), and ``compute_mask`` gives ``m`` (B, T) to the next layers
+    (recurrent layers then carry their state over those steps; a masked loss ignores them).
+    Backward: ``dL/dx = dL/dy * m[..., None]``. No weights.
+    """
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.number)):
+            raise TypeError(f"Masking: mask_value must be a number, got {mask_value!r}")
+        self.mask_value = float(mask_value)
+
+    def _mask(self, x):
+        return np.any(x != x.dtype.type(self.mask_value), axis=-1)
+
+    def compute_mask(self, inputs, mask=None):
+        inputs = np.asarray(inputs)
+        if inputs.ndim < 3:
+            raise ValueError(f"Masking '{self.name}': needs inputs (batch, timesteps, features), got shape {inputs.shape}")
+        return self._mask(inputs)
+
+    def forward(self, x, training=False, mask=None):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Layer '{self.name}': inputs must be a NumPy array, got {type(x).__name__}")
+        self._check_float(x)
+        if x.ndim < 3:
+            raise ValueError(f"Input to layer '{self.name}' (Masking) is incompatible: expected ndim>=3 "
+                             f"(batch, timesteps, features), found ndim={x.ndim} with shape {x.shape}")
+        m = self._mask(x)[..., None].astype(x.dtype)
+        self._cache = m
+        return x * m
+
+    def backward(self, grad):
+        m = self._need_cache()
+        return grad * m
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["mask_value"] = self.mask_value
+        return cfg
+
+
+@register
+class RepeatVector(Layer):
+    """Repeats a vector ``n`` times along a new time axis (Keras ``RepeatVector``).
+
+    Forward: x (B, F) -> y (B, n, F) with ``y[:, t] = x``. Backward: ``dL/dx = sum_t dL/dy[:, t]``.
+    No weights; the output carries no mask.
+    """
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise ValueError(f"RepeatVector: n must be a positive int, got {n!r}")
+        self.n = int(n)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n) + tuple(input_shape[1:])
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def forward(self, x, training=False, mask=None):
+        self._check_ndim(x, 2, "(batch, features)")
+        self._cache = x.shape
+        return np.repeat(x[:, None, :], self.n, axis=1)
+
+    def backward(self, grad):
+        shape = self._need_cache()
+        grad = np.asarray(grad)
+        if grad.shape != (shape[0], self.n, shape[1]):
+            raise ValueError(f"Layer '{self.name}' (RepeatVector): gradient must have shape "
+                             f"{(shape[0], self.n, shape[1])}, got {grad.shape}")
+        return grad.sum(axis=1)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["n"] = self.n
         return cfg
