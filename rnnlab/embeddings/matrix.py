@@ -4,7 +4,8 @@ For a tokenizer's ``word_index`` (word -> id, ids from 1; id 0 is padding):
 
     M[0] = 0
     M[i] = vectors[word]           if the word has a vector
-    M[i] ~ U(-0.05, 0.05)          otherwise (what Keras' Embedding "uniform" initializer draws)
+    M[i] ~ U(-0.05, 0.05)          otherwise (what Keras' Embedding "uniform" initializer draws),
+                                   or that row of ``initializer((num_words, dim))`` when one is given
 
 ``M`` has ``num_words`` rows (default ``max id + 1``; as Keras' ``Tokenizer(num_words=n)``, ids ``>= n`` are
 left out) and the vectors' dimension as columns.
@@ -35,7 +36,7 @@ def _lookup(vectors):
 
 
 def embedding_matrix(vectors, word_index, num_words=None, embedding_dim=None, dtype=None, seed=None,
-                     lowercase_fallback=False):
+                     lowercase_fallback=False, initializer=None):
     """Build the (num_words, dim) Embedding weight for ``word_index`` from ``vectors``.
 
     Args:
@@ -47,6 +48,9 @@ def embedding_matrix(vectors, word_index, num_words=None, embedding_dim=None, dt
         seed: seed for the U(-0.05, 0.05) rows of unknown words (default: the library generator
             :func:`rnnlab.backend.rng`, so ``set_random_seed`` makes it reproducible).
         lowercase_fallback: look up ``word.lower()`` when ``word`` itself has no vector.
+        initializer: an :mod:`rnnlab.initializers` initializer (or its name); if given, the rows of unknown
+            words are the rows of ``initializer((num_words, dim), dtype)`` (as if the layer had been built
+            with it and the known rows overwritten), instead of U(-0.05, 0.05) draws. ``seed`` is then unused.
 
     Returns ``(matrix, unknown_words)``: ``unknown_words`` lists (in id order) the words that got a
     random row.
@@ -67,6 +71,11 @@ def embedding_matrix(vectors, word_index, num_words=None, embedding_dim=None, dt
     dtype = backend.standardize_dtype(dtype)
     rng = backend.rng() if seed is None else np.random.default_rng(seed)
     M = np.zeros((int(num_words), dim), dtype=dtype)
+    init_rows = None
+    if initializer is not None:
+        from .. import initializers
+
+        init_rows = np.asarray(initializers.get(initializer)((int(num_words), dim), dtype), dtype=dtype)
     unknown = []
     for w, i in sorted(word_index.items(), key=lambda kv: kv[1]):
         if i >= num_words:
@@ -76,7 +85,7 @@ def embedding_matrix(vectors, word_index, num_words=None, embedding_dim=None, dt
             v = get(w.lower())
         if v is None:
             unknown.append(w)
-            M[i] = rng.uniform(-0.05, 0.05, dim)
+            M[i] = rng.uniform(-0.05, 0.05, dim) if init_rows is None else init_rows[i]
         else:
             M[i] = v
     return M, unknown

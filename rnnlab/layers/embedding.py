@@ -55,6 +55,57 @@ class Embedding(Layer):
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.mask_zero = bool(mask_zero)
 
+    @classmethod
+    def from_vectors(cls, vectors, tokenizer, trainable=True, num_words=None, output_dim=None,
+                     embeddings_initializer="uniform", mask_zero=False, lowercase_fallback=False, **kwargs):
+        """An Embedding whose rows start from pretrained word vectors, for a tokenizer's vocabulary.
+
+        Row ``i`` of the ``(num_words, dim)`` matrix is the vector of the word with id ``i`` in
+        ``tokenizer.word_index``; row 0 (padding) is zeros; words without a vector get the rows that
+        ``embeddings_initializer`` (Keras' default ``"uniform"``, U(-0.05, 0.05)) draws for them, as if the
+        layer had been built as usual and the known rows overwritten.
+
+        Args:
+            vectors: :class:`rnnlab.embeddings.KeyedVectors` or a dict word -> 1-D vector.
+            tokenizer: a fitted :class:`rnnlab.text.Tokenizer` (its ``word_index``, and ``num_words`` when
+                set) or a ``word_index`` dict (word -> id >= 1).
+            trainable: ``False`` freezes the matrix (``summary()`` counts it as non-trainable).
+            num_words: rows (ids ``>= num_words`` are left out); default ``tokenizer.num_words`` or the
+                largest id + 1.
+            output_dim: if given, must equal the vectors' dimension (``ValueError`` otherwise).
+            lowercase_fallback: look up ``word.lower()`` when ``word`` has no vector.
+            **kwargs: other :class:`Embedding` arguments (``name``, ``input_length``, ...).
+
+        The words that got a random row are in ``layer.oov_words`` (id order) and their number in
+        ``layer.oov_count``; ``layer.pretrained_count`` rows came from ``vectors``.
+        """
+        from ..embeddings.matrix import embedding_matrix
+
+        if "weights" in kwargs:
+            raise ValueError("Embedding.from_vectors: weights= cannot be combined with vectors")
+        if isinstance(tokenizer, dict):
+            word_index = tokenizer
+        elif isinstance(getattr(tokenizer, "word_index", None), dict):
+            word_index = tokenizer.word_index
+            if num_words is None and getattr(tokenizer, "num_words", None):
+                num_words = int(tokenizer.num_words)
+        else:
+            raise TypeError(f"Embedding.from_vectors: tokenizer must be a fitted Tokenizer or a word_index dict, "
+                            f"got {type(tokenizer).__name__}")
+        if not word_index:
+            raise ValueError("Embedding.from_vectors: the tokenizer's word_index is empty (fit it on texts first)")
+        init = initializers.get(embeddings_initializer)
+        matrix, oov = embedding_matrix(vectors, word_index, num_words=num_words, embedding_dim=output_dim,
+                                       dtype=kwargs.get("dtype"), lowercase_fallback=lowercase_fallback,
+                                       initializer=init)
+        layer = cls(matrix.shape[0], matrix.shape[1], embeddings_initializer=init, mask_zero=mask_zero,
+                    trainable=trainable, weights=[matrix], **kwargs)
+        layer.oov_words = oov
+        layer.oov_count = len(oov)
+        in_range = sum(1 for i in word_index.values() if i < matrix.shape[0])
+        layer.pretrained_count = in_range - len(oov)
+        return layer
+
     def _shape_from_dims(self, input_dim, input_length):
         # input_dim of an Embedding is the vocabulary size, not a feature width
         return (int(input_length),) if input_length is not None else None
