@@ -1,0 +1,295 @@
+"""Echo state network: a fixed random recurrent reservoir and a linear readout fitted in closed form.
+
+Reservoir (never trained), with input ``u_t`` (D,), state ``x_t`` (N,), leak rate ``a``:
+
+    x~_t = tanh(W_in [1; u_t] + W x_{t-1})
+    x_t  = (1 - a) x_{t-1} + a x~_t                      (leaky integration; a = 1 is a plain tanh RNN)
+
+``W`` (N, N) is sparse: each entry is non-zero with probability ``density``, drawn from N(0, 1), then the
+matrix is scaled so that its spectral radius (largest ``|eigenvalue|``, computed with ``numpy.linalg.eigvals``)
+equals ``spectral_radius`` -- the usual recipe for the echo state property (fading memory) when it is below 1.
+``W_in`` (N, 1 + D) is dense, uniform in ``[-input_scaling, input_scaling]`` (column 0 is the bias).
+
+Readout (the only trained part), on the extended state ``s_t = [1; u_t; x_t]`` (1 + D + N,):
+
+    y_t = W_out s_t
+
+fitted by ridge regression over all teacher-forced steps after the first ``washout`` of every sequence:
+
+    W_out = Y^T S (S^T S + ridge * I)^{-1}        (solved as a linear system, never inverted)
+
+Prediction: :meth:`predict` is one-step (the true input at every step); :meth:`generate` is closed-loop
+(generative): after a warm-up on known inputs, each output is fed back as the next input
+(``u_{t+1} = y_t``, needs output size = input size).
+
+Arrays are float64. Files: :meth:`save` writes one ``.npz`` of plain arrays plus a JSON config encoded as
+uint8; :meth:`load` reads it with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+_FORMAT = "rnnlab-esn"
+
+
+def _positive_int(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"EchoStateNetwork: {name} must be a positive int, got {v!r}")
+    return int(v)
+
+
+class EchoStateNetwork:
+    """Echo state network (leaky-tanh reservoir + ridge readout).
+
+    Parameters
+    ----------
+    units : int
+        Reservoir size N.
+    spectral_radius : float
+        Target largest absolute eigenvalue of the recurrent matrix W (> 0).
+    leak_rate : float
+        Leak rate a in (0, 1].
+    input_scaling : float
+        Half-width of the uniform input weights (and the input bias).
+    density : float
+        Fraction of non-zero entries of W, in (0, 1].
+    ridge : float
+        Tikhonov regularisation of the readout (>= 0).
+    washout : int
+        Steps at the start of every training sequence left out of the regression (transient).
+    seed : int, optional
+        Seed of ``numpy.random.default_rng`` for W and W_in (same seed, same reservoir).
+    readout_input : bool
+        Whether the readout also sees the input ``u_t`` (``s_t = [1; u_t; x_t]``) or only ``[1; x_t]``.
+    """
+
+    def __init__(self, units=100, spectral_radius=0.9, leak_rate=1.0, input_scaling=1.0, density=0.1,
+                 ridge=1e-6, washout=100, seed=None, readout_input=True):
+        self.units = _positive_int("units", units)
+        for name, v, lo, lo_open, hi in (("spectral_radius", spectral_radius, 0.0, True, None),
+                                         ("leak_rate", leak_rate, 0.0, True, 1.0),
+                                         ("input_scaling", input_scaling, 0.0, False, None),
+                                         ("density", density, 0.0, True, 1.0),
+                                         ("ridge", ridge, 0.0, False, None)):
+            if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool) or not np.isfinite(v) \
+                    or (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
+                rng_txt = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{']' if hi else ')'}"
+                raise ValueError(f"EchoStateNetwork: {name} must be a number in {rng_txt}, got {v!r}")
+        if isinstance(washout, bool) or not isinstance(washout, (int, np.integer)) or washout < 0:
+            raise ValueError(f"EchoStateNetwork: washout must be an int >= 0, got {washout!r}")
+        self.spectral_radius = float(spectral_radius)
+        self.leak_rate = float(leak_rate)
+        self.input_scaling = float(input_scaling)
+        self.density = float(density)
+        self.ridge = float(ridge)
+        self.washout = int(washout)
+        self.seed = seed
+        self.readout_input = bool(readout_input)
+        self.W = self.W_in = self.W_out = None
+        self.input_dim = self.output_dim = None
+        self.state = None          # last reservoir state(s), (B, N)
+        self.last_output = None    # last output(s), (B, O)
+
+    # ------------------------------------------------------------------------------- reservoir
+    def build(self, input_dim):
+        """Draw W (sparse, scaled to the spectral radius) and W_in for ``input_dim`` inputs."""
+        input_dim = _positive_int("input_dim", input_dim)
+        rng = np.random.default_rng(self.seed)
+        N = self.units
+        W = rng.standard_normal((N, N)) * (rng.random((N, N)) < self.density)
+        if not W.any():  # tiny reservoirs at low density: keep at least one connection per row
+            W[np.arange(N), rng.integers(0, N, N)] = rng.standard_normal(N)
+        radius = float(np.max(np.abs(np.linalg.eigvals(W))))
+        if radius == 0.0:  # nilpotent draw (e.g. strictly triangular): add a diagonal
+            W += np.eye(N) * rng.standard_normal(N)
+            radius = float(np.max(np.abs(np.linalg.eigvals(W))))
+        self.W = W * (self.spectral_radius / radius)
+        self.W_in = rng.uniform(-self.input_scaling, self.input_scaling, (N, 1 + input_dim))
+        self.input_dim = input_dim
+        return self
+
+    @property
+    def built(self):
+        return self.W is not None
+
+    def _as_batch(self, X, name, dim=None):
+        X = np.asarray(X)
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"EchoStateNetwork: {name} must be numeric, got dtype {X.dtype}")
+        X = X.astype(np.float64)
+        if X.ndim == 1:
+            X = X[:, None]
+        if X.ndim == 2:
+            X = X[None]
+        if X.ndim != 3:
+            raise ValueError(f"EchoStateNetwork: {name} must be (time,), (time, features) or (batch, time, features),"
+                             f" got shape {X.shape}")
+        if dim is not None and X.shape[-1] != dim:
+            raise ValueError(f"EchoStateNetwork: {name} must have {dim} features (last axis), got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError(f"EchoStateNetwork: {name} contains NaN or inf")
+        return X
+
+    def run(self, X, reset=True):
+        """Reservoir states for inputs ``X`` (B, T, D): returns (B, T, N) and keeps the last state.
+
+        ``reset=True`` starts from the zero state; ``reset=False`` continues from :attr:`state`."""
+        if not self.built:
+            self.build(np.asarray(X).shape[-1] if np.asarray(X).ndim > 1 else 1)
+        X = self._as_batch(X, "inputs", self.input_dim)
+        B, T, _ = X.shape
+        x = np.zeros((B, self.units)) if reset or self.state is None else self.state.copy()
+        if x.shape[0] != B:
+            raise ValueError(f"EchoStateNetwork: the carried state has batch size {x.shape[0]}, inputs have {B}; "
+                             "use reset=True")
+        pre_in = X @ self.W_in[:, 1:].T + self.W_in[:, 0]  # (B, T, N): all input projections in one GEMM
+        WT = self.W.T
+        a = self.leak_rate
+        states = np.empty((B, T, self.units))
+        for t in range(T):
+            xt = np.tanh(pre_in[:, t] + x @ WT)
+            x = xt if a == 1.0 else (1.0 - a) * x + a * xt
+            states[:, t] = x
+        self.state = x
+        return states
+
+    def _features(self, X, states):
+        parts = [np.ones(states.shape[:-1] + (1,))]
+        if self.readout_input:
+            parts.append(X)
+        parts.append(states)
+        return np.concatenate(parts, axis=-1)
+
+    # --------------------------------------------------------------------------------- readout
+    def fit(self, X, Y):
+        """Teacher-forced fit: run the reservoir on ``X``, ridge-regress ``Y`` on the extended states.
+
+        ``X`` (T, D) or (B, T, D), ``Y`` (T, O) or (B, T, O) aligned step by step; the first ``washout`` steps
+        of every sequence are left out. Returns ``self``."""
+        X = self._as_batch(X, "X")
+        Y = self._as_batch(Y, "Y")
+        if X.shape[:2] != Y.shape[:2]:
+            raise ValueError(f"EchoStateNetwork.fit: X and Y must have the same (batch, time), got {X.shape[:2]} "
+                             f"and {Y.shape[:2]}")
+        if X.shape[1] <= self.washout:
+            raise ValueError(f"EchoStateNetwork.fit: sequences of {X.shape[1]} steps leave nothing after the washout "
+                             f"of {self.washout} steps")
+        if not self.built:
+            self.build(X.shape[-1])
+        states = self.run(X, reset=True)
+        S = self._features(X, states)[:, self.washout:].reshape(-1, self._n_features())
+        T = Y[:, self.washout:].reshape(-1, Y.shape[-1])
+        G = S.T @ S
+        G[np.diag_indices_from(G)] += self.ridge
+        self.W_out = np.linalg.solve(G, S.T @ T).T  # (O, F)
+        self.output_dim = Y.shape[-1]
+        self.last_output = np.asarray(self._readout(X[:, -1], states[:, -1]))
+        return self
+
+    def _n_features(self):
+        return 1 + (self.input_dim if self.readout_input else 0) + self.units
+
+    def _readout(self, u, x):
+        s = self._features(u, x)
+        return s @ self.W_out.T
+
+    def _require_fitted(self, what):
+        if self.W_out is None:
+            raise RuntimeError(f"EchoStateNetwork.{what}: call fit(X, Y) first")
+
+    def predict(self, X, reset=True):
+        """One-step predictions for inputs ``X`` (the true input at every step): same leading shape as ``X``."""
+        self._require_fitted("predict")
+        squeeze = np.asarray(X).ndim
+        Xb = self._as_batch(X, "X", self.input_dim)
+        states = self.run(Xb, reset=reset)
+        Y = self._readout(Xb, states)
+        self.last_output = Y[:, -1].copy()
+        if squeeze == 3:
+            return Y
+        return Y[0] if squeeze == 2 else Y[0, :, 0] if Y.shape[-1] == 1 else Y[0]
+
+    def generate(self, n_steps, warmup=None):
+        """Closed-loop (generative) prediction of ``n_steps`` steps.
+
+        With ``warmup`` (T, D) or (B, T, D), the reservoir first runs on it from the zero state (teacher
+        forcing) and the readout of its last step is the first generated value; without it, generation
+        continues from the last state and output (after :meth:`fit`/:meth:`predict`). Each output is fed
+        back as the next input. Returns (n_steps, O), or (B, n_steps, O) for a batched warm-up."""
+        self._require_fitted("generate")
+        n_steps = _positive_int("n_steps", n_steps)
+        if self.output_dim != self.input_dim:
+            raise ValueError(f"EchoStateNetwork.generate: closed loop needs output size = input size, got "
+                             f"{self.output_dim} outputs for {self.input_dim} inputs")
+        batched = warmup is not None and np.asarray(warmup).ndim == 3
+        if warmup is not None:
+            W = self._as_batch(warmup, "warmup", self.input_dim)
+            states = self.run(W, reset=True)
+            y = self._readout(W[:, -1], states[:, -1])
+        else:
+            if self.state is None or self.last_output is None:
+                raise RuntimeError("EchoStateNetwork.generate: give a warmup sequence (no state to continue from)")
+            y = self.last_output
+        x = self.state
+        a = self.leak_rate
+        WT, Win, b = self.W.T, self.W_in[:, 1:].T, self.W_in[:, 0]
+        out = np.empty((y.shape[0], n_steps, self.output_dim))
+        for t in range(n_steps):
+            out[:, t] = y
+            xt = np.tanh(y @ Win + b + x @ WT)
+            x = xt if a == 1.0 else (1.0 - a) * x + a * xt
+            y = self._readout(y, x)
+        self.state, self.last_output = x, y
+        return out if batched else out[0]
+
+    # ----------------------------------------------------------------------------------- files
+    def get_config(self):
+        return {"units": self.units, "spectral_radius": self.spectral_radius, "leak_rate": self.leak_rate,
+                "input_scaling": self.input_scaling, "density": self.density, "ridge": self.ridge,
+                "washout": self.washout, "seed": self.seed, "readout_input": self.readout_input}
+
+    def save(self, path):
+        """Write config and arrays to one ``.npz`` (no pickle); returns the path."""
+        if not self.built:
+            raise ValueError("EchoStateNetwork.save: nothing to save, the reservoir is not built yet")
+        from ..tasks.common import atomic_write_bytes
+        import io
+
+        doc = {"format": _FORMAT, "config": self.get_config(), "input_dim": self.input_dim,
+               "output_dim": self.output_dim}
+        arrays = {"__config__": np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8),
+                  "W": self.W, "W_in": self.W_in}
+        for name in ("W_out", "state", "last_output"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(os.fspath(path), buf.getvalue())
+        return os.fspath(path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a file written by :meth:`save` (``allow_pickle=False``)."""
+        with np.load(path, allow_pickle=False) as f:
+            if "__config__" not in f.files:
+                raise ValueError(f"{path} is not an rnnlab echo state network file (no __config__ entry)")
+            doc = json.loads(bytes(f["__config__"]).decode("utf-8"))
+            if doc.get("format") != _FORMAT:
+                raise ValueError(f"{path}: format {doc.get('format')!r}, expected {_FORMAT!r}")
+            esn = cls(**doc["config"])
+            esn.input_dim, esn.output_dim = doc["input_dim"], doc["output_dim"]
+            esn.W, esn.W_in = f["W"].copy(), f["W_in"].copy()
+            for name in ("W_out", "state", "last_output"):
+                if name in f.files:
+                    setattr(esn, name, f[name].copy())
+        if esn.W.shape != (esn.units, esn.units) or esn.W_in.shape != (esn.units, 1 + esn.input_dim):
+            raise ValueError(f"{path}: array shapes {esn.W.shape}, {esn.W_in.shape} do not match units={esn.units}, "
+                             f"input_dim={esn.input_dim}")
+        return esn
+
+    def __repr__(self):
+        return (f"EchoStateNetwork(units={self.units}, spectral_radius={self.spectral_radius}, "
+                f"leak_rate={self.leak_rate}, density={self.density}, ridge={self.ridge})")
