@@ -106,6 +106,10 @@ class RNN(Layer):
     _state_names: tuple = ("h",)
     _extra_kwargs = frozenset({"zero_output_for_mask", "unroll"})
     _float_input = False  # integer ids into an RNN are a mistake (missing Embedding): reject them
+    #: diagnostics hook (rnnlab.diagnostics): when True, backward keeps ``self.state_grads``, one
+    #: (T, B, U) array per state with dL/dS[t+1] (the gradient w.r.t. the state after processing
+    #: step t, output and recurrent paths summed), in processing order. Off: one check per step.
+    _record_state_grads = False
 
     def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", dropout=0.0,
@@ -186,6 +190,16 @@ class RNN(Layer):
         self.states = [s.copy() for s in self._validate_states(states, batch, "states")]
 
     reset_state = reset_states
+
+    def states_after(self, steps):
+        """Copies of the states after the first ``steps`` processed steps of the last forward call
+        (``steps=0``: the initial states; ``steps=T``: the final ones). Used by truncated BPTT
+        (:class:`rnnlab.training.TBPTT`) to restart the next, overlapping window."""
+        ws = self._ws
+        if ws is None or not 0 <= steps <= ws.T:
+            raise ValueError(f"Layer '{self.name}': states_after(steps) needs 0 <= steps <= T of the last "
+                             f"forward call (T={None if ws is None else ws.T}), got {steps!r}")
+        return [S[steps].copy() for S in ws.S]
 
     def _fixed_batch(self):
         return self.batch_input_shape[0] if self.batch_input_shape is not None else None
@@ -443,6 +457,7 @@ class RNN(Layer):
         gT = g_out.transpose(1, 0, 2) if (seq and g_out is not None) else None
         tmp = ws.tmpU2
         step = self._step_backward
+        rec = [np.empty((T, B, self.units), self.dtype) for _ in carry] if self._record_state_grads else None
         for t in range(T - 1, -1, -1):
             if gT is not None:
                 if masked:
@@ -450,6 +465,9 @@ class RNN(Layer):
                     carry[0] += tmp
                 else:
                     carry[0] += gT[t]
+            if rec is not None:
+                for s in range(len(carry)):
+                    rec[s][t] = carry[s]
             if masked and ws.partial[t]:
                 for s in range(len(carry)):
                     np.multiply(carry[s], ws.mf[t], out=dnew[s])
@@ -461,6 +479,8 @@ class RNN(Layer):
                 step(t, ws, carry, dprev)
                 carry, dprev = dprev, carry
         ws.carry, ws.dprev = carry, dprev
+        if rec is not None:
+            self.state_grads = rec
 
         self._weight_grads(ws)
         dX = np.matmul(ws.dA.reshape(T * B, -1), self.params["kernel"].T).reshape(T, B, D)
