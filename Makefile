@@ -28,8 +28,9 @@ demo: $(VENV)/.installed-demo
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# rnnlab vs PyTorch, every cell and config, 1 and 2 threads (docs/benchmarks.md); BENCH_ARGS=--quick for a smoke test
 bench: $(VENV)/.installed-test
-	$(BIN)/python benchmarks/rnn_vs_torch.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
