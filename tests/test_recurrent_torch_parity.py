@@ -112,7 +112,8 @@ def test_bidirectional_parity(float64, kind):
     Rh = rng.standard_normal((2, B, H))
     Rc = rng.standard_normal((2, B, H))
     ref = _torch_run(mod, x, h0, c0, R, Rh, Rc)
-    (fw, bw), = interop.from_torch(mod)
+    (bi,) = interop.from_torch(mod)  # a Bidirectional; its two directions are checked one by one here
+    fw, bw = bi.forward_layer, bi.backward_layer
     assert fw.go_backwards is False and bw.go_backwards is True
     outs, dxs = [], []
     tgrads = interop.torch_module_grads(mod)[0]
@@ -186,8 +187,8 @@ def test_plain_functions_sum_biases_and_validate():
         interop.lstm_from_torch(w_ih, w_hh[:, :2])
     with pytest.raises(ValueError, match="reset_after=False"):
         interop.gru_to_torch(np.zeros((D, 3 * H)), np.zeros((H, 3 * H)), np.zeros(3 * H))
-    with pytest.raises(TypeError, match="nn.RNN, nn.LSTM or nn.GRU"):
-        interop.from_torch(torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="nn.RNN, nn.LSTM, nn.GRU, nn.Embedding or nn.Linear"):
+        interop.from_torch(torch.nn.Conv1d(2, 2, 1))
     with pytest.raises(ValueError, match="num_layers=2"):
         interop.to_torch([LSTM(H)], _make("LSTM", 2))
     nobias = SimpleRNN(H, use_bias=False)
