@@ -1,0 +1,234 @@
+"""CoNLL / CoNLL-U files for sequence labelling, tag vocabularies, and a generated two-sided tagging task.
+
+Reading (:func:`read_conll`):
+
+* ``format="conll"`` (CoNLL-2000/2003 style): one token per line, whitespace-separated columns, a blank line
+  between sentences, ``-DOCSTART-`` lines ignored. Defaults: token column 0, tag column -1 (the last).
+* ``format="conllu"`` (Universal Dependencies): 10 tab-separated columns, ``#`` comment lines, multi-word
+  token ranges (``1-2``) and empty nodes (``1.1``) skipped. Defaults: token column 1 (FORM), tag column 3 (UPOS).
+
+Errors name the file and line: a line with a different number of columns than the first token line of the
+file (ragged columns), a tag/token column out of range, and a *missing blank line between sentences*, which
+is detected where the file says where sentences start: CoNLL-U token ids (and CoNLL files whose first column is
+a token id) must run 1, 2, 3 ... within a sentence, so an id that restarts at 1 (or jumps) without a blank line
+is reported; a ``-DOCSTART-`` line inside a sentence is reported too. (Plain CoNLL-2003 files carry no ids, so
+two sentences run together there cannot be told from one long sentence.)
+
+:class:`TagVocabulary` maps tags to ids (0 is padding); tags never seen in training raise a ``ValueError``
+naming the tag and the sentence's line at encoding time (``unknown="error"``), or map to ``"O"``
+(``unknown="O"``) when the caller asks for that.
+
+:func:`generate_two_sided_tagging` makes sentences whose entity types are decided by a trigger word that comes
+*before* the entity (``mr``/``dr`` -> PER) or *after* it (``inc``/``corp`` -> ORG, ``city``/``river`` -> LOC): a
+left-to-right tagger cannot know the type of a right-triggered entity while it reads it, a bidirectional one can.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Sentence:
+    """One sentence: tokens, tags (same length) and the file line of its first token (None if generated)."""
+
+    tokens: list
+    tags: list
+    line: int | None = None
+
+
+def _resolve(col, ncols, name, path, lineno):
+    i = col + ncols if col < 0 else col
+    if not 0 <= i < ncols:
+        raise ValueError(f"{path}, line {lineno}: {name} {col} is out of range for {ncols} columns")
+    return i
+
+
+def read_conll(path, token_column=None, tag_column=None, format="conll"):
+    """Read a CoNLL or CoNLL-U file into a list of :class:`Sentence` (see the module docstring)."""
+    if format not in ("conll", "conllu"):
+        raise ValueError(f"format must be 'conll' or 'conllu', got {format!r}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"CoNLL file not found: {path}")
+    conllu = format == "conllu"
+    tok_col = (1 if conllu else 0) if token_column is None else int(token_column)
+    tag_col = (3 if conllu else -1) if tag_column is None else int(tag_column)
+    sentences: list[Sentence] = []
+    tokens, tags, first, last_id = [], [], None, 0
+    ncols = None
+    id_column = None  # CoNLL files: whether column 0 holds running token ids (decided on the first line)
+
+    def flush():
+        nonlocal tokens, tags, first, last_id
+        if tokens:
+            sentences.append(Sentence(tokens, tags, first))
+        tokens, tags, first, last_id = [], [], None, 0
+
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                flush()
+                continue
+            if conllu and line.startswith("#"):
+                continue
+            cols = line.split("\t") if conllu else line.split()
+            if cols[0] == "-DOCSTART-":
+                if tokens:
+                    raise ValueError(f"{path}, line {lineno}: -DOCSTART- inside a sentence (started at line "
+                                     f"{first}); a blank line is missing before it")
+                continue
+            if conllu:
+                if len(cols) != 10:
+                    raise ValueError(f"{path}, line {lineno}: CoNLL-U token lines have 10 tab-separated columns, "
+                                     f"got {len(cols)}")
+                if "-" in cols[0] or "." in cols[0]:
+                    continue  # multi-word token range or empty node
+            if ncols is None:
+                ncols = len(cols)
+                ti = _resolve(tok_col, ncols, "token column", path, lineno)
+                gi = _resolve(tag_col, ncols, "tag column", path, lineno)
+                if ti == gi:
+                    raise ValueError(f"token column and tag column are the same column ({ti})")
+                id_column = conllu or (ncols > 2 and cols[0].isdigit() and ti != 0 and gi != 0)
+            elif len(cols) != ncols:
+                raise ValueError(f"{path}, line {lineno}: {len(cols)} columns, but the file's first token line has "
+                                 f"{ncols} (ragged columns)")
+            if id_column:
+                try:
+                    tid = int(cols[0])
+                except ValueError:
+                    raise ValueError(f"{path}, line {lineno}: token id {cols[0]!r} is not an integer") from None
+                if tid != last_id + 1:
+                    if tid == 1:
+                        raise ValueError(f"{path}, line {lineno}: token id restarts at 1 inside a sentence (started "
+                                         f"at line {first}): a blank line between sentences is missing")
+                    raise ValueError(f"{path}, line {lineno}: token id {tid} follows {last_id} (expected {last_id + 1})")
+                last_id = tid
+            if first is None:
+                first = lineno
+            tokens.append(cols[ti])
+            tags.append(cols[gi])
+    flush()
+    if not sentences:
+        raise ValueError(f"{path}: no sentences found")
+    return sentences
+
+
+def write_conll(sentences, path):
+    """Write sentences as two-column ``token tag`` CoNLL lines with blank lines between sentences."""
+    with open(path, "w", encoding="utf-8") as f:
+        for s in sentences:
+            for tok, tag in zip(s.tokens, s.tags):
+                if not tok or any(c.isspace() for c in tok):
+                    raise ValueError(f"token {tok!r} is empty or contains whitespace; it cannot be written as CoNLL")
+                f.write(f"{tok} {tag}\n")
+            f.write("\n")
+    return path
+
+
+class TagVocabulary:
+    """Tags <-> ids with id 0 reserved for padding (so padded steps can be masked)."""
+
+    PAD = "<pad>"
+
+    def __init__(self, tags):
+        self.tags = [self.PAD] + list(tags)
+        self.index = {t: i for i, t in enumerate(self.tags)}
+        if len(self.index) != len(self.tags):
+            raise ValueError("TagVocabulary: duplicate tags")
+
+    @classmethod
+    def build(cls, sentences):
+        return cls(sorted({t for s in sentences for t in s.tags}))
+
+    def __len__(self):
+        return len(self.tags)
+
+    def encode(self, sentences, unknown="error", what="data"):
+        """Tag ids per sentence. ``unknown="error"`` raises on a tag not in the vocabulary (naming the tag,
+        sentence and line); ``unknown="O"`` maps it to ``"O"`` (which must be known)."""
+        if unknown not in ("error", "O"):
+            raise ValueError(f"unknown must be 'error' or 'O', got {unknown!r}")
+        out = []
+        for i, s in enumerate(sentences):
+            ids = []
+            for tag in s.tags:
+                j = self.index.get(tag)
+                if j is None or j == 0:
+                    if unknown == "O" and "O" in self.index:
+                        j = self.index["O"]
+                    else:
+                        where = f"line {s.line}" if s.line is not None else f"sentence {i}"
+                        known = self.tags[1:]
+                        raise ValueError(f"{what}: tag {tag!r} ({where}) was not seen in the training data; known "
+                                         f"tags: {known[:20]}{' ...' if len(known) > 20 else ''}")
+                ids.append(j)
+            out.append(ids)
+        return out
+
+    def decode(self, ids):
+        return [self.tags[int(i)] for i in ids]
+
+
+# ------------------------------------------------------------------------------ generated task
+_FILLER = ["the", "a", "of", "and", "to", "was", "is", "with", "for", "on", "by", "from", "said", "that", "at",
+           "met", "saw", "called", "near", "after"]
+_NAMES = ["alba", "bren", "cato", "dova", "elin", "faro", "gale", "hume", "ivor", "jask", "kell", "lund", "mora",
+          "nils", "orin", "pell", "quin", "rask", "sova", "tarn"]
+_LEFT = {"mr": "PER", "dr": "PER"}
+_RIGHT = {"inc": "ORG", "corp": "ORG", "city": "LOC", "river": "LOC"}
+
+
+def generate_two_sided_tagging(n_sentences, seed=0, min_len=6, max_len=16, scheme="BIO"):
+    """Generated BIO (or IOBES) sentences whose entity types need context on both sides.
+
+    Each sentence is filler words with one to three entities of 1-3 name words. An entity is marked either by a
+    left trigger right before it (``mr``/``dr`` -> PER) or by a right trigger right after it (``inc``/``corp`` ->
+    ORG, ``city``/``river`` -> LOC). The name words themselves carry no type. Triggers are tagged ``O``.
+    """
+    if scheme not in ("BIO", "IOBES"):
+        raise ValueError(f"scheme must be 'BIO' or 'IOBES', got {scheme!r}")
+    if int(n_sentences) != n_sentences or n_sentences < 1:
+        raise ValueError(f"n_sentences must be a positive int, got {n_sentences!r}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(int(n_sentences)):
+        target = int(rng.integers(min_len, max_len + 1))
+        toks, tags = [], []
+        n_ent = int(rng.integers(1, 4))
+        for e in range(n_ent):
+            for _ in range(int(rng.integers(0, 3))):
+                toks.append(str(rng.choice(_FILLER)))
+                tags.append("O")
+            k = int(rng.integers(1, 4))
+            names = [str(rng.choice(_NAMES)) for _ in range(k)]
+            if rng.random() < 1 / 3:
+                trig = str(rng.choice(list(_LEFT)))
+                typ = _LEFT[trig]
+                toks.append(trig)
+                tags.append("O")
+                toks += names
+                tags += _span_tags(typ, k, scheme)
+            else:
+                trig = str(rng.choice(list(_RIGHT)))
+                typ = _RIGHT[trig]
+                toks += names
+                tags += _span_tags(typ, k, scheme)
+                toks.append(trig)
+                tags.append("O")
+        while len(toks) < target:
+            toks.append(str(rng.choice(_FILLER)))
+            tags.append("O")
+        out.append(Sentence(toks, tags, None))
+    return out
+
+
+def _span_tags(typ, k, scheme):
+    if scheme == "BIO":
+        return [f"B-{typ}"] + [f"I-{typ}"] * (k - 1)
+    if k == 1:
+        return [f"S-{typ}"]
+    return [f"B-{typ}"] + [f"I-{typ}"] * (k - 2) + [f"E-{typ}"]
