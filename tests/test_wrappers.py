@@ -180,3 +180,22 @@ def test_time_distributed_gradients_and_values(float64):
     assert td_rnn(x4).shape == (2, 3, 2)
     assert td_rnn.compute_output_shape((None, 3, 4, D)) == (None, 3, 2)
     assert max(check_layer_gradients(td_rnn, x4).values()) < 1e-6
+
+
+def test_gradients_with_dropout_in_training(float64):
+    """Both directions draw their own dropout / recurrent-dropout masks once per call; the backward uses them."""
+    layer = Bidirectional(LSTM(U, return_sequences=True, dropout=0.3, recurrent_dropout=0.3), merge_mode="sum")
+    assert max(check_layer_gradients(layer, _x(), mask=MASK).values()) < 1e-6
+    x = _x()
+    rnnlab.set_random_seed(0)
+    a = layer(x, training=True)
+    assert not np.allclose(a, layer(x, training=False))
+    np.testing.assert_array_equal(layer(x), layer(x))  # inference: no dropout
+
+
+def test_inner_input_shape_builds_the_model():
+    """Keras 2 style: the wrapped layer's input_shape gives the model its input shape."""
+    model = rnnlab.Sequential([Bidirectional(GRU(4, input_shape=(7, 3))), Dense(1)])
+    assert model.built and model.output_shape == (None, 1)
+    assert model.layers[0].output_shape == (None, 8)
+    assert model.count_params() == 2 * (3 * 12 + 4 * 12 + 2 * 12) + 9
