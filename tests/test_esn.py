@@ -125,3 +125,14 @@ def test_bad_inputs():
         esn.predict(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="output size = input size"):
         esn.generate(3, warmup=np.zeros((5, 2)))
+
+
+def test_forecast_from_many_starts_equals_generate_with_the_whole_past():
+    x = mackey_glass(500, discard=200)
+    esn = EchoStateNetwork(50, leak_rate=0.5, washout=50, seed=0).fit(x[:299], x[1:300])
+    f = esn.forecast(x, [300, 350, 420], 7)
+    assert f.shape == (3, 7)
+    for row, t in zip(f, (300, 350, 420)):
+        np.testing.assert_allclose(row, esn.generate(7, warmup=x[:t])[:, 0], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match=r"starts must lie in \[1, 500\]"):
+        esn.forecast(x, [0], 3)

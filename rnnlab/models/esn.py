@@ -233,7 +233,11 @@ class EchoStateNetwork:
             if self.state is None or self.last_output is None:
                 raise RuntimeError("EchoStateNetwork.generate: give a warmup sequence (no state to continue from)")
             y = self.last_output
-        x = self.state
+        out, self.state, self.last_output = self._closed_loop(y, self.state, n_steps)
+        return out if batched else out[0]
+
+    def _closed_loop(self, y, x, n_steps):
+        """Feed each output back as the next input: returns outputs (B, n_steps, O), last state, last output."""
         a = self.leak_rate
         WT, Win, b = self.W.T, self.W_in[:, 1:].T, self.W_in[:, 0]
         out = np.empty((y.shape[0], n_steps, self.output_dim))
@@ -242,8 +246,35 @@ class EchoStateNetwork:
             xt = np.tanh(y @ Win + b + x @ WT)
             x = xt if a == 1.0 else (1.0 - a) * x + a * xt
             y = self._readout(y, x)
-        self.state, self.last_output = x, y
-        return out if batched else out[0]
+        return out, x, y
+
+    def forecast(self, series, starts, n_steps):
+        """Closed-loop forecasts of ``n_steps`` values from many points of one series.
+
+        The reservoir runs once over ``series`` (T, D) from the zero state with the true inputs; for every
+        start ``t`` in ``starts`` (1 <= t <= T) the forecast of ``series[t:t+n_steps]`` begins from the state
+        after ``series[t-1]`` (all of the known past, not only a window of it) and feeds its outputs back.
+        Returns (len(starts), n_steps, O), or (len(starts), n_steps) for a 1-D series."""
+        self._require_fitted("forecast")
+        n_steps = _positive_int("n_steps", n_steps)
+        if self.output_dim != self.input_dim:
+            raise ValueError(f"EchoStateNetwork.forecast: closed loop needs output size = input size, got "
+                             f"{self.output_dim} outputs for {self.input_dim} inputs")
+        one_d = np.asarray(series).ndim == 1
+        X = self._as_batch(series, "series", self.input_dim)
+        if X.shape[0] != 1:
+            raise ValueError(f"EchoStateNetwork.forecast: series must be one sequence (T,) or (T, D), got {X.shape}")
+        t = np.asarray(starts, dtype=np.int64).ravel()
+        if t.size == 0:
+            return np.zeros((0, n_steps) + (() if one_d else (self.output_dim,)))
+        if t.min() < 1 or t.max() > X.shape[1]:
+            raise ValueError(f"EchoStateNetwork.forecast: starts must lie in [1, {X.shape[1]}], got "
+                             f"[{t.min()}, {t.max()}]")
+        states = self.run(X[:, : t.max()], reset=True)[0]
+        u = X[0, t - 1]
+        y = self._readout(u, states[t - 1])
+        out, _, _ = self._closed_loop(y, states[t - 1], n_steps)
+        return out[..., 0] if one_d and self.output_dim == 1 else out
 
     # ----------------------------------------------------------------------------------- files
     def get_config(self):

@@ -1,0 +1,103 @@
+"""rnnlab train forecast: tiny end-to-end runs (rnn and esn), outputs, baselines, bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import cli
+from rnnlab.datasets.timeseries import sum_of_sines
+from rnnlab.models import EchoStateNetwork
+from rnnlab.tasks.forecast import estimate_period
+
+
+def _last_json(out):
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _csv(tmp_path, values, name="s.csv", header="month,value"):
+    p = tmp_path / name
+    rows = [header] + [f"m{i},{v}" for i, v in enumerate(values)]
+    p.write_text("\n".join(rows) + "\n")
+    return str(p)
+
+
+def test_rnn_forecast_from_csv(tmp_path, capsys):
+    x = 10 + sum_of_sines(240, periods=[12.0], noise=0.05, seed=0)
+    out = tmp_path / "run"
+    rc = cli.main(["train", "forecast", "--csv", _csv(tmp_path, x), "--column", "value", "--date-column", "month",
+                   "--window", "12", "--horizon", "3", "--epochs", "2", "--units", "4", "--out", str(out),
+                   "--verbose", "0", "--cell", "gru"])
+    assert rc == 0
+    m = _last_json(capsys.readouterr().out)
+    assert m == json.loads((out / "metrics.json").read_text())
+    for k in ("test_rmse", "test_mae", "test_nrmse", "test_naive_rmse", "test_seasonal_naive_rmse", "valid_rmse"):
+        assert np.isfinite(m[k]), k
+    assert m["period"] == 12 and m["horizon"] == 3
+    # the seasonal-naive baseline is nearly exact on a clean periodic series, the naive one is not
+    assert m["test_seasonal_naive_nrmse"] < 0.2 < m["test_naive_nrmse"]
+    model = rnnlab.load_model(str(out / "model.npz"))
+    assert model.predict(np.zeros((2, 12, 1), dtype="float32")).shape == (2, 3)
+    assert os.path.getsize(out / "forecast.png") > 1000
+    cfg = json.loads((out / "forecast.json").read_text())
+    assert cfg["scaler"]["kind"] == "standard" and cfg["bounds"][0] < cfg["bounds"][1]
+
+
+def test_esn_forecast_beats_baselines(tmp_path, capsys):
+    out = tmp_path / "esn"
+    rc = cli.main(["train", "forecast", "--generate", "mackey-glass", "--length", "700", "--window", "20",
+                   "--horizon", "5", "--model", "esn", "--esn-units", "100", "--out", str(out), "--verbose", "0",
+                   "--no-plot"])
+    assert rc == 0
+    m = _last_json(capsys.readouterr().out)
+    assert m["test_nrmse"] < 0.1 * m["test_naive_nrmse"]
+    assert "plot" not in m
+    esn = EchoStateNetwork.load(str(out / "model.npz"))
+    assert esn.units == 100
+
+
+def test_residual_and_log_options(tmp_path, capsys):
+    x = np.exp(0.01 * np.arange(200)) * (10 + sum_of_sines(200, periods=[12.0], noise=0.0))
+    rc = cli.main(["train", "forecast", "--csv", _csv(tmp_path, x), "--column", "1", "--window", "6",
+                   "--horizon", "2", "--epochs", "1", "--units", "3", "--residual", "--log", "--out",
+                   str(tmp_path / "o"), "--verbose", "0", "--no-plot", "--period", "12"])
+    assert rc == 0
+    m = _last_json(capsys.readouterr().out)
+    assert m["period"] == 12 and np.isfinite(m["test_rmse"])
+
+
+@pytest.mark.parametrize("content, extra, message", [
+    ("month,value\nm0,1\nm1,x\nm2,3\n", [], "row 3: column 'value' is not numeric: 'x'"),
+    ("month,value\nm0,1\nm1,2\n", ["--column", "price"], "column 'price' not found"),
+    ("month,value\nm0,1\nm1,\nm2,3\n", [], "missing value"),
+    ("month,value\n" + "".join(f"m{i},{i}\n" for i in range(10)), ["--window", "20"],
+     "window (20) + horizon (1) = 21 is longer than the series (10 values)"),
+    ("month,value\n" + "".join(f"m{i},{i - 5}\n" for i in range(40)), ["--log"], "--log needs positive values"),
+])
+def test_bad_input_exits_with_clear_error(tmp_path, capsys, content, extra, message):
+    p = tmp_path / "bad.csv"
+    p.write_text(content)
+    args = ["train", "forecast", "--csv", str(p), "--window", "2", "--epochs", "1", "--out", str(tmp_path / "o"),
+            "--verbose", "0", "--no-plot"]
+    if "--column" not in extra:
+        args += ["--column", "value"]
+    rc = cli.main(args + extra)
+    assert rc == 1
+    assert message in capsys.readouterr().err
+
+
+def test_gap_interpolation_flag(tmp_path, capsys):
+    rows = "".join(f"m{i},{'' if i == 7 else 5 + np.sin(i / 3)}\n" for i in range(80))
+    p = tmp_path / "gap.csv"
+    p.write_text("month,value\n" + rows)
+    rc = cli.main(["train", "forecast", "--csv", str(p), "--column", "value", "--missing", "interpolate",
+                   "--window", "5", "--epochs", "1", "--units", "2", "--out", str(tmp_path / "o"), "--verbose", "0",
+                   "--no-plot"])
+    assert rc == 0
+
+
+def test_estimate_period():
+    assert estimate_period(sum_of_sines(400, periods=[12.0], noise=0.1) + 0.05 * np.arange(400)) == 12
+    assert estimate_period(sum_of_sines(600, periods=[24.0, 60.0], noise=0.0)) == 120
+    assert estimate_period(np.arange(50.0)) == 1  # a pure trend has no season
