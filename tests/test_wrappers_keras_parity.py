@@ -162,18 +162,35 @@ def test_wrong_layer_type_weights_error():
     k.build((None, T, D))
     ours = Bidirectional(LSTM(U))
     ours.build((None, T, D))
-    with pytest.raises(ValueError, match=r"look like those of a Bidirectional\(GRU \(reset_after=True\)\).*wraps LSTM"):
+    with pytest.raises(ValueError, match=r"look like those of a Bidirectional\(GRU \(reset_after=True\)\).*is Bidirectional\(LSTM\)"):
         ours.set_weights(k.get_weights())
     k2 = keras.layers.Bidirectional(keras.layers.GRU(U, reset_after=False))
     k2.build((None, T, D))
     g = Bidirectional(GRU(U))
     g.build((None, T, D))
-    with pytest.raises(ValueError, match=r"reset_after=False.*wraps GRU \(reset_after=True\)"):
+    with pytest.raises(ValueError, match=r"reset_after=False.*is Bidirectional\(GRU \(reset_after=True\)\)"):
         g.set_weights(k2.get_weights())
     k3 = keras.layers.Bidirectional(keras.layers.LSTM(U))
     k3.build((None, T, D))
     with pytest.raises(ValueError, match=r"expects 6 arrays"):
         ours.set_weights(k3.get_weights()[:3])
+
+
+@pytest.mark.parametrize("src,dst,pattern", [
+    ("GRU", "LSTM", r"look like those of a GRU \(reset_after=True\) with 2 units.*this layer is LSTM"),
+    ("LSTM", "SimpleRNN", r"look like those of a LSTM with 2 units.*this layer is SimpleRNN"),
+    ("SimpleRNN", "GRU", r"look like those of a SimpleRNN.*this layer is GRU \(reset_after=True\)"),
+    ("GRU_reset_before", "GRU", r"GRU \(reset_after=False\).*this layer is GRU \(reset_after=True\)"),
+])
+def test_plain_layer_wrong_type_weights_error(src, dst, pattern):
+    scls, skw = CELLS[src]
+    k = getattr(keras.layers, scls.__name__)(U, **skw)
+    k.build((None, T, D))
+    dcls, dkw = CELLS[dst]
+    ours = dcls(U, **dkw)
+    ours.build((None, T, D))
+    with pytest.raises(ValueError, match=r"expects shape .*got .*" + pattern):
+        ours.set_weights(k.get_weights())
 
 
 # ------------------------------------------------------------------------------- whole models

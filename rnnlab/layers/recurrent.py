@@ -94,6 +94,8 @@ class RNN(Layer):
     ``build`` (weights with Keras names and shapes) and the cell hooks:
 
     * ``_input_bias()``: the bias added to the input projection (or None),
+    * ``_projection_weights(ws)``: ``(kernel, bias)`` of the input projection, by default
+      ``(params["kernel"], _input_bias())`` (LSTM's fast path uses pre-scaled copies),
     * ``_alloc_cell(ws)``: cell-specific per-call buffers on the workspace ``ws``,
     * ``_step_forward(t, ws)``: read ``ws.A[t]`` (input projection), ``ws.S[s][t]`` and
       ``ws.HR[t]`` (h_{t-1} as it enters the recurrent GEMM); write ``ws.S[s][t+1]``,
@@ -296,6 +298,44 @@ class RNN(Layer):
     def _input_bias(self):
         return self.params.get("bias") if self.use_bias else None
 
+    def _projection_weights(self, ws):
+        return self.params["kernel"], self._input_bias()
+
+    def set_weights(self, weights):
+        """Load Keras ``get_weights()`` arrays; weights of another recurrent type (say a Keras GRU's given to
+        an LSTM, or a reset_after=False GRU's to a reset_after=True one) are reported as such."""
+        try:
+            super().set_weights(weights)
+        except ValueError as e:
+            hint = self._weights_kind_hint(weights)
+            if hint:
+                raise ValueError(f"{e}. {hint}") from None
+            raise
+
+    def _weights_kind_hint(self, weights, wrapper=""):
+        """A sentence naming the recurrent type ``weights`` look like, when it is not this layer's type."""
+        if not isinstance(weights, (list, tuple)) or len(weights) < 2:
+            return None
+        try:
+            rec = np.shape(weights[1])
+        except Exception:
+            return None
+        if len(rec) != 2 or rec[0] == 0 or rec[1] % rec[0]:
+            return None
+        kind = {1: "SimpleRNN", 3: "GRU", 4: "LSTM"}.get(rec[1] // rec[0])
+        if kind is None:
+            return None
+        if kind == "GRU" and len(weights) > 2:
+            kind += f" (reset_after={np.ndim(weights[2]) == 2})"
+        own = type(self).__name__
+        if own == "GRU":
+            own += f" (reset_after={getattr(self, 'reset_after', True)})"
+        if kind == own or (kind == "GRU" and own.startswith("GRU") and len(weights) <= 2):
+            return None
+        w = (lambda k: f"{wrapper}({k})") if wrapper else (lambda k: k)
+        return (f"The given weights look like those of a {w(kind)} with {rec[0]} units "
+                f"(recurrent_kernel {tuple(rec)}), but this layer is {w(own)} with {self.units} units")
+
     def _weights_changed(self):
         super()._weights_changed()
 
@@ -349,8 +389,8 @@ class RNN(Layer):
             ws.rec_mask = ((rng.random((B, U)) < keep) / keep).astype(dt)
 
         # 2. input projection of all steps: one GEMM
-        np.matmul(ws.X.reshape(T * B, D), self.params["kernel"], out=ws.A.reshape(T * B, -1))
-        b_in = self._input_bias()
+        kernel, b_in = self._projection_weights(ws)
+        np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
         if b_in is not None:
             ws.A += b_in
 

@@ -192,29 +192,9 @@ class Bidirectional(Layer):
             raise
 
     def _weights_kind_hint(self, weights):
-        """Name the layer type the given arrays look like when it is not the wrapped type."""
-        if not isinstance(weights, (list, tuple)) or len(weights) < 2:
-            return None
-        kinds = {1: "SimpleRNN", 3: "GRU", 4: "LSTM"}
-        ws = [np.asarray(w) for w in weights]
-        k_cols, rec = ws[0].shape, ws[1].shape
-        if len(k_cols) != 2 or len(rec) != 2 or rec[0] == 0 or rec[1] % rec[0]:
-            return None
-        gates = rec[1] // rec[0]
-        kind = kinds.get(gates)
-        own = type(self.forward_layer).__name__
-        if kind is None:
-            return None
-        if kind == "GRU" and len(ws) > 2:
-            kind += " (reset_after=True)" if ws[2].ndim == 2 else " (reset_after=False)"
-        own_desc = own
-        if own == "GRU":
-            own_desc += f" (reset_after={getattr(self.forward_layer, 'reset_after', True)})"
-        if kind == own_desc or (kind == own and own != "GRU"):
-            return None
-        return (f"The given weights look like those of a Bidirectional({kind}) with {rec[0]} units "
-                f"(recurrent_kernel {rec}), but this layer wraps {own_desc} with "
-                f"{getattr(self.forward_layer, 'units', '?')} units")
+        """Name the recurrent type the given arrays look like when it is not the wrapped type."""
+        hint = getattr(self.forward_layer, "_weights_kind_hint", None)
+        return hint(weights, wrapper="Bidirectional") if hint is not None else None
 
     # ------------------------------------------------------------------ states
     @property
