@@ -156,3 +156,195 @@ def check_batch_size(batch_size):
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return int(batch_size)
+
+
+# ------------------------------------------------------------------------ truncated BPTT
+def _check_steps(arg, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"TBPTT: {arg} must be an int >= 1 (time steps), got {value!r}")
+    return int(value)
+
+
+class TBPTT:
+    """Truncated backpropagation through time, TBPTT(k1, k2), for a stateful Sequential model.
+
+    A long sequence (or B long streams side by side, one per batch row) is cut into windows
+    along time; each window gets one forward pass, one backward pass and one optimizer update,
+    and the recurrent state is *carried* from window to window while the *gradient is cut* at
+    the window's first step:
+
+    * ``k1`` (the stride): an update every ``k1`` time steps. Window ``i`` ends at
+      ``e_i = min((i + 1) k1, T)``, and only the steps new in it, ``[i k1, e_i)`` (``k1`` of
+      them, fewer in a last partial window), contribute to its loss (and metrics).
+    * ``k2`` (the depth, ``k2 >= k1``, default ``k1``): how many steps back the gradient
+      flows. The window starts at ``s_i = max(0, (i + 1) k1 - k2)`` from the state the network
+      had there (a constant: no gradient flows into it), so the loss at step ``t`` is
+      backpropagated to step ``s_i``, i.e. through ``t - s_i + 1`` steps: ``k2`` for the last
+      step of a full window, ``k2 - k1 + 1`` for the first new one.
+
+    With ``k1 == k2 == k`` the windows are disjoint chunks of ``k`` steps (the usual "train a
+    language model on chunks of 35 steps" scheme): each step is run forward once, and the
+    state leaving one chunk enters the next. With ``k2 > k1`` consecutive windows overlap by
+    ``k2 - k1`` steps, which are recomputed with the updated weights; the state at the start
+    of the next window is read from the current window's forward pass
+    (:meth:`rnnlab.layers.recurrent.RNN.states_after`). With ``k1 = k2 = T`` it is ordinary
+    full BPTT, one update per batch.
+
+    The loss of window ``i`` is the model's loss over the new steps only,
+    ``L_i = sum_{t in [e_i - k1, e_i)} l_t w_t / N_i`` (its mean over those steps and the batch;
+    masks and ``sample_weight`` as in ``fit``), and its gradient is the exact gradient of
+    ``L_i`` with respect to the weights when the state at ``s_i`` is held fixed.
+
+    Requirements, checked with clear errors: the model has at least one recurrent layer; every
+    recurrent layer is ``stateful=True`` (the carried state lives in the layer), runs forward in
+    time (no ``go_backwards``, no ``Bidirectional``: a backward direction needs the end of the
+    sequence first) and has ``return_sequences=True``; the model's output has a time axis and
+    ``y`` has one target per step ``(N, T, ...)``; the batch size equals the stateful layers'
+    fixed batch size and divides the number of sequences. States are reset at the start of
+    every batch of sequences (a batch holds ``batch_size`` independent sequences / streams).
+    Dropout masks are drawn once per window.
+
+    Use ``model.fit(x, y, batch_size=B, tbptt_steps=k)`` (or ``tbptt_steps=(k1, k2)``), or
+    ``TBPTT(model, k1, k2).train_on_batch(x, y)`` for one batch of full-length sequences.
+    """
+
+    def __init__(self, model, k1, k2=None):
+        self.k1 = _check_steps("k1", k1)
+        self.k2 = self.k1 if k2 is None else _check_steps("k2", k2)
+        if self.k2 < self.k1:
+            raise ValueError(f"TBPTT: k2 (steps the gradient flows back, {self.k2}) must be >= k1 (steps between "
+                             f"updates, {self.k1}); otherwise some steps' losses would have no gradient path")
+        self.model = model
+        self.recurrent = self._recurrent_layers(model)
+
+    @classmethod
+    def from_steps(cls, model, tbptt_steps):
+        """``tbptt_steps`` as ``fit`` takes it: ``k`` (``k1 = k2 = k``) or ``(k1, k2)``."""
+        if isinstance(tbptt_steps, (tuple, list)):
+            if len(tbptt_steps) != 2:
+                raise ValueError(f"fit: tbptt_steps must be an int k or a pair (k1, k2), got {tbptt_steps!r}")
+            return cls(model, tbptt_steps[0], tbptt_steps[1])
+        return cls(model, tbptt_steps)
+
+    @staticmethod
+    def _recurrent_layers(model):
+        from .layers.recurrent import RNN
+
+        layers = getattr(model, "layers", None)
+        if layers is None:
+            raise TypeError(f"TBPTT: expected a Sequential model, got {type(model).__name__}")
+        rec = []
+        for i, layer in enumerate(layers):
+            desc = f"layer {i} '{layer.name}' ({type(layer).__name__})"
+            inner = [getattr(layer, a, None) for a in ("forward_layer", "backward_layer", "layer")]
+            if any(isinstance(c, RNN) for c in inner):
+                raise ValueError(f"TBPTT: {desc} wraps a recurrent layer; truncated BPTT runs left to right in "
+                                 "chunks, which a Bidirectional (its backward direction starts from the end of the "
+                                 "sequence) or a recurrent layer inside a wrapper cannot follow")
+            if not isinstance(layer, RNN):
+                continue
+            if not layer.stateful:
+                raise ValueError(f"TBPTT: {desc} is not stateful; truncated BPTT carries the state from one chunk "
+                                 "to the next inside the layer: build it with stateful=True and a fixed batch size "
+                                 "(e.g. batch_input_shape=(batch, None, features) or Input(shape, batch_size=...))")
+            if layer.go_backwards:
+                raise ValueError(f"TBPTT: {desc} has go_backwards=True; chunks are processed forward in time")
+            if not layer.return_sequences:
+                raise ValueError(f"TBPTT: {desc} has return_sequences=False; truncated BPTT needs one output "
+                                 "per time step from every recurrent layer (return_sequences=True)")
+            rec.append(layer)
+        if not rec:
+            raise ValueError("TBPTT: the model has no recurrent layer (SimpleRNN, LSTM, GRU); there is no state "
+                             "to carry and no time to truncate")
+        return rec
+
+    # ------------------------------------------------------------------ windows
+    def windows(self, T):
+        """The windows over ``T`` steps: ``(start, end, loss_start, next_start)`` tuples.
+
+        The forward pass covers ``[start, end)``, the loss ``[loss_start, end)``; the next window
+        starts at ``next_start`` from the state this window's forward pass had there.
+        """
+        T = int(T)
+        out = []
+        e = 0
+        while e < T:
+            end = min(e + self.k1, T)
+            out.append([max(0, e + self.k1 - self.k2), end, e, end])
+            e = end
+        for a, b in zip(out, out[1:]):
+            a[3] = b[0]
+        return [tuple(w) for w in out]
+
+    def check_data(self, x, y, batch_size, sample_weight=None, what="fit"):
+        """Validate shapes and the batch size for a TBPTT run over ``x`` (N, T, ...)."""
+        model = self.model
+        if x.ndim < 2:
+            raise ValueError(f"{what}: truncated BPTT needs sequences x of shape (samples, timesteps, ...), "
+                             f"got shape {x.shape}")
+        n, T = x.shape[0], x.shape[1]
+        out_shape = getattr(model, "output_shape", None)
+        if out_shape is not None and len(out_shape) < 3:
+            raise ValueError(f"{what}: truncated BPTT needs a model with one output per time step (batch, "
+                             f"timesteps, ...); this model outputs {out_shape}")
+        if y.ndim < 2 or y.shape[1] != T:
+            raise ValueError(f"{what}: truncated BPTT needs one target per time step, y of shape ({n}, {T}, ...), "
+                             f"got {y.shape}")
+        if sample_weight is not None and sample_weight.ndim == 2 and sample_weight.shape != (n, T):
+            raise ValueError(f"{what}: sample_weight must have shape ({n},) or ({n}, {T}), got {sample_weight.shape}")
+        for layer in self.recurrent:
+            fixed = layer.states[0].shape[0] if layer.states is not None else layer._fixed_batch()
+            if fixed is None and layer.input_shape is not None:
+                fixed = layer.input_shape[0]  # e.g. Input(shape, batch_size=B)
+            if fixed is not None and fixed != batch_size:
+                raise ValueError(f"{what}: layer '{layer.name}' is stateful with batch size {fixed}, but "
+                                 f"batch_size={batch_size}; truncated BPTT needs batch_size == {fixed}")
+        if n % batch_size:
+            raise ValueError(f"{what}: truncated BPTT on stateful layers needs the number of sequences ({n}) to be "
+                             f"a multiple of batch_size ({batch_size}); every batch must hold exactly "
+                             f"{batch_size} sequences")
+        return n, T
+
+    # ------------------------------------------------------------------ training
+    def train_window(self, x, y, sample_weight, idx, window, epoch=0, step=0):
+        """One update on ``window`` of the batch ``idx`` of ``x``/``y``; returns the window's loss.
+
+        The first window of a batch resets the states; afterwards the states are set to where the
+        next window starts.
+        """
+        s, e, ls, ns = window
+        model = self.model
+        if s == 0 and ls == 0:
+            model.reset_states()
+        xw, yw = x[idx, s:e], y[idx, s:e]
+        sw = None
+        if sample_weight is not None:
+            sw = sample_weight[idx] if sample_weight.ndim == 1 else sample_weight[idx, s:e]
+        tmask = None
+        if ls > s:
+            tmask = np.zeros(yw.shape[:2], dtype=bool)
+            tmask[:, ls - s:] = True
+        loss = model._train_step(xw, yw, sw, epoch, step, time_mask=tmask)
+        if ns != e:
+            for layer in self.recurrent:
+                layer.reset_states(layer.states_after(ns - s))
+        return loss
+
+    def train_on_batch(self, x, y, sample_weight=None):
+        """Train on one batch of full sequences ``x`` (B, T, ...) window by window (states reset first).
+
+        Returns the list of the windows' losses.
+        """
+        model = self.model
+        model._require_compiled("TBPTT.train_on_batch")
+        x = model._prepare_x(x)
+        y, sample_weight = model._check_xy(x, y, sample_weight, "TBPTT.train_on_batch")
+        self.check_data(x, y, len(x), sample_weight, "TBPTT.train_on_batch")
+        for m in model.metrics:
+            m.reset()
+        sl = slice(0, len(x))
+        return [self.train_window(x, y, sample_weight, sl, w, 0, i) for i, w in enumerate(self.windows(x.shape[1]))]
+
+    def fit(self, x, y, **kwargs):
+        """``model.fit(x, y, tbptt_steps=(k1, k2), **kwargs)``."""
+        return self.model.fit(x, y, tbptt_steps=(self.k1, self.k2), **kwargs)

@@ -305,9 +305,11 @@ class Sequential:
             return mask
         return None
 
-    def _train_step(self, xb, yb, swb, epoch=0, step=0):
+    def _train_step(self, xb, yb, swb, epoch=0, step=0, time_mask=None):
         out, mask = self._forward(xb, training=True)
         lmask = self._loss_mask(out, mask)
+        if time_mask is not None:  # truncated BPTT: only the window's new steps enter the loss
+            lmask = time_mask if lmask is None else lmask & time_mask
         loss, grad = self.loss.forward_backward(yb, out, sample_weight=swb, mask=lmask)
         if not math.isfinite(loss):
             raise NonFiniteLoss("loss", loss, epoch, step)
@@ -384,12 +386,20 @@ class Sequential:
         return logs["loss"] if not self.metrics else list(logs.values())
 
     def fit(self, x, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, sample_weight=None, initial_epoch=0, stream=None):
+            validation_data=None, shuffle=True, sample_weight=None, initial_epoch=0, stream=None,
+            tbptt_steps=None):
         """Train for ``epochs`` passes over the data; returns a :class:`~rnnlab.callbacks.History`.
 
         ``validation_split`` holds out the *last* fraction of the data (before shuffling), as Keras.
         A NaN/inf loss or gradient stops training before the bad update, with a warning naming the
         epoch and step; the weights keep their last finite values (``history.stop_reason`` says why).
+
+        ``tbptt_steps=k`` (or ``(k1, k2)``) trains with truncated BPTT (:class:`rnnlab.training.TBPTT`):
+        each batch of ``batch_size`` sequences (N, T, ...) is run in windows along time, one update per
+        ``k1`` steps, the gradient flowing ``k2`` steps back, the state carried between windows by the
+        model's stateful recurrent layers (reset at the start of each batch). One progress step is one
+        window; the epoch loss is the mean over all steps. Validation runs whole sequences from reset
+        states (``len(x_val)`` must be a multiple of ``batch_size``).
         """
         self._require_compiled("fit")
         batch_size = check_batch_size(batch_size)
@@ -415,6 +425,14 @@ class Sequential:
             x, y, sample_weight = x[:split], y[:split], take(sample_weight, slice(None, split))
         if len(x) == 0:
             raise ValueError("fit: no training samples")
+        tbptt = None
+        if tbptt_steps is not None:
+            from ..training import TBPTT
+            tbptt = TBPTT.from_steps(self, tbptt_steps)
+            _, T = tbptt.check_data(x, y, batch_size, sample_weight)
+            windows = tbptt.windows(T)
+            if val is not None:
+                tbptt.check_data(val[0], val[1], batch_size, val[2], "fit(validation)")
 
         history = History()
         # History goes last so it records keys other callbacks add (e.g. learning_rate), as in Keras 3
@@ -429,7 +447,7 @@ class Sequential:
         self.stop_reason = None
         stream = stream or sys.stdout
         n = len(x)
-        steps = math.ceil(n / batch_size)
+        steps = math.ceil(n / batch_size) if tbptt is None else n // batch_size * len(windows)
         params = {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size,
                   "samples": n}
         for cb in cbs:
@@ -448,13 +466,20 @@ class Sequential:
             if verbose in (1, 2):
                 print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
             bar = ProgressBar(steps, stream=stream) if verbose in (1, 2) else None
-            loss_sum, seen = 0.0, 0
-            for step, sl in enumerate(batch_slices(n, batch_size)):
+            loss_sum, seen, wsum = 0.0, 0, 0
+            if tbptt is None:
+                units = ((sl, None) for sl in batch_slices(n, batch_size))
+            else:
+                units = ((sl, w) for sl in batch_slices(n, batch_size) for w in windows)
+            for step, (sl, win) in enumerate(units):
                 idx = order[sl] if order is not None else sl
                 for cb in cbs:
                     cb.on_train_batch_begin(step, {})
                 try:
-                    loss = self._train_step(x[idx], y[idx], take(sample_weight, idx), epoch, step)
+                    if win is None:
+                        loss = self._train_step(x[idx], y[idx], take(sample_weight, idx), epoch, step)
+                    else:
+                        loss = tbptt.train_window(x, y, sample_weight, idx, win, epoch, step)
                 except NonFiniteLoss as e:
                     history.stop_reason = self.stop_reason = str(e)
                     if bar is not None and bar.interactive and bar._last_len:
@@ -464,20 +489,26 @@ class Sequential:
                     self.stop_training = True
                     break
                 bs = sl.stop - sl.start
-                loss_sum += loss * bs
-                seen += bs
-                logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}}
+                wt = bs if win is None else bs * (win[1] - win[2])  # TBPTT: weight by the window's new steps
+                loss_sum += loss * wt
+                wsum += wt
+                seen += bs if win is None or win[1] == windows[-1][1] else 0
+                logs = {"loss": loss_sum / wsum, **{m.name: m.result() for m in self.metrics}}
                 for cb in cbs:
                     cb.on_train_batch_end(step, dict(logs))
                 if bar and verbose == 1:
                     bar.update(step + 1, logs, seen)
                 if self.stop_training:
                     break
-            if seen == 0:
+            if wsum == 0:
                 break
-            logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}}
+            logs = {"loss": loss_sum / wsum, **{m.name: m.result() for m in self.metrics}}
             if val is not None:
+                if tbptt is not None:
+                    self.reset_states()
                 vlogs = self._evaluate_arrays(val[0], val[1], val[2], batch_size)
+                if tbptt is not None:
+                    self.reset_states()
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
             done = step + 1 if seen < n else steps
             if verbose == 1:
