@@ -74,6 +74,8 @@ class Bidirectional(Layer):
 
     Args:
         layer: a ``SimpleRNN``, ``LSTM`` or ``GRU`` instance (its config is copied; its own weights are not used).
+            The backward copy gets ``go_backwards=True`` (as Keras sets it, not toggles it): a ``layer`` that
+            already has ``go_backwards=True`` needs an explicit ``backward_layer`` with ``go_backwards=False``.
         merge_mode: ``"concat"`` (default), ``"sum"``, ``"mul"``, ``"ave"`` or ``None`` (return ``[y_f, y_b]``).
         weights: optional initial weights, Keras ``get_weights()`` order (forward ones, then backward ones).
         backward_layer: optional layer for the backward direction; must have ``go_backwards`` different from
