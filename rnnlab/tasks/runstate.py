@@ -1,0 +1,245 @@
+"""Run state for the ``rnnlab train`` commands: task model files, checkpoints, resume and time budgets.
+
+Task model files
+    A task's model is one ``.npz`` of plain arrays (read with ``allow_pickle=False``) holding a JSON
+    document under ``__task__`` (a uint8 array): ``{"task": "classify", ...}`` with whatever the task needs
+    to use the model again (tokenizer, label names, settings). A Sequential-based task file is also a normal
+    rnnlab model file (``rnnlab.load_model`` reads it and ignores ``__task__``). :func:`read_task_file` checks
+    the task name, so a charlm model passed to ``predict`` is refused with a clear message.
+
+Checkpoints and resume
+    After every completed epoch :class:`TrainLoop` writes ``OUT/checkpoint.npz``: weights, optimizer state
+    (slots, iteration count, learning rate) and, in ``__task__["run"]``, the epoch count, the history, the
+    best validation value, the plateau counter and the **state of rnnlab's random generator** (which drives
+    shuffling and dropout). ``--resume`` rebuilds the model exactly as a fresh run would (same seed, so the
+    same random draws are used up by initialisation), then loads all of that; the remaining epochs then
+    draw the same shuffles and dropout masks as an uninterrupted run, so the final weights are identical.
+    The best model by the validation metric is written to ``OUT/model.npz`` whenever it improves. All writes
+    are atomic (temporary file + rename), so a kill during a save leaves the previous file intact.
+
+Time budget
+    ``--max-minutes M``: the epoch's batch loop checks the clock before each batch; when the budget is spent
+    the partial epoch is evaluated (its model kept only if it beats the best so far), marked ``partial``
+    in the history, and training ends. The checkpoint stays at the last completed epoch, so ``--resume``
+    repeats the interrupted epoch from its start.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+import zipfile
+
+import numpy as np
+
+from .. import backend
+from .common import Timer, atomic_write_bytes, atomic_write_json
+
+TASK_KEY = "__task__"
+
+
+# ---------------------------------------------------------------------------------------- files
+def encode_json(doc) -> np.ndarray:
+    return np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
+
+
+def write_npz(path, arrays: dict) -> None:
+    """Write ``arrays`` (name -> numeric array) as one ``.npz``, atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(os.fspath(path), buf.getvalue())
+
+
+def read_npz(path) -> dict:
+    """All arrays of an ``.npz`` (no pickle); ``ValueError`` naming the file for anything unreadable."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such model file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, AttributeError) as e:
+        raise ValueError(f"{path} is not a readable rnnlab model file ({type(e).__name__}: {e})") from None
+
+
+def read_task_file(path, task=None):
+    """``(doc, arrays)`` of a task model file; ``task`` (a name or a tuple of names) must match ``doc["task"]``."""
+    arrays = read_npz(path)
+    raw = arrays.pop(TASK_KEY, None)
+    if raw is None:
+        raise ValueError(f"{path} is not a model written by an 'rnnlab train' command (no '{TASK_KEY}' entry)")
+    try:
+        doc = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: corrupt '{TASK_KEY}' entry ({e})") from None
+    if not isinstance(doc, dict) or "task" not in doc:
+        raise ValueError(f"{path}: corrupt '{TASK_KEY}' entry (expected a JSON object with a 'task' key)")
+    wanted = (task,) if isinstance(task, str) else task
+    if wanted is not None and doc["task"] not in wanted:
+        raise ValueError(f"{path} is a '{doc['task']}' model (from 'rnnlab train {doc['task']}'); this command "
+                         f"needs a {' or '.join(repr(w) for w in wanted)} model")
+    return doc, arrays
+
+
+def save_sequential_task_file(model, path, doc, include_optimizer=True) -> None:
+    """Save a Sequential model as a normal rnnlab model file plus the ``__task__`` document, atomically."""
+    from ..models.saving import save_model
+
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".tmp-model-{os.getpid()}.npz")
+    try:
+        save_model(model, tmp, include_optimizer=include_optimizer)
+        arrays = read_npz(tmp)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    arrays[TASK_KEY] = encode_json(doc)
+    write_npz(path, arrays)
+
+
+def load_sequential_task_file(path, task):
+    """``(model, doc)`` from :func:`save_sequential_task_file` (optimizer state restored)."""
+    from ..models.saving import load_model
+
+    doc, _ = read_task_file(path, task)
+    return load_model(path), doc
+
+
+# ------------------------------------------------------------------------------------------ RNG
+def rng_state() -> dict:
+    """The JSON-able state of rnnlab's random generator (shuffles, dropout masks)."""
+    return backend.rng().bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    backend.rng().bit_generator.state = state
+
+
+# ----------------------------------------------------------------------------------------- loop
+class TrainLoop:
+    """The epoch loop of the text tasks: evaluation, best model, checkpoints, resume, time budget,
+    learning-rate decay on plateau.
+
+    The task supplies an *adapter* with
+
+    * ``train_epoch(epoch, timer) -> dict``: one pass over the training data (stop between batches when
+      ``timer.expired()``; put ``"partial": True`` in the result then), returning training metrics;
+    * ``evaluate() -> dict``: validation metrics (empty dict when there is no validation data);
+    * ``save(path, run)``: write the model (+ optimizer state) with ``run`` (a JSON-able dict) in its file;
+    * ``load(path) -> run``: restore model and optimizer from a checkpoint, return its ``run`` dict;
+    * ``optimizer``: the optimizer (for the learning rate).
+
+    ``monitor`` is a key of ``evaluate()``'s result (``mode`` "min" or "max"); without validation data the
+    training metric of the same name is used.
+    """
+
+    def __init__(self, out, adapter, *, monitor="loss", mode="min", max_minutes=None, verbose=1,
+                 lr_decay=None, lr_patience=0, min_lr=0.0, config=None):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if lr_decay is not None and not 0.0 < lr_decay < 1.0:
+            raise ValueError(f"--lr-decay must be in (0, 1), got {lr_decay}")
+        if max_minutes is not None and not max_minutes > 0:
+            raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
+        self.out, self.adapter, self.monitor, self.mode = out, adapter, monitor, mode
+        self.max_minutes, self.verbose = max_minutes, verbose
+        self.lr_decay, self.lr_patience, self.min_lr = lr_decay, int(lr_patience), float(min_lr)
+        self.config = config or {}
+        self.checkpoint_path = os.path.join(out, "checkpoint.npz")
+        self.model_path = os.path.join(out, "model.npz")
+        self.run = {"epoch": 0, "history": [], "best": None, "best_epoch": None, "wait": 0,
+                    "train_seconds": 0.0, "train_cpu_seconds": 0.0, "rng": None, "config": self.config}
+
+    def _better(self, value, best):
+        if best is None:
+            return True
+        return value < best if self.mode == "min" else value > best
+
+    def resume(self):
+        """Load ``OUT/checkpoint.npz`` (model, optimizer, run state, RNG)."""
+        if not os.path.exists(self.checkpoint_path):
+            raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path} (nothing to resume; "
+                                    "run without --resume first, with the same --out)")
+        run = self.adapter.load(self.checkpoint_path)
+        if not isinstance(run, dict) or "epoch" not in run or "rng" not in run:
+            raise ValueError(f"{self.checkpoint_path}: not a checkpoint written by this command (no run state)")
+        old, new = run.get("config") or {}, self.config
+        diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
+        if diff:
+            raise ValueError(f"--resume: the checkpoint was trained with other settings {diff} "
+                             "(file: was, now); resume with the same settings")
+        self.run.update(run)
+        set_rng_state(run["rng"])
+        if self.verbose:
+            print(f"resuming from {self.checkpoint_path} after epoch {run['epoch']}", flush=True)
+
+    def fit(self, epochs):
+        """Run epochs ``run["epoch"] .. epochs-1``; returns the run dict (history, best, stop reason)."""
+        timer = Timer(self.max_minutes)
+        cpu0 = time.process_time()
+        start_secs, start_cpu = self.run["train_seconds"], self.run["train_cpu_seconds"]
+        stop_reason = None
+        opt = self.adapter.optimizer
+        for epoch in range(self.run["epoch"], epochs):
+            if timer.expired():
+                stop_reason = f"time budget of {self.max_minutes} minutes reached before epoch {epoch + 1}"
+                break
+            t0 = time.perf_counter()
+            if self.verbose:
+                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+            lr = float(opt.learning_rate)
+            tr = dict(self.adapter.train_epoch(epoch, timer))
+            partial = bool(tr.pop("partial", False))
+            va = self.adapter.evaluate()
+            rec = {"epoch": epoch + 1, **tr, **{f"val_{k}": v for k, v in va.items()}, "learning_rate": lr,
+                   "seconds": round(time.perf_counter() - t0, 2)}
+            if partial:
+                rec["partial"] = True
+            self.run["history"].append(rec)
+            value = va.get(self.monitor, tr.get(self.monitor))
+            if value is not None and not math.isfinite(value):
+                value = None
+            self.run["train_seconds"] = start_secs + timer.elapsed
+            self.run["train_cpu_seconds"] = start_cpu + time.process_time() - cpu0
+            if value is not None and self._better(value, self.run["best"]):
+                self.run["best"], self.run["best_epoch"], self.run["wait"] = value, epoch + 1, 0
+                self.adapter.save(self.model_path, self._run_doc())
+                improved = True
+            else:
+                improved = False
+                self.run["wait"] += 1
+                if self.lr_decay and self.run["wait"] >= max(self.lr_patience, 1) and not partial:
+                    new = max(float(opt.learning_rate) * self.lr_decay, self.min_lr)
+                    if new < float(opt.learning_rate):
+                        opt.learning_rate = new
+                        if self.verbose:
+                            print(f"  no improvement of val {self.monitor} for {self.run['wait']} epoch(s): "
+                                  f"learning rate -> {new:.4g}", flush=True)
+                    self.run["wait"] = 0
+            if self.verbose:
+                shown = {k: v for k, v in rec.items() if k not in ("epoch",)}
+                print("  " + " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
+                                        for k, v in shown.items()) + ("  (best, saved)" if improved else ""),
+                      flush=True)
+            if not partial:
+                self.run["epoch"] = epoch + 1
+                self.run["rng"] = rng_state()
+                self.adapter.save(self.checkpoint_path, self._run_doc())
+            atomic_write_json(os.path.join(self.out, "history.json"), self.run["history"])
+            if partial:
+                stop_reason = f"time budget of {self.max_minutes} minutes reached during epoch {epoch + 1}"
+                break
+            if tr.get("stop_reason"):
+                stop_reason = tr["stop_reason"]
+                break
+        if stop_reason and self.verbose:
+            print(f"stopped: {stop_reason}", flush=True)
+        self.run["stop_reason"] = stop_reason
+        if not os.path.exists(self.model_path):      # no validation value ever (e.g. NaN at once): keep the last
+            self.adapter.save(self.model_path, self._run_doc())
+        return self.run
+
+    def _run_doc(self):
+        return {k: v for k, v in self.run.items()}

@@ -1,0 +1,227 @@
+"""rnnlab train classify / predict / evaluate on tiny generated data: outputs, resume equality, budget, errors."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab.cli import main
+
+POS = "good great wonderful excellent superb lovely".split()
+NEG = "bad awful terrible boring dull poor".split()
+MID = "okay average fine ordinary plain middling".split()
+FILLER = "the a film movie plot actor story was is and it this".split()
+
+
+def _text(rng, words):
+    t = [FILLER[i] for i in rng.integers(0, len(FILLER), rng.integers(3, 12))]
+    for w in rng.choice(words, 2):
+        t.insert(int(rng.integers(0, len(t) + 1)), str(w))
+    return " ".join(t) + "<br /><br />The end."
+
+
+def write_data(path, n=160, classes=("positive", "negative"), delimiter=",", seed=0, cols=("review", "sentiment")):
+    rng = np.random.default_rng(seed)
+    words = {"positive": POS, "negative": NEG, "neutral": MID}
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter=delimiter)
+        w.writerow(cols)
+        for i in range(n):
+            lab = classes[i % len(classes)]
+            row = [_text(rng, words[lab]), lab]
+            w.writerow(row if cols[0] in ("review", "text") else row[::-1])
+    return str(path)
+
+
+SMALL = ["--epochs", "2", "--units", "8", "--embedding-dim", "8", "--batch-size", "16", "--lr", "0.02",
+         "--verbose", "0"]
+
+
+def _last_json(capsys):
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def test_train_predict_evaluate(tmp_path, capsys):
+    data = write_data(tmp_path / "d.csv")
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", data, "--out", str(out), "--dropout", "0.2"] + SMALL) == 0
+    metrics = _last_json(capsys)
+    assert set(metrics) >= {"test_accuracy", "test_loss", "train_seconds"}
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_texts"] == 32
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2] and "val_accuracy" in hist[0]
+    # the task file is also a plain rnnlab model file
+    model = rnnlab.load_model(out / "model.npz")
+    assert model.layers[0].mask_zero
+    assert main(["predict", "--model", str(out / "model.npz"), "a great superb film", "awful boring plot"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        label, prob, text = line.split("\t")
+        assert label in ("positive", "negative") and 0.5 <= float(prob) <= 1.0
+    assert main(["evaluate", "--model", str(out / "model.npz"), "--data", data]) == 0
+    ev = _last_json(capsys)
+    assert ev["samples"] == 160 and 0 <= ev["accuracy"] <= 1
+
+
+def test_learns_three_classes_from_tsv(tmp_path, capsys):
+    data = write_data(tmp_path / "d.tsv", n=300, classes=("positive", "negative", "neutral"), delimiter="\t",
+                      cols=("label", "text"))
+    out = tmp_path / "run"
+    args = ["train", "classify", "--data", data, "--out", str(out), "--epochs", "8", "--units", "16",
+            "--embedding-dim", "16", "--lr", "0.02", "--verbose", "0", "--valid-fraction", "0"]
+    assert main(args) == 0
+    m = _last_json(capsys)
+    assert m["classes"] == 3
+    assert m["test_accuracy"] >= 0.9          # the class words are unambiguous cues
+    model = rnnlab.load_model(out / "model.npz")
+    assert model.layers[-1].units == 3
+
+
+def test_train_rows_split_and_separate_test_file(tmp_path, capsys):
+    data = write_data(tmp_path / "d.csv", n=100)
+    assert main(["train", "classify", "--data", data, "--train-rows", "70", "--out", str(tmp_path / "a")] + SMALL) == 0
+    assert _last_json(capsys)["test_texts"] == 30
+    test = write_data(tmp_path / "t.csv", n=40, seed=5)
+    assert main(["train", "classify", "--data", data, "--test", test, "--out", str(tmp_path / "b")] + SMALL) == 0
+    assert _last_json(capsys)["test_texts"] == 40
+
+
+def _weights(path):
+    with np.load(path, allow_pickle=False) as d:
+        return {k: d[k] for k in d.files if k.startswith(("w:", "opt:"))}
+
+
+@pytest.mark.parametrize("extra", [[], ["--bidirectional", "--cell", "lstm", "--pool", "avg"]])
+def test_resume_equals_uninterrupted(tmp_path, capsys, extra):
+    data = write_data(tmp_path / "d.csv")
+    base = ["train", "classify", "--data", data, "--dropout", "0.3", "--rnn-dropout", "0.2", "--seed", "3"] + SMALL + extra
+    assert main(base + ["--out", str(tmp_path / "full")]) == 0
+    part = base + ["--out", str(tmp_path / "part")]
+    part[part.index("--epochs") + 1] = "1"
+    assert main(part) == 0
+    assert main(base + ["--out", str(tmp_path / "part"), "--resume"]) == 0
+    capsys.readouterr()
+    a, b = _weights(tmp_path / "full" / "checkpoint.npz"), _weights(tmp_path / "part" / "checkpoint.npz")
+    assert set(a) == set(b) and any(k.startswith("opt:") for k in a)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    ha = json.loads((tmp_path / "full" / "history.json").read_text())
+    hb = json.loads((tmp_path / "part" / "history.json").read_text())
+    assert [h["loss"] for h in ha] == [h["loss"] for h in hb]
+    # and a run that only resumed 1 epoch differs from one more epoch (the check can fail)
+    assert main(base + ["--out", str(tmp_path / "part"), "--resume", "--epochs", "3"]) == 0
+    c = _weights(tmp_path / "part" / "checkpoint.npz")
+    assert not np.array_equal(c["w:embedding/embeddings"], a["w:embedding/embeddings"])
+
+
+def test_time_budget_stops_cleanly_and_keeps_a_model(tmp_path, capsys):
+    data = write_data(tmp_path / "d.csv")
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", data, "--out", str(out), "--max-minutes", "1e-9"] + SMALL) == 0
+    m = _last_json(capsys)
+    assert "time budget" in m["stop_reason"]
+    assert (out / "model.npz").exists()
+    assert not (out / "checkpoint.npz").exists()      # no epoch completed
+
+
+def test_resume_errors(tmp_path, capsys):
+    data = write_data(tmp_path / "d.csv")
+    out = str(tmp_path / "run")
+    assert main(["train", "classify", "--data", data, "--out", out, "--resume"] + SMALL) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+    assert main(["train", "classify", "--data", data, "--out", out] + SMALL) == 0
+    other = list(SMALL)
+    other[other.index("--units") + 1] = "9"
+    assert main(["train", "classify", "--data", data, "--out", out, "--resume"] + other) == 1
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("review,sentiment\n", "no data rows"),
+    ("text,stars\nnice,1\n", "cannot find the label column"),
+    ("review,sentiment\nnice film,positive\nbad,negative,extra\n", "line 3: 3 fields"),
+    ("review,sentiment\n   ,positive\n", "line 2: empty text"),
+    ("review,sentiment\nnice,\n", "line 2: empty label"),
+])
+def test_bad_files(tmp_path, capsys, content, needle):
+    p = tmp_path / "bad.csv"
+    p.write_text(content, encoding="utf-8")
+    assert main(["train", "classify", "--data", str(p), "--out", str(tmp_path / "o")] + SMALL) == 1
+    assert needle in capsys.readouterr().err
+
+
+def test_bad_columns_encoding_and_labels(tmp_path, capsys):
+    data = write_data(tmp_path / "d.csv")
+    assert main(["train", "classify", "--data", data, "--text-column", "body", "--out", str(tmp_path / "o")] + SMALL) == 1
+    assert "no column 'body'" in capsys.readouterr().err
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("review,sentiment\ncaf\xe9 good,positive\nbad,negative\n".encode("latin-1"))
+    assert main(["train", "classify", "--data", str(latin), "--out", str(tmp_path / "o")] + SMALL) == 1
+    err = capsys.readouterr().err
+    assert "utf-8" in err and "line 2" in err and "--encoding" in err
+    test = tmp_path / "t.csv"
+    test.write_text("review,sentiment\nfine film,positive\nodd film,mixed\n", encoding="utf-8")
+    assert main(["train", "classify", "--data", data, "--test", str(test), "--out", str(tmp_path / "o")] + SMALL) == 1
+    assert "line 3: unknown label 'mixed'" in capsys.readouterr().err
+    one = tmp_path / "one.csv"
+    one.write_text("review,sentiment\na,positive\nb,positive\nc,positive\nd,positive\ne,positive\n", encoding="utf-8")
+    assert main(["train", "classify", "--data", str(one), "--out", str(tmp_path / "o")] + SMALL) == 1
+    assert "need 2 or more classes" in capsys.readouterr().err
+    assert main(["train", "classify", "--data", data, "--dropout", "1.5", "--out", str(tmp_path / "o")] + SMALL) == 1
+    assert "--dropout must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_predict_refuses_other_files(tmp_path, capsys):
+    assert main(["predict", "--model", str(tmp_path / "missing.npz"), "hi"]) == 1
+    assert "No such model file" in capsys.readouterr().err
+    m = rnnlab.Sequential([rnnlab.layers.Dense(1, input_shape=(3,))])
+    m.save(tmp_path / "plain.npz")
+    assert main(["predict", "--model", str(tmp_path / "plain.npz"), "hi"]) == 1
+    assert "not a model written by an 'rnnlab train' command" in capsys.readouterr().err
+    text = tmp_path / "t.txt"
+    text.write_text("abcab " * 200, encoding="utf-8")
+    assert main(["train", "charlm", "--text", str(text), "--epochs", "1", "--units", "4", "--batch-size", "4",
+                 "--bptt", "10", "--verbose", "0", "--out", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", str(tmp_path / "c" / "model.npz"), "hi"]) == 1
+    assert "is a 'charlm' model" in capsys.readouterr().err
+
+
+def test_predict_empty_text_and_evaluate_skip_rows(tmp_path, capsys):
+    data = write_data(tmp_path / "d.csv", n=60)
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", data, "--out", str(out)] + SMALL) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out / "model.npz"), "  "]) == 1
+    assert "text #1 is empty" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(out / "model.npz"), "--data", data, "--skip-rows", "50"]) == 0
+    assert _last_json(capsys)["samples"] == 10
+    assert main(["evaluate", "--model", str(out / "model.npz"), "--data", data, "--skip-rows", "60"]) == 1
+    assert "--skip-rows" in capsys.readouterr().err
+
+
+def test_bucketing_and_padding_helpers():
+    from rnnlab.tasks.classify import bucket_batches, pad_batch
+
+    lengths = np.array([5, 1, 3, 8, 2, 7, 4])
+    batches = bucket_batches(lengths, 3, np.random.default_rng(0), chunk_batches=1)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(7))
+    for b in batches:                       # each chunk of one batch is sorted by length
+        assert list(lengths[b]) == sorted(lengths[b])
+    seqs = [np.arange(1, n + 1) for n in lengths]
+    x = pad_batch(seqs, [1, 3])
+    assert x.shape == (2, 8) and x[0].tolist() == [0] * 7 + [1] and x[1].tolist() == list(range(1, 9))
+
+
+@pytest.mark.slow
+def test_imdb_csv_reads_with_official_split(shared_data):
+    from rnnlab.tasks.classify import read_labelled_file
+
+    texts, labels, lines, cols = read_labelled_file(os.path.join(shared_data, "imdb_reviews.csv.gz"))
+    assert len(texts) == 50000 and cols == ("review", "sentiment")
+    assert labels[:25000].count("positive") == 12500
