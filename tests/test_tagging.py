@@ -1,0 +1,169 @@
+"""Tagger: end-to-end float64 gradients (incl. the char BiLSTM path), masking, bi vs uni, files, CLI."""
+import json
+
+import numpy as np
+import pytest
+
+from rnnlab import backend, cli
+from rnnlab.datasets.conll import Sentence, generate_two_sided_tagging, read_conll, write_conll
+from rnnlab.optimizers import Adam
+from rnnlab.tagging.tagger import Tagger, build_tagger
+
+TRAIN = [Sentence("John lives in New York".split(), ["B-PER", "O", "O", "B-LOC", "I-LOC"]),
+         Sentence("Mary left".split(), ["B-PER", "O"])]
+
+
+@pytest.mark.parametrize("cell, bidirectional, chars, layers", [
+    ("lstm", True, True, 1), ("gru", False, True, 2), ("rnn", True, False, 1)])
+def test_loss_gradients_match_finite_differences(float64, cell, bidirectional, chars, layers):
+    model = build_tagger(TRAIN, char_features=chars, embedding_dim=3, units=3, cell=cell, layers=layers,
+                         bidirectional=bidirectional, char_dim=2, char_units=2)
+    w, c, y = model.encode([s.tokens for s in TRAIN], [s.tags for s in TRAIN])
+    assert (w[1, 2:] == 0).all()  # the second sentence is padded
+    model.loss_and_grads(w, c, y)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for path, owner, name in model.iter_weights():
+        g = owner.grads[name]
+        g = g.to_dense() if hasattr(g, "to_dense") else np.array(g)
+        p = owner.params[name]
+        flat = rng.choice(p.size, size=min(6, p.size), replace=False)
+        if name == "embeddings":  # rows that occur in the batch
+            rows = np.unique((c if "char" in path else w).ravel())
+            flat = np.ravel_multi_index((rows[rng.integers(0, len(rows), 6)], rng.integers(0, p.shape[1], 6)),
+                                        p.shape)
+        num = np.empty(len(flat))
+        for k, i in enumerate(flat):
+            idx = np.unravel_index(i, p.shape)
+            old = p[idx]
+            p[idx] = old + 1e-6
+            lp = model.loss_and_grads(w, c, y)
+            p[idx] = old - 1e-6
+            lm = model.loss_and_grads(w, c, y)
+            p[idx] = old
+            num[k] = (lp - lm) / 2e-6
+        model.loss_and_grads(w, c, y)
+        g = owner.grads[name]
+        g = g.to_dense() if hasattr(g, "to_dense") else np.array(g)
+        ana = g.ravel()[flat]
+        # central differences of a mean cross-entropy resolve about 1e-10 absolutely; a wrong backward is off
+        # by the size of the gradient itself (1e-5 .. 1e-1 here)
+        np.testing.assert_allclose(ana, num, rtol=1e-6, atol=1e-9, err_msg=path)
+        checked += 1
+    assert checked == len(list(model.iter_weights()))
+    # padding rows of the word embedding get no gradient
+    assert np.all(model.word_emb.grads["embeddings"].to_dense()[0] == 0)
+
+
+def test_padding_does_not_change_predictions():
+    model = build_tagger(TRAIN, char_features=True, embedding_dim=4, units=5, char_dim=3, char_units=3)
+    alone = model.forward(*model.encode([TRAIN[1].tokens])[:2])[0][0]
+    batched = model.forward(*model.encode([TRAIN[0].tokens, TRAIN[1].tokens])[:2])[0][1, :2]
+    np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_bidirectional_beats_unidirectional_on_the_two_sided_task():
+    train = generate_two_sided_tagging(800, seed=0)
+    valid = generate_two_sided_tagging(200, seed=1)
+    scores = {}
+    for bi in (True, False):
+        backend.set_random_seed(0)
+        m = build_tagger(train, bidirectional=bi, embedding_dim=16, units=16)
+        m.fit(train, valid, epochs=5, batch_size=32, optimizer=Adam(0.01), verbose=0)
+        scores[bi] = m.evaluate(valid)
+    # a left-to-right tagger cannot know the type of an entity announced by a trigger after it
+    assert scores[True]["f1"] > 0.9
+    assert scores[True]["f1"] > scores[False]["f1"] + 0.2
+
+
+def test_save_load_and_unknown_words(tmp_path):
+    model = build_tagger(TRAIN, char_features=True, embedding_dim=4, units=4)
+    p = model.save(tmp_path / "t.npz")
+    back = Tagger.load(p)
+    sents = [["John", "visited", "Zzyzx"], ["Mary"]]  # unknown words map to <unk>
+    assert back.predict(sents) == model.predict(sents)
+    np.testing.assert_array_equal(back.encode(sents)[0], model.encode(sents)[0])
+    assert model.encode(sents)[0][0, 2] == 1
+    with pytest.raises(ValueError, match="not an rnnlab tagger file"):
+        np.savez(tmp_path / "x.npz", a=np.zeros(1))
+        Tagger.load(tmp_path / "x.npz")
+
+
+def test_unknown_tags_in_evaluation():
+    model = build_tagger(TRAIN, embedding_dim=4, units=4)
+    test = [Sentence(["Paris"], ["B-GPE"], line=12)]
+    with pytest.raises(ValueError, match=r"tag 'B-GPE' \(line 12\) was not seen in training"):
+        model.evaluate(test)
+    ev = model.evaluate(test, unknown_tags="O")
+    assert ev["token_accuracy"] in (0.0, 1.0)
+
+
+def test_bad_hyperparameters():
+    with pytest.raises(ValueError, match="cell must be one of"):
+        build_tagger(TRAIN, cell="lstmx")
+    with pytest.raises(ValueError, match="units must be a positive int"):
+        build_tagger(TRAIN, units=0)
+
+
+def _files(tmp_path, n=120):
+    paths = {}
+    for name, seed, k in (("train", 0, n), ("valid", 1, 40), ("test", 2, 40)):
+        paths[name] = write_conll(generate_two_sided_tagging(k, seed=seed), str(tmp_path / f"{name}.conll"))
+    return paths
+
+
+def test_cli_train_and_tag(tmp_path, capsys):
+    f = _files(tmp_path)
+    out = tmp_path / "run"
+    rc = cli.main(["train", "tag", "--train", f["train"], "--valid", f["valid"], "--test", f["test"], "--epochs", "2",
+                   "--units", "8", "--embedding-dim", "8", "--char-features", "--out", str(out), "--verbose", "0"])
+    assert rc == 0
+    m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert m == json.loads((out / "metrics.json").read_text())
+    for k in ("valid_token_accuracy", "valid_f1", "test_precision", "test_recall", "test_f1"):
+        assert 0.0 <= m[k] <= 1.0
+    assert m["bidirectional"] is True and m["char_features"] is True
+    rc = cli.main(["tag", "--model", str(out / "model.npz"), "mr alba said", "kell corp"])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("mr\t") and lines[3] == "" and lines[4].startswith("kell\t")
+    tags = {ln.split("\t")[1] for ln in lines if ln}
+    assert tags <= {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"}
+
+
+def test_cli_unknown_tag_and_missing_valid(tmp_path, capsys):
+    f = _files(tmp_path, n=20)
+    bad = tmp_path / "bad.conll"
+    bad.write_text("the O\nalba B-GPE\n\n")
+    rc = cli.main(["train", "tag", "--train", f["train"], "--valid", str(bad), "--epochs", "1", "--out",
+                   str(tmp_path / "o"), "--verbose", "0"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "valid data: tag 'B-GPE' (line 1) does not occur in the training data" in err
+    rc = cli.main(["train", "tag", "--train", f["train"], "--valid", str(bad), "--epochs", "1", "--units", "4",
+                   "--embedding-dim", "4", "--out", str(tmp_path / "o"), "--verbose", "0", "--unknown-tags", "O"])
+    assert rc == 0
+    capsys.readouterr()
+    rc = cli.main(["train", "tag", "--train", f["train"], "--epochs", "1", "--out", str(tmp_path / "o")])
+    assert rc == 1 and "--valid is required" in capsys.readouterr().err
+    ragged = tmp_path / "ragged.conll"
+    ragged.write_text("a O\nb O x\n")
+    rc = cli.main(["train", "tag", "--train", str(ragged), "--valid", str(ragged), "--out", str(tmp_path / "o")])
+    assert rc == 1 and "line 2: 3 columns" in capsys.readouterr().err
+
+
+def test_cli_conllu_pos_tags(tmp_path, capsys):
+    rows = []
+    for i in range(30):
+        rows += [f"1\tthe\tthe\tDET\t_\t_\t2\tdet\t_\t_", f"2\tdog{i % 3}\tdog\tNOUN\t_\t_\t3\tnsubj\t_\t_",
+                 "3\truns\trun\tVERB\t_\t_\t0\troot\t_\t_", ""]
+    p = tmp_path / "pos.conllu"
+    p.write_text("\n".join(rows) + "\n")
+    assert read_conll(str(p), format="conllu")[0].tags == ["DET", "NOUN", "VERB"]
+    rc = cli.main(["train", "tag", "--train", str(p), "--valid", str(p), "--format", "conllu", "--epochs", "5", "--batch-size", "4",
+                   "--units", "8", "--embedding-dim", "8", "--lr", "0.05", "--out", str(tmp_path / "o"),
+                   "--verbose", "0", "--unidirectional", "--cell", "gru"])
+    assert rc == 0
+    m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "valid_f1" not in m  # POS tags are not entity spans
+    assert m["valid_token_accuracy"] == 1.0
