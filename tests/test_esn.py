@@ -44,8 +44,11 @@ def test_readout_is_the_ridge_solution():
     S = esn.run(X)
     F = np.concatenate([np.ones((2, 60, 1)), X, S], -1)[:, 10:].reshape(-1, 22)
     T = Y[:, 10:].reshape(-1, 2)
-    # ridge as an augmented least-squares problem: [F; sqrt(r) I] w = [T; 0]
-    A = np.vstack([F, np.sqrt(0.5) * np.eye(22)])
+    # ridge with an unpenalised intercept as an augmented least-squares problem: [F; sqrt(r) P] w = [T; 0],
+    # P = identity without its first row's 1 (the constant column is not penalised)
+    P = np.eye(22)
+    P[0, 0] = 0.0
+    A = np.vstack([F, np.sqrt(0.5) * P])
     B = np.vstack([T, np.zeros((22, 2))])
     w = np.linalg.lstsq(A, B, rcond=None)[0]
     np.testing.assert_allclose(esn.W_out, w.T, rtol=1e-8, atol=1e-10)
@@ -136,3 +139,22 @@ def test_forecast_from_many_starts_equals_generate_with_the_whole_past():
         np.testing.assert_allclose(row, esn.generate(7, warmup=x[:t])[:, 0], rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match=r"starts must lie in \[1, 500\]"):
         esn.forecast(x, [0], 3)
+
+
+def test_same_reservoir_as_reservoirpy_gives_same_states_and_readout():
+    """Anchor: with our W, W_in and bias given to reservoirpy, states and readout agree (optional dependency)."""
+    rpy = pytest.importorskip("reservoirpy.nodes", reason="reservoirpy is an optional benchmark dependency")
+    x = mackey_glass(400, discard=100)
+    # a well-conditioned ridge (1e-2) so that the two solvers' different rounding stays far below the tolerance
+    esn = EchoStateNetwork(40, spectral_radius=1.1, leak_rate=0.3, density=0.2, ridge=1e-2, washout=20, seed=0,
+                           readout_input=False).build(1)
+    res = rpy.Reservoir(40, lr=0.3, W=esn.W.copy(), Win=esn.W_in[:, 1:].copy(), bias=esn.W_in[:, 0].copy())
+    ours = esn.run(x[:-1, None])[0]
+    theirs = res.run(x[:-1, None])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+    esn.fit(x[:-1], x[1:])
+    ro = rpy.Ridge(ridge=1e-2)
+    ro.fit(theirs[20:], x[21:, None])
+    np.testing.assert_allclose(esn.W_out[0, 1:], ro.Wout[:, 0], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(esn.W_out[0, 0], ro.bias[0], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(esn.predict(x[:-1]), ro.run(theirs)[:, 0], rtol=1e-8, atol=1e-10)

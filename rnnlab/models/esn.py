@@ -14,9 +14,14 @@ Readout (the only trained part), on the extended state ``s_t = [1; u_t; x_t]`` (
 
     y_t = W_out s_t
 
-fitted by ridge regression over all teacher-forced steps after the first ``washout`` of every sequence:
+fitted by ridge regression over all teacher-forced steps after the first ``washout`` of every sequence, with
+the intercept (the column of ``W_out`` that multiplies the constant 1) not penalised: with ``F`` the rows of
+``[u_t; x_t]``, ``Y`` the targets, and ``F_c``, ``Y_c`` the same with their column means removed,
 
-    W_out = Y^T S (S^T S + ridge * I)^{-1}        (solved as a linear system, never inverted)
+    W = Y_c^T F_c (F_c^T F_c + ridge * I)^{-1}      (solved as a symmetric linear system, never inverted)
+    b = mean(Y) - W mean(F),      W_out = [b, W]
+
+which equals ridge regression on ``S = [1, F]`` with penalty ``ridge`` on every weight but the intercept.
 
 Prediction: :meth:`predict` is one-step (the true input at every step); :meth:`generate` is closed-loop
 (generative): after a warm-up on known inputs, each output is fed back as the next input
@@ -180,11 +185,14 @@ class EchoStateNetwork:
         if not self.built:
             self.build(X.shape[-1])
         states = self.run(X, reset=True)
-        S = self._features(X, states)[:, self.washout:].reshape(-1, self._n_features())
+        S = self._features(X, states)[:, self.washout:].reshape(-1, self._n_features())[:, 1:]
         T = Y[:, self.washout:].reshape(-1, Y.shape[-1])
-        G = S.T @ S
+        s_mean, t_mean = S.mean(axis=0), T.mean(axis=0)
+        Sc = S - s_mean
+        G = Sc.T @ Sc
         G[np.diag_indices_from(G)] += self.ridge
-        self.W_out = np.linalg.solve(G, S.T @ T).T  # (O, F)
+        W = np.linalg.solve(G, Sc.T @ (T - t_mean)).T  # (O, F)
+        self.W_out = np.concatenate([(t_mean - W @ s_mean)[:, None], W], axis=1)  # (O, 1 + F)
         self.output_dim = Y.shape[-1]
         self.last_output = np.asarray(self._readout(X[:, -1], states[:, -1]))
         return self
