@@ -17,6 +17,10 @@ Backward, given dh = dL/dh_t and dc = dL/dc_t (from the future)::
     dA  = [di s'(i), df s'(f), dg f'(g), do s'(o)]   (derivatives written from the activations)
     dL/dh_{t-1} = dA W_h^T                       one (B, 4U) @ (4U, U) GEMM
 
+Fast path (default activations): sigmoid(x) = 1/2 + 1/2 tanh(x/2), with the 1/2 folded into copies of
+the weights made once per call, so the four gates take one tanh and two full-width in-place ops per
+step; the results are bit-identical to scaling at each step (the factor is a power of two).
+
 ``unit_forget_bias=True`` (default, as Keras) initialises the forget slice of the bias to 1.
 The time loop, masking, states and the weight-gradient GEMMs are in :mod:`rnnlab.layers.recurrent`.
 """
@@ -78,25 +82,40 @@ class LSTM(RNN):
             is_g[2 * U:3 * U] = True
             ws.fast = types.SimpleNamespace(
                 pre=np.where(is_g, 1.0, 0.5).astype(dt), post=np.where(is_g, 1.0, 0.5).astype(dt),
-                shift=np.where(is_g, 0.0, 0.5).astype(dt), k=is_g.astype(dt))
+                shift=np.where(is_g, 0.0, 0.5).astype(dt), k=is_g.astype(dt),
+                # the weights with the 1/2 of sigmoid(x) = 1/2 + 1/2 tanh(x/2) folded in (refreshed each call)
+                kernel=np.empty_like(self.params["kernel"]),
+                recurrent_kernel=np.empty_like(self.params["recurrent_kernel"]),
+                bias=np.empty(4 * U, dt) if self.use_bias else None)
             ws.tmpW2 = np.empty((ws.B, 4 * U), dt)
+
+    def _projection_weights(self, ws):
+        fast = ws.fast
+        if fast is None:
+            return super()._projection_weights(ws)
+        np.multiply(self.params["kernel"], fast.pre, out=fast.kernel)
+        np.multiply(self.params["recurrent_kernel"], fast.pre, out=fast.recurrent_kernel)
+        if fast.bias is not None:
+            np.multiply(self.params["bias"], fast.pre, out=fast.bias)
+        return fast.kernel, fast.bias
 
     def _step_forward(self, t, ws):
         U = self.units
         a = ws.A[t]
-        np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
-        a += ws.tmpW
-        ract, act = self.recurrent_activation, self.activation
         fast = ws.fast
         if fast is not None:
-            # sigmoid(x) = 0.5 + 0.5 tanh(x / 2): all four gates in 4 full-width in-place ops
-            a *= fast.pre
+            # a holds x/2 for the sigmoid gates (pre-scaled weights): all four gates in 3 full-width ops
+            np.matmul(ws.HR[t], fast.recurrent_kernel, out=ws.tmpW)
+            a += ws.tmpW
             np.tanh(a, out=a)
             a *= fast.post
             a += fast.shift
         else:
+            np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
+            a += ws.tmpW
+            ract = self.recurrent_activation
             act_forward_(ract, a[:, :2 * U])
-            act_forward_(act, a[:, 2 * U:3 * U])
+            act_forward_(self.activation, a[:, 2 * U:3 * U])
             act_forward_(ract, a[:, 3 * U:])
         i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
         c_new = ws.S[1][t + 1]
@@ -104,8 +123,9 @@ class LSTM(RNN):
         np.multiply(i, g, out=ws.tmpU)
         c_new += ws.tmpU
         tc = ws.TC[t]
-        np.copyto(tc, c_new)
-        act_forward_(act, tc)
+        y = self.activation.forward(c_new, out=tc)
+        if y is not tc:
+            tc[...] = y
         np.multiply(o, tc, out=ws.S[0][t + 1])
 
     def _step_backward(self, t, ws, dnew, dprev):
