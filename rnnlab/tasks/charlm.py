@@ -17,8 +17,9 @@ U+FFFD). Two ways to train:
 
     The recurrent layers are ``stateful``: the state at the end of a window is the initial state of the
     next window (the states are reset at the start of every epoch), while the gradient stops at the
-    window's first step -- truncated BPTT with k1 = k2 = k. So every character is a target once per epoch
-    and sees an unbounded left context in the forward pass.
+    window's first step -- truncated BPTT with k1 = k2 = k, run by :class:`rnnlab.training.TBPTT`. So every
+    character is a target once per epoch and sees an unbounded left context in the forward pass.
+    ``--clipnorm`` clips each weight's gradient norm separately (Keras ``clipnorm``).
 
 ``--mode window`` / ``--preset keras-nietzsche``, the classic Keras ``lstm_text_generation`` example
     Windows of ``--maxlen`` (40) characters taken every ``--step`` (3) characters, one-hot encoded, predict the
@@ -184,6 +185,13 @@ class _Adapter:
     def optimizer(self):
         return self.model.optimizer
 
+    def _tbptt(self):
+        from ..training import TBPTT
+
+        if getattr(self, "_tb", None) is None or self._tb.model is not self.model:
+            self._tb = TBPTT(self.model, self.settings["bptt"])
+        return self._tb
+
     def _step(self, xb, yb, epoch, step):
         from ..training import NonFiniteLoss, grads_finite
 
@@ -201,43 +209,49 @@ class _Adapter:
         return loss
 
     def _batches(self):
+        """Window mode: shuffled one-hot windows and their next characters."""
         from .. import backend
 
         s = self.settings
-        if s["mode"] == "stream":
-            k = s["bptt"]
-            for a in range(0, self.x.shape[1], k):
-                yield self.x[:, a:a + k], self.y[:, a:a + k]
-        else:
-            order = self.starts[backend.rng().permutation(len(self.starts))]
-            for a in range(0, len(order), s["batch_size"]):
-                st = order[a:a + s["batch_size"]]
-                yield (one_hot_windows(self.train_ids, st, s["maxlen"], self.vocab),
-                       self.train_ids[st + s["maxlen"]])
+        order = self.starts[backend.rng().permutation(len(self.starts))]
+        for a in range(0, len(order), s["batch_size"]):
+            st = order[a:a + s["batch_size"]]
+            yield (one_hot_windows(self.train_ids, st, s["maxlen"], self.vocab),
+                   self.train_ids[st + s["maxlen"]])
 
     def train_epoch(self, epoch, timer):
         from ..training import NonFiniteLoss, ProgressBar
 
         s = self.settings
         if s["mode"] == "stream":
-            self.model.reset_states()
-            steps = math.ceil(self.x.shape[1] / s["bptt"])
+            # truncated BPTT over the B streams: states carried window to window (reset at the first
+            # window), gradient cut at each window's start
+            windows = self._tbptt().windows(self.x.shape[1])
+            rows = slice(0, self.x.shape[0])
+            steps = len(windows)
+            items = ((w, None) for w in windows)
         else:
             steps = math.ceil(len(self.starts) / s["batch_size"])
+            items = self._batches()
         bar = ProgressBar(steps) if self.verbose else None
         total = seen = 0.0
         partial, stop, step = False, None, 0
-        for step, (xb, yb) in enumerate(self._batches()):
+        for step, (xb, yb) in enumerate(items):
             if timer.expired():
                 partial = True
                 break
             try:
-                loss = self._step(xb, yb, epoch, step)
+                if yb is None:
+                    loss = self._tbptt().train_window(self.x, self.y, None, rows, xb, epoch, step)
+                    n = self.x.shape[0] * (xb[1] - xb[2])
+                else:
+                    loss = self._step(xb, yb, epoch, step)
+                    n = yb.size
             except NonFiniteLoss as e:
                 stop = str(e)
                 break
-            total += loss * yb.size
-            seen += yb.size
+            total += loss * n
+            seen += n
             if bar is not None:
                 bar.update(step + 1, {"loss": total / seen}, int(seen))
         logs = {"loss": total / max(seen, 1)}
