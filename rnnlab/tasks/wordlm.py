@@ -1,0 +1,281 @@
+"""``rnnlab train wordlm``: word-level language model on PTB-style files, reported as perplexity.
+
+::
+
+    rnnlab train wordlm --train train.txt --valid valid.txt [--test test.txt] [--vocab-size N]
+                        [--cell lstm|gru|rnn --layers 2 --units 256 --embedding-dim 256 --dropout 0.3]
+                        [--tie-weights] [--bptt 35] [--clipnorm 5] [--lr-decay 0.5 --lr-patience 1]
+
+Files: one sentence per line, tokens separated by spaces, ``<eos>`` appended to every line
+(:func:`rnnlab.datasets.text_corpus.load_word_corpus`); the vocabulary comes from the training file
+(``--vocab-size`` keeps the most frequent words, the rest -> ``<unk>``).
+
+Model (a stateful Sequential)::
+
+    Embedding(V, E) -> Dropout -> [LSTM|GRU|SimpleRNN(U, return_sequences=True, stateful=True) -> Dropout] x layers
+        -> Dense(V)                           (logits)
+        or, with --tie-weights, TiedDense: z = h E^T + b, reusing the embedding matrix E (V, E)
+
+Weight tying and the output layer: the output layer's kernel would be (H, V) for a last hidden size H; tying
+sets it to E^T, which needs H = E, so with ``--tie-weights`` the **last recurrent layer has
+``--embedding-dim`` units** (the others ``--units``), and the output layer keeps only its bias (V,). E then gets
+the sum of two gradients each step, the sparse rows of the lookup plus the dense ``g^T h`` of the output
+(:mod:`rnnlab.layers.tied`, checked against finite differences and PyTorch in the tests), and the model has
+V*E fewer parameters.
+
+Training: the training id stream is cut into ``--batch-size`` contiguous streams and walked in windows of
+``--bptt`` steps with :class:`rnnlab.training.TBPTT` (state carried between windows, gradient cut at each
+window's start; states reset every epoch). ``--clipnorm C`` clips the *global* gradient norm (all weights
+together) to C. After each epoch the validation perplexity is measured (``--eval-batch-size`` streams); when it
+does not improve for ``--lr-patience`` epochs the learning rate is multiplied by ``--lr-decay``; the best model
+is kept. Perplexity = exp(mean negative log-likelihood per token, ``<eos>`` included, ``<unk>`` counted as a word),
+the same convention as ``rnnlab ngram``.
+
+Outputs: ``OUT/model.npz`` (best validation perplexity; an rnnlab model file with a ``__task__`` entry holding
+the vocabulary), ``checkpoint.npz``, ``history.json``, ``metrics.json``; the last line printed is
+``{"valid_perplexity": ..., "test_perplexity": ..., "train_seconds": ...}``.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from .common import add_common_train_arguments, finish_run, output_dir
+
+TASK = "wordlm"
+
+
+def build_model(vocab, s, batch_size):
+    """The stateful language model for ``batch_size`` parallel streams (layers linked when tied)."""
+    import rnnlab
+    from ..layers import GRU, LSTM, Dense, Dropout, SimpleRNN
+    from ..layers.embedding import Embedding
+    from ..layers.tied import TiedDense, TiedEmbedding, link_tied_layers
+
+    cell = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}[s["cell"]]
+    emb_cls = TiedEmbedding if s["tie_weights"] else Embedding
+    layers = [rnnlab.Input((None,), batch_size=batch_size, dtype="int32"),
+              emb_cls(vocab, s["embedding_dim"], name="embedding")]
+    if s["dropout"]:
+        layers.append(Dropout(s["dropout"], name="dropout_in"))
+    for i in range(s["layers"]):
+        units = s["embedding_dim"] if (s["tie_weights"] and i == s["layers"] - 1) else s["units"]
+        layers.append(cell(units, return_sequences=True, stateful=True, name=f"rnn_{i}"))
+        if s["dropout"]:
+            layers.append(Dropout(s["dropout"], name=f"dropout_{i}"))
+    if s["tie_weights"]:
+        layers.append(TiedDense("embedding", units=vocab, name="logits"))
+    else:
+        layers.append(Dense(vocab, name="logits"))
+    return link_tied_layers(rnnlab.Sequential(layers, name="wordlm"))
+
+
+def compile_model(model, s):
+    from .. import losses, optimizers
+
+    cls = {"adam": optimizers.Adam, "rmsprop": optimizers.RMSprop, "sgd": optimizers.SGD,
+           "adagrad": optimizers.Adagrad}.get(s["optimizer"].lower())
+    if cls is None:
+        raise ValueError(f"--optimizer must be one of adam, rmsprop, sgd, adagrad; got {s['optimizer']!r}")
+    opt = cls(s["lr"], global_clipnorm=s["clipnorm"]) if s["clipnorm"] else cls(s["lr"])
+    model.compile(optimizer=opt, loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def stream_batches(ids, batch_size, what="training"):
+    """``(x, y)`` (B, L): B contiguous streams, y = x shifted by one token."""
+    n = (len(ids) - 1) // batch_size
+    if n < 1:
+        raise ValueError(f"the {what} data ({len(ids)} tokens) is too short for {batch_size} streams; use a smaller "
+                         "batch size")
+    x = ids[:n * batch_size].reshape(batch_size, n).astype(np.int32)
+    y = ids[1:n * batch_size + 1].reshape(batch_size, n).astype(np.int64)
+    return x, y
+
+
+def stream_nll(model, ids, chunk=100):
+    """Mean negative log-likelihood (nats per token) of ``ids[1:]`` read as the model's stateful streams."""
+    from .charlm import log_softmax
+
+    x, y = stream_batches(ids, model.input_shape[0], "evaluation")
+    model.reset_states()
+    total = 0.0
+    for s in range(0, x.shape[1], chunk):
+        lp = log_softmax(model.predict_on_batch(x[:, s:s + chunk]))
+        total -= float(np.take_along_axis(lp, y[:, s:s + chunk, None], axis=2).sum())
+    model.reset_states()
+    return total / y.size
+
+
+def _ppl(nll):
+    return float(math.exp(min(nll, 700.0)))
+
+
+class _Adapter:
+    def __init__(self, model, doc, train_ids, valid_ids, s, verbose):
+        from ..training import TBPTT
+
+        self.model, self.doc, self.s, self.verbose = model, doc, s, verbose
+        self.x, self.y = stream_batches(train_ids, s["batch_size"])
+        self.valid_ids = valid_ids
+        self.tbptt = TBPTT(model, s["bptt"])
+        self.eval_model = None
+
+    @property
+    def optimizer(self):
+        return self.model.optimizer
+
+    def train_epoch(self, epoch, timer):
+        from ..training import NonFiniteLoss, ProgressBar
+
+        windows = self.tbptt.windows(self.x.shape[1])
+        bar = ProgressBar(len(windows)) if self.verbose else None
+        total = seen = 0.0
+        partial, stop, step = False, None, 0
+        rows = slice(0, self.x.shape[0])
+        for step, w in enumerate(windows):
+            if timer.expired():
+                partial = True
+                break
+            try:
+                loss = self.tbptt.train_window(self.x, self.y, None, rows, w, epoch, step)
+            except NonFiniteLoss as e:
+                stop = str(e)
+                break
+            n = self.x.shape[0] * (w[1] - w[2])
+            total += loss * n
+            seen += n
+            if bar is not None:
+                bar.update(step + 1, {"loss": total / seen, "perplexity": _ppl(total / seen)}, int(seen))
+        nll = total / max(seen, 1)
+        logs = {"loss": nll, "perplexity": _ppl(nll)}
+        if bar is not None and seen:
+            bar.finish(step + (0 if partial or stop else 1), logs, int(seen))
+        if partial:
+            logs["partial"] = True
+        if stop:
+            logs["stop_reason"] = stop
+        return logs
+
+    def nll(self, ids):
+        if self.eval_model is None:
+            self.eval_model = build_model(self.doc["vocab_size"], self.s, self.s["eval_batch_size"])
+        self.eval_model.set_weights(self.model.get_weights())
+        return stream_nll(self.eval_model, ids)
+
+    def evaluate(self):
+        nll = self.nll(self.valid_ids)
+        return {"loss": nll, "perplexity": _ppl(nll)}
+
+    def save(self, path, run):
+        from .runstate import save_sequential_task_file
+
+        save_sequential_task_file(self.model, path, {**self.doc, "run": run},
+                                  include_optimizer=os.path.basename(path) == "checkpoint.npz")
+
+    def load(self, path):
+        model, doc = load_wordlm(path)
+        self.model = model
+        from ..training import TBPTT
+
+        self.tbptt = TBPTT(model, self.s["bptt"])
+        return doc.get("run")
+
+
+def load_wordlm(path):
+    """``(model, doc)`` from a wordlm model file (tied layers linked, optimizer state restored)."""
+    from ..layers import tied  # noqa: F401  (registers TiedEmbedding / TiedDense for loading)
+    from .runstate import load_sequential_task_file
+
+    model, doc = load_sequential_task_file(path, TASK)
+    return tied.link_tied_layers(model), doc
+
+
+def add_train_arguments(parser):
+    d = parser.add_argument_group("data")
+    d.add_argument("--train", required=True, help="PTB-style training file (one sentence per line)")
+    d.add_argument("--valid", required=True, help="validation file (picks the best epoch, drives LR decay)")
+    d.add_argument("--test", default=None, help="test file (perplexity of the best model)")
+    d.add_argument("--vocab-size", type=int, default=None, help="keep this many words (incl. <unk>, <eos>)")
+    d.add_argument("--encoding", default="utf-8")
+    m = parser.add_argument_group("model")
+    m.add_argument("--tie-weights", action="store_true", help="output layer = embedding matrix transposed")
+    m.add_argument("--bptt", type=int, default=35, help="time steps per truncated-BPTT window")
+    m.add_argument("--eval-batch-size", type=int, default=10, help="parallel streams for valid/test perplexity")
+    m.add_argument("--lr-decay", type=float, default=0.5,
+                   help="multiply the learning rate by this when validation perplexity does not improve (1: off)")
+    m.add_argument("--lr-patience", type=int, default=1, help="epochs without improvement before decaying")
+    m.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is steadiest on a shared machine)")
+    add_common_train_arguments(parser, epochs=6, batch_size=20, cell="lstm", units=256, layers=2,
+                               embedding_dim=256, dropout=0.3, lr=2e-3)
+    parser.set_defaults(clipnorm=5.0)
+
+
+def _settings(args):
+    s = {k: getattr(args, k) for k in ("cell", "units", "layers", "embedding_dim", "dropout", "optimizer", "lr",
+                                       "clipnorm", "batch_size", "bptt", "eval_batch_size", "tie_weights", "seed",
+                                       "vocab_size")}
+    for k in ("units", "layers", "embedding_dim", "batch_size", "bptt", "eval_batch_size"):
+        if isinstance(s[k], bool) or not isinstance(s[k], int) or s[k] < 1:
+            raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {s[k]!r}")
+    if s["vocab_size"] is not None and s["vocab_size"] < 3:
+        raise ValueError(f"--vocab-size must be >= 3 (<unk>, <eos> and a word), got {s['vocab_size']}")
+    if not 0.0 <= s["dropout"] < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {s['dropout']}")
+    if not s["lr"] > 0:
+        raise ValueError(f"--lr must be > 0, got {s['lr']}")
+    if args.bidirectional:
+        raise ValueError("--bidirectional does not apply to a language model (it would see the word it has to "
+                         "predict)")
+    return s
+
+
+def train(args):
+    from .. import backend
+    from ..datasets.text_corpus import load_word_corpus
+    from ..demo import limit_blas_threads
+    from .runstate import TrainLoop
+
+    if args.epochs < 0:
+        raise ValueError(f"--epochs must be >= 0, got {args.epochs}")
+    s = _settings(args)
+    if args.lr_decay is not None and not 0.0 < args.lr_decay <= 1.0:
+        raise ValueError(f"--lr-decay must be in (0, 1], got {args.lr_decay}")
+    limit_blas_threads(args.threads)
+    corpus = load_word_corpus(args.train, args.valid, args.test, max_vocab=args.vocab_size, encoding=args.encoding)
+    vocab = corpus["vocab"]
+    V = len(vocab)
+    out = output_dir(args.out, f"wordlm-{os.path.basename(os.path.dirname(os.path.abspath(args.train)))}")
+    backend.set_random_seed(args.seed)
+    model = compile_model(build_model(V, s, s["batch_size"]), s)
+    words = [None] * V
+    for w, i in vocab.items():
+        words[i] = w
+    doc = {"task": TASK, "vocab": words, "vocab_size": V, "settings": s}
+    if args.verbose:
+        print(f"{len(corpus['train']):,} training / {len(corpus['valid']):,} validation"
+              + (f" / {len(corpus['test']):,} test" if corpus["test"] is not None else "")
+              + f" tokens; vocabulary {V:,}; <unk> rate valid {corpus['oov_rate'].get('valid', 0):.1%}; "
+              f"{model.count_params():,} parameters{' (tied)' if s['tie_weights'] else ''}", flush=True)
+    adapter = _Adapter(model, doc, corpus["train"], corpus["valid"], s, args.verbose)
+    decay = args.lr_decay if args.lr_decay is not None and args.lr_decay < 1.0 else None
+    loop = TrainLoop(out, adapter, monitor="loss", mode="min", max_minutes=args.max_minutes, verbose=args.verbose,
+                     lr_decay=decay, lr_patience=args.lr_patience, config=s)
+    if args.resume:
+        loop.resume()
+    run = loop.fit(args.epochs)
+    best_model, _ = load_wordlm(loop.model_path)
+    adapter.model = best_model
+    valid_nll = adapter.nll(corpus["valid"])
+    test_nll = adapter.nll(corpus["test"]) if corpus["test"] is not None else None
+    if args.verbose:
+        print(f"model saved to {loop.model_path} (best epoch {run['best_epoch']})", flush=True)
+    return finish_run(out, {
+        "valid_perplexity": _ppl(valid_nll), "test_perplexity": None if test_nll is None else _ppl(test_nll),
+        "train_seconds": round(run["train_seconds"], 1), "train_cpu_seconds": round(run["train_cpu_seconds"], 1),
+        "epochs_run": len(run["history"]), "best_epoch": run["best_epoch"], "stop_reason": run.get("stop_reason"),
+        "vocab_size": V, "parameters": int(best_model.count_params()), "tied": s["tie_weights"],
+        "train_tokens": int(len(corpus["train"])), "model": loop.model_path,
+    })
