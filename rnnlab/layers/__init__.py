@@ -11,3 +11,4 @@ from .attention import AdditiveAttention, Attention  # noqa: F401
 from .core import Masking, RepeatVector  # noqa: F401
 from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
 from .pooling import GlobalAveragePooling1D, GlobalMaxPooling1D  # noqa: F401
+from .tied import TiedDense, TiedEmbedding  # noqa: F401
