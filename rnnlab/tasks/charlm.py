@@ -269,7 +269,10 @@ class _Adapter:
         s = self.settings
         if s["mode"] == "stream":
             if self.eval_model is None:
-                self.eval_model = build_stream_model(self.vocab, s, s["eval_streams"])
+                from .runstate import preserved_rng
+
+                with preserved_rng():
+                    self.eval_model = build_stream_model(self.vocab, s, s["eval_streams"])
             self.eval_model.set_weights(self.model.get_weights())
             nll = stream_nll(self.eval_model, self.valid_ids)
         else:

@@ -117,6 +117,19 @@ def set_rng_state(state: dict) -> None:
     backend.rng().bit_generator.state = state
 
 
+class preserved_rng:
+    """``with preserved_rng(): ...`` leaves rnnlab's generator as it was (e.g. building an evaluation copy of
+    a model draws initial weights; a resumed run must not see those draws at another point in time)."""
+
+    def __enter__(self):
+        self._state = rng_state()
+        return self
+
+    def __exit__(self, *exc):
+        set_rng_state(self._state)
+        return False
+
+
 # ----------------------------------------------------------------------------------------- loop
 class TrainLoop:
     """The epoch loop of the text tasks: evaluation, best model, checkpoints, resume, time budget,

@@ -161,7 +161,10 @@ class _Adapter:
 
     def nll(self, ids):
         if self.eval_model is None:
-            self.eval_model = build_model(self.doc["vocab_size"], self.s, self.s["eval_batch_size"])
+            from .runstate import preserved_rng
+
+            with preserved_rng():
+                self.eval_model = build_model(self.doc["vocab_size"], self.s, self.s["eval_batch_size"])
         self.eval_model.set_weights(self.model.get_weights())
         return stream_nll(self.eval_model, ids)
 
