@@ -66,6 +66,7 @@ def plot_history(hist, path, title=None):
                 ax.plot([p[0] for p in part], [p[1] for p in part], "o", markersize=8, markerfacecolor="none",
                         color=line.get_color(), label=f"{label} (partial epoch)")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(LABELS[name])
         if name == "perplexity":
             ax.set_yscale("log")
