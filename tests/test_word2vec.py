@@ -132,7 +132,14 @@ def test_vocabulary_order_subsampling_and_noise_tables():
     thr = 0.01 * 75
     np.testing.assert_allclose(m._keep, np.minimum((np.sqrt(counts / thr) + 1) * thr / counts, 1))
     p = counts ** 0.75
-    np.testing.assert_allclose(np.diff(np.concatenate([[0], m._cum])), p / p.sum())
+    np.testing.assert_allclose(m._noise_p, p / p.sum())
+    # the alias table's implied distribution: P(i) = (prob[i] + sum_{j: alias[j] = i} (1 - prob[j])) / V
+    V = 3
+    implied = m._alias_prob.astype(np.float64).copy()
+    np.add.at(implied, m._alias, 1.0 - m._alias_prob)
+    np.testing.assert_allclose(implied / V, p / p.sum(), rtol=1e-6)
+    draws = m._draw_noise(np.random.default_rng(0), (200000,))
+    np.testing.assert_allclose(np.bincount(draws, minlength=3) / 200000, p / p.sum(), atol=4e-3)
     assert m.corpus_word_count == 75
 
 
