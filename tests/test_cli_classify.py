@@ -129,6 +129,16 @@ def test_time_budget_stops_cleanly_and_keeps_a_model(tmp_path, capsys):
     assert not (out / "checkpoint.npz").exists()      # no epoch completed
 
 
+def test_cpu_budget_stops_cleanly(tmp_path, capsys):
+    data = write_data(tmp_path / "d.csv")
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", data, "--out", str(out), "--max-cpu-minutes", "1e-9"] + SMALL) == 0
+    m = _last_json(capsys)
+    assert "CPU minutes" in m["stop_reason"] and (out / "model.npz").exists()
+    assert main(["train", "classify", "--data", data, "--out", str(out), "--max-cpu-minutes", "0"] + SMALL) == 1
+    assert "--max-cpu-minutes must be > 0" in capsys.readouterr().err
+
+
 def test_resume_errors(tmp_path, capsys):
     data = write_data(tmp_path / "d.csv")
     out = str(tmp_path / "run")

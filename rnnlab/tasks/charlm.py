@@ -309,6 +309,9 @@ def add_train_arguments(parser):
     m.add_argument("--maxlen", type=int, default=None, help="window mode: characters per window (40)")
     m.add_argument("--step", type=int, default=None, help="window mode: stride between windows (3)")
     m.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is steadiest on a shared machine)")
+    from .runstate import add_budget_arguments
+
+    add_budget_arguments(m)
     m.add_argument("--lr-decay", type=float, default=None,
                    help="multiply the learning rate by this when the held-out loss does not improve")
     m.add_argument("--lr-patience", type=int, default=1, help="epochs without improvement before --lr-decay")
@@ -382,6 +385,7 @@ def train(args):
               f"{settings['mode']}; {model.count_params():,} parameters", flush=True)
     adapter = _Adapter(model, doc, train_ids, valid_ids, settings, args.verbose)
     loop = TrainLoop(out, adapter, monitor="loss", mode="min", max_minutes=args.max_minutes, verbose=args.verbose,
+                     max_cpu_minutes=args.max_cpu_minutes,
                      lr_decay=args.lr_decay, lr_patience=args.lr_patience,
                      config={**settings, "valid_fraction": args.valid_fraction, "lower": bool(args.lower)})
     if args.resume:

@@ -381,6 +381,9 @@ def add_train_arguments(parser):
     m.add_argument("--rnn-dropout", type=float, default=0.0, help="dropout on the recurrent layers' inputs")
     m.add_argument("--eval-batch-size", type=int, default=128)
     m.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is steadiest on a shared machine)")
+    from .runstate import add_budget_arguments
+
+    add_budget_arguments(m)
     add_common_train_arguments(parser, epochs=4, batch_size=32, cell="gru", units=64, embedding_dim=64,
                                dropout=0.0, lr=1e-3)
 
@@ -481,7 +484,7 @@ def train(args):
               f"mean {lens.mean():.0f}, max {lens.max()}; {model.count_params():,} parameters", flush=True)
     adapter = _Adapter(model, doc, (x_train, y_train), valid, args)
     loop = TrainLoop(out, adapter, monitor="accuracy", mode="max", max_minutes=args.max_minutes,
-                     verbose=args.verbose, config=_settings(args))
+                     verbose=args.verbose, max_cpu_minutes=args.max_cpu_minutes, config=_settings(args))
     if args.resume:
         loop.resume()
     run = loop.fit(args.epochs)

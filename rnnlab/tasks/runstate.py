@@ -18,7 +18,8 @@ Checkpoints and resume
     are atomic (temporary file + rename), so a kill during a save leaves the previous file intact.
 
 Time budget
-    ``--max-minutes M``: the epoch's batch loop checks the clock before each batch; when the budget is spent
+    ``--max-minutes M`` (wall clock) and/or ``--max-cpu-minutes C`` (process CPU time, independent of the
+    machine's load): the epoch's batch loop checks the clocks before each batch; when the budget is spent
     the partial epoch is evaluated (its model kept only if it beats the best so far), marked ``partial``
     in the history, and training ends. The checkpoint stays at the last completed epoch, so ``--resume``
     repeats the interrupted epoch from its start.
@@ -130,6 +131,35 @@ class preserved_rng:
         return False
 
 
+# --------------------------------------------------------------------------------------- budget
+class BudgetTimer(Timer):
+    """Wall-clock budget (``--max-minutes``) and/or process-CPU budget (``--max-cpu-minutes``).
+
+    On a shared machine the wall clock measures the other users as much as the run; the CPU time of the
+    process (``time.process_time``: all its threads) is the compute actually spent, so a CPU budget gives the
+    same amount of training whatever the load. Either limit, when set, ends training.
+    """
+
+    def __init__(self, max_minutes=None, max_cpu_minutes=None):
+        super().__init__(max_minutes)
+        self.cpu_start = time.process_time()
+        self.max_cpu_seconds = None if max_cpu_minutes is None else 60.0 * float(max_cpu_minutes)
+
+    @property
+    def cpu_elapsed(self):
+        return time.process_time() - self.cpu_start
+
+    def expired(self):
+        return super().expired() or (self.max_cpu_seconds is not None and self.cpu_elapsed >= self.max_cpu_seconds)
+
+
+def add_budget_arguments(parser):
+    """``--max-cpu-minutes`` (the wall-clock ``--max-minutes`` is a common train flag)."""
+    parser.add_argument("--max-cpu-minutes", type=float, default=None,
+                        help="stop cleanly after this many minutes of process CPU time (a load-independent "
+                             "budget on a shared machine), keeping the best checkpoint")
+
+
 # ----------------------------------------------------------------------------------------- loop
 class TrainLoop:
     """The epoch loop of the text tasks: evaluation, best model, checkpoints, resume, time budget,
@@ -149,13 +179,16 @@ class TrainLoop:
     """
 
     def __init__(self, out, adapter, *, monitor="loss", mode="min", max_minutes=None, verbose=1,
-                 lr_decay=None, lr_patience=0, min_lr=0.0, config=None):
+                 lr_decay=None, lr_patience=0, min_lr=0.0, config=None, max_cpu_minutes=None):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if lr_decay is not None and not 0.0 < lr_decay < 1.0:
             raise ValueError(f"--lr-decay must be in (0, 1), got {lr_decay}")
         if max_minutes is not None and not max_minutes > 0:
             raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
+        if max_cpu_minutes is not None and not max_cpu_minutes > 0:
+            raise ValueError(f"--max-cpu-minutes must be > 0, got {max_cpu_minutes}")
+        self.max_cpu_minutes = max_cpu_minutes
         self.out, self.adapter, self.monitor, self.mode = out, adapter, monitor, mode
         self.max_minutes, self.verbose = max_minutes, verbose
         self.lr_decay, self.lr_patience, self.min_lr = lr_decay, int(lr_patience), float(min_lr)
@@ -190,14 +223,14 @@ class TrainLoop:
 
     def fit(self, epochs):
         """Run epochs ``run["epoch"] .. epochs-1``; returns the run dict (history, best, stop reason)."""
-        timer = Timer(self.max_minutes)
+        timer = BudgetTimer(self.max_minutes, self.max_cpu_minutes)
         cpu0 = time.process_time()
         start_secs, start_cpu = self.run["train_seconds"], self.run["train_cpu_seconds"]
         stop_reason = None
         opt = self.adapter.optimizer
         for epoch in range(self.run["epoch"], epochs):
             if timer.expired():
-                stop_reason = f"time budget of {self.max_minutes} minutes reached before epoch {epoch + 1}"
+                stop_reason = f"time budget ({self._budget()}) reached before epoch {epoch + 1}"
                 break
             t0 = time.perf_counter()
             if self.verbose:
@@ -242,7 +275,7 @@ class TrainLoop:
                 self.adapter.save(self.checkpoint_path, self._run_doc())
             atomic_write_json(os.path.join(self.out, "history.json"), self.run["history"])
             if partial:
-                stop_reason = f"time budget of {self.max_minutes} minutes reached during epoch {epoch + 1}"
+                stop_reason = f"time budget ({self._budget()}) reached during epoch {epoch + 1}"
                 break
             if tr.get("stop_reason"):
                 stop_reason = tr["stop_reason"]
@@ -253,6 +286,14 @@ class TrainLoop:
         if not os.path.exists(self.model_path):      # no validation value ever (e.g. NaN at once): keep the last
             self.adapter.save(self.model_path, self._run_doc())
         return self.run
+
+    def _budget(self):
+        parts = []
+        if self.max_minutes is not None:
+            parts.append(f"{self.max_minutes:g} wall minutes")
+        if self.max_cpu_minutes is not None:
+            parts.append(f"{self.max_cpu_minutes:g} CPU minutes")
+        return " / ".join(parts)
 
     def _run_doc(self):
         return {k: v for k, v in self.run.items()}

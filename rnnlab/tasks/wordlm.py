@@ -211,6 +211,9 @@ def add_train_arguments(parser):
                    help="multiply the learning rate by this when validation perplexity does not improve (1: off)")
     m.add_argument("--lr-patience", type=int, default=1, help="epochs without improvement before decaying")
     m.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is steadiest on a shared machine)")
+    from .runstate import add_budget_arguments
+
+    add_budget_arguments(m)
     add_common_train_arguments(parser, epochs=6, batch_size=20, cell="lstm", units=256, layers=2,
                                embedding_dim=256, dropout=0.3, lr=2e-3)
     parser.set_defaults(clipnorm=5.0)
@@ -265,6 +268,7 @@ def train(args):
     adapter = _Adapter(model, doc, corpus["train"], corpus["valid"], s, args.verbose)
     decay = args.lr_decay if args.lr_decay is not None and args.lr_decay < 1.0 else None
     loop = TrainLoop(out, adapter, monitor="loss", mode="min", max_minutes=args.max_minutes, verbose=args.verbose,
+                     max_cpu_minutes=args.max_cpu_minutes,
                      lr_decay=decay, lr_patience=args.lr_patience, config=s)
     if args.resume:
         loop.resume()
