@@ -25,9 +25,14 @@ Backward, given dh = dL/dh_t::
                         dL/dh_{t-1} = dh * z + d(rh) * r + [dz, dr] W_h[:, :2U]^T
                         dW_h[:, :2U] = H_prev^T [dz, dr],  dW_h[:, 2U:] = (r * H_prev)^T dAh
 
+Fast path (reset_after=True, sigmoid gates): the 1/2 of sigmoid(x) = 1/2 + 1/2 tanh(x/2) is folded into
+per-call copies of the z, r columns of the weights and biases (bit-identical: the factor is a power of two).
+
 The time loop, masking, states and the input-side GEMMs are in :mod:`rnnlab.layers.recurrent`.
 """
 from __future__ import annotations
+
+import types
 
 import numpy as np
 
@@ -76,11 +81,36 @@ class GRU(RNN):
 
     def _alloc_cell(self, ws):
         T, B, U, dt = ws.T, ws.B, self.units, self.dtype
+        ws.fast = None
         if self.reset_after:
             ws.Q = np.empty((T, B, 3 * U), dt)    # q = h_{t-1} W_h + b_h per step (q_h needed by backward)
             ws.dQ = np.empty((T, B, 3 * U), dt)   # gradient w.r.t. q (for dW_h and db_h)
+            if self.recurrent_activation.name == "sigmoid":
+                # fast path: the 1/2 of sigmoid(x) = 1/2 + 1/2 tanh(x/2) folded into copies of the z, r
+                # columns of the weights (q_z, q_r are then stored halved; the backward only reads q_h),
+                # and b_h broadcast to a full (B, 3U) array (NumPy's contiguous fast loop), per call
+                half = np.ones(3 * U, dt)
+                half[:2 * U] = 0.5
+                ws.fast = types.SimpleNamespace(
+                    half=half, kernel=np.empty_like(self.params["kernel"]),
+                    recurrent_kernel=np.empty_like(self.params["recurrent_kernel"]),
+                    bias_x=np.empty(3 * U, dt) if self.use_bias else None,
+                    bias_h=np.empty((B, 3 * U), dt) if self.use_bias else None)
         else:
             ws.RH = np.empty((T, B, U), dt)       # r * h_{t-1} (as it enters the candidate GEMM)
+
+    def _projection_weights(self, ws):
+        fast = ws.fast
+        if fast is None:
+            return super()._projection_weights(ws)
+        np.multiply(self.params["kernel"], fast.half, out=fast.kernel)
+        np.multiply(self.params["recurrent_kernel"], fast.half, out=fast.recurrent_kernel)
+        if not self.use_bias:
+            return fast.kernel, None
+        bias = self.params["bias"]
+        np.multiply(bias[0], fast.half, out=fast.bias_x)
+        np.multiply(bias[1], fast.half, out=fast.bias_h)
+        return fast.kernel, fast.bias_x
 
     # ---------------------------------------------------------------- forward
     def _step_forward(self, t, ws):
@@ -88,7 +118,19 @@ class GRU(RNN):
         a, hp = ws.A[t], ws.S[0][t]
         Wh = self.params["recurrent_kernel"]
         ract, act = self.recurrent_activation, self.activation
-        if self.reset_after:
+        fast = ws.fast
+        if fast is not None:
+            q = ws.Q[t]
+            np.matmul(ws.HR[t], fast.recurrent_kernel, out=q)
+            if self.use_bias:
+                q += fast.bias_h
+            zr = a[:, :2 * U]
+            zr += q[:, :2 * U]
+            np.tanh(zr, out=zr)  # sigmoid from the halved pre-activation
+            zr *= 0.5
+            zr += 0.5
+            np.multiply(a[:, U:2 * U], q[:, 2 * U:], out=ws.tmpU)
+        elif self.reset_after:
             q = ws.Q[t]
             np.matmul(ws.HR[t], Wh, out=q)
             if self.use_bias:
