@@ -71,6 +71,37 @@ def test_cbow_loss_is_negative_sampling_loss_by_hand():
     assert np.isclose(loss, expect, rtol=1e-12)
 
 
+def test_skipgram_loss_is_per_pair_negative_sampling_loss_by_hand():
+    syn0, syn1, words, sid, reduced, neg, window = _problem(6, 1, N=12, window=3, K=2)
+    neg[4, 1] = words[4]                                # skipped for every pair of centre 4
+    loss = batch_loss_and_grads(syn0, syn1, words, sid, reduced, neg, 1, window)[0]
+    ls = lambda z: -np.log1p(np.exp(-z))  # noqa: E731
+    expect, pairs = 0.0, 0
+    for n in range(12):
+        for j in range(n - reduced[n], n + reduced[n] + 1):
+            if j == n or not 0 <= j < 12 or sid[j] != sid[n]:
+                continue
+            pairs += 1
+            x = syn0[words[j]]                          # input = context word, target = centre word
+            expect -= ls(x @ syn1[words[n]])
+            for k in range(2):
+                if neg[n, k] != words[n]:
+                    expect -= ls(-x @ syn1[neg[n, k]])
+    assert pairs > 10
+    assert np.isclose(loss, expect, rtol=1e-12)
+
+
+def test_alias_table_is_exact_for_a_zipf_distribution():
+    from rnnlab.embeddings.word2vec import _alias_table
+
+    p = 1.0 / np.arange(1, 2001) ** 1.1
+    p /= p.sum()
+    prob, alias = _alias_table(p)
+    implied = prob.astype(np.float64).copy()
+    np.add.at(implied, alias, 1.0 - prob)
+    np.testing.assert_allclose(implied / len(p), p, rtol=1e-5, atol=1e-9)
+
+
 def test_cbow_mean_update_is_count_times_gradient():
     syn0, syn1, words, sid, reduced, neg, window = _problem(7, 0)
     sid[:] = 0
