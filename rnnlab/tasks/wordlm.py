@@ -263,7 +263,7 @@ def train(args):
     if args.verbose:
         print(f"{len(corpus['train']):,} training / {len(corpus['valid']):,} validation"
               + (f" / {len(corpus['test']):,} test" if corpus["test"] is not None else "")
-              + f" tokens; vocabulary {V:,}; <unk> rate valid {corpus['oov_rate'].get('valid', 0):.1%}; "
+              + f" tokens; vocabulary {V:,}; <unk> share of valid {np.mean(corpus['valid'] == vocab['<unk>']):.1%}; "
               f"{model.count_params():,} parameters{' (tied)' if s['tie_weights'] else ''}", flush=True)
     adapter = _Adapter(model, doc, corpus["train"], corpus["valid"], s, args.verbose)
     decay = args.lr_decay if args.lr_decay is not None and args.lr_decay < 1.0 else None
