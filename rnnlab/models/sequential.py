@@ -540,6 +540,14 @@ class Sequential:
         save_weights(self, path)
 
     def load_weights(self, path):
-        """Load weights from :meth:`save_weights` or :meth:`save` files, matched by position (shapes checked)."""
+        """Load weights from :meth:`save_weights` or :meth:`save` files, matched by position (shapes checked).
+
+        A Keras 3 file (``*.weights.h5``, or a ``*.keras`` archive) is read by
+        :func:`rnnlab.models.keras_weights.load_keras_weights` (needs h5py).
+        """
+        if str(path).endswith((".weights.h5", ".keras")):
+            from .keras_weights import load_keras_weights
+            load_keras_weights(self, path)
+            return
         from .saving import load_weights
         load_weights(self, path)
