@@ -152,6 +152,8 @@ def train(args):
     for name in ("window", "horizon", "epochs", "batch_size", "units", "layers"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.resume:
+        raise ValueError("--resume is not supported by this task yet (train again from the start)")
     backend.set_random_seed(args.seed)
     series, dates, name = _load_series(args)
     parts = split_windows(series, args.window, args.horizon, args.valid_fraction, args.test_fraction)

@@ -85,6 +85,10 @@ def train(args):
     for name in ("epochs", "batch_size", "units", "layers", "embedding_dim", "char_dim", "char_units", "min_count"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.bidirectional and args.unidirectional:
+        raise ValueError("--bidirectional and --unidirectional contradict each other (bidirectional is the default)")
+    if args.resume:
+        raise ValueError("--resume is not supported by this task yet (train again from the start)")
     backend.set_random_seed(args.seed)
     train_s, valid_s, test_s, name = _load(args)
     # unknown tags in valid/test are reported before any training time is spent
