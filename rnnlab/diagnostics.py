@@ -20,7 +20,8 @@ much less decay. The same is available for the LSTM cell state (``state="c"``).
 
 The recurrent layers record the per-step gradients only while this function runs (an opt-in flag on the
 layer; off, the time loop pays one ``is None`` check per step). The backward pass overwrites the layers'
-``grads`` as a training step would; the weights are not changed.
+``grads`` as a training step would; the weights are not changed (stateful layers start from, and advance,
+their carried states as in any forward call; call ``model.reset_states()`` first to start from zeros).
 """
 from __future__ import annotations
 
