@@ -160,7 +160,6 @@ class GRU(RNN):
         dh = dnew[0]
         a, da, hp = ws.A[t], ws.dA[t], ws.S[0][t]
         z, r, hh = a[:, :U], a[:, U:2 * U], a[:, 2 * U:]
-        Wh = self.params["recurrent_kernel"]
         tmp = ws.tmpW
         ract = self.recurrent_activation
         dz, dr, dAh = da[:, :U], da[:, U:2 * U], da[:, 2 * U:]
@@ -176,13 +175,13 @@ class GRU(RNN):
             act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
             np.copyto(dq[:, :2 * U], da[:, :2 * U])
             np.multiply(dAh, r, out=dq[:, 2 * U:])
-            np.matmul(dq, Wh.T, out=g)
+            np.matmul(dq, ws.WhT, out=g)
         else:
             drh = ws.tmpU2
-            np.matmul(dAh, Wh[:, 2 * U:].T, out=drh)
+            np.matmul(dAh, ws.WhT[2 * U:], out=drh)
             np.multiply(drh, ws.HR[t], out=dr)
             act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
-            np.matmul(da[:, :2 * U], Wh[:, :2 * U].T, out=g)
+            np.matmul(da[:, :2 * U], ws.WhT[:2 * U], out=g)
             drh *= r
             g += drh
         self._rec_grad_to_h(ws, g)

@@ -160,7 +160,7 @@ class LSTM(RNN):
             act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
             act_backward_(self.activation, g, da[:, 2 * U:3 * U], tmp[:, :U])
             act_backward_(ract, o, da[:, 3 * U:], tmp[:, :U])
-        np.matmul(da, self.params["recurrent_kernel"].T, out=dprev[0])
+        np.matmul(da, ws.WhT, out=dprev[0])
         self._rec_grad_to_h(ws, dprev[0])
 
     def get_config(self):

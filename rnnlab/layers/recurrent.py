@@ -496,6 +496,11 @@ class RNN(Layer):
                 carry[0] += g_out
         gT = g_out.transpose(1, 0, 2) if (seq and g_out is not None) else None
         tmp = ws.tmpU2
+        # W_h^T as a contiguous copy, once per call, for the per-step dL/dh_{t-1} = dA W_h^T
+        rk = self.params["recurrent_kernel"]
+        if getattr(ws, "WhT", None) is None or ws.WhT.shape != rk.T.shape:
+            ws.WhT = np.empty(rk.T.shape, self.dtype)
+        np.copyto(ws.WhT, rk.T)
         step = self._step_backward
         rec = [np.empty((T, B, self.units), self.dtype) for _ in carry] if self._record_state_grads else None
         for t in range(T - 1, -1, -1):

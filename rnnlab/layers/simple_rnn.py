@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import register
-from .recurrent import RNN, act_backward_, act_forward_
+from .recurrent import RNN, act_backward_
 
 
 @register
@@ -46,12 +46,21 @@ class SimpleRNN(RNN):
         a = ws.A[t]
         np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
         a += ws.tmpW
-        act_forward_(self.activation, a)       # a now holds h_t (kept for the backward)
-        np.copyto(ws.S[0][t + 1], a)
+        h = ws.S[0][t + 1]
+        y = self.activation.forward(a, out=h)  # A[t] keeps a_t; h_t is read back from S by the backward
+        if y is not h:
+            h[...] = y
 
     def _step_backward(self, t, ws, dnew, dprev):
-        da = ws.dA[t]
-        np.copyto(da, dnew[0])
-        act_backward_(self.activation, ws.A[t], da, ws.tmpW)
-        np.matmul(da, self.params["recurrent_kernel"].T, out=dprev[0])
+        # f' is written from h_t = S[t + 1]; where a masked step carried h over, dnew is zero
+        da, h = ws.dA[t], ws.S[0][t + 1]
+        if self.activation.name == "tanh":
+            tmp = ws.tmpW
+            np.multiply(h, h, out=tmp)
+            np.subtract(1.0, tmp, out=tmp)
+            np.multiply(dnew[0], tmp, out=da)
+        else:
+            np.copyto(da, dnew[0])
+            act_backward_(self.activation, h, da, ws.tmpW)
+        np.matmul(da, ws.WhT, out=dprev[0])
         self._rec_grad_to_h(ws, dprev[0])
