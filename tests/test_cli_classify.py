@@ -129,6 +129,22 @@ def test_time_budget_stops_cleanly_and_keeps_a_model(tmp_path, capsys):
     assert not (out / "checkpoint.npz").exists()      # no epoch completed
 
 
+def test_interrupted_save_keeps_the_previous_model(tmp_path, capsys, monkeypatch):
+    data = write_data(tmp_path / "d.csv")
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", data, "--out", str(out)] + SMALL) == 0
+    capsys.readouterr()
+    before = (out / "model.npz").read_bytes()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", boom)
+    assert main(["train", "classify", "--data", data, "--out", str(out), "--seed", "9"] + SMALL) == 130
+    assert (out / "model.npz").read_bytes() == before
+    assert not [p for p in os.listdir(out) if p.startswith(".tmp")]
+
+
 def test_cpu_budget_stops_cleanly(tmp_path, capsys):
     data = write_data(tmp_path / "d.csv")
     out = tmp_path / "run"
