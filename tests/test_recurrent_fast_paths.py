@@ -1,0 +1,96 @@
+"""The fused fast paths of LSTM and GRU agree with the reference (per-slice activation) path, and a
+float32 training step stays float32 everywhere (no silent float64 upcasts in the time loop)."""
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import layers as L
+
+
+def _pair(cls, x, **kw):
+    """Two layers with the same weights; the second one runs the reference path (fast path switched off
+    on its cached workspace, which training calls of the same shapes reuse)."""
+    fast, ref = cls(6, **kw), cls(6, **kw)
+    fast(x)
+    ref(x)
+    ref.set_weights(fast.get_weights())
+    ref.forward(x, training=True)
+    assert ref._ws.fast is not None  # default activations: the fast path would be taken
+    ref._ws.fast = None
+    return fast, ref
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 2e-6), ("float64", 1e-13)])
+@pytest.mark.parametrize("cls,kw", [
+    (L.LSTM, dict(return_sequences=True)),
+    (L.LSTM, dict(return_state=True, go_backwards=True)),
+    (L.LSTM, dict(return_sequences=True, recurrent_dropout=0.3)),
+    (L.GRU, dict(return_sequences=True)),
+    (L.GRU, dict(return_state=True, use_bias=False)),
+    (L.GRU, dict(return_sequences=True, recurrent_dropout=0.3)),
+])
+def test_fast_path_matches_reference_path(cls, kw, dtype, tol):
+    rnnlab.set_floatx(dtype)
+    try:
+        rng = np.random.default_rng(3)
+        B, T, D = 4, 7, 5
+        x = rng.standard_normal((B, T, D)).astype(dtype)
+        mask = np.ones((B, T), bool)
+        mask[0, 4:] = False
+        mask[2, :2] = False
+        fast, ref = _pair(cls, x, **kw)
+        # give the biases non-trivial values so that folding them is exercised
+        for layer in (fast, ref):
+            if "bias" in layer.params:
+                layer.params["bias"][...] = np.linspace(-0.5, 0.5, layer.params["bias"].size).reshape(
+                    layer.params["bias"].shape)
+        outs = []
+        for layer in (fast, ref):
+            rnnlab.set_random_seed(1)  # same recurrent-dropout mask on both
+            y = layer.forward(x, training=True, mask=mask)
+            ys = y if isinstance(y, list) else [y]
+            grads = [np.random.default_rng(5).standard_normal(v.shape).astype(dtype) for v in ys]
+            dx = layer.backward(grads if isinstance(y, list) else grads[0])
+            outs.append((ys, dx, {k: np.array(v) for k, v in layer.grads.items()}))
+        (yf, dxf, gf), (yr, dxr, gr) = outs
+        for a, b in zip(yf, yr):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+        np.testing.assert_allclose(dxf, dxr, rtol=tol, atol=tol)
+        for k in gf:
+            np.testing.assert_allclose(gf[k], gr[k], rtol=tol, atol=tol * 10, err_msg=k)
+        assert ref._ws.fast is None and fast._ws.fast is not None
+    finally:
+        rnnlab.set_floatx("float32")
+
+
+def _arrays(obj):
+    for v in vars(obj).values():
+        if isinstance(v, np.ndarray):
+            yield v
+        elif isinstance(v, list):
+            yield from (a for a in v if isinstance(a, np.ndarray))
+        elif hasattr(v, "__dict__") and not callable(v) and type(v).__name__ == "SimpleNamespace":
+            yield from _arrays(v)
+
+
+@pytest.mark.parametrize("make", [lambda: L.SimpleRNN(8), lambda: L.LSTM(8), lambda: L.GRU(8),
+                                  lambda: L.GRU(8, reset_after=False), lambda: L.Bidirectional(L.LSTM(8))])
+def test_float32_training_step_has_no_float64_arrays(make):
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 30, size=(4, 6))
+    y = rng.integers(0, 2, size=(4, 1)).astype("float32")
+    model = rnnlab.Sequential([L.Embedding(30, 5, input_length=6), make(), L.Dense(1, activation="sigmoid")])
+    model.compile(rnnlab.optimizers.Adam(), "binary_crossentropy")
+    model.train_on_batch(x, y)
+    rec = model.layers[1]
+    cells = [rec.forward_layer, rec.backward_layer] if hasattr(rec, "forward_layer") else [rec]
+    for cell in cells:
+        found = list(_arrays(cell._ws))
+        assert len(found) > 5
+        for arr in found:
+            assert arr.dtype in (np.float32, np.bool_), (type(cell).__name__, arr.shape, arr.dtype)
+    for layer in model.layers:
+        for name, g in layer.grads.items():
+            assert g.dtype == np.float32, (layer.name, name)
+    for slots in model.optimizer._slots.values():
+        assert all(s.dtype == np.float32 for s in slots.values())
