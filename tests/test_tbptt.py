@@ -258,3 +258,55 @@ def test_bad_data_and_batch_sizes():
     pooled.compile("sgd", "mse")
     with pytest.raises(ValueError, match=r"one output per time step .* outputs \(4, 3\)"):
         pooled.fit(x, np.zeros((8, 6, 3), "float32"), batch_size=4, verbose=0, tbptt_steps=3)
+
+
+def test_masks_and_per_step_sample_weight(float64):
+    """Padded ids (mask_zero) and (N, T) sample weights: k = T equals train_on_batch; with k < T each window
+    sees only its own slice of the weights (a window whose weights are all zero leaves the weights alone)."""
+    rng = np.random.default_rng(5)
+    T = 8
+    x = rng.integers(1, 20, (4, T))
+    x[0, 5:] = 0
+    x[2, 2:] = 0
+    y = rng.integers(0, 3, (4, T))
+    sw = rng.uniform(0.5, 2.0, (4, T))
+
+    def model(stateful):
+        return rnnlab.Sequential([rnnlab.Input((T if not stateful else None,), batch_size=4 if stateful else None,
+                                               dtype="int32"),
+                                  rnnlab.layers.Embedding(20, 3, mask_zero=True),
+                                  LSTM(4, stateful=stateful, return_sequences=True),
+                                  Dense(3, activation="softmax")])
+    a, b = model(True), model(False)
+    b.set_weights(a.get_weights())
+    for m in (a, b):
+        m.compile(SGD(0.1), "sparse_categorical_crossentropy")
+    a.fit(x, y, batch_size=4, shuffle=False, verbose=0, tbptt_steps=T, sample_weight=sw)
+    b.train_on_batch(x, y, sample_weight=sw)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-12, atol=1e-14)
+    sw2 = sw.copy()
+    sw2[:, 4:] = 0.0
+    before = a.get_weights()
+    losses = TBPTT(a, 4).train_on_batch(x, y, sample_weight=sw2)
+    assert losses[0] > 0 and losses[1] == 0.0
+    after_first = a.get_weights()
+    assert not np.allclose(after_first[1], before[1])
+    c = model(True)
+    c.set_weights(before)
+    c.compile(SGD(0.1), "sparse_categorical_crossentropy")
+    TBPTT(c, 4).train_on_batch(x[:, :4], y[:, :4], sample_weight=sw2[:, :4])   # the first window alone
+    for wa, wc in zip(after_first, c.get_weights()):
+        np.testing.assert_allclose(wa, wc, rtol=1e-12, atol=1e-14)
+
+
+def test_dropout_layers_train():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(4, 12, 2)).astype("float32"), rng.normal(size=(4, 12, 1)).astype("float32")
+    m = rnnlab.Sequential([rnnlab.Input((None, 2), batch_size=4),
+                           GRU(5, stateful=True, return_sequences=True, dropout=0.2, recurrent_dropout=0.2),
+                           rnnlab.layers.Dropout(0.3), Dense(1)])
+    m.compile("adam", "mse")
+    h = m.fit(x, y, batch_size=4, epochs=3, verbose=0, tbptt_steps=(3, 5), validation_data=(x, y))
+    assert len(h.history["loss"]) == 3 and all(np.isfinite(h.history["val_loss"]))
+    assert m.optimizer.iterations == 3 * 4
