@@ -385,6 +385,39 @@ def format_table(result):
     return "\n".join(lines)
 
 
+def summarize(result):
+    """The issue's targets, checked against one worker's rows (a few lines of text)."""
+    rows, info = result["rows"], result["info"]
+    get = {(r["cell"], r["config"], r["mode"]): r for r in rows}
+    out = [f"Targets at {info['threads']} thread(s):"]
+    train = [r for r in rows if r["mode"] == "train"]
+    if train:
+        worst = min(train, key=lambda r: r["speedup"])
+        below = [f"{r['cell']}/{r['config']} {r['speedup']:.2f}" for r in train if r["speedup"] < 1.0]
+        out.append(f"  training >= 1.0x PyTorch in every config: {len(train) - len(below)}/{len(train)} rows met; "
+                   f"worst {worst['cell']}/{worst['config']} {worst['speedup']:.2f}x"
+                   + (f"; below: {', '.join(below)}" if below else ""))
+    r = get.get(("LSTM", "imdb", "train"))
+    if r:
+        out.append(f"  IMDB-LSTM training >= 1.5x: {r['speedup']:.2f}x ({'met' if r['speedup'] >= 1.5 else 'not met'})")
+    lat = [r for r in rows if r["config"] == "latency" and r["mode"] in ("train", "infer")]
+    if lat:
+        out.append("  batch-1 latency >= 2x: " + ", ".join(
+            f"{r['cell']} {r['mode']} {r['speedup']:.2f}x" for r in lat))
+    big = [r for r in rows if r["config"] == "large"]
+    if big:
+        out.append("  large configs >= 75% of GEMM peak: " + ", ".join(
+            f"{r['cell']} {r['mode']} {r['peak_pct']:.0f}%" for r in big))
+    mem = [r for r in rows if r["step_mb"] is not None and r["mode"] == "train"]
+    if mem:
+        ratios = [r["step_mb"] / r["bptt_mb"] for r in mem]
+        out.append(f"  training-step memory / BPTT activations: {min(ratios):.2f}x .. {max(ratios):.2f}x "
+                   f"(PyTorch saved tensors / BPTT activations: "
+                   f"{min(r['torch_saved_mb'] / r['bptt_mb'] for r in mem):.2f}x .. "
+                   f"{max(r['torch_saved_mb'] / r['bptt_mb'] for r in mem):.2f}x)")
+    return "\n".join(out) + "\n"
+
+
 def run_worker_process(threads, args):
     env = dict(os.environ)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -440,6 +473,7 @@ def main(argv=None):
         res = run_worker_process(n, args)
         results.append(res)
         print(format_table(res), flush=True)
+        print(summarize(res), flush=True)
     print("speed-up = PyTorch median time / rnnlab median time (> 1: rnnlab faster); GFLOP/s and % of peak are "
           "rnnlab's; step MB: tracemalloc peak of one rnnlab training step; BPTT MB: activations BPTT must keep; "
           "torch saved MB: tensors PyTorch's autograd saves (see the module docstring).")

@@ -70,6 +70,10 @@ def test_quick_mode_table_and_json(tmp_path):
     assert len(table) == len(rows) and all(len(c) == ncols for c in table)
     assert {(c[0], c[1], c[2]) for c in table} == _expected_rows()
     assert "1 thread(s)" in proc.stdout
+    # the target summary names each target
+    for phrase in ("Targets at 1 thread(s):", "IMDB-LSTM training >= 1.5x", "batch-1 latency >= 2x",
+                   "large configs >= 75% of GEMM peak", "training-step memory / BPTT activations"):
+        assert phrase in proc.stdout
 
 
 def test_bad_arguments_are_rejected():
