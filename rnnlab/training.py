@@ -294,8 +294,6 @@ class TBPTT:
             raise ValueError(f"{what}: sample_weight must have shape ({n},) or ({n}, {T}), got {sample_weight.shape}")
         for layer in self.recurrent:
             fixed = layer.states[0].shape[0] if layer.states is not None else layer._fixed_batch()
-            if fixed is None and layer.input_shape is not None:
-                fixed = layer.input_shape[0]  # e.g. Input(shape, batch_size=B)
             if fixed is not None and fixed != batch_size:
                 raise ValueError(f"{what}: layer '{layer.name}' is stateful with batch size {fixed}, but "
                                  f"batch_size={batch_size}; truncated BPTT needs batch_size == {fixed}")

@@ -310,3 +310,11 @@ def test_dropout_layers_train():
     h = m.fit(x, y, batch_size=4, epochs=3, verbose=0, tbptt_steps=(3, 5), validation_data=(x, y))
     assert len(h.history["loss"]) == 3 and all(np.isfinite(h.history["val_loss"]))
     assert m.optimizer.iterations == 3 * 4
+
+
+def test_stateful_layer_keeps_the_model_batch_size_from_its_first_call():
+    """Input(shape, batch_size=4) fixes a stateful layer's batch before any call (as batch_input_shape does)."""
+    m = rnnlab.Sequential([rnnlab.Input((None, 2), batch_size=4), LSTM(3, stateful=True)])
+    with pytest.raises(ValueError, match="stateful and was set up for batch size 4, got a batch of 2"):
+        m.predict(np.zeros((2, 5, 2), "float32"), batch_size=2)
+    assert m.predict(np.zeros((4, 5, 2), "float32"), batch_size=4).shape == (4, 3)

@@ -204,7 +204,10 @@ class RNN(Layer):
         return [S[steps].copy() for S in ws.S]
 
     def _fixed_batch(self):
-        return self.batch_input_shape[0] if self.batch_input_shape is not None else None
+        if self.batch_input_shape is not None:
+            return self.batch_input_shape[0]
+        # built inside a model with a known batch size (e.g. Input(shape, batch_size=B)): a stateful layer keeps it
+        return self.input_shape[0] if self.input_shape is not None else None
 
     # -------------------------------------------------------------- validation
     def _validate_input(self, x):
