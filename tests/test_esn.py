@@ -158,3 +158,16 @@ def test_same_reservoir_as_reservoirpy_gives_same_states_and_readout():
     np.testing.assert_allclose(esn.W_out[0, 1:], ro.Wout[:, 0], rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(esn.W_out[0, 0], ro.bias[0], rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(esn.predict(x[:-1]), ro.run(theirs)[:, 0], rtol=1e-8, atol=1e-10)
+
+
+def test_sparse_and_dense_paths_agree():
+    x = mackey_glass(300, discard=100)
+    esn = EchoStateNetwork(60, density=0.1, leak_rate=0.4, seed=0).build(1)
+    esn.use_sparse = False
+    dense = esn.run(x[:, None])
+    esn.use_sparse = True
+    pytest.importorskip("scipy.sparse")
+    assert esn._sparse_W() is not None
+    np.testing.assert_allclose(esn.run(x[:, None]), dense, rtol=1e-12, atol=1e-14)
+    cont = esn.run(x[:50, None]) is not None and esn.run(x[50:, None], reset=False)
+    np.testing.assert_allclose(cont[0], dense[0, 50:], rtol=1e-12, atol=1e-14)
