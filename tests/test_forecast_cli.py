@@ -101,3 +101,12 @@ def test_estimate_period():
     assert estimate_period(sum_of_sines(400, periods=[12.0], noise=0.1) + 0.05 * np.arange(400)) == 12
     assert estimate_period(sum_of_sines(600, periods=[24.0, 60.0], noise=0.0)) == 120
     assert estimate_period(np.arange(50.0)) == 1  # a pure trend has no season
+
+
+def test_max_minutes_stops_training(tmp_path, capsys):
+    x = 10 + sum_of_sines(200, periods=[12.0], noise=0.05, seed=0)
+    rc = cli.main(["train", "forecast", "--csv", _csv(tmp_path, x), "--column", "value", "--window", "6",
+                   "--epochs", "500", "--patience", "500", "--units", "2", "--max-minutes", "0.00001",
+                   "--out", str(tmp_path / "o"), "--verbose", "0", "--no-plot"])
+    assert rc == 0
+    assert _last_json(capsys.readouterr().out)["epochs_run"] == 1

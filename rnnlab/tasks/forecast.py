@@ -181,12 +181,19 @@ def train(args):
     cpu0 = _time.process_time()
     if args.model == "rnn":
         model = _build_rnn(args, args.window, args.horizon)
-        cbs = [EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)]
+        from ..callbacks import Callback
+
+        class _Budget(Callback):  # --max-minutes: stop after the epoch in which the budget ran out
+            def on_epoch_end(self, epoch, logs=None):
+                if timer.expired():
+                    self.model.stop_training = True
+
+        cbs = [EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True), _Budget()]
         target = (lambda X, Y: scaler.transform(Y) - zx(X[:, -1, :])) if args.residual else \
             (lambda X, Y: scaler.transform(Y))
         val = (zx(Xva), target(Xva, Yva)) if len(Xva) else None
         model.fit(zx(Xtr), target(Xtr, Ytr), batch_size=args.batch_size, epochs=args.epochs,
-                  validation_data=val, callbacks=cbs if val is not None else [], verbose=args.verbose)
+                  validation_data=val, callbacks=cbs if val is not None else cbs[1:], verbose=args.verbose)
         def predict(X, starts=None):
             P = model.predict(zx(X), batch_size=256)
             if args.residual:
