@@ -83,8 +83,8 @@ class GRU(RNN):
         T, B, U, dt = ws.T, ws.B, self.units, self.dtype
         ws.fast = None
         if self.reset_after:
-            ws.Q = np.empty((T, B, 3 * U), dt)    # q = h_{t-1} W_h + b_h per step (q_h needed by backward)
-            ws.dQ = np.empty((T, B, 3 * U), dt)   # gradient w.r.t. q (for dW_h and db_h)
+            ws.Q = np.empty((T, B, 3 * U), dt)    # q = h_{t-1} W_h + b_h per step (q_h needed by backward); dQ after
+            ws.dQ_t = np.empty((B, 3 * U), dt)    # gradient w.r.t. q of one step, stored over Q[t]
             if self.recurrent_activation.name == "sigmoid":
                 # fast path: the 1/2 of sigmoid(x) = 1/2 + 1/2 tanh(x/2) folded into copies of the z, r
                 # columns of the weights (q_z, q_r are then stored halved; the backward only reads q_h),
@@ -158,7 +158,7 @@ class GRU(RNN):
     def _step_backward(self, t, ws, dnew, dprev):
         U = self.units
         dh = dnew[0]
-        a, da, hp = ws.A[t], ws.dA[t], ws.S[0][t]
+        a, da, hp = ws.A[t], ws.dA_t, ws.S[0][t]
         z, r, hh = a[:, :U], a[:, U:2 * U], a[:, 2 * U:]
         tmp = ws.tmpW
         ract = self.recurrent_activation
@@ -170,12 +170,13 @@ class GRU(RNN):
         act_backward_(self.activation, hh, dAh, tmp[:, :U])
         g = ws.tmpU
         if self.reset_after:
-            q, dq = ws.Q[t], ws.dQ[t]
+            q, dq = ws.Q[t], ws.dQ_t
             np.multiply(dAh, q[:, 2 * U:], out=dr)
             act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
             np.copyto(dq[:, :2 * U], da[:, :2 * U])
             np.multiply(dAh, r, out=dq[:, 2 * U:])
             np.matmul(dq, ws.WhT, out=g)
+            np.copyto(q, dq)  # Q[t] is not read again: it now holds dQ[t] (for dW_h and db_h)
         else:
             drh = ws.tmpU2
             np.matmul(dAh, ws.WhT[2 * U:], out=drh)
@@ -194,7 +195,7 @@ class GRU(RNN):
         np.matmul(ws.X.reshape(T * B, -1).T, dA2, out=self.grads["kernel"])
         dWh = self.grads["recurrent_kernel"]
         if self.reset_after:
-            dQ2 = ws.dQ.reshape(T * B, -1)
+            dQ2 = ws.Q.reshape(T * B, -1)  # holds dQ after the loop
             np.matmul(HR2.T, dQ2, out=dWh)
             if self.use_bias:
                 np.sum(dA2, axis=0, out=self.grads["bias"][0])

@@ -134,7 +134,7 @@ class LSTM(RNN):
     def _step_backward(self, t, ws, dnew, dprev):
         U = self.units
         dh, dc = dnew
-        a, da, tc = ws.A[t], ws.dA[t], ws.TC[t]
+        a, da, tc = ws.A[t], ws.dA_t, ws.TC[t]
         i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
         tmp = ws.tmpW
         # do = dh * f(c_t)

@@ -27,8 +27,12 @@ Backward (full BPTT), with G[s] the gradient w.r.t. ``S[s][t+1]`` carried back i
 * ``G[h] += dY[t] * f[t]``; the masked part ``G * (1 - m)`` passes straight to ``S[t]``; the
   real part ``G * m`` goes through the cell's step backward, which writes the gate
   pre-activation gradients ``dA[t]`` and returns dL/dS[t] (one (B, W) @ (W, U) GEMM).
+  Memory: step t's backward is the last reader of ``A[t]``, so ``dA[t]`` (computed in a (B, W)
+  scratch) is stored over ``A[t]``: after the loop the buffer A holds dA, and no second (T, B, W)
+  buffer is needed.
 * After the loop: ``dW_x = X^T dA``, ``dW_h = H_prev^T dA_rec``, ``db = sum dA`` as single GEMMs /
-  reductions over all steps, and ``dx = dA W_x^T`` (one GEMM), transposed back to (B, T, D).
+  reductions over all steps, and ``dx = dA W_x^T`` (one GEMM, written over X, which is no longer
+  needed), transposed back to (B, T, D).
 
 Dropout (training only, Keras semantics with one mask each): an input mask (B, D) and a
 recurrent mask (B, U) are drawn once per call from :func:`rnnlab.backend.rng` (kept with
@@ -99,8 +103,9 @@ class RNN(Layer):
     * ``_alloc_cell(ws)``: cell-specific per-call buffers on the workspace ``ws``,
     * ``_step_forward(t, ws)``: read ``ws.A[t]`` (input projection), ``ws.S[s][t]`` and
       ``ws.HR[t]`` (h_{t-1} as it enters the recurrent GEMM); write ``ws.S[s][t+1]``,
-    * ``_step_backward(t, ws, dnew, dprev)``: given dL/dS[s][t+1] in ``dnew`` write ``ws.dA[t]``
-      (and the cell's own gradient buffers) and dL/dS[s][t] into ``dprev`` (overwrite),
+    * ``_step_backward(t, ws, dnew, dprev)``: given dL/dS[s][t+1] in ``dnew`` write dA[t] into the
+      scratch ``ws.dA_t`` (B, W) (the loop then stores it over ``ws.A[t]``; after the loop
+      ``ws.dA is ws.A``), the cell's own gradient buffers, and dL/dS[s][t] into ``dprev`` (overwrite),
     * ``_weight_grads(ws)``: fill ``self.grads`` after the loop.
     """
 
@@ -282,7 +287,8 @@ class RNN(Layer):
         ws = types.SimpleNamespace(key=key, T=T, B=B, D=D)
         ws.X = np.empty((T, B, D), dt)
         ws.A = np.empty((T, B, W), dt)
-        ws.dA = np.empty((T, B, W), dt)
+        ws.dA = None                      # after a backward: ws.A, holding dA (see the module docstring)
+        ws.dA_t = np.empty((B, W), dt)    # dA of the current step
         ws.S = [np.empty((T + 1, B, U), dt) for _ in self._state_names]
         ws.HR = np.empty((T, B, U), dt) if rec_dropout else ws.S[0][:T]
         ws.tmpW = np.empty((B, W), dt)
@@ -526,12 +532,15 @@ class RNN(Layer):
             else:
                 step(t, ws, carry, dprev)
                 carry, dprev = dprev, carry
+            np.copyto(ws.A[t], ws.dA_t)  # A[t] is not read again: it now holds dA[t]
         ws.carry, ws.dprev = carry, dprev
+        ws.dA = ws.A
         if rec is not None:
             self.state_grads = rec
 
         self._weight_grads(ws)
-        dX = np.matmul(ws.dA.reshape(T * B, -1), self.params["kernel"].T).reshape(T, B, D)
+        # X is not needed after the weight gradients: dX goes into its buffer
+        dX = np.matmul(ws.dA.reshape(T * B, -1), self.params["kernel"].T, out=ws.X.reshape(T * B, D)).reshape(T, B, D)
         if ws.in_mask is not None:
             dX *= ws.in_mask
         if self.go_backwards:

@@ -53,7 +53,7 @@ class SimpleRNN(RNN):
 
     def _step_backward(self, t, ws, dnew, dprev):
         # f' is written from h_t = S[t + 1]; where a masked step carried h over, dnew is zero
-        da, h = ws.dA[t], ws.S[0][t + 1]
+        da, h = ws.dA_t, ws.S[0][t + 1]
         if self.activation.name == "tanh":
             tmp = ws.tmpW
             np.multiply(h, h, out=tmp)
