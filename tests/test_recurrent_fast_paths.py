@@ -94,3 +94,20 @@ def test_float32_training_step_has_no_float64_arrays(make):
             assert g.dtype == np.float32, (layer.name, name)
     for slots in model.optimizer._slots.values():
         assert all(s.dtype == np.float32 for s in slots.values())
+
+
+@pytest.mark.parametrize("vocab", [5, 5000])  # mostly repeated ids (reduceat) / mostly distinct (gather + add.at)
+def test_embedding_gradient_both_summation_routes_equal_one_hot(vocab, float64):
+    rng = np.random.default_rng(vocab)
+    ids = rng.integers(0, vocab, size=(4, 16))
+    ids[1, :5] = ids[0, 0]  # some repeats in either case
+    emb = L.Embedding(vocab, 3)
+    emb(ids, training=True)
+    g = rng.standard_normal((4, 16, 3))
+    emb.backward(g)
+    sg = emb.grads["embeddings"]
+    n_dup = ids.size - np.unique(ids).size
+    assert (2 * n_dup < ids.size) == (vocab == 5000)  # the two routes are both taken
+    onehot = np.eye(vocab)[ids.reshape(-1)]
+    np.testing.assert_allclose(sg.to_dense(), onehot.T @ g.reshape(-1, 3), rtol=1e-12, atol=1e-13)
+    assert np.array_equal(sg.indices, np.unique(ids))
