@@ -44,7 +44,6 @@ import io
 import json
 import math
 import os
-import sys
 
 import numpy as np
 
