@@ -8,6 +8,7 @@ from rnnlab import backend, cli
 from rnnlab.datasets.conll import Sentence, generate_two_sided_tagging, read_conll, write_conll
 from rnnlab.optimizers import Adam
 from rnnlab.tagging.tagger import Tagger, build_tagger
+from rnnlab.testing import rel_error
 
 TRAIN = [Sentence("John lives in New York".split(), ["B-PER", "O", "O", "B-LOC", "I-LOC"]),
          Sentence("Mary left".split(), ["B-PER", "O"])]
@@ -167,3 +168,53 @@ def test_cli_conllu_pos_tags(tmp_path, capsys):
     m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "valid_f1" not in m  # POS tags are not entity spans
     assert m["valid_token_accuracy"] == 1.0
+
+
+def test_keras_parity_of_the_whole_tagger_with_char_features(float64):
+    """The same network in Keras 3 (functional, torch backend, float64) with our weights: same tag probabilities
+    and the same masked loss and weight gradients (padded words have fully masked character rows)."""
+    keras = pytest.importorskip("keras")
+    torch = pytest.importorskip("torch")
+    model = build_tagger(TRAIN, char_features=True, embedding_dim=3, units=4, cell="lstm", bidirectional=True,
+                         char_dim=2, char_units=3)
+    rng = np.random.default_rng(0)
+    for _, owner, name in model.iter_weights():  # larger weights than the initializers draw: a sharper test
+        p = owner.params[name]
+        p[...] = rng.standard_normal(p.shape) * 0.5
+    w, c, y = model.encode([s.tokens for s in TRAIN], [s.tags for s in TRAIN])
+    B, T, L = c.shape
+    L_ = keras.layers
+    w_in = keras.Input((T,), dtype="int64")
+    c_in = keras.Input((T, L), dtype="int64")
+    e = L_.Embedding(len(model.words), 3, mask_zero=True, dtype="float64")(w_in)
+    ce = L_.Embedding(len(model.chars), 2, mask_zero=True, dtype="float64")(c_in)
+    f = L_.TimeDistributed(L_.Bidirectional(L_.LSTM(3, dtype="float64"), dtype="float64"), dtype="float64")(ce)
+    h = L_.Concatenate(dtype="float64")([e, f])
+    h = L_.Bidirectional(L_.LSTM(4, return_sequences=True, dtype="float64"), dtype="float64")(h)
+    p = L_.TimeDistributed(L_.Dense(len(model.tags), activation="softmax", dtype="float64"), dtype="float64")(h)
+    kmodel = keras.Model([w_in, c_in], p)
+    k_emb, k_cemb, k_char, k_rnn, k_out = [l for l in kmodel.layers if l.weights]
+    k_emb.set_weights(model.word_emb.get_weights())
+    k_cemb.set_weights(model.char_emb.get_weights())
+    k_char.set_weights(model.char_rnn.get_weights())
+    k_rnn.set_weights(model.rnns[0].get_weights())
+    k_out.set_weights(model.out.get_weights())
+
+    ours_p, mask = model.forward(w, c, training=True)
+    loss = model.loss.forward_backward(y, ours_p, mask=mask)
+    model.backward(loss[1])
+    kp = kmodel([torch.tensor(w), torch.tensor(c)])
+    # the project's parity tolerance (docs/architecture.md): 1e-6 relative in float64 (Keras on the torch backend
+    # agrees with a float64 NumPy loop to about 1e-8 itself)
+    assert rel_error(ours_p, keras.ops.convert_to_numpy(kp)) < 1e-6
+    m = torch.tensor(mask, dtype=torch.float64)
+    picked = torch.gather(kp, 2, torch.tensor(y)[..., None])[..., 0]
+    kloss = -(torch.log(picked) * m).sum() / m.sum()
+    assert abs(kloss.item() - loss[0]) < 1e-6 * abs(loss[0])
+    kvars = [v for l in (k_emb, k_cemb, k_char, k_rnn, k_out) for v in l.weights]
+    grads = torch.autograd.grad(kloss, [v.value for v in kvars])
+    ours_g = [owner.grads[n] for _, owner, n in model.iter_weights()]
+    assert len(ours_g) == len(grads)
+    for (path, _, _), g, kg in zip(model.iter_weights(), ours_g, grads):
+        g = g.to_dense() if hasattr(g, "to_dense") else g
+        assert rel_error(g, kg.detach().numpy()) < 1e-6, path
