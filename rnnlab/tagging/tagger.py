@@ -222,10 +222,16 @@ class Tagger:
         start = time.perf_counter()
         best, best_weights = -math.inf, None
         n = len(train)
+        from ..training import ProgressBar
+
+        steps = math.ceil(n / batch_size)
         for epoch in range(epochs):
             order = rng.permutation(n)
             total, count = 0.0, 0
-            for b0 in range(0, n, batch_size):
+            bar = ProgressBar(steps, stream=stream) if verbose == 1 else None
+            if bar is not None:
+                print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
+            for step, b0 in enumerate(range(0, n, batch_size)):
                 idx = order[b0: b0 + batch_size]
                 w, c, y = self.encode([toks[i] for i in idx], [tags[i] for i in idx])
                 loss = self.loss_and_grads(w, c, y)
@@ -234,6 +240,8 @@ class Tagger:
                 opt.apply(self.trainable_weight_refs())
                 total += loss * len(idx)
                 count += len(idx)
+                if bar is not None:
+                    bar.update(step + 1, {"loss": total / count}, count)
                 if time_budget is not None and time.perf_counter() - start > time_budget:
                     break
             logs = {"epoch": epoch + 1, "loss": total / max(count, 1)}
@@ -245,6 +253,8 @@ class Tagger:
                     best, best_weights = score, [owner.params[w].copy() for _, owner, w in self.iter_weights()]
             logs["seconds"] = round(time.perf_counter() - start, 2)
             self.history.append(logs)
+            if bar is not None:
+                bar.finish(step + 1, {"loss": logs["loss"]}, count)
             if verbose:
                 print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items()),
                       file=stream, flush=True)
