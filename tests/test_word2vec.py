@@ -159,6 +159,10 @@ def test_vocabulary_order_subsampling_and_noise_tables():
     sents = [["a"] * 50 + ["b"] * 20 + ["c"] * 5 + ["d"] * 2]
     m = Word2Vec(vector_size=4, min_count=3, sample=0.01).build_vocab(sents)
     assert m.wv.index_to_key == ["a", "b", "c"] and "d" not in m.wv
+    big = Word2Vec(vector_size=50, min_count=1).build_vocab([[f"w{i}" for i in range(400)]])
+    v = big.wv.vectors                                  # gensim 4's start: U(-1, 1) / D; output vectors 0
+    assert np.abs(v).max() <= 1 / 50 and np.abs(v).max() > 0.9 / 50 and abs(v.mean()) < 0.01 / 50
+    assert not big.syn1neg.any()
     counts = np.array([50, 20, 5])
     thr = 0.01 * 75
     np.testing.assert_allclose(m._keep, np.minimum((np.sqrt(counts / thr) + 1) * thr / counts, 1))
