@@ -2,7 +2,7 @@
 import pytest
 
 from rnnlab.datasets.conll import (
-    Sentence, TagVocabulary, generate_two_sided_tagging, read_conll, write_conll,
+    Sentence, TagVocabulary, generate_suffix_tagging, generate_two_sided_tagging, read_conll, write_conll,
 )
 from rnnlab.tagging import extract_spans
 
@@ -123,3 +123,16 @@ def test_generated_task_and_roundtrip(tmp_path):
     iobes = generate_two_sided_tagging(50, seed=1, scheme="IOBES")
     assert any(t.startswith("S-") for s in iobes for t in s.tags)
     assert any(t.startswith("E-") for s in iobes for t in s.tags)
+
+
+def test_suffix_task_types_are_in_the_spelling():
+    tr, ho = generate_suffix_tagging(100, seed=0), generate_suffix_tagging(100, seed=0, held_out=True)
+    suffix = {"PER": ("son", "sen"), "LOC": ("ville", "burg"), "ORG": ("tech", "soft")}
+    for data in (tr, ho):
+        for s in data:
+            for typ, a, b in extract_spans(s.tags):
+                assert all(w.endswith(suffix[typ]) for w in s.tokens[a:b])
+    ents = lambda d: {w for s in d for w, t in zip(s.tokens, s.tags) if t != "O"}  # noqa: E731
+    assert not ents(tr) & ents(ho)
+    with pytest.raises(ValueError, match="n_sentences"):
+        generate_suffix_tagging(0)

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from rnnlab import backend, cli
-from rnnlab.datasets.conll import Sentence, generate_two_sided_tagging, read_conll, write_conll
+from rnnlab.datasets.conll import (
+    Sentence, generate_suffix_tagging, generate_two_sided_tagging, read_conll, write_conll,
+)
 from rnnlab.optimizers import Adam
 from rnnlab.tagging.tagger import Tagger, build_tagger
 from rnnlab.testing import rel_error
@@ -218,3 +220,18 @@ def test_keras_parity_of_the_whole_tagger_with_char_features(float64):
     for (path, _, _), g, kg in zip(model.iter_weights(), ours_g, grads):
         g = g.to_dense() if hasattr(g, "to_dense") else g
         assert rel_error(g, kg.detach().numpy()) < 1e-6, path
+
+
+def test_char_features_tag_unseen_words():
+    train = generate_suffix_tagging(400, seed=0)
+    held = generate_suffix_tagging(100, seed=1, held_out=True)
+    seen = {t for s in train for t in s.tokens}
+    assert all(t not in seen for s in held for t, g in zip(s.tokens, s.tags) if g != "O")  # entities all unseen
+    f1 = {}
+    for chars in (False, True):
+        backend.set_random_seed(0)
+        m = build_tagger(train, char_features=chars, embedding_dim=16, units=16, char_dim=8, char_units=16)
+        m.fit(train, held, epochs=5, batch_size=16, optimizer=Adam(0.01), verbose=0)
+        f1[chars] = m.evaluate(held)["f1"]
+    # words only: every held-out entity word is <unk>, its type cannot be known; characters show the suffix
+    assert f1[True] > 0.8 and f1[True] > f1[False] + 0.4

@@ -18,6 +18,10 @@ two sentences run together there cannot be told from one long sentence.)
 naming the tag and the sentence's line at encoding time (``unknown="error"``), or map to ``"O"``
 (``unknown="O"``) when the caller asks for that.
 
+:func:`generate_suffix_tagging` makes sentences whose entity types show only in the *spelling* of the entity words
+(their suffix), with disjoint word stems for the training and the held-out splits: a word-level tagger sees only
+``<unk>`` for every held-out entity, a tagger with character features can read the suffix.
+
 :func:`generate_two_sided_tagging` makes sentences whose entity types are decided by a trigger word that comes
 *before* the entity (``mr``/``dr`` -> PER) or *after* it (``inc``/``corp`` -> ORG, ``city``/``river`` -> LOC): a
 left-to-right tagger cannot know the type of a right-triggered entity while it reads it, a bidirectional one can.
@@ -232,3 +236,42 @@ def _span_tags(typ, k, scheme):
     if k == 1:
         return [f"S-{typ}"]
     return [f"B-{typ}"] + [f"I-{typ}"] * (k - 2) + [f"E-{typ}"]
+
+
+_SUFFIX = {"PER": ("son", "sen"), "LOC": ("ville", "burg"), "ORG": ("tech", "soft")}
+_SYLL = ["ka", "lo", "mi", "ne", "ru", "ta", "po", "si", "da", "fe", "gu", "ho", "ji", "bo", "ze", "wa"]
+
+
+def generate_suffix_tagging(n_sentences, seed=0, held_out=False, min_len=5, max_len=12):
+    """Generated BIO sentences where an entity's type is written in its words' suffix.
+
+    Entity words are a random stem of 2-3 syllables plus a type suffix (``-son``/``-sen`` -> PER, ``-ville``/``-burg``
+    -> LOC, ``-tech``/``-soft`` -> ORG); other words are filler. Stems of the training split (``held_out=False``)
+    start with a syllable from the first half of the syllable list, those of the held-out split from the second
+    half, so no held-out entity word occurs in training data.
+    """
+    if int(n_sentences) != n_sentences or n_sentences < 1:
+        raise ValueError(f"n_sentences must be a positive int, got {n_sentences!r}")
+    rng = np.random.default_rng(seed)
+    half = len(_SYLL) // 2
+    first = _SYLL[half:] if held_out else _SYLL[:half]
+    types = sorted(_SUFFIX)
+    out = []
+    for _ in range(int(n_sentences)):
+        target = int(rng.integers(min_len, max_len + 1))
+        toks, tags = [], []
+        for _e in range(int(rng.integers(1, 3))):
+            for _ in range(int(rng.integers(0, 3))):
+                toks.append(str(rng.choice(_FILLER)))
+                tags.append("O")
+            typ = types[int(rng.integers(len(types)))]
+            k = int(rng.integers(1, 3))
+            for j in range(k):
+                stem = str(rng.choice(first)) + "".join(str(rng.choice(_SYLL)) for _ in range(int(rng.integers(1, 3))))
+                toks.append(stem + str(rng.choice(_SUFFIX[typ])))
+                tags.append(("B-" if j == 0 else "I-") + typ)
+        while len(toks) < target:
+            toks.append(str(rng.choice(_FILLER)))
+            tags.append("O")
+        out.append(Sentence(toks, tags, None))
+    return out

@@ -4,7 +4,7 @@ Train::
 
     rnnlab train tag --train F --valid F [--test F] [--format conll|conllu] [--token-column i --tag-column j]
                      [--cell lstm|gru|rnn] [--bidirectional | --unidirectional] [--char-features] ...
-    rnnlab train tag --generate two-sided [--num-sentences 3000]      (generated task, see rnnlab.datasets.conll)
+    rnnlab train tag --generate two-sided|suffix [--num-sentences 3000]   (generated tasks, see rnnlab.datasets.conll)
 
 The model is :class:`rnnlab.tagging.tagger.Tagger` (bidirectional by default; ``--unidirectional`` for a
 left-to-right tagger). Padded batches are masked (padding steps neither feed the recurrent layers nor count in
@@ -31,7 +31,9 @@ def add_train_arguments(parser):
     d = parser.add_argument_group("data")
     src = d.add_mutually_exclusive_group(required=True)
     src.add_argument("--train", help="training file (CoNLL or CoNLL-U)")
-    src.add_argument("--generate", choices=["two-sided"], help="generated tagging task instead of files")
+    src.add_argument("--generate", choices=["two-sided", "suffix"],
+                     help="generated task instead of files: two-sided (types need context on both sides) or suffix "
+                          "(types only in the spelling of words never seen in training: needs --char-features)")
     d.add_argument("--valid", help="validation file (required with --train)")
     d.add_argument("--test", help="test file")
     d.add_argument("--format", choices=["conll", "conllu"], default="conll")
@@ -61,14 +63,18 @@ def _optimizer(args):
 
 
 def _load(args):
-    from ..datasets.conll import generate_two_sided_tagging, read_conll
+    from ..datasets.conll import generate_suffix_tagging, generate_two_sided_tagging, read_conll
 
     if args.generate:
         if args.num_sentences < 10:
             raise ValueError(f"--num-sentences must be >= 10, got {args.num_sentences}")
-        n = args.num_sentences
-        return (generate_two_sided_tagging(n, seed=args.seed), generate_two_sided_tagging(max(50, n // 5), seed=args.seed + 1),
-                generate_two_sided_tagging(max(50, n // 5), seed=args.seed + 2), "two-sided")
+        n, m = args.num_sentences, max(50, args.num_sentences // 5)
+        if args.generate == "suffix":
+            return (generate_suffix_tagging(n, seed=args.seed),
+                    generate_suffix_tagging(m, seed=args.seed + 1, held_out=True),
+                    generate_suffix_tagging(m, seed=args.seed + 2, held_out=True), "suffix")
+        return (generate_two_sided_tagging(n, seed=args.seed), generate_two_sided_tagging(m, seed=args.seed + 1),
+                generate_two_sided_tagging(m, seed=args.seed + 2), "two-sided")
     if not args.valid:
         raise ValueError("--valid is required with --train")
     kw = dict(token_column=args.token_column, tag_column=args.tag_column, format=args.format)
