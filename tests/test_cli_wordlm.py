@@ -29,12 +29,12 @@ def _last_json(capsys):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("tie", [False, True])
-def test_learns_the_templates(tmp_path, capsys, tie):
+@pytest.mark.parametrize("tie,cell", [(False, "gru"), (True, "lstm")])
+def test_learns_the_templates(tmp_path, capsys, tie, cell):
     tr, va, te = _corpus(tmp_path)
     out = tmp_path / "run"
     args = ["train", "wordlm", "--train", tr, "--valid", va, "--test", te, "--epochs", "6", "--dropout", "0.1",
-            "--out", str(out)] + SMALL + (["--tie-weights"] if tie else [])
+            "--out", str(out), "--cell", cell] + SMALL + (["--tie-weights"] if tie else [])
     assert main(args) == 0
     m = _last_json(capsys)
     assert set(m) >= {"valid_perplexity", "test_perplexity", "train_seconds"}
