@@ -22,7 +22,9 @@ What is measured (see docs/benchmarks.md for the results and their discussion):
 * Timing: after warm-up, rnnlab and PyTorch repetitions alternate (the order flips every repetition) so
   that contention on this shared machine hits both; medians of wall time are reported, and process CPU
   time is recorded too (CPU/wall well below the thread count means the process was descheduled).
-  ``speed-up`` = PyTorch median time / rnnlab median time (> 1: rnnlab faster).
+  ``speed-up`` = PyTorch median time / rnnlab median time (> 1: rnnlab faster); ``CPU speed-up`` the same
+  with the medians of process CPU time (less sensitive to descheduling on a loaded machine; at 2 threads it
+  compares total work, not latency).
 * GFLOP/s: the GEMM work of the model (forward: 2*T*B*(D+U)*kU per direction + the head; a training step
   counts 3x the forward GEMMs, the usual convention) divided by rnnlab's median time, against the GEMM peak
   NumPy reaches in the same process (best of several float32 1024^3 / 2048x512x2048 products).
@@ -68,9 +70,6 @@ GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3, "BiLSTM": 4}
 # floats per (step, sequence) a hand-written BPTT must keep besides x_t: h_t, gate activations, c_t / q_h
 KEEP = {"SimpleRNN": lambda U: U, "LSTM": lambda U: U + 4 * U + U, "GRU": lambda U: U + 3 * U + U,
         "BiLSTM": lambda U: 2 * (U + 4 * U + U)}
-COLUMNS = ["cell", "config", "mode", "rnnlab_ms", "torch_ms", "speedup", "rnnlab_cpu_wall", "gflops",
-           "peak_pct", "step_mb", "bptt_mb", "torch_saved_mb", "reps"]
-
 
 # ----------------------------------------------------------------------------- worker side
 def blas_description():
@@ -266,12 +265,13 @@ def _row(np, torch, cell, cfg_name, cfg, mode, args, peak):
                 o.step()
 
     # warm-up, then choose the number of repetitions from the measured step time
+    rn()
+    th()
     t0 = time.perf_counter()
-    rn()
-    th()
-    rn()
-    th()
-    one = (time.perf_counter() - t0) / 2
+    if not args.quick:
+        rn()
+        th()
+    one = time.perf_counter() - t0
     reps = 1 if args.quick else int(min(args.max_repeats, max(args.min_repeats, args.budget / max(one, 1e-6))))
     wall = {"rn": [], "th": []}
     cpu = {"rn": [], "th": []}
@@ -288,7 +288,8 @@ def _row(np, torch, cell, cfg_name, cfg, mode, args, peak):
     flops = _flops(cell, cfg, mode)
     row = dict(cell=cell, config=cfg_name, mode=mode, rnnlab_ms=med["rn"] * 1e3, torch_ms=med["th"] * 1e3,
                speedup=med["th"] / med["rn"], rnnlab_cpu_wall=cpu_med["rn"] / med["rn"],
-               torch_cpu_wall=cpu_med["th"] / med["th"], gflops=flops / med["rn"] / 1e9,
+               torch_cpu_wall=cpu_med["th"] / med["th"], cpu_speedup=cpu_med["th"] / cpu_med["rn"],
+               gflops=flops / med["rn"] / 1e9,
                torch_gflops=flops / med["th"] / 1e9, peak_pct=100.0 * flops / med["rn"] / 1e9 / peak,
                step_mb=None, bptt_mb=None, torch_saved_mb=None, reps=reps)
 
@@ -372,12 +373,13 @@ def format_table(result):
              f"{info['gemm_peak_gflops_end']:.0f} at the end; BLAS: {info['blas']}; "
              f"load average {info['loadavg_start'][0]:.2f} at the start, {info['loadavg_end'][0]:.2f} at the end; "
              f"worker wall {info['wall_s']:.0f} s, CPU {info['cpu_s']:.0f} s.", "",
-             "| cell | config | mode | rnnlab ms | torch ms | speed-up | rnnlab CPU/wall | GFLOP/s | % of peak "
-             "| step MB | BPTT MB | torch saved MB | reps |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| cell | config | mode | rnnlab ms | torch ms | speed-up | CPU speed-up | rnnlab CPU/wall | GFLOP/s "
+             "| % of peak | step MB | BPTT MB | torch saved MB | reps |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         lines.append(f"| {r['cell']} | {r['config']} | {r['mode']} | {r['rnnlab_ms']:.2f} | {r['torch_ms']:.2f} | "
-                     f"{r['speedup']:.2f} | {r['rnnlab_cpu_wall']:.2f} | {r['gflops']:.1f} | {r['peak_pct']:.0f} | "
+                     f"{r['speedup']:.2f} | {r['cpu_speedup']:.2f} | {r['rnnlab_cpu_wall']:.2f} | {r['gflops']:.1f} | "
+                     f"{r['peak_pct']:.0f} | "
                      f"{_fmt(r['step_mb'], '.1f')} | {_fmt(r['bptt_mb'], '.1f')} | {_fmt(r['torch_saved_mb'], '.1f')} | "
                      f"{r['reps']} |")
     rates = ", ".join(f"{k} {v:.0f}" for k, v in info["step_gemm_gflops"].items())
