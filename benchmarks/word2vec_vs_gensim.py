@@ -6,7 +6,9 @@
 Corpus: the 50,000 reviews of ../shared/data/imdb_reviews.csv.gz, ``<br />`` removed, lowercased, tokens =
 letters/digits with inner apostrophes (rnnlab.tasks.word2vec.tokenize), one review = one sentence.
 Both sides get the same token lists and hyperparameters (vector_size 100, window 5, min_count 5, negative 5,
-sample 1e-3, alpha 0.025 -> 0.0001, epochs 5, seed 1) and the same number of threads.
+sample 1e-3, alpha 0.025 -> 0.0001, epochs 5, seed) and the same number of threads; ``--seeds 1,2`` repeats
+every model per seed (gensim, then ours, for each seed: contention on a shared machine hits both alike) and
+adds a mean row (the pair correlations move by ~0.02 between seeds).
 
 Quality: there is no IMDB analogy set, so the standard English sets gensim ships in its test data are used:
 questions-words.txt (Mikolov's 19,544 analogies; questions with a word outside the vocabulary are skipped,
@@ -66,6 +68,7 @@ def main():
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--sg", default="0,1", help="models to run: 0 = CBOW, 1 = skip-gram")
+    ap.add_argument("--seeds", default="1", help="comma-separated seeds (one run of both sides per seed)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     try:
@@ -80,18 +83,18 @@ def main():
     print(f"corpus: {len(sents)} reviews, {n:,} words (read+tokenised in {time.perf_counter() - t:.1f}s); "
           f"gensim {gensim.__version__}, threads {args.workers}", flush=True)
     hp = dict(vector_size=100, window=5, min_count=5, negative=5, sample=1e-3, alpha=0.025, min_alpha=0.0001,
-              epochs=args.epochs, seed=1, workers=args.workers)
+              epochs=args.epochs, workers=args.workers)
     results = {"corpus_words": n, "reviews": len(sents), "hyperparameters": hp, "runs": []}
-    for sg in [int(s) for s in args.sg.split(",")]:
+    for sg, seed in [(int(s), int(e)) for s in args.sg.split(",") for e in args.seeds.split(",")]:
         name = "skip-gram" if sg else "CBOW"
         t, c = time.perf_counter(), time.process_time()
-        g = GW2V(sents, sg=sg, **hp)
+        g = GW2V(sents, sg=sg, seed=seed, **hp)
         g_total, g_cpu = time.perf_counter() - t, time.process_time() - c
         gkv = KeyedVectors(g.wv.vectors, g.wv.index_to_key)
         t, c = time.perf_counter(), time.process_time()
-        m = Word2Vec(sents, sg=sg, **hp)
+        m = Word2Vec(sents, sg=sg, seed=seed, **hp)
         o_total, o_cpu = time.perf_counter() - t, time.process_time() - c
-        row = {"model": name, "vocab": len(m.wv), "same_vocab": m.wv.index_to_key == list(g.wv.index_to_key),
+        row = {"model": name, "seed": seed, "vocab": len(m.wv), "same_vocab": m.wv.index_to_key == list(g.wv.index_to_key),
                "gensim_words_per_s": n * args.epochs / g_total, "ours_words_per_s": n * args.epochs / o_total,
                "ours_train_only_words_per_s": m.words_per_second, "gensim_s": g_total, "ours_s": o_total,
                "gensim_cpu_s": g_cpu, "ours_cpu_s": o_cpu,
@@ -109,10 +112,23 @@ def main():
             e = r[side]
             ratio = "" if side == "gensim" else f" ({r['speed_ratio']:.2f}x)"
             ratio_c = "" if side == "gensim" else f" ({r['speed_ratio_cpu']:.2f}x)"
-            print(f"| {r['model']} | {side} | {r[side + '_words_per_s']:,.0f}{ratio} | "
+            print(f"| {r['model']} (seed {r['seed']}) | {side} | {r[side + '_words_per_s']:,.0f}{ratio} | "
                   f"{r[side + '_words_per_cpu_s']:,.0f}{ratio_c} | {r[side + '_s']:.1f} / {r[side + '_cpu_s']:.1f} | "
                   f"{100 * e['analogy_accuracy']:.2f}% ({e['analogy_questions']} q) | {e['wordsim353_spearman']:.3f} | "
                   f"{e['simlex999_spearman']:.3f} |")
+    if len(args.seeds.split(",")) > 1:
+        print("\nmean over seeds:")
+        for name in dict.fromkeys(r["model"] for r in results["runs"]):
+            rs = [r for r in results["runs"] if r["model"] == name]
+            for side in ("gensim", "ours"):
+                mean = {k: float(np.mean([r[side][k] for r in rs]))
+                        for k in ("analogy_accuracy", "wordsim353_spearman", "simlex999_spearman")}
+                wall = float(np.mean([r[side + "_words_per_s"] for r in rs]))
+                cpu = float(np.mean([r[side + "_words_per_cpu_s"] for r in rs]))
+                results.setdefault("mean", []).append({"model": name, "side": side, "words_per_s": wall,
+                                                       "words_per_cpu_s": cpu, **mean})
+                print(f"| {name} | {side} | {wall:,.0f} | {cpu:,.0f} | | {100 * mean['analogy_accuracy']:.2f}% | "
+                      f"{mean['wordsim353_spearman']:.3f} | {mean['simlex999_spearman']:.3f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -262,7 +262,8 @@ class Word2Vec:
 
     ``workers`` threads share the arrays without locks; ``workers=1`` is fully reproducible for a ``seed``.
     ``batch_words`` sets the chunk size (words per vectorised step; default 10000 for CBOW, 1000 for
-    skip-gram, whose summed minibatch updates diverged with 10000-word chunks). ``verbose`` shows a progress line
+    skip-gram, which sums ~6x more updates per word into a chunk; an earlier skip-gram diverged on IMDB with
+    10000-word chunks). ``verbose`` shows a progress line
     with words/s on stderr (updated about twice a second).
     """
 
@@ -276,7 +277,7 @@ class Word2Vec:
         self._check_int("epochs", epochs, 1)
         self._check_int("workers", workers, 1)
         if batch_words is None:
-            # skip-gram sums ~6x more updates per word into a chunk: 10000-word chunks diverged on IMDB
+            # skip-gram sums ~6x more updates per word into a chunk (an earlier version diverged with 10000)
             batch_words = 1000 if sg else 10000
         self._check_int("batch_words", batch_words, 1)
         if sg not in (0, 1, True, False):
