@@ -89,8 +89,15 @@ class LSTM(RNN):
                 # the weights with the 1/2 of sigmoid(x) = 1/2 + 1/2 tanh(x/2) folded in (refreshed each call)
                 kernel=np.empty_like(self.params["kernel"]),
                 recurrent_kernel=np.empty_like(self.params["recurrent_kernel"]),
-                bias=np.empty(4 * U, dt) if self.use_bias else None)
+                bias=np.empty(4 * U, dt) if self.use_bias else None,
+                u=np.empty((ws.B, U), dt))
             ws.tmpW2 = np.empty((ws.B, 4 * U), dt)
+            # the per-step views, made once per workspace (at batch 1 slicing costs ~15% of a step)
+            A, S0, S1, TC, HR = ws.A, ws.S[0], ws.S[1], ws.TC, ws.HR
+            gates = lambda a: (a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:])  # noqa: E731
+            ws.fast.fwd = [(HR[t], A[t], *gates(A[t]), S1[t], S1[t + 1], TC[t], S0[t + 1]) for t in range(ws.T)]
+            ws.fast.bwd = [(A[t], *gates(A[t]), S1[t], TC[t]) for t in range(ws.T)]
+            ws.fast.dgates = gates(ws.dA_t)
 
     def _projection_weights(self, ws):
         fast = ws.fast
@@ -103,23 +110,29 @@ class LSTM(RNN):
         return fast.kernel, fast.bias
 
     def _step_forward(self, t, ws):
-        U = self.units
-        a = ws.A[t]
         fast = ws.fast
         if fast is not None:
             # a holds x/2 for the sigmoid gates (pre-scaled weights): all four gates in 3 full-width ops
-            np.matmul(ws.HR[t], fast.recurrent_kernel, out=ws.tmpW)
+            hr, a, i, f, g, o, c_old, c_new, tc, h_new = fast.fwd[t]
+            np.matmul(hr, fast.recurrent_kernel, out=ws.tmpW)
             a += ws.tmpW
             np.tanh(a, out=a)
             a *= fast.post
             a += fast.shift
-        else:
-            np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
-            a += ws.tmpW
-            ract = self.recurrent_activation
-            act_forward_(ract, a[:, :2 * U])
-            act_forward_(self.activation, a[:, 2 * U:3 * U])
-            act_forward_(ract, a[:, 3 * U:])
+            np.multiply(f, c_old, out=c_new)
+            np.multiply(i, g, out=ws.tmpU)
+            c_new += ws.tmpU
+            np.tanh(c_new, out=tc)
+            np.multiply(o, tc, out=h_new)
+            return
+        U = self.units
+        a = ws.A[t]
+        np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
+        a += ws.tmpW
+        ract = self.recurrent_activation
+        act_forward_(ract, a[:, :2 * U])
+        act_forward_(self.activation, a[:, 2 * U:3 * U])
+        act_forward_(ract, a[:, 3 * U:])
         i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
         c_new = ws.S[1][t + 1]
         np.multiply(f, ws.S[1][t], out=c_new)
@@ -132,6 +145,10 @@ class LSTM(RNN):
         np.multiply(o, tc, out=ws.S[0][t + 1])
 
     def _step_backward(self, t, ws, dnew, dprev):
+        fast = ws.fast
+        if fast is not None:
+            self._step_backward_fast(t, ws, dnew, dprev)
+            return
         U = self.units
         dh, dc = dnew
         a, da, tc = ws.A[t], ws.dA_t, ws.TC[t]
@@ -148,20 +165,37 @@ class LSTM(RNN):
         np.multiply(dct, ws.S[1][t], out=da[:, U:2 * U])  # df
         np.multiply(dct, i, out=da[:, 2 * U:3 * U])     # dg
         np.multiply(dct, f, out=dprev[1])                # dL/dc_{t-1}
-        fast = ws.fast
-        if fast is not None:
-            # sigmoid' = (1 - y) y and tanh' = (1 - y)(1 + y): (1 - y)(y + k), k = 0 or 1 per column
-            np.subtract(1.0, a, out=tmp)
-            np.add(a, fast.k, out=ws.tmpW2)
-            tmp *= ws.tmpW2
-            da *= tmp
-        else:
-            ract = self.recurrent_activation
-            act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
-            act_backward_(self.activation, g, da[:, 2 * U:3 * U], tmp[:, :U])
-            act_backward_(ract, o, da[:, 3 * U:], tmp[:, :U])
+        ract = self.recurrent_activation
+        act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
+        act_backward_(self.activation, g, da[:, 2 * U:3 * U], tmp[:, :U])
+        act_backward_(ract, o, da[:, 3 * U:], tmp[:, :U])
         np.matmul(da, ws.WhT, out=dprev[0])
         self._rec_grad_to_h(ws, dprev[0])
+
+    def _step_backward_fast(self, t, ws, dnew, dprev):
+        """The same step for sigmoid/tanh, on the precomputed views, with the activation derivatives inline."""
+        fast, da, tmp, dct, u = ws.fast, ws.dA_t, ws.tmpW, ws.tmpU, ws.fast.u
+        a, i, f, g, o, c_old, tc = fast.bwd[t]
+        di, df, dg, do = fast.dgates
+        dh, dc = dnew
+        np.multiply(dh, tc, out=do)            # do = dh * tanh(c_t)
+        np.multiply(dh, o, out=dct)            # dct = dc + dh * o * (1 - tanh(c_t)^2)
+        np.multiply(tc, tc, out=u)
+        np.subtract(1.0, u, out=u)
+        dct *= u
+        dct += dc
+        np.multiply(dct, g, out=di)
+        np.multiply(dct, c_old, out=df)
+        np.multiply(dct, i, out=dg)
+        np.multiply(dct, f, out=dprev[1])      # dL/dc_{t-1}
+        # sigmoid' = (1 - y) y and tanh' = (1 - y)(1 + y): (1 - y)(y + k), k = 0 or 1 per column
+        np.subtract(1.0, a, out=tmp)
+        np.add(a, fast.k, out=ws.tmpW2)
+        tmp *= ws.tmpW2
+        da *= tmp
+        np.matmul(da, ws.WhT, out=dprev[0])
+        if ws.rec_mask is not None:
+            dprev[0] *= ws.rec_mask
 
     def get_config(self):
         cfg = super().get_config()
