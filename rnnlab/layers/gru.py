@@ -85,7 +85,7 @@ class GRU(RNN):
         if self.reset_after:
             ws.Q = np.empty((T, B, 3 * U), dt)    # q = h_{t-1} W_h + b_h per step (q_h needed by backward); dQ after
             ws.dQ_t = np.empty((B, 3 * U), dt)    # gradient w.r.t. q of one step, stored over Q[t]
-            if self.recurrent_activation.name == "sigmoid":
+            if self.recurrent_activation.name == "sigmoid" and self.activation.name == "tanh":
                 # fast path: the 1/2 of sigmoid(x) = 1/2 + 1/2 tanh(x/2) folded into copies of the z, r
                 # columns of the weights (q_z, q_r are then stored halved; the backward only reads q_h),
                 # and b_h broadcast to a full (B, 3U) array (NumPy's contiguous fast loop), per call
@@ -95,7 +95,15 @@ class GRU(RNN):
                     half=half, kernel=np.empty_like(self.params["kernel"]),
                     recurrent_kernel=np.empty_like(self.params["recurrent_kernel"]),
                     bias_x=np.empty(3 * U, dt) if self.use_bias else None,
-                    bias_h=np.empty((B, 3 * U), dt) if self.use_bias else None)
+                    bias_h=np.empty((B, 3 * U), dt) if self.use_bias else None,
+                    u=np.empty((B, U), dt), u2=np.empty((B, 2 * U), dt))
+                # the per-step views, made once per workspace (at batch 1 slicing costs ~15% of a step)
+                A, Q, S0, HR = ws.A, ws.Q, ws.S[0], ws.HR
+                parts = lambda a: (a[:, :2 * U], a[:, :U], a[:, U:2 * U], a[:, 2 * U:])  # noqa: E731
+                ws.fast.fwd = [(HR[t], *parts(A[t]), S0[t], S0[t + 1], Q[t], Q[t][:, :2 * U], Q[t][:, 2 * U:])
+                               for t in range(T)]
+                ws.fast.dgates = parts(ws.dA_t)
+                ws.fast.dq = (ws.dQ_t[:, :2 * U], ws.dQ_t[:, 2 * U:])
         else:
             ws.RH = np.empty((T, B, U), dt)       # r * h_{t-1} (as it enters the candidate GEMM)
 
@@ -114,23 +122,28 @@ class GRU(RNN):
 
     # ---------------------------------------------------------------- forward
     def _step_forward(self, t, ws):
+        fast = ws.fast
+        if fast is not None:
+            hr, zr, z, r, hh, hp, h_new, q, q_zr, q_h = fast.fwd[t]
+            np.matmul(hr, fast.recurrent_kernel, out=q)
+            if fast.bias_h is not None:
+                q += fast.bias_h
+            zr += q_zr
+            np.tanh(zr, out=zr)  # sigmoid from the halved pre-activation
+            zr *= 0.5
+            zr += 0.5
+            np.multiply(r, q_h, out=ws.tmpU)
+            hh += ws.tmpU
+            np.tanh(hh, out=hh)
+            np.subtract(hp, hh, out=h_new)   # h_t = hh + z * (h_{t-1} - hh)
+            h_new *= z
+            h_new += hh
+            return
         U = self.units
         a, hp = ws.A[t], ws.S[0][t]
         Wh = self.params["recurrent_kernel"]
         ract, act = self.recurrent_activation, self.activation
-        fast = ws.fast
-        if fast is not None:
-            q = ws.Q[t]
-            np.matmul(ws.HR[t], fast.recurrent_kernel, out=q)
-            if self.use_bias:
-                q += fast.bias_h
-            zr = a[:, :2 * U]
-            zr += q[:, :2 * U]
-            np.tanh(zr, out=zr)  # sigmoid from the halved pre-activation
-            zr *= 0.5
-            zr += 0.5
-            np.multiply(a[:, U:2 * U], q[:, 2 * U:], out=ws.tmpU)
-        elif self.reset_after:
+        if self.reset_after:
             q = ws.Q[t]
             np.matmul(ws.HR[t], Wh, out=q)
             if self.use_bias:
@@ -156,6 +169,10 @@ class GRU(RNN):
 
     # --------------------------------------------------------------- backward
     def _step_backward(self, t, ws, dnew, dprev):
+        fast = ws.fast
+        if fast is not None:
+            self._step_backward_fast(t, ws, dnew, dprev)
+            return
         U = self.units
         dh = dnew[0]
         a, da, hp = ws.A[t], ws.dA_t, ws.S[0][t]
@@ -186,6 +203,32 @@ class GRU(RNN):
             drh *= r
             g += drh
         self._rec_grad_to_h(ws, g)
+        dprev[0] += g
+
+    def _step_backward_fast(self, t, ws, dnew, dprev):
+        """reset_after=True with sigmoid/tanh, on the precomputed views, activation derivatives inline."""
+        fast, g, u, u2, dq = ws.fast, ws.tmpU, ws.fast.u, ws.fast.u2, ws.dQ_t
+        hr, zr, z, r, hh, hp, h_new, q, q_zr, q_h = fast.fwd[t]
+        dzr, dz, dr, dAh = fast.dgates
+        dq_zr, dq_h = fast.dq
+        dh = dnew[0]
+        np.subtract(hp, hh, out=dz)
+        dz *= dh
+        np.multiply(dh, z, out=dprev[0])     # direct path h_{t-1} -> h_t
+        np.subtract(dh, dprev[0], out=dAh)   # dh * (1 - z)
+        np.multiply(hh, hh, out=u)           # tanh' = 1 - hh^2
+        np.subtract(1.0, u, out=u)
+        dAh *= u
+        np.multiply(dAh, q_h, out=dr)
+        np.subtract(1.0, zr, out=u2)         # sigmoid' = (1 - y) y on z and r
+        u2 *= zr
+        dzr *= u2
+        np.copyto(dq_zr, dzr)
+        np.multiply(dAh, r, out=dq_h)
+        np.matmul(dq, ws.WhT, out=g)
+        np.copyto(q, dq)  # Q[t] is not read again: it now holds dQ[t] (for dW_h and db_h)
+        if ws.rec_mask is not None:
+            g *= ws.rec_mask
         dprev[0] += g
 
     def _weight_grads(self, ws):
