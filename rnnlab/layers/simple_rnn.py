@@ -42,19 +42,26 @@ class SimpleRNN(RNN):
             self.add_weight("bias", (U,), self.bias_initializer)
         super().build(input_shape)
 
+    def _alloc_cell(self, ws):
+        # the per-step views, made once per workspace (at batch 1 slicing is a visible part of a step)
+        ws.views = [(ws.HR[t], ws.A[t], ws.S[0][t + 1]) for t in range(ws.T)]
+        ws.tanh = self.activation.name == "tanh"
+
     def _step_forward(self, t, ws):
-        a = ws.A[t]
-        np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
+        hr, a, h = ws.views[t]
+        np.matmul(hr, self.params["recurrent_kernel"], out=ws.tmpW)
         a += ws.tmpW
-        h = ws.S[0][t + 1]
-        y = self.activation.forward(a, out=h)  # A[t] keeps a_t; h_t is read back from S by the backward
-        if y is not h:
-            h[...] = y
+        if ws.tanh:
+            np.tanh(a, out=h)
+        else:
+            y = self.activation.forward(a, out=h)  # A[t] keeps a_t; h_t is read back from S by the backward
+            if y is not h:
+                h[...] = y
 
     def _step_backward(self, t, ws, dnew, dprev):
         # f' is written from h_t = S[t + 1]; where a masked step carried h over, dnew is zero
-        da, h = ws.dA_t, ws.S[0][t + 1]
-        if self.activation.name == "tanh":
+        da, h = ws.dA_t, ws.views[t][2]
+        if ws.tanh:
             tmp = ws.tmpW
             np.multiply(h, h, out=tmp)
             np.subtract(1.0, tmp, out=tmp)
@@ -63,4 +70,5 @@ class SimpleRNN(RNN):
             np.copyto(da, dnew[0])
             act_backward_(self.activation, h, da, ws.tmpW)
         np.matmul(da, ws.WhT, out=dprev[0])
-        self._rec_grad_to_h(ws, dprev[0])
+        if ws.rec_mask is not None:
+            dprev[0] *= ws.rec_mask
