@@ -341,9 +341,14 @@ def worker(args):
     info["gemm_peak_gflops"] = peak
     step_rates = {}
     rows = []
+    skipped = []
+    t_start = time.time()
     for cfg_name in [c for c in args.configs.split(",") if c]:
         cfg = configs[cfg_name]
         for cell in cells:
+            if args.max_minutes and time.time() - t_start > 60 * args.max_minutes:
+                skipped.append(f"{cell}/{cfg_name}")
+                continue
             W = GATES[cell] * cfg["U"]
             step_rates[f"{cfg_name}:{cfg['B']}x{cfg['U']}x{W}"] = _step_gemm_rate(np, cfg["B"], cfg["U"], W, args.quick)
             modes = ["train"] + (["train-lazy"] if cfg["V"] is not None else []) + ["infer"]
@@ -353,6 +358,7 @@ def worker(args):
                 print(f"# {row['cell']:<9} {row['config']:<8} {row['mode']:<10} rnnlab {row['rnnlab_ms']:9.2f} ms  "
                       f"torch {row['torch_ms']:9.2f} ms  speed-up {row['speedup']:5.2f}", file=sys.stderr, flush=True)
     info["step_gemm_gflops"] = step_rates
+    info["skipped"] = skipped
     info["gemm_peak_gflops_end"] = _gemm_peak(np, args.quick)
     info["loadavg_end"] = list(os.getloadavg())
     info["cpu_s"] = time.process_time() - info.pop("cpu_start")
@@ -384,6 +390,8 @@ def format_table(result):
                      f"{r['reps']} |")
     rates = ", ".join(f"{k} {v:.0f}" for k, v in info["step_gemm_gflops"].items())
     lines += ["", f"Per-step recurrent GEMM (B, U) @ (U, kU) in NumPy, GFLOP/s: {rates}.", ""]
+    if info.get("skipped"):
+        lines += [f"Not measured (the worker's --max-minutes ran out): {', '.join(info['skipped'])}.", ""]
     return "\n".join(lines)
 
 
@@ -430,6 +438,8 @@ def run_worker_process(threads, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--threads", str(threads),
            "--cells", args.cells, "--configs", args.configs, "--budget", str(args.budget),
            "--min-repeats", str(args.min_repeats), "--max-repeats", str(args.max_repeats)]
+    if args.max_minutes:
+        cmd += ["--max-minutes", str(args.max_minutes)]
     if args.quick:
         cmd.append("--quick")
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=False)
@@ -448,6 +458,9 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=2.0, help="seconds of measured time per side and row (default 2)")
     p.add_argument("--min-repeats", type=int, default=5)
     p.add_argument("--max-repeats", type=int, default=60)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="per worker: once this much time has passed, the remaining cell/config pairs are skipped "
+                        "and listed as not measured (for a heavily loaded machine)")
     p.add_argument("--openblas-coretype", default=None,
                    help="set OPENBLAS_CORETYPE in the workers (default: the inherited environment)")
     p.add_argument("--json", help="also write the raw results to this file")
