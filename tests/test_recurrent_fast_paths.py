@@ -111,3 +111,39 @@ def test_embedding_gradient_both_summation_routes_equal_one_hot(vocab, float64):
     onehot = np.eye(vocab)[ids.reshape(-1)]
     np.testing.assert_allclose(sg.to_dense(), onehot.T @ g.reshape(-1, 3), rtol=1e-12, atol=1e-13)
     assert np.array_equal(sg.indices, np.unique(ids))
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_adam_sparse_rows_match_the_formulas(lazy, amsgrad):
+    """Adam on a RowSparseGrad (scratch-buffer path) equals the update rule written out in NumPy (float64)."""
+    from rnnlab.backend import RowSparseGrad
+    from rnnlab.optimizers import Adam
+
+    rng = np.random.default_rng(7)
+    V, E = 30, 4
+    w = rng.standard_normal((V, E))
+
+    class Holder:
+        params, grads = {"e": w}, {}
+
+    opt = Adam(0.01, amsgrad=amsgrad, lazy=lazy)
+    ref_w, m, v, vh = w.copy(), np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+    b1, b2, eps = opt.beta_1, opt.beta_2, opt.epsilon
+    for t in range(1, 5):
+        idx = np.sort(rng.choice(V, size=6 + t, replace=False))
+        vals = rng.standard_normal((idx.size, E))
+        Holder.grads["e"] = RowSparseGrad(idx, vals, (V, E))
+        opt.apply([("l/e", Holder, "e")])
+        g = np.zeros_like(w)
+        g[idx] = vals
+        rows = idx if lazy else np.arange(V)
+        m[rows] = b1 * m[rows] + (1 - b1) * g[rows]
+        v[rows] = b2 * v[rows] + (1 - b2) * g[rows] ** 2
+        vv = v
+        if amsgrad:
+            vh[rows] = np.maximum(vh[rows], v[rows])
+            vv = vh
+        alpha = 0.01 * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        ref_w[rows] -= alpha * m[rows] / (np.sqrt(vv[rows]) + eps)
+        np.testing.assert_allclose(w, ref_w, rtol=1e-12, atol=1e-14)
