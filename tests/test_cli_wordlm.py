@@ -130,3 +130,42 @@ def test_errors(tmp_path, capsys):
     assert "too short" in capsys.readouterr().err
     assert main(["train", "wordlm", "--train", tr, "--valid", va, "--lr-decay", "1.5", "--out", o] + SMALL) == 1
     assert "--lr-decay" in capsys.readouterr().err
+
+
+class _FileAdapter(_FakeAdapter):
+    """Writes real task files (run state included) so resume can read them back."""
+
+    def save(self, path, run):
+        from rnnlab.tasks.runstate import TASK_KEY, encode_json, write_npz
+
+        write_npz(path, {TASK_KEY: encode_json({"task": "fake", "run": run})})
+
+    def load(self, path):
+        from rnnlab.tasks.runstate import read_task_file
+
+        return read_task_file(path, "fake")[0]["run"]
+
+
+def test_resume_keeps_a_better_partial_epoch_model(tmp_path):
+    import time as _time
+
+    from rnnlab.tasks.runstate import TrainLoop, read_task_file
+
+    ad = _FileAdapter([5.0, 4.0])
+
+    def slow_second_epoch(epoch, timer):
+        if epoch == 1:
+            _time.sleep(0.05)
+            return {"loss": 1.0, "partial": True}
+        return {"loss": 1.0}
+
+    ad.train_epoch = slow_second_epoch
+    TrainLoop(str(tmp_path), ad, monitor="loss", verbose=0).fit(3)   # epoch 2 partial but better: model.npz
+    assert read_task_file(tmp_path / "model.npz")[0]["run"]["best"] == 4.0
+    assert read_task_file(tmp_path / "checkpoint.npz")[0]["run"]["best"] == 5.0
+    ad2 = _FileAdapter([4.5])                                          # resumed epoch 2: worse than the partial one
+    loop = TrainLoop(str(tmp_path), ad2, monitor="loss", verbose=0)
+    loop.resume()
+    run = loop.fit(2)
+    assert run["best"] == 4.0 and run["best_epoch"] == 2
+    assert read_task_file(tmp_path / "model.npz")[0]["run"]["best"] == 4.0      # not overwritten by 4.5

@@ -218,6 +218,16 @@ class TrainLoop:
                              "(file: was, now); resume with the same settings")
         self.run.update(run)
         set_rng_state(run["rng"])
+        # a partial epoch (budget stop) may have saved a better model.npz after this checkpoint: keep its
+        # value as the one to beat, so a later, worse epoch does not overwrite it
+        if os.path.exists(self.model_path):
+            try:
+                kept = (read_task_file(self.model_path)[0].get("run") or {})
+            except (ValueError, OSError):
+                kept = {}
+            if kept.get("best") is not None and self.run["best"] is not None and \
+                    self._better(kept["best"], self.run["best"]):
+                self.run["best"], self.run["best_epoch"] = kept["best"], kept.get("best_epoch")
         if self.verbose:
             print(f"resuming from {self.checkpoint_path} after epoch {run['epoch']}", flush=True)
 
