@@ -11,6 +11,9 @@ A layer is built once for an input shape, then runs ``forward`` and ``backward``
   (an array for one input, a list for several, e.g. ``[dx, dh0, dc0]`` when an RNN was given
   ``initial_state``). If the layer returned several outputs (``return_state``), ``grad`` is a
   list in the same structure; ``None`` entries mean zero.
+* ``input_grad_needed`` (default True): a model sets it False on the lowest layer of its backward pass,
+  whose input is data (or comes from layers without trainable weights). A layer may then skip computing
+  dL/dx and return ``None`` (the recurrent layers, Bidirectional and Dense do: one GEMM less per step).
 * ``compute_output_shape(input_shape)`` and ``compute_mask(inputs, mask)`` describe outputs.
 
 Weights live in ``self.params`` (an ordered dict keyed with the Keras weight names:
@@ -72,6 +75,8 @@ class Layer:
 
     #: extra keyword arguments this layer class accepts in ``__init__`` via ``**kwargs``
     _extra_kwargs: frozenset = frozenset()
+    #: whether ``backward`` must return dL/dx; see the module docstring
+    input_grad_needed: bool = True
 
     def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
         unknown = set(kwargs) - _BASE_KWARGS - set(self._extra_kwargs)

@@ -64,6 +64,8 @@ class Dense(Layer):
         np.matmul(x2.T, da, out=self.grads["kernel"])
         if self.use_bias:
             np.sum(da, axis=0, out=self.grads["bias"])
+        if not self.input_grad_needed:
+            return None
         return (da @ self.params["kernel"].T).reshape(x_shape)
 
     def get_config(self):

@@ -34,12 +34,20 @@ Backward (full BPTT), with G[s] the gradient w.r.t. ``S[s][t+1]`` carried back i
   reductions over all steps, and ``dx = dA W_x^T`` (one GEMM, written over X, which is no longer
   needed), transposed back to (B, T, D).
 
-Dropout (training only, Keras semantics with one mask each): an input mask (B, D) and a
-recurrent mask (B, U) are drawn once per call from :func:`rnnlab.backend.rng` (kept with
-probability 1 - rate, scaled by 1 / (1 - rate)) and reused at every step. The recurrent mask
-multiplies h_{t-1} only where it enters the recurrent GEMM (``HR[t] = H[t] * mask``), never the
-carried state. (Keras 3 draws one recurrent mask per gate for LSTM/GRU; rnnlab uses one mask
-for all gates so that the recurrent product stays one GEMM.)
+Dropout (training only): an input mask (B, D) and a recurrent mask (B, U) are drawn once per
+call from :func:`rnnlab.backend.rng` (kept with probability 1 - rate, scaled by 1 / (1 - rate)),
+reused at every step of that call and drawn afresh on the next training call. The input mask
+multiplies x before the input GEMM; the recurrent mask multiplies h_{t-1} only where it enters
+the recurrent GEMM (``HR[t] = H[t] * mask``), never the carried state. Each mask is shared by
+*all* gates, so both products stay one GEMM.
+
+Deviation from Keras 3 (LSTM and GRU only; SimpleRNN has one gate and matches): Keras draws
+one recurrent mask per gate (4 for LSTM, 3 for GRU), and ``recurrent_dropout > 0`` also switches
+its cell to ``implementation=1``, which draws one *input* mask per gate as well. rnnlab keeps one
+input and one recurrent mask for all gates, so with ``recurrent_dropout > 0`` the gates see the
+same dropped units (each gate's marginal keep rate and scaling are the same as in Keras, the
+correlation between gates is not). With ``recurrent_dropout == 0`` the single input mask is what
+Keras does too (its default ``implementation=2``). Random draws never match Keras' bit for bit.
 """
 from __future__ import annotations
 
@@ -486,7 +494,8 @@ class RNN(Layer):
         return checked[0], checked[1:]
 
     def backward(self, grad):
-        """Full BPTT. Returns dx (B, T, D), or ``[dx, dh0(, dc0)]`` when ``initial_state`` was given."""
+        """Full BPTT. Returns dx (B, T, D), or ``[dx, dh0(, dc0)]`` when ``initial_state`` was given;
+        ``None`` when ``input_grad_needed`` is False and no initial state was given."""
         ws, given_state = self._need_cache()
         T, B, D = ws.T, ws.B, ws.D
         g_out, g_states = self._split_grad(grad, B, T)
@@ -539,6 +548,8 @@ class RNN(Layer):
             self.state_grads = rec
 
         self._weight_grads(ws)
+        if not (self.input_grad_needed or given_state):
+            return None  # the input is data: skip the (T*B, kU) @ (kU, D) GEMM
         # X is not needed after the weight gradients: dX goes into its buffer
         dX = np.matmul(ws.dA.reshape(T * B, -1), self.params["kernel"].T, out=ws.X.reshape(T * B, D)).reshape(T, B, D)
         if ws.in_mask is not None:

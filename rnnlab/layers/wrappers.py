@@ -317,8 +317,15 @@ class Bidirectional(Layer):
             gf_arg, gb_arg = [gf] + g_fs, [gb] + g_bs
         else:
             gf_arg, gb_arg = gf, gb
-        df = self.forward_layer.backward(gf_arg)
-        db = self.backward_layer.backward(gb_arg)
+        need = self.input_grad_needed
+        self.forward_layer.input_grad_needed = self.backward_layer.input_grad_needed = need
+        try:
+            df = self.forward_layer.backward(gf_arg)
+            db = self.backward_layer.backward(gb_arg)
+        finally:
+            self.forward_layer.input_grad_needed = self.backward_layer.input_grad_needed = True
+        if df is None:
+            return None
         if given_state:
             return [df[0] + db[0]] + list(df[1:]) + list(db[1:])
         return df + db

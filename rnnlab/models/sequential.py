@@ -239,13 +239,21 @@ class Sequential:
 
     def _backward(self, grad):
         """Run the layers' backward passes last to first. Layers before the first one with trainable
-        weights are skipped: nothing upstream needs their gradients (e.g. a frozen Embedding)."""
+        weights are skipped: nothing upstream needs their gradients (e.g. a frozen Embedding), so the
+        lowest layer that runs is told it need not compute dL/dx (``Layer.input_grad_needed``)."""
         first = next((i for i, layer in enumerate(self.layers)
                       if next(iter(layer.trainable_weight_refs()), None) is not None), len(self.layers))
-        for layer in self.layers[:first - 1:-1] if first > 0 else reversed(self.layers):
-            grad = layer.backward(grad)
-            if grad is None:
-                break
+        if first == len(self.layers):
+            return
+        lowest = self.layers[first]
+        lowest.input_grad_needed = False
+        try:
+            for layer in self.layers[:first - 1:-1] if first > 0 else reversed(self.layers):
+                grad = layer.backward(grad)
+                if grad is None:
+                    break
+        finally:
+            lowest.input_grad_needed = True
 
     def __call__(self, x, training=False):
         """Forward pass on ``x`` (one batch) returning the output; builds the model if needed."""
