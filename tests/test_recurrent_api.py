@@ -229,6 +229,61 @@ def test_recurrent_dropout_changes_training_output_only():
     assert not np.allclose(layer(x, training=True), y0)
 
 
+def _identity_rnn(U, **kw):
+    """Linear SimpleRNN with identity kernel and recurrent kernel, zero bias: h_t = x_t + (h_{t-1} * m) I."""
+    layer = SimpleRNN(U, activation="linear", return_sequences=True, **kw)
+    layer(np.ones((1, 2, U)))
+    layer.set_weights([np.eye(U), np.eye(U), np.zeros(U)])
+    return layer
+
+
+def _recurrent_masks_per_step(y):
+    """With x = 1 everywhere, y[:, t] = 1 + m_t * y[:, t-1]: the recurrent mask used at each step t >= 1."""
+    return (y[:, 1:] - 1.0) / y[:, :-1]          # y >= 1, so no division by zero
+
+
+def test_recurrent_dropout_mask_fixed_over_time_and_redrawn_per_call(float64):
+    """The recurrent mask is read back from the outputs at every step: one mask per call, applied to
+    h_{t-1} in the recurrent product only (the carried state and the output stay unmasked), a new one
+    on each training call, none at inference."""
+    B, T, U, rate = 3, 6, 40, 0.5
+    layer = _identity_rnn(U, recurrent_dropout=rate)
+    x = np.ones((B, T, U))
+    np.testing.assert_array_equal(_recurrent_masks_per_step(layer(x)), 1.0)   # inference: no dropout
+    masks = []
+    for _ in range(2):
+        y = layer(x, training=True)
+        m = _recurrent_masks_per_step(y)
+        assert set(np.unique(m)) == {0.0, 1.0 / (1.0 - rate)}
+        np.testing.assert_array_equal(m, np.broadcast_to(m[:, :1], m.shape))   # same mask at every step
+        np.testing.assert_array_equal(m[:, 0], layer._ws.rec_mask)             # ... and it is the drawn one
+        assert 0.2 < np.mean(m == 0) < 0.8
+        masks.append(m[:, 0].copy())
+    assert not np.array_equal(masks[0], masks[1])                              # redrawn on the next call
+    assert not np.array_equal(masks[0][0], masks[0][1])                        # one mask row per sample
+    backend.set_random_seed(7)
+    a = layer(x, training=True)
+    backend.set_random_seed(7)
+    np.testing.assert_array_equal(layer(x, training=True), a)                  # reproducible with the seed
+
+
+def test_input_dropout_mask_redrawn_per_call(float64):
+    """Complements test_dropout_masks_fixed_over_time_and_training_only: a new input mask on each
+    training call (the same for every step of one call), also with go_backwards."""
+    B, T, D = 3, 5, 40
+    for go_backwards in (False, True):
+        layer = SimpleRNN(D, activation="linear", dropout=0.5, return_sequences=True, go_backwards=go_backwards)
+        layer(np.ones((1, 2, D)))
+        layer.set_weights([np.eye(D), np.zeros((D, D)), np.zeros(D)])
+        x = np.ones((B, T, D))
+        y1, y2 = layer(x, training=True), layer(x, training=True)
+        for y in (y1, y2):
+            assert set(np.unique(y)) == {0.0, 2.0}
+            assert np.all(y == y[:, :1])
+        assert not np.array_equal(y1[:, 0], y2[:, 0])
+        assert not np.array_equal(y1[0, 0], y1[1, 0])
+
+
 # ------------------------------------------------------------------------ dtypes and errors
 def test_float64_policy_and_input_casting():
     rnnlab.set_floatx("float64")

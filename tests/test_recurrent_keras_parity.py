@@ -99,6 +99,39 @@ def test_initial_state_parity(float64, name):
         assert rel_error(a, b) < TOL
 
 
+def _keras_states(klayer):
+    return [keras.ops.convert_to_numpy(v.value) for v in klayer.states]
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_stateful_two_batches_and_reset_parity(float64, name):
+    """stateful=True over two consecutive batches: batch 2 starts from batch 1's final states in both
+    libraries (outputs and kept states agree), and after reset_states() both start again from zeros."""
+    klayer, ours, x1 = _pair(name, seed=3, stateful=True, return_sequences=True)
+    klayer.reset_states()          # _pair's build calls ran one batch through both
+    ours.reset_states()
+    x2 = np.random.default_rng(11).standard_normal((B, T, D))
+    for x in (x1, x2):
+        ref = _np(klayer(x))
+        got = ours(x)
+        assert got.shape == ref.shape and rel_error(got, ref) < TOL
+        kst = _keras_states(klayer)
+        assert len(ours.states) == len(kst) == (2 if name == "LSTM" else 1)
+        for a, b in zip(ours.states, kst):
+            assert a.shape == b.shape == (B, U) and rel_error(a, b) < TOL
+    carried = got
+    klayer.reset_states()
+    ours.reset_states()
+    for a, b in zip(ours.states, _keras_states(klayer)):
+        assert np.all(a == 0) and np.all(b == 0)
+    ref = _np(klayer(x2))
+    got = ours(x2)
+    assert rel_error(got, ref) < TOL
+    for a, b in zip(ours.states, _keras_states(klayer)):
+        assert rel_error(a, b) < TOL
+    assert rel_error(got, carried) > 1e3 * TOL   # the carried state did make a difference
+
+
 @pytest.mark.parametrize("name", list(CLASSES))
 def test_weight_shapes_and_order_match_keras(name):
     ours_cls, kw = CLASSES[name]

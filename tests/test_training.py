@@ -220,6 +220,53 @@ def test_sample_weight_scales_the_loss_and_is_sliced_with_the_batches():
         m.fit(x, y, sample_weight=np.ones(19), verbose=0)
 
 
+def _rnn_regressor(T=5, D=3, lr=0.1):
+    m = rnnlab.Sequential([rnnlab.Input((T, D)), SimpleRNN(4), Dense(1)])
+    m.compile(rnnlab.optimizers.SGD(lr), "mse")
+    return m
+
+
+def _seq_data(n=16, T=5, D=3, seed=0):
+    gen = np.random.default_rng(seed)
+    x = gen.normal(size=(n, T, D))
+    return x, x.sum(axis=(1, 2))[:, None] + gen.normal(size=(n, 1))
+
+
+def test_fit_with_all_zero_sample_weights_leaves_the_weights_unchanged():
+    """Plain fit (no tbptt): zero weights on every sample give a zero gradient at every step."""
+    x, y = _seq_data()
+    m = _rnn_regressor()
+    before = m.get_weights()
+    m.fit(x, y, batch_size=5, epochs=1, sample_weight=np.zeros(len(x)), verbose=0)   # 4 steps, last one partial
+    for a, b in zip(m.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    m.fit(x, y, batch_size=5, epochs=1, verbose=0)                                  # sanity: unweighted fit moves
+    assert not all(np.array_equal(a, b) for a, b in zip(m.get_weights(), before))
+
+
+def test_fit_sample_weight_step_equals_training_on_the_weighted_samples_only(float64):
+    """One full-batch SGD step of fit (no tbptt, shuffled) with weights [w, 0] equals one step on the first
+    half alone with the same weights w at half the learning rate: the loss is sum_i w_i l_i / batch_size
+    (Keras' sum_over_batch_size: the divisor is the batch size, not the sum of the weights), and the
+    batch of the first half alone is half as large."""
+    n, lr = 8, 0.1
+    x, y = _seq_data(2 * n)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, n)   # unequal, so weights sliced with the wrong rows show
+    a = _rnn_regressor(lr=lr)
+    b = _rnn_regressor(lr=lr / 2)
+    b.set_weights(a.get_weights())
+    start = a.get_weights()
+    a.fit(x, y, batch_size=2 * n, epochs=1, shuffle=True, sample_weight=np.concatenate([w, np.zeros(n)]), verbose=0)
+    b.fit(x[:n], y[:n], batch_size=n, epochs=1, shuffle=False, sample_weight=w, verbose=0)
+    for wa, wb, w0 in zip(a.get_weights(), b.get_weights(), start):
+        assert np.max(np.abs(wa - w0)) > 1e-4                       # a real step was taken
+        np.testing.assert_allclose(wa, wb, rtol=1e-12, atol=1e-14)
+    c = _rnn_regressor(lr=lr)                                        # the same step without the weights differs
+    c.set_weights(start)
+    c.fit(x, y, batch_size=2 * n, epochs=1, shuffle=False, verbose=0)
+    assert not np.allclose(c.get_weights()[0], a.get_weights()[0], rtol=1e-6, atol=0)
+
+
 def test_validation_data_and_split_arguments():
     x, y = _data(20)
     m = _dense_model()

@@ -49,6 +49,11 @@ class GRU(RNN):
     weights ``kernel`` (D, 3U), ``recurrent_kernel`` (U, 3U), ``bias`` (2, 3U) when
     ``reset_after=True`` (default) else (3U,); gates z, r, h. ``return_state=True`` returns
     ``[output, h]``. ``reset_after=True`` matches PyTorch ``nn.GRU`` (see :mod:`rnnlab.interop`).
+
+    Dropout differs from Keras 3: rnnlab draws one input mask (B, D) and one recurrent mask (B, U)
+    per call, shared by all three gates. Keras draws one recurrent mask per gate, and with
+    ``recurrent_dropout > 0`` (which switches it to ``implementation=1``) one input mask per gate
+    too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
     """
 
     _n_gates = 3

@@ -42,6 +42,11 @@ class LSTM(RNN):
     Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
     weights ``kernel`` (D, 4U), ``recurrent_kernel`` (U, 4U), ``bias`` (4U,), gates i, f, c, o.
     ``return_state=True`` returns ``[output, h, c]``; ``initial_state=[h0, c0]``.
+
+    Dropout differs from Keras 3: rnnlab draws one input mask (B, D) and one recurrent mask (B, U)
+    per call, shared by all four gates. Keras draws one recurrent mask per gate, and with
+    ``recurrent_dropout > 0`` (which switches it to ``implementation=1``) one input mask per gate
+    too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
     """
 
     _n_gates = 4

@@ -28,6 +28,9 @@ class SimpleRNN(RNN):
     Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
     weights ``kernel`` (D, U), ``recurrent_kernel`` (U, U), ``bias`` (U,).
     ``return_state=True`` returns ``[output, h]``.
+
+    Dropout is as in Keras 3: one input mask (B, D) and one recurrent mask (B, U) per call, reused
+    at every step (SimpleRNN has a single gate, so the LSTM/GRU per-gate difference does not arise).
     """
 
     _n_gates = 1

@@ -20,7 +20,7 @@ shapes; a file whose recurrent cell is of another type, e.g. GRU weights for an 
 wrong layer type), then sets the weights. The arrays are exactly Keras' ``get_weights()``, which rnnlab's
 ``set_weights()`` takes as they are (GRU ``reset_after=True`` bias (2, 3U), ``False`` bias (3U,)).
 
-Needs ``h5py`` (``pip install h5py``; part of the ``test`` extra).
+Needs ``h5py`` (``pip install h5py``, or the extra: ``pip install "rnnlab[h5py]"``; also part of the ``test`` extra).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _h5py():
         import h5py
     except ImportError:
         raise ImportError("load_keras_weights needs h5py to read Keras .weights.h5/.keras files: pip install h5py "
-                          "(or the 'test' extra: pip install -e '.[test]')") from None
+                          "(or the 'h5py' extra: pip install \"rnnlab[h5py]\")") from None
     return h5py
 
 
