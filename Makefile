@@ -11,12 +11,13 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# the stamp files re-run the install whenever pyproject.toml changes
-$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+# the stamp files re-run the install whenever pyproject.toml, setup.py or the optional C kernel change
+NATIVE := setup.py rnnlab/_native/_kernels.c
+$(VENV)/.installed-demo: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(PIP) install -e ".[plot]"
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(PIP) install -e ".[test,plot]"
 	touch $@
 
@@ -33,4 +34,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info rnnlab/_native/*.so

@@ -58,6 +58,7 @@ from collections import Counter
 
 import numpy as np
 
+from .. import _native
 from .keyed_vectors import KeyedVectors
 
 __all__ = ["Word2Vec", "LineSentence", "batch_loss_and_grads"]
@@ -132,7 +133,7 @@ def _pair_mask(reduced_windows, sentence_ids, window):
 
 
 def batch_loss_and_grads(syn0, syn1neg, words, sentence_ids, reduced_windows, negatives, sg, window,
-                         scale=1.0, compute_loss=True, cbow_mean_update=False):
+                         scale=1.0, compute_loss=True, cbow_mean_update=False, factored_output=False):
     """Loss of one chunk and its gradients, by hand (the training step is ``param += -alpha * grad``).
 
     Args:
@@ -147,6 +148,9 @@ def batch_loss_and_grads(syn0, syn1neg, words, sentence_ids, reduced_windows, ne
         cbow_mean_update: CBOW only. False: the exact gradient ``dL/dX[ctx] = dL/dh / c``. True: every context
             row gets the full ``dL/dh`` (``c`` times the gradient), the update word2vec.c and gensim apply with
             a mean hidden layer (gensim divides by ``c`` only when ``cbow_mean=0``); training uses this.
+        factored_output: CBOW only. Return the output-vector gradient as ``(targets (N, K+1), d (N, K+1),
+            H (N, D))`` meaning rows ``d[n, k] * H[n]`` at ``targets[n, k]``, instead of materialising the
+            ``(N*(K+1), D)`` rows (training hands the factors to :func:`rnnlab._native.scatter_add_outer`).
 
     How (no per-pair loop): ``Xw = windows(syn0[words])`` is a strided (N, 2w+1, D) view (row ``n`` = the
     input vectors around centre ``n``) and ``T = syn1neg[[words, negatives]]`` (N, K+1, D) the targets of
@@ -163,6 +167,8 @@ def batch_loss_and_grads(syn0, syn1neg, words, sentence_ids, reduced_windows, ne
     words = np.asarray(words)
     N = len(words)
     w = int(window)
+    if factored_output and sg:
+        raise ValueError("batch_loss_and_grads: factored_output is for CBOW (sg=0) only")
     X = syn0[words]                                   # (N, D) input vector of every position
     dtype = X.dtype
     D = X.shape[1]
@@ -215,23 +221,16 @@ def batch_loss_and_grads(syn0, syn1neg, words, sentence_ids, reduced_windows, ne
         gH *= inv[:, None]                                               # d h / d X[ctx] = 1 / c
     Ap = _partner_major(A, w)[:, None, :]                                # (N, 1, 2w+1) partner-major mask
     gX = np.matmul(Ap, _windows(gH, w))[:, 0]
+    if factored_output:
+        return loss, words, gX, (targets, d, H)
     gY = d[:, :, None] * H[:, None, :]
     return loss, words, gX, targets.ravel(), gY.reshape(-1, D)
 
 
 def _scatter_add(W, idx, rows):
-    """``W[idx[i]] += rows[i]`` with repeated indices adding up.
-
-    One unbuffered ``np.add.at`` on the flat views (element index ``idx * D + j``, ``intp`` indices: int32
-    indices cost a conversion pass, measured ~1.4x slower): about 2x faster than sorting plus
-    ``np.add.reduceat`` and 2-4x faster than the 2-D ``np.add.at`` for 30k-60k rows of 100.
-    """
-    if len(idx) == 0:
-        return
-    V, D = W.shape
-    flat = np.multiply(idx.astype(np.intp, copy=False)[:, None], D)
-    flat = flat + np.arange(D, dtype=np.intp)
-    np.add.at(W.reshape(-1), flat.reshape(-1), rows.reshape(-1))
+    """``W[idx[i]] += rows[i]`` with repeated indices adding up (:func:`rnnlab._native.scatter_add`:
+    a compiled row loop when built, else one flat ``np.add.at``; identical results)."""
+    _native.scatter_add(W, idx, rows)
 
 
 def _alias_table(p):
@@ -426,11 +425,17 @@ class Word2Vec:
             return 0.0
         reduced = self.window - rng.integers(0, self.window, N)
         neg = self._draw_noise(rng, (N, self.negative))
-        loss, in_idx, in_rows, out_idx, out_rows = batch_loss_and_grads(
-            self.wv.vectors, self.syn1neg, ids, sid, reduced, neg, self.sg, self.window,
-            scale=-alpha, compute_loss=self.compute_loss, cbow_mean_update=True)
+        if self.sg:
+            loss, in_idx, in_rows, out_idx, out_rows = batch_loss_and_grads(
+                self.wv.vectors, self.syn1neg, ids, sid, reduced, neg, 1, self.window,
+                scale=-alpha, compute_loss=self.compute_loss)
+            _scatter_add(self.syn1neg, out_idx, out_rows)
+        else:
+            loss, in_idx, in_rows, (targets, d, H) = batch_loss_and_grads(
+                self.wv.vectors, self.syn1neg, ids, sid, reduced, neg, 0, self.window,
+                scale=-alpha, compute_loss=self.compute_loss, cbow_mean_update=True, factored_output=True)
+            _native.scatter_add_outer(self.syn1neg, targets, d, H)
         _scatter_add(self.wv.vectors, in_idx, in_rows)
-        _scatter_add(self.syn1neg, out_idx, out_rows)
         return loss
 
     def train(self, epochs=None):

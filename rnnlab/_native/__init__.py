@@ -1,0 +1,111 @@
+"""Row scatter-adds, with an optional compiled kernel and an exact NumPy fallback.
+
+``scatter_add(W, idx, rows)`` does ``W[idx[i]] += rows[i]`` with repeated indices adding up, and
+``scatter_add_outer(W, idx, coef, H)`` does ``W[idx[n, k]] += coef[n, k] * H[n]`` without building the
+``(N, K, D)`` products. word2vec spends most of its time here: NumPy's only tool for it, ``np.add.at``,
+walks the flat element indices one at a time (about 3-8 ns a value), where a C loop over whole rows runs
+at memory speed.
+
+``setup.py`` builds ``_kernels.c`` when the machine has a C compiler (``optional=True``: the install
+succeeds without one). Both paths visit the rows in the same order and round the same way (the C file
+is compiled with ``-ffp-contract=off``), so they give bit-identical arrays; the tests check that.
+Set ``RNNLAB_NO_NATIVE=1`` to force the NumPy path. :func:`available` says whether the kernel is in use.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+_LIB = None
+_WHY_NOT = None
+
+
+def _load():
+    global _LIB, _WHY_NOT
+    if os.environ.get("RNNLAB_NO_NATIVE", "") not in ("", "0"):
+        _WHY_NOT = "disabled by RNNLAB_NO_NATIVE"
+        return
+    try:
+        from . import _kernels  # the extension module; its shared library also holds the C functions
+    except ImportError as e:
+        _WHY_NOT = f"not built ({e}); reinstall with a C compiler present (pip install -e .)"
+        return
+    try:
+        lib = ctypes.CDLL(_kernels.__file__)
+    except OSError as e:  # pragma: no cover - the module imported, so its file loads
+        _WHY_NOT = f"cannot load {_kernels.__file__}: {e}"
+        return
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    for suffix in ("f32", "f64"):
+        getattr(lib, f"rnnlab_scatter_add_{suffix}").argtypes = [p, p, p, i64, i64]
+        getattr(lib, f"rnnlab_scatter_add_outer_{suffix}").argtypes = [p, p, p, p, i64, i64, i64]
+    _LIB = lib
+
+
+_load()
+
+
+def available() -> bool:
+    """True when the compiled kernel is loaded (else the NumPy fallback runs)."""
+    return _LIB is not None
+
+
+def why_unavailable() -> str | None:
+    """Why the NumPy fallback is used (``None`` when the kernel is loaded)."""
+    return _WHY_NOT
+
+
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+def _check(W, idx, n_rows, what):
+    if not (isinstance(W, np.ndarray) and W.ndim == 2 and W.flags.c_contiguous and W.flags.writeable):
+        raise ValueError(f"{what}: W must be a writeable C-contiguous 2-D array, got "
+                         f"{type(W).__name__} {getattr(W, 'shape', '')}")
+    if W.dtype not in _SUFFIX:
+        raise TypeError(f"{what}: W must be float32 or float64, got {W.dtype}")
+    idx = np.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
+    if idx.size != n_rows:
+        raise ValueError(f"{what}: {idx.size} indices for {n_rows} rows")
+    if idx.size and (idx.min() < 0 or idx.max() >= W.shape[0]):
+        raise ValueError(f"{what}: indices must be in [0, {W.shape[0]}), got [{idx.min()}, {idx.max()}]")
+    return idx
+
+
+def scatter_add(W, idx, rows):
+    """``W[idx[i]] += rows[i]`` for every i, in order (repeated indices add up); ``rows`` is (n, D)."""
+    rows = np.ascontiguousarray(rows, dtype=W.dtype)
+    D = W.shape[1] if W.ndim == 2 else -1
+    if rows.ndim != 2 or rows.shape[1] != D:
+        raise ValueError(f"scatter_add: rows must have shape (n, {D}), got {rows.shape}")
+    idx = _check(W, idx, rows.shape[0], "scatter_add")
+    if idx.size == 0:
+        return
+    if _LIB is not None:
+        getattr(_LIB, f"rnnlab_scatter_add_{_SUFFIX[W.dtype]}")(
+            W.ctypes.data, idx.ctypes.data, rows.ctypes.data, idx.size, D)
+        return
+    # one unbuffered np.add.at over the flat views (element index idx * D + j): about 2x faster than
+    # sorting + np.add.reduceat and 2-4x faster than the 2-D np.add.at for 30k-60k rows of 100
+    flat = np.multiply(idx[:, None], D) + np.arange(D, dtype=np.int64)
+    np.add.at(W.reshape(-1), flat.reshape(-1), rows.reshape(-1))
+
+
+def scatter_add_outer(W, idx, coef, H):
+    """``W[idx[n, k]] += coef[n, k] * H[n]`` for every (n, k) in row-major order; idx, coef (N, K), H (N, D)."""
+    coef = np.ascontiguousarray(coef, dtype=W.dtype)
+    H = np.ascontiguousarray(H, dtype=W.dtype)
+    D = W.shape[1] if W.ndim == 2 else -1
+    if coef.ndim != 2 or H.shape != (coef.shape[0], D):
+        raise ValueError(f"scatter_add_outer: coef must be (N, K) and H (N, {D}), got {coef.shape} and {H.shape}")
+    N, K = coef.shape
+    idx = _check(W, idx, N * K, "scatter_add_outer")
+    if idx.size == 0:
+        return
+    if _LIB is not None:
+        getattr(_LIB, f"rnnlab_scatter_add_outer_{_SUFFIX[W.dtype]}")(
+            W.ctypes.data, idx.ctypes.data, coef.ctypes.data, H.ctypes.data, N, K, D)
+        return
+    scatter_add(W, idx, (coef[:, :, None] * H[:, None, :]).reshape(N * K, D))
