@@ -81,6 +81,16 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_message(e: OSError) -> str:
+    """One line naming the path: ``runs/x: is a directory, expected a file`` (no traceback)."""
+    if e.filename is None:
+        return str(e)
+    what = {IsADirectoryError: "is a directory, expected a file", PermissionError: "permission denied",
+            NotADirectoryError: "a part of the path is not a directory",
+            FileExistsError: "already exists and is not a folder"}.get(type(e), e.strerror or str(e))
+    return f"{e.filename}: {what}"
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -97,6 +107,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"rnnlab: error: {msg}", file=sys.stderr)
+        return 1
+    except OSError as e:       # a directory or an unreadable path given as a file, a full disk ...
+        print(f"rnnlab: error: {_os_error_message(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rnnlab: interrupted", file=sys.stderr)

@@ -168,3 +168,23 @@ def test_nietzsche_vocabulary(shared_data):
 
     tr, va, tok = load_char_corpus(os.path.join(shared_data, "nietzsche.txt"), 0.1, lower=True)
     assert tok.vocab_size in (57, 58) and len(tr) + len(va) == 600893
+
+
+def test_non_utf8_and_directory_errors_point_to_the_flags(tmp_path, capsys):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"hello world. " * 20 + "caf\xe9 ".encode("latin-1") + b"hello world. " * 20)
+    o = str(tmp_path / "o")
+    assert main(["train", "charlm", "--text", str(latin), "--epochs", "1", "--out", o] + STREAM) == 1
+    err = capsys.readouterr().err
+    assert "latin.txt: cannot decode byte(s) b'\\xe9' at byte offset 263 (line 1, column 264) as utf-8" in err
+    assert "pass --encoding" in err and "pass encoding=" not in err
+    assert main(["train", "charlm", "--text", str(latin), "--epochs", "1", "--encoding", "latin-1", "--out", o]
+                + STREAM) == 0
+    capsys.readouterr()
+    assert main(["train", "charlm", "--text", str(tmp_path), "--epochs", "1", "--out", o] + STREAM) == 1
+    assert capsys.readouterr().err.strip() == f"rnnlab: error: {tmp_path}: is a directory, expected a file"
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"hello not a zip")
+    assert main(["generate", "--model", str(garbage)]) == 1
+    err = capsys.readouterr().err
+    assert f"{garbage} is not an rnnlab model file" in err and "pickle" not in err

@@ -251,3 +251,84 @@ def test_imdb_csv_reads_with_official_split(shared_data):
     texts, labels, lines, cols = read_labelled_file(os.path.join(shared_data, "imdb_reviews.csv.gz"))
     assert len(texts) == 50000 and cols == ("review", "sentiment")
     assert labels[:25000].count("positive") == 12500
+
+
+def test_directory_as_data_or_model_is_a_one_line_error(tmp_path, capsys):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert main(["train", "classify", "--data", str(folder), "--out", str(tmp_path / "o")] + SMALL) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"rnnlab: error: {folder}: is a directory, expected a file"
+    assert main(["predict", "--model", str(folder), "hi"]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder} is a directory, not an rnnlab model file" in err and "Errno" not in err
+    data = write_data(tmp_path / "d.csv", n=20)
+    assert main(["evaluate", "--model", str(folder), "--data", data]) == 1
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_garbage_model_file_is_not_an_rnnlab_model(tmp_path, capsys):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"hello not a zip")
+    data = write_data(tmp_path / "d.csv", n=20)
+    for argv in (["predict", "--model", str(garbage), "hi"], ["evaluate", "--model", str(garbage), "--data", data]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"{garbage} is not an rnnlab model file" in err
+        assert "pickle" not in err and "allow_pickle" not in err
+    (tmp_path / "empty.npz").write_bytes(b"")
+    assert main(["predict", "--model", str(tmp_path / "empty.npz"), "hi"]) == 1
+    assert "is not an rnnlab model file (an empty file)" in capsys.readouterr().err
+
+
+def test_unterminated_quote_names_the_line_where_it_starts(tmp_path, capsys):
+    p = tmp_path / "quote.csv"
+    p.write_text('review,sentiment\nnice film,positive\n"bad film,negative\ngood,positive\n', encoding="utf-8")
+    assert main(["train", "classify", "--data", str(p), "--out", str(tmp_path / "o")] + SMALL) == 1
+    err = capsys.readouterr().err
+    assert "quote.csv, line 3: a quoted field starting on this line is never closed" in err
+    assert "runs on to line 4" in err
+
+
+def test_unknown_encoding_is_a_clear_error(tmp_path, capsys):
+    data = write_data(tmp_path / "d.csv", n=20)
+    assert main(["train", "classify", "--data", data, "--encoding", "nope-42", "--out", str(tmp_path / "o")]
+                + SMALL) == 1
+    assert "unknown encoding 'nope-42'" in capsys.readouterr().err
+
+
+def test_resume_after_a_mid_epoch_budget_stop_equals_uninterrupted(tmp_path, capsys, monkeypatch):
+    """A budget that runs out inside epoch 2 (the clock is patched: deterministic), then --resume: the run ends
+    with exactly the weights and optimizer state of an uninterrupted run."""
+    from rnnlab.tasks import runstate
+
+    data = write_data(tmp_path / "d.csv", n=120)
+    base = ["train", "classify", "--data", data, "--dropout", "0.3", "--rnn-dropout", "0.2", "--seed", "3"] + SMALL
+    base[base.index("--epochs") + 1] = "3"
+    assert main(base + ["--out", str(tmp_path / "full")]) == 0
+    # 120 rows -> 86 training texts -> 6 batches of 16 per epoch; expired() is also asked once before each
+    # epoch, so the 7 + 4 = 11th call is inside epoch 2, after 3 of its batches
+    calls = {"n": 0}
+
+    def expired(self):
+        calls["n"] += 1
+        return calls["n"] > 11
+
+    monkeypatch.setattr(runstate.BudgetTimer, "expired", expired)
+    part = base + ["--out", str(tmp_path / "part"), "--max-minutes", "100"]
+    assert main(part) == 0
+    m = _last_json(capsys)
+    assert m["stop_reason"] == "time budget (100 wall minutes) reached during epoch 2"
+    hist = json.loads((tmp_path / "part" / "history.json").read_text())
+    assert [(h["epoch"], bool(h.get("partial"))) for h in hist] == [(1, False), (2, True)]
+    monkeypatch.undo()
+    assert main(part + ["--resume"]) == 0
+    capsys.readouterr()
+    for name in ("checkpoint.npz", "model.npz"):
+        a, b = _weights(tmp_path / "full" / name), _weights(tmp_path / "part" / name)
+        assert set(a) == set(b) and any(k.startswith("w:") for k in a), name
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}: {k}")
+    hb = json.loads((tmp_path / "part" / "history.json").read_text())
+    ha = json.loads((tmp_path / "full" / "history.json").read_text())
+    assert [h["loss"] for h in hb if not h.get("partial")] == [h["loss"] for h in ha]

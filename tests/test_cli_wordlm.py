@@ -169,3 +169,21 @@ def test_resume_keeps_a_better_partial_epoch_model(tmp_path):
     run = loop.fit(2)
     assert run["best"] == 4.0 and run["best_epoch"] == 2
     assert read_task_file(tmp_path / "model.npz")[0]["run"]["best"] == 4.0      # not overwritten by 4.5
+
+
+def test_non_utf8_and_directory_errors_point_to_the_flags(tmp_path, capsys):
+    tr, va, _ = _corpus(tmp_path)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("the caf\xe9 sat\n".encode("latin-1") + b"the cat sat\n" * 50)
+    o = str(tmp_path / "o")
+    for argv in (["train", "wordlm", "--train", str(latin), "--valid", va, "--out", o] + SMALL,
+                 ["ngram", "--train", str(latin), "--valid", va]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "latin.txt: cannot decode byte(s) b'\\xe9' at byte offset 7 (line 1, column 8) as utf-8" in err
+        assert "pass --encoding" in err and "pass encoding=" not in err
+    assert main(["train", "wordlm", "--train", str(latin), "--valid", va, "--out", o, "--encoding", "latin-1",
+                 "--epochs", "1"] + SMALL) == 0
+    capsys.readouterr()
+    assert main(["train", "wordlm", "--train", str(tmp_path), "--valid", va, "--out", o] + SMALL) == 1
+    assert capsys.readouterr().err.strip() == f"rnnlab: error: {tmp_path}: is a directory, expected a file"

@@ -136,3 +136,20 @@ def test_suffix_task_types_are_in_the_spelling():
     assert not ents(tr) & ents(ho)
     with pytest.raises(ValueError, match="n_sentences"):
         generate_suffix_tagging(0)
+
+
+def test_read_conll_undecodable_bytes_name_file_line_and_byte(tmp_path):
+    from rnnlab.datasets.conll import read_conll
+
+    p = tmp_path / "latin.conll"
+    p.write_bytes("the O\n\nmr O\ncaf\xe9 B-PER\n".encode("latin-1"))
+    with pytest.raises(ValueError) as e:
+        read_conll(str(p))
+    msg = str(e.value)
+    assert "latin.conll: cannot decode byte(s) b'\\xe9' at byte offset 15 (line 4, column 4) as utf-8" in msg
+    assert "--encoding" in msg
+    sents = read_conll(str(p), encoding="latin-1")
+    assert [s.line for s in sents] == [1, 3] and sents[1].tokens == ["mr", "caf\xe9"]
+    bom = tmp_path / "bom.conll"
+    bom.write_bytes(b"\xef\xbb\xbfthe O\r\ncat O\r\n")
+    assert read_conll(str(bom))[0].tokens == ["the", "cat"]

@@ -110,3 +110,64 @@ def test_max_minutes_stops_training(tmp_path, capsys):
                    "--out", str(tmp_path / "o"), "--verbose", "0", "--no-plot"])
     assert rc == 0
     assert _last_json(capsys.readouterr().out)["epochs_run"] == 1
+
+
+def test_directory_and_non_utf8_csv_are_one_line_errors(tmp_path, capsys):
+    args = ["--column", "value", "--window", "3", "--epochs", "1", "--units", "2", "--out", str(tmp_path / "o"),
+            "--verbose", "0", "--no-plot"]
+    assert cli.main(["train", "forecast", "--csv", str(tmp_path)] + args) == 1
+    assert capsys.readouterr().err.strip() == f"rnnlab: error: {tmp_path}: is a directory, expected a file"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(("month,value\n" + "".join(f"m{i},{i % 5}\n" for i in range(3)) + "ao\xfbt,4\n"
+                       + "".join(f"m{i},{i % 5}\n" for i in range(30))).encode("latin-1"))
+    assert cli.main(["train", "forecast", "--csv", str(latin)] + args) == 1
+    err = capsys.readouterr().err
+    assert "latin.csv: cannot decode byte(s) b'\\xfb' at byte offset 29 (line 5, column 3) as utf-8" in err
+    assert "--encoding" in err and "codec can't decode" not in err
+    assert cli.main(["train", "forecast", "--csv", str(latin), "--encoding", "latin-1"] + args) == 0
+
+
+@pytest.mark.parametrize("model", ["rnn", "esn"])
+def test_forecast_model_given_to_other_commands_names_its_task(tmp_path, capsys, model):
+    out = tmp_path / "run"
+    assert cli.main(["train", "forecast", "--generate", "sines", "--length", "120", "--window", "6", "--epochs", "1",
+                     "--units", "2", "--esn-units", "10", "--washout", "5", "--model", model, "--out", str(out),
+                     "--verbose", "0", "--no-plot"]) == 0
+    capsys.readouterr()
+    path = out / "model.npz"
+    # still loadable as what it is
+    m = rnnlab.load_model(path) if model == "rnn" else EchoStateNetwork.load(path)
+    assert m is not None
+    for argv, needs in ((["predict", "--model", str(path), "hi"], "classify"),
+                        (["generate", "--model", str(path)], "charlm"), (["tag", "--model", str(path), "hi"], "tag")):
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"{path} is a 'forecast' model (from 'rnnlab train forecast'); this command needs a '{needs}'" in err
+    # a file written before forecast models had a '__task__' entry is recognised too
+    legacy = tmp_path / "legacy" / "model.npz"
+    legacy.parent.mkdir()
+    if model == "rnn":
+        (legacy.parent / "forecast.json").write_text((out / "forecast.json").read_text())
+    with np.load(path, allow_pickle=False) as d:
+        np.savez(legacy, **{k: d[k] for k in d.files if k != "__task__"})
+    assert cli.main(["predict", "--model", str(legacy), "hi"]) == 1
+    assert "is a 'forecast' model" in capsys.readouterr().err
+
+
+def test_garbage_esn_file_is_not_an_rnnlab_model(tmp_path):
+    p = tmp_path / "g.npz"
+    p.write_bytes(b"hello not a zip")
+    with pytest.raises(ValueError, match="is not an rnnlab model file") as e:
+        EchoStateNetwork.load(p)
+    assert "pickle" not in str(e.value)
+
+
+def test_rnn_forecast_writes_history_for_plot(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "forecast", "--generate", "sines", "--length", "120", "--window", "6", "--epochs", "3",
+                     "--patience", "10", "--units", "2", "--out", str(out), "--verbose", "0", "--no-plot"]) == 0
+    capsys.readouterr()
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2, 3] and {"loss", "val_loss"} <= set(hist[0])
+    pytest.importorskip("matplotlib")
+    assert cli.main(["plot", str(out)]) == 0

@@ -235,3 +235,104 @@ def test_char_features_tag_unseen_words():
         f1[chars] = m.evaluate(held)["f1"]
     # words only: every held-out entity word is <unk>, its type cannot be known; characters show the suffix
     assert f1[True] > 0.8 and f1[True] > f1[False] + 0.4
+
+
+def _tiny_tag_run(tmp_path, capsys, out="run", extra=()):
+    f = _files(tmp_path, n=20)
+    rc = cli.main(["train", "tag", "--train", f["train"], "--valid", f["valid"], "--epochs", "1", "--units", "4",
+                   "--embedding-dim", "4", "--out", str(tmp_path / out), "--verbose", "0", *extra])
+    assert rc == 0
+    capsys.readouterr()
+    return f, tmp_path / out / "model.npz"
+
+
+def test_cli_directory_and_non_utf8_conll_are_one_line_errors(tmp_path, capsys):
+    f = _files(tmp_path, n=20)
+    rc = cli.main(["train", "tag", "--train", f["train"], "--valid", str(tmp_path), "--out", str(tmp_path / "o"),
+                   "--verbose", "0"])
+    assert rc == 1
+    assert capsys.readouterr().err.strip() == f"rnnlab: error: {tmp_path}: is a directory, expected a file"
+    latin = tmp_path / "latin.conll"
+    latin.write_bytes("the O\ncaf\xe9 B-LOC\n\nmr O\nalba B-PER\n".encode("latin-1"))
+    rc = cli.main(["train", "tag", "--train", str(latin), "--valid", str(latin), "--epochs", "1", "--units", "4",
+                   "--embedding-dim", "4", "--out", str(tmp_path / "o"), "--verbose", "0"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "latin.conll: cannot decode byte(s) b'\\xe9' at byte offset 9 (line 2, column 4) as utf-8" in err
+    assert "--encoding" in err and "codec can't decode" not in err
+    rc = cli.main(["train", "tag", "--train", str(latin), "--valid", str(latin), "--epochs", "1", "--units", "4",
+                   "--embedding-dim", "4", "--out", str(tmp_path / "o"), "--verbose", "0", "--encoding", "latin-1"])
+    assert rc == 0
+    assert read_conll(str(latin), encoding="latin-1")[0].tokens == ["the", "caf\xe9"]
+
+
+def test_cli_tag_refuses_garbage_and_other_tasks_models(tmp_path, capsys):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"hello not a zip")
+    assert cli.main(["tag", "--model", str(garbage), "hi"]) == 1
+    err = capsys.readouterr().err
+    assert f"{garbage} is not an rnnlab model file" in err and "pickle" not in err
+    assert cli.main(["tag", "--model", str(tmp_path), "hi"]) == 1
+    assert "is a directory, not an rnnlab model file" in capsys.readouterr().err
+    text = tmp_path / "t.txt"
+    text.write_text("abcab " * 100, encoding="utf-8")
+    assert cli.main(["train", "charlm", "--text", str(text), "--epochs", "1", "--units", "4", "--batch-size", "4",
+                     "--bptt", "10", "--verbose", "0", "--out", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    assert cli.main(["tag", "--model", str(tmp_path / "c" / "model.npz"), "hi"]) == 1
+    assert "is a 'charlm' model (from 'rnnlab train charlm'); this command needs a 'tag' model" in \
+        capsys.readouterr().err
+
+
+def test_cli_tag_model_given_to_other_commands_names_its_task(tmp_path, capsys):
+    _, model = _tiny_tag_run(tmp_path, capsys)
+    for argv, needs in ((["predict", "--model", str(model), "hi"], "classify"),
+                        (["generate", "--model", str(model)], "charlm"),
+                        (["evaluate", "--model", str(model), "--data", str(model)], "classify")):
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"{model} is a 'tag' model (from 'rnnlab train tag'); this command needs a '{needs}' model" in err
+    # a tagger file written before tag models had a '__task__' entry: still tags, still named
+    legacy = tmp_path / "legacy.npz"
+    with np.load(model, allow_pickle=False) as d:
+        np.savez(legacy, **{k: d[k] for k in d.files if k != "__task__"})
+    assert cli.main(["tag", "--model", str(legacy), "mr alba"]) == 0
+    assert capsys.readouterr().out.startswith("mr\t")
+    assert cli.main(["predict", "--model", str(legacy), "hi"]) == 1
+    assert "is a 'tag' model" in capsys.readouterr().err
+
+
+def _tag_arrays(path):
+    with np.load(path, allow_pickle=False) as d:
+        return {k: d[k] for k in d.files if k != "__task__"}
+
+
+def test_cli_tag_resume_equals_uninterrupted_and_plot(tmp_path, capsys):
+    f = _files(tmp_path, n=30)
+    base = ["train", "tag", "--train", f["train"], "--valid", f["valid"], "--epochs", "3", "--units", "4",
+            "--embedding-dim", "4", "--dropout", "0.3", "--batch-size", "8", "--seed", "5", "--verbose", "0"]
+    assert cli.main(base + ["--out", str(tmp_path / "full")]) == 0
+    part = base + ["--out", str(tmp_path / "part")]
+    part[part.index("--epochs") + 1] = "1"
+    assert cli.main(part) == 0
+    assert cli.main(base + ["--out", str(tmp_path / "part"), "--resume"]) == 0
+    capsys.readouterr()
+    for name in ("checkpoint.npz", "model.npz"):
+        a, b = _tag_arrays(tmp_path / "full" / name), _tag_arrays(tmp_path / "part" / name)
+        assert set(a) == set(b), name
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}: {k}")
+    assert any(k.startswith("opt:") for k in _tag_arrays(tmp_path / "full" / "checkpoint.npz"))
+    ha = json.loads((tmp_path / "full" / "history.json").read_text())
+    hb = json.loads((tmp_path / "part" / "history.json").read_text())
+    assert [h["epoch"] for h in ha] == [1, 2, 3] and {"loss", "accuracy", "val_loss", "val_f1"} <= set(ha[0])
+    assert [h["loss"] for h in ha] == [h["loss"] for h in hb]
+    # the checkpoint and the model are tagger files that 'rnnlab tag' reads
+    assert cli.main(["tag", "--model", str(tmp_path / "part" / "model.npz"), "mr alba said"]) == 0
+    assert capsys.readouterr().out.startswith("mr\t")
+    # other settings are refused
+    assert cli.main(base + ["--out", str(tmp_path / "part"), "--resume", "--units", "5"]) == 1
+    assert "other settings" in capsys.readouterr().err
+    pytest.importorskip("matplotlib")
+    assert cli.main(["plot", str(tmp_path / "full")]) == 0
+    assert any(p.suffix == ".png" for p in (tmp_path / "full").iterdir())

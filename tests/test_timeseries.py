@@ -146,3 +146,19 @@ def test_errors_and_baselines():
     np.testing.assert_array_equal(fm.seasonal_naive_forecast(x, [6], 4, 3), [[30, 40, 50, 30]])
     with pytest.raises(ValueError, match="needs 3 values"):
         fm.seasonal_naive_forecast(x, [2], 1, 3)
+
+
+def test_load_csv_column_encoding_and_quoted_rows(tmp_path):
+    from rnnlab.datasets.timeseries import load_csv_column
+
+    p = tmp_path / "latin.csv"
+    p.write_bytes("d,value\nm0,1\nao\xfbt,2\nm2,3\n".encode("latin-1"))
+    with pytest.raises(ValueError) as e:
+        load_csv_column(str(p), "value")
+    assert "latin.csv: cannot decode byte(s) b'\\xfb' at byte offset 15 (line 3, column 3) as utf-8" in str(e.value)
+    x, dates = load_csv_column(str(p), "value", date_column="d", encoding="latin-1")
+    assert x.tolist() == [1.0, 2.0, 3.0] and dates[1] == "ao\xfbt"
+    q = tmp_path / "q.csv"
+    q.write_text('d,value\n"two\nlines",1\nm2,x\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"row 4: column 'value' is not numeric"):
+        load_csv_column(str(q), "value")

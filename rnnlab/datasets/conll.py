@@ -28,6 +28,7 @@ left-to-right tagger cannot know the type of a right-triggered entity while it r
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 
@@ -50,8 +51,10 @@ def _resolve(col, ncols, name, path, lineno):
     return i
 
 
-def read_conll(path, token_column=None, tag_column=None, format="conll"):
-    """Read a CoNLL or CoNLL-U file into a list of :class:`Sentence` (see the module docstring)."""
+def read_conll(path, token_column=None, tag_column=None, format="conll", encoding="utf-8"):
+    """Read a CoNLL or CoNLL-U file into a list of :class:`Sentence` (see the module docstring).
+
+    Bytes that are not ``encoding`` are a ``ValueError`` naming the file, line and byte offset."""
     if format not in ("conll", "conllu"):
         raise ValueError(f"format must be 'conll' or 'conllu', got {format!r}")
     if not os.path.exists(path):
@@ -70,7 +73,14 @@ def read_conll(path, token_column=None, tag_column=None, format="conll"):
             sentences.append(Sentence(tokens, tags, first))
         tokens, tags, first, last_id = [], [], None, 0
 
-    with open(path, encoding="utf-8") as f:
+    from .text_corpus import decode_bytes
+
+    with open(path, "rb") as fb:
+        data = fb.read()
+    text = decode_bytes(data, path, encoding)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    with io.StringIO(text, newline=None) as f:
         for lineno, raw in enumerate(f, start=1):
             line = raw.rstrip("\r\n")
             if not line.strip():

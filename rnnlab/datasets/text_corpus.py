@@ -2,7 +2,7 @@
 
 Character models
     :func:`read_text` reads a whole file (clear error naming the file, byte offset, line and column of
-    undecodable bytes; pick another codec with ``encoding=``); :func:`split_text` holds out the **last**
+    undecodable bytes; pick another codec with ``encoding=`` / ``--encoding``); :func:`split_text` holds out the **last**
     ``valid_fraction`` of the characters; :func:`load_char_corpus` does both and encodes with a
     :class:`rnnlab.text.CharTokenizer` fitted on the training part.
 
@@ -56,8 +56,8 @@ def decode_bytes(data, path, encoding="utf-8"):
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         bad = data[e.start:e.end]
         raise ValueError(f"{path}: cannot decode byte(s) {bad!r} at byte offset {e.start} (line {line}, "
-                         f"column {col}) as {encoding}: {e.reason}; pass encoding=... "
-                         "(e.g. 'latin-1') if the file uses another encoding") from None
+                         f"column {col}) as {encoding}: {e.reason}; pass --encoding (in Python: encoding=...), e.g. "
+                         "latin-1, if the file uses another encoding") from None
     except LookupError:
         raise ValueError(f"{path}: unknown encoding {encoding!r}") from None
 

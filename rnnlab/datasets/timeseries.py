@@ -27,7 +27,7 @@ _GAP = {"", "na", "nan", "null", "none", "n/a", "?"}
 
 
 # ------------------------------------------------------------------------------------------------ CSV
-def load_csv_column(path, column, date_column=None, missing="error", delimiter=None):
+def load_csv_column(path, column, date_column=None, missing="error", delimiter=None, encoding="utf-8"):
     """Read one numeric column of a CSV file.
 
     Parameters
@@ -45,6 +45,9 @@ def load_csv_column(path, column, date_column=None, missing="error", delimiter=N
         still raise; ``"drop"`` removes the rows.
     delimiter : str, optional
         Field separator; sniffed from the header (``,``, ``;``, tab) when not given.
+    encoding : str
+        Text encoding (default UTF-8; a leading byte-order mark is ignored). Undecodable bytes are a
+        ``ValueError`` naming the file, line and byte offset.
 
     Returns
     -------
@@ -57,15 +60,27 @@ def load_csv_column(path, column, date_column=None, missing="error", delimiter=N
         raise ValueError(f"missing must be 'error', 'interpolate' or 'drop', got {missing!r}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"CSV file not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        text = f.read()
+    from .text_corpus import decode_bytes
+
+    with open(path, "rb") as f:
+        text = decode_bytes(f.read(), path, encoding)
+    if text.startswith("\ufeff"):
+        text = text[1:]
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise ValueError(f"{path}: the file is empty (expected a header row)")
     if delimiter is None:
         head = lines[0]
         delimiter = max([",", ";", "\t"], key=head.count) if any(c in head for c in ",;\t") else ","
-    rows = list(csv.reader(lines, delimiter=delimiter))
+    reader = csv.reader(lines, delimiter=delimiter)
+    rows, starts, end = [], [], 0   # starts[i]: file line where rows[i] begins (a quoted field may span lines)
+    try:
+        for row in reader:
+            rows.append(row)
+            starts.append(end + 1)
+            end = reader.line_num
+    except csv.Error as e:
+        raise ValueError(f"{path}, row {end + 1}: malformed CSV row: {e}") from None
     header = [h.strip() for h in rows[0]]
 
     def col_index(c, what):
@@ -82,7 +97,7 @@ def load_csv_column(path, column, date_column=None, missing="error", delimiter=N
     ci = col_index(column, "column")
     di = None if date_column is None else col_index(date_column, "date column")
     values, dates, gaps = [], [], []
-    for lineno, row in enumerate(rows[1:], start=2):
+    for lineno, row in zip(starts[1:], rows[1:]):
         if not row or all(not cell.strip() for cell in row):
             continue  # blank line
         if len(row) != len(header):

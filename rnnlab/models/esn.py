@@ -346,6 +346,9 @@ class EchoStateNetwork:
     @classmethod
     def load(cls, path):
         """Read a file written by :meth:`save` (``allow_pickle=False``)."""
+        from .saving import check_npz_file
+
+        path = check_npz_file(path)   # a folder / garbage file: a clear error, never NumPy's pickle message
         with np.load(path, allow_pickle=False) as f:
             if "__config__" not in f.files:
                 raise ValueError(f"{path} is not an rnnlab echo state network file (no __config__ entry)")

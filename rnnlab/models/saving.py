@@ -72,12 +72,31 @@ def save_weights(model, path) -> None:
     _write_npz(path, arrays)
 
 
-def _open(path):
-    """Read and validate a file: ``(json_document, {name: array})``; ``ValueError`` for anything that is
-    not an rnnlab file (nothing is unpickled: ``allow_pickle=False``)."""
+def check_npz_file(path) -> str:
+    """``path`` as a string if it names an existing ``.npz`` (zip) archive; otherwise ``FileNotFoundError``
+    (no such path) or ``ValueError`` naming the file (a folder, an empty file, anything but a zip archive:
+    NumPy would try to unpickle it, which rnnlab never does)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such model file: {path}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not an rnnlab model file (give the model.npz inside it)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the model file ({e.strerror or e})") from None
+    if head[:2] != b"PK":
+        what = "an empty file" if not head else ("a bare .npy array" if head[:1] == b"\x93" else
+                                                  "not an .npz archive")
+        raise ValueError(f"{path} is not an rnnlab model file ({what})")
+    return path
+
+
+def _open(path):
+    """Read and validate a file: ``(json_document, {name: array})``; ``ValueError`` for anything that is
+    not an rnnlab file (nothing is unpickled: ``allow_pickle=False``)."""
+    path = check_npz_file(path)
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:

@@ -315,8 +315,11 @@ class Tagger:
 
     @classmethod
     def load(cls, path):
+        from ..models.saving import check_npz_file
+
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such tagger file: {path}")
+        path = check_npz_file(path)   # a folder / garbage file: a clear error, never NumPy's pickle message
         with np.load(path, allow_pickle=False) as f:
             if "__tagger__" not in f.files:
                 raise ValueError(f"{path} is not an rnnlab tagger file (no __tagger__ entry)")

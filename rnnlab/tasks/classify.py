@@ -81,13 +81,9 @@ def read_labelled_file(path, text_column=None, label_column=None, delimiter=None
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as e:
             raise ValueError(f"{path}: not a readable gzip file ({e})") from None
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}: cannot decode byte(s) {raw[e.start:e.end]!r} at byte offset {e.start} (line {line}) "
-                         f"as {encoding}: {e.reason}; pass --encoding (e.g. latin-1) if the file uses another "
-                         "encoding") from None
+    from ..datasets.text_corpus import decode_bytes
+
+    text = decode_bytes(raw, path, encoding)
     if text.startswith("\ufeff"):
         text = text[1:]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
@@ -118,14 +114,20 @@ def read_labelled_file(path, text_column=None, label_column=None, delimiter=None
         raise ValueError(f"{path}: the text and label columns are both {tcol!r}")
     ti, li = header.index(tcol), header.index(lcol)
     texts, labels, lines = [], [], []
+    end = reader.line_num  # the last line read so far; a row starts on the line after it
     try:
         for row in reader:
-            line = reader.line_num
+            line, end = end + 1, reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(header):
+                last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
+                if end > line and end >= last_line and text.count('"') % 2:
+                    raise ValueError(f"{path}, line {line}: a quoted field starting on this line is never closed "
+                                     f"(the row runs on to line {end}, the end of the file); check the quotes")
+                span = f" (the row runs on to line {end}: a quoted field spans lines)" if end > line else ""
                 raise ValueError(f"{path}, line {line}: {len(row)} fields, the header has {len(header)} "
-                                 f"({sep}-separated); is a field quoted wrongly?")
+                                 f"({sep}-separated){span}; is a field quoted wrongly?")
             t, lab = row[ti], row[li].strip()
             if not t.strip():
                 raise ValueError(f"{path}, line {line}: empty text in column {tcol!r}")
@@ -135,7 +137,7 @@ def read_labelled_file(path, text_column=None, label_column=None, delimiter=None
             labels.append(lab)
             lines.append(line)
     except csv.Error as e:
-        raise ValueError(f"{path}, line {reader.line_num}: malformed row: {e}") from None
+        raise ValueError(f"{path}, line {end + 1}: malformed row: {e}") from None
     if not texts:
         raise ValueError(f"{path}: no data rows after the header")
     return texts, labels, lines, (tcol, lcol)

@@ -19,7 +19,9 @@ What it does, in order:
 5. Report RMSE / MAE / NRMSE (original units; NRMSE = RMSE / std of the truth) on the validation and test
    windows, next to the naive (last value) and seasonal-naive (value one period earlier, ``--period``; estimated
    from the training part's autocorrelation when not given) baselines on the same windows.
-6. Save the model (``OUT/model.npz``) and scaler (in ``OUT/forecast.json``), draw ``OUT/forecast.png`` (forecast vs
+6. Save the model (``OUT/model.npz``, with a ``__task__`` entry naming the task), the scaler (in
+   ``OUT/forecast.json``) and, for ``--model rnn``, the per-epoch losses (``OUT/history.json``, for
+   ``rnnlab plot OUT``), draw ``OUT/forecast.png`` (forecast vs
    truth on the test part; needs matplotlib, skipped with a note when absent or with ``--no-plot``), and print
    one JSON metrics line (also ``OUT/metrics.json``).
 """
@@ -38,6 +40,7 @@ def add_train_arguments(parser):
     src.add_argument("--generate", choices=["mackey-glass", "sines"], help="use a generated series instead")
     d.add_argument("--column", default=None, help="value column (header name or 0-based index); required with --csv")
     d.add_argument("--date-column", default=None, help="date/label column (used for the plot's axis labels)")
+    d.add_argument("--encoding", default="utf-8", help="text encoding of --csv (default utf-8)")
     d.add_argument("--missing", choices=["error", "interpolate", "drop"], default="error",
                    help="gaps (empty/NA cells): error (default), linear interpolation, or drop the rows")
     d.add_argument("--length", type=int, default=2000, help="with --generate: number of values")
@@ -94,7 +97,8 @@ def _load_series(args):
     if args.csv:
         if args.column is None:
             raise ValueError("--column is required with --csv (a header name or a 0-based index)")
-        values, dates = load_csv_column(args.csv, args.column, date_column=args.date_column, missing=args.missing)
+        values, dates = load_csv_column(args.csv, args.column, date_column=args.date_column, missing=args.missing,
+                                       encoding=args.encoding)
         return values, dates, os.path.splitext(os.path.basename(args.csv))[0]
     if args.length < 10:
         raise ValueError(f"--length must be >= 10, got {args.length}")
@@ -203,6 +207,10 @@ def train(args):
         model_path = os.path.join(out, "model.npz")
         model.save(model_path)
         epochs_run = len(model.history.history.get("loss", [])) if model.history else 0
+        if model.history:   # per-epoch records for 'rnnlab plot OUT' (as the other train commands write)
+            h = model.history.history
+            atomic_write_json(os.path.join(out, "history.json"), [
+                {"epoch": i + 1, **{k: float(v[i]) for k, v in h.items() if i < len(v)}} for i in range(epochs_run)])
     else:
         esn = EchoStateNetwork(args.esn_units, spectral_radius=args.spectral_radius, leak_rate=args.leak_rate,
                                input_scaling=args.input_scaling, density=args.density, ridge=args.ridge,
@@ -215,9 +223,12 @@ def train(args):
         model_path = esn.save(os.path.join(out, "model.npz"))
         epochs_run = 1
     train_secs, train_cpu = timer.elapsed, _time.process_time() - cpu0
-    atomic_write_json(os.path.join(out, "forecast.json"), {
-        "model": args.model, "window": args.window, "horizon": args.horizon, "scaler": scaler.get_config(),
-        "period": period, "bounds": [a, b], "source": name})
+    info = {"model": args.model, "window": args.window, "horizon": args.horizon, "scaler": scaler.get_config(),
+            "period": period, "bounds": [a, b], "source": name}
+    atomic_write_json(os.path.join(out, "forecast.json"), info)
+    from .runstate import add_task_entry
+
+    add_task_entry(model_path, {"task": "forecast", **info})   # other commands name the task of this file
     metrics = {"model": args.model, "window": args.window, "horizon": args.horizon, "period": period,
                "train_windows": len(Xtr), "valid_windows": len(Xva), "test_windows": len(Xte)}
     for part, X, Y, t in (("valid", Xva, Yva, tva), ("test", Xte, Yte, tte)):

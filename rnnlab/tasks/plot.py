@@ -1,6 +1,6 @@
 """``rnnlab plot DIR``: a run's training curves as PNG.
 
-Reads ``DIR/history.json`` (written after every epoch by ``rnnlab train classify|charlm|wordlm``: a list of
+Reads ``DIR/history.json`` (written by ``rnnlab train classify|charlm|wordlm|tag|forecast``: a list of
 per-epoch records such as ``{"epoch": 1, "loss": ..., "accuracy": ..., "val_loss": ..., "val_accuracy": ...}``)
 and draws one panel per metric -- loss, accuracy, perplexity, bits per character, whichever the run has --
 with the training curve and the validation curve (``val_`` prefix) against the epoch. A partial last epoch

@@ -55,9 +55,9 @@ def write_npz(path, arrays: dict) -> None:
 
 def read_npz(path) -> dict:
     """All arrays of an ``.npz`` (no pickle); ``ValueError`` naming the file for anything unreadable."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No such model file: {path}")
+    from ..models.saving import check_npz_file
+
+    path = check_npz_file(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
@@ -70,11 +70,14 @@ def read_task_file(path, task=None):
     arrays = read_npz(path)
     raw = arrays.pop(TASK_KEY, None)
     if raw is None:
-        raise ValueError(f"{path} is not a model written by an 'rnnlab train' command (no '{TASK_KEY}' entry)")
-    try:
-        doc = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: corrupt '{TASK_KEY}' entry ({e})") from None
+        doc = _legacy_task_doc(path, arrays)
+        if doc is None:
+            raise ValueError(f"{path} is not a model written by an 'rnnlab train' command (no '{TASK_KEY}' entry)")
+    else:
+        try:
+            doc = json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: corrupt '{TASK_KEY}' entry ({e})") from None
     if not isinstance(doc, dict) or "task" not in doc:
         raise ValueError(f"{path}: corrupt '{TASK_KEY}' entry (expected a JSON object with a 'task' key)")
     wanted = (task,) if isinstance(task, str) else task
@@ -82,6 +85,32 @@ def read_task_file(path, task=None):
         raise ValueError(f"{path} is a '{doc['task']}' model (from 'rnnlab train {doc['task']}'); this command "
                          f"needs a {' or '.join(repr(w) for w in wanted)} model")
     return doc, arrays
+
+
+def _legacy_task_doc(path, arrays):
+    """The task of a file written before its command stored a ``__task__`` entry (``rnnlab train tag``:
+    a tagger file; ``rnnlab train forecast``: an echo state network file, or a model file next to the run's
+    ``forecast.json``), as ``{"task": ..., "legacy": True}``; None when it is none of these."""
+    if "__tagger__" in arrays:
+        return {"task": "tag", "legacy": True}
+    if "__config__" in arrays:
+        try:
+            fmt = json.loads(arrays["__config__"].tobytes().decode("utf-8")).get("format")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            fmt = None
+        if fmt == "rnnlab-esn":
+            return {"task": "forecast", "legacy": True}
+    if "__rnnlab__" in arrays and os.path.exists(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                                "forecast.json")):
+        return {"task": "forecast", "legacy": True}
+    return None
+
+
+def add_task_entry(path, doc) -> None:
+    """Add (or replace) the ``__task__`` document of an existing ``.npz`` model file, atomically."""
+    arrays = read_npz(path)
+    arrays[TASK_KEY] = encode_json(doc)
+    write_npz(path, arrays)
 
 
 def save_sequential_task_file(model, path, doc, include_optimizer=True) -> None:

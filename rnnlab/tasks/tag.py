@@ -8,9 +8,13 @@ Train::
 
 The model is :class:`rnnlab.tagging.tagger.Tagger` (bidirectional by default; ``--unidirectional`` for a
 left-to-right tagger). Padded batches are masked (padding steps neither feed the recurrent layers nor count in
-the loss). After training the weights of the best validation epoch are kept, saved to ``OUT/model.npz``, and one
-JSON line reports token accuracy and (for BIO/IOB/IOBES tags) conlleval entity precision/recall/F1 on the
-validation and test data (also in ``OUT/metrics.json``). Tags in the validation/test files that never occur in
+the loss). Training runs in :class:`rnnlab.tasks.runstate.TrainLoop` like classify/charlm/wordlm: the model of the
+best validation epoch (entity F1 for BIO/IOB/IOBES tags, else token accuracy) is saved to ``OUT/model.npz`` (a
+tagger file with a ``__task__`` entry), every completed epoch to ``OUT/checkpoint.npz`` (weights, optimizer state,
+RNG state: ``--resume`` continues exactly where an uninterrupted run would be), the per-epoch metrics to
+``OUT/history.json`` (``rnnlab plot OUT``); ``--max-minutes`` / ``--max-cpu-minutes`` stop cleanly. One JSON line
+reports token accuracy and (for BIO/IOB/IOBES tags) conlleval entity precision/recall/F1 on the validation and
+test data (also in ``OUT/metrics.json``). Tags in the validation/test files that never occur in
 the training file are an error naming the tag and line, unless ``--unknown-tags O`` scores them as ``O``.
 
 Tag::
@@ -24,7 +28,9 @@ from __future__ import annotations
 import os
 import sys
 
-from .common import Timer, add_common_train_arguments, finish_run, output_dir
+from .common import add_common_train_arguments, finish_run, output_dir
+
+TASK = "tag"
 
 
 def add_train_arguments(parser):
@@ -37,6 +43,7 @@ def add_train_arguments(parser):
     d.add_argument("--valid", help="validation file (required with --train)")
     d.add_argument("--test", help="test file")
     d.add_argument("--format", choices=["conll", "conllu"], default="conll")
+    d.add_argument("--encoding", default="utf-8", help="text encoding of the files (default utf-8)")
     d.add_argument("--token-column", type=int, default=None, help="default: 0 (conll) / 1 FORM (conllu)")
     d.add_argument("--tag-column", type=int, default=None, help="default: last (conll) / 3 UPOS (conllu)")
     d.add_argument("--unknown-tags", choices=["error", "O"], default="error",
@@ -49,6 +56,9 @@ def add_train_arguments(parser):
     m.add_argument("--char-features", action="store_true", help="add a character BiLSTM per word")
     m.add_argument("--char-dim", type=int, default=16)
     m.add_argument("--char-units", type=int, default=16)
+    from .runstate import add_budget_arguments
+
+    add_budget_arguments(m)
     add_common_train_arguments(parser, epochs=10, batch_size=32, units=64, embedding_dim=50, lr=5e-3)
 
 
@@ -77,24 +87,130 @@ def _load(args):
                 generate_two_sided_tagging(m, seed=args.seed + 2), "two-sided")
     if not args.valid:
         raise ValueError("--valid is required with --train")
-    kw = dict(token_column=args.token_column, tag_column=args.tag_column, format=args.format)
+    kw = dict(token_column=args.token_column, tag_column=args.tag_column, format=args.format,
+              encoding=args.encoding)
     train = read_conll(args.train, **kw)
     valid = read_conll(args.valid, **kw)
     test = read_conll(args.test, **kw) if args.test else None
     return train, valid, test, os.path.splitext(os.path.basename(args.train))[0]
 
 
+class _Adapter:
+    """What :class:`~rnnlab.tasks.runstate.TrainLoop` needs from the tagging task: epochs shuffled with rnnlab's
+    generator (so a checkpoint's RNG state makes ``--resume`` repeat exactly what an uninterrupted run does),
+    validation token accuracy / entity F1 / loss, and tagger files with a ``__task__`` entry (+ the optimizer
+    state in ``checkpoint.npz``)."""
+
+    def __init__(self, model, optimizer, train, valid, args, doc):
+        self.model, self.optimizer, self.train, self.valid, self.args, self.doc = \
+            model, optimizer, train, valid, args, doc
+
+    def train_epoch(self, epoch, timer):
+        import math
+
+        import numpy as np
+
+        from .. import backend
+        from ..training import NonFiniteLoss, ProgressBar, grads_finite
+
+        m, bs = self.model, self.args.batch_size
+        n = len(self.train)
+        order = backend.rng().permutation(n)
+        steps = math.ceil(n / bs)
+        bar = ProgressBar(steps) if self.args.verbose == 1 else None
+        loss_sum = correct = tokens = seen = 0.0
+        partial, stop, step = False, None, 0
+        for step, b0 in enumerate(range(0, n, bs)):
+            if timer.expired():
+                partial = True
+                break
+            idx = order[b0: b0 + bs]
+            w, c, y = m.encode([self.train[i].tokens for i in idx], [self.train[i].tags for i in idx])
+            p, mask = m.forward(w, c, training=True)
+            loss, grad = m.loss.forward_backward(y, p, mask=mask)
+            if not math.isfinite(loss):
+                stop = str(NonFiniteLoss("loss", loss, epoch, step))
+                break
+            m.backward(grad)
+            refs = m.trainable_weight_refs()
+            ok, gnorm = grads_finite([owner.grads[wn] for _, owner, wn in refs])
+            if not ok:
+                stop = str(NonFiniteLoss("gradient norm", gnorm, epoch, step))
+                break
+            self.optimizer.apply(refs)
+            loss_sum += loss * len(idx)
+            seen += len(idx)
+            correct += float(np.sum((p.argmax(-1) == y) & mask))
+            tokens += float(mask.sum())
+            if bar is not None:
+                bar.update(step + 1, {"loss": loss_sum / seen, "accuracy": correct / max(tokens, 1)}, int(seen))
+        logs = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(tokens, 1)}
+        if bar is not None and seen:
+            bar.finish(step + (0 if partial or stop else 1), logs, int(seen))
+        if partial:
+            logs["partial"] = True
+        if stop:
+            logs["stop_reason"] = stop
+        return logs
+
+    def evaluate(self):
+        """Validation ``loss`` (masked cross-entropy), ``accuracy`` (token accuracy) and, for entity tags,
+        ``precision`` / ``recall`` / ``f1``; the monitored value is ``f1`` (entity tags) or ``accuracy``."""
+        m, unknown = self.model, self.args.unknown_tags
+        ev = m.evaluate(self.valid, unknown_tags=unknown)
+        total = count = 0.0
+        for b0 in range(0, len(self.valid), 64):
+            batch = self.valid[b0: b0 + 64]
+            w, c, y = m.encode([s.tokens for s in batch], [s.tags for s in batch], unknown_tags=unknown)
+            p, mask = m.forward(w, c, training=False)
+            k = float(mask.sum())
+            total += float(m.loss(y, p, mask=mask)) * k
+            count += k
+        out = {"loss": total / max(count, 1.0), "accuracy": ev["token_accuracy"]}
+        if ev["entity_tags"]:
+            out.update(precision=ev["precision"], recall=ev["recall"], f1=ev["f1"])
+        return out
+
+    def save(self, path, run):
+        from .runstate import TASK_KEY, encode_json, read_npz, write_npz
+
+        self.model.save(path)
+        arrays = read_npz(path)
+        arrays[TASK_KEY] = encode_json({**self.doc, "run": run})
+        if os.path.basename(path) == "checkpoint.npz":
+            arrays.update({f"opt:{k}": v for k, v in self.optimizer.get_state().items()})
+        write_npz(path, arrays)
+
+    def load(self, path):
+        from ..tagging.tagger import Tagger
+        from .runstate import read_task_file
+
+        doc, arrays = read_task_file(path, TASK)
+        self.model = Tagger.load(path)
+        state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
+        if state:
+            self.optimizer.set_state(state)
+        return doc.get("run")
+
+
+def _settings(args):
+    """The settings a resumed run must share with the checkpoint."""
+    keys = ("train", "valid", "generate", "num_sentences", "format", "token_column", "tag_column", "encoding",
+            "unknown_tags", "lowercase", "min_count", "unidirectional", "char_features", "char_dim", "char_units",
+            "cell", "units", "layers", "embedding_dim", "dropout", "optimizer", "clipnorm", "seed", "batch_size")
+    return {k: getattr(args, k) for k in keys}
+
+
 def train(args):
     from .. import backend
-    from ..tagging.tagger import build_tagger
+    from ..tagging.tagger import Tagger, build_tagger
+    from .runstate import TrainLoop
 
     for name in ("epochs", "batch_size", "units", "layers", "embedding_dim", "char_dim", "char_units", "min_count"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.bidirectional and args.unidirectional:
         raise ValueError("--bidirectional and --unidirectional contradict each other (bidirectional is the default)")
-    if args.resume:
-        raise ValueError("--resume is not supported by this task yet (train again from the start)")
     backend.set_random_seed(args.seed)
     train_s, valid_s, test_s, name = _load(args)
     # unknown tags in valid/test are reported before any training time is spent
@@ -117,27 +233,32 @@ def train(args):
               f"{len(model.tags) - 1} tags; {model.count_params():,} parameters; "
               f"{'bi' if not args.unidirectional else 'uni'}directional {args.cell}"
               f"{' + char BiLSTM' if args.char_features else ''}", flush=True)
-    timer = Timer(args.max_minutes)
-    budget = None if args.max_minutes is None else 60.0 * args.max_minutes
-    import time as _time
-    cpu0 = _time.process_time()
-    model.fit(train_s, valid_s, epochs=args.epochs, batch_size=args.batch_size, optimizer=_optimizer(args),
-              time_budget=budget, verbose=args.verbose, seed=args.seed, unknown_tags=args.unknown_tags)
-    secs, cpu = timer.elapsed, _time.process_time() - cpu0
-    path = model.save(os.path.join(out, "model.npz"))
+    from ..tagging.tagger import _entity_like
+
+    entity = _entity_like(model.tags[1:])   # entity tags: best epoch by entity F1, else by token accuracy
+    adapter = _Adapter(model, _optimizer(args), train_s, valid_s, args, {"task": TASK})
+    loop = TrainLoop(out, adapter, monitor="f1" if entity else "accuracy", mode="max",
+                     max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes, verbose=args.verbose,
+                     config=_settings(args))
+    if args.resume:
+        loop.resume()
+    run = loop.fit(args.epochs)
+    best = Tagger.load(loop.model_path)
+    path = loop.model_path
     metrics = {"bidirectional": not args.unidirectional, "cell": args.cell, "char_features": args.char_features,
-               "train_sentences": len(train_s), "epochs_run": len(model.history), "train_seconds": round(secs, 1),
-               "train_cpu_seconds": round(cpu, 1), "model": path}
+               "train_sentences": len(train_s), "epochs_run": len(run["history"]), "best_epoch": run["best_epoch"],
+               "stop_reason": run.get("stop_reason"), "train_seconds": round(run["train_seconds"], 1),
+               "train_cpu_seconds": round(run["train_cpu_seconds"], 1), "model": path}
     for label, data in (("valid", valid_s), ("test", test_s)):
         if not data:
             continue
-        ev = model.evaluate(data, unknown_tags=args.unknown_tags)
+        ev = best.evaluate(data, unknown_tags=args.unknown_tags)
         metrics[f"{label}_token_accuracy"] = ev["token_accuracy"]
         if ev["entity_tags"]:
             metrics.update({f"{label}_precision": ev["precision"], f"{label}_recall": ev["recall"],
                             f"{label}_f1": ev["f1"]})
     if args.verbose:
-        print(f"model saved to {path}")
+        print(f"model saved to {path} (best epoch {run['best_epoch']})")
     return finish_run(out, metrics)
 
 
@@ -148,7 +269,9 @@ def add_tag_arguments(parser):
 
 def tag(args):
     from ..tagging.tagger import Tagger
+    from .runstate import read_task_file
 
+    read_task_file(args.model, TASK)   # a clear message for another task's model or a non-model file
     model = Tagger.load(args.model)
     sents = [t.split() for t in args.text]
     for i, (toks, tags) in enumerate(zip(sents, model.predict(sents))):
