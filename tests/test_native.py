@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from rnnlab import _native
+from rnnlab.backend import RowSparseGrad
+from rnnlab.optimizers import Adam
 from rnnlab.embeddings import word2vec as w2v
 from rnnlab.embeddings.word2vec import Word2Vec
 
@@ -118,3 +120,106 @@ def test_word2vec_same_vectors_on_both_paths(sg, numpy_path):
     b = Word2Vec(sents, vector_size=16, window=3, min_count=1, sg=sg, epochs=2, seed=5)
     np.testing.assert_array_equal(a.wv.vectors, b.wv.vectors)
     np.testing.assert_array_equal(a.syn1neg, b.syn1neg)
+
+
+# ------------------------------------------------------------------ fused Adam step
+class _Owner:
+    def __init__(self, params):
+        self.params, self.grads = params, {}
+
+
+def _adam_run(make_opt, dtype, sparse, steps=4, seed=0, repeat_rows=False):
+    """``steps`` Adam steps on a (V, D) table (sparse or dense gradient) and a 1-D bias (dense), odd sizes
+    so the SIMD loop's scalar tail runs too; returns the weights and every slot."""
+    rng = np.random.default_rng(seed)
+    V, D = 37, 11
+    owner = _Owner({"table": rng.standard_normal((V, D)).astype(dtype),
+                    "bias": rng.standard_normal(13).astype(dtype)})
+    opt = make_opt()
+    refs = [("l/table", owner, "table"), ("l/bias", owner, "bias")]
+    for step in range(steps):
+        n = 9 if step % 2 else 1
+        if sparse:
+            idx = rng.integers(0, V, n) if repeat_rows else np.sort(rng.choice(V, n, replace=False))
+            gt = RowSparseGrad(idx.astype(np.intp), (3 * rng.standard_normal((n, D))).astype(dtype), (V, D))
+        else:
+            gt = (3 * rng.standard_normal((V, D))).astype(dtype)
+            gt[rng.random((V, D)) < 0.3] = 0                       # zero gradients: v may stay 0
+        owner.grads = {"table": gt, "bias": rng.standard_normal(13).astype(dtype)}
+        opt.apply(refs)
+    return [owner.params["table"], owner.params["bias"]] + [a for s in opt._slots.values() for a in s.values()]
+
+
+_ADAMS = {
+    "plain": lambda: Adam(0.01),
+    "amsgrad": lambda: Adam(0.01, amsgrad=True),
+    "clipnorm": lambda: Adam(0.03, beta_1=0.8, beta_2=0.95, epsilon=1e-4, clipnorm=0.7),
+    "global_clipnorm-amsgrad": lambda: Adam(0.02, global_clipnorm=1.5, amsgrad=True),
+    "clipvalue-eps0": lambda: Adam(0.01, clipvalue=0.3, epsilon=0.0),
+    "lazy": lambda: Adam(0.01, lazy=True),                      # the NumPy path on both sides (sparse)
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "rowsparse"])
+@pytest.mark.parametrize("name", list(_ADAMS))
+def test_adam_native_equals_numpy_bit_for_bit(dtype, sparse, name, numpy_path):
+    if not _native.available():
+        pytest.skip(f"kernel not in use: {_native.why_unavailable()}")
+    a = _adam_run(_ADAMS[name], dtype, sparse)
+    numpy_path()
+    b = _adam_run(_ADAMS[name], dtype, sparse)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(x, y)
+    if "eps0" not in name:                                       # epsilon 0 and a zero gradient: 0/0 on both
+        assert all(np.isfinite(x).all() for x in a[:2]), "the weights should stay finite"
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_native_repeated_rows_last_one_wins_like_numpy(amsgrad, numpy_path):
+    if not _native.available():
+        pytest.skip(f"kernel not in use: {_native.why_unavailable()}")
+    a = _adam_run(lambda: Adam(0.01, amsgrad=amsgrad), "float32", True, repeat_rows=True)
+    numpy_path()
+    b = _adam_run(lambda: Adam(0.01, amsgrad=amsgrad), "float32", True, repeat_rows=True)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_adam_native_nan_gradient_propagates_like_numpy(numpy_path):
+    if not _native.available():
+        pytest.skip(f"kernel not in use: {_native.why_unavailable()}")
+    out = []
+    for _ in range(2):
+        w = np.arange(12, dtype=np.float32).reshape(3, 4)
+        owner = _Owner({"w": w})
+        opt = Adam(0.1, amsgrad=True)
+        for g in (np.full((3, 4), np.nan, np.float32), np.ones((3, 4), np.float32)):
+            owner.grads = {"w": g}
+            opt.apply([("w", owner, "w")])
+        out.append([w] + list(opt._slots["w"].values()))
+        numpy_path()
+    for x, y in zip(*out):
+        np.testing.assert_array_equal(x, y)
+    assert np.isnan(out[0][0]).all()
+
+
+def test_adam_update_refuses_what_it_cannot_do_exactly():
+    if not _native.available():
+        pytest.skip(f"kernel not in use: {_native.why_unavailable()}")
+    w = np.ones((4, 3), np.float32)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    args = (0.9, 0.999, 0.1, 0.001, 1e-7, 0.01)
+    before = (w.copy(), m.copy(), v.copy())
+    assert not _native.adam_update(w, m, v, None, np.ones((4, 3)), None, *args)           # float64 grad
+    assert not _native.adam_update(w, m, v, None, np.ones((3, 4), np.float32), None, *args)  # shape
+    assert not _native.adam_update(w, np.zeros((3, 4), np.float32).T, v, None, w, None, *args)  # F order
+    assert not _native.adam_update(w, m, v, None, np.ones((1, 3), np.float32), np.array([-1]), *args)
+    assert not _native.adam_update(w, m, v, None, np.ones((1, 3), np.float32), np.array([4]), *args)
+    assert not _native.adam_update(w.astype(np.float16), m, v, None, w, None, *args)
+    for x, y in zip((w, m, v), before):
+        np.testing.assert_array_equal(x, y)
+    assert _native.adam_update(w, m, v, None, np.ones((1, 3), np.float32), np.array([2]), *args)
+    assert (w[2] != 1).all() and (w[[0, 1, 3]] == 1).all()     # m = 0 elsewhere: those rows do not move

@@ -41,6 +41,9 @@ def _load():
     for suffix in ("f32", "f64"):
         getattr(lib, f"rnnlab_scatter_add_{suffix}").argtypes = [p, p, p, i64, i64]
         getattr(lib, f"rnnlab_scatter_add_outer_{suffix}").argtypes = [p, p, p, p, i64, i64, i64]
+        fn = getattr(lib, f"rnnlab_adam_{suffix}")
+        fn.argtypes = [p, p, p, p, p, p, i64, i64, i64] + [ctypes.c_double] * 6
+        fn.restype = ctypes.c_int
     _LIB = lib
 
 
@@ -109,3 +112,51 @@ def scatter_add_outer(W, idx, coef, H):
             W.ctypes.data, idx.ctypes.data, coef.ctypes.data, H.ctypes.data, N, K, D)
         return
     scatter_add(W, idx, (coef[:, :, None] * H[:, None, :]).reshape(N * K, D))
+
+
+def _fusable(a, dtype):
+    return (isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable)
+
+
+def adam_update(w, m, v, vh, g, idx, b1, b2, c1, c2, eps, alpha) -> bool:
+    """The Adam step of ``rnnlab.optimizers.Adam._update`` in one pass, when the kernel can do it.
+
+    ``w, m, v`` (and ``vh`` with amsgrad, else None) are updated in place. ``idx`` None: ``g`` is the
+    dense gradient; else ``g`` holds the rows ``idx`` of a RowSparseGrad, applied with the dense rule
+    (every row's m, v decay). ``c1 = (1 - b1) scale``, ``c2 = (1 - b2) scale^2``, ``alpha`` the
+    bias-corrected step, all Python floats (rounded to the array dtype once, as NumPy does).
+    Returns False, touching nothing, when the kernel is not loaded or the arrays are not all
+    C-contiguous float32/float64 of one dtype and shape (or an index is out of range): the caller then
+    runs its NumPy code, which gives the same bits.
+    """
+    if _LIB is None or not isinstance(w, np.ndarray) or w.dtype not in _SUFFIX:
+        return False
+    dt = w.dtype
+    arrays = (w, m, v) if vh is None else (w, m, v, vh)
+    if not all(_fusable(a, dt) and a.shape == w.shape for a in arrays):
+        return False
+    if not isinstance(g, np.ndarray) or g.dtype != dt:
+        return False
+    if idx is None:
+        if g.shape != w.shape:
+            return False
+        g = np.ascontiguousarray(g)
+        R, D, n, idx_ptr = w.size, 1, 0, None
+    else:
+        if w.ndim != 2 or g.ndim != 2 or g.shape[1] != w.shape[1]:
+            return False
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size != g.shape[0]:
+            return False
+        if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
+            return False                     # negative (wrapping) or bad indices: NumPy's business
+        idx = np.ascontiguousarray(idx, dtype=np.int64)
+        g = np.ascontiguousarray(g)
+        (R, D), n, idx_ptr = w.shape, idx.size, idx.ctypes.data
+    rc = getattr(_LIB, f"rnnlab_adam_{_SUFFIX[dt]}")(
+        w.ctypes.data, m.ctypes.data, v.ctypes.data, None if vh is None else vh.ctypes.data,
+        g.ctypes.data, idx_ptr, n, R, D, float(b1), float(b2), float(c1), float(c2), float(eps),
+        float(alpha))
+    if rc != 0:
+        raise MemoryError("rnnlab._native.adam_update: cannot allocate the row map")
+    return True

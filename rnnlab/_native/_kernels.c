@@ -1,7 +1,8 @@
 /* Optional compiled kernels for rnnlab (built by setup.py when a C compiler is available).
  *
  * Only what NumPy cannot do without per-element overhead: scatter-adding many rows into a table with
- * repeated row indices (word2vec's updates; np.add.at walks the flat indices one element at a time).
+ * repeated row indices (word2vec's updates; np.add.at walks the flat indices one element at a time),
+ * and the Adam step fused into one pass over its arrays (the NumPy fallback needs 7-12).
  * Every kernel processes rows in index order and rounds exactly as the NumPy fallback in
  * rnnlab/_native/__init__.py does (products rounded to the array's precision before the add; built with
  * -ffp-contract=off so no fused multiply-add changes a bit), so both paths give identical arrays.
@@ -11,7 +12,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define SCATTER_ADD(NAME, T)                                                                   \
     /* W[idx[i], :] += rows[i, :] for i = 0 .. n-1 (W is (V, D), rows (n, D), C order) */       \
@@ -40,10 +43,135 @@
         }                                                                                      \
     }
 
+/* Fused Adam step (Keras rule, as rnnlab.optimizers.Adam._update): one pass over w, m, v (and vh)
+ * instead of NumPy's 7-12. Each line rounds exactly as one NumPy operation of the fallback does, in the
+ * array's precision (the scalars arrive as doubles and are rounded to T once, as NumPy 2 does with a
+ * Python float and a float32 array):
+ *     m = m*b1 (+ g*c1);  v = v*b2 (+ (g*g)*c2);  [vh = max(vh, v); v = vh];
+ *     s = sqrt(v); s = s + eps; s = m / s; s = s*alpha;  w = w - s
+ * (c1 = (1-b1) scale, c2 = (1-b2) scale^2). GCC does not vectorise sqrt under the default -fmath-errno
+ * (and setup.py's flags are shared), so on x86-64 the bulk runs in SSE2 intrinsics: the same IEEE
+ * operations, each correctly rounded, lane by lane; a scalar loop does the rest (and everything
+ * elsewhere). sqrt is correctly rounded on both. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* one SIMD block of ADAM_SPAN for lanes of type T: VT the vector type, W the lane count, X the intrinsic
+ * suffix (ps/pd) */
+#define ADAM_SIMD(T, VT, W, X, HAS_G, HAS_VH)                                                  \
+    {                                                                                          \
+        const VT B1 = _mm_set1_##X(b1), B2 = _mm_set1_##X(b2), C1 = _mm_set1_##X(c1);          \
+        const VT C2 = _mm_set1_##X(c2), EPS = _mm_set1_##X(eps), ALPHA = _mm_set1_##X(alpha);  \
+        for (; j + W <= N; j += W) {                                                           \
+            VT mm = _mm_mul_##X(_mm_loadu_##X(m + j), B1);                                     \
+            VT vv = _mm_mul_##X(_mm_loadu_##X(v + j), B2);                                     \
+            if (HAS_G) {                                                                       \
+                VT gj = _mm_loadu_##X(g + j);                                                  \
+                mm = _mm_add_##X(mm, _mm_mul_##X(gj, C1));                                     \
+                vv = _mm_add_##X(vv, _mm_mul_##X(_mm_mul_##X(gj, gj), C2));                    \
+            }                                                                                  \
+            _mm_storeu_##X(m + j, mm);                                                         \
+            _mm_storeu_##X(v + j, vv);                                                         \
+            if (HAS_VH) {                                                                      \
+                VT h = _mm_loadu_##X(vh + j);                                                  \
+                VT keep = _mm_or_##X(_mm_cmpge_##X(h, vv), _mm_cmpunord_##X(h, h));            \
+                h = _mm_or_##X(_mm_and_##X(keep, h), _mm_andnot_##X(keep, vv));                \
+                _mm_storeu_##X(vh + j, h);                                                     \
+                vv = h;                                                                        \
+            }                                                                                  \
+            VT st = _mm_sqrt_##X(vv);                                                          \
+            st = _mm_add_##X(st, EPS);                                                         \
+            st = _mm_div_##X(mm, st);                                                          \
+            st = _mm_mul_##X(st, ALPHA);                                                       \
+            _mm_storeu_##X(w + j, _mm_sub_##X(_mm_loadu_##X(w + j), st));                      \
+        }                                                                                      \
+    }
+#define ADAM_SIMD_float(HAS_G, HAS_VH) ADAM_SIMD(float, __m128, 4, ps, HAS_G, HAS_VH)
+#define ADAM_SIMD_double(HAS_G, HAS_VH) ADAM_SIMD(double, __m128d, 2, pd, HAS_G, HAS_VH)
+#else
+#define ADAM_SIMD_float(HAS_G, HAS_VH)
+#define ADAM_SIMD_double(HAS_G, HAS_VH)
+#endif
+
+#define ADAM_SPAN(NAME, T, SQRT, HAS_G, HAS_VH)                                                \
+    static void NAME(T *restrict w, T *restrict m, T *restrict v, T *restrict vh,              \
+                     const T *restrict g, int64_t N, T b1, T b2, T c1, T c2, T eps, T alpha) { \
+        int64_t j = 0;                                                                         \
+        ADAM_SIMD_##T(HAS_G, HAS_VH)                                                           \
+        for (; j < N; j++) {                                                                   \
+            T mm = m[j] * b1;                                                                  \
+            T vv = v[j] * b2;                                                                  \
+            if (HAS_G) {                                                                       \
+                T gj = g[j];                                                                   \
+                T t = gj * c1;                                                                 \
+                mm = mm + t;                                                                   \
+                t = gj * gj;                                                                   \
+                t = t * c2;                                                                    \
+                vv = vv + t;                                                                   \
+            }                                                                                  \
+            m[j] = mm;                                                                         \
+            v[j] = vv;                                                                         \
+            if (HAS_VH) { /* np.maximum(vh, v): NaN from either side propagates */             \
+                T h = vh[j];                                                                   \
+                h = (h >= vv || h != h) ? h : vv;                                              \
+                vh[j] = h;                                                                     \
+                vv = h;                                                                        \
+            }                                                                                  \
+            T s = SQRT(vv);                                                                    \
+            s = s + eps;                                                                       \
+            s = mm / s;                                                                        \
+            s = s * alpha;                                                                     \
+            w[j] = w[j] - s;                                                                   \
+        }                                                                                      \
+    }
+
+#define ADAM(NAME, T, SQRT)                                                                    \
+    ADAM_SPAN(NAME##_g, T, SQRT, 1, 0)                                                         \
+    ADAM_SPAN(NAME##_g_vh, T, SQRT, 1, 1)                                                      \
+    ADAM_SPAN(NAME##_0, T, SQRT, 0, 0)                                                         \
+    ADAM_SPAN(NAME##_0_vh, T, SQRT, 0, 1)                                                      \
+    /* w, m, v, vh (vh NULL without amsgrad): (R, D), C order. idx NULL: g is the dense (R, D)   \
+     * gradient. Else g holds n rows (n, D) for rows idx[0..n-1] (in [0, R)) and every other row   \
+     * only decays (the dense rule); a repeated index takes its last row, as NumPy's m[idx] = r   \
+     * does. Returns 0, or -1 when the row map cannot be allocated (nothing written). */        \
+    int NAME(T *w, T *m, T *v, T *vh, const T *g, const int64_t *idx, int64_t n, int64_t R,   \
+             int64_t D, double b1d, double b2d, double c1d, double c2d, double epsd,           \
+             double alphad) {                                                                  \
+        T b1 = (T)b1d, b2 = (T)b2d, c1 = (T)c1d, c2 = (T)c2d, eps = (T)epsd, alpha = (T)alphad; \
+        if (idx == NULL) {                                                                     \
+            (vh ? NAME##_g_vh : NAME##_g)(w, m, v, vh, g, R * D, b1, b2, c1, c2, eps, alpha);  \
+            return 0;                                                                          \
+        }                                                                                      \
+        int64_t *pos = (int64_t *)malloc((size_t)(R > 0 ? R : 1) * sizeof(int64_t));          \
+        if (pos == NULL) return -1;                                                            \
+        for (int64_t r = 0; r < R; r++) pos[r] = -1;                                           \
+        for (int64_t k = 0; k < n; k++) pos[idx[k]] = k;                                       \
+        int64_t r = 0;                                                                         \
+        while (r < R) {                                                                        \
+            int64_t k = pos[r];                                                                \
+            if (k >= 0) {                                                                      \
+                int64_t o = r * D;                                                             \
+                (vh ? NAME##_g_vh : NAME##_g)(w + o, m + o, v + o, vh ? vh + o : NULL, g + k * D, \
+                                              D, b1, b2, c1, c2, eps, alpha);                  \
+                r++;                                                                           \
+            } else { /* a run of rows without gradient: decay only, in one call */             \
+                int64_t e = r + 1;                                                             \
+                while (e < R && pos[e] < 0) e++;                                               \
+                int64_t o = r * D;                                                             \
+                (vh ? NAME##_0_vh : NAME##_0)(w + o, m + o, v + o, vh ? vh + o : NULL, NULL,  \
+                                              (e - r) * D, b1, b2, c1, c2, eps, alpha);        \
+                r = e;                                                                         \
+            }                                                                                  \
+        }                                                                                      \
+        free(pos);                                                                             \
+        return 0;                                                                              \
+    }
+
 SCATTER_ADD(rnnlab_scatter_add_f32, float)
 SCATTER_ADD(rnnlab_scatter_add_f64, double)
 SCATTER_ADD_OUTER(rnnlab_scatter_add_outer_f32, float)
 SCATTER_ADD_OUTER(rnnlab_scatter_add_outer_f64, double)
+ADAM(rnnlab_adam_f32, float, sqrtf)
+ADAM(rnnlab_adam_f64, double, sqrt)
 
 static struct PyModuleDef kernels_module = {
     PyModuleDef_HEAD_INIT, "_kernels",
