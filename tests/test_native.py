@@ -1,5 +1,6 @@
 """The optional compiled scatter kernels (rnnlab._native): built where a C compiler exists, bit-identical to
 the NumPy fallback, and word2vec trains to the same vectors on either path."""
+import os
 import shutil
 
 import numpy as np
@@ -23,6 +24,8 @@ def numpy_path(monkeypatch):
 def test_kernel_is_built_where_a_compiler_exists():
     if not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("no C compiler on this machine: the NumPy fallback is the expected path")
+    if os.environ.get("RNNLAB_NO_NATIVE", "") not in ("", "0"):
+        pytest.skip("RNNLAB_NO_NATIVE is set: the NumPy fallback was asked for")
     assert _native.available(), _native.why_unavailable()
 
 
