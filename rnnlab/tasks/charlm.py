@@ -221,6 +221,7 @@ class _Adapter:
 
     def train_epoch(self, epoch, timer):
         from ..training import NonFiniteLoss, ProgressBar
+        from .runstate import close_epoch
 
         s = self.settings
         if s["mode"] == "stream":
@@ -255,13 +256,7 @@ class _Adapter:
             if bar is not None:
                 bar.update(step + 1, {"loss": total / seen}, int(seen))
         logs = {"loss": total / max(seen, 1)}
-        if bar is not None and seen:
-            bar.finish(step + (0 if partial or stop else 1), logs, int(seen))
-        if partial:
-            logs["partial"] = True
-        if stop:
-            logs["stop_reason"] = stop
-        return logs
+        return close_epoch(logs, bar, step, seen, partial, stop)
 
     def evaluate(self):
         if self.valid_ids is None or len(self.valid_ids) < 2:

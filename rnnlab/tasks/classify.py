@@ -297,6 +297,7 @@ class _Adapter:
     def train_epoch(self, epoch, timer):
         from .. import backend
         from ..training import NonFiniteLoss, ProgressBar, grads_finite
+        from .runstate import close_epoch
 
         batches = bucket_batches(self.lengths, self.args.batch_size, backend.rng())
         bar = ProgressBar(len(batches)) if self.args.verbose else None
@@ -330,13 +331,7 @@ class _Adapter:
             if bar is not None:
                 bar.update(step + 1, {"loss": loss_sum / seen, "accuracy": correct / seen}, int(seen))
         logs = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
-        if bar is not None and seen:
-            bar.finish(step + (0 if partial or stop else 1), logs, int(seen))
-        if partial:
-            logs["partial"] = True
-        if stop:
-            logs["stop_reason"] = stop
-        return logs
+        return close_epoch(logs, bar, step, seen, partial, stop)
 
     def evaluate(self):
         if self.valid is None:

@@ -182,6 +182,18 @@ class BudgetTimer(Timer):
         return super().expired() or (self.max_cpu_seconds is not None and self.cpu_elapsed >= self.max_cpu_seconds)
 
 
+def close_epoch(logs, bar, step, seen, partial, stop):
+    """End of a task's ``train_epoch``: finish the progress bar at the last step run and mark a
+    budget-stopped (``partial``) epoch or a non-finite stop (``stop``, its message) in ``logs``."""
+    if bar is not None and seen:
+        bar.finish(step + (0 if partial or stop else 1), logs, int(seen))
+    if partial:
+        logs["partial"] = True
+    if stop:
+        logs["stop_reason"] = stop
+    return logs
+
+
 def add_budget_arguments(parser):
     """``--max-cpu-minutes`` (the wall-clock ``--max-minutes`` is a common train flag)."""
     parser.add_argument("--max-cpu-minutes", type=float, default=None,

@@ -112,6 +112,7 @@ class _Adapter:
 
         from .. import backend
         from ..training import NonFiniteLoss, ProgressBar, grads_finite
+        from .runstate import close_epoch
 
         m, bs = self.model, self.args.batch_size
         n = len(self.train)
@@ -145,13 +146,7 @@ class _Adapter:
             if bar is not None:
                 bar.update(step + 1, {"loss": loss_sum / seen, "accuracy": correct / max(tokens, 1)}, int(seen))
         logs = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(tokens, 1)}
-        if bar is not None and seen:
-            bar.finish(step + (0 if partial or stop else 1), logs, int(seen))
-        if partial:
-            logs["partial"] = True
-        if stop:
-            logs["stop_reason"] = stop
-        return logs
+        return close_epoch(logs, bar, step, seen, partial, stop)
 
     def evaluate(self):
         """Validation ``loss`` (masked cross-entropy), ``accuracy`` (token accuracy) and, for entity tags,

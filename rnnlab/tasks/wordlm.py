@@ -129,6 +129,7 @@ class _Adapter:
 
     def train_epoch(self, epoch, timer):
         from ..training import NonFiniteLoss, ProgressBar
+        from .runstate import close_epoch
 
         windows = self.tbptt.windows(self.x.shape[1])
         bar = ProgressBar(len(windows)) if self.verbose else None
@@ -151,13 +152,7 @@ class _Adapter:
                 bar.update(step + 1, {"loss": total / seen, "perplexity": _ppl(total / seen)}, int(seen))
         nll = total / max(seen, 1)
         logs = {"loss": nll, "perplexity": _ppl(nll)}
-        if bar is not None and seen:
-            bar.finish(step + (0 if partial or stop else 1), logs, int(seen))
-        if partial:
-            logs["partial"] = True
-        if stop:
-            logs["stop_reason"] = stop
-        return logs
+        return close_epoch(logs, bar, step, seen, partial, stop)
 
     def nll(self, ids):
         if self.eval_model is None:
