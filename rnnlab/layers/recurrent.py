@@ -377,7 +377,7 @@ class RNN(Layer):
                 raise ValueError(
                     f"Layer '{self.name}' ({type(self).__name__}) is stateful and was set up for batch size "
                     f"{fixed}, got a batch of {B}: stateful RNNs need the same batch size on every call "
-                    "(call reset_states() does not change it; build a new layer for another batch size)")
+                    "(reset_states() does not change it; build a new layer for another batch size)")
         if given_state:
             init = self._validate_states(initial_state, B)
         elif self.stateful and self.states is not None:
