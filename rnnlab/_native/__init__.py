@@ -44,6 +44,11 @@ def _load():
         fn = getattr(lib, f"rnnlab_adam_{suffix}")
         fn.argtypes = [p, p, p, p, p, p, i64, i64, i64] + [ctypes.c_double] * 6
         fn.restype = ctypes.c_int
+    lib.rnnlab_lstm_infer_f32.argtypes = [p, p, p, p, p, p, p, p, i64, i64, i64, i64, i64]
+    lib.rnnlab_lstm_infer_f32.restype = ctypes.c_int
+    lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
+    lib.rnnlab_cells_isa.argtypes = [i64]
+    lib.rnnlab_cells_isa.restype = ctypes.c_int
     _LIB = lib
 
 
@@ -160,3 +165,57 @@ def adam_update(w, m, v, vh, g, idx, b1, b2, c1, c2, eps, alpha) -> bool:
     if rc != 0:
         raise MemoryError("rnnlab._native.adam_update: cannot allocate the row map")
     return True
+
+
+# ------------------------------------------------------------------ recurrent cells (_cells.c)
+def _cell_arrays_ok(arrays):
+    return all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
+
+
+def lstm_infer(A, Wh, H, C, TC, mask=None, bias=None, scratch=None, prescaled=False, portable=False) -> int:
+    """The LSTM inference time loop of ``rnnlab.layers.lstm`` (sigmoid/tanh, float32) in C.
+
+    ``A`` (T, B, 4U): the input projection ``x W_x`` (plus the bias, unless ``bias`` (4U,) is given: then
+    the kernel adds it), overwritten with the gate activations; ``Wh`` (U, 4U) the recurrent kernel
+    (``prescaled=True``: A, bias and Wh with the sigmoid gates' columns already scaled by 1/2, as lstm.py's
+    NumPy fast path has them); ``H, C`` (T+1, B, U) the states with ``H[0], C[0]`` set; ``TC`` (T, B, U)
+    receives tanh(c_t); ``mask`` (T, B) bool or None: masked steps carry the states; ``scratch``: a float32
+    array of at least U * 4U elements for the packed recurrent kernel (allocated when None).
+    Agrees with the NumPy loop to ~1e-6 relative (not bit for bit: another summation order and a tanh
+    approximation, see _cells.c).
+    Returns 0 (nothing done) when the kernel is not loaded or the arrays do not fit, else the code path
+    taken (1 portable C, 2 AVX2/FMA); ``portable=True`` forces the portable C (for the tests).
+    """
+    if _LIB is None or not _cell_arrays_ok((A, Wh, H, C, TC)) or A.ndim != 3:
+        return 0
+    T, B, W = A.shape
+    U = W // 4
+    if (W != 4 * U or Wh.shape != (U, W) or H.shape != (T + 1, B, U) or C.shape != H.shape
+            or TC.shape != (T, B, U) or not all(a.flags.writeable for a in (A, H, C, TC))):
+        return 0
+    if bias is not None and (not _cell_arrays_ok((bias,)) or bias.shape != (W,)):
+        return 0
+    if scratch is None:
+        scratch = np.empty(U * W, np.float32)
+    elif not (_cell_arrays_ok((scratch,)) and scratch.flags.writeable and scratch.size >= U * W):
+        return 0
+    m = None
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != (T, B):
+            return 0
+        m = np.ascontiguousarray(mask, dtype=np.uint8)
+    return _LIB.rnnlab_lstm_infer_f32(A.ctypes.data, None if bias is None else bias.ctypes.data, Wh.ctypes.data,
+                                      scratch.ctypes.data, H.ctypes.data, C.ctypes.data, TC.ctypes.data,
+                                      None if m is None else m.ctypes.data, T, B, U, int(bool(prescaled)),
+                                      1 if portable else 0)
+
+
+def tanh_approx(x, portable=False):
+    """The tanh approximation the cell kernels use (float32; for the tests). None when not loaded."""
+    if _LIB is None:
+        return None
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.empty_like(x)
+    _LIB.rnnlab_tanh_approx_f32_isa(x.ctypes.data, y.ctypes.data, x.size, 1 if portable else 0)
+    return y

@@ -312,6 +312,17 @@ class RNN(Layer):
     def _alloc_cell(self, ws):
         pass
 
+    def _native_ready(self, ws):
+        """True when :meth:`_native_loop` can run this (inference, no recurrent dropout) call; asked before
+        the input projection (``ws.native_ok``), so that :meth:`_projection_weights` can pick its weights."""
+        return False
+
+    def _native_loop(self, ws):
+        """Run the whole time loop (step 3 of the module docstring) in compiled code, filling the same
+        buffers as the step loop; return False to run the NumPy loop instead (which must then still get
+        a correct ``ws.A``). ``ws.m`` is the (T, B, 1) mask or None. ``ws.native`` records which loop ran."""
+        return False
+
     def _input_bias(self):
         return self.params.get("bias") if self.use_bias else None
 
@@ -405,7 +416,9 @@ class RNN(Layer):
             keep = 1.0 - self.recurrent_dropout
             ws.rec_mask = ((rng.random((B, U)) < keep) / keep).astype(dt)
 
-        # 2. input projection of all steps: one GEMM
+        # 2. input projection of all steps: one GEMM (decided first: the native loop may want other weights)
+        ws.native = False
+        ws.native_ok = not training and not rec_drop and self._native_ready(ws)
         kernel, b_in = self._projection_weights(ws)
         np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
         if b_in is not None:
@@ -433,14 +446,17 @@ class RNN(Layer):
         else:
             ws.m = None
         rec_mask = ws.rec_mask
-        step = self._step_forward
-        for t in range(T):
-            if rec_mask is not None:
-                np.multiply(ws.S[0][t], rec_mask, out=ws.HR[t])
-            step(t, ws)
-            if ws.m is not None and ws.partial[t]:
-                for S in ws.S:
-                    np.copyto(S[t + 1], S[t], where=ws.notm[t])
+        if ws.native_ok:
+            ws.native = self._native_loop(ws)
+        if not ws.native:
+            step = self._step_forward
+            for t in range(T):
+                if rec_mask is not None:
+                    np.multiply(ws.S[0][t], rec_mask, out=ws.HR[t])
+                step(t, ws)
+                if ws.m is not None and ws.partial[t]:
+                    for S in ws.S:
+                        np.copyto(S[t + 1], S[t], where=ws.notm[t])
 
         # 4. outputs
         H = ws.S[0]
