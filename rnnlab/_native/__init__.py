@@ -46,6 +46,8 @@ def _load():
         fn.restype = ctypes.c_int
     lib.rnnlab_lstm_infer_f32.argtypes = [p, p, p, p, p, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_lstm_infer_f32.restype = ctypes.c_int
+    lib.rnnlab_gru_infer_f32.argtypes = [p, p, p, p, p, p, p, p, i64, i64, i64, i64, i64]
+    lib.rnnlab_gru_infer_f32.restype = ctypes.c_int
     lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
     lib.rnnlab_cells_isa.argtypes = [i64]
     lib.rnnlab_cells_isa.restype = ctypes.c_int
@@ -199,16 +201,61 @@ def lstm_infer(A, Wh, H, C, TC, mask=None, bias=None, scratch=None, prescaled=Fa
         scratch = np.empty(U * W, np.float32)
     elif not (_cell_arrays_ok((scratch,)) and scratch.flags.writeable and scratch.size >= U * W):
         return 0
-    m = None
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != (T, B):
-            return 0
-        m = np.ascontiguousarray(mask, dtype=np.uint8)
+    m = _mask_u8(mask, T, B)
+    if m is False:
+        return 0
     return _LIB.rnnlab_lstm_infer_f32(A.ctypes.data, None if bias is None else bias.ctypes.data, Wh.ctypes.data,
                                       scratch.ctypes.data, H.ctypes.data, C.ctypes.data, TC.ctypes.data,
                                       None if m is None else m.ctypes.data, T, B, U, int(bool(prescaled)),
                                       1 if portable else 0)
+
+
+def _mask_u8(mask, T, B):
+    """The (T, B) uint8 mask for the cell kernels; None for no mask, False when the shape is wrong."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.shape != (T, B):
+        return False
+    return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def gru_infer(A, Wh, H, Q, mask=None, bias=None, scratch=None, prescaled=False, portable=False) -> int:
+    """The GRU (``reset_after=True``) inference time loop of ``rnnlab.layers.gru`` (sigmoid/tanh, float32) in C.
+
+    ``A`` (T, B, 3U): the input projection ``x W_x`` (plus the input bias, unless ``bias`` is given),
+    overwritten with z, r and the candidate hh; ``Wh`` (U, 3U) the recurrent kernel; ``bias`` (2, 3U)
+    ``[b_x; b_h]`` or None (then no recurrent bias either); ``prescaled=True``: A, bias and Wh with the z, r
+    columns already halved (gru.py's NumPy fast-path weights). ``H`` (T+1, B, U) the states with ``H[0]``
+    set; ``Q`` (T, B, 3U) receives ``h_{t-1} W_h + b_h`` with its z, r columns halved, as the NumPy fast
+    path stores it; ``mask`` (T, B) bool or None: masked steps carry the state; ``scratch``: float32, at
+    least U * 3U elements, for the packed recurrent kernel (allocated when None).
+    Agrees with the NumPy loop to ~1e-6 relative (not bit for bit). Returns 0 (nothing done) when the
+    kernel is not loaded or the arrays do not fit, else the code path taken (1 portable C, 2 AVX2/FMA);
+    ``portable=True`` forces the portable C (for the tests).
+    """
+    if _LIB is None or not _cell_arrays_ok((A, Wh, H, Q)) or A.ndim != 3:
+        return 0
+    T, B, W = A.shape
+    U = W // 3
+    if (W != 3 * U or Wh.shape != (U, W) or H.shape != (T + 1, B, U) or Q.shape != A.shape
+            or not all(a.flags.writeable for a in (A, H, Q))):
+        return 0
+    if bias is not None and (not _cell_arrays_ok((bias,)) or bias.shape != (2, W)):
+        return 0
+    if scratch is None:
+        scratch = np.empty(U * W, np.float32)
+    elif not (_cell_arrays_ok((scratch,)) and scratch.flags.writeable and scratch.size >= U * W):
+        return 0
+    m = _mask_u8(mask, T, B)
+    if m is False:
+        return 0
+    bx = bh = None
+    if bias is not None:
+        bx, bh = bias[0].ctypes.data, bias[1].ctypes.data
+    return _LIB.rnnlab_gru_infer_f32(A.ctypes.data, bx, bh, Wh.ctypes.data, scratch.ctypes.data,
+                                     H.ctypes.data, Q.ctypes.data, None if m is None else m.ctypes.data,
+                                     T, B, U, int(bool(prescaled)), 1 if portable else 0)
 
 
 def tanh_approx(x, portable=False):

@@ -1,4 +1,6 @@
-/* Batch-size-agnostic LSTM inference time loop (float32), for rnnlab.layers.lstm's native path.
+/* Batch-size-agnostic LSTM and GRU (reset_after=True) inference time loops (float32), for the native paths
+ * of rnnlab.layers.lstm and rnnlab.layers.gru. Shared pieces: the tanh approximation below, the recurrent
+ * matrix-vector product (packed 64-column panels on AVX2), the AVX2 dispatch (rnnlab_cells_isa).
  *
  * Built by setup.py into the same shared library as _kernels.c (same flags). Unlike the other kernels this one is *not*
  * bit-identical to the NumPy path: the recurrent product sums in another order (and with FMA on
@@ -10,8 +12,8 @@
  *                 |x| clamped to 9.5 (tanh rounds to 1 in float32 well before), sign restored.
  * Max relative error vs the correctly rounded tanh: measured < 1e-6 on a dense grid over float32
  * (tests/test_native_cells.py checks it); NaN propagates.
- * sigmoid(x) = 1/2 + 1/2 tanh(x/2): the caller folds the 1/2 into the weights (lstm.py's fast path),
- * so A holds x/2 for the sigmoid gates, exactly as the NumPy fast path does.
+ * sigmoid(x) = 1/2 + 1/2 tanh(x/2): the sums of the sigmoid gates are halved here (exact, a power of two),
+ * or already halved by the caller (prescaled: the weights of the NumPy fast paths).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +62,18 @@ static inline float rnnlab_tanh_approx(float x) {
     return x < 0 ? -t : t;
 }
 
+/* out (W) = init (W, or zeros when NULL; may be out itself) + h (U) Wh (U, W), portable */
+static void matvec_generic(float *out, const float *init, const float *Wh, const float *h, int64_t U,
+                           int64_t W) {
+    if (init != out)
+        for (int64_t j = 0; j < W; j++) out[j] = init ? init[j] : 0.0f;
+    for (int64_t k = 0; k < U; k++) {
+        float hk = h[k];
+        const float *w = Wh + k * W;
+        for (int64_t j = 0; j < W; j++) out[j] += hk * w[j];
+    }
+}
+
 /* one LSTM step for one batch row, portable: a (4U) holds x W_x + b (sigmoid gates pre-scaled by 1/2) */
 static void lstm_row_generic(float *a, const float *bias, const float *Wh, const float *h_old,
                              const float *c_old, float *c_new, float *tc, float *h_new, int64_t U,
@@ -67,11 +81,7 @@ static void lstm_row_generic(float *a, const float *bias, const float *Wh, const
     int64_t W = 4 * U;
     if (bias)
         for (int64_t j = 0; j < W; j++) a[j] += bias[j];
-    for (int64_t k = 0; k < U; k++) {
-        float hk = h_old[k];
-        const float *w = Wh + k * W;
-        for (int64_t j = 0; j < W; j++) a[j] += hk * w[j];
-    }
+    matvec_generic(a, a, Wh, h_old, U, W);
     if (!prescaled) {  /* exact: x/2 for sigmoid(x) = 1/2 + tanh(x/2)/2 */
         for (int64_t j = 0; j < 2 * U; j++) a[j] *= 0.5f;
         for (int64_t j = 3 * U; j < W; j++) a[j] *= 0.5f;
@@ -86,6 +96,34 @@ static void lstm_row_generic(float *a, const float *bias, const float *Wh, const
         c_new[j] = p + q;
         tc[j] = rnnlab_tanh_approx(c_new[j]);
         h_new[j] = o[j] * tc[j];
+    }
+}
+
+/* one GRU (reset_after=True) step for one batch row, portable: a (3U) holds p = x W_x (+ b_x when bx is
+ * given, added here), gates z, r, h; q (3U) receives h_old W_h + b_h with its z, r columns halved (as the
+ * NumPy fast path stores it); a is overwritten with z, r and the candidate hh */
+static void gru_row_generic(float *a, const float *bx, const float *bh, const float *Wh, const float *h_old,
+                            float *h_new, float *q, int64_t U, int prescaled) {
+    int64_t W = 3 * U;
+    if (bx)
+        for (int64_t j = 0; j < W; j++) a[j] += bx[j];
+    matvec_generic(q, NULL, Wh, h_old, U, W);
+    if (bh)
+        for (int64_t j = 0; j < W; j++) q[j] += bh[j];
+    for (int64_t j = 0; j < 2 * U; j++) {
+        if (!prescaled) {  /* exact: x/2 for sigmoid(x) = 1/2 + tanh(x/2)/2 */
+            a[j] *= 0.5f;
+            q[j] *= 0.5f;
+        }
+        a[j] = rnnlab_tanh_approx(a[j] + q[j]) * 0.5f + 0.5f;
+    }
+    const float *z = a, *r = a + U, *qh = q + 2 * U;
+    float *hh = a + 2 * U;
+    for (int64_t j = 0; j < U; j++) {
+        float u = r[j] * qh[j];
+        hh[j] = rnnlab_tanh_approx(hh[j] + u);
+        float d = h_old[j] - hh[j];
+        h_new[j] = d * z[j] + hh[j];
     }
 }
 
@@ -140,38 +178,53 @@ __attribute__((target("avx2,fma"))) static void tanh_avx2(const float *x, float 
     }
 }
 
-/* AVX2 step for one batch row; needs U % 64 == 0 and Wp = Wh packed in panels of 64 columns,
- * Wp[c][k][0:64] = Wh[k, 64c : 64c + 64] (contiguous 32 KiB streams, friendlier to the prefetcher) */
+/* The recurrent kernel Wh (U, W), W % 16 == 0, packed in panels of 64 columns (the last one W % 64 wide when
+ * that is not 0): panel c (width w) holds Wp[k][0:w] = Wh[k, c : c + w], contiguous streams, friendlier to
+ * the prefetcher (32 KiB per full panel at U = 128) */
+static void pack_panels(const float *Wh, float *Wp, int64_t U, int64_t W) {
+    float *d = Wp;
+    for (int64_t c = 0; c < W; c += 64) {
+        int64_t w = W - c < 64 ? W - c : 64;
+        for (int64_t k = 0; k < U; k++, d += w) memcpy(d, Wh + k * W + c, (size_t)w * sizeof(float));
+    }
+}
+
+/* out[0:8n] = init[0:8n] (zeros when NULL) + h Wp_panel, n accumulators (a constant once inlined) */
+__attribute__((target("avx2,fma"), always_inline)) static inline void panel_fma(
+        float *out, const float *init, const float *w, const float *h, int64_t U, const int n) {
+    __m256 s[8];
+    for (int i = 0; i < n; i++) s[i] = init ? _mm256_loadu_ps(init + 8 * i) : _mm256_setzero_ps();
+    for (int64_t k = 0; k < U; k++, w += 8 * n) {
+        __m256 hk = _mm256_broadcast_ss(h + k);
+        for (int i = 0; i < n; i++) s[i] = _mm256_fmadd_ps(hk, _mm256_loadu_ps(w + 8 * i), s[i]);
+    }
+    for (int i = 0; i < n; i++) _mm256_storeu_ps(out + 8 * i, s[i]);
+}
+
+/* out (W) = init (or zeros; may be out) + h (U) Wh, Wp = pack_panels(Wh); W % 16 == 0 */
+__attribute__((target("avx2,fma"))) static void matvec_avx2(float *out, const float *init, const float *Wp,
+                                                          const float *h, int64_t U, int64_t W) {
+    int64_t j0 = 0;
+    const float *w = Wp;
+    for (; j0 + 64 <= W; j0 += 64, w += 64 * U) panel_fma(out + j0, init ? init + j0 : NULL, w, h, U, 8);
+    switch (W - j0) {
+        case 48: panel_fma(out + j0, init ? init + j0 : NULL, w, h, U, 6); break;
+        case 32: panel_fma(out + j0, init ? init + j0 : NULL, w, h, U, 4); break;
+        case 16: panel_fma(out + j0, init ? init + j0 : NULL, w, h, U, 2); break;
+        default: break;
+    }
+}
+
+/* AVX2 LSTM step for one batch row; needs U % 16 == 0 and Wp = pack_panels(Wh) */
 __attribute__((target("avx2,fma"))) static void lstm_row_avx2(float *a, const float *bias, const float *Wp,
                                                             const float *h_old, const float *c_old,
                                                             float *c_new, float *tc, float *h_new, int64_t U,
                                                             int prescaled) {
     int64_t W = 4 * U;
-    const float *w = Wp;
     if (bias)  /* a + b first, as NumPy's A += b */
         for (int64_t j = 0; j < W; j += 8)
             _mm256_storeu_ps(a + j, _mm256_add_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(bias + j)));
-    for (int64_t j0 = 0; j0 < W; j0 += 64) {
-        __m256 s0 = _mm256_loadu_ps(a + j0), s1 = _mm256_loadu_ps(a + j0 + 8);
-        __m256 s2 = _mm256_loadu_ps(a + j0 + 16), s3 = _mm256_loadu_ps(a + j0 + 24);
-        __m256 s4 = _mm256_loadu_ps(a + j0 + 32), s5 = _mm256_loadu_ps(a + j0 + 40);
-        __m256 s6 = _mm256_loadu_ps(a + j0 + 48), s7 = _mm256_loadu_ps(a + j0 + 56);
-        for (int64_t k = 0; k < U; k++, w += 64) {
-            __m256 hk = _mm256_broadcast_ss(h_old + k);
-            s0 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(w), s0);
-            s1 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(w + 8), s1);
-            s2 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(w + 16), s2);
-            s3 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(w + 24), s3);
-            s4 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(w + 32), s4);
-            s5 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(w + 40), s5);
-            s6 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(w + 48), s6);
-            s7 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(w + 56), s7);
-        }
-        _mm256_storeu_ps(a + j0, s0); _mm256_storeu_ps(a + j0 + 8, s1);
-        _mm256_storeu_ps(a + j0 + 16, s2); _mm256_storeu_ps(a + j0 + 24, s3);
-        _mm256_storeu_ps(a + j0 + 32, s4); _mm256_storeu_ps(a + j0 + 40, s5);
-        _mm256_storeu_ps(a + j0 + 48, s6); _mm256_storeu_ps(a + j0 + 56, s7);
-    }
+    matvec_avx2(a, a, Wp, h_old, U, W);
     const __m256 half = _mm256_set1_ps(0.5f);
     for (int64_t j = 0; j < W; j += 8) {
         __m256 v = _mm256_loadu_ps(a + j);
@@ -189,6 +242,40 @@ __attribute__((target("avx2,fma"))) static void lstm_row_avx2(float *a, const fl
         __m256 t = tanh8(c);
         _mm256_storeu_ps(tc + j, t);
         _mm256_storeu_ps(h_new + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), t));
+    }
+}
+
+/* AVX2 GRU step for one batch row (as gru_row_generic); needs U % 16 == 0 and Wp = pack_panels(Wh) */
+__attribute__((target("avx2,fma"))) static void gru_row_avx2(float *a, const float *bx, const float *bh,
+                                                           const float *Wp, const float *h_old, float *h_new,
+                                                           float *q, int64_t U, int prescaled) {
+    int64_t W = 3 * U;
+    matvec_avx2(q, NULL, Wp, h_old, U, W);
+    const __m256 half = _mm256_set1_ps(0.5f);
+    for (int64_t j = 0; j < 2 * U; j += 8) {  /* z, r */
+        __m256 av = _mm256_loadu_ps(a + j), qv = _mm256_loadu_ps(q + j);
+        if (bx) av = _mm256_add_ps(av, _mm256_loadu_ps(bx + j));
+        if (bh) qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + j));
+        if (!prescaled) {
+            av = _mm256_mul_ps(av, half);
+            qv = _mm256_mul_ps(qv, half);
+        }
+        _mm256_storeu_ps(q + j, qv);
+        __m256 v = tanh8(_mm256_add_ps(av, qv));
+        _mm256_storeu_ps(a + j, _mm256_add_ps(_mm256_mul_ps(v, half), half));
+    }
+    for (int64_t j = 0; j < U; j += 8) {  /* hh = tanh(p_h + r q_h), h_t = hh + z (h_{t-1} - hh) */
+        float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
+        __m256 av = _mm256_loadu_ps(hp), qv = _mm256_loadu_ps(qp);
+        if (bx) av = _mm256_add_ps(av, _mm256_loadu_ps(bx + 2 * U + j));
+        if (bh) {
+            qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + 2 * U + j));
+            _mm256_storeu_ps(qp, qv);
+        }
+        __m256 hh = tanh8(_mm256_add_ps(av, _mm256_mul_ps(_mm256_loadu_ps(a + U + j), qv)));
+        _mm256_storeu_ps(hp, hh);
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(h_old + j), hh);
+        _mm256_storeu_ps(h_new + j, _mm256_add_ps(_mm256_mul_ps(d, _mm256_loadu_ps(a + j)), hh));
     }
 }
 
@@ -236,11 +323,7 @@ int rnnlab_lstm_infer_f32(float *A, const float *bias, const float *Wh, float *W
     int use = isa == 1 ? 1 : rnnlab_cells_isa(U);
     int64_t W = 4 * U;
 #ifdef RNNLAB_HAVE_AVX2_PATH
-    if (use == 2) {  /* 4U % 64 == 0: pack W_h in panels of 64 columns */
-        float *d = Wp;
-        for (int64_t c = 0; c < W; c += 64)
-            for (int64_t k = 0; k < U; k++, d += 64) memcpy(d, Wh + k * W + c, 64 * sizeof(float));
-    }
+    if (use == 2) pack_panels(Wh, Wp, U, W);
 #endif
     for (int64_t t = 0; t < T; t++) {
         for (int64_t b = 0; b < B; b++) {
@@ -257,6 +340,42 @@ int rnnlab_lstm_infer_f32(float *A, const float *bias, const float *Wh, float *W
                 memcpy(hn, ho, (size_t)U * sizeof(float));
                 memcpy(cn, co, (size_t)U * sizeof(float));
             }
+        }
+    }
+    return use;
+}
+
+
+/* The GRU (reset_after=True) inference time loop (the NumPy fast path of gru.py):
+ *   A (T, B, 3U): x_t W_x (+ b_x when bx is NULL); overwritten with z, r and the candidate hh (as the NumPy
+ *                 loop leaves them); bx, bh (3U) or NULL: the input bias (added to A[t] at step t) and the
+ *                 recurrent bias;
+ *   Wh (U, 3U):   the recurrent kernel; Wp (U * 3U floats): scratch for its packed copy (AVX2 path);
+ *   prescaled:    1 when the z, r columns of A, bx, bh and Wh are already halved (the NumPy fast path's
+ *                 weights), 0 to halve the sums here (exact);
+ *   H (T+1, B, U): states, H[0] set by the caller; Q (T, B, 3U) receives h_{t-1} W_h + b_h with the z, r
+ *                 columns halved, as the NumPy fast path stores it (the backward reads q_h);
+ *   mask (T, B) uint8 or NULL: where 0, the state is carried, H[t+1, b] = H[t, b].
+ * isa: 0 auto, 1 portable C. Returns the path taken (1 portable, 2 AVX2). */
+int rnnlab_gru_infer_f32(float *A, const float *bx, const float *bh, const float *Wh, float *Wp, float *H,
+                         float *Q, const uint8_t *mask, int64_t T, int64_t B, int64_t U, int64_t prescaled,
+                         int64_t isa) {
+    int use = isa == 1 ? 1 : rnnlab_cells_isa(U);
+    int64_t W = 3 * U;
+#ifdef RNNLAB_HAVE_AVX2_PATH
+    if (use == 2) pack_panels(Wh, Wp, U, W);
+#endif
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t b = 0; b < B; b++) {
+            float *a = A + (t * B + b) * W, *q = Q + (t * B + b) * W;
+            const float *ho = H + (t * B + b) * U;
+            float *hn = H + ((t + 1) * B + b) * U;
+#ifdef RNNLAB_HAVE_AVX2_PATH
+            if (use == 2) gru_row_avx2(a, bx, bh, Wp, ho, hn, q, U, (int)prescaled);
+            else
+#endif
+                gru_row_generic(a, bx, bh, Wh, ho, hn, q, U, (int)prescaled);
+            if (mask && !mask[t * B + b]) memcpy(hn, ho, (size_t)U * sizeof(float));
         }
     }
     return use;

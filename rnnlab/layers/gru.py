@@ -28,6 +28,11 @@ Backward, given dh = dL/dh_t::
 Fast path (reset_after=True, sigmoid gates): the 1/2 of sigmoid(x) = 1/2 + 1/2 tanh(x/2) is folded into
 per-call copies of the z, r columns of the weights and biases (bit-identical: the factor is a power of two).
 
+Native path: for inference (``training=False``) with reset_after=True, these activations and float32, the
+whole time loop runs in C when the optional kernel is built (``rnnlab._native.gru_infer``; masks supported),
+filling the same buffers (A, Q, the states); it agrees with the NumPy loop to ~1e-6 relative (tanh
+approximation, summation order). reset_after=False stays on NumPy.
+
 The time loop, masking, states and the input-side GEMMs are in :mod:`rnnlab.layers.recurrent`.
 """
 from __future__ import annotations
@@ -36,6 +41,7 @@ import types
 
 import numpy as np
 
+from .. import _native
 from .. import activations as _act
 from .base import register
 from .recurrent import RNN, act_backward_, act_forward_
@@ -114,6 +120,8 @@ class GRU(RNN):
 
     def _projection_weights(self, ws):
         fast = ws.fast
+        if getattr(ws, "native_ok", False):
+            return self.params["kernel"], None  # the native loop adds b_x and halves the z, r sums itself
         if fast is None:
             return super()._projection_weights(ws)
         np.multiply(self.params["kernel"], fast.half, out=fast.kernel)
@@ -124,6 +132,30 @@ class GRU(RNN):
         np.multiply(bias[0], fast.half, out=fast.bias_x)
         np.multiply(bias[1], fast.half, out=fast.bias_h)
         return fast.kernel, fast.bias_x
+
+    def _native_ready(self, ws):
+        # inference, reset_after=True, sigmoid/tanh (ws.fast), float32: the whole loop in C
+        # (rnnlab/_native/_cells.c). It takes the raw weights (it halves the z, r sums itself, exactly) and fills
+        # the same buffers as the NumPy fast loop (A: z, r, hh; Q: q with halved z, r columns; S), agreeing to
+        # ~1e-6 relative, not bit for bit.
+        return ws.fast is not None and np.dtype(self.dtype) == np.float32 and _native.available()
+
+    def _native_loop(self, ws):
+        m = None if ws.m is None else ws.m.reshape(ws.T, ws.B)
+        rk = np.ascontiguousarray(self.params["recurrent_kernel"], dtype=np.float32)
+        b = np.ascontiguousarray(self.params["bias"], dtype=np.float32) if self.use_bias else None
+        if getattr(ws, "native_wp", None) is None:
+            ws.native_wp = np.empty(rk.size, np.float32)  # the kernel's packed copy of W_h
+        if _native.gru_infer(ws.A, rk, ws.S[0], ws.Q, m, bias=b, scratch=ws.native_wp) > 0:
+            return True
+        # (not reached with the workspace's arrays) the NumPy fast loop: its halved weights, b_x into A
+        fast = ws.fast
+        if b is not None:
+            ws.A += b[0]
+            np.multiply(b[1], fast.half, out=fast.bias_h)
+        ws.A *= fast.half
+        np.multiply(self.params["recurrent_kernel"], fast.half, out=fast.recurrent_kernel)
+        return False
 
     # ---------------------------------------------------------------- forward
     def _step_forward(self, t, ws):
