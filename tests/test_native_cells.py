@@ -339,3 +339,19 @@ def test_gru_portable_and_vector_kernels_agree(U):
     assert _native.gru_infer(A3, Wh * half, H2, Q2, mask, bias=b * half, prescaled=True) > 0
     for p, q in zip((A3, H2, Q2), out[0]):
         np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
+
+
+@needs_native
+@pytest.mark.parametrize("cls", [L.LSTM, L.GRU])
+def test_batches_above_the_limit_stay_on_numpy(cls):
+    """One matrix-vector product per row and step loses to NumPy's GEMM from about 8 rows on."""
+    from rnnlab.layers.recurrent import NATIVE_MAX_BATCH
+
+    rng = np.random.default_rng(5)
+    lay = cls(8)
+    small = rng.standard_normal((NATIVE_MAX_BATCH, 4, 3)).astype(np.float32)
+    big = rng.standard_normal((NATIVE_MAX_BATCH + 1, 4, 3)).astype(np.float32)
+    lay(small)
+    assert lay._ws.native
+    lay(big)
+    assert not lay._ws.native
