@@ -238,3 +238,12 @@ def test_cli_train_and_similar(tmp_path, capsys):
     assert len(lines) == 3 and sum(line.split("\t")[0] in animals for line in lines) >= 2
     assert cli.main(["similar", "--vectors", str(out / "vectors.txt"), "zebra"]) == 1
     assert "zebra" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sg,workers", [(0, 1), (1, 1), (0, 2)])
+def test_divergence_stops_with_a_clear_error(sg, workers):
+    rng = np.random.default_rng(0)
+    sents = [[f"w{i}" for i in rng.integers(0, 30, 15)] for _ in range(200)]
+    with pytest.raises(FloatingPointError, match=r"Word2Vec diverged: non-finite updates .* smaller alpha \(now 1e\+30\)"):
+        Word2Vec(sents, vector_size=8, min_count=1, sg=sg, epochs=3, seed=1, alpha=1e30, min_alpha=1e30,
+                 workers=workers)
