@@ -1,4 +1,4 @@
-"""The native (C) LSTM and GRU (reset_after=True) inference loops (rnnlab/_native/_cells.c) agree with the
+"""The native (C) LSTM, GRU (reset_after=True) and SimpleRNN (tanh) inference loops (rnnlab/_native/_cells.c) agree with the
 NumPy loops, are taken when they should be (and only then), and their tanh approximation is accurate to
 < 1e-6 relative over float32."""
 import os
@@ -342,7 +342,7 @@ def test_gru_portable_and_vector_kernels_agree(U):
 
 
 @needs_native
-@pytest.mark.parametrize("cls", [L.LSTM, L.GRU])
+@pytest.mark.parametrize("cls", [L.LSTM, L.GRU, L.SimpleRNN])
 def test_batches_above_the_limit_stay_on_numpy(cls):
     """One matrix-vector product per row and step loses to NumPy's GEMM from about 8 rows on."""
     from rnnlab.layers.recurrent import NATIVE_MAX_BATCH
@@ -355,3 +355,137 @@ def test_batches_above_the_limit_stay_on_numpy(cls):
     assert lay._ws.native
     lay(big)
     assert not lay._ws.native
+
+
+# ------------------------------------------------------------------ SimpleRNN (tanh)
+@needs_native
+@pytest.mark.parametrize("U", [16, 6])          # 16: the AVX2 path where the CPU has it; 6: portable C
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(return_sequences=True),
+    dict(return_state=True, go_backwards=True),
+    dict(return_sequences=True, return_state=True, use_bias=False),
+    dict(return_sequences=True, bias_initializer="random_normal"),
+])
+@pytest.mark.parametrize("masked", [False, True])
+def test_rnn_native_matches_numpy(U, B, kw, masked):
+    rng = np.random.default_rng(U * 10 + B + 13)
+    T, D = 9, 5
+    x = (2 * rng.standard_normal((B, T, D))).astype(np.float32)
+    nat, ref = _pair(U, D, x, cls=L.SimpleRNN, **kw)
+    mask = None
+    if masked:
+        mask = np.ones((B, T), bool)
+        mask[0, 5:] = False
+        mask[-1, :3] = False
+        mask[0, 2] = False
+    for h0 in (None, [rng.standard_normal((B, U)).astype(np.float32)]):
+        y = nat.forward(x, training=False, mask=mask, initial_state=h0)
+        assert nat._ws.native
+        yr = ref.forward(x, training=False, mask=mask, initial_state=h0)
+        assert not ref._ws.native
+        _close(y, yr)
+        # the buffers the backward would read: the pre-activations a_t and the states
+        np.testing.assert_allclose(nat._ws.A, ref._ws.A, rtol=TOL, atol=TOL)
+        np.testing.assert_allclose(nat._ws.S[0], ref._ws.S[0], rtol=TOL, atol=TOL)
+
+
+@needs_native
+@pytest.mark.parametrize("B", [1, 3])
+def test_rnn_native_stateful_two_calls(B):
+    rng = np.random.default_rng(14)
+    U, T, D = 32, 7, 4
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    nat, ref = _pair(U, D, x, cls=L.SimpleRNN, stateful=True, return_sequences=True)
+    nat.reset_states()
+    ref.reset_states()
+    for _ in range(2):
+        _close(nat.forward(x), ref.forward(x))
+        assert nat._ws.native and not ref._ws.native
+        _close(nat.states, ref.states)
+
+
+@needs_native
+def test_rnn_native_long_sequence_and_model_predict():
+    rng = np.random.default_rng(15)
+    B, T, D, U = 1, 80, 128, 128
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    nat, ref = _pair(U, D, x, cls=L.SimpleRNN, return_sequences=True, bias_initializer="random_normal")
+    _close(nat(x), ref(x))
+    assert nat._ws.native
+    tokens = rng.integers(0, 50, (2, 30))
+    model = rnnlab.Sequential([L.Embedding(50, 16, input_length=30), L.SimpleRNN(32), L.Dense(1)])
+    p = model.predict_on_batch(tokens)
+    assert model.layers[1]._ws.native
+    model.layers[1]._native_ready = lambda ws: False
+    _close(p, model.predict_on_batch(tokens))
+    assert not model.layers[1]._ws.native
+
+
+@needs_native
+def test_rnn_native_not_taken_when_it_should_not_be():
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    lay = L.SimpleRNN(8)
+    lay(x)
+    assert lay._ws.native
+    lay.forward(x, training=True)             # training: the NumPy loop
+    assert not lay._ws.native
+    lay.backward(np.ones((2, 8), np.float32))
+    lay.forward(x, training=False)
+    assert lay._ws.native
+    for other in (L.SimpleRNN(8, activation="relu"), L.SimpleRNN(8, activation="sigmoid"),
+                  L.SimpleRNN(8, dtype="float64")):
+        other(x)
+        assert not other._ws.native
+    rd = L.SimpleRNN(8, recurrent_dropout=0.3)  # recurrent dropout only acts in training; inference is native
+    rd(x)
+    assert rd._ws.native
+    rd.forward(x, training=True)
+    assert not rd._ws.native
+
+
+@needs_native
+def test_rnn_backward_after_native_forward_matches():
+    """The native loop leaves A and S as the NumPy loop does, so a backward after it gives the same grads."""
+    rng = np.random.default_rng(17)
+    B, T, D, U = 3, 6, 4, 16
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    nat, ref = _pair(U, D, x, cls=L.SimpleRNN, return_sequences=True, bias_initializer="random_normal")
+    g = rng.standard_normal((B, T, U)).astype(np.float32)
+    for lay in (nat, ref):
+        lay.input_grad_needed = True
+        lay.forward(x, training=False)
+    assert nat._ws.native and not ref._ws.native
+    _close(nat.backward(g), ref.backward(g))
+    for k in nat.grads:
+        np.testing.assert_allclose(nat.grads[k], ref.grads[k], rtol=1e-5, atol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("U", [16, 48, 80])     # one 16 tail; 48 tail; a full 64-column panel plus a 16 tail
+def test_rnn_portable_and_vector_kernels_agree(U):
+    rng = np.random.default_rng(18)
+    T, B = 12, 2
+    A = rng.standard_normal((T, B, U)).astype(np.float32)
+    Wh = (rng.standard_normal((U, U)) / np.sqrt(U)).astype(np.float32)  # gain ~1, as the initializers
+    b = rng.standard_normal(U).astype(np.float32)
+    mask = rng.random((T, B)) < 0.7
+    out = []
+    for portable in (False, True):
+        H = np.zeros((T + 1, B, U), np.float32)
+        H[0] = 0.5
+        A2 = A.copy()
+        assert _native.rnn_infer(A2, Wh, H, mask, bias=b, portable=portable) == (
+            1 if portable else _native._LIB.rnnlab_cells_isa(U))
+        out.append((A2, H))
+    for p, q in zip(*out):
+        np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
+    A2, H = out[0]
+    t, b_ = np.nonzero(~mask)
+    np.testing.assert_array_equal(H[t + 1, b_], H[t, b_])
+    # the pre-activations are kept: a_t = x_t W_x + b + h_{t-1} W_h, h_t = tanh(a_t) where not masked
+    np.testing.assert_allclose(A2, A + b + np.einsum("tbu,uv->tbv", H[:-1], Wh), rtol=1e-5, atol=1e-5)
+    t, b_ = np.nonzero(mask)
+    np.testing.assert_allclose(H[t + 1, b_], np.tanh(A2[t, b_]), rtol=TOL, atol=TOL)

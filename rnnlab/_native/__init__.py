@@ -48,6 +48,8 @@ def _load():
     lib.rnnlab_lstm_infer_f32.restype = ctypes.c_int
     lib.rnnlab_gru_infer_f32.argtypes = [p, p, p, p, p, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_gru_infer_f32.restype = ctypes.c_int
+    lib.rnnlab_rnn_infer_f32.argtypes = [p, p, p, p, p, p, i64, i64, i64, i64]
+    lib.rnnlab_rnn_infer_f32.restype = ctypes.c_int
     lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
     lib.rnnlab_cells_isa.argtypes = [i64]
     lib.rnnlab_cells_isa.restype = ctypes.c_int
@@ -174,6 +176,21 @@ def _cell_arrays_ok(arrays):
     return all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
 
 
+def _cell_extras(bias, bias_shape, scratch, n_scratch, mask, T, B):
+    """Checks shared by the cell loops: ``(scratch, mask as (T, B) uint8 or None)``, or None when the bias,
+    the scratch (allocated when None) or the mask does not fit (the caller then returns 0)."""
+    if bias is not None and (not _cell_arrays_ok((bias,)) or bias.shape != bias_shape):
+        return None
+    if scratch is None:
+        scratch = np.empty(n_scratch, np.float32)
+    elif not (_cell_arrays_ok((scratch,)) and scratch.flags.writeable and scratch.size >= n_scratch):
+        return None
+    m = _mask_u8(mask, T, B)
+    if m is False:
+        return None
+    return scratch, m
+
+
 def lstm_infer(A, Wh, H, C, TC, mask=None, bias=None, scratch=None, prescaled=False, portable=False) -> int:
     """The LSTM inference time loop of ``rnnlab.layers.lstm`` (sigmoid/tanh, float32) in C.
 
@@ -195,15 +212,10 @@ def lstm_infer(A, Wh, H, C, TC, mask=None, bias=None, scratch=None, prescaled=Fa
     if (W != 4 * U or Wh.shape != (U, W) or H.shape != (T + 1, B, U) or C.shape != H.shape
             or TC.shape != (T, B, U) or not all(a.flags.writeable for a in (A, H, C, TC))):
         return 0
-    if bias is not None and (not _cell_arrays_ok((bias,)) or bias.shape != (W,)):
+    extras = _cell_extras(bias, (W,), scratch, U * W, mask, T, B)
+    if extras is None:
         return 0
-    if scratch is None:
-        scratch = np.empty(U * W, np.float32)
-    elif not (_cell_arrays_ok((scratch,)) and scratch.flags.writeable and scratch.size >= U * W):
-        return 0
-    m = _mask_u8(mask, T, B)
-    if m is False:
-        return 0
+    scratch, m = extras
     return _LIB.rnnlab_lstm_infer_f32(A.ctypes.data, None if bias is None else bias.ctypes.data, Wh.ctypes.data,
                                       scratch.ctypes.data, H.ctypes.data, C.ctypes.data, TC.ctypes.data,
                                       None if m is None else m.ctypes.data, T, B, U, int(bool(prescaled)),
@@ -241,21 +253,42 @@ def gru_infer(A, Wh, H, Q, mask=None, bias=None, scratch=None, prescaled=False, 
     if (W != 3 * U or Wh.shape != (U, W) or H.shape != (T + 1, B, U) or Q.shape != A.shape
             or not all(a.flags.writeable for a in (A, H, Q))):
         return 0
-    if bias is not None and (not _cell_arrays_ok((bias,)) or bias.shape != (2, W)):
+    extras = _cell_extras(bias, (2, W), scratch, U * W, mask, T, B)
+    if extras is None:
         return 0
-    if scratch is None:
-        scratch = np.empty(U * W, np.float32)
-    elif not (_cell_arrays_ok((scratch,)) and scratch.flags.writeable and scratch.size >= U * W):
-        return 0
-    m = _mask_u8(mask, T, B)
-    if m is False:
-        return 0
+    scratch, m = extras
     bx = bh = None
     if bias is not None:
         bx, bh = bias[0].ctypes.data, bias[1].ctypes.data
     return _LIB.rnnlab_gru_infer_f32(A.ctypes.data, bx, bh, Wh.ctypes.data, scratch.ctypes.data,
                                      H.ctypes.data, Q.ctypes.data, None if m is None else m.ctypes.data,
                                      T, B, U, int(bool(prescaled)), 1 if portable else 0)
+
+
+def rnn_infer(A, Wh, H, mask=None, bias=None, scratch=None, portable=False) -> int:
+    """The SimpleRNN (activation tanh) inference time loop of ``rnnlab.layers.simple_rnn`` (float32) in C.
+
+    ``A`` (T, B, U): the input projection ``x W_x`` (plus the bias, unless ``bias`` (U,) is given: then the
+    kernel adds it), left holding the pre-activations ``a_t = x_t W_x + b + h_{t-1} W_h`` as the NumPy loop
+    leaves them; ``Wh`` (U, U) the recurrent kernel; ``H`` (T+1, B, U) the states with ``H[0]`` set,
+    ``H[t+1] = tanh(a_t)``; ``mask`` (T, B) bool or None: masked steps carry the state; ``scratch``: float32,
+    at least U * U elements, for the packed recurrent kernel (allocated when None).
+    Agrees with the NumPy loop to ~1e-6 relative (not bit for bit). Returns 0 (nothing done) when the
+    kernel is not loaded or the arrays do not fit, else the code path taken (1 portable C, 2 AVX2/FMA);
+    ``portable=True`` forces the portable C (for the tests).
+    """
+    if _LIB is None or not _cell_arrays_ok((A, Wh, H)) or A.ndim != 3:
+        return 0
+    T, B, U = A.shape
+    if Wh.shape != (U, U) or H.shape != (T + 1, B, U) or not all(a.flags.writeable for a in (A, H)):
+        return 0
+    extras = _cell_extras(bias, (U,), scratch, U * U, mask, T, B)
+    if extras is None:
+        return 0
+    scratch, m = extras
+    return _LIB.rnnlab_rnn_infer_f32(A.ctypes.data, None if bias is None else bias.ctypes.data, Wh.ctypes.data,
+                                     scratch.ctypes.data, H.ctypes.data, None if m is None else m.ctypes.data,
+                                     T, B, U, 1 if portable else 0)
 
 
 def tanh_approx(x, portable=False):

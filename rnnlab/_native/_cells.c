@@ -1,5 +1,5 @@
-/* Batch-size-agnostic LSTM and GRU (reset_after=True) inference time loops (float32), for the native paths
- * of rnnlab.layers.lstm and rnnlab.layers.gru. Shared pieces: the tanh approximation below, the recurrent
+/* Batch-size-agnostic LSTM, GRU (reset_after=True) and SimpleRNN (tanh) inference time loops (float32), for the
+ * native paths of rnnlab.layers.lstm, rnnlab.layers.gru and rnnlab.layers.simple_rnn. Shared pieces: the tanh approximation below, the recurrent
  * matrix-vector product (packed 64-column panels on AVX2), the AVX2 dispatch (rnnlab_cells_isa).
  *
  * Built by setup.py into the same shared library as _kernels.c (same flags). Unlike the other kernels this one is *not*
@@ -125,6 +125,16 @@ static void gru_row_generic(float *a, const float *bx, const float *bh, const fl
         float d = h_old[j] - hh[j];
         h_new[j] = d * z[j] + hh[j];
     }
+}
+
+/* one SimpleRNN (tanh) step for one batch row, portable: a (U) holds x W_x (+ b when bias is NULL); it is left
+ * holding the pre-activation a_t (as the NumPy loop keeps it), h_new = tanh(a_t) */
+static void rnn_row_generic(float *a, const float *bias, const float *Wh, const float *h_old, float *h_new,
+                            int64_t U) {
+    if (bias)
+        for (int64_t j = 0; j < U; j++) a[j] += bias[j];
+    matvec_generic(a, a, Wh, h_old, U, U);
+    for (int64_t j = 0; j < U; j++) h_new[j] = rnnlab_tanh_approx(a[j]);
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -279,6 +289,16 @@ __attribute__((target("avx2,fma"))) static void gru_row_avx2(float *a, const flo
     }
 }
 
+/* AVX2 SimpleRNN step for one batch row (as rnn_row_generic); needs U % 16 == 0 and Wp = pack_panels(Wh) */
+__attribute__((target("avx2,fma"))) static void rnn_row_avx2(float *a, const float *bias, const float *Wp,
+                                                           const float *h_old, float *h_new, int64_t U) {
+    if (bias)  /* a + b first, as NumPy's A += b */
+        for (int64_t j = 0; j < U; j += 8)
+            _mm256_storeu_ps(a + j, _mm256_add_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(bias + j)));
+    matvec_avx2(a, a, Wp, h_old, U, U);
+    tanh_avx2(a, h_new, U);
+}
+
 static int have_avx2_fma(void) {
     static int cached = -1;
     if (cached < 0) {
@@ -375,6 +395,36 @@ int rnnlab_gru_infer_f32(float *A, const float *bx, const float *bh, const float
             else
 #endif
                 gru_row_generic(a, bx, bh, Wh, ho, hn, q, U, (int)prescaled);
+            if (mask && !mask[t * B + b]) memcpy(hn, ho, (size_t)U * sizeof(float));
+        }
+    }
+    return use;
+}
+
+
+/* The SimpleRNN (activation tanh) inference time loop (the NumPy loop of simple_rnn.py):
+ *   A (T, B, U):  x_t W_x (+ b when bias is NULL); left holding the pre-activations a_t = x_t W_x + b + h_{t-1} W_h
+ *                 (as the NumPy loop leaves them); bias (U) or NULL: added to A[t] at step t;
+ *   Wh (U, U):    the recurrent kernel; Wp (U * U floats): scratch for its packed copy (AVX2 path);
+ *   H (T+1, B, U): states, H[0] set by the caller, H[t+1] = tanh(a_t);
+ *   mask (T, B) uint8 or NULL: where 0, the state is carried, H[t+1, b] = H[t, b].
+ * isa: 0 auto, 1 portable C. Returns the path taken (1 portable, 2 AVX2). */
+int rnnlab_rnn_infer_f32(float *A, const float *bias, const float *Wh, float *Wp, float *H, const uint8_t *mask,
+                         int64_t T, int64_t B, int64_t U, int64_t isa) {
+    int use = isa == 1 ? 1 : rnnlab_cells_isa(U);
+#ifdef RNNLAB_HAVE_AVX2_PATH
+    if (use == 2) pack_panels(Wh, Wp, U, U);
+#endif
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t b = 0; b < B; b++) {
+            float *a = A + (t * B + b) * U;
+            const float *ho = H + (t * B + b) * U;
+            float *hn = H + ((t + 1) * B + b) * U;
+#ifdef RNNLAB_HAVE_AVX2_PATH
+            if (use == 2) rnn_row_avx2(a, bias, Wp, ho, hn, U);
+            else
+#endif
+                rnn_row_generic(a, bias, Wh, ho, hn, U);
             if (mask && !mask[t * B + b]) memcpy(hn, ho, (size_t)U * sizeof(float));
         }
     }

@@ -138,15 +138,11 @@ class GRU(RNN):
         # (rnnlab/_native/_cells.c). It takes the raw weights (it halves the z, r sums itself, exactly) and fills
         # the same buffers as the NumPy fast loop (A: z, r, hh; Q: q with halved z, r columns; S), agreeing to
         # ~1e-6 relative, not bit for bit.
-        return ws.fast is not None and np.dtype(self.dtype) == np.float32 and _native.available()
+        return ws.fast is not None and self._native_float32()
 
     def _native_loop(self, ws):
-        m = None if ws.m is None else ws.m.reshape(ws.T, ws.B)
-        rk = np.ascontiguousarray(self.params["recurrent_kernel"], dtype=np.float32)
-        b = np.ascontiguousarray(self.params["bias"], dtype=np.float32) if self.use_bias else None
-        if getattr(ws, "native_wp", None) is None:
-            ws.native_wp = np.empty(rk.size, np.float32)  # the kernel's packed copy of W_h
-        if _native.gru_infer(ws.A, rk, ws.S[0], ws.Q, m, bias=b, scratch=ws.native_wp) > 0:
+        m, rk, b, scratch = self._native_inputs(ws)
+        if _native.gru_infer(ws.A, rk, ws.S[0], ws.Q, m, bias=b, scratch=scratch) > 0:
             return True
         # (not reached with the workspace's arrays) the NumPy fast loop: its halved weights, b_x into A
         fast = ws.fast

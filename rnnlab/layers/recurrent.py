@@ -55,6 +55,7 @@ import types
 
 import numpy as np
 
+from .. import _native
 from .. import activations as _act
 from .. import backend, initializers
 from .base import Layer, format_shape
@@ -329,6 +330,21 @@ class RNN(Layer):
         buffers as the step loop; return False to run the NumPy loop instead (which must then still get
         a correct ``ws.A``). ``ws.m`` is the (T, B, 1) mask or None. ``ws.native`` records which loop ran."""
         return False
+
+    def _native_float32(self):
+        """The common condition of the compiled inference loops: float32 weights and the kernel built."""
+        return np.dtype(self.dtype) == np.float32 and _native.available()
+
+    def _native_inputs(self, ws):
+        """What every compiled loop takes besides ``ws.A`` and the state buffers: the (T, B) mask or None,
+        the recurrent kernel and the bias (None without one) as float32 C arrays, and the workspace's
+        scratch for the kernel's packed copy of W_h."""
+        m = None if ws.m is None else ws.m.reshape(ws.T, ws.B)
+        rk = np.ascontiguousarray(self.params["recurrent_kernel"], dtype=np.float32)
+        b = np.ascontiguousarray(self.params["bias"], dtype=np.float32) if self.use_bias else None
+        if getattr(ws, "native_wp", None) is None:
+            ws.native_wp = np.empty(rk.size, np.float32)
+        return m, rk, b, ws.native_wp
 
     def _input_bias(self):
         return self.params.get("bias") if self.use_bias else None

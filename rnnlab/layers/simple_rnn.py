@@ -12,11 +12,15 @@ Backward, given g = dL/dh_t::
     dW_x += x_t^T dA_t,  dW_h += h_{t-1}^T dA_t,  db += sum_b dA_t   (done once after the loop)
 
 The time loop, masking, states and the weight-gradient GEMMs are in :mod:`rnnlab.layers.recurrent`.
+For inference with ``activation="tanh"`` in float32 (batch <= ``NATIVE_MAX_BATCH``) the whole time loop runs in
+C when the optional kernel is built (``rnnlab._native.rnn_infer``; masks supported), filling the same buffers
+(A: the pre-activations, S) to ~1e-6 relative; other activations stay on the NumPy loop.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _native
 from .base import register
 from .recurrent import RNN, act_backward_
 
@@ -49,6 +53,25 @@ class SimpleRNN(RNN):
         # the per-step views, made once per workspace (at batch 1 slicing is a visible part of a step)
         ws.views = [(ws.HR[t], ws.A[t], ws.S[0][t + 1]) for t in range(ws.T)]
         ws.tanh = self.activation.name == "tanh"
+
+    def _projection_weights(self, ws):
+        if getattr(ws, "native_ok", False):
+            return self.params["kernel"], None  # the native loop adds the bias at each step
+        return super()._projection_weights(ws)
+
+    def _native_ready(self, ws):
+        # inference, tanh, float32: the whole loop in C (rnnlab/_native/_cells.c), sharing the LSTM/GRU recurrent
+        # product and tanh; fills A (pre-activations) and S as the NumPy loop does, to ~1e-6 relative
+        return ws.tanh and self._native_float32()
+
+    def _native_loop(self, ws):
+        m, rk, b, scratch = self._native_inputs(ws)
+        if _native.rnn_infer(ws.A, rk, ws.S[0], m, bias=b, scratch=scratch) > 0:
+            return True
+        # (not reached with the workspace's arrays) the NumPy loop: add the bias it expects in A
+        if b is not None:
+            ws.A += b
+        return False
 
     def _step_forward(self, t, ws):
         hr, a, h = ws.views[t]
