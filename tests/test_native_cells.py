@@ -4,6 +4,7 @@ NumPy loops, are taken when they should be (and only then), and their tanh appro
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -43,48 +44,128 @@ def _close(a, b):
         np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
 
 
-@needs_native
-@pytest.mark.parametrize("U", [16, 6])          # 16: the AVX2 path where the CPU has it; 6: portable C
-@pytest.mark.parametrize("B", [1, 3])
-@pytest.mark.parametrize("kw", [
+@dataclass(frozen=True)
+class Cell:
+    """What the mirrored LSTM / GRU / SimpleRNN tests below need to know about one cell."""
+    name: str
+    cls: type
+    n_states: int               # states a layer carries (LSTM: h, c)
+    buffers: tuple              # the workspace buffers the backward reads besides A and S (filled by the native loop too)
+    seed: dict                  # per-test seed offsets, as they were when each cell had its own copy of the tests
+    bias_case: dict             # the bias kwargs of the fifth test_native_matches_numpy case
+    kw: dict                    # extra layer kwargs of the long-sequence and backward tests
+    not_native: tuple           # layer kwargs that must keep the layer on the NumPy loop
+    rec_dropout_native: bool    # recurrent_dropout checked: inference still native, training not
+    infer: str                  # the _native function: infer(A, Wh, H, *bufs, mask, bias=, portable=)
+    gates: int                  # A's width is gates * U
+    kernel_units: tuple         # U of the portable-vs-vector comparison
+    kernel_wh: object           # Wh from a float64 standard-normal (U, gates * U) draw
+    kernel_bias: object         # the bias shape for U
+    kernel_bufs: object         # (T, B, U) -> the buffers after H (states first), initial values set
+    kernel_states: int          # how many of those (with H) are states that masked steps carry
+    kernel_extra: object = field(default=None)   # (out, A, Wh, b, mask, U, T, B) -> further checks
+
+
+def _lstm_bufs(T, B, U):
+    C = np.zeros((T + 1, B, U), np.float32)
+    C[0] = -0.25
+    return C, np.empty((T, B, U), np.float32)
+
+
+def _gru_prescaled(out, A, Wh, b, mask, U, T, B):
+    # prescaled (the NumPy fast path's halved z, r columns) gives the same results
+    half = np.ones(3 * U, np.float32)
+    half[:2 * U] = 0.5
+    H2 = np.zeros((T + 1, B, U), np.float32)
+    H2[0] = 0.5
+    Q2, A3 = np.empty((T, B, 3 * U), np.float32), A * half
+    assert _native.gru_infer(A3, Wh * half, H2, Q2, mask, bias=b * half, prescaled=True) > 0
+    for p, q in zip((A3, H2, Q2), out[0]):
+        np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
+
+
+def _rnn_preactivations(out, A, Wh, b, mask, U, T, B):
+    # the pre-activations are kept: a_t = x_t W_x + b + h_{t-1} W_h, h_t = tanh(a_t) where not masked
+    A2, H = out[0]
+    np.testing.assert_allclose(A2, A + b + np.einsum("tbu,uv->tbv", H[:-1], Wh), rtol=1e-5, atol=1e-5)
+    t, b_ = np.nonzero(mask)
+    np.testing.assert_allclose(H[t + 1, b_], np.tanh(A2[t, b_]), rtol=TOL, atol=TOL)
+
+
+CELLS = [
+    # LSTM: gate activations, tanh(c_t), states h and c
+    Cell("lstm", L.LSTM, 2, ("TC",),
+         dict(match=0, stateful=5, long=1, not_taken=2, backward=4, kernel=3),
+         dict(unit_forget_bias=False, bias_initializer="random_normal"), dict(),
+         (dict(activation="relu"), dict(recurrent_activation="hard_sigmoid"), dict(dtype="float64")), False,
+         "lstm_infer", 4, (32,), lambda W: 0.3 * W, lambda U: 4 * U, _lstm_bufs, 2),
+    # GRU (reset_after=True): z, r, hh; q (z, r columns halved); the state h
+    Cell("gru", L.GRU, 1, ("Q",),
+         dict(match=7, stateful=6, long=8, not_taken=9, backward=10, kernel=11),
+         dict(bias_initializer="random_normal"), dict(bias_initializer="random_normal"),
+         (dict(reset_after=False), dict(activation="relu"), dict(recurrent_activation="hard_sigmoid"),
+          dict(dtype="float64")), True,
+         "gru_infer", 3, (32, 48),            # 3U = 96, 144: full 64-column panels plus a 32 / 16 tail
+         lambda W: 0.3 * W, lambda U: (2, 3 * U), lambda T, B, U: (np.empty((T, B, 3 * U), np.float32),), 1,
+         _gru_prescaled),
+    # SimpleRNN (tanh): the pre-activations a_t and the state h
+    Cell("rnn", L.SimpleRNN, 1, (),
+         dict(match=13, stateful=14, long=15, not_taken=16, backward=17, kernel=18),
+         dict(bias_initializer="random_normal"), dict(bias_initializer="random_normal"),
+         (dict(activation="relu"), dict(activation="sigmoid"), dict(dtype="float64")), True,
+         "rnn_infer", 1, (16, 48, 80),         # one 16 tail; 48 tail; a full 64-column panel plus a 16 tail
+         lambda W: W / np.sqrt(W.shape[0]),    # gain ~1, as the initializers
+         lambda U: U, lambda T, B, U: (), 1, _rnn_preactivations),
+]
+per_cell = pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
+_MATCH_KW = [
     dict(),
     dict(return_sequences=True),
     dict(return_state=True, go_backwards=True),
     dict(return_sequences=True, return_state=True, use_bias=False),
-    dict(return_sequences=True, unit_forget_bias=False, bias_initializer="random_normal"),
-])
+]
+
+
+@needs_native
+@pytest.mark.parametrize("U", [16, 6])          # 16: the AVX2 path where the CPU has it; 6: portable C
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("cell, kw", [
+    pytest.param(c, kw, id=f"{c.name}-kw{i}")
+    for c in CELLS for i, kw in enumerate(_MATCH_KW + [dict(return_sequences=True, **c.bias_case)])])
 @pytest.mark.parametrize("masked", [False, True])
-def test_native_matches_numpy(U, B, kw, masked):
-    rng = np.random.default_rng(U * 10 + B)
+def test_native_matches_numpy(U, B, cell, kw, masked):
+    rng = np.random.default_rng(U * 10 + B + cell.seed["match"])
     T, D = 9, 5
     x = (2 * rng.standard_normal((B, T, D))).astype(np.float32)
-    nat, ref = _pair(U, D, x, **kw)
+    nat, ref = _pair(U, D, x, cls=cell.cls, **kw)
     mask = None
     if masked:
         mask = np.ones((B, T), bool)
         mask[0, 5:] = False
         mask[-1, :3] = False
         mask[0, 2] = False
-    for h0 in (None, [rng.standard_normal((B, U)).astype(np.float32) for _ in range(2)]):
+    for h0 in (None, [rng.standard_normal((B, U)).astype(np.float32) for _ in range(cell.n_states)]):
         y = nat.forward(x, training=False, mask=mask, initial_state=h0)
         assert nat._ws.native
         yr = ref.forward(x, training=False, mask=mask, initial_state=h0)
         assert not ref._ws.native
         _close(y, yr)
-        # the buffers the backward would read: gate activations, tanh(c_t), all states
-        np.testing.assert_allclose(nat._ws.A, ref._ws.A, rtol=TOL, atol=TOL)
-        np.testing.assert_allclose(nat._ws.TC, ref._ws.TC, rtol=TOL, atol=TOL)
+        # the buffers the backward would read (see CELLS) and all the states
+        for name in ("A",) + cell.buffers:
+            np.testing.assert_allclose(getattr(nat._ws, name), getattr(ref._ws, name), rtol=TOL, atol=TOL)
+        assert len(nat._ws.S) == len(ref._ws.S) == cell.n_states
         for S, Sr in zip(nat._ws.S, ref._ws.S):
             np.testing.assert_allclose(S, Sr, rtol=TOL, atol=TOL)
 
 
 @needs_native
+@per_cell
 @pytest.mark.parametrize("B", [1, 3])
-def test_native_stateful_two_calls(B):
-    rng = np.random.default_rng(5)
+def test_native_stateful_two_calls(cell, B):
+    rng = np.random.default_rng(cell.seed["stateful"])
     U, T, D = 32, 7, 4
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, D, x, stateful=True, return_sequences=True)
+    nat, ref = _pair(U, D, x, cls=cell.cls, stateful=True, return_sequences=True)
     nat.reset_states()
     ref.reset_states()
     for _ in range(2):
@@ -94,14 +175,16 @@ def test_native_stateful_two_calls(B):
 
 
 @needs_native
-def test_native_long_sequence_and_model_predict():
-    rng = np.random.default_rng(1)
+@per_cell
+def test_native_long_sequence_and_model_predict(cell):
+    rng = np.random.default_rng(cell.seed["long"])
     B, T, D, U = 1, 80, 128, 128
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, D, x, return_sequences=True)
+    nat, ref = _pair(U, D, x, cls=cell.cls, return_sequences=True, **cell.kw)
     _close(nat(x), ref(x))
+    assert nat._ws.native
     tokens = rng.integers(0, 50, (2, 30))
-    model = rnnlab.Sequential([L.Embedding(50, 16, input_length=30), L.LSTM(32), L.Dense(1)])
+    model = rnnlab.Sequential([L.Embedding(50, 16, input_length=30), cell.cls(32), L.Dense(1)])
     p = model.predict_on_batch(tokens)
     assert model.layers[1]._ws.native
     model.layers[1]._native_ready = lambda ws: False
@@ -110,10 +193,11 @@ def test_native_long_sequence_and_model_predict():
 
 
 @needs_native
-def test_native_not_taken_when_it_should_not_be():
-    rng = np.random.default_rng(2)
+@per_cell
+def test_native_not_taken_when_it_should_not_be(cell):
+    rng = np.random.default_rng(cell.seed["not_taken"])
     x = rng.standard_normal((2, 5, 3)).astype(np.float32)
-    lay = L.LSTM(8)
+    lay = cell.cls(8)
     lay(x)
     assert lay._ws.native
     lay.forward(x, training=True)             # training: the NumPy loop (it keeps what backward needs)
@@ -121,19 +205,27 @@ def test_native_not_taken_when_it_should_not_be():
     lay.backward(np.ones((2, 8), np.float32))
     lay.forward(x, training=False)
     assert lay._ws.native
-    for other in (L.LSTM(8, activation="relu"), L.LSTM(8, recurrent_activation="hard_sigmoid"),
-                  L.LSTM(8, dtype="float64")):
+    for kw in cell.not_native:
+        other = cell.cls(8, **kw)
         other(x)
-        assert not other._ws.native
+        assert not other._ws.native, kw
+    if cell.rec_dropout_native:
+        rd = cell.cls(8, recurrent_dropout=0.3)   # recurrent dropout only acts in training; inference is native
+        rd(x)
+        assert rd._ws.native
+        rd.forward(x, training=True)
+        assert not rd._ws.native
 
 
 @needs_native
-def test_backward_after_native_forward_matches():
-    """The native loop leaves A, TC and S as the NumPy loop does, so a backward after it gives the same grads."""
-    rng = np.random.default_rng(4)
+@per_cell
+def test_backward_after_native_forward_matches(cell):
+    """The native loop leaves A, its other buffers and S as the NumPy loop does, so a backward after it gives
+    the same grads."""
+    rng = np.random.default_rng(cell.seed["backward"])
     B, T, D, U = 3, 6, 4, 16
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, D, x, return_sequences=True)
+    nat, ref = _pair(U, D, x, cls=cell.cls, return_sequences=True, **cell.kw)
     g = rng.standard_normal((B, T, U)).astype(np.float32)
     for lay in (nat, ref):
         lay.input_grad_needed = True
@@ -145,27 +237,31 @@ def test_backward_after_native_forward_matches():
 
 
 @needs_native
-def test_portable_and_vector_kernels_agree():
-    rng = np.random.default_rng(3)
-    T, B, U = 12, 2, 32
-    A = rng.standard_normal((T, B, 4 * U)).astype(np.float32)
-    Wh = (0.3 * rng.standard_normal((U, 4 * U))).astype(np.float32)
-    b = rng.standard_normal(4 * U).astype(np.float32)
+@pytest.mark.parametrize("cell, U", [pytest.param(c, U, id=f"{c.name}-U{U}") for c in CELLS for U in c.kernel_units])
+def test_portable_and_vector_kernels_agree(cell, U):
+    rng = np.random.default_rng(cell.seed["kernel"])
+    T, B = 12, 2
+    A = rng.standard_normal((T, B, cell.gates * U)).astype(np.float32)
+    Wh = cell.kernel_wh(rng.standard_normal((U, cell.gates * U))).astype(np.float32)
+    b = rng.standard_normal(cell.kernel_bias(U)).astype(np.float32)
     mask = rng.random((T, B)) < 0.7
+    infer = getattr(_native, cell.infer)
     out = []
     for portable in (False, True):
-        H, C = np.zeros((T + 1, B, U), np.float32), np.zeros((T + 1, B, U), np.float32)
-        H[0], C[0] = 0.5, -0.25
-        TC, A2 = np.empty((T, B, U), np.float32), A.copy()
-        assert _native.lstm_infer(A2, Wh, H, C, TC, mask, bias=b, portable=portable) == (1 if portable else _native._LIB.rnnlab_cells_isa(U))
-        out.append((A2, H, C, TC))
+        H = np.zeros((T + 1, B, U), np.float32)
+        H[0] = 0.5
+        bufs, A2 = cell.kernel_bufs(T, B, U), A.copy()
+        assert infer(A2, Wh, H, *bufs, mask, bias=b, portable=portable) == (
+            1 if portable else _native._LIB.rnnlab_cells_isa(U))
+        out.append((A2, H) + tuple(bufs))
     for p, q in zip(*out):
         np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
     # masked steps carry the states
-    H, C = out[0][1], out[0][2]
     t, b_ = np.nonzero(~mask)
-    np.testing.assert_array_equal(H[t + 1, b_], H[t, b_])
-    np.testing.assert_array_equal(C[t + 1, b_], C[t, b_])
+    for S in out[0][1:1 + cell.kernel_states]:
+        np.testing.assert_array_equal(S[t + 1, b_], S[t, b_])
+    if cell.kernel_extra is not None:
+        cell.kernel_extra(out, A, Wh, b, mask, U, T, B)
 
 
 @needs_native
@@ -203,145 +299,6 @@ def test_no_native_env_falls_back():
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
 
 
-# ------------------------------------------------------------------ GRU (reset_after=True)
-@needs_native
-@pytest.mark.parametrize("U", [16, 6])          # 16: the AVX2 path where the CPU has it; 6: portable C
-@pytest.mark.parametrize("B", [1, 3])
-@pytest.mark.parametrize("kw", [
-    dict(),
-    dict(return_sequences=True),
-    dict(return_state=True, go_backwards=True),
-    dict(return_sequences=True, return_state=True, use_bias=False),
-    dict(return_sequences=True, bias_initializer="random_normal"),
-])
-@pytest.mark.parametrize("masked", [False, True])
-def test_gru_native_matches_numpy(U, B, kw, masked):
-    rng = np.random.default_rng(U * 10 + B + 7)
-    T, D = 9, 5
-    x = (2 * rng.standard_normal((B, T, D))).astype(np.float32)
-    nat, ref = _pair(U, D, x, cls=L.GRU, **kw)
-    mask = None
-    if masked:
-        mask = np.ones((B, T), bool)
-        mask[0, 5:] = False
-        mask[-1, :3] = False
-        mask[0, 2] = False
-    for h0 in (None, [rng.standard_normal((B, U)).astype(np.float32)]):
-        y = nat.forward(x, training=False, mask=mask, initial_state=h0)
-        assert nat._ws.native
-        yr = ref.forward(x, training=False, mask=mask, initial_state=h0)
-        assert not ref._ws.native
-        _close(y, yr)
-        # the buffers the backward would read: z, r, hh; q (z, r columns halved); the states
-        np.testing.assert_allclose(nat._ws.A, ref._ws.A, rtol=TOL, atol=TOL)
-        np.testing.assert_allclose(nat._ws.Q, ref._ws.Q, rtol=TOL, atol=TOL)
-        np.testing.assert_allclose(nat._ws.S[0], ref._ws.S[0], rtol=TOL, atol=TOL)
-
-
-@needs_native
-@pytest.mark.parametrize("B", [1, 3])
-def test_gru_native_stateful_two_calls(B):
-    rng = np.random.default_rng(6)
-    U, T, D = 32, 7, 4
-    x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, D, x, cls=L.GRU, stateful=True, return_sequences=True)
-    nat.reset_states()
-    ref.reset_states()
-    for _ in range(2):
-        _close(nat.forward(x), ref.forward(x))
-        assert nat._ws.native and not ref._ws.native
-        _close(nat.states, ref.states)
-
-
-@needs_native
-def test_gru_native_long_sequence_and_model_predict():
-    rng = np.random.default_rng(8)
-    B, T, D, U = 1, 80, 128, 128
-    x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, D, x, cls=L.GRU, return_sequences=True, bias_initializer="random_normal")
-    _close(nat(x), ref(x))
-    assert nat._ws.native
-    tokens = rng.integers(0, 50, (2, 30))
-    model = rnnlab.Sequential([L.Embedding(50, 16, input_length=30), L.GRU(32), L.Dense(1)])
-    p = model.predict_on_batch(tokens)
-    assert model.layers[1]._ws.native
-    model.layers[1]._native_ready = lambda ws: False
-    _close(p, model.predict_on_batch(tokens))
-    assert not model.layers[1]._ws.native
-
-
-@needs_native
-def test_gru_native_not_taken_when_it_should_not_be():
-    rng = np.random.default_rng(9)
-    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
-    lay = L.GRU(8)
-    lay(x)
-    assert lay._ws.native
-    lay.forward(x, training=True)             # training: the NumPy loop
-    assert not lay._ws.native
-    lay.backward(np.ones((2, 8), np.float32))
-    lay.forward(x, training=False)
-    assert lay._ws.native
-    for other in (L.GRU(8, reset_after=False), L.GRU(8, activation="relu"),
-                  L.GRU(8, recurrent_activation="hard_sigmoid"), L.GRU(8, dtype="float64")):
-        other(x)
-        assert not other._ws.native
-    rd = L.GRU(8, recurrent_dropout=0.3)      # recurrent dropout only acts in training; inference is native
-    rd(x)
-    assert rd._ws.native
-    rd.forward(x, training=True)
-    assert not rd._ws.native
-
-
-@needs_native
-def test_gru_backward_after_native_forward_matches():
-    """The native loop leaves A, Q and S as the NumPy loop does, so a backward after it gives the same grads."""
-    rng = np.random.default_rng(10)
-    B, T, D, U = 3, 6, 4, 16
-    x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, D, x, cls=L.GRU, return_sequences=True, bias_initializer="random_normal")
-    g = rng.standard_normal((B, T, U)).astype(np.float32)
-    for lay in (nat, ref):
-        lay.input_grad_needed = True
-        lay.forward(x, training=False)
-    assert nat._ws.native and not ref._ws.native
-    _close(nat.backward(g), ref.backward(g))
-    for k in nat.grads:
-        np.testing.assert_allclose(nat.grads[k], ref.grads[k], rtol=1e-5, atol=1e-5)
-
-
-@needs_native
-@pytest.mark.parametrize("U", [32, 48])         # 3U = 96, 144: full 64-column panels plus a 32 / 16 tail
-def test_gru_portable_and_vector_kernels_agree(U):
-    rng = np.random.default_rng(11)
-    T, B = 12, 2
-    A = rng.standard_normal((T, B, 3 * U)).astype(np.float32)
-    Wh = (0.3 * rng.standard_normal((U, 3 * U))).astype(np.float32)
-    b = rng.standard_normal((2, 3 * U)).astype(np.float32)
-    mask = rng.random((T, B)) < 0.7
-    out = []
-    for portable in (False, True):
-        H = np.zeros((T + 1, B, U), np.float32)
-        H[0] = 0.5
-        Q, A2 = np.empty((T, B, 3 * U), np.float32), A.copy()
-        assert _native.gru_infer(A2, Wh, H, Q, mask, bias=b, portable=portable) == (1 if portable else _native._LIB.rnnlab_cells_isa(U))
-        out.append((A2, H, Q))
-    for p, q in zip(*out):
-        np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
-    H = out[0][1]
-    t, b_ = np.nonzero(~mask)
-    np.testing.assert_array_equal(H[t + 1, b_], H[t, b_])
-    # prescaled (the NumPy fast path's halved z, r columns) gives the same results
-    half = np.ones(3 * U, np.float32)
-    half[:2 * U] = 0.5
-    H2 = np.zeros((T + 1, B, U), np.float32)
-    H2[0] = 0.5
-    Q2, A3 = np.empty((T, B, 3 * U), np.float32), A * half
-    assert _native.gru_infer(A3, Wh * half, H2, Q2, mask, bias=b * half, prescaled=True) > 0
-    for p, q in zip((A3, H2, Q2), out[0]):
-        np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
-
-
 @needs_native
 @pytest.mark.parametrize("cls", [L.LSTM, L.GRU, L.SimpleRNN])
 def test_batches_above_the_limit_stay_on_numpy(cls):
@@ -356,137 +313,3 @@ def test_batches_above_the_limit_stay_on_numpy(cls):
     assert lay._ws.native
     lay(big)
     assert not lay._ws.native
-
-
-# ------------------------------------------------------------------ SimpleRNN (tanh)
-@needs_native
-@pytest.mark.parametrize("U", [16, 6])          # 16: the AVX2 path where the CPU has it; 6: portable C
-@pytest.mark.parametrize("B", [1, 3])
-@pytest.mark.parametrize("kw", [
-    dict(),
-    dict(return_sequences=True),
-    dict(return_state=True, go_backwards=True),
-    dict(return_sequences=True, return_state=True, use_bias=False),
-    dict(return_sequences=True, bias_initializer="random_normal"),
-])
-@pytest.mark.parametrize("masked", [False, True])
-def test_rnn_native_matches_numpy(U, B, kw, masked):
-    rng = np.random.default_rng(U * 10 + B + 13)
-    T, D = 9, 5
-    x = (2 * rng.standard_normal((B, T, D))).astype(np.float32)
-    nat, ref = _pair(U, D, x, cls=L.SimpleRNN, **kw)
-    mask = None
-    if masked:
-        mask = np.ones((B, T), bool)
-        mask[0, 5:] = False
-        mask[-1, :3] = False
-        mask[0, 2] = False
-    for h0 in (None, [rng.standard_normal((B, U)).astype(np.float32)]):
-        y = nat.forward(x, training=False, mask=mask, initial_state=h0)
-        assert nat._ws.native
-        yr = ref.forward(x, training=False, mask=mask, initial_state=h0)
-        assert not ref._ws.native
-        _close(y, yr)
-        # the buffers the backward would read: the pre-activations a_t and the states
-        np.testing.assert_allclose(nat._ws.A, ref._ws.A, rtol=TOL, atol=TOL)
-        np.testing.assert_allclose(nat._ws.S[0], ref._ws.S[0], rtol=TOL, atol=TOL)
-
-
-@needs_native
-@pytest.mark.parametrize("B", [1, 3])
-def test_rnn_native_stateful_two_calls(B):
-    rng = np.random.default_rng(14)
-    U, T, D = 32, 7, 4
-    x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, D, x, cls=L.SimpleRNN, stateful=True, return_sequences=True)
-    nat.reset_states()
-    ref.reset_states()
-    for _ in range(2):
-        _close(nat.forward(x), ref.forward(x))
-        assert nat._ws.native and not ref._ws.native
-        _close(nat.states, ref.states)
-
-
-@needs_native
-def test_rnn_native_long_sequence_and_model_predict():
-    rng = np.random.default_rng(15)
-    B, T, D, U = 1, 80, 128, 128
-    x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, D, x, cls=L.SimpleRNN, return_sequences=True, bias_initializer="random_normal")
-    _close(nat(x), ref(x))
-    assert nat._ws.native
-    tokens = rng.integers(0, 50, (2, 30))
-    model = rnnlab.Sequential([L.Embedding(50, 16, input_length=30), L.SimpleRNN(32), L.Dense(1)])
-    p = model.predict_on_batch(tokens)
-    assert model.layers[1]._ws.native
-    model.layers[1]._native_ready = lambda ws: False
-    _close(p, model.predict_on_batch(tokens))
-    assert not model.layers[1]._ws.native
-
-
-@needs_native
-def test_rnn_native_not_taken_when_it_should_not_be():
-    rng = np.random.default_rng(16)
-    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
-    lay = L.SimpleRNN(8)
-    lay(x)
-    assert lay._ws.native
-    lay.forward(x, training=True)             # training: the NumPy loop
-    assert not lay._ws.native
-    lay.backward(np.ones((2, 8), np.float32))
-    lay.forward(x, training=False)
-    assert lay._ws.native
-    for other in (L.SimpleRNN(8, activation="relu"), L.SimpleRNN(8, activation="sigmoid"),
-                  L.SimpleRNN(8, dtype="float64")):
-        other(x)
-        assert not other._ws.native
-    rd = L.SimpleRNN(8, recurrent_dropout=0.3)  # recurrent dropout only acts in training; inference is native
-    rd(x)
-    assert rd._ws.native
-    rd.forward(x, training=True)
-    assert not rd._ws.native
-
-
-@needs_native
-def test_rnn_backward_after_native_forward_matches():
-    """The native loop leaves A and S as the NumPy loop does, so a backward after it gives the same grads."""
-    rng = np.random.default_rng(17)
-    B, T, D, U = 3, 6, 4, 16
-    x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, D, x, cls=L.SimpleRNN, return_sequences=True, bias_initializer="random_normal")
-    g = rng.standard_normal((B, T, U)).astype(np.float32)
-    for lay in (nat, ref):
-        lay.input_grad_needed = True
-        lay.forward(x, training=False)
-    assert nat._ws.native and not ref._ws.native
-    _close(nat.backward(g), ref.backward(g))
-    for k in nat.grads:
-        np.testing.assert_allclose(nat.grads[k], ref.grads[k], rtol=1e-5, atol=1e-5)
-
-
-@needs_native
-@pytest.mark.parametrize("U", [16, 48, 80])     # one 16 tail; 48 tail; a full 64-column panel plus a 16 tail
-def test_rnn_portable_and_vector_kernels_agree(U):
-    rng = np.random.default_rng(18)
-    T, B = 12, 2
-    A = rng.standard_normal((T, B, U)).astype(np.float32)
-    Wh = (rng.standard_normal((U, U)) / np.sqrt(U)).astype(np.float32)  # gain ~1, as the initializers
-    b = rng.standard_normal(U).astype(np.float32)
-    mask = rng.random((T, B)) < 0.7
-    out = []
-    for portable in (False, True):
-        H = np.zeros((T + 1, B, U), np.float32)
-        H[0] = 0.5
-        A2 = A.copy()
-        assert _native.rnn_infer(A2, Wh, H, mask, bias=b, portable=portable) == (
-            1 if portable else _native._LIB.rnnlab_cells_isa(U))
-        out.append((A2, H))
-    for p, q in zip(*out):
-        np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
-    A2, H = out[0]
-    t, b_ = np.nonzero(~mask)
-    np.testing.assert_array_equal(H[t + 1, b_], H[t, b_])
-    # the pre-activations are kept: a_t = x_t W_x + b + h_{t-1} W_h, h_t = tanh(a_t) where not masked
-    np.testing.assert_allclose(A2, A + b + np.einsum("tbu,uv->tbv", H[:-1], Wh), rtol=1e-5, atol=1e-5)
-    t, b_ = np.nonzero(mask)
-    np.testing.assert_allclose(H[t + 1, b_], np.tanh(A2[t, b_]), rtol=TOL, atol=TOL)
