@@ -430,3 +430,134 @@ int rnnlab_rnn_infer_f32(float *A, const float *bias, const float *Wh, float *Wp
     }
     return use;
 }
+
+
+/* ---------------------------------------------------------------- LSTM training steps (elementwise part)
+ * The gate math of lstm.py's NumPy fast path (sigmoid/tanh, float32), one call per time step, for B rows
+ * of U units; the recurrent GEMMs stay in NumPy/BLAS. Row b of every (B, .) array is contiguous.
+ *
+ * Forward: a (B, 4U) holds x W_x + b with the sigmoid gates' columns prescaled by 1/2 (the fast path's
+ * weights), r (B, 4U) the step's h_{t-1} W_h (prescaled alike); a <- activations [i, f, g, o] where
+ * i, f, o = 1/2 + 1/2 tanh(a + r), g = tanh(a + r); c_new = f c_old + i g; tc = tanh(c_new); h_new = o tc.
+ * Only the tanh (the approximation above) differs from the NumPy step; the rest rounds the same way.
+ *
+ * Backward: from dh, dc (B, U) and the stored a (activations), c_old, tc:
+ *   do = dh tc;  dct = (dh o)(1 - tc tc) + dc;  di = dct g;  df = dct c_old;  dg = dct i;  dc_prev = dct f;
+ *   da = [di, df, dg, do] * ((1 - y)(y + k)), k = 1 on the g columns, 0 elsewhere;
+ * the same operations in the same order as the NumPy fast backward (no FMA): bit-identical to it.
+ * da (B, 4U) and dc_prev (B, U) may not alias the inputs, except that da may be a itself.
+ * isa: 0 auto, 1 portable. Return the path taken (1 portable, 2 AVX2). */
+static void lstm_fwd_row_generic(float *a, const float *r, const float *c_old, float *c_new, float *tc,
+                                 float *h_new, int64_t U) {
+    int64_t W = 4 * U;
+    for (int64_t j = 0; j < W; j++) {
+        float v = rnnlab_tanh_approx(a[j] + r[j]);
+        if (j < 2 * U || j >= 3 * U) v = v * 0.5f + 0.5f;
+        a[j] = v;
+    }
+    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
+    for (int64_t j = 0; j < U; j++) {
+        float p = f[j] * c_old[j];
+        float q = i[j] * g[j];
+        float c = p + q;
+        c_new[j] = c;
+        float t = rnnlab_tanh_approx(c);
+        tc[j] = t;
+        h_new[j] = o[j] * t;
+    }
+}
+
+/* the backward row, written once and compiled twice (portable, and with AVX2 enabled for the vectoriser) */
+#define LSTM_BWD_ROW_BODY                                                                                    \
+    {                                                                                                        \
+        const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;                                      \
+        float *di = da, *df = da + U, *dg = da + 2 * U, *dout = da + 3 * U;                                  \
+        for (int64_t j = 0; j < U; j++) {                                                                    \
+            float iv = i[j], fv = f[j], gv = g[j], ov = o[j], t = tc[j], h = dh[j];                          \
+            float dov = h * t;                                                                               \
+            float u = 1.0f - t * t;                                                                          \
+            float dct = (h * ov) * u + dc[j];                                                                \
+            float div = dct * gv, dfv = dct * c_old[j], dgv = dct * iv;                                      \
+            dc_prev[j] = dct * fv;                                                                           \
+            di[j] = div * ((1.0f - iv) * (iv + 0.0f));                                                       \
+            df[j] = dfv * ((1.0f - fv) * (fv + 0.0f));                                                       \
+            dg[j] = dgv * ((1.0f - gv) * (gv + 1.0f));                                                       \
+            dout[j] = dov * ((1.0f - ov) * (ov + 0.0f));                                                     \
+        }                                                                                                    \
+    }
+
+static void lstm_bwd_row_generic(const float *dh, const float *dc, const float *a, const float *c_old,
+                                 const float *tc, float *da, float *dc_prev, int64_t U)
+LSTM_BWD_ROW_BODY
+
+#ifdef RNNLAB_HAVE_AVX2_PATH
+__attribute__((target("avx2"))) static void lstm_bwd_row_avx2(const float *dh, const float *dc, const float *a,
+                                                             const float *c_old, const float *tc, float *da,
+                                                             float *dc_prev, int64_t U)
+LSTM_BWD_ROW_BODY
+
+/* needs U % 8 == 0 (the gate boundaries on vector boundaries) */
+__attribute__((target("avx2,fma"))) static void lstm_fwd_row_avx2(float *a, const float *r, const float *c_old,
+                                                                float *c_new, float *tc, float *h_new,
+                                                                int64_t U) {
+    int64_t W = 4 * U;
+    const __m256 half = _mm256_set1_ps(0.5f);
+    for (int64_t j = 0; j < W; j += 8) {
+        __m256 v = tanh8(_mm256_add_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(r + j)));
+        if (j < 2 * U || j >= 3 * U) v = _mm256_add_ps(_mm256_mul_ps(v, half), half);
+        _mm256_storeu_ps(a + j, v);
+    }
+    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
+    for (int64_t j = 0; j < U; j += 8) {
+        __m256 c = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(f + j), _mm256_loadu_ps(c_old + j)),
+                                 _mm256_mul_ps(_mm256_loadu_ps(i + j), _mm256_loadu_ps(g + j)));
+        _mm256_storeu_ps(c_new + j, c);
+        __m256 t = tanh8(c);
+        _mm256_storeu_ps(tc + j, t);
+        _mm256_storeu_ps(h_new + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), t));
+    }
+}
+#endif
+
+static int lstm_step_isa(int64_t U, int64_t isa) {
+#ifdef RNNLAB_HAVE_AVX2_PATH
+    if (isa != 1 && have_avx2_fma() && U % 8 == 0) return 2;
+#else
+    (void)U; (void)isa;
+#endif
+    return 1;
+}
+
+int rnnlab_lstm_gates_fwd_f32(float *a, const float *r, const float *c_old, float *c_new, float *tc,
+                              float *h_new, int64_t B, int64_t U, int64_t isa) {
+    int use = lstm_step_isa(U, isa);
+    int64_t W = 4 * U;
+    for (int64_t b = 0; b < B; b++) {
+#ifdef RNNLAB_HAVE_AVX2_PATH
+        if (use == 2) {
+            lstm_fwd_row_avx2(a + b * W, r + b * W, c_old + b * U, c_new + b * U, tc + b * U, h_new + b * U, U);
+            continue;
+        }
+#endif
+        lstm_fwd_row_generic(a + b * W, r + b * W, c_old + b * U, c_new + b * U, tc + b * U, h_new + b * U, U);
+    }
+    return use;
+}
+
+int rnnlab_lstm_gates_bwd_f32(const float *dh, const float *dc, const float *a, const float *c_old,
+                              const float *tc, float *da, float *dc_prev, int64_t B, int64_t U, int64_t isa) {
+    int use = lstm_step_isa(U, isa);
+    int64_t W = 4 * U;
+    for (int64_t b = 0; b < B; b++) {
+#ifdef RNNLAB_HAVE_AVX2_PATH
+        if (use == 2) {
+            lstm_bwd_row_avx2(dh + b * U, dc + b * U, a + b * W, c_old + b * U, tc + b * U, da + b * W,
+                              dc_prev + b * U, U);
+            continue;
+        }
+#endif
+        lstm_bwd_row_generic(dh + b * U, dc + b * U, a + b * W, c_old + b * U, tc + b * U, da + b * W,
+                             dc_prev + b * U, U);
+    }
+    return use;
+}

@@ -1,0 +1,194 @@
+"""LSTM training steps with the elementwise gate math in C (rnnlab/_native/_cells.c,
+``rnnlab_lstm_gates_fwd_f32`` / ``rnnlab_lstm_gates_bwd_f32``, float32) agree with the NumPy fast path
+(the float32 fast-path tolerance 2e-6) on outputs, states, dx and every weight gradient; the C steps are
+taken when they should be (and only then); the backward step is bit-identical to the NumPy one."""
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import _native
+from rnnlab import layers as L
+
+needs_native = pytest.mark.skipif(not _native.available(),
+                                  reason=f"native kernel not in use: {_native.why_unavailable()}")
+TOL = 2e-6  # the float32 fast-path tolerance of tests/test_recurrent_fast_paths.py
+
+
+@pytest.fixture(autouse=True)
+def _float32():
+    rnnlab.set_floatx("float32")
+    rnnlab.set_random_seed(0)
+    yield
+    rnnlab.set_floatx("float32")
+
+
+def _run(layer, x, lib, steps=1, mask=None, initial_state=None, portable=False, seed=5):
+    """Training forward + backward of ``layer`` with the kernel (lib = _native._LIB) or without (None);
+    ``steps`` calls in a row (stateful). Returns the outputs, dx and gradients of the last call."""
+    saved = _native._LIB
+    _native._LIB = lib
+    try:
+        for _ in range(steps):
+            if portable and layer._ws is not None and layer._ws.fast.cptr is not None:
+                layer._ws.fast.cptr.isa = 1
+            kw = {} if initial_state is None else dict(initial_state=initial_state)
+            y = layer.forward(x, training=True, mask=mask, **kw)
+            ys = y if isinstance(y, list) else [y]
+            rng = np.random.default_rng(seed)
+            gs = [rng.standard_normal(v.shape).astype(np.float32) for v in ys]
+            dx = layer.backward(gs if isinstance(y, list) else gs[0])
+    finally:
+        _native._LIB = saved
+    dxs = dx if isinstance(dx, list) else [dx]
+    return [v.copy() for v in ys], [v.copy() for v in dxs], {k: np.array(v) for k, v in layer.grads.items()}
+
+
+def _pair(U, x, **kw):
+    a, b = L.LSTM(U, **kw), L.LSTM(U, **kw)
+    a(x)
+    b(x)
+    b.set_weights(a.get_weights())
+    bias = np.linspace(-0.5, 0.5, 4 * U).astype(np.float32)
+    a.params["bias"][...] = bias
+    b.params["bias"][...] = bias
+    return a, b
+
+
+def _close(r1, r2):
+    (y1, d1, g1), (y2, d2, g2) = r1, r2
+    for p, q in zip(y1 + d1, y2 + d2):
+        assert p.dtype == q.dtype == np.float32
+        np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
+    assert g1.keys() == g2.keys()
+    for k in g1:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=TOL, atol=TOL * 10, err_msg=k)
+
+
+CASES = [
+    dict(return_sequences=True),
+    dict(return_state=True, go_backwards=True),
+    dict(return_sequences=True, return_state=True),
+    dict(return_sequences=True, recurrent_dropout=0.3),
+]
+
+
+@needs_native
+@pytest.mark.parametrize("U", [16, 6])          # the AVX2 path (where there is one) and the portable one
+@pytest.mark.parametrize("B", [1, 3, 32])
+@pytest.mark.parametrize("kw", CASES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_native_training_matches_numpy(U, B, kw, masked):
+    rng = np.random.default_rng(B * 100 + U)
+    T, D = 7, 5
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    mask = None
+    if masked:
+        mask = np.ones((B, T), bool)
+        mask[0, 4:] = False
+        mask[-1, :2] = False
+    nat, ref = _pair(U, x, **kw)
+    rnnlab.set_random_seed(1)   # the same dropout masks on both
+    r_nat = _run(nat, x, _native._LIB, mask=mask)
+    rnnlab.set_random_seed(1)
+    r_ref = _run(ref, x, None, mask=mask)
+    cp = nat._ws.fast.cptr
+    assert cp is not None
+    assert cp.fwd_isa == cp.bwd_isa == _native._LIB.rnnlab_cells_isa(16 if U % 8 == 0 else U)  # the C steps ran
+    _close(r_nat, r_ref)
+
+
+@needs_native
+@pytest.mark.parametrize("U", [16, 6])
+def test_initial_state_and_dstate(U):
+    rng = np.random.default_rng(7)
+    B, T, D = 3, 6, 4
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((B, U)).astype(np.float32) for _ in range(2))
+    mask = np.ones((B, T), bool)
+    mask[1, 3:] = False
+    nat, ref = _pair(U, x, return_sequences=True, return_state=True)
+    r_nat = _run(nat, x, _native._LIB, mask=mask, initial_state=[h0, c0])
+    r_ref = _run(ref, x, None, mask=mask, initial_state=[h0, c0])
+    assert len(r_nat[1]) == 3          # dx, dh0, dc0
+    assert nat._ws.fast.cptr.bwd_isa > 0
+    _close(r_nat, r_ref)
+
+
+@needs_native
+@pytest.mark.parametrize("U", [16, 6])
+def test_stateful(U):
+    rng = np.random.default_rng(11)
+    B, T, D = 3, 5, 4
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    nat, ref = _pair(U, x, stateful=True, return_sequences=True)
+    nat.reset_states()
+    ref.reset_states()
+    r_nat = _run(nat, x, _native._LIB, steps=3)
+    r_ref = _run(ref, x, None, steps=3)
+    _close(r_nat, r_ref)
+    for p, q in zip(nat.states, ref.states):
+        np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
+
+
+@needs_native
+def test_portable_and_vector_steps_agree():
+    rng = np.random.default_rng(13)
+    B, T, D, U = 5, 6, 4, 32
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    vec, por = _pair(U, x, return_sequences=True)
+    r_vec = _run(vec, x, _native._LIB)
+    r_por = _run(por, x, _native._LIB, portable=True)
+    _run(por, x, _native._LIB, portable=True)
+    assert por._ws.fast.cptr.fwd_isa == por._ws.fast.cptr.bwd_isa == 1
+    _close(r_vec, r_por)
+
+
+@needs_native
+@pytest.mark.parametrize("U", [16, 6])
+def test_backward_step_bit_identical(U):
+    """The same forward buffers, then the C and the NumPy backward steps: the same bits."""
+    rng = np.random.default_rng(17)
+    B, T, D = 4, 6, 3
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    layer = L.LSTM(U, return_sequences=True)
+    layer(x)
+    layer.forward(x, training=True)
+    ws = layer._ws
+    A, C, X, cache = ws.A.copy(), ws.S[1].copy(), ws.X.copy(), layer._cache
+    g = rng.standard_normal((B, T, U)).astype(np.float32)
+    out = []
+    for lib in (_native._LIB, None):
+        ws.A[...] = A
+        ws.S[1][...] = C
+        ws.X[...] = X            # dx goes into X's buffer
+        layer._cache = cache     # backward consumes it
+        saved, _native._LIB = _native._LIB, lib
+        try:
+            dx = layer.backward(g)
+        finally:
+            _native._LIB = saved
+        out.append((dx.copy(), ws.A.copy(), {k: np.array(v) for k, v in layer.grads.items()}))
+    assert layer._ws.fast.cptr.bwd_isa > 0
+    np.testing.assert_array_equal(out[0][1], out[1][1])     # dA, every step
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    for k in out[0][2]:
+        np.testing.assert_array_equal(out[0][2][k], out[1][2][k])
+
+
+def test_float64_and_inference_do_not_take_the_training_steps():
+    rnnlab.set_floatx("float64")
+    x = np.random.default_rng(0).standard_normal((3, 4, 2))
+    layer = L.LSTM(8, return_sequences=True)
+    layer(x)
+    layer.forward(x, training=True)
+    assert layer._ws.fast.cptr is None          # float64: NumPy only (the gradient checks run there)
+
+
+@needs_native
+def test_no_kernel_no_c_steps():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    layer = L.LSTM(16, return_sequences=True)
+    layer(x)
+    _run(layer, x, None)
+    assert layer._ws.fast.cptr.fwd_isa == layer._ws.fast.cptr.bwd_isa == 0
