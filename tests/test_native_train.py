@@ -1,5 +1,6 @@
-"""LSTM training steps with the elementwise gate math in C (rnnlab/_native/_cells.c,
-``rnnlab_lstm_gates_fwd_f32`` / ``rnnlab_lstm_gates_bwd_f32``, float32) agree with the NumPy fast path
+"""LSTM and GRU (reset_after=True) training steps with the elementwise gate math in C
+(rnnlab/_native/_cells.c, ``rnnlab_lstm_gates_fwd_f32`` / ``rnnlab_lstm_gates_bwd_f32``,
+``rnnlab_gru_gates_fwd_f32`` / ``rnnlab_gru_gates_bwd_f32``, float32) agree with the NumPy fast path
 (the float32 fast-path tolerance 2e-6) on outputs, states, dx and every weight gradient; the C steps are
 taken when they should be (and only then); the backward step is bit-identical to the NumPy one."""
 import numpy as np
@@ -43,12 +44,16 @@ def _run(layer, x, lib, steps=1, mask=None, initial_state=None, portable=False, 
     return [v.copy() for v in ys], [v.copy() for v in dxs], {k: np.array(v) for k, v in layer.grads.items()}
 
 
-def _pair(U, x, **kw):
-    a, b = L.LSTM(U, **kw), L.LSTM(U, **kw)
+CELLS = ["LSTM", "GRU"]
+
+
+def _pair(cell, U, x, **kw):
+    a, b = getattr(L, cell)(U, **kw), getattr(L, cell)(U, **kw)
     a(x)
     b(x)
     b.set_weights(a.get_weights())
-    bias = np.linspace(-0.5, 0.5, 4 * U).astype(np.float32)
+    shape = a.params["bias"].shape
+    bias = np.linspace(-0.5, 0.5, int(np.prod(shape))).astype(np.float32).reshape(shape)
     a.params["bias"][...] = bias
     b.params["bias"][...] = bias
     return a, b
@@ -73,11 +78,12 @@ CASES = [
 
 
 @needs_native
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("U", [16, 6])          # the AVX2 path (where there is one) and the portable one
 @pytest.mark.parametrize("B", [1, 3, 32])
 @pytest.mark.parametrize("kw", CASES)
 @pytest.mark.parametrize("masked", [False, True])
-def test_native_training_matches_numpy(U, B, kw, masked):
+def test_native_training_matches_numpy(cell, U, B, kw, masked):
     rng = np.random.default_rng(B * 100 + U)
     T, D = 7, 5
     x = rng.standard_normal((B, T, D)).astype(np.float32)
@@ -86,7 +92,7 @@ def test_native_training_matches_numpy(U, B, kw, masked):
         mask = np.ones((B, T), bool)
         mask[0, 4:] = False
         mask[-1, :2] = False
-    nat, ref = _pair(U, x, **kw)
+    nat, ref = _pair(cell, U, x, **kw)
     rnnlab.set_random_seed(1)   # the same dropout masks on both
     r_nat = _run(nat, x, _native._LIB, mask=mask)
     rnnlab.set_random_seed(1)
@@ -98,29 +104,32 @@ def test_native_training_matches_numpy(U, B, kw, masked):
 
 
 @needs_native
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("U", [16, 6])
-def test_initial_state_and_dstate(U):
+def test_initial_state_and_dstate(cell, U):
     rng = np.random.default_rng(7)
     B, T, D = 3, 6, 4
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    h0, c0 = (rng.standard_normal((B, U)).astype(np.float32) for _ in range(2))
+    n_states = 2 if cell == "LSTM" else 1
+    s0 = [rng.standard_normal((B, U)).astype(np.float32) for _ in range(n_states)]
     mask = np.ones((B, T), bool)
     mask[1, 3:] = False
-    nat, ref = _pair(U, x, return_sequences=True, return_state=True)
-    r_nat = _run(nat, x, _native._LIB, mask=mask, initial_state=[h0, c0])
-    r_ref = _run(ref, x, None, mask=mask, initial_state=[h0, c0])
-    assert len(r_nat[1]) == 3          # dx, dh0, dc0
+    nat, ref = _pair(cell, U, x, return_sequences=True, return_state=True)
+    r_nat = _run(nat, x, _native._LIB, mask=mask, initial_state=s0)
+    r_ref = _run(ref, x, None, mask=mask, initial_state=s0)
+    assert len(r_nat[1]) == 1 + n_states          # dx, dh0 (, dc0)
     assert nat._ws.fast.cptr.bwd_isa > 0
     _close(r_nat, r_ref)
 
 
 @needs_native
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("U", [16, 6])
-def test_stateful(U):
+def test_stateful(cell, U):
     rng = np.random.default_rng(11)
     B, T, D = 3, 5, 4
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    nat, ref = _pair(U, x, stateful=True, return_sequences=True)
+    nat, ref = _pair(cell, U, x, stateful=True, return_sequences=True)
     nat.reset_states()
     ref.reset_states()
     r_nat = _run(nat, x, _native._LIB, steps=3)
@@ -131,11 +140,12 @@ def test_stateful(U):
 
 
 @needs_native
-def test_portable_and_vector_steps_agree():
+@pytest.mark.parametrize("cell", CELLS)
+def test_portable_and_vector_steps_agree(cell):
     rng = np.random.default_rng(13)
     B, T, D, U = 5, 6, 4, 32
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    vec, por = _pair(U, x, return_sequences=True)
+    vec, por = _pair(cell, U, x, return_sequences=True)
     r_vec = _run(vec, x, _native._LIB)
     r_por = _run(por, x, _native._LIB, portable=True)
     _run(por, x, _native._LIB, portable=True)
@@ -144,23 +154,26 @@ def test_portable_and_vector_steps_agree():
 
 
 @needs_native
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("U", [16, 6])
-def test_backward_step_bit_identical(U):
+@pytest.mark.parametrize("rdrop", [0.0, 0.3])
+def test_backward_step_bit_identical(cell, U, rdrop):
     """The same forward buffers, then the C and the NumPy backward steps: the same bits."""
     rng = np.random.default_rng(17)
     B, T, D = 4, 6, 3
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    layer = L.LSTM(U, return_sequences=True)
+    layer = getattr(L, cell)(U, return_sequences=True, recurrent_dropout=rdrop)
     layer(x)
     layer.forward(x, training=True)
     ws = layer._ws
-    A, C, X, cache = ws.A.copy(), ws.S[1].copy(), ws.X.copy(), layer._cache
+    # the buffers the backward reads and overwrites: A (-> dA), the states, GRU's Q (-> dQ), X (-> dx)
+    bufs = [ws.A, ws.X, *ws.S] + ([ws.Q] if cell == "GRU" else [])
+    saved_bufs, cache = [v.copy() for v in bufs], layer._cache
     g = rng.standard_normal((B, T, U)).astype(np.float32)
     out = []
     for lib in (_native._LIB, None):
-        ws.A[...] = A
-        ws.S[1][...] = C
-        ws.X[...] = X            # dx goes into X's buffer
+        for v, w in zip(bufs, saved_bufs):
+            v[...] = w
         layer._cache = cache     # backward consumes it
         saved, _native._LIB = _native._LIB, lib
         try:
@@ -175,20 +188,30 @@ def test_backward_step_bit_identical(U):
         np.testing.assert_array_equal(out[0][2][k], out[1][2][k])
 
 
-def test_float64_and_inference_do_not_take_the_training_steps():
+@pytest.mark.parametrize("cell", CELLS)
+def test_float64_and_inference_do_not_take_the_training_steps(cell):
     rnnlab.set_floatx("float64")
     x = np.random.default_rng(0).standard_normal((3, 4, 2))
-    layer = L.LSTM(8, return_sequences=True)
+    layer = getattr(L, cell)(8, return_sequences=True)
     layer(x)
     layer.forward(x, training=True)
     assert layer._ws.fast.cptr is None          # float64: NumPy only (the gradient checks run there)
 
 
 @needs_native
-def test_no_kernel_no_c_steps():
+@pytest.mark.parametrize("cell", CELLS)
+def test_no_kernel_no_c_steps(cell):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 4, 3)).astype(np.float32)
-    layer = L.LSTM(16, return_sequences=True)
+    layer = getattr(L, cell)(16, return_sequences=True)
     layer(x)
     _run(layer, x, None)
     assert layer._ws.fast.cptr.fwd_isa == layer._ws.fast.cptr.bwd_isa == 0
+
+
+def test_gru_reset_before_has_no_c_steps():
+    x = np.random.default_rng(0).standard_normal((3, 4, 2)).astype(np.float32)
+    layer = L.GRU(8, return_sequences=True, reset_after=False)
+    layer(x)
+    layer.forward(x, training=True)
+    assert layer._ws.fast is None               # reset_after=False: no fast path, NumPy only

@@ -54,6 +54,10 @@ def _load():
     lib.rnnlab_lstm_gates_fwd_f32.restype = ctypes.c_int
     lib.rnnlab_lstm_gates_bwd_f32.argtypes = [p, p, p, p, p, p, p, i64, i64, i64]
     lib.rnnlab_lstm_gates_bwd_f32.restype = ctypes.c_int
+    lib.rnnlab_gru_gates_fwd_f32.argtypes = [p, p, p, p, p, i64, i64, i64]
+    lib.rnnlab_gru_gates_fwd_f32.restype = ctypes.c_int
+    lib.rnnlab_gru_gates_bwd_f32.argtypes = [p, p, p, p, p, p, i64, i64, i64]
+    lib.rnnlab_gru_gates_bwd_f32.restype = ctypes.c_int
     lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
     lib.rnnlab_cells_isa.argtypes = [i64]
     lib.rnnlab_cells_isa.restype = ctypes.c_int
@@ -234,6 +238,16 @@ def lstm_step_kernels():
     if _LIB is None:
         return None
     return _LIB.rnnlab_lstm_gates_fwd_f32, _LIB.rnnlab_lstm_gates_bwd_f32
+
+
+def gru_step_kernels():
+    """``(fwd, bwd)``: ``rnnlab_gru_gates_fwd_f32`` / ``rnnlab_gru_gates_bwd_f32`` of _cells.c (the
+    elementwise part of one GRU reset_after=True training step, float32), or None when the kernel is not
+    loaded; gru.py calls them on raw addresses of its workspace buffers, as lstm.py does with
+    :func:`lstm_step_kernels`."""
+    if _LIB is None:
+        return None
+    return _LIB.rnnlab_gru_gates_fwd_f32, _LIB.rnnlab_gru_gates_bwd_f32
 
 
 def _mask_u8(mask, T, B):

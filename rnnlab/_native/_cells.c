@@ -561,3 +561,130 @@ int rnnlab_lstm_gates_bwd_f32(const float *dh, const float *dc, const float *a, 
     }
     return use;
 }
+
+
+/* ---------------------------------------------------------------- GRU training steps (elementwise part)
+ * The gate math of gru.py's NumPy fast path (reset_after=True, sigmoid/tanh, float32), one call per time
+ * step, for B rows of U units; the recurrent GEMMs stay in NumPy/BLAS. Row b of every (B, .) array is
+ * contiguous.
+ *
+ * Forward: a (B, 3U) holds x W_x + b_x with the z, r columns prescaled by 1/2 (the fast path's weights), q
+ * (B, 3U) the step's h_{t-1} W_h (prescaled alike); bh (3U, the same for every row; the prescaled b_h) or
+ * NULL. q <- q + bh (stored: the backward reads q_h); a <- [z, r, hh] where z, r = 1/2 + 1/2 tanh(a + q),
+ * hh = tanh(a_h + r q_h); h_new = (h_old - hh) z + hh. Only the tanh (the approximation above) differs
+ * from the NumPy step; the rest rounds the same way.
+ *
+ * Backward: from dh (B, U) and the stored a (z, r, hh), h_old, q:
+ *   dz = (h_old - hh) dh (1 - z) z;  dh_direct = dh z;  dAh = (dh - dh_direct)(1 - hh hh);
+ *   dr = (dAh q_h) (1 - r) r;  da = [dz, dr, dAh];  q <- dq = [dz, dr, dAh r]  (q_h read before written);
+ *   dh_prev <- dh_direct (the caller adds dq W_h^T);
+ * the same operations in the same order as the NumPy fast backward (no FMA): bit-identical to it.
+ * da, q, dh_prev may not alias each other or dh, a, h_old (except da may be a itself).
+ * isa: 0 auto, 1 portable (lstm_step_isa: AVX2 needs U % 8 == 0). Return the path taken (1 portable, 2 AVX2). */
+static void gru_fwd_row_generic(float *a, float *q, const float *bh, const float *h_old, float *h_new,
+                                int64_t U) {
+    int64_t W = 3 * U;
+    if (bh)
+        for (int64_t j = 0; j < W; j++) q[j] += bh[j];
+    for (int64_t j = 0; j < 2 * U; j++) a[j] = rnnlab_tanh_approx(a[j] + q[j]) * 0.5f + 0.5f;
+    const float *z = a, *r = a + U, *qh = q + 2 * U;
+    float *hh = a + 2 * U;
+    for (int64_t j = 0; j < U; j++) {
+        float u = r[j] * qh[j];
+        float v = rnnlab_tanh_approx(hh[j] + u);
+        hh[j] = v;
+        float d = h_old[j] - v;
+        h_new[j] = d * z[j] + v;
+    }
+}
+
+#define GRU_BWD_ROW_BODY                                                                                     \
+    {                                                                                                        \
+        const float *z = a, *r = a + U, *hh = a + 2 * U;                                                     \
+        float *dz = da, *dr = da + U, *dAh = da + 2 * U, *qh = q + 2 * U;                                    \
+        for (int64_t j = 0; j < U; j++) {                                                                    \
+            float h = dh[j], zv = z[j], rv = r[j], hv = hh[j];                                               \
+            float dzv = (h_old[j] - hv) * h;                                                                 \
+            float dd = h * zv;                                                                               \
+            float dah = (h - dd) * (1.0f - hv * hv);                                                         \
+            float drv = dah * qh[j];                                                                         \
+            dzv = dzv * ((1.0f - zv) * zv);                                                                  \
+            drv = drv * ((1.0f - rv) * rv);                                                                  \
+            dh_prev[j] = dd;                                                                                 \
+            dz[j] = dzv;                                                                                     \
+            dr[j] = drv;                                                                                     \
+            dAh[j] = dah;                                                                                    \
+            q[j] = dzv;                                                                                      \
+            q[U + j] = drv;                                                                                  \
+            qh[j] = dah * rv;                                                                                \
+        }                                                                                                    \
+    }
+
+static void gru_bwd_row_generic(const float *dh, const float *a, const float *h_old, float *q, float *da,
+                                float *dh_prev, int64_t U)
+GRU_BWD_ROW_BODY
+
+#ifdef RNNLAB_HAVE_AVX2_PATH
+__attribute__((target("avx2"))) static void gru_bwd_row_avx2(const float *dh, const float *a, const float *h_old,
+                                                            float *q, float *da, float *dh_prev, int64_t U)
+GRU_BWD_ROW_BODY
+
+/* needs U % 8 == 0 */
+__attribute__((target("avx2,fma"))) static void gru_fwd_row_avx2(float *a, float *q, const float *bh,
+                                                               const float *h_old, float *h_new, int64_t U) {
+    const __m256 half = _mm256_set1_ps(0.5f);
+    for (int64_t j = 0; j < 2 * U; j += 8) {  /* z, r */
+        __m256 qv = _mm256_loadu_ps(q + j);
+        if (bh) {
+            qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + j));
+            _mm256_storeu_ps(q + j, qv);
+        }
+        __m256 v = tanh8(_mm256_add_ps(_mm256_loadu_ps(a + j), qv));
+        _mm256_storeu_ps(a + j, _mm256_add_ps(_mm256_mul_ps(v, half), half));
+    }
+    for (int64_t j = 0; j < U; j += 8) {  /* hh = tanh(p_h + r q_h), h_t = (h_{t-1} - hh) z + hh */
+        float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
+        __m256 qv = _mm256_loadu_ps(qp);
+        if (bh) {
+            qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + 2 * U + j));
+            _mm256_storeu_ps(qp, qv);
+        }
+        __m256 hh = tanh8(_mm256_add_ps(_mm256_loadu_ps(hp), _mm256_mul_ps(_mm256_loadu_ps(a + U + j), qv)));
+        _mm256_storeu_ps(hp, hh);
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(h_old + j), hh);
+        _mm256_storeu_ps(h_new + j, _mm256_add_ps(_mm256_mul_ps(d, _mm256_loadu_ps(a + j)), hh));
+    }
+}
+#endif
+
+int rnnlab_gru_gates_fwd_f32(float *a, float *q, const float *bh, const float *h_old, float *h_new, int64_t B,
+                             int64_t U, int64_t isa) {
+    int use = lstm_step_isa(U, isa);
+    int64_t W = 3 * U;
+    for (int64_t b = 0; b < B; b++) {
+#ifdef RNNLAB_HAVE_AVX2_PATH
+        if (use == 2) {
+            gru_fwd_row_avx2(a + b * W, q + b * W, bh, h_old + b * U, h_new + b * U, U);
+            continue;
+        }
+#endif
+        gru_fwd_row_generic(a + b * W, q + b * W, bh, h_old + b * U, h_new + b * U, U);
+    }
+    return use;
+}
+
+int rnnlab_gru_gates_bwd_f32(const float *dh, const float *a, const float *h_old, float *q, float *da,
+                             float *dh_prev, int64_t B, int64_t U, int64_t isa) {
+    int use = lstm_step_isa(U, isa);
+    int64_t W = 3 * U;
+    for (int64_t b = 0; b < B; b++) {
+#ifdef RNNLAB_HAVE_AVX2_PATH
+        if (use == 2) {
+            gru_bwd_row_avx2(dh + b * U, a + b * W, h_old + b * U, q + b * W, da + b * W, dh_prev + b * U, U);
+            continue;
+        }
+#endif
+        gru_bwd_row_generic(dh + b * U, a + b * W, h_old + b * U, q + b * W, da + b * W, dh_prev + b * U, U);
+    }
+    return use;
+}

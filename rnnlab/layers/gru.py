@@ -31,7 +31,10 @@ per-call copies of the z, r columns of the weights and biases (bit-identical: th
 Native path: for inference (``training=False``) with reset_after=True, these activations and float32, the
 whole time loop runs in C when the optional kernel is built (``rnnlab._native.gru_infer``; masks supported),
 filling the same buffers (A, Q, the states); it agrees with the NumPy loop to ~1e-6 relative (tanh
-approximation, summation order). reset_after=False stays on NumPy.
+approximation, summation order). reset_after=False stays on NumPy. In training (same conditions, kernel
+built) each fast-path step keeps its recurrent GEMM in NumPy and does the elementwise gate math in one C
+call (``rnnlab_gru_gates_fwd_f32`` / ``rnnlab_gru_gates_bwd_f32``), writing the same buffers: forward equal
+up to the tanh approximation, backward step bit-identical.
 
 The time loop, masking, states and the input-side GEMMs are in :mod:`rnnlab.layers.recurrent`.
 """
@@ -115,6 +118,18 @@ class GRU(RNN):
                                for t in range(T)]
                 ws.fast.dgates = parts(ws.dA_t)
                 ws.fast.dq = (ws.dQ_t[:, :2 * U], ws.dQ_t[:, 2 * U:])
+                ws.fast.cptr = None
+                if np.dtype(dt) == np.float32 and _native.gru_step_kernels() is not None:
+                    # training steps in C (rnnlab/_native/_cells.c): the raw addresses of the per-step buffers
+                    # (all C-contiguous float32 slices of this workspace, alive as long as it is)
+                    ad = lambda v: v.ctypes.data  # noqa: E731
+                    ws.fast.cptr = types.SimpleNamespace(
+                        fwd=[(ad(A[t]), ad(Q[t]), ad(S0[t]), ad(S0[t + 1])) for t in range(T)],
+                        bh=ad(ws.fast.bias_h) if self.use_bias else None,   # row 0 (all rows are equal)
+                        da=ad(ws.dA_t),
+                        # the gradient buffers the backward loop hands to the step (it swaps them around)
+                        grads={id(v): ad(v) for v in ws.carry + ws.dnew + ws.dprev},
+                        isa=0, fwd_isa=0, bwd_isa=0)  # isa: 0 auto, 1 portable (tests); *_isa: the path last taken
         else:
             ws.RH = np.empty((T, B, U), dt)       # r * h_{t-1} (as it enters the candidate GEMM)
 
@@ -159,6 +174,13 @@ class GRU(RNN):
         if fast is not None:
             hr, zr, z, r, hh, hp, h_new, q, q_zr, q_h = fast.fwd[t]
             np.matmul(hr, fast.recurrent_kernel, out=q)
+            cp = fast.cptr
+            if cp is not None and _native._LIB is not None:
+                # the rest of the step in one C call: same buffers, same values up to the tanh approximation
+                pa, pq, pho, phn = cp.fwd[t]
+                cp.fwd_isa = _native._LIB.rnnlab_gru_gates_fwd_f32(pa, pq, cp.bh, pho, phn, ws.B, self.units,
+                                                                   cp.isa)
+                return
             if fast.bias_h is not None:
                 q += fast.bias_h
             zr += q_zr
@@ -245,6 +267,20 @@ class GRU(RNN):
         dzr, dz, dr, dAh = fast.dgates
         dq_zr, dq_h = fast.dq
         dh = dnew[0]
+        cp = fast.cptr
+        if cp is not None and _native._LIB is not None:
+            pdh, pdp = cp.grads.get(id(dh)), cp.grads.get(id(dprev[0]))
+            if pdh is not None and pdp is not None:
+                # the elementwise part in one C call, bit-identical to the NumPy lines below; it writes dq
+                # straight into Q[t] (which then holds dQ[t], as below)
+                pa, pq, pho, _ = cp.fwd[t]
+                cp.bwd_isa = _native._LIB.rnnlab_gru_gates_bwd_f32(pdh, pa, pho, pq, cp.da, pdp, ws.B,
+                                                                   self.units, cp.isa)
+                np.matmul(q, ws.WhT, out=g)
+                if ws.rec_mask is not None:
+                    g *= ws.rec_mask
+                dprev[0] += g
+                return
         np.subtract(hp, hh, out=dz)
         dz *= dh
         np.multiply(dh, z, out=dprev[0])     # direct path h_{t-1} -> h_t
