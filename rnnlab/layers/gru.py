@@ -47,7 +47,7 @@ import numpy as np
 from .. import _native
 from .. import activations as _act
 from .base import register
-from .recurrent import RNN, act_backward_, act_forward_
+from .recurrent import RNN, act_backward_, act_forward_, addr
 
 
 @register
@@ -121,22 +121,14 @@ class GRU(RNN):
                 ws.fast.cptr = None
                 if np.dtype(dt) == np.float32 and _native.gru_step_kernels() is not None:
                     # training steps in C (rnnlab/_native/_cells.c): the raw addresses of the per-step buffers
-                    # (all C-contiguous float32 slices of this workspace, alive as long as it is)
-                    ad = lambda v: v.ctypes.data  # noqa: E731
-                    ws.fast.cptr = types.SimpleNamespace(
-                        fwd=[(ad(A[t]), ad(Q[t]), ad(S0[t]), ad(S0[t + 1])) for t in range(T)],
-                        bh=ad(ws.fast.bias_h) if self.use_bias else None,   # row 0 (all rows are equal)
-                        da=ad(ws.dA_t),
-                        # the gradient buffers the backward loop hands to the step (it swaps them around)
-                        grads={id(v): ad(v) for v in ws.carry + ws.dnew + ws.dprev},
-                        isa=0, fwd_isa=0, bwd_isa=0)  # isa: 0 auto, 1 portable (tests); *_isa: the path last taken
+                    ws.fast.cptr = self._native_step_ptrs(
+                        ws, fwd=[(addr(A[t]), addr(Q[t]), addr(S0[t]), addr(S0[t + 1])) for t in range(T)],
+                        bh=addr(ws.fast.bias_h) if self.use_bias else None)   # row 0 (all rows are equal)
         else:
             ws.RH = np.empty((T, B, U), dt)       # r * h_{t-1} (as it enters the candidate GEMM)
 
     def _projection_weights(self, ws):
         fast = ws.fast
-        if getattr(ws, "native_ok", False):
-            return self.params["kernel"], None  # the native loop adds b_x and halves the z, r sums itself
         if fast is None:
             return super()._projection_weights(ws)
         np.multiply(self.params["kernel"], fast.half, out=fast.kernel)

@@ -39,7 +39,7 @@ import types
 import numpy as np
 
 from .base import register
-from .recurrent import RNN, act_backward_, act_forward_
+from .recurrent import RNN, act_backward_, act_forward_, addr
 from .. import _native
 from .. import activations as _act
 
@@ -115,21 +115,13 @@ class LSTM(RNN):
             ws.fast.cptr = None
             if np.dtype(dt) == np.float32 and _native.lstm_step_kernels() is not None:
                 # training steps in C (rnnlab/_native/_cells.c): the raw addresses of the per-step buffers
-                # (all C-contiguous float32 slices of this workspace, alive as long as it is)
-                ad = lambda v: v.ctypes.data  # noqa: E731
-                ws.fast.cptr = types.SimpleNamespace(
-                    fwd=[(ad(A[t]), ad(ws.tmpW), ad(S1[t]), ad(S1[t + 1]), ad(TC[t]), ad(S0[t + 1]))
-                         for t in range(ws.T)],
-                    bwd=[(ad(A[t]), ad(S1[t]), ad(TC[t])) for t in range(ws.T)],
-                    da=ad(ws.dA_t),
-                    # the gradient buffers the backward loop hands to the step (it swaps them around)
-                    grads={id(v): ad(v) for v in ws.carry + ws.dnew + ws.dprev},
-                    isa=0, fwd_isa=0, bwd_isa=0)  # isa: 0 auto, 1 portable (tests); *_isa: the path last taken
+                ws.fast.cptr = self._native_step_ptrs(
+                    ws, fwd=[(addr(A[t]), addr(ws.tmpW), addr(S1[t]), addr(S1[t + 1]), addr(TC[t]), addr(S0[t + 1]))
+                             for t in range(ws.T)],
+                    bwd=[(addr(A[t]), addr(S1[t]), addr(TC[t])) for t in range(ws.T)])
 
     def _projection_weights(self, ws):
         fast = ws.fast
-        if getattr(ws, "native_ok", False):
-            return self.params["kernel"], None  # the native loop adds the bias and halves the sigmoid gates
         if fast is None:
             return super()._projection_weights(ws)
         np.multiply(self.params["kernel"], fast.pre, out=fast.kernel)

@@ -100,6 +100,11 @@ def _check_rate(cls_name, arg, value):
     return value
 
 
+def addr(a):
+    """The data address of an array, for the compiled kernels (rnnlab._native)."""
+    return a.ctypes.data
+
+
 #: Largest batch for which the compiled inference loops (``_native_loop``) run. They do one
 #: matrix-vector product per batch row and step; from about 8 rows on, NumPy's one GEMM per step is
 #: faster (measured 1 thread, T80: LSTM(128) B4 3.1 -> 2.2 ms, B8 5.1 vs 5.2, B16 8.8 vs 10.2 ms;
@@ -322,7 +327,8 @@ class RNN(Layer):
 
     def _native_ready(self, ws):
         """True when :meth:`_native_loop` can run this (inference, no recurrent dropout) call; asked before
-        the input projection (``ws.native_ok``), so that :meth:`_projection_weights` can pick its weights."""
+        the input projection (``ws.native_ok``), which then uses the raw kernel and no bias: the compiled
+        loops add the bias (and any gate scaling) themselves."""
         return False
 
     def _native_loop(self, ws):
@@ -334,6 +340,16 @@ class RNN(Layer):
     def _native_float32(self):
         """The common condition of the compiled inference loops: float32 weights and the kernel built."""
         return np.dtype(self.dtype) == np.float32 and _native.available()
+
+    @staticmethod
+    def _native_step_ptrs(ws, **cell_ptrs):
+        """The raw addresses the compiled training steps of a cell take (``ws.fast.cptr``): the cell's own
+        per-step ones (``cell_ptrs``), ``da`` (dA_t), ``grads`` (the carried-gradient buffers by id: the
+        backward loop swaps them around) and the path fields ``isa`` (0 auto, 1 portable, for the tests),
+        ``fwd_isa``/``bwd_isa`` (the path last taken). All are C-contiguous float32 arrays of this workspace,
+        alive as long as it is."""
+        return types.SimpleNamespace(da=addr(ws.dA_t), grads={id(v): addr(v) for v in ws.carry + ws.dnew + ws.dprev},
+                                     isa=0, fwd_isa=0, bwd_isa=0, **cell_ptrs)
 
     def _native_inputs(self, ws):
         """What every compiled loop takes besides ``ws.A`` and the state buffers: the (T, B) mask or None,
@@ -442,7 +458,8 @@ class RNN(Layer):
         # 2. input projection of all steps: one GEMM (decided first: the native loop may want other weights)
         ws.native = False
         ws.native_ok = (not training and not rec_drop and B <= NATIVE_MAX_BATCH) and self._native_ready(ws)
-        kernel, b_in = self._projection_weights(ws)
+        # (the compiled loops take the raw kernel and add the bias, and any gate scaling, themselves)
+        kernel, b_in = (self.params["kernel"], None) if ws.native_ok else self._projection_weights(ws)
         np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
         if b_in is not None:
             ws.A += b_in

@@ -54,11 +54,6 @@ class SimpleRNN(RNN):
         ws.views = [(ws.HR[t], ws.A[t], ws.S[0][t + 1]) for t in range(ws.T)]
         ws.tanh = self.activation.name == "tanh"
 
-    def _projection_weights(self, ws):
-        if getattr(ws, "native_ok", False):
-            return self.params["kernel"], None  # the native loop adds the bias at each step
-        return super()._projection_weights(ws)
-
     def _native_ready(self, ws):
         # inference, tanh, float32: the whole loop in C (rnnlab/_native/_cells.c), sharing the LSTM/GRU recurrent
         # product and tanh; fills A (pre-activations) and S as the NumPy loop does, to ~1e-6 relative
