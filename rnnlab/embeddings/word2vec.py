@@ -228,12 +228,6 @@ def batch_loss_and_grads(syn0, syn1neg, words, sentence_ids, reduced_windows, ne
     return loss, words, gX, targets.ravel(), gY.reshape(-1, D)
 
 
-def _scatter_add(W, idx, rows):
-    """``W[idx[i]] += rows[i]`` with repeated indices adding up (:func:`rnnlab._native.scatter_add`:
-    a compiled row loop when built, else one flat ``np.add.at``; identical results)."""
-    _native.scatter_add(W, idx, rows)
-
-
 def _alias_table(p):
     """Walker/Vose alias table of the distribution ``p`` (V,): draw ``i`` uniform in ``[0, V)``, return ``i``
     with probability ``prob[i]`` else ``alias[i]``; exact (up to float32 ``prob``), O(1) per draw."""
@@ -434,14 +428,14 @@ class Word2Vec:
                 self.wv.vectors, self.syn1neg, ids, sid, reduced, neg, 1, self.window,
                 scale=-alpha, compute_loss=self.compute_loss)
             self._check_finite(chunk, alpha, loss, in_rows, out_rows)
-            _scatter_add(self.syn1neg, out_idx, out_rows)
+            _native.scatter_add(self.syn1neg, out_idx, out_rows)
         else:
             loss, in_idx, in_rows, (targets, d, H) = batch_loss_and_grads(
                 self.wv.vectors, self.syn1neg, ids, sid, reduced, neg, 0, self.window,
                 scale=-alpha, compute_loss=self.compute_loss, cbow_mean_update=True, factored_output=True)
             self._check_finite(chunk, alpha, loss, in_rows, d, H)
             _native.scatter_add_outer(self.syn1neg, targets, d, H)
-        _scatter_add(self.wv.vectors, in_idx, in_rows)
+        _native.scatter_add(self.wv.vectors, in_idx, in_rows)
         return loss
 
     def _check_finite(self, chunk, alpha, loss, *arrays):
