@@ -106,10 +106,12 @@ def _legacy_task_doc(path, arrays):
     return None
 
 
-def add_task_entry(path, doc) -> None:
-    """Add (or replace) the ``__task__`` document of an existing ``.npz`` model file, atomically."""
+def add_task_entry(path, doc, extra_arrays=None) -> None:
+    """Add (or replace) the ``__task__`` document of an existing ``.npz`` model file, atomically, with
+    ``extra_arrays`` (e.g. a checkpoint's optimizer state) beside it."""
     arrays = read_npz(path)
     arrays[TASK_KEY] = encode_json(doc)
+    arrays.update(extra_arrays or {})
     write_npz(path, arrays)
 
 

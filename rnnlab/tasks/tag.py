@@ -167,14 +167,12 @@ class _Adapter:
         return out
 
     def save(self, path, run):
-        from .runstate import TASK_KEY, encode_json, read_npz, write_npz
+        from .runstate import add_task_entry
 
         self.model.save(path)
-        arrays = read_npz(path)
-        arrays[TASK_KEY] = encode_json({**self.doc, "run": run})
-        if os.path.basename(path) == "checkpoint.npz":
-            arrays.update({f"opt:{k}": v for k, v in self.optimizer.get_state().items()})
-        write_npz(path, arrays)
+        opt = ({f"opt:{k}": v for k, v in self.optimizer.get_state().items()}
+               if os.path.basename(path) == "checkpoint.npz" else None)
+        add_task_entry(path, {**self.doc, "run": run}, opt)
 
     def load(self, path):
         from ..tagging.tagger import Tagger
