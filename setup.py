@@ -2,14 +2,14 @@
 
 Everything else is in pyproject.toml. ``optional=True``: without a C compiler the install still succeeds
 and rnnlab uses its NumPy fallback (same results, slower word2vec updates and batch-1 LSTM inference);
-``rnnlab._native.available()`` tells which path runs. ``_cells.c`` (the LSTM inference loop) goes into the
-same shared library.
+``rnnlab._native.available()`` tells which path runs. ``_cells.c`` (the recurrent cells' loops and gate kernels) and
+``_gemm.c`` (a GEMM with a packed right-hand side, AVX-512) go into the same shared library.
 """
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
     "rnnlab._native._kernels",
-    sources=["rnnlab/_native/_kernels.c", "rnnlab/_native/_cells.c"],
+    sources=["rnnlab/_native/_kernels.c", "rnnlab/_native/_cells.c", "rnnlab/_native/_gemm.c"],
     extra_compile_args=["-O3", "-ffp-contract=off"],
     optional=True,
 )])

@@ -61,6 +61,14 @@ def _load():
     lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
     lib.rnnlab_cells_isa.argtypes = [i64]
     lib.rnnlab_cells_isa.restype = ctypes.c_int
+    lib.rnnlab_packed_size.argtypes = [i64, i64]
+    lib.rnnlab_packed_size.restype = i64
+    lib.rnnlab_pack_f32.argtypes = [p, i64, i64, p, i64, i64]
+    lib.rnnlab_pack_f32.restype = None
+    lib.rnnlab_gemm_isa.argtypes = []
+    lib.rnnlab_gemm_isa.restype = ctypes.c_int
+    lib.rnnlab_gemm_packed_f32.argtypes = [p, i64, i64, p, i64, i64, i64, i64, i64, p]
+    lib.rnnlab_gemm_packed_f32.restype = ctypes.c_int
     _LIB = lib
 
 
@@ -327,3 +335,121 @@ def tanh_approx(x, portable=False):
     y = np.empty_like(x)
     _LIB.rnnlab_tanh_approx_f32_isa(x.ctypes.data, y.ctypes.data, x.size, 1 if portable else 0)
     return y
+
+
+# ------------------------------------------------------------------ packed GEMM (_gemm.c)
+_GEMM_ISA = None
+
+
+def gemm_available() -> bool:
+    """True when the packed GEMM of _gemm.c runs here (kernel loaded and the CPU has AVX-512)."""
+    global _GEMM_ISA
+    if _LIB is None:
+        return False
+    if _GEMM_ISA is None:
+        _GEMM_ISA = int(_LIB.rnnlab_gemm_isa())
+    return _GEMM_ISA == 1
+
+
+_BLAS_THREADS_FN = False   # False: not looked up yet; None: not found
+
+
+def _find_blas_threads_fn():
+    """OpenBLAS's ``get_num_threads`` in the library NumPy loaded (found through /proc/self/maps), or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+                     "openblas_get_num_threads64_", "openblas_get_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes, fn.restype = [], ctypes.c_int
+                return fn
+    return None
+
+
+def blas_threads():
+    """The number of threads NumPy's OpenBLAS uses now, or None when it cannot be asked (another BLAS)."""
+    global _BLAS_THREADS_FN
+    if _BLAS_THREADS_FN is False:
+        _BLAS_THREADS_FN = _find_blas_threads_fn()
+    if _BLAS_THREADS_FN is None:
+        return None
+    return int(_BLAS_THREADS_FN())
+
+
+#: Products up to this many multiply-adds (M * K * N) take the packed kernel even when the BLAS has
+#: several threads: the per-step products of the imdb configs (B32, U128: 2.1M) ran faster on one core
+#: here (~100 GFLOP/s) than on OpenBLAS's two threads (59-79). Larger ones need the BLAS on one thread.
+PACKED_MAX_MULADDS_THREADED = 1 << 22
+
+
+def packed_gemm_wins(M, K, N) -> bool:
+    """Whether rnnlab's recurrent layers should use the packed kernel for repeated (M, K) @ (K, N) products:
+    it is available, M >= 8 (below that the per-row loops or the BLAS's GEMV win), and NumPy's BLAS runs on
+    one thread, or the product is small (:data:`PACKED_MAX_MULADDS_THREADED`). The kernel is single-threaded."""
+    if M < 8 or not gemm_available():
+        return False
+    return M * K * N <= PACKED_MAX_MULADDS_THREADED or blas_threads() == 1
+
+
+def _elem_strides(a, what):
+    s0, s1 = a.strides
+    if s0 % 4 or s1 % 4:
+        raise ValueError(f"{what}: strides {a.strides} are not whole float32 elements")
+    return s0 // 4, s1 // 4
+
+
+class PackedMatrix:
+    """A float32 matrix B (K, N) packed once (_gemm.c) for many products ``a @ B`` (AVX-512 only; check
+    :func:`gemm_available` first). The layers keep one per workspace and refresh it with :meth:`pack`
+    at each call; :meth:`matmul` checks its arguments, :meth:`bind` gives an unchecked fast form for the
+    per-step loops."""
+
+    def __init__(self, K, N):
+        if _LIB is None:
+            raise RuntimeError(f"rnnlab._native: kernel not loaded ({_WHY_NOT})")
+        self.K, self.N = int(K), int(N)
+        self.buf = np.empty(int(_LIB.rnnlab_packed_size(self.K, self.N)), np.float32)
+
+    def pack(self, B):
+        """Copy B (K, N), any strides, into the packed buffer."""
+        if not (isinstance(B, np.ndarray) and B.dtype == np.float32 and B.shape == (self.K, self.N)):
+            raise ValueError(f"PackedMatrix.pack: expected a float32 array of shape {(self.K, self.N)}, got "
+                             f"{getattr(B, 'dtype', type(B).__name__)} {getattr(B, 'shape', '')}")
+        rs, cs = _elem_strides(B, "PackedMatrix.pack")
+        _LIB.rnnlab_pack_f32(B.ctypes.data, rs, cs, self.buf.ctypes.data, self.K, self.N)
+        return self
+
+    def matmul(self, a, out, accumulate=False):
+        """``out = a @ B`` (or ``out += a @ B``); a (M, K) float32 with any element strides (``x.T`` is fine),
+        out (M, N) float32 with unit column stride. Returns out; raises when the kernel cannot run."""
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == self.K):
+            raise ValueError(f"PackedMatrix.matmul: a must be float32 of shape (M, {self.K}), got "
+                             f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+        M = a.shape[0]
+        if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (M, self.N)
+                and out.strides[1] == 4 and out.flags.writeable):
+            raise ValueError(f"PackedMatrix.matmul: out must be a writeable float32 array of shape {(M, self.N)} "
+                             f"with contiguous rows, got {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')} "
+                             f"strides {getattr(out, 'strides', '')}")
+        rsa, csa = _elem_strides(a, "PackedMatrix.matmul")
+        ldc, _ = _elem_strides(out, "PackedMatrix.matmul")
+        if not _LIB.rnnlab_gemm_packed_f32(a.ctypes.data, rsa, csa, self.buf.ctypes.data, ldc, M, self.K, self.N,
+                                           int(bool(accumulate)), out.ctypes.data):
+            raise RuntimeError("PackedMatrix.matmul: this CPU has no AVX-512 (check gemm_available())")
+        return out
+
+    def bind(self, M, lda, ldc):
+        """``f(a_address, out_address)``: ``out = a @ B`` for row-major a (M, K) with row stride ``lda`` and out
+        (M, N) with row stride ``ldc`` (float32 elements), unchecked; the caller owns the arrays and keeps
+        them alive (the recurrent layers pass addresses of their workspace buffers)."""
+        fn, bp, K, N = _LIB.rnnlab_gemm_packed_f32, self.buf.ctypes.data, self.K, self.N
+        return lambda a, c: fn(a, lda, 1, bp, ldc, M, K, N, 0, c)

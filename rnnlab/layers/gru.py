@@ -127,6 +127,18 @@ class GRU(RNN):
         else:
             ws.RH = np.empty((T, B, U), dt)       # r * h_{t-1} (as it enters the candidate GEMM)
 
+    def _step_weight(self, ws):
+        # reset_after=False splits the product around r * h_{t-1}: no single per-step product to pack
+        if not self.reset_after:
+            return None
+        return ws.fast.recurrent_kernel if ws.fast is not None else self.params["recurrent_kernel"]
+
+    def _step_out(self, ws, t):
+        return ws.Q[t]
+
+    def _dh_source(self, ws, t):
+        return ws.Q[t]
+
     def _projection_weights(self, ws):
         fast = ws.fast
         if fast is None:
@@ -165,7 +177,10 @@ class GRU(RNN):
         fast = ws.fast
         if fast is not None:
             hr, zr, z, r, hh, hp, h_new, q, q_zr, q_h = fast.fwd[t]
-            np.matmul(hr, fast.recurrent_kernel, out=q)
+            if ws.pk is not None:
+                ws.pk.step[t]()          # the same product with W_h packed once (recurrent.py)
+            else:
+                np.matmul(hr, fast.recurrent_kernel, out=q)
             cp = fast.cptr
             if cp is not None and _native._LIB is not None:
                 # the rest of the step in one C call: same buffers, same values up to the tanh approximation
@@ -192,7 +207,10 @@ class GRU(RNN):
         ract, act = self.recurrent_activation, self.activation
         if self.reset_after:
             q = ws.Q[t]
-            np.matmul(ws.HR[t], Wh, out=q)
+            if ws.pk is not None:
+                ws.pk.step[t]()
+            else:
+                np.matmul(ws.HR[t], Wh, out=q)
             if self.use_bias:
                 q += self.params["bias"][1]
             a[:, :2 * U] += q[:, :2 * U]
@@ -239,8 +257,8 @@ class GRU(RNN):
             act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
             np.copyto(dq[:, :2 * U], da[:, :2 * U])
             np.multiply(dAh, r, out=dq[:, 2 * U:])
-            np.matmul(dq, ws.WhT, out=g)
             np.copyto(q, dq)  # Q[t] is not read again: it now holds dQ[t] (for dW_h and db_h)
+            self._dh_product(ws, t, q, g)
         else:
             drh = ws.tmpU2
             np.matmul(dAh, ws.WhT[2 * U:], out=drh)
@@ -268,7 +286,7 @@ class GRU(RNN):
                 pa, pq, pho, _ = cp.fwd[t]
                 cp.bwd_isa = _native._LIB.rnnlab_gru_gates_bwd_f32(pdh, pa, pho, pq, cp.da, pdp, ws.B,
                                                                    self.units, cp.isa)
-                np.matmul(q, ws.WhT, out=g)
+                self._dh_product(ws, t, q, g)
                 if ws.rec_mask is not None:
                     g *= ws.rec_mask
                 dprev[0] += g
@@ -286,8 +304,8 @@ class GRU(RNN):
         dzr *= u2
         np.copyto(dq_zr, dzr)
         np.multiply(dAh, r, out=dq_h)
-        np.matmul(dq, ws.WhT, out=g)
         np.copyto(q, dq)  # Q[t] is not read again: it now holds dQ[t] (for dW_h and db_h)
+        self._dh_product(ws, t, q, g)
         if ws.rec_mask is not None:
             g *= ws.rec_mask
         dprev[0] += g
@@ -296,11 +314,11 @@ class GRU(RNN):
         T, B, U = ws.T, ws.B, self.units
         dA2 = ws.dA.reshape(T * B, -1)
         HR2 = ws.HR.reshape(T * B, U)
-        np.matmul(ws.X.reshape(T * B, -1).T, dA2, out=self.grads["kernel"])
+        self._grad_products(ws, dA2, [(ws.X.reshape(T * B, -1), self.grads["kernel"])])
         dWh = self.grads["recurrent_kernel"]
         if self.reset_after:
             dQ2 = ws.Q.reshape(T * B, -1)  # holds dQ after the loop
-            np.matmul(HR2.T, dQ2, out=dWh)
+            self._grad_products(ws, dQ2, [(HR2, dWh)])
             if self.use_bias:
                 np.sum(dA2, axis=0, out=self.grads["bias"][0])
                 np.sum(dQ2, axis=0, out=self.grads["bias"][1])

@@ -130,6 +130,9 @@ class LSTM(RNN):
             np.multiply(self.params["bias"], fast.pre, out=fast.bias)
         return fast.kernel, fast.bias
 
+    def _step_weight(self, ws):
+        return ws.fast.recurrent_kernel if ws.fast is not None else self.params["recurrent_kernel"]
+
     def _native_ready(self, ws):
         # inference, sigmoid/tanh, float32: the whole loop in C (rnnlab/_native/_cells.c), ~3-5x faster at
         # batch 1 than ~10 ufunc calls and a small GEMV per step. It takes the raw weights (it halves the
@@ -153,7 +156,10 @@ class LSTM(RNN):
         if fast is not None:
             # a holds x/2 for the sigmoid gates (pre-scaled weights): all four gates in 3 full-width ops
             hr, a, i, f, g, o, c_old, c_new, tc, h_new = fast.fwd[t]
-            np.matmul(hr, fast.recurrent_kernel, out=ws.tmpW)
+            if ws.pk is not None:
+                ws.pk.step[t]()          # the same product with W_h packed once (recurrent.py)
+            else:
+                np.matmul(hr, fast.recurrent_kernel, out=ws.tmpW)
             cp = fast.cptr
             if cp is not None and _native._LIB is not None:
                 # the rest of the step in one C call: same buffers, same values up to the tanh approximation
@@ -171,7 +177,10 @@ class LSTM(RNN):
             return
         U = self.units
         a = ws.A[t]
-        np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
+        if ws.pk is not None:
+            ws.pk.step[t]()
+        else:
+            np.matmul(ws.HR[t], self.params["recurrent_kernel"], out=ws.tmpW)
         a += ws.tmpW
         ract = self.recurrent_activation
         act_forward_(ract, a[:, :2 * U])
@@ -213,7 +222,7 @@ class LSTM(RNN):
         act_backward_(ract, a[:, :2 * U], da[:, :2 * U], tmp[:, :2 * U])
         act_backward_(self.activation, g, da[:, 2 * U:3 * U], tmp[:, :U])
         act_backward_(ract, o, da[:, 3 * U:], tmp[:, :U])
-        np.matmul(da, ws.WhT, out=dprev[0])
+        self._dh_product(ws, t, da, dprev[0])
         self._rec_grad_to_h(ws, dprev[0])
 
     def _step_backward_fast(self, t, ws, dnew, dprev):
@@ -231,7 +240,7 @@ class LSTM(RNN):
                 pa, pco, ptc = cp.bwd[t]
                 cp.bwd_isa = _native._LIB.rnnlab_lstm_gates_bwd_f32(pdh, pdc, pa, pco, ptc, cp.da, pdp, ws.B,
                                                                     self.units, cp.isa)
-                np.matmul(da, ws.WhT, out=dprev[0])
+                self._dh_product(ws, t, da, dprev[0])
                 if ws.rec_mask is not None:
                     dprev[0] *= ws.rec_mask
                 return
@@ -250,7 +259,7 @@ class LSTM(RNN):
         np.add(a, fast.k, out=ws.tmpW2)
         tmp *= ws.tmpW2
         da *= tmp
-        np.matmul(da, ws.WhT, out=dprev[0])
+        self._dh_product(ws, t, da, dprev[0])
         if ws.rec_mask is not None:
             dprev[0] *= ws.rec_mask
 

@@ -34,6 +34,12 @@ Backward (full BPTT), with G[s] the gradient w.r.t. ``S[s][t+1]`` carried back i
   reductions over all steps, and ``dx = dA W_x^T`` (one GEMM, written over X, which is no longer
   needed), transposed back to (B, T, D).
 
+Packed products (float32, rnnlab._native built, AVX-512 CPU): the T per-step products with the same
+matrix (``h_{t-1} W_h`` forward, ``dA_t W_h^T`` backward) and the weight gradients sharing one dA run
+in rnnlab/_native/_gemm.c with that matrix packed once per call (a BLAS call repacks it every step),
+where :func:`rnnlab._native.packed_gemm_wins` says the kernel is faster for the shape. Same products,
+another summation order: results agree with NumPy's to float32 rounding.
+
 Dropout (training only): an input mask (B, D) and a recurrent mask (B, U) are drawn once per
 call from :func:`rnnlab.backend.rng` (kept with probability 1 - rate, scaled by 1 / (1 - rate)),
 reused at every step of that call and drawn afresh on the next training call. The input mask
@@ -362,6 +368,87 @@ class RNN(Layer):
             ws.native_wp = np.empty(rk.size, np.float32)
         return m, rk, b, ws.native_wp
 
+    # ------------------------------------------------------- packed products
+    def _step_weight(self, ws):
+        """The matrix of the per-step forward product ``h_{t-1} @ W`` (the raw recurrent kernel here; LSTM
+        and GRU give their pre-scaled fast-path copy), or None when a step does not do one full
+        (B, U) @ (U, W) product (GRU reset_after=False): then no packed products."""
+        return self.params["recurrent_kernel"]
+
+    def _step_out(self, ws, t):
+        """Where step t's forward product goes (GRU: its Q[t])."""
+        return ws.tmpW
+
+    def _packed_forward(self, ws):
+        """The per-step forward products through a packed W_h (``pk.step[t]()`` does step t's), or None
+        for NumPy's matmul; the plan is made once per workspace, W_h packed on every call."""
+        W = self._step_weight(ws)
+        B, U = ws.B, self.units
+        if W is None or not self._native_float32() or not _native.packed_gemm_wins(B, U, W.shape[1]):
+            return None
+        pk = getattr(ws, "packed_fwd", None)
+        if pk is None:
+            pm = _native.PackedMatrix(U, W.shape[1])
+            outs = [self._step_out(ws, t) for t in range(ws.T)]
+            prod = pm.bind(B, ws.HR.strides[1] // 4, outs[0].strides[0] // 4)
+            # (HR[t] and the outputs are float32 buffers of this workspace, alive as long as it is)
+            step = [(lambda a, c: (lambda: prod(a, c)))(addr(ws.HR[t]), addr(outs[t])) for t in range(ws.T)]
+            ws.packed_fwd = pk = types.SimpleNamespace(pm=pm, step=step)
+        pk.pm.pack(W)
+        return pk
+
+    def _packed_backward(self, ws):
+        """W_h^T packed for the per-step ``dA_t W_h^T``: ``pkb.prod(a_address, out_address)`` with addresses
+        of workspace buffers (``pkb.addr`` maps the ids of dA_t, tmpU and the carried-gradient buffers to
+        theirs), or None for NumPy's matmul on the ``ws.WhT`` copy."""
+        W = self._step_weight(ws)
+        B, U = ws.B, self.units
+        if W is None or not self._native_float32() or not _native.packed_gemm_wins(B, W.shape[1], U):
+            return None
+        pkb = getattr(ws, "packed_bwd", None)
+        if pkb is None:
+            kU = W.shape[1]
+            pm = _native.PackedMatrix(kU, U)
+            bufs = [ws.dA_t, ws.tmpU] + ws.carry + ws.dnew + ws.dprev
+            ws.packed_bwd = pkb = types.SimpleNamespace(pm=pm, prod=pm.bind(B, kU, U),
+                                                        addr={id(v): addr(v) for v in bufs},
+                                                        src=[addr(self._dh_source(ws, t)) for t in range(ws.T)])
+        pkb.pm.pack(self.params["recurrent_kernel"].T)
+        return pkb
+
+    def _dh_source(self, ws, t):
+        """The (B, W) gradient step t multiplies by W_h^T (GRU: its dQ, kept in Q[t])."""
+        return ws.dA_t
+
+    def _dh_product(self, ws, t, a, out):
+        """``out = a @ W_h^T`` for step t's backward, ``a`` being ``_dh_source(ws, t)``: packed or NumPy."""
+        pkb = ws.pkb
+        if pkb is not None:
+            pkb.prod(pkb.src[t], pkb.addr[id(out)])
+        else:
+            np.matmul(a, ws.WhT, out=out)
+
+    #: dA (or GRU's dQ) up to this size is packed for the weight-gradient products (the copy costs about
+    #: a tenth of the products it speeds up; above this the copy's memory is better spent elsewhere)
+    PACKED_GRAD_MAX_BYTES = 16 << 20
+
+    def _grad_products(self, ws, dA2, pairs):
+        """``out = lhs^T @ dA2`` for each ``(lhs, out)``: one GEMM each, with dA2 packed once when the packed
+        kernel wins (same products as NumPy's, another summation order)."""
+        K, N = dA2.shape
+        M = max(lhs.shape[1] for lhs, _ in pairs)
+        if (dA2.dtype == np.float32 and self._native_float32() and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES
+                and _native.packed_gemm_wins(M, K, N)):
+            pm = getattr(ws, "packed_grad", None)
+            if pm is None or (pm.K, pm.N) != (K, N):
+                pm = ws.packed_grad = _native.PackedMatrix(K, N)
+            pm.pack(dA2)
+            for lhs, out in pairs:
+                pm.matmul(lhs.T, out)
+            return
+        for lhs, out in pairs:
+            np.matmul(lhs.T, dA2, out=out)
+
     def _input_bias(self):
         return self.params.get("bias") if self.use_bias else None
 
@@ -463,6 +550,7 @@ class RNN(Layer):
         np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
         if b_in is not None:
             ws.A += b_in
+        ws.pk = None if ws.native_ok else self._packed_forward(ws)
 
         # 3. the time loop
         for s, S in enumerate(ws.S):
@@ -570,11 +658,13 @@ class RNN(Layer):
                 carry[0] += g_out
         gT = g_out.transpose(1, 0, 2) if (seq and g_out is not None) else None
         tmp = ws.tmpU2
-        # W_h^T as a contiguous copy, once per call, for the per-step dL/dh_{t-1} = dA W_h^T
+        # W_h^T packed (or else as a contiguous copy), once per call, for the per-step dL/dh_{t-1} = dA W_h^T
         rk = self.params["recurrent_kernel"]
-        if getattr(ws, "WhT", None) is None or ws.WhT.shape != rk.T.shape:
-            ws.WhT = np.empty(rk.T.shape, self.dtype)
-        np.copyto(ws.WhT, rk.T)
+        ws.pkb = self._packed_backward(ws)
+        if ws.pkb is None:
+            if getattr(ws, "WhT", None) is None or ws.WhT.shape != rk.T.shape:
+                ws.WhT = np.empty(rk.T.shape, self.dtype)
+            np.copyto(ws.WhT, rk.T)
         step = self._step_backward
         rec = [np.empty((T, B, self.units), self.dtype) for _ in carry] if self._record_state_grads else None
         for t in range(T - 1, -1, -1):
@@ -621,8 +711,8 @@ class RNN(Layer):
         """Common case (SimpleRNN, LSTM): dW_x = X^T dA, dW_h = HR^T dA, db = sum dA."""
         T, B = ws.T, ws.B
         dA2 = ws.dA.reshape(T * B, -1)
-        np.matmul(ws.X.reshape(T * B, -1).T, dA2, out=self.grads["kernel"])
-        np.matmul(ws.HR.reshape(T * B, -1).T, dA2, out=self.grads["recurrent_kernel"])
+        self._grad_products(ws, dA2, [(ws.X.reshape(T * B, -1), self.grads["kernel"]),
+                                      (ws.HR.reshape(T * B, -1), self.grads["recurrent_kernel"])])
         if self.use_bias:
             np.sum(dA2, axis=0, out=self.grads["bias"])
 

@@ -70,7 +70,10 @@ class SimpleRNN(RNN):
 
     def _step_forward(self, t, ws):
         hr, a, h = ws.views[t]
-        np.matmul(hr, self.params["recurrent_kernel"], out=ws.tmpW)
+        if ws.pk is not None:
+            ws.pk.step[t]()          # the same product with W_h packed once (recurrent.py)
+        else:
+            np.matmul(hr, self.params["recurrent_kernel"], out=ws.tmpW)
         a += ws.tmpW
         if ws.tanh:
             np.tanh(a, out=h)
@@ -90,6 +93,6 @@ class SimpleRNN(RNN):
         else:
             np.copyto(da, dnew[0])
             act_backward_(self.activation, h, da, ws.tmpW)
-        np.matmul(da, ws.WhT, out=dprev[0])
+        self._dh_product(ws, t, da, dprev[0])
         if ws.rec_mask is not None:
             dprev[0] *= ws.rec_mask

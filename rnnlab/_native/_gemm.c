@@ -1,0 +1,152 @@
+/* A small float32 GEMM with a packed right-hand side, for the products a recurrent layer repeats with
+ * the same matrix: the per-step h_{t-1} W_h (forward) and dA_t W_h^T (backward) of every time step, and
+ * the weight gradients X^T dA, H^T dA that share one dA. Used by rnnlab/layers/recurrent.py through
+ * rnnlab._native.PackedMatrix when the CPU has AVX-512 (checked at run time); elsewhere NumPy's BLAS runs.
+ *
+ * Why: a BLAS call packs its operands on every call. For the per-step products (batch 8-128 rows) that
+ * packing, repeated T times per sequence for the same W_h, is a large part of the call: OpenBLAS ran
+ * (32, 128) @ (128, 512) at 55-80 GFLOP/s on the benchmark machine, this kernel with W_h packed once per
+ * forward call at ~100 (benchmarks/gemm_shapes.py measures both).
+ *
+ *   C (M x N) = A (M x K) @ B (K x N)          (beta = 0)
+ *   C        += A @ B                          (beta = 1)
+ *
+ * A is read through two strides (element (i, k) at A[i * rsa + k * csa]), so X^T (rsa = 1, csa = ld) needs
+ * no copy. B is packed once by rnnlab_pack_f32 into panels of NR = 64 columns: panel p holds rows 0..K-1
+ * of columns 64p..64p+63, each row 64 consecutive floats (columns past N are zeros). C has row stride ldc.
+ *
+ * The micro-kernel keeps a 6 x 64 block of C in 24 AVX-512 registers; each step k broadcasts A(i, k) for
+ * the 6 rows and does 24 FMAs with the 4 registers of packed B row k. K is split into chunks of KC = 256
+ * so that a panel's chunk (64 KB) stays near the core while all row blocks of C run over it.
+ * Summation order: for each C element, k ascending within a chunk, one FMA each; chunks add to C in order.
+ * This differs from the BLAS's order, so results agree with NumPy to float32 rounding (~1e-7 relative
+ * per product), not bit for bit; tests/test_native_gemm.py checks the error against a float64 bound.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#define NR 64
+#define MR 6
+#define KC 256
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define RNNLAB_HAVE_X86 1
+#endif
+
+/* Elements of the packed copy of a K x N matrix. */
+int64_t rnnlab_packed_size(int64_t K, int64_t N) {
+    return K * ((N + NR - 1) / NR) * NR;
+}
+
+/* Pack B (K x N, element (k, j) at B[k * rsb + j * csb]) into Bp (rnnlab_packed_size(K, N) floats). */
+void rnnlab_pack_f32(const float *B, int64_t rsb, int64_t csb, float *Bp, int64_t K, int64_t N) {
+    for (int64_t j = 0; j < N; j += NR) {
+        int64_t w = N - j < NR ? N - j : NR;
+        for (int64_t k = 0; k < K; k++) {
+            const float *src = B + k * rsb + j * csb;
+            if (csb == 1)
+                memcpy(Bp, src, (size_t)w * sizeof(float));
+            else
+                for (int64_t c = 0; c < w; c++) Bp[c] = src[c * csb];
+            for (int64_t c = w; c < NR; c++) Bp[c] = 0.0f;
+            Bp += NR;
+        }
+    }
+}
+
+#ifdef RNNLAB_HAVE_X86
+/* One block of mr rows (a constant in each instance) x 64 columns, k = 0..kc-1 of a chunk; mk masks the
+ * columns of the last panel (all ones elsewhere). acc: add the block to C (else overwrite). */
+#define RNNLAB_DEF_KERNEL(R)                                                                              \
+    __attribute__((target("avx512f,fma"))) static void kernel_##R(                                      \
+        const float *A, int64_t rsa, int64_t csa, const float *Bp, float *C, int64_t ldc, int64_t kc,    \
+        int acc, const __mmask16 *mk) {                                                                   \
+        __m512 c[R][4];                                                                                   \
+        const float *a[R];                                                                                \
+        for (int i = 0; i < R; i++) {                                                                     \
+            a[i] = A + i * rsa;                                                                           \
+            for (int q = 0; q < 4; q++) c[i][q] = _mm512_setzero_ps();                                    \
+        }                                                                                                 \
+        for (int64_t k = 0; k < kc; k++) {                                                                \
+            __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(Bp + 16);                               \
+            __m512 b2 = _mm512_loadu_ps(Bp + 32), b3 = _mm512_loadu_ps(Bp + 48);                          \
+            Bp += NR;                                                                                     \
+            for (int i = 0; i < R; i++) {                                                                 \
+                __m512 av = _mm512_set1_ps(*a[i]);                                                        \
+                a[i] += csa;                                                                              \
+                c[i][0] = _mm512_fmadd_ps(av, b0, c[i][0]);                                               \
+                c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);                                               \
+                c[i][2] = _mm512_fmadd_ps(av, b2, c[i][2]);                                               \
+                c[i][3] = _mm512_fmadd_ps(av, b3, c[i][3]);                                               \
+            }                                                                                             \
+        }                                                                                                 \
+        for (int i = 0; i < R; i++)                                                                       \
+            for (int q = 0; q < 4; q++) {                                                                 \
+                float *p = C + i * ldc + 16 * q;                                                          \
+                if (acc) c[i][q] = _mm512_add_ps(c[i][q], _mm512_maskz_loadu_ps(mk[q], p));               \
+                _mm512_mask_storeu_ps(p, mk[q], c[i][q]);                                                 \
+            }                                                                                             \
+    }
+RNNLAB_DEF_KERNEL(1)
+RNNLAB_DEF_KERNEL(2)
+RNNLAB_DEF_KERNEL(3)
+RNNLAB_DEF_KERNEL(4)
+RNNLAB_DEF_KERNEL(5)
+RNNLAB_DEF_KERNEL(6)
+
+typedef void (*rnnlab_kernel_t)(const float *, int64_t, int64_t, const float *, float *, int64_t, int64_t, int,
+                                const __mmask16 *);
+static const rnnlab_kernel_t KERNELS[MR + 1] = {0, kernel_1, kernel_2, kernel_3, kernel_4, kernel_5, kernel_6};
+
+__attribute__((target("avx512f,fma"))) static void gemm_avx512(const float *A, int64_t rsa, int64_t csa,
+                                                               const float *Bp, float *C, int64_t ldc,
+                                                               int64_t M, int64_t K, int64_t N, int beta) {
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        int64_t kc = K - k0 < KC ? K - k0 : KC;
+        int acc = beta || k0 > 0;
+        for (int64_t j = 0; j < N; j += NR) {
+            int64_t w = N - j < NR ? N - j : NR;
+            __mmask16 mk[4];
+            for (int q = 0; q < 4; q++) {
+                int64_t n = w - 16 * q;
+                n = n < 0 ? 0 : (n > 16 ? 16 : n);
+                mk[q] = (__mmask16)((1u << n) - 1u);
+            }
+            const float *bp = Bp + j * K + k0 * NR;
+            const float *a0 = A + k0 * csa;
+            int64_t i = 0;
+            for (; i + MR <= M; i += MR) kernel_6(a0 + i * rsa, rsa, csa, bp, C + i * ldc + j, ldc, kc, acc, mk);
+            if (i < M) KERNELS[M - i](a0 + i * rsa, rsa, csa, bp, C + i * ldc + j, ldc, kc, acc, mk);
+        }
+    }
+    if (K == 0 && !beta)
+        for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+}
+#endif
+
+/* 1 when rnnlab_gemm_packed_f32 runs on this CPU (AVX-512F), else 0 (the caller uses its BLAS). */
+int rnnlab_gemm_isa(void) {
+#ifdef RNNLAB_HAVE_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+/* C = A @ B (beta 0) or C += A @ B (beta 1), Bp = rnnlab_pack_f32(B). The output comes last so that a caller
+ * can bind every other argument once. Returns 1, or 0 (nothing done) without AVX-512. */
+int rnnlab_gemm_packed_f32(const float *A, int64_t rsa, int64_t csa, const float *Bp, int64_t ldc, int64_t M,
+                           int64_t K, int64_t N, int64_t beta, float *C) {
+#ifdef RNNLAB_HAVE_X86
+    static int isa = -1;
+    if (isa < 0) isa = rnnlab_gemm_isa();
+    if (isa) {
+        gemm_avx512(A, rsa, csa, Bp, C, ldc, M, K, N, beta != 0);
+        return 1;
+    }
+#endif
+    (void)A; (void)rsa; (void)csa; (void)Bp; (void)ldc; (void)M; (void)K; (void)N; (void)beta; (void)C;
+    return 0;
+}

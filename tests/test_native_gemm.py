@@ -1,0 +1,176 @@
+"""The packed GEMM of rnnlab/_native/_gemm.c (``rnnlab._native.PackedMatrix``) and the recurrent layers'
+packed products (per-step h W_h and dA W_h^T, weight gradients; rnnlab/layers/recurrent.py).
+
+The kernel sums in another order than the BLAS, so it is checked against a float64 product with the
+classic rounding bound |C - AB| <= gamma_K |A||B| (gamma_K ~ K u, u = 2^-24), which holds for any
+summation order and fails for a wrong one (a lost or repeated k term is ~|a b|, far above it); the layers
+are checked against their NumPy-matmul path with the float32 fast-path tolerance."""
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import _native
+from rnnlab import layers as L
+
+needs_gemm = pytest.mark.skipif(not _native.gemm_available(),
+                                reason="packed GEMM not in use (needs the native kernel and an AVX-512 CPU): "
+                                       f"{_native.why_unavailable() or 'no AVX-512'}")
+U24 = 2.0 ** -24
+
+
+def _bound(a, b, K, c0=None):
+    """gamma_{K+1} |a| |b| (+ |c0| when accumulating), elementwise, in float64."""
+    g = (K + 2) * U24 / (1 - (K + 2) * U24)
+    bnd = g * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)))
+    if c0 is not None:
+        bnd += g * np.abs(c0.astype(np.float64))
+    return bnd + 1e-38
+
+
+@needs_gemm
+@pytest.mark.parametrize("M", [1, 5, 6, 7, 13, 32])
+@pytest.mark.parametrize("K", [1, 7, 256, 257, 600])
+@pytest.mark.parametrize("N", [1, 16, 63, 64, 65, 130])
+def test_packed_matmul_within_rounding_bound(M, K, N):
+    rng = np.random.default_rng(M * 1000 + K * 10 + N)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    out = np.full((M, N), np.nan, np.float32)        # beta = 0 must not read the old contents
+    _native.PackedMatrix(K, N).pack(b).matmul(a, out)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.all(np.abs(out - ref) <= _bound(a, b, K))
+
+
+@needs_gemm
+def test_strided_operands_and_accumulate():
+    rng = np.random.default_rng(1)
+    K, M, N = 300, 11, 70
+    x = rng.standard_normal((K, M)).astype(np.float32)    # a = x.T: element strides (1, M)
+    bt = rng.standard_normal((N, K)).astype(np.float32)   # b = bt.T: packed from a transposed view
+    big = np.zeros((M, N + 9), np.float32)
+    out = big[:, 3:3 + N]                                   # row stride N + 9, contiguous rows
+    c0 = rng.standard_normal((M, N)).astype(np.float32)
+    out[...] = c0
+    pm = _native.PackedMatrix(K, N).pack(bt.T)
+    pm.matmul(x.T, out, accumulate=True)
+    ref = c0.astype(np.float64) + x.T.astype(np.float64) @ bt.T.astype(np.float64)
+    assert np.all(np.abs(out - ref) <= _bound(x.T, bt.T, K, c0))
+    assert not big[:, :3].any() and not big[:, 3 + N:].any()   # nothing written outside out
+    # bind: the unchecked per-step form on raw addresses
+    a = np.ascontiguousarray(x.T)
+    o2 = np.empty((M, N), np.float32)
+    pm.bind(M, K, N)(a.ctypes.data, o2.ctypes.data)
+    o3 = pm.matmul(a, np.empty((M, N), np.float32))
+    np.testing.assert_array_equal(o2, o3)
+
+
+@needs_gemm
+def test_nan_and_inf_propagate():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((8, 20)).astype(np.float32)
+    b = rng.standard_normal((20, 40)).astype(np.float32)
+    a[3, 5] = np.nan
+    a[6, 0] = np.inf
+    out = _native.PackedMatrix(20, 40).pack(b).matmul(a, np.empty((8, 40), np.float32))
+    assert np.isnan(out[3]).all()
+    assert not np.isfinite(out[6]).any()
+    assert np.isfinite(np.delete(out, [3, 6], axis=0)).all()
+
+
+@needs_gemm
+def test_bad_arguments_are_named():
+    pm = _native.PackedMatrix(4, 5)
+    with pytest.raises(ValueError, match=r"shape \(4, 5\)"):
+        pm.pack(np.zeros((5, 4), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        pm.pack(np.zeros((4, 5)))
+    pm.pack(np.ones((4, 5), np.float32))
+    with pytest.raises(ValueError, match=r"\(M, 4\)"):
+        pm.matmul(np.zeros((3, 5), np.float32), np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match="out must be"):
+        pm.matmul(np.zeros((3, 4), np.float32), np.zeros((3, 6), np.float32))
+    with pytest.raises(ValueError, match="out must be"):
+        pm.matmul(np.zeros((3, 4), np.float32), np.zeros((5, 3), np.float32).T)   # columns not contiguous
+
+
+def test_policy():
+    assert not _native.packed_gemm_wins(4, 128, 512)          # batch <= 4: per-row loops / GEMV
+    assert _native.packed_gemm_wins(32, 128, 512) == _native.gemm_available()
+    n = _native.blas_threads()
+    assert n is None or n >= 1
+
+
+# ------------------------------------------------------------------ the layers' packed products
+def _layer_run(cell, kw, x, g, packed, monkeypatch):
+    monkeypatch.setattr(_native, "packed_gemm_wins", (lambda *a: True) if packed else (lambda *a: False))
+    rnnlab.set_random_seed(0)
+    layer = getattr(L, cell)(32, return_sequences=True, **kw)
+    layer(x)
+    b = layer.params["bias"]
+    b[...] = np.linspace(-0.5, 0.5, b.size).reshape(b.shape)
+    rnnlab.set_random_seed(1)
+    y = layer.forward(x, training=True)
+    dx = layer.backward(g)
+    ws = layer._ws
+    taken = (ws.pk is not None, ws.pkb is not None, getattr(ws, "packed_grad", None) is not None)
+    inf = layer.forward(x)
+    return y, dx, {k: v.copy() for k, v in layer.grads.items()}, inf, taken
+
+
+@needs_gemm
+@pytest.mark.parametrize("cell,kw", [("LSTM", {}), ("GRU", {}), ("SimpleRNN", {}),
+                                     ("LSTM", dict(go_backwards=True, recurrent_dropout=0.2)),
+                                     ("GRU", dict(recurrent_dropout=0.2)),
+                                     ("LSTM", dict(recurrent_activation="hard_sigmoid"))])
+def test_layers_packed_products_match_numpy(cell, kw, monkeypatch):
+    rnnlab.set_floatx("float32")
+    rng = np.random.default_rng(3)
+    B, T, D = 9, 6, 5
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    g = rng.standard_normal((B, T, 32)).astype(np.float32)
+    ref = _layer_run(cell, kw, x, g, False, monkeypatch)
+    got = _layer_run(cell, kw, x, g, True, monkeypatch)
+    assert ref[4] == (False, False, False)
+    assert got[4] == (True, True, True)              # every packed product ran
+    for p, q in zip(got[:2] + got[3:4], ref[:2] + ref[3:4]):
+        np.testing.assert_allclose(p, q, rtol=2e-6, atol=2e-6)
+    for k in ref[2]:
+        np.testing.assert_allclose(got[2][k], ref[2][k], rtol=2e-6, atol=2e-5, err_msg=k)
+
+
+@needs_gemm
+def test_masked_and_gru_reset_before(monkeypatch):
+    rnnlab.set_floatx("float32")
+    monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: True)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((10, 5, 3)).astype(np.float32)
+    layer = L.GRU(16, reset_after=False)                 # no single per-step product: NumPy throughout
+    layer(x)
+    layer.forward(x, training=True)
+    layer.backward(np.ones((10, 16), np.float32))
+    assert layer._ws.pk is None and layer._ws.pkb is None
+    mask = np.ones((10, 5), bool)
+    mask[2, 3:] = False
+    outs = []
+    for packed in (True, False):
+        monkeypatch.setattr(_native, "packed_gemm_wins", (lambda *a: packed))
+        lstm = L.LSTM(16, return_sequences=True)
+        rnnlab.set_random_seed(0)
+        lstm.build(x.shape)
+        lstm.forward(x, training=True, mask=mask)
+        outs.append(lstm.backward(np.ones((10, 5, 16), np.float32)))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=2e-6, atol=2e-6)
+
+
+def test_float64_never_packed(monkeypatch):
+    monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: True)
+    rnnlab.set_floatx("float64")
+    try:
+        x = np.random.default_rng(0).standard_normal((9, 4, 3))
+        layer = L.LSTM(8)
+        layer(x)
+        layer.forward(x, training=True)
+        layer.backward(np.ones((9, 8)))
+        assert layer._ws.pk is None and layer._ws.pkb is None   # the gradient checks run on NumPy
+    finally:
+        rnnlab.set_floatx("float32")
