@@ -65,6 +65,23 @@ def test_strided_operands_and_accumulate():
 
 
 @needs_gemm
+def test_chunked_products_equal_one_product():
+    # the layers' weight gradients pack dA in chunks of PACK_KC rows and accumulate: the kernel's own chunks,
+    # so the same sums bit for bit
+    rng = np.random.default_rng(5)
+    K, M, N = 2 * _native.PACK_KC + 37, 9, 80
+    x = rng.standard_normal((K, M)).astype(np.float32)
+    d = rng.standard_normal((K, N)).astype(np.float32)
+    whole = _native.PackedMatrix(K, N).pack(d).matmul(x.T, np.empty((M, N), np.float32))
+    out = np.empty((M, N), np.float32)
+    kc = _native.PACK_KC
+    for k0 in range(0, K, kc):
+        pm = _native.PackedMatrix(min(kc, K - k0), N).pack(d[k0:k0 + kc])
+        pm.matmul(x[k0:k0 + kc].T, out, accumulate=k0 > 0)
+    np.testing.assert_array_equal(out, whole)
+
+
+@needs_gemm
 def test_nan_and_inf_propagate():
     rng = np.random.default_rng(2)
     a = rng.standard_normal((8, 20)).astype(np.float32)
@@ -125,7 +142,7 @@ def _layer_run(cell, kw, x, g, packed, monkeypatch):
 def test_layers_packed_products_match_numpy(cell, kw, monkeypatch):
     rnnlab.set_floatx("float32")
     rng = np.random.default_rng(3)
-    B, T, D = 9, 6, 5
+    B, T, D = 9, 30, 5                                   # T * B = 270 rows of dA: two chunks
     x = rng.standard_normal((B, T, D)).astype(np.float32)
     g = rng.standard_normal((B, T, 32)).astype(np.float32)
     ref = _layer_run(cell, kw, x, g, False, monkeypatch)

@@ -385,6 +385,10 @@ def blas_threads():
     return int(_BLAS_THREADS_FN())
 
 
+#: The K-chunk of _gemm.c (its KC): products split into chunks of this many rows of B, each accumulated
+#: in order, give the same sums as one product.
+PACK_KC = 256
+
 #: Products up to this many multiply-adds (M * K * N) take the packed kernel even when the BLAS has
 #: several threads: the per-step products of the imdb configs (B32, U128: 2.1M) ran faster on one core
 #: here (~100 GFLOP/s) than on OpenBLAS's two threads (59-79). Larger ones need the BLAS on one thread.

@@ -428,26 +428,28 @@ class RNN(Layer):
         else:
             np.matmul(a, ws.WhT, out=out)
 
-    #: dA (or GRU's dQ) up to this size is packed for the weight-gradient products (the copy costs about
-    #: a tenth of the products it speeds up; above this the copy's memory is better spent elsewhere)
-    PACKED_GRAD_MAX_BYTES = 16 << 20
-
     def _grad_products(self, ws, dA2, pairs):
-        """``out = lhs^T @ dA2`` for each ``(lhs, out)``: one GEMM each, with dA2 packed once when the packed
-        kernel wins (same products as NumPy's, another summation order)."""
+        """``out = lhs^T @ dA2`` for each ``(lhs, out)``: one GEMM each, or, when the packed kernel wins, one
+        pass over dA2 in chunks of ``_native.PACK_KC`` rows, each chunk packed once for all the products
+        (a chunk-sized buffer, not a second dA; same chunks as the kernel's own, so the same sums)."""
         K, N = dA2.shape
         M = max(lhs.shape[1] for lhs, _ in pairs)
-        if (dA2.dtype == np.float32 and self._native_float32() and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES
-                and _native.packed_gemm_wins(M, K, N)):
-            pm = getattr(ws, "packed_grad", None)
-            if pm is None or (pm.K, pm.N) != (K, N):
-                pm = ws.packed_grad = _native.PackedMatrix(K, N)
-            pm.pack(dA2)
+        if not (dA2.dtype == np.float32 and self._native_float32() and _native.packed_gemm_wins(M, K, N)):
             for lhs, out in pairs:
-                pm.matmul(lhs.T, out)
+                np.matmul(lhs.T, dA2, out=out)
             return
-        for lhs, out in pairs:
-            np.matmul(lhs.T, dA2, out=out)
+        kc = _native.PACK_KC
+        rows = min(kc, K)
+        pm = getattr(ws, "packed_grad", None)
+        if pm is None or (pm.K, pm.N) != (rows, N):
+            pm = ws.packed_grad = _native.PackedMatrix(rows, N)
+        for k0 in range(0, K, kc):
+            chunk = dA2[k0:k0 + kc]
+            if chunk.shape[0] != pm.K:
+                pm = _native.PackedMatrix(chunk.shape[0], N)   # the last, shorter chunk
+            pm.pack(chunk)
+            for lhs, out in pairs:
+                pm.matmul(lhs[k0:k0 + kc].T, out, accumulate=k0 > 0)
 
     def _input_bias(self):
         return self.params.get("bias") if self.use_bias else None
