@@ -23,15 +23,15 @@ def _float32():
     rnnlab.set_floatx("float32")
 
 
-def _run(layer, x, lib, steps=1, mask=None, initial_state=None, portable=False, seed=5):
+def _run(layer, x, lib, steps=1, mask=None, initial_state=None, portable=False, seed=5, isa=None):
     """Training forward + backward of ``layer`` with the kernel (lib = _native._LIB) or without (None);
     ``steps`` calls in a row (stateful). Returns the outputs, dx and gradients of the last call."""
     saved = _native._LIB
     _native._LIB = lib
     try:
         for _ in range(steps):
-            if portable and layer._ws is not None and layer._ws.fast.cptr is not None:
-                layer._ws.fast.cptr.isa = 1
+            if (portable or isa) and layer._ws is not None and layer._ws.fast.cptr is not None:
+                layer._ws.fast.cptr.isa = 1 if portable else isa
             kw = {} if initial_state is None else dict(initial_state=initial_state)
             y = layer.forward(x, training=True, mask=mask, **kw)
             ys = y if isinstance(y, list) else [y]
@@ -99,7 +99,7 @@ def test_native_training_matches_numpy(cell, U, B, kw, masked):
     r_ref = _run(ref, x, None, mask=mask)
     cp = nat._ws.fast.cptr
     assert cp is not None
-    assert cp.fwd_isa == cp.bwd_isa == _native._LIB.rnnlab_cells_isa(16 if U % 8 == 0 else U)  # the C steps ran
+    assert cp.fwd_isa == cp.bwd_isa == _native._LIB.rnnlab_step_isa(U)  # the C steps ran, on the widest path
     _close(r_nat, r_ref)
 
 
@@ -151,6 +151,25 @@ def test_portable_and_vector_steps_agree(cell):
     _run(por, x, _native._LIB, portable=True)
     assert por._ws.fast.cptr.fwd_isa == por._ws.fast.cptr.bwd_isa == 1
     _close(r_vec, r_por)
+
+
+@needs_native
+@pytest.mark.parametrize("cell", CELLS)
+def test_avx512_and_avx2_steps_give_the_same_bits(cell):
+    """The AVX-512 step kernels (U % 16 == 0) do the AVX2 ones' operations on 16 lanes: the same bits."""
+    rng = np.random.default_rng(19)
+    B, T, D, U = 5, 6, 4, 32
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    wide, narrow = _pair(cell, U, x, return_sequences=True)
+    r_wide = _run(wide, x, _native._LIB)
+    _run(narrow, x, _native._LIB, isa=2)
+    r_narrow = _run(narrow, x, _native._LIB, isa=2)
+    cw, cn = wide._ws.fast.cptr, narrow._ws.fast.cptr
+    assert cw.fwd_isa == _native._LIB.rnnlab_step_isa(U) and cn.fwd_isa == cn.bwd_isa == 2
+    for p, q in zip(r_wide[0] + r_wide[1], r_narrow[0] + r_narrow[1]):
+        np.testing.assert_array_equal(p, q)
+    for k in r_wide[2]:
+        np.testing.assert_array_equal(r_wide[2][k], r_narrow[2][k])
 
 
 @needs_native

@@ -61,6 +61,8 @@ def _load():
     lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
     lib.rnnlab_cells_isa.argtypes = [i64]
     lib.rnnlab_cells_isa.restype = ctypes.c_int
+    lib.rnnlab_step_isa.argtypes = [i64]
+    lib.rnnlab_step_isa.restype = ctypes.c_int
     lib.rnnlab_packed_size.argtypes = [i64, i64]
     lib.rnnlab_packed_size.restype = i64
     lib.rnnlab_pack_f32.argtypes = [p, i64, i64, p, i64, i64]
@@ -327,13 +329,16 @@ def rnn_infer(A, Wh, H, mask=None, bias=None, scratch=None, portable=False) -> i
                                      T, B, U, 1 if portable else 0)
 
 
-def tanh_approx(x, portable=False):
-    """The tanh approximation the cell kernels use (float32; for the tests). None when not loaded."""
+def tanh_approx(x, portable=False, isa=None):
+    """The tanh approximation the cell kernels use (float32; for the tests). None when not loaded.
+    ``isa``: 0 the widest vectors the CPU has, 1 portable C (= ``portable=True``), 2 at most AVX2."""
     if _LIB is None:
         return None
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.empty_like(x)
-    _LIB.rnnlab_tanh_approx_f32_isa(x.ctypes.data, y.ctypes.data, x.size, 1 if portable else 0)
+    if isa is None:
+        isa = 1 if portable else 0
+    _LIB.rnnlab_tanh_approx_f32_isa(x.ctypes.data, y.ctypes.data, x.size, int(isa))
     return y
 
 

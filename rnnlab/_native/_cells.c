@@ -188,6 +188,50 @@ __attribute__((target("avx2,fma"))) static void tanh_avx2(const float *x, float 
     }
 }
 
+/* tanh8 on 16 lanes (AVX-512F): the same operations in the same order, so the same bits */
+__attribute__((target("avx512f"))) static inline __m512 tanh16(__m512 x) {
+    const __m512 signmask = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
+    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_castps_si512(signmask), _mm512_castps_si512(x)));
+    __m512 sgn = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(signmask), _mm512_castps_si512(x)));
+    __m512 z = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(TH_P0), z, _mm512_set1_ps(TH_P1));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TH_P2));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TH_P3));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TH_P4));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(x, z), p, x);
+    /* (vminps returns its second operand when either is NaN, as _mm256_min_ps: ax for a NaN x) */
+    __m512 cl = _mm512_min_ps(_mm512_set1_ps(TH_CLAMP), ax);
+    __m512 y = _mm512_add_ps(cl, cl);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(EX_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EX_C1), y);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EX_C2), r);
+    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(EX_Q0), r, _mm512_set1_ps(EX_Q1));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EX_Q2));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EX_Q3));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EX_Q4));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EX_Q5));
+    __m512 e = _mm512_fmadd_ps(_mm512_mul_ps(q, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i ni = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    e = _mm512_mul_ps(e, _mm512_castsi512_ps(ni));
+    __m512 t = _mm512_sub_ps(_mm512_set1_ps(1.0f),
+                             _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+    t = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_castps_si512(sgn)));
+    __mmask16 isnan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    t = _mm512_mask_blend_ps(isnan, t, x);
+    __mmask16 use_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(TH_SMALL), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(use_small, t, small);
+}
+
+static int have_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
+
 /* The recurrent kernel Wh (U, W), W % 16 == 0, packed in panels of 64 columns (the last one W % 64 wide when
  * that is not 0): panel c (width w) holds Wp[k][0:w] = Wh[k, c : c + w], contiguous streams, friendlier to
  * the prefetcher (32 KiB per full panel at U = 128) */
@@ -309,10 +353,23 @@ static int have_avx2_fma(void) {
 }
 #endif
 
-/* y = tanh(x) with the approximation above (for the tests); isa 0 auto, 1 portable */
+#ifdef RNNLAB_HAVE_AVX2_PATH
+__attribute__((target("avx512f"))) static void tanh_avx512(const float *x, float *y, int64_t n) {
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(y + j, tanh16(_mm512_loadu_ps(x + j)));
+    if (j < n) {
+        __mmask16 m = (__mmask16)((1u << (n - j)) - 1u);
+        _mm512_mask_storeu_ps(y + j, m, tanh16(_mm512_maskz_loadu_ps(m, x + j)));
+    }
+}
+#endif
+
+/* y = tanh(x) with the approximation above (for the tests); isa 0 auto (the widest vectors), 1 portable,
+ * 2 at most AVX2 */
 void rnnlab_tanh_approx_f32_isa(const float *x, float *y, int64_t n, int64_t isa) {
 #ifdef RNNLAB_HAVE_AVX2_PATH
-    if (isa == 0 && have_avx2_fma()) { tanh_avx2(x, y, n); return; }
+    if (isa == 0 && have_avx512()) { tanh_avx512(x, y, n); return; }
+    if (isa != 1 && have_avx2_fma()) { tanh_avx2(x, y, n); return; }
 #endif
     for (int64_t j = 0; j < n; j++) y[j] = rnnlab_tanh_approx(x[j]);
 }
@@ -446,7 +503,7 @@ int rnnlab_rnn_infer_f32(float *A, const float *bias, const float *Wh, float *Wp
  *   da = [di, df, dg, do] * ((1 - y)(y + k)), k = 1 on the g columns, 0 elsewhere;
  * the same operations in the same order as the NumPy fast backward (no FMA): bit-identical to it.
  * da (B, 4U) and dc_prev (B, U) may not alias the inputs, except that da may be a itself.
- * isa: 0 auto, 1 portable. Return the path taken (1 portable, 2 AVX2). */
+ * isa: 0 auto, 1 portable, 2 at most AVX2. Return the path taken (1 portable, 2 AVX2, 3 AVX-512; see lstm_step_isa). */
 static void lstm_fwd_row_generic(float *a, const float *r, const float *c_old, float *c_new, float *tc,
                                  float *h_new, int64_t U) {
     int64_t W = 4 * U;
@@ -517,10 +574,40 @@ __attribute__((target("avx2,fma"))) static void lstm_fwd_row_avx2(float *a, cons
         _mm256_storeu_ps(h_new + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), t));
     }
 }
+
+__attribute__((target("avx512f"))) static void lstm_bwd_row_avx512(const float *dh, const float *dc, const float *a,
+                                                                  const float *c_old, const float *tc, float *da,
+                                                                  float *dc_prev, int64_t U)
+LSTM_BWD_ROW_BODY
+
+/* lstm_fwd_row_avx2 on 16 lanes; needs U % 16 == 0 */
+__attribute__((target("avx512f"))) static void lstm_fwd_row_avx512(float *a, const float *r, const float *c_old,
+                                                                  float *c_new, float *tc, float *h_new,
+                                                                  int64_t U) {
+    int64_t W = 4 * U;
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (int64_t j = 0; j < W; j += 16) {
+        __m512 v = tanh16(_mm512_add_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(r + j)));
+        if (j < 2 * U || j >= 3 * U) v = _mm512_add_ps(_mm512_mul_ps(v, half), half);
+        _mm512_storeu_ps(a + j, v);
+    }
+    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
+    for (int64_t j = 0; j < U; j += 16) {
+        __m512 c = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(f + j), _mm512_loadu_ps(c_old + j)),
+                                 _mm512_mul_ps(_mm512_loadu_ps(i + j), _mm512_loadu_ps(g + j)));
+        _mm512_storeu_ps(c_new + j, c);
+        __m512 t = tanh16(c);
+        _mm512_storeu_ps(tc + j, t);
+        _mm512_storeu_ps(h_new + j, _mm512_mul_ps(_mm512_loadu_ps(o + j), t));
+    }
+}
 #endif
 
+/* the path of the training-step kernels for U units: isa 0 auto, 1 portable, 2 at most AVX2 (for the tests);
+ * returns 1 portable, 2 AVX2 (U % 8 == 0), 3 AVX-512 (U % 16 == 0) */
 static int lstm_step_isa(int64_t U, int64_t isa) {
 #ifdef RNNLAB_HAVE_AVX2_PATH
+    if (isa == 0 && have_avx512() && U % 16 == 0) return 3;
     if (isa != 1 && have_avx2_fma() && U % 8 == 0) return 2;
 #else
     (void)U; (void)isa;
@@ -528,38 +615,41 @@ static int lstm_step_isa(int64_t U, int64_t isa) {
     return 1;
 }
 
+typedef void (*lstm_fwd_row_t)(float *, const float *, const float *, float *, float *, float *, int64_t);
+typedef void (*lstm_bwd_row_t)(const float *, const float *, const float *, const float *, const float *, float *,
+                               float *, int64_t);
+/* the row kernels by path (index: 1 portable, 2 AVX2, 3 AVX-512) */
+#ifdef RNNLAB_HAVE_AVX2_PATH
+static const lstm_fwd_row_t LSTM_FWD_ROWS[4] = {0, lstm_fwd_row_generic, lstm_fwd_row_avx2, lstm_fwd_row_avx512};
+static const lstm_bwd_row_t LSTM_BWD_ROWS[4] = {0, lstm_bwd_row_generic, lstm_bwd_row_avx2, lstm_bwd_row_avx512};
+#else
+static const lstm_fwd_row_t LSTM_FWD_ROWS[4] = {0, lstm_fwd_row_generic, 0, 0};
+static const lstm_bwd_row_t LSTM_BWD_ROWS[4] = {0, lstm_bwd_row_generic, 0, 0};
+#endif
+
 int rnnlab_lstm_gates_fwd_f32(float *a, const float *r, const float *c_old, float *c_new, float *tc,
                               float *h_new, int64_t B, int64_t U, int64_t isa) {
     int use = lstm_step_isa(U, isa);
+    lstm_fwd_row_t row = LSTM_FWD_ROWS[use];
     int64_t W = 4 * U;
-    for (int64_t b = 0; b < B; b++) {
-#ifdef RNNLAB_HAVE_AVX2_PATH
-        if (use == 2) {
-            lstm_fwd_row_avx2(a + b * W, r + b * W, c_old + b * U, c_new + b * U, tc + b * U, h_new + b * U, U);
-            continue;
-        }
-#endif
-        lstm_fwd_row_generic(a + b * W, r + b * W, c_old + b * U, c_new + b * U, tc + b * U, h_new + b * U, U);
-    }
+    for (int64_t b = 0; b < B; b++)
+        row(a + b * W, r + b * W, c_old + b * U, c_new + b * U, tc + b * U, h_new + b * U, U);
     return use;
 }
 
 int rnnlab_lstm_gates_bwd_f32(const float *dh, const float *dc, const float *a, const float *c_old,
                               const float *tc, float *da, float *dc_prev, int64_t B, int64_t U, int64_t isa) {
     int use = lstm_step_isa(U, isa);
+    lstm_bwd_row_t row = LSTM_BWD_ROWS[use];
     int64_t W = 4 * U;
-    for (int64_t b = 0; b < B; b++) {
-#ifdef RNNLAB_HAVE_AVX2_PATH
-        if (use == 2) {
-            lstm_bwd_row_avx2(dh + b * U, dc + b * U, a + b * W, c_old + b * U, tc + b * U, da + b * W,
-                              dc_prev + b * U, U);
-            continue;
-        }
-#endif
-        lstm_bwd_row_generic(dh + b * U, dc + b * U, a + b * W, c_old + b * U, tc + b * U, da + b * W,
-                             dc_prev + b * U, U);
-    }
+    for (int64_t b = 0; b < B; b++)
+        row(dh + b * U, dc + b * U, a + b * W, c_old + b * U, tc + b * U, da + b * W, dc_prev + b * U, U);
     return use;
+}
+
+/* the path the training-step kernels take for U units (isa 0), for the tests */
+int rnnlab_step_isa(int64_t U) {
+    return lstm_step_isa(U, 0);
 }
 
 
@@ -580,7 +670,7 @@ int rnnlab_lstm_gates_bwd_f32(const float *dh, const float *dc, const float *a, 
  *   dh_prev <- dh_direct (the caller adds dq W_h^T);
  * the same operations in the same order as the NumPy fast backward (no FMA): bit-identical to it.
  * da, q, dh_prev may not alias each other or dh, a, h_old (except da may be a itself).
- * isa: 0 auto, 1 portable (lstm_step_isa: AVX2 needs U % 8 == 0). Return the path taken (1 portable, 2 AVX2). */
+ * isa: 0 auto, 1 portable, 2 at most AVX2 (lstm_step_isa). Return the path taken (1 portable, 2 AVX2, 3 AVX-512). */
 static void gru_fwd_row_generic(float *a, float *q, const float *bh, const float *h_old, float *h_new,
                                 int64_t U) {
     int64_t W = 3 * U;
@@ -655,36 +745,66 @@ __attribute__((target("avx2,fma"))) static void gru_fwd_row_avx2(float *a, float
         _mm256_storeu_ps(h_new + j, _mm256_add_ps(_mm256_mul_ps(d, _mm256_loadu_ps(a + j)), hh));
     }
 }
+
+__attribute__((target("avx512f"))) static void gru_bwd_row_avx512(const float *dh, const float *a,
+                                                                 const float *h_old, float *q, float *da,
+                                                                 float *dh_prev, int64_t U)
+GRU_BWD_ROW_BODY
+
+/* gru_fwd_row_avx2 on 16 lanes; needs U % 16 == 0 */
+__attribute__((target("avx512f"))) static void gru_fwd_row_avx512(float *a, float *q, const float *bh,
+                                                                 const float *h_old, float *h_new, int64_t U) {
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (int64_t j = 0; j < 2 * U; j += 16) {  /* z, r */
+        __m512 qv = _mm512_loadu_ps(q + j);
+        if (bh) {
+            qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + j));
+            _mm512_storeu_ps(q + j, qv);
+        }
+        __m512 v = tanh16(_mm512_add_ps(_mm512_loadu_ps(a + j), qv));
+        _mm512_storeu_ps(a + j, _mm512_add_ps(_mm512_mul_ps(v, half), half));
+    }
+    for (int64_t j = 0; j < U; j += 16) {  /* hh = tanh(p_h + r q_h), h_t = (h_{t-1} - hh) z + hh */
+        float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
+        __m512 qv = _mm512_loadu_ps(qp);
+        if (bh) {
+            qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + 2 * U + j));
+            _mm512_storeu_ps(qp, qv);
+        }
+        __m512 hh = tanh16(_mm512_add_ps(_mm512_loadu_ps(hp), _mm512_mul_ps(_mm512_loadu_ps(a + U + j), qv)));
+        _mm512_storeu_ps(hp, hh);
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(h_old + j), hh);
+        _mm512_storeu_ps(h_new + j, _mm512_add_ps(_mm512_mul_ps(d, _mm512_loadu_ps(a + j)), hh));
+    }
+}
+#endif
+
+typedef void (*gru_fwd_row_t)(float *, float *, const float *, const float *, float *, int64_t);
+typedef void (*gru_bwd_row_t)(const float *, const float *, const float *, float *, float *, float *, int64_t);
+#ifdef RNNLAB_HAVE_AVX2_PATH
+static const gru_fwd_row_t GRU_FWD_ROWS[4] = {0, gru_fwd_row_generic, gru_fwd_row_avx2, gru_fwd_row_avx512};
+static const gru_bwd_row_t GRU_BWD_ROWS[4] = {0, gru_bwd_row_generic, gru_bwd_row_avx2, gru_bwd_row_avx512};
+#else
+static const gru_fwd_row_t GRU_FWD_ROWS[4] = {0, gru_fwd_row_generic, 0, 0};
+static const gru_bwd_row_t GRU_BWD_ROWS[4] = {0, gru_bwd_row_generic, 0, 0};
 #endif
 
 int rnnlab_gru_gates_fwd_f32(float *a, float *q, const float *bh, const float *h_old, float *h_new, int64_t B,
                              int64_t U, int64_t isa) {
     int use = lstm_step_isa(U, isa);
+    gru_fwd_row_t row = GRU_FWD_ROWS[use];
     int64_t W = 3 * U;
-    for (int64_t b = 0; b < B; b++) {
-#ifdef RNNLAB_HAVE_AVX2_PATH
-        if (use == 2) {
-            gru_fwd_row_avx2(a + b * W, q + b * W, bh, h_old + b * U, h_new + b * U, U);
-            continue;
-        }
-#endif
-        gru_fwd_row_generic(a + b * W, q + b * W, bh, h_old + b * U, h_new + b * U, U);
-    }
+    for (int64_t b = 0; b < B; b++)
+        row(a + b * W, q + b * W, bh, h_old + b * U, h_new + b * U, U);
     return use;
 }
 
 int rnnlab_gru_gates_bwd_f32(const float *dh, const float *a, const float *h_old, float *q, float *da,
                              float *dh_prev, int64_t B, int64_t U, int64_t isa) {
     int use = lstm_step_isa(U, isa);
+    gru_bwd_row_t row = GRU_BWD_ROWS[use];
     int64_t W = 3 * U;
-    for (int64_t b = 0; b < B; b++) {
-#ifdef RNNLAB_HAVE_AVX2_PATH
-        if (use == 2) {
-            gru_bwd_row_avx2(dh + b * U, a + b * W, h_old + b * U, q + b * W, da + b * W, dh_prev + b * U, U);
-            continue;
-        }
-#endif
-        gru_bwd_row_generic(dh + b * U, a + b * W, h_old + b * U, q + b * W, da + b * W, dh_prev + b * U, U);
-    }
+    for (int64_t b = 0; b < B; b++)
+        row(dh + b * U, a + b * W, h_old + b * U, q + b * W, da + b * W, dh_prev + b * U, U);
     return use;
 }
