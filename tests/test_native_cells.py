@@ -256,6 +256,30 @@ def test_portable_and_vector_kernels_agree(cell, U):
         out.append((A2, H) + tuple(bufs))
     for p, q in zip(*out):
         np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
+
+
+@needs_native
+@pytest.mark.parametrize("cell, U", [pytest.param(c, U, id=f"{c.name}-U{U}") for c in CELLS for U in c.kernel_units])
+def test_avx512_and_avx2_loops_give_the_same_bits(cell, U):
+    """The AVX-512 rows do the AVX2 rows' operations (same panels, same FMA order, tanh16 = tanh8): equal
+    arrays; on a CPU without AVX-512 both calls take the same path."""
+    rng = np.random.default_rng(cell.seed["kernel"] + 1)
+    T, B = 12, 3
+    A = rng.standard_normal((T, B, cell.gates * U)).astype(np.float32)
+    Wh = cell.kernel_wh(rng.standard_normal((U, cell.gates * U))).astype(np.float32)
+    b = rng.standard_normal(cell.kernel_bias(U)).astype(np.float32)
+    mask = rng.random((T, B)) < 0.7
+    infer = getattr(_native, cell.infer)
+    out, paths = [], []
+    for isa in (0, 2):
+        H = np.zeros((T + 1, B, U), np.float32)
+        H[0] = 0.5
+        bufs, A2 = cell.kernel_bufs(T, B, U), A.copy()
+        paths.append(infer(A2, Wh, H, *bufs, mask, bias=b, isa=isa))
+        out.append((A2, H) + tuple(bufs))
+    assert paths[0] == _native._LIB.rnnlab_cells_isa(U) and paths[1] == min(paths[0], 2)
+    for p, q in zip(*out):
+        np.testing.assert_array_equal(p, q)
     # masked steps carry the states
     t, b_ = np.nonzero(~mask)
     for S in out[0][1:1 + cell.kernel_states]:

@@ -209,7 +209,7 @@ def _cell_extras(bias, bias_shape, scratch, n_scratch, mask, T, B):
     return scratch, m
 
 
-def lstm_infer(A, Wh, H, C, TC, mask=None, bias=None, scratch=None, prescaled=False, portable=False) -> int:
+def lstm_infer(A, Wh, H, C, TC, mask=None, bias=None, scratch=None, prescaled=False, portable=False, isa=None) -> int:
     """The LSTM inference time loop of ``rnnlab.layers.lstm`` (sigmoid/tanh, float32) in C.
 
     ``A`` (T, B, 4U): the input projection ``x W_x`` (plus the bias, unless ``bias`` (4U,) is given: then
@@ -221,7 +221,8 @@ def lstm_infer(A, Wh, H, C, TC, mask=None, bias=None, scratch=None, prescaled=Fa
     Agrees with the NumPy loop to ~1e-6 relative (not bit for bit: another summation order and a tanh
     approximation, see _cells.c).
     Returns 0 (nothing done) when the kernel is not loaded or the arrays do not fit, else the code path
-    taken (1 portable C, 2 AVX2/FMA); ``portable=True`` forces the portable C (for the tests).
+    taken (1 portable C, 2 AVX2/FMA, 3 AVX-512); ``portable=True`` forces the portable C, ``isa=2`` at
+    most AVX2 (for the tests).
     """
     if _LIB is None or not _cell_arrays_ok((A, Wh, H, C, TC)) or A.ndim != 3:
         return 0
@@ -237,7 +238,7 @@ def lstm_infer(A, Wh, H, C, TC, mask=None, bias=None, scratch=None, prescaled=Fa
     return _LIB.rnnlab_lstm_infer_f32(A.ctypes.data, None if bias is None else bias.ctypes.data, Wh.ctypes.data,
                                       scratch.ctypes.data, H.ctypes.data, C.ctypes.data, TC.ctypes.data,
                                       None if m is None else m.ctypes.data, T, B, U, int(bool(prescaled)),
-                                      1 if portable else 0)
+                                      _loop_isa(portable, isa))
 
 
 def lstm_step_kernels():
@@ -260,6 +261,11 @@ def gru_step_kernels():
     return _LIB.rnnlab_gru_gates_fwd_f32, _LIB.rnnlab_gru_gates_bwd_f32
 
 
+def _loop_isa(portable, isa):
+    """The isa argument of the C loops: 0 auto (the widest vectors), 1 portable, 2 at most AVX2 (tests)."""
+    return 1 if portable else (0 if isa is None else int(isa))
+
+
 def _mask_u8(mask, T, B):
     """The (T, B) uint8 mask for the cell kernels; None for no mask, False when the shape is wrong."""
     if mask is None:
@@ -270,7 +276,7 @@ def _mask_u8(mask, T, B):
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
-def gru_infer(A, Wh, H, Q, mask=None, bias=None, scratch=None, prescaled=False, portable=False) -> int:
+def gru_infer(A, Wh, H, Q, mask=None, bias=None, scratch=None, prescaled=False, portable=False, isa=None) -> int:
     """The GRU (``reset_after=True``) inference time loop of ``rnnlab.layers.gru`` (sigmoid/tanh, float32) in C.
 
     ``A`` (T, B, 3U): the input projection ``x W_x`` (plus the input bias, unless ``bias`` is given),
@@ -281,8 +287,8 @@ def gru_infer(A, Wh, H, Q, mask=None, bias=None, scratch=None, prescaled=False, 
     path stores it; ``mask`` (T, B) bool or None: masked steps carry the state; ``scratch``: float32, at
     least U * 3U elements, for the packed recurrent kernel (allocated when None).
     Agrees with the NumPy loop to ~1e-6 relative (not bit for bit). Returns 0 (nothing done) when the
-    kernel is not loaded or the arrays do not fit, else the code path taken (1 portable C, 2 AVX2/FMA);
-    ``portable=True`` forces the portable C (for the tests).
+    kernel is not loaded or the arrays do not fit, else the code path taken (1 portable C, 2 AVX2/FMA,
+    3 AVX-512); ``portable=True`` forces the portable C, ``isa=2`` at most AVX2 (for the tests).
     """
     if _LIB is None or not _cell_arrays_ok((A, Wh, H, Q)) or A.ndim != 3:
         return 0
@@ -300,10 +306,10 @@ def gru_infer(A, Wh, H, Q, mask=None, bias=None, scratch=None, prescaled=False, 
         bx, bh = bias[0].ctypes.data, bias[1].ctypes.data
     return _LIB.rnnlab_gru_infer_f32(A.ctypes.data, bx, bh, Wh.ctypes.data, scratch.ctypes.data,
                                      H.ctypes.data, Q.ctypes.data, None if m is None else m.ctypes.data,
-                                     T, B, U, int(bool(prescaled)), 1 if portable else 0)
+                                     T, B, U, int(bool(prescaled)), _loop_isa(portable, isa))
 
 
-def rnn_infer(A, Wh, H, mask=None, bias=None, scratch=None, portable=False) -> int:
+def rnn_infer(A, Wh, H, mask=None, bias=None, scratch=None, portable=False, isa=None) -> int:
     """The SimpleRNN (activation tanh) inference time loop of ``rnnlab.layers.simple_rnn`` (float32) in C.
 
     ``A`` (T, B, U): the input projection ``x W_x`` (plus the bias, unless ``bias`` (U,) is given: then the
@@ -312,8 +318,8 @@ def rnn_infer(A, Wh, H, mask=None, bias=None, scratch=None, portable=False) -> i
     ``H[t+1] = tanh(a_t)``; ``mask`` (T, B) bool or None: masked steps carry the state; ``scratch``: float32,
     at least U * U elements, for the packed recurrent kernel (allocated when None).
     Agrees with the NumPy loop to ~1e-6 relative (not bit for bit). Returns 0 (nothing done) when the
-    kernel is not loaded or the arrays do not fit, else the code path taken (1 portable C, 2 AVX2/FMA);
-    ``portable=True`` forces the portable C (for the tests).
+    kernel is not loaded or the arrays do not fit, else the code path taken (1 portable C, 2 AVX2/FMA,
+    3 AVX-512); ``portable=True`` forces the portable C, ``isa=2`` at most AVX2 (for the tests).
     """
     if _LIB is None or not _cell_arrays_ok((A, Wh, H)) or A.ndim != 3:
         return 0
@@ -326,7 +332,7 @@ def rnn_infer(A, Wh, H, mask=None, bias=None, scratch=None, portable=False) -> i
     scratch, m = extras
     return _LIB.rnnlab_rnn_infer_f32(A.ctypes.data, None if bias is None else bias.ctypes.data, Wh.ctypes.data,
                                      scratch.ctypes.data, H.ctypes.data, None if m is None else m.ctypes.data,
-                                     T, B, U, 1 if portable else 0)
+                                     T, B, U, _loop_isa(portable, isa))
 
 
 def tanh_approx(x, portable=False, isa=None):

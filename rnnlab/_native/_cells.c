@@ -354,6 +354,128 @@ static int have_avx2_fma(void) {
 #endif
 
 #ifdef RNNLAB_HAVE_AVX2_PATH
+/* ---------------------------------------------------------------- AVX-512 inference rows
+ * The AVX2 rows above on 16 lanes, on the same packed panels, two 64-column panels side by side (8
+ * accumulators); per output column init + sum over k in order, one FMA each, as panel_fma: the same bits as
+ * the AVX2 path. (Reading Wh unpacked, row by row, was slower: 931 vs 775 us median for a batch-1
+ * Embedding + LSTM(128) + Dense predict at T = 80; with the panels 718 us.) */
+
+/* out[0:16n] = init[0:16n] (zeros when NULL) + h Wp_panels: n/4 consecutive 64-column panels of
+ * pack_panels (panel stride 64 U) read side by side; n a constant once inlined */
+__attribute__((target("avx512f"), always_inline)) static inline void panels_fma16(
+        float *out, const float *init, const float *w, const float *h, int64_t U, const int n) {
+    __m512 s[8];
+    for (int i = 0; i < n; i++) s[i] = init ? _mm512_loadu_ps(init + 16 * i) : _mm512_setzero_ps();
+    for (int64_t k = 0; k < U; k++, w += 64) {
+        __m512 hk = _mm512_set1_ps(h[k]);
+        for (int i = 0; i < n; i++)
+            s[i] = _mm512_fmadd_ps(hk, _mm512_loadu_ps(w + (i / 4) * 64 * U + 16 * (i % 4)), s[i]);
+    }
+    for (int i = 0; i < n; i++) _mm512_storeu_ps(out + 16 * i, s[i]);
+}
+
+/* out (W) = init (or zeros; may be out) + h (U) Wh, Wp = pack_panels(Wh); W % 16 == 0 */
+__attribute__((target("avx512f"))) static void matvec_avx512(float *out, const float *init, const float *Wp,
+                                                            const float *h, int64_t U, int64_t W) {
+    int64_t j0 = 0;
+    const float *w = Wp;
+    for (; j0 + 128 <= W; j0 += 128, w += 128 * U) panels_fma16(out + j0, init ? init + j0 : NULL, w, h, U, 8);
+    const float *in = init ? init + j0 : NULL;
+    /* what is left: one full panel (4) and/or the last, narrower one, whose rows are (W - j0) % 64 apart */
+    if (W - j0 >= 64) {
+        panels_fma16(out + j0, in, w, h, U, 4);
+        j0 += 64;
+        w += 64 * U;
+        in = init ? init + j0 : NULL;
+    }
+    int64_t n = (W - j0) / 16;
+    if (n) {
+        __m512 s[3];
+        for (int i = 0; i < n; i++) s[i] = in ? _mm512_loadu_ps(in + 16 * i) : _mm512_setzero_ps();
+        for (int64_t k = 0; k < U; k++, w += 16 * n) {
+            __m512 hk = _mm512_set1_ps(h[k]);
+            for (int i = 0; i < n; i++) s[i] = _mm512_fmadd_ps(hk, _mm512_loadu_ps(w + 16 * i), s[i]);
+        }
+        for (int i = 0; i < n; i++) _mm512_storeu_ps(out + j0 + 16 * i, s[i]);
+    }
+}
+
+/* lstm_row_avx2 on 16 lanes; needs U % 16 == 0 and Wp = pack_panels(Wh) */
+__attribute__((target("avx512f"))) static void lstm_row_avx512(float *a, const float *bias, const float *Wp,
+                                                              const float *h_old, const float *c_old,
+                                                              float *c_new, float *tc, float *h_new, int64_t U,
+                                                              int prescaled) {
+    int64_t W = 4 * U;
+    if (bias)
+        for (int64_t j = 0; j < W; j += 16)
+            _mm512_storeu_ps(a + j, _mm512_add_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(bias + j)));
+    matvec_avx512(a, a, Wp, h_old, U, W);
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (int64_t j = 0; j < W; j += 16) {
+        __m512 v = _mm512_loadu_ps(a + j);
+        int sig = j < 2 * U || j >= 3 * U;
+        if (sig && !prescaled) v = _mm512_mul_ps(v, half);
+        v = tanh16(v);
+        if (sig) v = _mm512_add_ps(_mm512_mul_ps(v, half), half);
+        _mm512_storeu_ps(a + j, v);
+    }
+    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
+    for (int64_t j = 0; j < U; j += 16) {
+        __m512 c = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(f + j), _mm512_loadu_ps(c_old + j)),
+                                 _mm512_mul_ps(_mm512_loadu_ps(i + j), _mm512_loadu_ps(g + j)));
+        _mm512_storeu_ps(c_new + j, c);
+        __m512 t = tanh16(c);
+        _mm512_storeu_ps(tc + j, t);
+        _mm512_storeu_ps(h_new + j, _mm512_mul_ps(_mm512_loadu_ps(o + j), t));
+    }
+}
+
+/* gru_row_avx2 on 16 lanes; needs U % 16 == 0 and Wp = pack_panels(Wh) */
+__attribute__((target("avx512f"))) static void gru_row_avx512(float *a, const float *bx, const float *bh,
+                                                             const float *Wp, const float *h_old, float *h_new,
+                                                             float *q, int64_t U, int prescaled) {
+    int64_t W = 3 * U;
+    matvec_avx512(q, NULL, Wp, h_old, U, W);
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (int64_t j = 0; j < 2 * U; j += 16) {  /* z, r */
+        __m512 av = _mm512_loadu_ps(a + j), qv = _mm512_loadu_ps(q + j);
+        if (bx) av = _mm512_add_ps(av, _mm512_loadu_ps(bx + j));
+        if (bh) qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + j));
+        if (!prescaled) {
+            av = _mm512_mul_ps(av, half);
+            qv = _mm512_mul_ps(qv, half);
+        }
+        _mm512_storeu_ps(q + j, qv);
+        __m512 v = tanh16(_mm512_add_ps(av, qv));
+        _mm512_storeu_ps(a + j, _mm512_add_ps(_mm512_mul_ps(v, half), half));
+    }
+    for (int64_t j = 0; j < U; j += 16) {  /* hh = tanh(p_h + r q_h), h_t = hh + z (h_{t-1} - hh) */
+        float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
+        __m512 av = _mm512_loadu_ps(hp), qv = _mm512_loadu_ps(qp);
+        if (bx) av = _mm512_add_ps(av, _mm512_loadu_ps(bx + 2 * U + j));
+        if (bh) {
+            qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + 2 * U + j));
+            _mm512_storeu_ps(qp, qv);
+        }
+        __m512 hh = tanh16(_mm512_add_ps(av, _mm512_mul_ps(_mm512_loadu_ps(a + U + j), qv)));
+        _mm512_storeu_ps(hp, hh);
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(h_old + j), hh);
+        _mm512_storeu_ps(h_new + j, _mm512_add_ps(_mm512_mul_ps(d, _mm512_loadu_ps(a + j)), hh));
+    }
+}
+
+/* rnn_row_avx2 on 16 lanes; needs U % 16 == 0 and Wp = pack_panels(Wh) */
+__attribute__((target("avx512f"))) static void rnn_row_avx512(float *a, const float *bias, const float *Wp,
+                                                             const float *h_old, float *h_new, int64_t U) {
+    if (bias)
+        for (int64_t j = 0; j < U; j += 16)
+            _mm512_storeu_ps(a + j, _mm512_add_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(bias + j)));
+    matvec_avx512(a, a, Wp, h_old, U, U);
+    for (int64_t j = 0; j < U; j += 16) _mm512_storeu_ps(h_new + j, tanh16(_mm512_loadu_ps(a + j)));
+}
+#endif
+
+#ifdef RNNLAB_HAVE_AVX2_PATH
 __attribute__((target("avx512f"))) static void tanh_avx512(const float *x, float *y, int64_t n) {
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) _mm512_storeu_ps(y + j, tanh16(_mm512_loadu_ps(x + j)));
@@ -374,14 +496,21 @@ void rnnlab_tanh_approx_f32_isa(const float *x, float *y, int64_t n, int64_t isa
     for (int64_t j = 0; j < n; j++) y[j] = rnnlab_tanh_approx(x[j]);
 }
 
-/* 1 when the AVX2/FMA code would run for U units (isa 0) */
-int rnnlab_cells_isa(int64_t U) {
+/* the path the inference loops take for U units: isa 0 auto, 1 portable, 2 at most AVX2; returns
+ * 1 portable, 2 AVX2, 3 AVX-512 (both need U % 16 == 0) */
+static int cells_path(int64_t U, int64_t isa) {
 #ifdef RNNLAB_HAVE_AVX2_PATH
-    return have_avx2_fma() && U % 16 == 0 ? 2 : 1;
+    if (isa == 0 && have_avx512() && U % 16 == 0) return 3;
+    if (isa != 1 && have_avx2_fma() && U % 16 == 0) return 2;
 #else
-    (void)U;
-    return 1;
+    (void)U; (void)isa;
 #endif
+    return 1;
+}
+
+/* the path the inference loops take for U units (isa 0): 1 portable, 2 AVX2, 3 AVX-512 */
+int rnnlab_cells_isa(int64_t U) {
+    return cells_path(U, 0);
 }
 
 /* The LSTM inference time loop (the NumPy fast path of lstm.py, steps 3 of RNN.forward):
@@ -393,14 +522,14 @@ int rnnlab_cells_isa(int64_t U) {
  *                 path's weights), 0 to scale the sums here (exact, power of two: the same values);
  *   H, C (T+1, B, U): states, H[0], C[0] set by the caller; TC (T, B, U) tanh(c_t);
  *   mask (T, B) uint8 or NULL: where 0, the states are carried, S[t+1, b] = S[t, b].
- * isa: 0 auto, 1 portable C. Returns the path taken (1 portable, 2 AVX2). */
+ * isa: 0 auto, 1 portable C, 2 at most AVX2. Returns the path taken (1 portable, 2 AVX2, 3 AVX-512: cells_path). */
 int rnnlab_lstm_infer_f32(float *A, const float *bias, const float *Wh, float *Wp, float *H, float *C,
                           float *TC, const uint8_t *mask, int64_t T, int64_t B, int64_t U, int64_t prescaled,
                           int64_t isa) {
-    int use = isa == 1 ? 1 : rnnlab_cells_isa(U);
+    int use = cells_path(U, isa);
     int64_t W = 4 * U;
 #ifdef RNNLAB_HAVE_AVX2_PATH
-    if (use == 2) pack_panels(Wh, Wp, U, W);
+    if (use >= 2) pack_panels(Wh, Wp, U, W);
 #endif
     for (int64_t t = 0; t < T; t++) {
         for (int64_t b = 0; b < B; b++) {
@@ -409,7 +538,8 @@ int rnnlab_lstm_infer_f32(float *A, const float *bias, const float *Wh, float *W
             float *hn = H + ((t + 1) * B + b) * U, *cn = C + ((t + 1) * B + b) * U;
             float *tc = TC + (t * B + b) * U;
 #ifdef RNNLAB_HAVE_AVX2_PATH
-            if (use == 2) lstm_row_avx2(a, bias, Wp, ho, co, cn, tc, hn, U, (int)prescaled);
+            if (use == 3) lstm_row_avx512(a, bias, Wp, ho, co, cn, tc, hn, U, (int)prescaled);
+            else if (use == 2) lstm_row_avx2(a, bias, Wp, ho, co, cn, tc, hn, U, (int)prescaled);
             else
 #endif
                 lstm_row_generic(a, bias, Wh, ho, co, cn, tc, hn, U, (int)prescaled);
@@ -433,14 +563,14 @@ int rnnlab_lstm_infer_f32(float *A, const float *bias, const float *Wh, float *W
  *   H (T+1, B, U): states, H[0] set by the caller; Q (T, B, 3U) receives h_{t-1} W_h + b_h with the z, r
  *                 columns halved, as the NumPy fast path stores it (the backward reads q_h);
  *   mask (T, B) uint8 or NULL: where 0, the state is carried, H[t+1, b] = H[t, b].
- * isa: 0 auto, 1 portable C. Returns the path taken (1 portable, 2 AVX2). */
+ * isa: 0 auto, 1 portable C, 2 at most AVX2. Returns the path taken (1 portable, 2 AVX2, 3 AVX-512: cells_path). */
 int rnnlab_gru_infer_f32(float *A, const float *bx, const float *bh, const float *Wh, float *Wp, float *H,
                          float *Q, const uint8_t *mask, int64_t T, int64_t B, int64_t U, int64_t prescaled,
                          int64_t isa) {
-    int use = isa == 1 ? 1 : rnnlab_cells_isa(U);
+    int use = cells_path(U, isa);
     int64_t W = 3 * U;
 #ifdef RNNLAB_HAVE_AVX2_PATH
-    if (use == 2) pack_panels(Wh, Wp, U, W);
+    if (use >= 2) pack_panels(Wh, Wp, U, W);
 #endif
     for (int64_t t = 0; t < T; t++) {
         for (int64_t b = 0; b < B; b++) {
@@ -448,7 +578,8 @@ int rnnlab_gru_infer_f32(float *A, const float *bx, const float *bh, const float
             const float *ho = H + (t * B + b) * U;
             float *hn = H + ((t + 1) * B + b) * U;
 #ifdef RNNLAB_HAVE_AVX2_PATH
-            if (use == 2) gru_row_avx2(a, bx, bh, Wp, ho, hn, q, U, (int)prescaled);
+            if (use == 3) gru_row_avx512(a, bx, bh, Wp, ho, hn, q, U, (int)prescaled);
+            else if (use == 2) gru_row_avx2(a, bx, bh, Wp, ho, hn, q, U, (int)prescaled);
             else
 #endif
                 gru_row_generic(a, bx, bh, Wh, ho, hn, q, U, (int)prescaled);
@@ -465,12 +596,12 @@ int rnnlab_gru_infer_f32(float *A, const float *bx, const float *bh, const float
  *   Wh (U, U):    the recurrent kernel; Wp (U * U floats): scratch for its packed copy (AVX2 path);
  *   H (T+1, B, U): states, H[0] set by the caller, H[t+1] = tanh(a_t);
  *   mask (T, B) uint8 or NULL: where 0, the state is carried, H[t+1, b] = H[t, b].
- * isa: 0 auto, 1 portable C. Returns the path taken (1 portable, 2 AVX2). */
+ * isa: 0 auto, 1 portable C, 2 at most AVX2. Returns the path taken (1 portable, 2 AVX2, 3 AVX-512: cells_path). */
 int rnnlab_rnn_infer_f32(float *A, const float *bias, const float *Wh, float *Wp, float *H, const uint8_t *mask,
                          int64_t T, int64_t B, int64_t U, int64_t isa) {
-    int use = isa == 1 ? 1 : rnnlab_cells_isa(U);
+    int use = cells_path(U, isa);
 #ifdef RNNLAB_HAVE_AVX2_PATH
-    if (use == 2) pack_panels(Wh, Wp, U, U);
+    if (use >= 2) pack_panels(Wh, Wp, U, U);
 #endif
     for (int64_t t = 0; t < T; t++) {
         for (int64_t b = 0; b < B; b++) {
@@ -478,7 +609,8 @@ int rnnlab_rnn_infer_f32(float *A, const float *bias, const float *Wh, float *Wp
             const float *ho = H + (t * B + b) * U;
             float *hn = H + ((t + 1) * B + b) * U;
 #ifdef RNNLAB_HAVE_AVX2_PATH
-            if (use == 2) rnn_row_avx2(a, bias, Wp, ho, hn, U);
+            if (use == 3) rnn_row_avx512(a, bias, Wp, ho, hn, U);
+            else if (use == 2) rnn_row_avx2(a, bias, Wp, ho, hn, U);
             else
 #endif
                 rnn_row_generic(a, bias, Wh, ho, hn, U);
