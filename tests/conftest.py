@@ -12,6 +12,23 @@ from rnnlab import backend  # noqa: E402
 SHARED_DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.native``: needs the compiled kernel (rnnlab/_native); ``@pytest.mark.native_gemm``: also
+    its packed GEMM (an AVX-512 CPU). Such tests skip, saying why, where these are not in use."""
+    from rnnlab import _native
+    skip_native = skip_gemm = None
+    if not _native.available():
+        skip_native = pytest.mark.skip(reason=f"native kernel not in use: {_native.why_unavailable()}")
+    if not _native.gemm_available():
+        skip_gemm = pytest.mark.skip(reason="packed GEMM not in use (needs the native kernel and an AVX-512 "
+                                            f"CPU): {_native.why_unavailable() or 'no AVX-512'}")
+    for item in items:
+        if skip_native is not None and "native" in item.keywords:
+            item.add_marker(skip_native)
+        if skip_gemm is not None and "native_gemm" in item.keywords:
+            item.add_marker(skip_gemm)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_state():
     backend.set_floatx("float32")

@@ -13,17 +13,7 @@ import rnnlab
 from rnnlab import _native
 from rnnlab import layers as L
 
-needs_native = pytest.mark.skipif(not _native.available(),
-                                  reason=f"native kernel not in use: {_native.why_unavailable()}")
 TOL = 2e-6  # the float32 fast-path tolerance of tests/test_recurrent_fast_paths.py
-
-
-@pytest.fixture(autouse=True)
-def _float32():
-    rnnlab.set_floatx("float32")
-    rnnlab.set_random_seed(0)   # the same weights whatever ran before (an 80-step float32 run drifts ~1e-6)
-    yield
-    rnnlab.set_floatx("float32")
 
 
 def _pair(U, D, x, cls=L.LSTM, **kw):
@@ -126,7 +116,7 @@ _MATCH_KW = [
 ]
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("U", [16, 6])          # 16: the AVX2 path where the CPU has it; 6: portable C
 @pytest.mark.parametrize("B", [1, 3])
 @pytest.mark.parametrize("cell, kw", [
@@ -158,7 +148,7 @@ def test_native_matches_numpy(U, B, cell, kw, masked):
             np.testing.assert_allclose(S, Sr, rtol=TOL, atol=TOL)
 
 
-@needs_native
+@pytest.mark.native
 @per_cell
 @pytest.mark.parametrize("B", [1, 3])
 def test_native_stateful_two_calls(cell, B):
@@ -174,7 +164,7 @@ def test_native_stateful_two_calls(cell, B):
         _close(nat.states, ref.states)
 
 
-@needs_native
+@pytest.mark.native
 @per_cell
 def test_native_long_sequence_and_model_predict(cell):
     rng = np.random.default_rng(cell.seed["long"])
@@ -192,7 +182,7 @@ def test_native_long_sequence_and_model_predict(cell):
     assert not model.layers[1]._ws.native
 
 
-@needs_native
+@pytest.mark.native
 @per_cell
 def test_native_not_taken_when_it_should_not_be(cell):
     rng = np.random.default_rng(cell.seed["not_taken"])
@@ -217,7 +207,7 @@ def test_native_not_taken_when_it_should_not_be(cell):
         assert not rd._ws.native
 
 
-@needs_native
+@pytest.mark.native
 @per_cell
 def test_backward_after_native_forward_matches(cell):
     """The native loop leaves A, its other buffers and S as the NumPy loop does, so a backward after it gives
@@ -236,7 +226,7 @@ def test_backward_after_native_forward_matches(cell):
         np.testing.assert_allclose(nat.grads[k], ref.grads[k], rtol=1e-5, atol=1e-5)
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cell, U", [pytest.param(c, U, id=f"{c.name}-U{U}") for c in CELLS for U in c.kernel_units])
 def test_portable_and_vector_kernels_agree(cell, U):
     rng = np.random.default_rng(cell.seed["kernel"])
@@ -258,7 +248,7 @@ def test_portable_and_vector_kernels_agree(cell, U):
         np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cell, U", [pytest.param(c, U, id=f"{c.name}-U{U}") for c in CELLS for U in c.kernel_units])
 def test_avx512_and_avx2_loops_give_the_same_bits(cell, U):
     """The AVX-512 rows do the AVX2 rows' operations (same panels, same FMA order, tanh16 = tanh8): equal
@@ -288,7 +278,7 @@ def test_avx512_and_avx2_loops_give_the_same_bits(cell, U):
         cell.kernel_extra(out, A, Wh, b, mask, U, T, B)
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("isa", [0, 1, 2])     # the widest vectors here, portable C, at most AVX2
 def test_tanh_approximation_relative_error(isa):
     """Every 61st positive float32 bit pattern (~35M values, all exponents; tanh is odd): relative error
@@ -310,7 +300,7 @@ def test_tanh_approximation_relative_error(isa):
     np.testing.assert_allclose(y[7:], np.tanh(special[7:].astype(np.float64)), rtol=1e-6)
 
 
-@needs_native
+@pytest.mark.native
 def test_tanh_vector_widths_give_the_same_bits():
     """The AVX-512 tanh (16 lanes) does the AVX2 one's operations in the same order: the same bits, tails
     (n % 16 != 0) included; where the CPU lacks one of them both calls take the same path."""
@@ -334,7 +324,7 @@ def test_no_native_env_falls_back():
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cls", [L.LSTM, L.GRU, L.SimpleRNN])
 def test_batches_above_the_limit_stay_on_numpy(cls):
     """One matrix-vector product per row and step loses to NumPy's GEMM from about 8 rows on."""

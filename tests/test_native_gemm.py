@@ -12,9 +12,6 @@ import rnnlab
 from rnnlab import _native
 from rnnlab import layers as L
 
-needs_gemm = pytest.mark.skipif(not _native.gemm_available(),
-                                reason="packed GEMM not in use (needs the native kernel and an AVX-512 CPU): "
-                                       f"{_native.why_unavailable() or 'no AVX-512'}")
 U24 = 2.0 ** -24
 
 
@@ -27,7 +24,7 @@ def _bound(a, b, K, c0=None):
     return bnd + 1e-38
 
 
-@needs_gemm
+@pytest.mark.native_gemm
 @pytest.mark.parametrize("M", [1, 5, 6, 7, 13, 32])
 @pytest.mark.parametrize("K", [1, 7, 256, 257, 600])
 @pytest.mark.parametrize("N", [1, 16, 63, 64, 65, 130])
@@ -41,7 +38,7 @@ def test_packed_matmul_within_rounding_bound(M, K, N):
     assert np.all(np.abs(out - ref) <= _bound(a, b, K))
 
 
-@needs_gemm
+@pytest.mark.native_gemm
 def test_strided_operands_and_accumulate():
     rng = np.random.default_rng(1)
     K, M, N = 300, 11, 70
@@ -64,7 +61,7 @@ def test_strided_operands_and_accumulate():
     np.testing.assert_array_equal(o2, o3)
 
 
-@needs_gemm
+@pytest.mark.native_gemm
 def test_chunked_products_equal_one_product():
     # the layers' weight gradients pack dA in chunks of PACK_KC rows and accumulate: the kernel's own chunks,
     # so the same sums bit for bit
@@ -81,7 +78,7 @@ def test_chunked_products_equal_one_product():
     np.testing.assert_array_equal(out, whole)
 
 
-@needs_gemm
+@pytest.mark.native_gemm
 def test_nan_and_inf_propagate():
     rng = np.random.default_rng(2)
     a = rng.standard_normal((8, 20)).astype(np.float32)
@@ -94,7 +91,7 @@ def test_nan_and_inf_propagate():
     assert np.isfinite(np.delete(out, [3, 6], axis=0)).all()
 
 
-@needs_gemm
+@pytest.mark.native_gemm
 def test_bad_arguments_are_named():
     pm = _native.PackedMatrix(4, 5)
     with pytest.raises(ValueError, match=r"shape \(4, 5\)"):
@@ -134,7 +131,7 @@ def _layer_run(cell, kw, x, g, packed, monkeypatch):
     return y, dx, {k: v.copy() for k, v in layer.grads.items()}, inf, taken
 
 
-@needs_gemm
+@pytest.mark.native_gemm
 @pytest.mark.parametrize("cell,kw", [("LSTM", {}), ("GRU", {}), ("SimpleRNN", {}),
                                      ("LSTM", dict(go_backwards=True, recurrent_dropout=0.2)),
                                      ("GRU", dict(recurrent_dropout=0.2)),
@@ -155,7 +152,7 @@ def test_layers_packed_products_match_numpy(cell, kw, monkeypatch):
         np.testing.assert_allclose(got[2][k], ref[2][k], rtol=2e-6, atol=2e-5, err_msg=k)
 
 
-@needs_gemm
+@pytest.mark.native_gemm
 def test_masked_and_gru_reset_before(monkeypatch):
     rnnlab.set_floatx("float32")
     monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: True)

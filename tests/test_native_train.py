@@ -10,17 +10,7 @@ import rnnlab
 from rnnlab import _native
 from rnnlab import layers as L
 
-needs_native = pytest.mark.skipif(not _native.available(),
-                                  reason=f"native kernel not in use: {_native.why_unavailable()}")
 TOL = 2e-6  # the float32 fast-path tolerance of tests/test_recurrent_fast_paths.py
-
-
-@pytest.fixture(autouse=True)
-def _float32():
-    rnnlab.set_floatx("float32")
-    rnnlab.set_random_seed(0)
-    yield
-    rnnlab.set_floatx("float32")
 
 
 def _run(layer, x, lib, steps=1, mask=None, initial_state=None, portable=False, seed=5, isa=None):
@@ -77,7 +67,7 @@ CASES = [
 ]
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("U", [16, 6])          # the AVX2 path (where there is one) and the portable one
 @pytest.mark.parametrize("B", [1, 3, 32])
@@ -103,7 +93,7 @@ def test_native_training_matches_numpy(cell, U, B, kw, masked):
     _close(r_nat, r_ref)
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("U", [16, 6])
 def test_initial_state_and_dstate(cell, U):
@@ -122,7 +112,7 @@ def test_initial_state_and_dstate(cell, U):
     _close(r_nat, r_ref)
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("U", [16, 6])
 def test_stateful(cell, U):
@@ -139,7 +129,7 @@ def test_stateful(cell, U):
         np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cell", CELLS)
 def test_portable_and_vector_steps_agree(cell):
     rng = np.random.default_rng(13)
@@ -153,7 +143,7 @@ def test_portable_and_vector_steps_agree(cell):
     _close(r_vec, r_por)
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cell", CELLS)
 def test_avx512_and_avx2_steps_give_the_same_bits(cell):
     """The AVX-512 step kernels (U % 16 == 0) do the AVX2 ones' operations on 16 lanes: the same bits."""
@@ -172,7 +162,7 @@ def test_avx512_and_avx2_steps_give_the_same_bits(cell):
         np.testing.assert_array_equal(r_wide[2][k], r_narrow[2][k])
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("U", [16, 6])
 @pytest.mark.parametrize("rdrop", [0.0, 0.3])
@@ -217,7 +207,7 @@ def test_float64_and_inference_do_not_take_the_training_steps(cell):
     assert layer._ws.fast.cptr is None          # float64: NumPy only (the gradient checks run there)
 
 
-@needs_native
+@pytest.mark.native
 @pytest.mark.parametrize("cell", CELLS)
 def test_no_kernel_no_c_steps(cell):
     rng = np.random.default_rng(3)
