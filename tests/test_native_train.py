@@ -90,6 +90,7 @@ def test_native_training_matches_numpy(cell, U, B, kw, masked):
     cp = nat._ws.fast.cptr
     assert cp is not None
     assert cp.fwd_isa == cp.bwd_isa == _native._LIB.rnnlab_step_isa(U)  # the C steps ran, on the widest path
+    assert cp.bias is not None                    # ... and added the input bias to A[t] themselves
     _close(r_nat, r_ref)
 
 

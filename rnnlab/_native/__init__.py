@@ -50,11 +50,11 @@ def _load():
     lib.rnnlab_gru_infer_f32.restype = ctypes.c_int
     lib.rnnlab_rnn_infer_f32.argtypes = [p, p, p, p, p, p, i64, i64, i64, i64]
     lib.rnnlab_rnn_infer_f32.restype = ctypes.c_int
-    lib.rnnlab_lstm_gates_fwd_f32.argtypes = [p, p, p, p, p, p, i64, i64, i64]
+    lib.rnnlab_lstm_gates_fwd_f32.argtypes = [p, p, p, p, p, p, p, i64, i64, i64]
     lib.rnnlab_lstm_gates_fwd_f32.restype = ctypes.c_int
     lib.rnnlab_lstm_gates_bwd_f32.argtypes = [p, p, p, p, p, p, p, i64, i64, i64]
     lib.rnnlab_lstm_gates_bwd_f32.restype = ctypes.c_int
-    lib.rnnlab_gru_gates_fwd_f32.argtypes = [p, p, p, p, p, i64, i64, i64]
+    lib.rnnlab_gru_gates_fwd_f32.argtypes = [p, p, p, p, p, p, i64, i64, i64]
     lib.rnnlab_gru_gates_fwd_f32.restype = ctypes.c_int
     lib.rnnlab_gru_gates_bwd_f32.argtypes = [p, p, p, p, p, p, i64, i64, i64]
     lib.rnnlab_gru_gates_bwd_f32.restype = ctypes.c_int

@@ -625,9 +625,11 @@ int rnnlab_rnn_infer_f32(float *A, const float *bias, const float *Wh, float *Wp
  * The gate math of lstm.py's NumPy fast path (sigmoid/tanh, float32), one call per time step, for B rows
  * of U units; the recurrent GEMMs stay in NumPy/BLAS. Row b of every (B, .) array is contiguous.
  *
- * Forward: a (B, 4U) holds x W_x + b with the sigmoid gates' columns prescaled by 1/2 (the fast path's
- * weights), r (B, 4U) the step's h_{t-1} W_h (prescaled alike); a <- activations [i, f, g, o] where
- * i, f, o = 1/2 + 1/2 tanh(a + r), g = tanh(a + r); c_new = f c_old + i g; tc = tanh(c_new); h_new = o tc.
+ * Forward: a (B, 4U) holds x W_x (+ b) with the sigmoid gates' columns prescaled by 1/2 (the fast path's
+ * weights), r (B, 4U) the step's h_{t-1} W_h (prescaled alike), bias (4U, prescaled alike) or NULL: added to
+ * a here (a + b first, as NumPy's A += b, so the same sums; it saves a pass over all of A); a <- activations
+ * [i, f, g, o] where i, f, o = 1/2 + 1/2 tanh(a + r), g = tanh(a + r); c_new = f c_old + i g;
+ * tc = tanh(c_new); h_new = o tc.
  * Only the tanh (the approximation above) differs from the NumPy step; the rest rounds the same way.
  *
  * Backward: from dh, dc (B, U) and the stored a (activations), c_old, tc:
@@ -637,10 +639,11 @@ int rnnlab_rnn_infer_f32(float *A, const float *bias, const float *Wh, float *Wp
  * da (B, 4U) and dc_prev (B, U) may not alias the inputs, except that da may be a itself.
  * isa: 0 auto, 1 portable, 2 at most AVX2. Return the path taken (1 portable, 2 AVX2, 3 AVX-512; see lstm_step_isa). */
 static void lstm_fwd_row_generic(float *a, const float *r, const float *c_old, float *c_new, float *tc,
-                                 float *h_new, int64_t U) {
+                                 float *h_new, const float *bias, int64_t U) {
     int64_t W = 4 * U;
     for (int64_t j = 0; j < W; j++) {
-        float v = rnnlab_tanh_approx(a[j] + r[j]);
+        float av = bias ? a[j] + bias[j] : a[j];
+        float v = rnnlab_tanh_approx(av + r[j]);
         if (j < 2 * U || j >= 3 * U) v = v * 0.5f + 0.5f;
         a[j] = v;
     }
@@ -688,11 +691,13 @@ LSTM_BWD_ROW_BODY
 /* needs U % 8 == 0 (the gate boundaries on vector boundaries) */
 __attribute__((target("avx2,fma"))) static void lstm_fwd_row_avx2(float *a, const float *r, const float *c_old,
                                                                 float *c_new, float *tc, float *h_new,
-                                                                int64_t U) {
+                                                                const float *bias, int64_t U) {
     int64_t W = 4 * U;
     const __m256 half = _mm256_set1_ps(0.5f);
     for (int64_t j = 0; j < W; j += 8) {
-        __m256 v = tanh8(_mm256_add_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(r + j)));
+        __m256 av = _mm256_loadu_ps(a + j);
+        if (bias) av = _mm256_add_ps(av, _mm256_loadu_ps(bias + j));
+        __m256 v = tanh8(_mm256_add_ps(av, _mm256_loadu_ps(r + j)));
         if (j < 2 * U || j >= 3 * U) v = _mm256_add_ps(_mm256_mul_ps(v, half), half);
         _mm256_storeu_ps(a + j, v);
     }
@@ -715,11 +720,13 @@ LSTM_BWD_ROW_BODY
 /* lstm_fwd_row_avx2 on 16 lanes; needs U % 16 == 0 */
 __attribute__((target("avx512f"))) static void lstm_fwd_row_avx512(float *a, const float *r, const float *c_old,
                                                                   float *c_new, float *tc, float *h_new,
-                                                                  int64_t U) {
+                                                                  const float *bias, int64_t U) {
     int64_t W = 4 * U;
     const __m512 half = _mm512_set1_ps(0.5f);
     for (int64_t j = 0; j < W; j += 16) {
-        __m512 v = tanh16(_mm512_add_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(r + j)));
+        __m512 av = _mm512_loadu_ps(a + j);
+        if (bias) av = _mm512_add_ps(av, _mm512_loadu_ps(bias + j));
+        __m512 v = tanh16(_mm512_add_ps(av, _mm512_loadu_ps(r + j)));
         if (j < 2 * U || j >= 3 * U) v = _mm512_add_ps(_mm512_mul_ps(v, half), half);
         _mm512_storeu_ps(a + j, v);
     }
@@ -747,7 +754,8 @@ static int lstm_step_isa(int64_t U, int64_t isa) {
     return 1;
 }
 
-typedef void (*lstm_fwd_row_t)(float *, const float *, const float *, float *, float *, float *, int64_t);
+typedef void (*lstm_fwd_row_t)(float *, const float *, const float *, float *, float *, float *, const float *,
+                               int64_t);
 typedef void (*lstm_bwd_row_t)(const float *, const float *, const float *, const float *, const float *, float *,
                                float *, int64_t);
 /* the row kernels by path (index: 1 portable, 2 AVX2, 3 AVX-512) */
@@ -760,12 +768,12 @@ static const lstm_bwd_row_t LSTM_BWD_ROWS[4] = {0, lstm_bwd_row_generic, 0, 0};
 #endif
 
 int rnnlab_lstm_gates_fwd_f32(float *a, const float *r, const float *c_old, float *c_new, float *tc,
-                              float *h_new, int64_t B, int64_t U, int64_t isa) {
+                              float *h_new, const float *bias, int64_t B, int64_t U, int64_t isa) {
     int use = lstm_step_isa(U, isa);
     lstm_fwd_row_t row = LSTM_FWD_ROWS[use];
     int64_t W = 4 * U;
     for (int64_t b = 0; b < B; b++)
-        row(a + b * W, r + b * W, c_old + b * U, c_new + b * U, tc + b * U, h_new + b * U, U);
+        row(a + b * W, r + b * W, c_old + b * U, c_new + b * U, tc + b * U, h_new + b * U, bias, U);
     return use;
 }
 
@@ -790,9 +798,10 @@ int rnnlab_step_isa(int64_t U) {
  * step, for B rows of U units; the recurrent GEMMs stay in NumPy/BLAS. Row b of every (B, .) array is
  * contiguous.
  *
- * Forward: a (B, 3U) holds x W_x + b_x with the z, r columns prescaled by 1/2 (the fast path's weights), q
- * (B, 3U) the step's h_{t-1} W_h (prescaled alike); bh (3U, the same for every row; the prescaled b_h) or
- * NULL. q <- q + bh (stored: the backward reads q_h); a <- [z, r, hh] where z, r = 1/2 + 1/2 tanh(a + q),
+ * Forward: a (B, 3U) holds x W_x (+ b_x) with the z, r columns prescaled by 1/2 (the fast path's weights), q
+ * (B, 3U) the step's h_{t-1} W_h (prescaled alike); bx, bh (3U, the same for every row; the prescaled b_x,
+ * b_h) or NULL: a <- a + bx first (as NumPy's A += b_x; saves a pass over all of A), q <- q + bh (stored:
+ * the backward reads q_h); a <- [z, r, hh] where z, r = 1/2 + 1/2 tanh(a + q),
  * hh = tanh(a_h + r q_h); h_new = (h_old - hh) z + hh. Only the tanh (the approximation above) differs
  * from the NumPy step; the rest rounds the same way.
  *
@@ -803,9 +812,11 @@ int rnnlab_step_isa(int64_t U) {
  * the same operations in the same order as the NumPy fast backward (no FMA): bit-identical to it.
  * da, q, dh_prev may not alias each other or dh, a, h_old (except da may be a itself).
  * isa: 0 auto, 1 portable, 2 at most AVX2 (lstm_step_isa). Return the path taken (1 portable, 2 AVX2, 3 AVX-512). */
-static void gru_fwd_row_generic(float *a, float *q, const float *bh, const float *h_old, float *h_new,
-                                int64_t U) {
+static void gru_fwd_row_generic(float *a, float *q, const float *bx, const float *bh, const float *h_old,
+                                float *h_new, int64_t U) {
     int64_t W = 3 * U;
+    if (bx)
+        for (int64_t j = 0; j < W; j++) a[j] += bx[j];
     if (bh)
         for (int64_t j = 0; j < W; j++) q[j] += bh[j];
     for (int64_t j = 0; j < 2 * U; j++) a[j] = rnnlab_tanh_approx(a[j] + q[j]) * 0.5f + 0.5f;
@@ -852,26 +863,29 @@ __attribute__((target("avx2"))) static void gru_bwd_row_avx2(const float *dh, co
 GRU_BWD_ROW_BODY
 
 /* needs U % 8 == 0 */
-__attribute__((target("avx2,fma"))) static void gru_fwd_row_avx2(float *a, float *q, const float *bh,
-                                                               const float *h_old, float *h_new, int64_t U) {
+__attribute__((target("avx2,fma"))) static void gru_fwd_row_avx2(float *a, float *q, const float *bx,
+                                                               const float *bh, const float *h_old, float *h_new,
+                                                               int64_t U) {
     const __m256 half = _mm256_set1_ps(0.5f);
     for (int64_t j = 0; j < 2 * U; j += 8) {  /* z, r */
-        __m256 qv = _mm256_loadu_ps(q + j);
+        __m256 qv = _mm256_loadu_ps(q + j), av = _mm256_loadu_ps(a + j);
+        if (bx) av = _mm256_add_ps(av, _mm256_loadu_ps(bx + j));
         if (bh) {
             qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + j));
             _mm256_storeu_ps(q + j, qv);
         }
-        __m256 v = tanh8(_mm256_add_ps(_mm256_loadu_ps(a + j), qv));
+        __m256 v = tanh8(_mm256_add_ps(av, qv));
         _mm256_storeu_ps(a + j, _mm256_add_ps(_mm256_mul_ps(v, half), half));
     }
     for (int64_t j = 0; j < U; j += 8) {  /* hh = tanh(p_h + r q_h), h_t = (h_{t-1} - hh) z + hh */
         float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
-        __m256 qv = _mm256_loadu_ps(qp);
+        __m256 qv = _mm256_loadu_ps(qp), av = _mm256_loadu_ps(hp);
+        if (bx) av = _mm256_add_ps(av, _mm256_loadu_ps(bx + 2 * U + j));
         if (bh) {
             qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + 2 * U + j));
             _mm256_storeu_ps(qp, qv);
         }
-        __m256 hh = tanh8(_mm256_add_ps(_mm256_loadu_ps(hp), _mm256_mul_ps(_mm256_loadu_ps(a + U + j), qv)));
+        __m256 hh = tanh8(_mm256_add_ps(av, _mm256_mul_ps(_mm256_loadu_ps(a + U + j), qv)));
         _mm256_storeu_ps(hp, hh);
         __m256 d = _mm256_sub_ps(_mm256_loadu_ps(h_old + j), hh);
         _mm256_storeu_ps(h_new + j, _mm256_add_ps(_mm256_mul_ps(d, _mm256_loadu_ps(a + j)), hh));
@@ -884,26 +898,29 @@ __attribute__((target("avx512f"))) static void gru_bwd_row_avx512(const float *d
 GRU_BWD_ROW_BODY
 
 /* gru_fwd_row_avx2 on 16 lanes; needs U % 16 == 0 */
-__attribute__((target("avx512f"))) static void gru_fwd_row_avx512(float *a, float *q, const float *bh,
-                                                                 const float *h_old, float *h_new, int64_t U) {
+__attribute__((target("avx512f"))) static void gru_fwd_row_avx512(float *a, float *q, const float *bx,
+                                                                 const float *bh, const float *h_old,
+                                                                 float *h_new, int64_t U) {
     const __m512 half = _mm512_set1_ps(0.5f);
     for (int64_t j = 0; j < 2 * U; j += 16) {  /* z, r */
-        __m512 qv = _mm512_loadu_ps(q + j);
+        __m512 qv = _mm512_loadu_ps(q + j), av = _mm512_loadu_ps(a + j);
+        if (bx) av = _mm512_add_ps(av, _mm512_loadu_ps(bx + j));
         if (bh) {
             qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + j));
             _mm512_storeu_ps(q + j, qv);
         }
-        __m512 v = tanh16(_mm512_add_ps(_mm512_loadu_ps(a + j), qv));
+        __m512 v = tanh16(_mm512_add_ps(av, qv));
         _mm512_storeu_ps(a + j, _mm512_add_ps(_mm512_mul_ps(v, half), half));
     }
     for (int64_t j = 0; j < U; j += 16) {  /* hh = tanh(p_h + r q_h), h_t = (h_{t-1} - hh) z + hh */
         float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
-        __m512 qv = _mm512_loadu_ps(qp);
+        __m512 qv = _mm512_loadu_ps(qp), av = _mm512_loadu_ps(hp);
+        if (bx) av = _mm512_add_ps(av, _mm512_loadu_ps(bx + 2 * U + j));
         if (bh) {
             qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + 2 * U + j));
             _mm512_storeu_ps(qp, qv);
         }
-        __m512 hh = tanh16(_mm512_add_ps(_mm512_loadu_ps(hp), _mm512_mul_ps(_mm512_loadu_ps(a + U + j), qv)));
+        __m512 hh = tanh16(_mm512_add_ps(av, _mm512_mul_ps(_mm512_loadu_ps(a + U + j), qv)));
         _mm512_storeu_ps(hp, hh);
         __m512 d = _mm512_sub_ps(_mm512_loadu_ps(h_old + j), hh);
         _mm512_storeu_ps(h_new + j, _mm512_add_ps(_mm512_mul_ps(d, _mm512_loadu_ps(a + j)), hh));
@@ -911,7 +928,7 @@ __attribute__((target("avx512f"))) static void gru_fwd_row_avx512(float *a, floa
 }
 #endif
 
-typedef void (*gru_fwd_row_t)(float *, float *, const float *, const float *, float *, int64_t);
+typedef void (*gru_fwd_row_t)(float *, float *, const float *, const float *, const float *, float *, int64_t);
 typedef void (*gru_bwd_row_t)(const float *, const float *, const float *, float *, float *, float *, int64_t);
 #ifdef RNNLAB_HAVE_AVX2_PATH
 static const gru_fwd_row_t GRU_FWD_ROWS[4] = {0, gru_fwd_row_generic, gru_fwd_row_avx2, gru_fwd_row_avx512};
@@ -921,13 +938,13 @@ static const gru_fwd_row_t GRU_FWD_ROWS[4] = {0, gru_fwd_row_generic, 0, 0};
 static const gru_bwd_row_t GRU_BWD_ROWS[4] = {0, gru_bwd_row_generic, 0, 0};
 #endif
 
-int rnnlab_gru_gates_fwd_f32(float *a, float *q, const float *bh, const float *h_old, float *h_new, int64_t B,
-                             int64_t U, int64_t isa) {
+int rnnlab_gru_gates_fwd_f32(float *a, float *q, const float *bx, const float *bh, const float *h_old,
+                             float *h_new, int64_t B, int64_t U, int64_t isa) {
     int use = lstm_step_isa(U, isa);
     gru_fwd_row_t row = GRU_FWD_ROWS[use];
     int64_t W = 3 * U;
     for (int64_t b = 0; b < B; b++)
-        row(a + b * W, q + b * W, bh, h_old + b * U, h_new + b * U, U);
+        row(a + b * W, q + b * W, bx, bh, h_old + b * U, h_new + b * U, U);
     return use;
 }
 

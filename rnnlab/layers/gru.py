@@ -185,8 +185,8 @@ class GRU(RNN):
             if cp is not None and _native._LIB is not None:
                 # the rest of the step in one C call: same buffers, same values up to the tanh approximation
                 pa, pq, pho, phn = cp.fwd[t]
-                cp.fwd_isa = _native._LIB.rnnlab_gru_gates_fwd_f32(pa, pq, cp.bh, pho, phn, ws.B, self.units,
-                                                                   cp.isa)
+                cp.fwd_isa = _native._LIB.rnnlab_gru_gates_fwd_f32(pa, pq, cp.bias, cp.bh, pho, phn, ws.B,
+                                                                   self.units, cp.isa)
                 return
             if fast.bias_h is not None:
                 q += fast.bias_h

@@ -163,7 +163,7 @@ class LSTM(RNN):
             cp = fast.cptr
             if cp is not None and _native._LIB is not None:
                 # the rest of the step in one C call: same buffers, same values up to the tanh approximation
-                cp.fwd_isa = _native._LIB.rnnlab_lstm_gates_fwd_f32(*cp.fwd[t], ws.B, self.units, cp.isa)
+                cp.fwd_isa = _native._LIB.rnnlab_lstm_gates_fwd_f32(*cp.fwd[t], cp.bias, ws.B, self.units, cp.isa)
                 return
             a += ws.tmpW
             np.tanh(a, out=a)

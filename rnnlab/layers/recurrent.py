@@ -352,10 +352,25 @@ class RNN(Layer):
         """The raw addresses the compiled training steps of a cell take (``ws.fast.cptr``): the cell's own
         per-step ones (``cell_ptrs``), ``da`` (dA_t), ``grads`` (the carried-gradient buffers by id: the
         backward loop swaps them around) and the path fields ``isa`` (0 auto, 1 portable, for the tests),
-        ``fwd_isa``/``bwd_isa`` (the path last taken). All are C-contiguous float32 arrays of this workspace,
-        alive as long as it is."""
+        ``fwd_isa``/``bwd_isa`` (the path last taken), ``bias`` (see :meth:`_steps_add_bias`). All are
+        C-contiguous float32 arrays of this workspace, alive as long as it is."""
         return types.SimpleNamespace(da=addr(ws.dA_t), grads={id(v): addr(v) for v in ws.carry + ws.dnew + ws.dprev},
-                                     isa=0, fwd_isa=0, bwd_isa=0, **cell_ptrs)
+                                     isa=0, fwd_isa=0, bwd_isa=0, bias=None, **cell_ptrs)
+
+    def _steps_add_bias(self, ws, b_in):
+        """True when the cell's compiled training steps (``ws.fast.cptr``, LSTM and GRU) will add the input bias
+        ``b_in`` to A[t] at step t themselves (``cptr.bias``: its address, else None): the same sums as
+        ``A += b_in`` before the loop, without that pass over the whole (T, B, W) buffer."""
+        fast = getattr(ws, "fast", None)
+        cp = getattr(fast, "cptr", None)
+        if cp is None:
+            return False
+        cp.bias = None
+        if (b_in is None or ws.native_ok or _native._LIB is None
+                or not (b_in.dtype == np.float32 and b_in.ndim == 1 and b_in.flags.c_contiguous)):
+            return False
+        cp.bias = addr(b_in)
+        return True
 
     def _native_inputs(self, ws):
         """What every compiled loop takes besides ``ws.A`` and the state buffers: the (T, B) mask or None,
@@ -550,8 +565,8 @@ class RNN(Layer):
         # (the compiled loops take the raw kernel and add the bias, and any gate scaling, themselves)
         kernel, b_in = (self.params["kernel"], None) if ws.native_ok else self._projection_weights(ws)
         np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
-        if b_in is not None:
-            ws.A += b_in
+        if not self._steps_add_bias(ws, b_in) and b_in is not None:
+            ws.A += b_in                  # (else the compiled steps add it: one pass over A less)
         ws.pk = None if ws.native_ok else self._packed_forward(ws)
 
         # 3. the time loop
