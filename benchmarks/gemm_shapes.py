@@ -1,4 +1,4 @@
-"""float32 GEMM throughput of the shapes the recurrent layers run, NumPy (per OpenBLAS kernel set) vs torch.matmul.
+"""float32 GEMM throughput of the shapes the recurrent layers run: NumPy (per OpenBLAS kernel set), rnnlab's packed kernel, torch.matmul.
 
     .venv/bin/python benchmarks/gemm_shapes.py [--threads 1] [--coretypes inherit,SkylakeX]
 
@@ -7,6 +7,8 @@ loads OpenBLAS); ``inherit`` keeps the environment's setting. Shapes (M, K, N), 
 the per-step recurrent products (B, U) @ (U, kU) and (B, kU) @ (kU, U), the all-steps input projection
 (T*B, D) @ (D, kU) and weight gradient (D, T*B) @ (T*B, kU), and 1024^3 for the peak. Best of 5 runs.
 Used in docs/benchmarks.md to show how much of the gap to PyTorch's oneDNN LSTM is the BLAS kernel.
+The ``rnnlab packed`` column is rnnlab/_native/_gemm.c with B packed once outside the timing, as the layers
+pack W_h once per call for all T steps (shown when the kernel is built and the CPU has AVX-512).
 """
 from __future__ import annotations
 
@@ -48,6 +50,17 @@ def worker(torch_too):
     for shp in SHAPES:
         out["numpy"][str(shp)] = _measure(lambda a, b, c: np.matmul(a, b, out=c), make, *shp)
     if torch_too:
+        try:
+            from rnnlab import _native
+        except ImportError:  # pragma: no cover - run from a checkout without rnnlab installed
+            _native = None
+        if _native is not None and _native.gemm_available():
+            def packed(shp):
+                m, k, n = shp
+                a, c = make((m, k)), make((m, n))
+                pm = _native.PackedMatrix(k, n).pack(make((k, n)))
+                return _measure(lambda *_: pm.matmul(a, c), make, m, k, n)
+            out["packed"] = {str(shp): packed(shp) for shp in SHAPES}
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -67,7 +80,7 @@ def main(argv=None):
     if args.worker:
         json.dump(worker(args.torch), sys.stdout)
         return 0
-    cols = []
+    cols, packed_col = [], None
     for i, core in enumerate(c for c in args.coretypes.split(",") if c):
         env = dict(os.environ)
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -79,6 +92,9 @@ def main(argv=None):
         cols.append((f"NumPy [{res['core'].split('; ')[-1]}]", res["numpy"]))
         if "torch" in res:
             torch_col = ("torch.matmul", res["torch"])
+            packed_col = ("rnnlab packed", res["packed"]) if "packed" in res else None
+    if packed_col is not None:
+        cols.append(packed_col)
     cols.append(torch_col)
     print(f"float32 GEMM GFLOP/s, {args.threads} thread(s), best of 5; load average {os.getloadavg()[0]:.2f}")
     print("| (M, K, N) | " + " | ".join(name for name, _ in cols) + " |")

@@ -133,7 +133,13 @@ class RNN(Layer):
     * ``_step_backward(t, ws, dnew, dprev)``: given dL/dS[s][t+1] in ``dnew`` write dA[t] into the
       scratch ``ws.dA_t`` (B, W) (the loop then stores it over ``ws.A[t]``; after the loop
       ``ws.dA is ws.A``), the cell's own gradient buffers, and dL/dS[s][t] into ``dprev`` (overwrite),
-    * ``_weight_grads(ws)``: fill ``self.grads`` after the loop.
+    * ``_weight_grads(ws)``: fill ``self.grads`` after the loop (``_grad_products`` does its
+      ``lhs^T dA`` GEMMs),
+    * for the packed products (see the module docstring): ``_step_weight(ws)`` (the matrix of the
+      per-step forward product, or None for none), ``_step_out(ws, t)`` (where it goes) and
+      ``_dh_source(ws, t)`` (the (B, W) gradient the backward multiplies by W_h^T); a step calls
+      ``ws.pk.step[t]()`` instead of its forward matmul when ``ws.pk`` is set, and
+      ``_dh_product(ws, t, a, out)`` for ``out = a W_h^T``.
     """
 
     _n_gates = 1
@@ -443,13 +449,19 @@ class RNN(Layer):
         else:
             np.matmul(a, ws.WhT, out=out)
 
+    #: dA (or GRU's dQ) up to this size takes the packed kernel for the weight gradients; above it OpenBLAS
+    #: was faster here (GRU B128 T80 U512 training step, 1 thread, min of 4: 887 ms with the BLAS for these
+    #: products vs 1225 ms packed; imdb and char, 5-10 MB: 24.3 vs 25.4 ms and 49.0 vs 53.9 ms the other way)
+    PACKED_GRAD_MAX_BYTES = 16 << 20
+
     def _grad_products(self, ws, dA2, pairs):
         """``out = lhs^T @ dA2`` for each ``(lhs, out)``: one GEMM each, or, when the packed kernel wins, one
         pass over dA2 in chunks of ``_native.PACK_KC`` rows, each chunk packed once for all the products
         (a chunk-sized buffer, not a second dA; same chunks as the kernel's own, so the same sums)."""
         K, N = dA2.shape
         M = max(lhs.shape[1] for lhs, _ in pairs)
-        if not (dA2.dtype == np.float32 and self._native_float32() and _native.packed_gemm_wins(M, K, N)):
+        if not (dA2.dtype == np.float32 and self._native_float32() and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES
+                and _native.packed_gemm_wins(M, K, N)):
             for lhs, out in pairs:
                 np.matmul(lhs.T, dA2, out=out)
             return
