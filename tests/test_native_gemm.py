@@ -135,7 +135,8 @@ def _layer_run(cell, kw, x, g, packed, monkeypatch):
 @pytest.mark.parametrize("cell,kw", [("LSTM", {}), ("GRU", {}), ("SimpleRNN", {}),
                                      ("LSTM", dict(go_backwards=True, recurrent_dropout=0.2)),
                                      ("GRU", dict(recurrent_dropout=0.2)),
-                                     ("LSTM", dict(recurrent_activation="hard_sigmoid"))])
+                                     ("LSTM", dict(recurrent_activation="hard_sigmoid")),   # the general steps
+                                     ("GRU", dict(recurrent_activation="hard_sigmoid"))])
 def test_layers_packed_products_match_numpy(cell, kw, monkeypatch):
     rnnlab.set_floatx("float32")
     rng = np.random.default_rng(3)

@@ -432,7 +432,11 @@ class PackedMatrix:
         if _LIB is None:
             raise RuntimeError(f"rnnlab._native: kernel not loaded ({_WHY_NOT})")
         self.K, self.N = int(K), int(N)
-        self.buf = np.empty(int(_LIB.rnnlab_packed_size(self.K, self.N)), np.float32)
+        n = int(_LIB.rnnlab_packed_size(self.K, self.N))
+        # 64-byte aligned (each packed row is 256 bytes: its four vector loads then never straddle cache lines)
+        raw = np.empty(n + 16, np.float32)
+        off = (-raw.ctypes.data % 64) // 4
+        self.buf = raw[off:off + n]
 
     def pack(self, B):
         """Copy B (K, N), any strides, into the packed buffer."""
