@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # the stamp files re-run the install whenever pyproject.toml, setup.py or the optional C kernel change
-NATIVE := setup.py $(wildcard rnnlab/_native/*.c)
+NATIVE := setup.py $(wildcard rnnlab/_native/*.c rnnlab/_native/*.h)
 $(VENV)/.installed-demo: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(PIP) install -e ".[plot]"
 	touch $@

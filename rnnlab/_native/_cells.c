@@ -1,6 +1,9 @@
-/* Batch-size-agnostic LSTM, GRU (reset_after=True) and SimpleRNN (tanh) inference time loops (float32), for the
- * native paths of rnnlab.layers.lstm, rnnlab.layers.gru and rnnlab.layers.simple_rnn. Shared pieces: the tanh approximation below, the recurrent
- * matrix-vector product (packed 64-column panels on AVX2), the AVX2 dispatch (rnnlab_cells_isa).
+/* Batch-size-agnostic LSTM, GRU (reset_after=True) and SimpleRNN (tanh) inference time loops, and the
+ * elementwise part of the LSTM and GRU training steps (float32), for the native paths of rnnlab.layers.lstm,
+ * rnnlab.layers.gru and rnnlab.layers.simple_rnn. Shared pieces: the tanh approximation below, the recurrent
+ * matrix-vector product (packed 64-column panels), the dispatch (rnnlab_cells_isa, rnnlab_step_isa).
+ * Each kernel exists as portable C and as vector rows, written once in _cells_vec.h and compiled twice, for
+ * AVX2 (8 lanes) and AVX-512 (16 lanes), chosen at run time.
  *
  * Built by setup.py into the same shared library as _kernels.c (same flags). Unlike the other kernels this one is *not*
  * bit-identical to the NumPy path: the recurrent product sums in another order (and with FMA on
@@ -137,90 +140,142 @@ static void rnn_row_generic(float *a, const float *bias, const float *Wh, const 
     for (int64_t j = 0; j < U; j++) h_new[j] = rnnlab_tanh_approx(a[j]);
 }
 
+/* ---------------------------------------------------------------- LSTM training steps (elementwise part)
+ * The gate math of lstm.py's NumPy fast path (sigmoid/tanh, float32), one call per time step, for B rows
+ * of U units; the recurrent GEMMs stay in NumPy/BLAS. Row b of every (B, .) array is contiguous.
+ *
+ * Forward: a (B, 4U) holds x W_x (+ b) with the sigmoid gates' columns prescaled by 1/2 (the fast path's
+ * weights), r (B, 4U) the step's h_{t-1} W_h (prescaled alike), bias (4U, prescaled alike) or NULL: added to
+ * a here (a + b first, as NumPy's A += b, so the same sums; it saves a pass over all of A); a <- activations
+ * [i, f, g, o] where i, f, o = 1/2 + 1/2 tanh(a + r), g = tanh(a + r); c_new = f c_old + i g;
+ * tc = tanh(c_new); h_new = o tc.
+ * Only the tanh (the approximation above) differs from the NumPy step; the rest rounds the same way.
+ *
+ * Backward: from dh, dc (B, U) and the stored a (activations), c_old, tc:
+ *   do = dh tc;  dct = (dh o)(1 - tc tc) + dc;  di = dct g;  df = dct c_old;  dg = dct i;  dc_prev = dct f;
+ *   da = [di, df, dg, do] * ((1 - y)(y + k)), k = 1 on the g columns, 0 elsewhere;
+ * the same operations in the same order as the NumPy fast backward (no FMA): bit-identical to it.
+ * da (B, 4U) and dc_prev (B, U) may not alias the inputs, except that da may be a itself.
+ * isa: 0 auto, 1 portable, 2 at most AVX2. Return the path taken (1 portable, 2 AVX2, 3 AVX-512; see lstm_step_isa). */
+static void lstm_fwd_row_generic(float *a, const float *r, const float *c_old, float *c_new, float *tc,
+                                 float *h_new, const float *bias, int64_t U) {
+    int64_t W = 4 * U;
+    for (int64_t j = 0; j < W; j++) {
+        float av = bias ? a[j] + bias[j] : a[j];
+        float v = rnnlab_tanh_approx(av + r[j]);
+        if (j < 2 * U || j >= 3 * U) v = v * 0.5f + 0.5f;
+        a[j] = v;
+    }
+    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
+    for (int64_t j = 0; j < U; j++) {
+        float p = f[j] * c_old[j];
+        float q = i[j] * g[j];
+        float c = p + q;
+        c_new[j] = c;
+        float t = rnnlab_tanh_approx(c);
+        tc[j] = t;
+        h_new[j] = o[j] * t;
+    }
+}
+
+/* the backward row, written once and compiled twice (portable, and with AVX2 enabled for the vectoriser) */
+#define LSTM_BWD_ROW_BODY                                                                                    \
+    {                                                                                                        \
+        const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;                                      \
+        float *di = da, *df = da + U, *dg = da + 2 * U, *dout = da + 3 * U;                                  \
+        for (int64_t j = 0; j < U; j++) {                                                                    \
+            float iv = i[j], fv = f[j], gv = g[j], ov = o[j], t = tc[j], h = dh[j];                          \
+            float dov = h * t;                                                                               \
+            float u = 1.0f - t * t;                                                                          \
+            float dct = (h * ov) * u + dc[j];                                                                \
+            float div = dct * gv, dfv = dct * c_old[j], dgv = dct * iv;                                      \
+            dc_prev[j] = dct * fv;                                                                           \
+            di[j] = div * ((1.0f - iv) * (iv + 0.0f));                                                       \
+            df[j] = dfv * ((1.0f - fv) * (fv + 0.0f));                                                       \
+            dg[j] = dgv * ((1.0f - gv) * (gv + 1.0f));                                                       \
+            dout[j] = dov * ((1.0f - ov) * (ov + 0.0f));                                                     \
+        }                                                                                                    \
+    }
+
+static void lstm_bwd_row_generic(const float *dh, const float *dc, const float *a, const float *c_old,
+                                 const float *tc, float *da, float *dc_prev, int64_t U)
+LSTM_BWD_ROW_BODY
+
+/* ---------------------------------------------------------------- GRU training steps (elementwise part)
+ * The gate math of gru.py's NumPy fast path (reset_after=True, sigmoid/tanh, float32), one call per time
+ * step, for B rows of U units; the recurrent GEMMs stay in NumPy/BLAS. Row b of every (B, .) array is
+ * contiguous.
+ *
+ * Forward: a (B, 3U) holds x W_x (+ b_x) with the z, r columns prescaled by 1/2 (the fast path's weights), q
+ * (B, 3U) the step's h_{t-1} W_h (prescaled alike); bx, bh (3U, the same for every row; the prescaled b_x,
+ * b_h) or NULL: a <- a + bx first (as NumPy's A += b_x; saves a pass over all of A), q <- q + bh (stored:
+ * the backward reads q_h); a <- [z, r, hh] where z, r = 1/2 + 1/2 tanh(a + q),
+ * hh = tanh(a_h + r q_h); h_new = (h_old - hh) z + hh. Only the tanh (the approximation above) differs
+ * from the NumPy step; the rest rounds the same way.
+ *
+ * Backward: from dh (B, U) and the stored a (z, r, hh), h_old, q:
+ *   dz = (h_old - hh) dh (1 - z) z;  dh_direct = dh z;  dAh = (dh - dh_direct)(1 - hh hh);
+ *   dr = (dAh q_h) (1 - r) r;  da = [dz, dr, dAh];  q <- dq = [dz, dr, dAh r]  (q_h read before written);
+ *   dh_prev <- dh_direct (the caller adds dq W_h^T);
+ * the same operations in the same order as the NumPy fast backward (no FMA): bit-identical to it.
+ * da, q, dh_prev may not alias each other or dh, a, h_old (except da may be a itself).
+ * isa: 0 auto, 1 portable, 2 at most AVX2 (lstm_step_isa). Return the path taken (1 portable, 2 AVX2, 3 AVX-512). */
+static void gru_fwd_row_generic(float *a, float *q, const float *bx, const float *bh, const float *h_old,
+                                float *h_new, int64_t U) {
+    int64_t W = 3 * U;
+    if (bx)
+        for (int64_t j = 0; j < W; j++) a[j] += bx[j];
+    if (bh)
+        for (int64_t j = 0; j < W; j++) q[j] += bh[j];
+    for (int64_t j = 0; j < 2 * U; j++) a[j] = rnnlab_tanh_approx(a[j] + q[j]) * 0.5f + 0.5f;
+    const float *z = a, *r = a + U, *qh = q + 2 * U;
+    float *hh = a + 2 * U;
+    for (int64_t j = 0; j < U; j++) {
+        float u = r[j] * qh[j];
+        float v = rnnlab_tanh_approx(hh[j] + u);
+        hh[j] = v;
+        float d = h_old[j] - v;
+        h_new[j] = d * z[j] + v;
+    }
+}
+
+#define GRU_BWD_ROW_BODY                                                                                     \
+    {                                                                                                        \
+        const float *z = a, *r = a + U, *hh = a + 2 * U;                                                     \
+        float *dz = da, *dr = da + U, *dAh = da + 2 * U, *qh = q + 2 * U;                                    \
+        for (int64_t j = 0; j < U; j++) {                                                                    \
+            float h = dh[j], zv = z[j], rv = r[j], hv = hh[j];                                               \
+            float dzv = (h_old[j] - hv) * h;                                                                 \
+            float dd = h * zv;                                                                               \
+            float dah = (h - dd) * (1.0f - hv * hv);                                                         \
+            float drv = dah * qh[j];                                                                         \
+            dzv = dzv * ((1.0f - zv) * zv);                                                                  \
+            drv = drv * ((1.0f - rv) * rv);                                                                  \
+            dh_prev[j] = dd;                                                                                 \
+            dz[j] = dzv;                                                                                     \
+            dr[j] = drv;                                                                                     \
+            dAh[j] = dah;                                                                                    \
+            q[j] = dzv;                                                                                      \
+            q[U + j] = drv;                                                                                  \
+            qh[j] = dah * rv;                                                                                \
+        }                                                                                                    \
+    }
+
+static void gru_bwd_row_generic(const float *dh, const float *a, const float *h_old, float *q, float *da,
+                                float *dh_prev, int64_t U)
+GRU_BWD_ROW_BODY
+
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RNNLAB_HAVE_AVX2_PATH 1
 #include <immintrin.h>
 
-__attribute__((target("avx2,fma"))) static inline __m256 tanh8(__m256 x) {
-    const __m256 signmask = _mm256_set1_ps(-0.0f);
-    __m256 ax = _mm256_andnot_ps(signmask, x);
-    __m256 sgn = _mm256_and_ps(signmask, x);
-    /* small branch */
-    __m256 z = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(TH_P0), z, _mm256_set1_ps(TH_P1));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(TH_P2));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(TH_P3));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(TH_P4));
-    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(x, z), p, x);
-    /* large branch; min(C, ax) returns ax when ax is NaN */
-    __m256 cl = _mm256_min_ps(_mm256_set1_ps(TH_CLAMP), ax);
-    __m256 y = _mm256_add_ps(cl, cl);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(y, _mm256_set1_ps(EX_LOG2E)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EX_C1), y);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EX_C2), r);
-    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(EX_Q0), r, _mm256_set1_ps(EX_Q1));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(EX_Q2));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(EX_Q3));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(EX_Q4));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(EX_Q5));
-    __m256 e = _mm256_fmadd_ps(_mm256_mul_ps(q, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i ni = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    e = _mm256_mul_ps(e, _mm256_castsi256_ps(ni));
-    __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.0f),
-                             _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
-    t = _mm256_or_ps(t, sgn);
-    /* NaN: the large branch gives garbage, keep x */
-    __m256 isnan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-    t = _mm256_blendv_ps(t, x, isnan);
-    __m256 use_small = _mm256_cmp_ps(ax, _mm256_set1_ps(TH_SMALL), _CMP_LT_OQ);
-    return _mm256_blendv_ps(t, small, use_small);
-}
-
-__attribute__((target("avx2,fma"))) static void tanh_avx2(const float *x, float *y, int64_t n) {
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, tanh8(_mm256_loadu_ps(x + j)));
-    if (j < n) {
-        float buf[8] = {0};
-        memcpy(buf, x + j, (size_t)(n - j) * sizeof(float));
-        _mm256_storeu_ps(buf, tanh8(_mm256_loadu_ps(buf)));
-        memcpy(y + j, buf, (size_t)(n - j) * sizeof(float));
+static int have_avx2_fma(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
-}
-
-/* tanh8 on 16 lanes (AVX-512F): the same operations in the same order, so the same bits */
-__attribute__((target("avx512f"))) static inline __m512 tanh16(__m512 x) {
-    const __m512 signmask = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
-    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_castps_si512(signmask), _mm512_castps_si512(x)));
-    __m512 sgn = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(signmask), _mm512_castps_si512(x)));
-    __m512 z = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(TH_P0), z, _mm512_set1_ps(TH_P1));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TH_P2));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TH_P3));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(TH_P4));
-    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(x, z), p, x);
-    /* (vminps returns its second operand when either is NaN, as _mm256_min_ps: ax for a NaN x) */
-    __m512 cl = _mm512_min_ps(_mm512_set1_ps(TH_CLAMP), ax);
-    __m512 y = _mm512_add_ps(cl, cl);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(EX_LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EX_C1), y);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EX_C2), r);
-    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(EX_Q0), r, _mm512_set1_ps(EX_Q1));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EX_Q2));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EX_Q3));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EX_Q4));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EX_Q5));
-    __m512 e = _mm512_fmadd_ps(_mm512_mul_ps(q, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512i ni = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    e = _mm512_mul_ps(e, _mm512_castsi512_ps(ni));
-    __m512 t = _mm512_sub_ps(_mm512_set1_ps(1.0f),
-                             _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
-    t = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_castps_si512(sgn)));
-    __mmask16 isnan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    t = _mm512_mask_blend_ps(isnan, t, x);
-    __mmask16 use_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(TH_SMALL), _CMP_LT_OQ);
-    return _mm512_mask_blend_ps(use_small, t, small);
+    return cached;
 }
 
 static int have_avx512(void) {
@@ -269,97 +324,36 @@ __attribute__((target("avx2,fma"))) static void matvec_avx2(float *out, const fl
     }
 }
 
-/* AVX2 LSTM step for one batch row; needs U % 16 == 0 and Wp = pack_panels(Wh) */
-__attribute__((target("avx2,fma"))) static void lstm_row_avx2(float *a, const float *bias, const float *Wp,
-                                                            const float *h_old, const float *c_old,
-                                                            float *c_new, float *tc, float *h_new, int64_t U,
-                                                            int prescaled) {
-    int64_t W = 4 * U;
-    if (bias)  /* a + b first, as NumPy's A += b */
-        for (int64_t j = 0; j < W; j += 8)
-            _mm256_storeu_ps(a + j, _mm256_add_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(bias + j)));
-    matvec_avx2(a, a, Wp, h_old, U, W);
-    const __m256 half = _mm256_set1_ps(0.5f);
-    for (int64_t j = 0; j < W; j += 8) {
-        __m256 v = _mm256_loadu_ps(a + j);
-        int sig = j < 2 * U || j >= 3 * U;
-        if (sig && !prescaled) v = _mm256_mul_ps(v, half);  /* exact: x/2 for sigmoid(x) = 1/2 + tanh(x/2)/2 */
-        v = tanh8(v);
-        if (sig) v = _mm256_add_ps(_mm256_mul_ps(v, half), half);
-        _mm256_storeu_ps(a + j, v);
-    }
-    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
-    for (int64_t j = 0; j < U; j += 8) {
-        __m256 c = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(f + j), _mm256_loadu_ps(c_old + j)),
-                                 _mm256_mul_ps(_mm256_loadu_ps(i + j), _mm256_loadu_ps(g + j)));
-        _mm256_storeu_ps(c_new + j, c);
-        __m256 t = tanh8(c);
-        _mm256_storeu_ps(tc + j, t);
-        _mm256_storeu_ps(h_new + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), t));
-    }
-}
+/* ---------------------------------------------------------------- the AVX2 rows (_cells_vec.h, 8 lanes) */
+#define VFN(name) name##avx2
+#define VTARGET __attribute__((target("avx2,fma")))
+#define VT __m256
+#define VN 8
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#define VSET1 _mm256_set1_ps
+#define VADD _mm256_add_ps
+#define VSUB _mm256_sub_ps
+#define VMUL _mm256_mul_ps
+#define VDIV _mm256_div_ps
+#define VMIN _mm256_min_ps
+#define VOR _mm256_or_ps
+#define VFMADD _mm256_fmadd_ps
+#define VFNMADD _mm256_fnmadd_ps
+#define VROUND(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VABS(x) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (x))
+#define VSIGNBIT(x) _mm256_and_ps(_mm256_set1_ps(-0.0f), (x))
+#define VPOW2I(n) _mm256_castsi256_ps(_mm256_slli_epi32( \
+    _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
+#define VSEL_NAN(x, t) _mm256_blendv_ps((t), (x), _mm256_cmp_ps((x), (x), _CMP_UNORD_Q))
+#define VSEL_LT(a, b, yes, no) _mm256_blendv_ps((no), (yes), _mm256_cmp_ps((a), (b), _CMP_LT_OQ))
+#include "_cells_vec.h"
 
-/* AVX2 GRU step for one batch row (as gru_row_generic); needs U % 16 == 0 and Wp = pack_panels(Wh) */
-__attribute__((target("avx2,fma"))) static void gru_row_avx2(float *a, const float *bx, const float *bh,
-                                                           const float *Wp, const float *h_old, float *h_new,
-                                                           float *q, int64_t U, int prescaled) {
-    int64_t W = 3 * U;
-    matvec_avx2(q, NULL, Wp, h_old, U, W);
-    const __m256 half = _mm256_set1_ps(0.5f);
-    for (int64_t j = 0; j < 2 * U; j += 8) {  /* z, r */
-        __m256 av = _mm256_loadu_ps(a + j), qv = _mm256_loadu_ps(q + j);
-        if (bx) av = _mm256_add_ps(av, _mm256_loadu_ps(bx + j));
-        if (bh) qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + j));
-        if (!prescaled) {
-            av = _mm256_mul_ps(av, half);
-            qv = _mm256_mul_ps(qv, half);
-        }
-        _mm256_storeu_ps(q + j, qv);
-        __m256 v = tanh8(_mm256_add_ps(av, qv));
-        _mm256_storeu_ps(a + j, _mm256_add_ps(_mm256_mul_ps(v, half), half));
-    }
-    for (int64_t j = 0; j < U; j += 8) {  /* hh = tanh(p_h + r q_h), h_t = hh + z (h_{t-1} - hh) */
-        float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
-        __m256 av = _mm256_loadu_ps(hp), qv = _mm256_loadu_ps(qp);
-        if (bx) av = _mm256_add_ps(av, _mm256_loadu_ps(bx + 2 * U + j));
-        if (bh) {
-            qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + 2 * U + j));
-            _mm256_storeu_ps(qp, qv);
-        }
-        __m256 hh = tanh8(_mm256_add_ps(av, _mm256_mul_ps(_mm256_loadu_ps(a + U + j), qv)));
-        _mm256_storeu_ps(hp, hh);
-        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(h_old + j), hh);
-        _mm256_storeu_ps(h_new + j, _mm256_add_ps(_mm256_mul_ps(d, _mm256_loadu_ps(a + j)), hh));
-    }
-}
-
-/* AVX2 SimpleRNN step for one batch row (as rnn_row_generic); needs U % 16 == 0 and Wp = pack_panels(Wh) */
-__attribute__((target("avx2,fma"))) static void rnn_row_avx2(float *a, const float *bias, const float *Wp,
-                                                           const float *h_old, float *h_new, int64_t U) {
-    if (bias)  /* a + b first, as NumPy's A += b */
-        for (int64_t j = 0; j < U; j += 8)
-            _mm256_storeu_ps(a + j, _mm256_add_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(bias + j)));
-    matvec_avx2(a, a, Wp, h_old, U, U);
-    tanh_avx2(a, h_new, U);
-}
-
-static int have_avx2_fma(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
-#endif
-
-#ifdef RNNLAB_HAVE_AVX2_PATH
-/* ---------------------------------------------------------------- AVX-512 inference rows
- * The AVX2 rows above on 16 lanes, on the same packed panels, two 64-column panels side by side (8
- * accumulators); per output column init + sum over k in order, one FMA each, as panel_fma: the same bits as
- * the AVX2 path. (Reading Wh unpacked, row by row, was slower: 931 vs 775 us median for a batch-1
- * Embedding + LSTM(128) + Dense predict at T = 80; with the panels 718 us.) */
-
+/* ---------------------------------------------------------------- the AVX-512 rows (_cells_vec.h, 16 lanes)
+ * The recurrent product works on the same packed panels, two 64-column panels side by side (8 accumulators);
+ * per output column init + sum over k in order, one FMA each, as panel_fma: the same bits as the AVX2 path.
+ * (Reading Wh unpacked, row by row, was slower: 931 vs 775 us median for a batch-1 Embedding + LSTM(128) +
+ * Dense predict at T = 80; with the panels 718 us.) AVX-512F has no float and/andnot/or: integer casts. */
 /* out[0:16n] = init[0:16n] (zeros when NULL) + h Wp_panels: n/4 consecutive 64-column panels of
  * pack_panels (panel stride 64 U) read side by side; n a constant once inlined */
 __attribute__((target("avx512f"), always_inline)) static inline void panels_fma16(
@@ -400,90 +394,30 @@ __attribute__((target("avx512f"))) static void matvec_avx512(float *out, const f
     }
 }
 
-/* lstm_row_avx2 on 16 lanes; needs U % 16 == 0 and Wp = pack_panels(Wh) */
-__attribute__((target("avx512f"))) static void lstm_row_avx512(float *a, const float *bias, const float *Wp,
-                                                              const float *h_old, const float *c_old,
-                                                              float *c_new, float *tc, float *h_new, int64_t U,
-                                                              int prescaled) {
-    int64_t W = 4 * U;
-    if (bias)
-        for (int64_t j = 0; j < W; j += 16)
-            _mm512_storeu_ps(a + j, _mm512_add_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(bias + j)));
-    matvec_avx512(a, a, Wp, h_old, U, W);
-    const __m512 half = _mm512_set1_ps(0.5f);
-    for (int64_t j = 0; j < W; j += 16) {
-        __m512 v = _mm512_loadu_ps(a + j);
-        int sig = j < 2 * U || j >= 3 * U;
-        if (sig && !prescaled) v = _mm512_mul_ps(v, half);
-        v = tanh16(v);
-        if (sig) v = _mm512_add_ps(_mm512_mul_ps(v, half), half);
-        _mm512_storeu_ps(a + j, v);
-    }
-    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
-    for (int64_t j = 0; j < U; j += 16) {
-        __m512 c = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(f + j), _mm512_loadu_ps(c_old + j)),
-                                 _mm512_mul_ps(_mm512_loadu_ps(i + j), _mm512_loadu_ps(g + j)));
-        _mm512_storeu_ps(c_new + j, c);
-        __m512 t = tanh16(c);
-        _mm512_storeu_ps(tc + j, t);
-        _mm512_storeu_ps(h_new + j, _mm512_mul_ps(_mm512_loadu_ps(o + j), t));
-    }
-}
-
-/* gru_row_avx2 on 16 lanes; needs U % 16 == 0 and Wp = pack_panels(Wh) */
-__attribute__((target("avx512f"))) static void gru_row_avx512(float *a, const float *bx, const float *bh,
-                                                             const float *Wp, const float *h_old, float *h_new,
-                                                             float *q, int64_t U, int prescaled) {
-    int64_t W = 3 * U;
-    matvec_avx512(q, NULL, Wp, h_old, U, W);
-    const __m512 half = _mm512_set1_ps(0.5f);
-    for (int64_t j = 0; j < 2 * U; j += 16) {  /* z, r */
-        __m512 av = _mm512_loadu_ps(a + j), qv = _mm512_loadu_ps(q + j);
-        if (bx) av = _mm512_add_ps(av, _mm512_loadu_ps(bx + j));
-        if (bh) qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + j));
-        if (!prescaled) {
-            av = _mm512_mul_ps(av, half);
-            qv = _mm512_mul_ps(qv, half);
-        }
-        _mm512_storeu_ps(q + j, qv);
-        __m512 v = tanh16(_mm512_add_ps(av, qv));
-        _mm512_storeu_ps(a + j, _mm512_add_ps(_mm512_mul_ps(v, half), half));
-    }
-    for (int64_t j = 0; j < U; j += 16) {  /* hh = tanh(p_h + r q_h), h_t = hh + z (h_{t-1} - hh) */
-        float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
-        __m512 av = _mm512_loadu_ps(hp), qv = _mm512_loadu_ps(qp);
-        if (bx) av = _mm512_add_ps(av, _mm512_loadu_ps(bx + 2 * U + j));
-        if (bh) {
-            qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + 2 * U + j));
-            _mm512_storeu_ps(qp, qv);
-        }
-        __m512 hh = tanh16(_mm512_add_ps(av, _mm512_mul_ps(_mm512_loadu_ps(a + U + j), qv)));
-        _mm512_storeu_ps(hp, hh);
-        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(h_old + j), hh);
-        _mm512_storeu_ps(h_new + j, _mm512_add_ps(_mm512_mul_ps(d, _mm512_loadu_ps(a + j)), hh));
-    }
-}
-
-/* rnn_row_avx2 on 16 lanes; needs U % 16 == 0 and Wp = pack_panels(Wh) */
-__attribute__((target("avx512f"))) static void rnn_row_avx512(float *a, const float *bias, const float *Wp,
-                                                             const float *h_old, float *h_new, int64_t U) {
-    if (bias)
-        for (int64_t j = 0; j < U; j += 16)
-            _mm512_storeu_ps(a + j, _mm512_add_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(bias + j)));
-    matvec_avx512(a, a, Wp, h_old, U, U);
-    for (int64_t j = 0; j < U; j += 16) _mm512_storeu_ps(h_new + j, tanh16(_mm512_loadu_ps(a + j)));
-}
-#endif
-
-#ifdef RNNLAB_HAVE_AVX2_PATH
-__attribute__((target("avx512f"))) static void tanh_avx512(const float *x, float *y, int64_t n) {
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(y + j, tanh16(_mm512_loadu_ps(x + j)));
-    if (j < n) {
-        __mmask16 m = (__mmask16)((1u << (n - j)) - 1u);
-        _mm512_mask_storeu_ps(y + j, m, tanh16(_mm512_maskz_loadu_ps(m, x + j)));
-    }
-}
+#define VFN(name) name##avx512
+#define VTARGET __attribute__((target("avx512f")))
+#define VT __m512
+#define VN 16
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VSET1 _mm512_set1_ps
+#define VADD _mm512_add_ps
+#define VSUB _mm512_sub_ps
+#define VMUL _mm512_mul_ps
+#define VDIV _mm512_div_ps
+#define VMIN _mm512_min_ps
+#define VOR(a, b) _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)))
+#define VFMADD _mm512_fmadd_ps
+#define VFNMADD _mm512_fnmadd_ps
+#define VROUND(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VABS(x) _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)))
+#define VSIGNBIT(x) _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), \
+    _mm512_set1_epi32((int)0x80000000u)))
+#define VPOW2I(n) _mm512_castsi512_ps(_mm512_slli_epi32( \
+    _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
+#define VSEL_NAN(x, t) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((x), (x), _CMP_UNORD_Q), (t), (x))
+#define VSEL_LT(a, b, yes, no) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((a), (b), _CMP_LT_OQ), (no), (yes))
+#include "_cells_vec.h"
 #endif
 
 /* y = tanh(x) with the approximation above (for the tests); isa 0 auto (the widest vectors), 1 portable,
@@ -621,127 +555,6 @@ int rnnlab_rnn_infer_f32(float *A, const float *bias, const float *Wh, float *Wp
 }
 
 
-/* ---------------------------------------------------------------- LSTM training steps (elementwise part)
- * The gate math of lstm.py's NumPy fast path (sigmoid/tanh, float32), one call per time step, for B rows
- * of U units; the recurrent GEMMs stay in NumPy/BLAS. Row b of every (B, .) array is contiguous.
- *
- * Forward: a (B, 4U) holds x W_x (+ b) with the sigmoid gates' columns prescaled by 1/2 (the fast path's
- * weights), r (B, 4U) the step's h_{t-1} W_h (prescaled alike), bias (4U, prescaled alike) or NULL: added to
- * a here (a + b first, as NumPy's A += b, so the same sums; it saves a pass over all of A); a <- activations
- * [i, f, g, o] where i, f, o = 1/2 + 1/2 tanh(a + r), g = tanh(a + r); c_new = f c_old + i g;
- * tc = tanh(c_new); h_new = o tc.
- * Only the tanh (the approximation above) differs from the NumPy step; the rest rounds the same way.
- *
- * Backward: from dh, dc (B, U) and the stored a (activations), c_old, tc:
- *   do = dh tc;  dct = (dh o)(1 - tc tc) + dc;  di = dct g;  df = dct c_old;  dg = dct i;  dc_prev = dct f;
- *   da = [di, df, dg, do] * ((1 - y)(y + k)), k = 1 on the g columns, 0 elsewhere;
- * the same operations in the same order as the NumPy fast backward (no FMA): bit-identical to it.
- * da (B, 4U) and dc_prev (B, U) may not alias the inputs, except that da may be a itself.
- * isa: 0 auto, 1 portable, 2 at most AVX2. Return the path taken (1 portable, 2 AVX2, 3 AVX-512; see lstm_step_isa). */
-static void lstm_fwd_row_generic(float *a, const float *r, const float *c_old, float *c_new, float *tc,
-                                 float *h_new, const float *bias, int64_t U) {
-    int64_t W = 4 * U;
-    for (int64_t j = 0; j < W; j++) {
-        float av = bias ? a[j] + bias[j] : a[j];
-        float v = rnnlab_tanh_approx(av + r[j]);
-        if (j < 2 * U || j >= 3 * U) v = v * 0.5f + 0.5f;
-        a[j] = v;
-    }
-    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
-    for (int64_t j = 0; j < U; j++) {
-        float p = f[j] * c_old[j];
-        float q = i[j] * g[j];
-        float c = p + q;
-        c_new[j] = c;
-        float t = rnnlab_tanh_approx(c);
-        tc[j] = t;
-        h_new[j] = o[j] * t;
-    }
-}
-
-/* the backward row, written once and compiled twice (portable, and with AVX2 enabled for the vectoriser) */
-#define LSTM_BWD_ROW_BODY                                                                                    \
-    {                                                                                                        \
-        const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;                                      \
-        float *di = da, *df = da + U, *dg = da + 2 * U, *dout = da + 3 * U;                                  \
-        for (int64_t j = 0; j < U; j++) {                                                                    \
-            float iv = i[j], fv = f[j], gv = g[j], ov = o[j], t = tc[j], h = dh[j];                          \
-            float dov = h * t;                                                                               \
-            float u = 1.0f - t * t;                                                                          \
-            float dct = (h * ov) * u + dc[j];                                                                \
-            float div = dct * gv, dfv = dct * c_old[j], dgv = dct * iv;                                      \
-            dc_prev[j] = dct * fv;                                                                           \
-            di[j] = div * ((1.0f - iv) * (iv + 0.0f));                                                       \
-            df[j] = dfv * ((1.0f - fv) * (fv + 0.0f));                                                       \
-            dg[j] = dgv * ((1.0f - gv) * (gv + 1.0f));                                                       \
-            dout[j] = dov * ((1.0f - ov) * (ov + 0.0f));                                                     \
-        }                                                                                                    \
-    }
-
-static void lstm_bwd_row_generic(const float *dh, const float *dc, const float *a, const float *c_old,
-                                 const float *tc, float *da, float *dc_prev, int64_t U)
-LSTM_BWD_ROW_BODY
-
-#ifdef RNNLAB_HAVE_AVX2_PATH
-__attribute__((target("avx2"))) static void lstm_bwd_row_avx2(const float *dh, const float *dc, const float *a,
-                                                             const float *c_old, const float *tc, float *da,
-                                                             float *dc_prev, int64_t U)
-LSTM_BWD_ROW_BODY
-
-/* needs U % 8 == 0 (the gate boundaries on vector boundaries) */
-__attribute__((target("avx2,fma"))) static void lstm_fwd_row_avx2(float *a, const float *r, const float *c_old,
-                                                                float *c_new, float *tc, float *h_new,
-                                                                const float *bias, int64_t U) {
-    int64_t W = 4 * U;
-    const __m256 half = _mm256_set1_ps(0.5f);
-    for (int64_t j = 0; j < W; j += 8) {
-        __m256 av = _mm256_loadu_ps(a + j);
-        if (bias) av = _mm256_add_ps(av, _mm256_loadu_ps(bias + j));
-        __m256 v = tanh8(_mm256_add_ps(av, _mm256_loadu_ps(r + j)));
-        if (j < 2 * U || j >= 3 * U) v = _mm256_add_ps(_mm256_mul_ps(v, half), half);
-        _mm256_storeu_ps(a + j, v);
-    }
-    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
-    for (int64_t j = 0; j < U; j += 8) {
-        __m256 c = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(f + j), _mm256_loadu_ps(c_old + j)),
-                                 _mm256_mul_ps(_mm256_loadu_ps(i + j), _mm256_loadu_ps(g + j)));
-        _mm256_storeu_ps(c_new + j, c);
-        __m256 t = tanh8(c);
-        _mm256_storeu_ps(tc + j, t);
-        _mm256_storeu_ps(h_new + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), t));
-    }
-}
-
-__attribute__((target("avx512f"))) static void lstm_bwd_row_avx512(const float *dh, const float *dc, const float *a,
-                                                                  const float *c_old, const float *tc, float *da,
-                                                                  float *dc_prev, int64_t U)
-LSTM_BWD_ROW_BODY
-
-/* lstm_fwd_row_avx2 on 16 lanes; needs U % 16 == 0 */
-__attribute__((target("avx512f"))) static void lstm_fwd_row_avx512(float *a, const float *r, const float *c_old,
-                                                                  float *c_new, float *tc, float *h_new,
-                                                                  const float *bias, int64_t U) {
-    int64_t W = 4 * U;
-    const __m512 half = _mm512_set1_ps(0.5f);
-    for (int64_t j = 0; j < W; j += 16) {
-        __m512 av = _mm512_loadu_ps(a + j);
-        if (bias) av = _mm512_add_ps(av, _mm512_loadu_ps(bias + j));
-        __m512 v = tanh16(_mm512_add_ps(av, _mm512_loadu_ps(r + j)));
-        if (j < 2 * U || j >= 3 * U) v = _mm512_add_ps(_mm512_mul_ps(v, half), half);
-        _mm512_storeu_ps(a + j, v);
-    }
-    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
-    for (int64_t j = 0; j < U; j += 16) {
-        __m512 c = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(f + j), _mm512_loadu_ps(c_old + j)),
-                                 _mm512_mul_ps(_mm512_loadu_ps(i + j), _mm512_loadu_ps(g + j)));
-        _mm512_storeu_ps(c_new + j, c);
-        __m512 t = tanh16(c);
-        _mm512_storeu_ps(tc + j, t);
-        _mm512_storeu_ps(h_new + j, _mm512_mul_ps(_mm512_loadu_ps(o + j), t));
-    }
-}
-#endif
-
 /* the path of the training-step kernels for U units: isa 0 auto, 1 portable, 2 at most AVX2 (for the tests);
  * returns 1 portable, 2 AVX2 (U % 8 == 0), 3 AVX-512 (U % 16 == 0) */
 static int lstm_step_isa(int64_t U, int64_t isa) {
@@ -792,141 +605,6 @@ int rnnlab_step_isa(int64_t U) {
     return lstm_step_isa(U, 0);
 }
 
-
-/* ---------------------------------------------------------------- GRU training steps (elementwise part)
- * The gate math of gru.py's NumPy fast path (reset_after=True, sigmoid/tanh, float32), one call per time
- * step, for B rows of U units; the recurrent GEMMs stay in NumPy/BLAS. Row b of every (B, .) array is
- * contiguous.
- *
- * Forward: a (B, 3U) holds x W_x (+ b_x) with the z, r columns prescaled by 1/2 (the fast path's weights), q
- * (B, 3U) the step's h_{t-1} W_h (prescaled alike); bx, bh (3U, the same for every row; the prescaled b_x,
- * b_h) or NULL: a <- a + bx first (as NumPy's A += b_x; saves a pass over all of A), q <- q + bh (stored:
- * the backward reads q_h); a <- [z, r, hh] where z, r = 1/2 + 1/2 tanh(a + q),
- * hh = tanh(a_h + r q_h); h_new = (h_old - hh) z + hh. Only the tanh (the approximation above) differs
- * from the NumPy step; the rest rounds the same way.
- *
- * Backward: from dh (B, U) and the stored a (z, r, hh), h_old, q:
- *   dz = (h_old - hh) dh (1 - z) z;  dh_direct = dh z;  dAh = (dh - dh_direct)(1 - hh hh);
- *   dr = (dAh q_h) (1 - r) r;  da = [dz, dr, dAh];  q <- dq = [dz, dr, dAh r]  (q_h read before written);
- *   dh_prev <- dh_direct (the caller adds dq W_h^T);
- * the same operations in the same order as the NumPy fast backward (no FMA): bit-identical to it.
- * da, q, dh_prev may not alias each other or dh, a, h_old (except da may be a itself).
- * isa: 0 auto, 1 portable, 2 at most AVX2 (lstm_step_isa). Return the path taken (1 portable, 2 AVX2, 3 AVX-512). */
-static void gru_fwd_row_generic(float *a, float *q, const float *bx, const float *bh, const float *h_old,
-                                float *h_new, int64_t U) {
-    int64_t W = 3 * U;
-    if (bx)
-        for (int64_t j = 0; j < W; j++) a[j] += bx[j];
-    if (bh)
-        for (int64_t j = 0; j < W; j++) q[j] += bh[j];
-    for (int64_t j = 0; j < 2 * U; j++) a[j] = rnnlab_tanh_approx(a[j] + q[j]) * 0.5f + 0.5f;
-    const float *z = a, *r = a + U, *qh = q + 2 * U;
-    float *hh = a + 2 * U;
-    for (int64_t j = 0; j < U; j++) {
-        float u = r[j] * qh[j];
-        float v = rnnlab_tanh_approx(hh[j] + u);
-        hh[j] = v;
-        float d = h_old[j] - v;
-        h_new[j] = d * z[j] + v;
-    }
-}
-
-#define GRU_BWD_ROW_BODY                                                                                     \
-    {                                                                                                        \
-        const float *z = a, *r = a + U, *hh = a + 2 * U;                                                     \
-        float *dz = da, *dr = da + U, *dAh = da + 2 * U, *qh = q + 2 * U;                                    \
-        for (int64_t j = 0; j < U; j++) {                                                                    \
-            float h = dh[j], zv = z[j], rv = r[j], hv = hh[j];                                               \
-            float dzv = (h_old[j] - hv) * h;                                                                 \
-            float dd = h * zv;                                                                               \
-            float dah = (h - dd) * (1.0f - hv * hv);                                                         \
-            float drv = dah * qh[j];                                                                         \
-            dzv = dzv * ((1.0f - zv) * zv);                                                                  \
-            drv = drv * ((1.0f - rv) * rv);                                                                  \
-            dh_prev[j] = dd;                                                                                 \
-            dz[j] = dzv;                                                                                     \
-            dr[j] = drv;                                                                                     \
-            dAh[j] = dah;                                                                                    \
-            q[j] = dzv;                                                                                      \
-            q[U + j] = drv;                                                                                  \
-            qh[j] = dah * rv;                                                                                \
-        }                                                                                                    \
-    }
-
-static void gru_bwd_row_generic(const float *dh, const float *a, const float *h_old, float *q, float *da,
-                                float *dh_prev, int64_t U)
-GRU_BWD_ROW_BODY
-
-#ifdef RNNLAB_HAVE_AVX2_PATH
-__attribute__((target("avx2"))) static void gru_bwd_row_avx2(const float *dh, const float *a, const float *h_old,
-                                                            float *q, float *da, float *dh_prev, int64_t U)
-GRU_BWD_ROW_BODY
-
-/* needs U % 8 == 0 */
-__attribute__((target("avx2,fma"))) static void gru_fwd_row_avx2(float *a, float *q, const float *bx,
-                                                               const float *bh, const float *h_old, float *h_new,
-                                                               int64_t U) {
-    const __m256 half = _mm256_set1_ps(0.5f);
-    for (int64_t j = 0; j < 2 * U; j += 8) {  /* z, r */
-        __m256 qv = _mm256_loadu_ps(q + j), av = _mm256_loadu_ps(a + j);
-        if (bx) av = _mm256_add_ps(av, _mm256_loadu_ps(bx + j));
-        if (bh) {
-            qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + j));
-            _mm256_storeu_ps(q + j, qv);
-        }
-        __m256 v = tanh8(_mm256_add_ps(av, qv));
-        _mm256_storeu_ps(a + j, _mm256_add_ps(_mm256_mul_ps(v, half), half));
-    }
-    for (int64_t j = 0; j < U; j += 8) {  /* hh = tanh(p_h + r q_h), h_t = (h_{t-1} - hh) z + hh */
-        float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
-        __m256 qv = _mm256_loadu_ps(qp), av = _mm256_loadu_ps(hp);
-        if (bx) av = _mm256_add_ps(av, _mm256_loadu_ps(bx + 2 * U + j));
-        if (bh) {
-            qv = _mm256_add_ps(qv, _mm256_loadu_ps(bh + 2 * U + j));
-            _mm256_storeu_ps(qp, qv);
-        }
-        __m256 hh = tanh8(_mm256_add_ps(av, _mm256_mul_ps(_mm256_loadu_ps(a + U + j), qv)));
-        _mm256_storeu_ps(hp, hh);
-        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(h_old + j), hh);
-        _mm256_storeu_ps(h_new + j, _mm256_add_ps(_mm256_mul_ps(d, _mm256_loadu_ps(a + j)), hh));
-    }
-}
-
-__attribute__((target("avx512f"))) static void gru_bwd_row_avx512(const float *dh, const float *a,
-                                                                 const float *h_old, float *q, float *da,
-                                                                 float *dh_prev, int64_t U)
-GRU_BWD_ROW_BODY
-
-/* gru_fwd_row_avx2 on 16 lanes; needs U % 16 == 0 */
-__attribute__((target("avx512f"))) static void gru_fwd_row_avx512(float *a, float *q, const float *bx,
-                                                                 const float *bh, const float *h_old,
-                                                                 float *h_new, int64_t U) {
-    const __m512 half = _mm512_set1_ps(0.5f);
-    for (int64_t j = 0; j < 2 * U; j += 16) {  /* z, r */
-        __m512 qv = _mm512_loadu_ps(q + j), av = _mm512_loadu_ps(a + j);
-        if (bx) av = _mm512_add_ps(av, _mm512_loadu_ps(bx + j));
-        if (bh) {
-            qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + j));
-            _mm512_storeu_ps(q + j, qv);
-        }
-        __m512 v = tanh16(_mm512_add_ps(av, qv));
-        _mm512_storeu_ps(a + j, _mm512_add_ps(_mm512_mul_ps(v, half), half));
-    }
-    for (int64_t j = 0; j < U; j += 16) {  /* hh = tanh(p_h + r q_h), h_t = (h_{t-1} - hh) z + hh */
-        float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
-        __m512 qv = _mm512_loadu_ps(qp), av = _mm512_loadu_ps(hp);
-        if (bx) av = _mm512_add_ps(av, _mm512_loadu_ps(bx + 2 * U + j));
-        if (bh) {
-            qv = _mm512_add_ps(qv, _mm512_loadu_ps(bh + 2 * U + j));
-            _mm512_storeu_ps(qp, qv);
-        }
-        __m512 hh = tanh16(_mm512_add_ps(av, _mm512_mul_ps(_mm512_loadu_ps(a + U + j), qv)));
-        _mm512_storeu_ps(hp, hh);
-        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(h_old + j), hh);
-        _mm512_storeu_ps(h_new + j, _mm512_add_ps(_mm512_mul_ps(d, _mm512_loadu_ps(a + j)), hh));
-    }
-}
-#endif
 
 typedef void (*gru_fwd_row_t)(float *, float *, const float *, const float *, const float *, float *, int64_t);
 typedef void (*gru_bwd_row_t)(const float *, const float *, const float *, float *, float *, float *, int64_t);
