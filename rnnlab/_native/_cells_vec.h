@@ -59,6 +59,21 @@ VTARGET static void VFN(tanh_)(const float *x, float *y, int64_t n) {
 
 /* ------------------------------------------------------------------ inference rows (the loops of _cells.c) */
 
+/* the LSTM state update from the gate activations a = [i, f, g, o]: c_new = f c_old + i g, tc = tanh(c_new),
+ * h_new = o tc (both the inference and the training rows) */
+VTARGET static inline void VFN(lstm_state_)(const float *a, const float *c_old, float *c_new, float *tc,
+                                            float *h_new, int64_t U) {
+    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
+    for (int64_t j = 0; j < U; j += VN) {
+        VT c = VADD(VMUL(VLOAD(f + j), VLOAD(c_old + j)), VMUL(VLOAD(i + j), VLOAD(g + j)));
+        VSTORE(c_new + j, c);
+        VT t = VFN(vtanh_)(c);
+        VSTORE(tc + j, t);
+        VSTORE(h_new + j, VMUL(VLOAD(o + j), t));
+    }
+}
+
+
 /* one LSTM step for one batch row (as lstm_row_generic); Wp = pack_panels(Wh) */
 VTARGET static void VFN(lstm_row_)(float *a, const float *bias, const float *Wp, const float *h_old,
                                    const float *c_old, float *c_new, float *tc, float *h_new, int64_t U,
@@ -76,47 +91,7 @@ VTARGET static void VFN(lstm_row_)(float *a, const float *bias, const float *Wp,
         if (sig) v = VADD(VMUL(v, half), half);
         VSTORE(a + j, v);
     }
-    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
-    for (int64_t j = 0; j < U; j += VN) {
-        VT c = VADD(VMUL(VLOAD(f + j), VLOAD(c_old + j)), VMUL(VLOAD(i + j), VLOAD(g + j)));
-        VSTORE(c_new + j, c);
-        VT t = VFN(vtanh_)(c);
-        VSTORE(tc + j, t);
-        VSTORE(h_new + j, VMUL(VLOAD(o + j), t));
-    }
-}
-
-/* one GRU (reset_after=True) step for one batch row (as gru_row_generic); Wp = pack_panels(Wh) */
-VTARGET static void VFN(gru_row_)(float *a, const float *bx, const float *bh, const float *Wp, const float *h_old,
-                                  float *h_new, float *q, int64_t U, int prescaled) {
-    int64_t W = 3 * U;
-    VFN(matvec_)(q, NULL, Wp, h_old, U, W);
-    const VT half = VSET1(0.5f);
-    for (int64_t j = 0; j < 2 * U; j += VN) {  /* z, r */
-        VT av = VLOAD(a + j), qv = VLOAD(q + j);
-        if (bx) av = VADD(av, VLOAD(bx + j));
-        if (bh) qv = VADD(qv, VLOAD(bh + j));
-        if (!prescaled) {
-            av = VMUL(av, half);
-            qv = VMUL(qv, half);
-        }
-        VSTORE(q + j, qv);
-        VT v = VFN(vtanh_)(VADD(av, qv));
-        VSTORE(a + j, VADD(VMUL(v, half), half));
-    }
-    for (int64_t j = 0; j < U; j += VN) {  /* hh = tanh(p_h + r q_h), h_t = hh + z (h_{t-1} - hh) */
-        float *hp = a + 2 * U + j, *qp = q + 2 * U + j;
-        VT av = VLOAD(hp), qv = VLOAD(qp);
-        if (bx) av = VADD(av, VLOAD(bx + 2 * U + j));
-        if (bh) {
-            qv = VADD(qv, VLOAD(bh + 2 * U + j));
-            VSTORE(qp, qv);
-        }
-        VT hh = VFN(vtanh_)(VADD(av, VMUL(VLOAD(a + U + j), qv)));
-        VSTORE(hp, hh);
-        VT d = VSUB(VLOAD(h_old + j), hh);
-        VSTORE(h_new + j, VADD(VMUL(d, VLOAD(a + j)), hh));
-    }
+    VFN(lstm_state_)(a, c_old, c_new, tc, h_new, U);
 }
 
 /* one SimpleRNN (tanh) step for one batch row (as rnn_row_generic); Wp = pack_panels(Wh) */
@@ -142,14 +117,7 @@ VTARGET static void VFN(lstm_fwd_row_)(float *a, const float *r, const float *c_
         if (j < 2 * U || j >= 3 * U) v = VADD(VMUL(v, half), half);
         VSTORE(a + j, v);
     }
-    const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;
-    for (int64_t j = 0; j < U; j += VN) {
-        VT c = VADD(VMUL(VLOAD(f + j), VLOAD(c_old + j)), VMUL(VLOAD(i + j), VLOAD(g + j)));
-        VSTORE(c_new + j, c);
-        VT t = VFN(vtanh_)(c);
-        VSTORE(tc + j, t);
-        VSTORE(h_new + j, VMUL(VLOAD(o + j), t));
-    }
+    VFN(lstm_state_)(a, c_old, c_new, tc, h_new, U);
 }
 
 /* as gru_fwd_row_generic */
@@ -179,6 +147,30 @@ VTARGET static void VFN(gru_fwd_row_)(float *a, float *q, const float *bx, const
         VT d = VSUB(VLOAD(h_old + j), hh);
         VSTORE(h_new + j, VADD(VMUL(d, VLOAD(a + j)), hh));
     }
+}
+
+/* one GRU (reset_after=True) step for one batch row (as gru_row_generic); Wp = pack_panels(Wh). The gate math
+ * is the training row's; unless prescaled, the z, r sums are first halved here (exact) after their biases */
+VTARGET static void VFN(gru_row_)(float *a, const float *bx, const float *bh, const float *Wp, const float *h_old,
+                                  float *h_new, float *q, int64_t U, int prescaled) {
+    VFN(matvec_)(q, NULL, Wp, h_old, U, 3 * U);
+    if (prescaled) {
+        VFN(gru_fwd_row_)(a, q, bx, bh, h_old, h_new, U);
+        return;
+    }
+    const VT half = VSET1(0.5f);
+    for (int64_t j = 0; j < 3 * U; j += VN) {
+        VT av = VLOAD(a + j), qv = VLOAD(q + j);
+        if (bx) av = VADD(av, VLOAD(bx + j));
+        if (bh) qv = VADD(qv, VLOAD(bh + j));
+        if (j < 2 * U) {
+            av = VMUL(av, half);
+            qv = VMUL(qv, half);
+        }
+        VSTORE(a + j, av);
+        VSTORE(q + j, qv);
+    }
+    VFN(gru_fwd_row_)(a, q, NULL, NULL, h_old, h_new, U);
 }
 
 /* the backward rows: the portable bodies, compiled for this instruction set (the vectoriser does the rest;
