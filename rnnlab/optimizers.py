@@ -403,10 +403,10 @@ class Adam(Optimizer):
         alpha = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
         m, v = slots["momentum"], slots["velocity"]
         sparse = isinstance(g, RowSparseGrad)
-        if not (sparse and self.lazy) and _native.adam_update(
+        if _native.adam_update(
                 w, m, v, slots["velocity_hat"] if self.amsgrad else None, g.values if sparse else g,
                 g.indices if sparse else None, b1, b2, (1 - b1) * scale, (1 - b2) * scale * scale,
-                self.epsilon, alpha):
+                self.epsilon, alpha, lazy=sparse and self.lazy):
             return  # the compiled kernel: the same operations in one pass, bit-identical to the code below
         if sparse:
             # the rows of the gradient go through reused scratch buffers: fancy-index arithmetic

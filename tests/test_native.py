@@ -159,7 +159,8 @@ _ADAMS = {
     "clipnorm": lambda: Adam(0.03, beta_1=0.8, beta_2=0.95, epsilon=1e-4, clipnorm=0.7),
     "global_clipnorm-amsgrad": lambda: Adam(0.02, global_clipnorm=1.5, amsgrad=True),
     "clipvalue-eps0": lambda: Adam(0.01, clipvalue=0.3, epsilon=0.0),
-    "lazy": lambda: Adam(0.01, lazy=True),                      # the NumPy path on both sides (sparse)
+    "lazy": lambda: Adam(0.01, lazy=True),                      # sparse: rnnlab_adam_lazy_*, only the rows given
+    "lazy-amsgrad": lambda: Adam(0.02, lazy=True, amsgrad=True),
 }
 
 
@@ -181,12 +182,13 @@ def test_adam_native_equals_numpy_bit_for_bit(dtype, sparse, name, numpy_path):
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])
-def test_adam_native_repeated_rows_last_one_wins_like_numpy(amsgrad, numpy_path):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_adam_native_repeated_rows_last_one_wins_like_numpy(amsgrad, lazy, numpy_path):
     if not _native.available():
         pytest.skip(f"kernel not in use: {_native.why_unavailable()}")
-    a = _adam_run(lambda: Adam(0.01, amsgrad=amsgrad), "float32", True, repeat_rows=True)
+    a = _adam_run(lambda: Adam(0.01, amsgrad=amsgrad, lazy=lazy), "float32", True, repeat_rows=True)
     numpy_path()
-    b = _adam_run(lambda: Adam(0.01, amsgrad=amsgrad), "float32", True, repeat_rows=True)
+    b = _adam_run(lambda: Adam(0.01, amsgrad=amsgrad, lazy=lazy), "float32", True, repeat_rows=True)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
 
@@ -226,3 +228,21 @@ def test_adam_update_refuses_what_it_cannot_do_exactly():
         np.testing.assert_array_equal(x, y)
     assert _native.adam_update(w, m, v, None, np.ones((1, 3), np.float32), np.array([2]), *args)
     assert (w[2] != 1).all() and (w[[0, 1, 3]] == 1).all()     # m = 0 elsewhere: those rows do not move
+
+
+def test_adam_lazy_kernel_touches_only_the_given_rows():
+    if not _native.available():
+        pytest.skip(f"kernel not in use: {_native.why_unavailable()}")
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((6, 5)).astype(np.float32)
+    m, v = rng.random((6, 5)).astype(np.float32), rng.random((6, 5)).astype(np.float32)
+    before = (w.copy(), m.copy(), v.copy())
+    g = np.full((2, 5), 0.5, np.float32)
+    g[1, 2] = np.nan
+    args = (0.9, 0.999, 0.1, 0.001, 1e-7, 0.01)
+    assert not _native.adam_update(w, m, v, None, g, None, *args, lazy=True)   # lazy needs rows
+    assert _native.adam_update(w, m, v, None, g, np.array([4, 1]), *args, lazy=True)
+    for x, x0 in zip((w, m, v), before):
+        np.testing.assert_array_equal(x[[0, 2, 3, 5]], x0[[0, 2, 3, 5]])       # untouched, not decayed
+        assert (x[4] != x0[4]).all()
+        assert np.isnan(x[1, 2]) and np.isfinite(np.delete(x[1], 2)).all()     # NaN stays in its element

@@ -41,9 +41,10 @@ def _load():
     for suffix in ("f32", "f64"):
         getattr(lib, f"rnnlab_scatter_add_{suffix}").argtypes = [p, p, p, i64, i64]
         getattr(lib, f"rnnlab_scatter_add_outer_{suffix}").argtypes = [p, p, p, p, i64, i64, i64]
-        fn = getattr(lib, f"rnnlab_adam_{suffix}")
-        fn.argtypes = [p, p, p, p, p, p, i64, i64, i64] + [ctypes.c_double] * 6
-        fn.restype = ctypes.c_int
+        for kind in ("adam", "adam_lazy"):
+            fn = getattr(lib, f"rnnlab_{kind}_{suffix}")
+            fn.argtypes = [p, p, p, p, p, p, i64, i64, i64] + [ctypes.c_double] * 6
+            fn.restype = ctypes.c_int
     lib.rnnlab_lstm_infer_f32.argtypes = [p, p, p, p, p, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_lstm_infer_f32.restype = ctypes.c_int
     lib.rnnlab_gru_infer_f32.argtypes = [p, p, p, p, p, p, p, p, i64, i64, i64, i64, i64]
@@ -145,12 +146,13 @@ def _fusable(a, dtype):
     return (isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable)
 
 
-def adam_update(w, m, v, vh, g, idx, b1, b2, c1, c2, eps, alpha) -> bool:
+def adam_update(w, m, v, vh, g, idx, b1, b2, c1, c2, eps, alpha, lazy=False) -> bool:
     """The Adam step of ``rnnlab.optimizers.Adam._update`` in one pass, when the kernel can do it.
 
     ``w, m, v`` (and ``vh`` with amsgrad, else None) are updated in place. ``idx`` None: ``g`` is the
     dense gradient; else ``g`` holds the rows ``idx`` of a RowSparseGrad, applied with the dense rule
-    (every row's m, v decay). ``c1 = (1 - b1) scale``, ``c2 = (1 - b2) scale^2``, ``alpha`` the
+    (every row's m, v decay), or with ``lazy=True`` the rule of ``Adam(lazy=True)``: only those rows change
+    (each as that NumPy branch computes it). ``c1 = (1 - b1) scale``, ``c2 = (1 - b2) scale^2``, ``alpha`` the
     bias-corrected step, all Python floats (rounded to the array dtype once, as NumPy does).
     Returns False, touching nothing, when the kernel is not loaded or the arrays are not all
     C-contiguous float32/float64 of one dtype and shape (or an index is out of range): the caller then
@@ -164,6 +166,8 @@ def adam_update(w, m, v, vh, g, idx, b1, b2, c1, c2, eps, alpha) -> bool:
         return False
     if not isinstance(g, np.ndarray) or g.dtype != dt:
         return False
+    if lazy and idx is None:
+        return False                         # (lazy only changes sparse updates; the caller's dense path runs)
     if idx is None:
         if g.shape != w.shape:
             return False
@@ -180,7 +184,7 @@ def adam_update(w, m, v, vh, g, idx, b1, b2, c1, c2, eps, alpha) -> bool:
         idx = np.ascontiguousarray(idx, dtype=np.int64)
         g = np.ascontiguousarray(g)
         (R, D), n, idx_ptr = w.shape, idx.size, idx.ctypes.data
-    rc = getattr(_LIB, f"rnnlab_adam_{_SUFFIX[dt]}")(
+    rc = getattr(_LIB, f"rnnlab_adam{'_lazy' if lazy else ''}_{_SUFFIX[dt]}")(
         w.ctypes.data, m.ctypes.data, v.ctypes.data, None if vh is None else vh.ctypes.data,
         g.ctypes.data, idx_ptr, n, R, D, float(b1), float(b2), float(c1), float(c2), float(eps),
         float(alpha))

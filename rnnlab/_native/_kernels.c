@@ -166,12 +166,67 @@
         return 0;                                                                              \
     }
 
+/* Adam(lazy=True) on a row-sparse gradient (torch.optim.SparseAdam's rule): only the rows idx[0..n-1] of w, m, v
+ * (and vh) change; each row in the operation order of optimizers.Adam._update's lazy NumPy branch, so the same
+ * bits: m_i = m_i b1 + g c1; v_i = v_i b2 + (g g) c2; [vh_i = max(vh_i, v_i), NaN propagating, used below];
+ * w_i -= (m_i alpha) / (sqrt(v_i) + eps). A repeated index takes its last gradient row, computed from the old
+ * row, as NumPy's gather-then-assign does. Returns 0, or -1 when the row map cannot be allocated. */
+#define ADAM_LAZY_ROW(NAME, T, SQRT, HAS_VH)                                                   \
+    static void NAME(T *restrict w, T *restrict m, T *restrict v, T *restrict vh,              \
+                     const T *restrict g, int64_t D, T b1, T b2, T c1, T c2, T eps, T alpha) { \
+        for (int64_t j = 0; j < D; j++) {                                                      \
+            T mm = m[j] * b1;                                                                  \
+            T t = g[j] * c1;                                                                   \
+            mm = mm + t;                                                                       \
+            T vv = v[j] * b2;                                                                  \
+            t = g[j] * g[j];                                                                   \
+            t = t * c2;                                                                        \
+            vv = vv + t;                                                                       \
+            m[j] = mm;                                                                         \
+            v[j] = vv;                                                                         \
+            if (HAS_VH) {                                                                      \
+                T h = vh[j];                                                                   \
+                h = (h >= vv || h != h) ? h : vv;                                              \
+                vh[j] = h;                                                                     \
+                vv = h;                                                                        \
+            }                                                                                  \
+            T num = mm * alpha;                                                                \
+            T s = SQRT(vv);                                                                    \
+            s = s + eps;                                                                       \
+            s = num / s;                                                                       \
+            w[j] = w[j] - s;                                                                   \
+        }                                                                                      \
+    }
+
+#define ADAM_LAZY(NAME, T, SQRT)                                                               \
+    ADAM_LAZY_ROW(NAME##_row, T, SQRT, 0)                                                      \
+    ADAM_LAZY_ROW(NAME##_row_vh, T, SQRT, 1)                                                   \
+    int NAME(T *w, T *m, T *v, T *vh, const T *g, const int64_t *idx, int64_t n, int64_t R,   \
+             int64_t D, double b1d, double b2d, double c1d, double c2d, double epsd,           \
+             double alphad) {                                                                  \
+        T b1 = (T)b1d, b2 = (T)b2d, c1 = (T)c1d, c2 = (T)c2d, eps = (T)epsd, alpha = (T)alphad; \
+        int64_t *last = (int64_t *)malloc((size_t)(R > 0 ? R : 1) * sizeof(int64_t));         \
+        if (last == NULL) return -1;                                                           \
+        for (int64_t k = 0; k < n; k++) last[idx[k]] = k;                                      \
+        for (int64_t k = 0; k < n; k++) {                                                      \
+            int64_t r = idx[k];                                                                \
+            if (last[r] != k) continue;                                                        \
+            int64_t o = r * D;                                                                 \
+            (vh ? NAME##_row_vh : NAME##_row)(w + o, m + o, v + o, vh ? vh + o : NULL, g + k * D, \
+                                              D, b1, b2, c1, c2, eps, alpha);                  \
+        }                                                                                      \
+        free(last);                                                                            \
+        return 0;                                                                              \
+    }
+
 SCATTER_ADD(rnnlab_scatter_add_f32, float)
 SCATTER_ADD(rnnlab_scatter_add_f64, double)
 SCATTER_ADD_OUTER(rnnlab_scatter_add_outer_f32, float)
 SCATTER_ADD_OUTER(rnnlab_scatter_add_outer_f64, double)
 ADAM(rnnlab_adam_f32, float, sqrtf)
 ADAM(rnnlab_adam_f64, double, sqrt)
+ADAM_LAZY(rnnlab_adam_lazy_f32, float, sqrtf)
+ADAM_LAZY(rnnlab_adam_lazy_f64, double, sqrt)
 
 static struct PyModuleDef kernels_module = {
     PyModuleDef_HEAD_INIT, "_kernels",
