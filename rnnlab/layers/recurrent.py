@@ -466,14 +466,14 @@ class RNN(Layer):
                 np.matmul(lhs.T, dA2, out=out)
             return
         kc = _native.PACK_KC
-        rows = min(kc, K)
-        pm = getattr(ws, "packed_grad", None)
-        if pm is None or (pm.K, pm.N) != (rows, N):
-            pm = ws.packed_grad = _native.PackedMatrix(rows, N)
+        if getattr(ws, "packed_grad", None) is None:
+            ws.packed_grad = {}          # by (rows, N): a full chunk and the last, shorter one, kept per workspace
         for k0 in range(0, K, kc):
             chunk = dA2[k0:k0 + kc]
-            if chunk.shape[0] != pm.K:
-                pm = _native.PackedMatrix(chunk.shape[0], N)   # the last, shorter chunk
+            key = (chunk.shape[0], N)
+            pm = ws.packed_grad.get(key)
+            if pm is None:
+                pm = ws.packed_grad[key] = _native.PackedMatrix(*key)
             pm.pack(chunk)
             for lhs, out in pairs:
                 pm.matmul(lhs[k0:k0 + kc].T, out, accumulate=k0 > 0)
