@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from ..backend import empty_aligned
+
 _LIB = None
 _WHY_NOT = None
 
@@ -204,7 +206,7 @@ def _cell_extras(bias, bias_shape, scratch, n_scratch, mask, T, B):
     if bias is not None and (not _cell_arrays_ok((bias,)) or bias.shape != bias_shape):
         return None
     if scratch is None:
-        scratch = np.empty(n_scratch, np.float32)
+        scratch = empty_aligned(n_scratch, np.float32)
     elif not (_cell_arrays_ok((scratch,)) and scratch.flags.writeable and scratch.size >= n_scratch):
         return None
     m = _mask_u8(mask, T, B)
@@ -438,9 +440,7 @@ class PackedMatrix:
         self.K, self.N = int(K), int(N)
         n = int(_LIB.rnnlab_packed_size(self.K, self.N))
         # 64-byte aligned (each packed row is 256 bytes: its four vector loads then never straddle cache lines)
-        raw = np.empty(n + 16, np.float32)
-        off = (-raw.ctypes.data % 64) // 4
-        self.buf = raw[off:off + n]
+        self.buf = empty_aligned(n, np.float32)
 
     def pack(self, B):
         """Copy B (K, N), any strides, into the packed buffer."""

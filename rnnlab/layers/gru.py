@@ -44,7 +44,7 @@ import types
 
 import numpy as np
 
-from .. import _native
+from .. import _native, backend
 from .. import activations as _act
 from .base import register
 from .recurrent import RNN, act_backward_, act_forward_, addr
@@ -97,7 +97,7 @@ class GRU(RNN):
         T, B, U, dt = ws.T, ws.B, self.units, self.dtype
         ws.fast = None
         if self.reset_after:
-            ws.Q = np.empty((T, B, 3 * U), dt)    # q = h_{t-1} W_h + b_h per step (q_h needed by backward); dQ after
+            ws.Q = backend.empty_aligned((T, B, 3 * U), dt)    # q = h_{t-1} W_h + b_h per step (q_h needed by backward); dQ after
             ws.dQ_t = np.empty((B, 3 * U), dt)    # gradient w.r.t. q of one step, stored over Q[t]
             if self.recurrent_activation.name == "sigmoid" and self.activation.name == "tanh":
                 # fast path: the 1/2 of sigmoid(x) = 1/2 + 1/2 tanh(x/2) folded into copies of the z, r

@@ -40,7 +40,7 @@ import numpy as np
 
 from .base import register
 from .recurrent import RNN, act_backward_, act_forward_, addr
-from .. import _native
+from .. import _native, backend
 from .. import activations as _act
 
 
@@ -88,7 +88,7 @@ class LSTM(RNN):
 
     def _alloc_cell(self, ws):
         # f(c_t) per step, needed by the backward
-        ws.TC = np.empty((ws.T, ws.B, self.units), self.dtype)
+        ws.TC = backend.empty_aligned((ws.T, ws.B, self.units), self.dtype)
         ws.fast = None
         if self.recurrent_activation.name == "sigmoid" and self.activation.name == "tanh":
             U, dt = self.units, self.dtype

@@ -318,11 +318,13 @@ class RNN(Layer):
             return ws
         dt, U, W = self.dtype, self.units, self._n_gates * self.units
         ws = types.SimpleNamespace(key=key, T=T, B=B, D=D)
-        ws.X = np.empty((T, B, D), dt)
-        ws.A = np.empty((T, B, W), dt)
+        # (the buffers the compiled loops stream through start on a cache line: backend.empty_aligned)
+        empty = backend.empty_aligned
+        ws.X = empty((T, B, D), dt)
+        ws.A = empty((T, B, W), dt)
         ws.dA = None                      # after a backward: ws.A, holding dA (see the module docstring)
         ws.dA_t = np.empty((B, W), dt)    # dA of the current step
-        ws.S = [np.empty((T + 1, B, U), dt) for _ in self._state_names]
+        ws.S = [empty((T + 1, B, U), dt) for _ in self._state_names]
         ws.HR = np.empty((T, B, U), dt) if rec_dropout else ws.S[0][:T]
         ws.tmpW = np.empty((B, W), dt)
         ws.tmpU = np.empty((B, U), dt)
@@ -386,7 +388,8 @@ class RNN(Layer):
         rk = np.ascontiguousarray(self.params["recurrent_kernel"], dtype=np.float32)
         b = np.ascontiguousarray(self.params["bias"], dtype=np.float32) if self.use_bias else None
         if getattr(ws, "native_wp", None) is None:
-            ws.native_wp = np.empty(rk.size, np.float32)
+            # 64-byte aligned: the loop reads every packed row with full-width vector loads at every step
+            ws.native_wp = backend.empty_aligned(rk.size, np.float32)
         return m, rk, b, ws.native_wp
 
     # ------------------------------------------------------- packed products
