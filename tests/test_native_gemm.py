@@ -189,3 +189,53 @@ def test_float64_never_packed(monkeypatch):
         assert layer._ws.pk is None and layer._ws.pkb is None   # the gradient checks run on NumPy
     finally:
         rnnlab.set_floatx("float32")
+
+
+@pytest.mark.native_gemm
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
+def test_small_batch_inference_projection_packed(cell, monkeypatch):
+    """Batch <= 4 inference: the input projection X W_x runs in the packed kernel on this thread (W_x packed
+    into a buffer kept on the workspace); it agrees with the NumPy-matmul projection to float32 rounding,
+    follows an in-place edit of the kernel, and is left to the BLAS in training, above the size limit and
+    below 8 rows."""
+    rnnlab.set_floatx("float32")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 40, 24)).astype(np.float32)
+    layer = getattr(L, cell)(32, return_sequences=True)
+    layer(x)
+    outs = []
+    for packed in (False, True):
+        layer._ws = None                                      # a fresh workspace
+        if not packed:
+            monkeypatch.setattr(type(layer), "_packed_projection", lambda self, ws, kernel: False)
+        y = layer.forward(x)
+        monkeypatch.undo()
+        assert layer._ws.native
+        assert (getattr(layer._ws, "packed_x", None) is not None) == packed
+        outs.append(y)
+    np.testing.assert_allclose(outs[1], outs[0], rtol=2e-6, atol=2e-6)
+    # the projection itself, against a float64 product, within the rounding bound (A: before the loop's gate math)
+    ws = layer._ws
+    kern = layer.params["kernel"]
+    pm = ws.packed_x
+    assert pm.K == kern.shape[0] and pm.N == kern.shape[1]
+    A = np.empty((40, kern.shape[1]), np.float32)
+    layer._packed_projection(ws, kern)                    # packs and fills ws.A again
+    np.copyto(A, ws.A.reshape(40, -1))
+    exact = x[0].astype(np.float64) @ kern.astype(np.float64)
+    assert np.all(np.abs(A - exact) <= _bound(x[0], kern, kern.shape[0]))
+    # an in-place edit of W_x reaches the next call (only changed packed rows are rewritten: _gemm.c)
+    kern[3, 5] += 1.0
+    layer._packed_projection(ws, kern)
+    exact = x[0].astype(np.float64) @ kern.astype(np.float64)
+    assert np.all(np.abs(ws.A.reshape(40, -1) - exact) <= _bound(x[0], kern, kern.shape[0]))
+    # not in training, not for big products, not below 8 rows
+    layer.forward(x, training=True)
+    assert not layer._ws.native_ok and not layer._packed_projection(layer._ws, kern)
+    monkeypatch.setattr(type(layer), "PACKED_PROJECTION_MAX_MULADDS", 40 * 24 * kern.shape[1] - 1)
+    layer.forward(x)
+    assert layer._ws.native_ok and not layer._packed_projection(layer._ws, kern)
+    monkeypatch.undo()
+    short = getattr(L, cell)(32)
+    short(x[:, :7])
+    assert short._ws.native and getattr(short._ws, "packed_x", None) is None

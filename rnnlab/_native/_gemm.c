@@ -39,15 +39,19 @@ int64_t rnnlab_packed_size(int64_t K, int64_t N) {
     return K * ((N + NR - 1) / NR) * NR;
 }
 
-/* Pack B (K x N, element (k, j) at B[k * rsb + j * csb]) into Bp (rnnlab_packed_size(K, N) floats). */
+/* Pack B (K x N, element (k, j) at B[k * rsb + j * csb]) into Bp (rnnlab_packed_size(K, N) floats).
+ * With unit column stride, rows of Bp that already hold the same bytes (a buffer packed from the same,
+ * unchanged weights by an earlier call) are compared, not rewritten: no line fills or write-backs for
+ * them (see pack_panels in _cells.c); a changed row costs one memcmp more, usually stopped at its first
+ * element. */
 void rnnlab_pack_f32(const float *B, int64_t rsb, int64_t csb, float *Bp, int64_t K, int64_t N) {
     for (int64_t j = 0; j < N; j += NR) {
         int64_t w = N - j < NR ? N - j : NR;
         for (int64_t k = 0; k < K; k++) {
             const float *src = B + k * rsb + j * csb;
-            if (csb == 1)
-                memcpy(Bp, src, (size_t)w * sizeof(float));
-            else
+            if (csb == 1) {
+                if (memcmp(Bp, src, (size_t)w * sizeof(float)) != 0) memcpy(Bp, src, (size_t)w * sizeof(float));
+            } else
                 for (int64_t c = 0; c < w; c++) Bp[c] = src[c * csb];
             for (int64_t c = w; c < NR; c++) Bp[c] = 0.0f;
             Bp += NR;

@@ -393,6 +393,27 @@ class RNN(Layer):
         return m, rk, b, ws.native_wp
 
     # ------------------------------------------------------- packed products
+    # (the batch <= NATIVE_MAX_BATCH inference path: products up to this size run on the calling thread)
+    PACKED_PROJECTION_MAX_MULADDS = 1 << 24
+
+    def _packed_projection(self, ws, kernel):
+        """The input projection ``A = X W_x`` of the small-batch inference path (``ws.native_ok``) in the packed
+        kernel, on the calling thread like the compiled loop after it; True when done (else NumPy's matmul
+        runs). W_x is packed into a buffer kept on the workspace, rows unchanged since the last call only
+        compared (_gemm.c). Why not the BLAS: with its pool of 2 threads this product (80 x 128 x 512 at batch
+        1) saved ~30 us when the machine was otherwise idle, but when another pool's threads were spinning
+        (PyTorch's, in the benchmark) waking the BLAS workers made a 0.45 ms LSTM call take 1.1-1.6 ms.
+        Above ``PACKED_PROJECTION_MAX_MULADDS`` (long sequences, wide layers) the BLAS keeps it."""
+        M, (K, N) = ws.T * ws.B, kernel.shape
+        if (not ws.native_ok or kernel.dtype != np.float32 or M < 8 or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS
+                or not _native.gemm_available()):
+            return False
+        pm = getattr(ws, "packed_x", None)
+        if pm is None or (pm.K, pm.N) != (K, N):
+            ws.packed_x = pm = _native.PackedMatrix(K, N)
+        pm.pack(kernel).matmul(ws.X.reshape(M, K), ws.A.reshape(M, N))
+        return True
+
     def _step_weight(self, ws):
         """The matrix of the per-step forward product ``h_{t-1} @ W`` (the raw recurrent kernel here; LSTM
         and GRU give their pre-scaled fast-path copy), or None when a step does not do one full
@@ -579,7 +600,8 @@ class RNN(Layer):
         ws.native_ok = (not training and not rec_drop and B <= NATIVE_MAX_BATCH) and self._native_ready(ws)
         # (the compiled loops take the raw kernel and add the bias, and any gate scaling, themselves)
         kernel, b_in = (self.params["kernel"], None) if ws.native_ok else self._projection_weights(ws)
-        np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
+        if not self._packed_projection(ws, kernel):
+            np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
         if not self._steps_add_bias(ws, b_in) and b_in is not None:
             ws.A += b_in                  # (else the compiled steps add it: one pass over A less)
         ws.pk = None if ws.native_ok else self._packed_forward(ws)
