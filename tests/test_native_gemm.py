@@ -194,11 +194,12 @@ def test_float64_never_packed(monkeypatch):
 @pytest.mark.native_gemm
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
 def test_small_batch_inference_projection_packed(cell, monkeypatch):
-    """Batch <= 4 inference: the input projection X W_x runs in the packed kernel on this thread (W_x packed
-    into a buffer kept on the workspace); it agrees with the NumPy-matmul projection to float32 rounding,
-    follows an in-place edit of the kernel, and is left to the BLAS in training, above the size limit and
-    below 8 rows."""
+    """Batch <= 4 inference with a multi-threaded BLAS: the input projection X W_x runs in the packed kernel on
+    this thread (W_x packed into a buffer kept on the workspace); it agrees with the NumPy-matmul projection to
+    float32 rounding, follows an in-place edit of the kernel, and is left to the BLAS in training, above the
+    size limit, below 8 rows and when the BLAS has one thread."""
     rnnlab.set_floatx("float32")
+    monkeypatch.setattr(_native, "blas_threads", lambda: 2)
     rng = np.random.default_rng(6)
     x = rng.standard_normal((1, 40, 24)).astype(np.float32)
     layer = getattr(L, cell)(32, return_sequences=True)
@@ -206,10 +207,10 @@ def test_small_batch_inference_projection_packed(cell, monkeypatch):
     outs = []
     for packed in (False, True):
         layer._ws = None                                      # a fresh workspace
-        if not packed:
-            monkeypatch.setattr(type(layer), "_packed_projection", lambda self, ws, kernel: False)
-        y = layer.forward(x)
-        monkeypatch.undo()
+        with monkeypatch.context() as mp:
+            if not packed:
+                mp.setattr(type(layer), "_packed_projection", lambda self, ws, kernel: False)
+            y = layer.forward(x)
         assert layer._ws.native
         assert (getattr(layer._ws, "packed_x", None) is not None) == packed
         outs.append(y)
@@ -232,10 +233,14 @@ def test_small_batch_inference_projection_packed(cell, monkeypatch):
     # not in training, not for big products, not below 8 rows
     layer.forward(x, training=True)
     assert not layer._ws.native_ok and not layer._packed_projection(layer._ws, kern)
-    monkeypatch.setattr(type(layer), "PACKED_PROJECTION_MAX_MULADDS", 40 * 24 * kern.shape[1] - 1)
+    with monkeypatch.context() as mp:
+        mp.setattr(type(layer), "PACKED_PROJECTION_MAX_MULADDS", 40 * 24 * kern.shape[1] - 1)
+        layer.forward(x)
+        assert layer._ws.native_ok and not layer._packed_projection(layer._ws, kern)
     layer.forward(x)
-    assert layer._ws.native_ok and not layer._packed_projection(layer._ws, kern)
-    monkeypatch.undo()
+    assert layer._packed_projection(layer._ws, kern)
+    monkeypatch.setattr(_native, "blas_threads", lambda: 1)   # a single-threaded BLAS: no pool to avoid
+    assert not layer._packed_projection(layer._ws, kern)
     short = getattr(L, cell)(32)
     short(x[:, :7])
     assert short._ws.native and getattr(short._ws, "packed_x", None) is None

@@ -398,15 +398,17 @@ class RNN(Layer):
 
     def _packed_projection(self, ws, kernel):
         """The input projection ``A = X W_x`` of the small-batch inference path (``ws.native_ok``) in the packed
-        kernel, on the calling thread like the compiled loop after it; True when done (else NumPy's matmul
-        runs). W_x is packed into a buffer kept on the workspace, rows unchanged since the last call only
-        compared (_gemm.c). Why not the BLAS: with its pool of 2 threads this product (80 x 128 x 512 at batch
-        1) saved ~30 us when the machine was otherwise idle, but when another pool's threads were spinning
-        (PyTorch's, in the benchmark) waking the BLAS workers made a 0.45 ms LSTM call take 1.1-1.6 ms.
-        Above ``PACKED_PROJECTION_MAX_MULADDS`` (long sequences, wide layers) the BLAS keeps it."""
+        kernel, on the calling thread like the compiled loop after it, when NumPy's BLAS runs a thread pool;
+        True when done (else NumPy's matmul runs). W_x is packed into a buffer kept on the workspace, rows
+        unchanged since the last call only compared (_gemm.c). Why: with OpenBLAS's pool of 2 threads this
+        product (80 x 128 x 512 at batch 1) saved ~30 us when the machine was otherwise idle, but when another
+        pool's threads were spinning (PyTorch's, in the benchmark) waking the BLAS worker made a 0.45 ms LSTM
+        call take 1.1-1.6 ms. With a single-threaded BLAS there is no pool to wake and the BLAS was the faster
+        of the two (156 vs 168 us warm, 385 vs 457 us after evicting the caches), so it keeps the product; so
+        it does above ``PACKED_PROJECTION_MAX_MULADDS`` (long sequences, wide layers)."""
         M, (K, N) = ws.T * ws.B, kernel.shape
         if (not ws.native_ok or kernel.dtype != np.float32 or M < 8 or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS
-                or not _native.gemm_available()):
+                or not _native.gemm_available() or _native.blas_threads() == 1):
             return False
         pm = getattr(ws, "packed_x", None)
         if pm is None or (pm.K, pm.N) != (K, N):
