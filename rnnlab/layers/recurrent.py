@@ -404,7 +404,7 @@ class RNN(Layer):
         product (80 x 128 x 512 at batch 1) saved ~30 us when the machine was otherwise idle, but when another
         pool's threads were spinning (PyTorch's, in the benchmark) waking the BLAS worker made a 0.45 ms LSTM
         call take 1.1-1.6 ms. With a single-threaded BLAS there is no pool to wake and the BLAS was the faster
-        of the two (156 vs 168 us warm, 385 vs 457 us after evicting the caches), so it keeps the product; so
+        of the two (156 vs 168 us warm, 385 vs 457 us after evicting the caches), so it keeps the product, as
         it does above ``PACKED_PROJECTION_MAX_MULADDS`` (long sequences, wide layers)."""
         M, (K, N) = ws.T * ws.B, kernel.shape
         if (not ws.native_ok or kernel.dtype != np.float32 or M < 8 or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS
