@@ -398,7 +398,8 @@ class RNN(Layer):
 
     def _packed_projection(self, ws, kernel):
         """The input projection ``A = X W_x`` of the small-batch inference path (``ws.native_ok``) in the packed
-        kernel, on the calling thread like the compiled loop after it, when NumPy's BLAS runs a thread pool;
+        kernel, on the calling thread like the compiled loop after it, when NumPy's BLAS runs a thread pool (or
+        its thread count cannot be read: another BLAS than OpenBLAS);
         True when done (else NumPy's matmul runs). W_x is packed into a buffer kept on the workspace, rows
         unchanged since the last call only compared (_gemm.c). Why: with OpenBLAS's pool of 2 threads this
         product (80 x 128 x 512 at batch 1) saved ~30 us when the machine was otherwise idle, but when another
