@@ -177,6 +177,59 @@ def test_masked_and_gru_reset_before(monkeypatch):
     np.testing.assert_allclose(outs[0], outs[1], rtol=2e-6, atol=2e-6)
 
 
+@pytest.mark.native_gemm
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_fused_forward_loop_same_bits_as_per_step_loop(cell, masked, training, monkeypatch):
+    """The packed path's whole time loop in one C call (``_fused_forward``, _cells.c) against the per-step
+    Python loop it replaces (the same two kernels per step): identical outputs, states, gate buffers and
+    (training) gradients, with a mask carrying rows over and the compiled steps adding the input bias."""
+    rnnlab.set_floatx("float32")
+    monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: True)
+    rng = np.random.default_rng(5)
+    B, T, D, U = 9, 7, 5, 32                              # B > 4: the packed path, also in inference
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    mask = None
+    if masked:
+        mask = np.ones((B, T), bool)
+        mask[2, 4:] = False                               # trailing padding
+        mask[5, :3] = False                               # leading padding
+        mask[7, 3] = False                                # a hole
+    g = rng.standard_normal((B, T, U)).astype(np.float32)
+    runs, fused_calls = [], []
+    for fused in (True, False):
+        rnnlab.set_random_seed(0)
+        layer = getattr(L, cell)(U, return_sequences=True, return_state=True)
+        layer.build(x.shape)
+        b = layer.params["bias"]
+        b[...] = np.linspace(-0.5, 0.5, b.size).reshape(b.shape)
+        real = type(layer)._fused_forward
+        calls = []
+
+        def spy(self, ws, real=real, fused=fused, calls=calls):
+            calls.append(fused)
+            return real(self, ws) if fused else False
+        monkeypatch.setattr(type(layer), "_fused_forward", spy)
+        outs = layer.forward(x, training=training, mask=mask)
+        ws = layer._ws
+        assert ws.pk is not None and not ws.native
+        res = [np.array(o) for o in outs] + [ws.A.copy()] + [S.copy() for S in ws.S]
+        if training:
+            dx = layer.backward([g] + [None] * (len(outs) - 1))
+            res += [dx] + [layer.grads[k].copy() for k in sorted(layer.grads)]
+        runs.append(res)
+        fused_calls.append(calls)
+        monkeypatch.setattr(type(layer), "_fused_forward", real)
+    assert fused_calls == [[True], [False]]
+    assert len(runs[0]) == len(runs[1])
+    for got, ref in zip(*runs):
+        np.testing.assert_array_equal(got, ref)
+    if masked:                                            # the carry really ran: padded rows keep their state
+        h = runs[0][0]
+        np.testing.assert_array_equal(h[2, 4:], np.broadcast_to(h[2, 3], (T - 4, U)))
+
+
 def test_float64_never_packed(monkeypatch):
     monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: True)
     rnnlab.set_floatx("float64")

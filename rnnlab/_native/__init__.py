@@ -61,6 +61,10 @@ def _load():
     lib.rnnlab_gru_gates_fwd_f32.restype = ctypes.c_int
     lib.rnnlab_gru_gates_bwd_f32.argtypes = [p, p, p, p, p, p, i64, i64, i64]
     lib.rnnlab_gru_gates_bwd_f32.restype = ctypes.c_int
+    lib.rnnlab_lstm_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, p, i64, i64, i64, i64]
+    lib.rnnlab_lstm_fwd_loop_f32.restype = ctypes.c_int
+    lib.rnnlab_gru_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, i64, i64, i64, i64]
+    lib.rnnlab_gru_fwd_loop_f32.restype = ctypes.c_int
     lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
     lib.rnnlab_cells_isa.argtypes = [i64]
     lib.rnnlab_cells_isa.restype = ctypes.c_int

@@ -151,6 +151,21 @@ class LSTM(RNN):
         np.multiply(self.params["recurrent_kernel"], ws.fast.pre, out=ws.fast.recurrent_kernel)
         return False
 
+    def _fused_forward(self, ws):
+        # the whole packed-path loop in one C call (recurrent.py): W_h packed pre-scaled in ws.pk, HR = H[:T]
+        cp = getattr(ws.fast, "cptr", None)
+        if cp is None or _native._LIB is None:
+            return False
+        S0, S1 = ws.S
+        use = _native._LIB.rnnlab_lstm_fwd_loop_f32(
+            addr(ws.pk.pm.buf), addr(S0), ws.HR.strides[0] // 4, ws.HR.strides[1] // 4, addr(ws.A), addr(ws.tmpW),
+            addr(S0), addr(S1), addr(ws.TC), cp.bias, None if ws.m is None else addr(ws.m), ws.T, ws.B,
+            self.units, cp.isa)
+        if not use:
+            return False
+        cp.fwd_isa = use
+        return True
+
     def _step_forward(self, t, ws):
         fast = ws.fast
         if fast is not None:

@@ -417,6 +417,13 @@ class RNN(Layer):
         pm.pack(kernel).matmul(ws.X.reshape(M, K), ws.A.reshape(M, N))
         return True
 
+    def _fused_forward(self, ws):
+        """Run the whole time loop of the packed path (``ws.pk`` set, no recurrent dropout) in one compiled call
+        doing per step what the Python loop does (the packed product, then the cell's step kernel, then the
+        masked rows' carry): the same bits without ~2 Python-level calls per step. True when done; the base
+        class has none (LSTM and GRU do)."""
+        return False
+
     def _step_weight(self, ws):
         """The matrix of the per-step forward product ``h_{t-1} @ W`` (the raw recurrent kernel here; LSTM
         and GRU give their pre-scaled fast-path copy), or None when a step does not do one full
@@ -633,7 +640,7 @@ class RNN(Layer):
         rec_mask = ws.rec_mask
         if ws.native_ok:
             ws.native = self._native_loop(ws)
-        if not ws.native:
+        if not ws.native and not (rec_mask is None and ws.pk is not None and self._fused_forward(ws)):
             step = self._step_forward
             for t in range(T):
                 if rec_mask is not None:
