@@ -171,3 +171,82 @@ def test_rnn_forecast_writes_history_for_plot(tmp_path, capsys):
     assert [h["epoch"] for h in hist] == [1, 2, 3] and {"loss", "val_loss"} <= set(hist[0])
     pytest.importorskip("matplotlib")
     assert cli.main(["plot", str(out)]) == 0
+
+
+# ------------------------------------------------------------------ checkpoints, --resume, early stopping
+def _weights(path):
+    with np.load(path, allow_pickle=False) as d:
+        return {k: d[k] for k in d.files if k.startswith(("w:", "opt:"))}
+
+
+def _rnn_args(tmp_path, out, epochs, *extra):
+    return ["train", "forecast", "--generate", "sines", "--length", "160", "--window", "8", "--horizon", "2",
+            "--units", "4", "--dropout", "0.2", "--batch-size", "16", "--epochs", str(epochs), "--patience", "50",
+            "--seed", "4", "--out", str(tmp_path / out), "--verbose", "0", "--no-plot", *extra]
+
+
+def test_resume_equals_uninterrupted(tmp_path, capsys):
+    """1 epoch, then --resume to 3: the same weights, optimizer state, losses and metrics as 3 epochs in one
+    run (the epoch order and dropout masks come from the checkpoint's RNG state)."""
+    assert cli.main(_rnn_args(tmp_path, "full", 3)) == 0
+    full = _last_json(capsys.readouterr().out)
+    assert cli.main(_rnn_args(tmp_path, "part", 1)) == 0
+    assert _last_json(capsys.readouterr().out)["epochs_run"] == 1
+    assert cli.main(_rnn_args(tmp_path, "part", 3, "--resume")) == 0
+    part = _last_json(capsys.readouterr().out)
+    a, b = _weights(tmp_path / "full" / "checkpoint.npz"), _weights(tmp_path / "part" / "checkpoint.npz")
+    assert set(a) == set(b) and any(k.startswith("opt:") for k in a)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    ha = json.loads((tmp_path / "full" / "history.json").read_text())
+    hb = json.loads((tmp_path / "part" / "history.json").read_text())
+    assert [h["epoch"] for h in hb] == [1, 2, 3]
+    assert [(h["loss"], h["val_loss"]) for h in ha] == [(h["loss"], h["val_loss"]) for h in hb]
+    for k in ("test_rmse", "valid_rmse", "best_epoch", "epochs_run"):
+        assert full[k] == part[k], k
+    # the final model file is a plain model with the task entry (the forecast.json settings)
+    model = rnnlab.load_model(str(tmp_path / "part" / "model.npz"))
+    assert model.predict(np.zeros((1, 8, 1), np.float32)).shape == (1, 2)
+    # one more epoch changes the weights (the comparison above can fail)
+    assert cli.main(_rnn_args(tmp_path, "part", 4, "--resume")) == 0
+    capsys.readouterr()
+    c = _weights(tmp_path / "part" / "checkpoint.npz")
+    assert any(not np.array_equal(c[k], a[k]) for k in a if k.startswith("w:"))
+
+
+def test_resume_errors(tmp_path, capsys):
+    assert cli.main(_rnn_args(tmp_path, "run", 1, "--resume")) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+    assert cli.main(_rnn_args(tmp_path, "run", 1)) == 0
+    capsys.readouterr()
+    other = _rnn_args(tmp_path, "run", 2, "--resume")
+    other[other.index("--units") + 1] = "5"
+    assert cli.main(other) == 1
+    assert "other settings" in capsys.readouterr().err
+    esn = ["train", "forecast", "--generate", "sines", "--length", "200", "--window", "8", "--model", "esn",
+           "--out", str(tmp_path / "esn"), "--verbose", "0", "--no-plot", "--resume"]
+    assert cli.main(esn) == 1
+    assert "ESN is fitted in one pass" in capsys.readouterr().err
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, capsys, monkeypatch):
+    """Validation losses 3, 1, 2, 2, ... with --patience 2: training stops after epoch 4 and the model kept is
+    epoch 2's (the same weights as a run of 2 epochs)."""
+    from rnnlab.tasks import forecast
+
+    values = iter([3.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    monkeypatch.setattr(forecast._Adapter, "evaluate", lambda self: {"loss": next(values)})
+    args = _rnn_args(tmp_path, "es", 20)
+    args[args.index("--patience") + 1] = "2"
+    assert cli.main(args) == 0
+    m = _last_json(capsys.readouterr().out)
+    assert m["epochs_run"] == 4 and m["best_epoch"] == 2
+    assert m["stop_reason"].startswith("early stopping: no better val loss for 2 epoch(s)")
+    monkeypatch.undo()
+    assert cli.main(_rnn_args(tmp_path, "two", 2)) == 0
+    capsys.readouterr()
+    a, b = ({k: v for k, v in _weights(tmp_path / d / f).items() if k.startswith("w:")}
+            for d, f in (("es", "model.npz"), ("two", "checkpoint.npz")))
+    assert set(a) == set(b) and a
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -13,7 +13,10 @@ What it does, in order:
    each window's input is the ``W`` values before its target start ``t``, its target the next ``H`` values.
 3. Fit the scaler (``--scaler standard|minmax``) on the training part only; scale everything with it.
 4. ``--model rnn``: ``Input((W, 1)) -> [cell(units)] x layers -> Dense(H)`` (direct multi-step output: all ``H``
-   values at once), MSE, early stopping on the validation loss with the best weights restored.
+   values at once), MSE, early stopping on the validation loss (``--patience``) with the best weights kept.
+   Training runs in the epoch loop of the other train commands (:class:`~rnnlab.tasks.runstate.TrainLoop`):
+   ``OUT/checkpoint.npz`` after every epoch, ``--resume`` continuing exactly where an uninterrupted run would
+   be, ``--max-minutes`` / ``--max-cpu-minutes`` stopping between batches.
    ``--model esn``: an :class:`~rnnlab.models.EchoStateNetwork` fitted one step ahead (teacher forcing) on the
    training part, then forecasting ``H`` steps in closed loop after a warm-up on each window.
 5. Report RMSE / MAE / NRMSE (original units; NRMSE = RMSE / std of the truth) on the validation and test
@@ -31,6 +34,8 @@ import os
 import sys
 
 from .common import Timer, add_common_train_arguments, atomic_write_json, finish_run, output_dir
+
+TASK = "forecast"
 
 
 def add_train_arguments(parser):
@@ -66,7 +71,10 @@ def add_train_arguments(parser):
     m.add_argument("--washout", type=int, default=50)
     m.add_argument("--plot", default=None, help="PNG path for forecast vs truth (default OUT/forecast.png)")
     m.add_argument("--no-plot", action="store_true")
-    add_common_train_arguments(parser, epochs=50, batch_size=32, units=32, embedding_dim=0, lr=3e-3)
+    g = add_common_train_arguments(parser, epochs=50, batch_size=32, units=32, embedding_dim=0, lr=3e-3)
+    from .runstate import add_budget_arguments
+
+    add_budget_arguments(g)
 
 
 def estimate_period(x, max_lag=None):
@@ -130,12 +138,14 @@ def _build_rnn(args, window, horizon):
     from ..models import Input, Sequential
 
     cell = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[args.cell]
+    # fixed layer names: the optimizer state of a checkpoint is keyed by weight path, so names must not depend
+    # on what else was built in the process
     stack = [Input((window, 1))]
     for i in range(args.layers):
-        rnn = cell(args.units, return_sequences=i < args.layers - 1, dropout=args.dropout)
-        stack.append(layers.Bidirectional(rnn) if args.bidirectional else rnn)
-    stack.append(layers.Dense(horizon))
-    model = Sequential(stack)
+        rnn = cell(args.units, return_sequences=i < args.layers - 1, dropout=args.dropout, name=f"rnn_{i}")
+        stack.append(layers.Bidirectional(rnn, name=f"bidirectional_{i}") if args.bidirectional else rnn)
+    stack.append(layers.Dense(horizon, name="output"))
+    model = Sequential(stack, name="forecaster")
     opt = {"adam": optimizers.Adam, "rmsprop": optimizers.RMSprop, "sgd": optimizers.SGD,
            "adagrad": optimizers.Adagrad}.get(args.optimizer.lower())
     if opt is None:
@@ -144,11 +154,89 @@ def _build_rnn(args, window, horizon):
     return model
 
 
+class _Adapter:
+    """What :class:`~rnnlab.tasks.runstate.TrainLoop` needs from the forecasting task (``--model rnn``): epochs
+    over the training windows in an order drawn from rnnlab's generator (so a checkpoint's RNG state makes
+    ``--resume`` repeat what an uninterrupted run does), the validation MSE (scaled units, the early-stopping
+    value), and model files with a ``__task__`` entry (+ the optimizer state in ``checkpoint.npz``)."""
+
+    def __init__(self, model, doc, train, valid, args):
+        self.model, self.doc, self.args = model, doc, args
+        self.x, self.y = train
+        self.valid = valid
+
+    @property
+    def optimizer(self):
+        return self.model.optimizer
+
+    def train_epoch(self, epoch, timer):
+        import math
+
+        from .. import backend
+        from ..training import NonFiniteLoss, ProgressBar, grads_finite
+        from .runstate import close_epoch
+
+        m, bs, n = self.model, self.args.batch_size, len(self.x)
+        order = backend.rng().permutation(n)
+        steps = math.ceil(n / bs)
+        bar = ProgressBar(steps) if self.args.verbose == 1 else None
+        loss_sum = seen = 0.0
+        partial, stop, step = False, None, 0
+        for step, b0 in enumerate(range(0, n, bs)):
+            if timer.expired():
+                partial = True
+                break
+            idx = order[b0: b0 + bs]
+            try:
+                out = m._forward(m._prepare_x(self.x[idx]), training=True)[0]
+                loss, grad = m.loss.forward_backward(self.y[idx], out)
+                if not math.isfinite(loss):
+                    raise NonFiniteLoss("loss", loss, epoch, step)
+                m._backward(grad)
+                refs = m.trainable_weight_refs()
+                ok, gnorm = grads_finite([owner.grads[w] for _, owner, w in refs])
+                if not ok:
+                    raise NonFiniteLoss("gradient norm", gnorm, epoch, step)
+                m.optimizer.apply(refs)
+            except NonFiniteLoss as e:
+                stop = str(e)
+                break
+            loss_sum += loss * len(idx)
+            seen += len(idx)
+            if bar is not None:
+                bar.update(step + 1, {"loss": loss_sum / seen}, int(seen))
+        return close_epoch({"loss": loss_sum / max(seen, 1)}, bar, step, seen, partial, stop)
+
+    def evaluate(self):
+        if self.valid is None:
+            return {}
+        return {"loss": float(self.model.evaluate(self.valid[0], self.valid[1], batch_size=256))}
+
+    def save(self, path, run):
+        from .runstate import save_sequential_task_file
+
+        save_sequential_task_file(self.model, path, {**self.doc, "run": run},
+                                  include_optimizer=os.path.basename(path) == "checkpoint.npz")
+
+    def load(self, path):
+        from .runstate import load_sequential_task_file
+
+        self.model, doc = load_sequential_task_file(path, TASK)
+        return doc.get("run")
+
+
+def _settings(args):
+    """The settings a resumed run must share with the checkpoint (data, split, scaling, model, optimizer)."""
+    keys = ("csv", "column", "generate", "length", "missing", "encoding", "window", "horizon", "valid_fraction",
+            "test_fraction", "log", "scaler", "model", "residual", "cell", "units", "layers", "bidirectional",
+            "dropout", "optimizer", "lr", "clipnorm", "seed", "batch_size")
+    return {k: getattr(args, k) for k in keys}
+
+
 def train(args):
     import numpy as np
 
     from .. import backend
-    from ..callbacks import EarlyStopping
     from ..datasets.timeseries import Scaler, split_windows
     from ..forecast_metrics import all_errors, naive_forecast, seasonal_naive_forecast
     from ..models import EchoStateNetwork
@@ -156,8 +244,8 @@ def train(args):
     for name in ("window", "horizon", "epochs", "batch_size", "units", "layers"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.resume:
-        raise ValueError("--resume is not supported by this task yet (train again from the start)")
+    if args.resume and args.model != "rnn":
+        raise ValueError("--resume continues an --model rnn run; an ESN is fitted in one pass (run it again)")
     backend.set_random_seed(args.seed)
     series, dates, name = _load_series(args)
     parts = split_windows(series, args.window, args.horizon, args.valid_fraction, args.test_fraction)
@@ -184,33 +272,30 @@ def train(args):
     import time as _time
     cpu0 = _time.process_time()
     if args.model == "rnn":
+        from .runstate import TrainLoop, load_sequential_task_file
+
         model = _build_rnn(args, args.window, args.horizon)
-        from ..callbacks import Callback
-
-        class _Budget(Callback):  # --max-minutes: stop after the epoch in which the budget ran out
-            def on_epoch_end(self, epoch, logs=None):
-                if timer.expired():
-                    self.model.stop_training = True
-
-        cbs = [EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True), _Budget()]
         target = (lambda X, Y: scaler.transform(Y) - zx(X[:, -1, :])) if args.residual else \
             (lambda X, Y: scaler.transform(Y))
         val = (zx(Xva), target(Xva, Yva)) if len(Xva) else None
-        model.fit(zx(Xtr), target(Xtr, Ytr), batch_size=args.batch_size, epochs=args.epochs,
-                  validation_data=val, callbacks=cbs if val is not None else cbs[1:], verbose=args.verbose)
+        adapter = _Adapter(model, {"task": TASK}, (zx(Xtr), target(Xtr, Ytr)), val, args)
+        loop = TrainLoop(out, adapter, monitor="loss", mode="min", max_minutes=args.max_minutes,
+                         max_cpu_minutes=args.max_cpu_minutes, verbose=args.verbose, config=_settings(args),
+                         patience=args.patience)
+        if args.resume:
+            loop.resume()
+        run = loop.fit(args.epochs)
+        model, _ = load_sequential_task_file(loop.model_path, TASK)   # the best epoch's weights
+
         def predict(X, starts=None):
             P = model.predict(zx(X), batch_size=256)
             if args.residual:
                 P = P + zx(X[:, -1, :])
             return scaler.inverse_transform(P)
 
-        model_path = os.path.join(out, "model.npz")
-        model.save(model_path)
-        epochs_run = len(model.history.history.get("loss", [])) if model.history else 0
-        if model.history:   # per-epoch records for 'rnnlab plot OUT' (as the other train commands write)
-            h = model.history.history
-            atomic_write_json(os.path.join(out, "history.json"), [
-                {"epoch": i + 1, **{k: float(v[i]) for k, v in h.items() if i < len(v)}} for i in range(epochs_run)])
+        model_path = loop.model_path
+        model.save(model_path)          # a plain model file again (the task entry is added below)
+        epochs_run = len(run["history"])
     else:
         esn = EchoStateNetwork(args.esn_units, spectral_radius=args.spectral_radius, leak_rate=args.leak_rate,
                                input_scaling=args.input_scaling, density=args.density, ridge=args.ridge,
@@ -223,6 +308,8 @@ def train(args):
         model_path = esn.save(os.path.join(out, "model.npz"))
         epochs_run = 1
     train_secs, train_cpu = timer.elapsed, _time.process_time() - cpu0
+    if args.model == "rnn":             # the epoch loop's totals (a resumed run adds the earlier part)
+        train_secs, train_cpu = run["train_seconds"], run["train_cpu_seconds"]
     info = {"model": args.model, "window": args.window, "horizon": args.horizon, "scaler": scaler.get_config(),
             "period": period, "bounds": [a, b], "source": name}
     atomic_write_json(os.path.join(out, "forecast.json"), info)
@@ -244,6 +331,8 @@ def train(args):
             test_pred = P
     metrics.update(epochs_run=epochs_run, train_seconds=round(train_secs, 2), train_cpu_seconds=round(train_cpu, 2),
                    model_file=model_path)
+    if args.model == "rnn":
+        metrics.update(best_epoch=run["best_epoch"], stop_reason=run.get("stop_reason"))
     if not args.no_plot and len(Xte):
         path = args.plot or os.path.join(out, "forecast.png")
         try:

@@ -218,11 +218,13 @@ class TrainLoop:
     * ``optimizer``: the optimizer (for the learning rate).
 
     ``monitor`` is a key of ``evaluate()``'s result (``mode`` "min" or "max"); without validation data the
-    training metric of the same name is used.
+    training metric of the same name is used. ``patience`` (early stopping, as Keras ``EarlyStopping``):
+    training ends after that many completed epochs in a row without a better monitored value; the best
+    model is in ``OUT/model.npz`` either way (the counter is part of the checkpoint, so ``--resume`` keeps it).
     """
 
     def __init__(self, out, adapter, *, monitor="loss", mode="min", max_minutes=None, verbose=1,
-                 lr_decay=None, lr_patience=0, min_lr=0.0, config=None, max_cpu_minutes=None):
+                 lr_decay=None, lr_patience=0, min_lr=0.0, config=None, max_cpu_minutes=None, patience=None):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if lr_decay is not None and not 0.0 < lr_decay < 1.0:
@@ -231,14 +233,17 @@ class TrainLoop:
             raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
         if max_cpu_minutes is not None and not max_cpu_minutes > 0:
             raise ValueError(f"--max-cpu-minutes must be > 0, got {max_cpu_minutes}")
+        if patience is not None and int(patience) < 1:
+            raise ValueError(f"--patience must be >= 1, got {patience}")
         self.max_cpu_minutes = max_cpu_minutes
+        self.patience = None if patience is None else int(patience)
         self.out, self.adapter, self.monitor, self.mode = out, adapter, monitor, mode
         self.max_minutes, self.verbose = max_minutes, verbose
         self.lr_decay, self.lr_patience, self.min_lr = lr_decay, int(lr_patience), float(min_lr)
         self.config = config or {}
         self.checkpoint_path = os.path.join(out, "checkpoint.npz")
         self.model_path = os.path.join(out, "model.npz")
-        self.run = {"epoch": 0, "history": [], "best": None, "best_epoch": None, "wait": 0,
+        self.run = {"epoch": 0, "history": [], "best": None, "best_epoch": None, "wait": 0, "stale": 0,
                     "train_seconds": 0.0, "train_cpu_seconds": 0.0, "rng": None, "config": self.config}
 
     def _better(self, value, best):
@@ -304,11 +309,15 @@ class TrainLoop:
             self.run["train_cpu_seconds"] = start_cpu + time.process_time() - cpu0
             if value is not None and self._better(value, self.run["best"]):
                 self.run["best"], self.run["best_epoch"], self.run["wait"] = value, epoch + 1, 0
+                if not partial:
+                    self.run["stale"] = 0
                 self.adapter.save(self.model_path, self._run_doc())
                 improved = True
             else:
                 improved = False
                 self.run["wait"] += 1
+                if not partial:
+                    self.run["stale"] = self.run.get("stale", 0) + 1
                 if self.lr_decay and self.run["wait"] >= max(self.lr_patience, 1) and not partial:
                     new = max(float(opt.learning_rate) * self.lr_decay, self.min_lr)
                     if new < float(opt.learning_rate):
@@ -332,6 +341,10 @@ class TrainLoop:
                 break
             if tr.get("stop_reason"):
                 stop_reason = tr["stop_reason"]
+                break
+            if self.patience is not None and self.run.get("stale", 0) >= self.patience:
+                stop_reason = (f"early stopping: no better {'val ' if va else ''}{self.monitor} for "
+                               f"{self.patience} epoch(s) (best: epoch {self.run['best_epoch']})")
                 break
         if stop_reason and self.verbose:
             print(f"stopped: {stop_reason}", flush=True)
