@@ -54,6 +54,7 @@ import sys
 import numpy as np
 
 from .common import add_common_train_arguments, finish_run, output_dir
+from .runstate import SequentialTaskAdapter
 
 TASK = "charlm"
 PRESETS = {
@@ -167,7 +168,9 @@ def window_nll(model, ids, maxlen, vocab, batch=512, max_targets=None):
 
 
 # ------------------------------------------------------------------------------------------ training
-class _Adapter:
+class _Adapter(SequentialTaskAdapter):
+    task = TASK
+
     def __init__(self, model, doc, train_ids, valid_ids, settings, verbose):
         self.model, self.doc, self.settings, self.verbose = model, doc, settings, verbose
         self.train_ids, self.valid_ids = train_ids, valid_ids
@@ -180,10 +183,6 @@ class _Adapter:
             if len(self.starts) < 1:
                 raise ValueError(f"the training text ({len(train_ids)} characters) is shorter than --maxlen "
                                  f"{settings['maxlen']}")
-
-    @property
-    def optimizer(self):
-        return self.model.optimizer
 
     def _tbptt(self):
         from ..training import TBPTT
@@ -273,18 +272,6 @@ class _Adapter:
         else:
             nll = window_nll(self.model, self.valid_ids, s["maxlen"], self.vocab)
         return {"loss": nll, "bits_per_char": nll / math.log(2)}
-
-    def save(self, path, run):
-        from .runstate import save_sequential_task_file
-
-        save_sequential_task_file(self.model, path, {**self.doc, "run": run},
-                                  include_optimizer=os.path.basename(path) == "checkpoint.npz")
-
-    def load(self, path):
-        from .runstate import load_sequential_task_file
-
-        self.model, doc = load_sequential_task_file(path, TASK)
-        return doc.get("run")
 
 
 def add_train_arguments(parser):

@@ -48,6 +48,7 @@ import os
 import numpy as np
 
 from .common import add_common_train_arguments, finish_run, output_dir
+from .runstate import SequentialTaskAdapter
 
 TEXT_COLUMNS = ("review", "text", "sentence", "document")
 LABEL_COLUMNS = ("sentiment", "label", "class", "category", "y")
@@ -281,18 +282,16 @@ def scores(probs, y):
     return {"loss": float(-np.mean(np.log(p))), "accuracy": float(np.mean(np.argmax(probs, axis=1) == y))}
 
 
-class _Adapter:
+class _Adapter(SequentialTaskAdapter):
     """What :class:`~rnnlab.tasks.runstate.TrainLoop` needs from the classification task."""
+
+    task = TASK
 
     def __init__(self, model, doc, train, valid, args):
         self.model, self.doc, self.args = model, doc, args
         self.x, self.y = train
         self.valid = valid
         self.lengths = np.array([len(s) for s in self.x])
-
-    @property
-    def optimizer(self):
-        return self.model.optimizer
 
     def train_epoch(self, epoch, timer):
         from .. import backend
@@ -337,18 +336,6 @@ class _Adapter:
         if self.valid is None:
             return {}
         return scores(predict_proba(self.model, self.valid[0]), self.valid[1])
-
-    def save(self, path, run):
-        from .runstate import save_sequential_task_file
-
-        save_sequential_task_file(self.model, path, {**self.doc, "run": run},
-                                  include_optimizer=os.path.basename(path) == "checkpoint.npz")
-
-    def load(self, path):
-        from .runstate import load_sequential_task_file
-
-        self.model, doc = load_sequential_task_file(path, TASK)
-        return doc.get("run")
 
 
 # ------------------------------------------------------------------------------------------- commands

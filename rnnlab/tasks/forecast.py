@@ -34,6 +34,7 @@ import os
 import sys
 
 from .common import Timer, add_common_train_arguments, atomic_write_json, finish_run, output_dir
+from .runstate import SequentialTaskAdapter
 
 TASK = "forecast"
 
@@ -154,26 +155,24 @@ def _build_rnn(args, window, horizon):
     return model
 
 
-class _Adapter:
+class _Adapter(SequentialTaskAdapter):
     """What :class:`~rnnlab.tasks.runstate.TrainLoop` needs from the forecasting task (``--model rnn``): epochs
     over the training windows in an order drawn from rnnlab's generator (so a checkpoint's RNG state makes
     ``--resume`` repeat what an uninterrupted run does), the validation MSE (scaled units, the early-stopping
     value), and model files with a ``__task__`` entry (+ the optimizer state in ``checkpoint.npz``)."""
+
+    task = TASK
 
     def __init__(self, model, doc, train, valid, args):
         self.model, self.doc, self.args = model, doc, args
         self.x, self.y = train
         self.valid = valid
 
-    @property
-    def optimizer(self):
-        return self.model.optimizer
-
     def train_epoch(self, epoch, timer):
         import math
 
         from .. import backend
-        from ..training import NonFiniteLoss, ProgressBar, grads_finite
+        from ..training import NonFiniteLoss, ProgressBar
         from .runstate import close_epoch
 
         m, bs, n = self.model, self.args.batch_size, len(self.x)
@@ -187,17 +186,8 @@ class _Adapter:
                 partial = True
                 break
             idx = order[b0: b0 + bs]
-            try:
-                out = m._forward(m._prepare_x(self.x[idx]), training=True)[0]
-                loss, grad = m.loss.forward_backward(self.y[idx], out)
-                if not math.isfinite(loss):
-                    raise NonFiniteLoss("loss", loss, epoch, step)
-                m._backward(grad)
-                refs = m.trainable_weight_refs()
-                ok, gnorm = grads_finite([owner.grads[w] for _, owner, w in refs])
-                if not ok:
-                    raise NonFiniteLoss("gradient norm", gnorm, epoch, step)
-                m.optimizer.apply(refs)
+            try:   # forward, loss, backward, finite checks, update: the step of Sequential.fit
+                loss = m._train_step(m._prepare_x(self.x[idx]), self.y[idx], None, epoch, step)
             except NonFiniteLoss as e:
                 stop = str(e)
                 break
@@ -211,18 +201,6 @@ class _Adapter:
         if self.valid is None:
             return {}
         return {"loss": float(self.model.evaluate(self.valid[0], self.valid[1], batch_size=256))}
-
-    def save(self, path, run):
-        from .runstate import save_sequential_task_file
-
-        save_sequential_task_file(self.model, path, {**self.doc, "run": run},
-                                  include_optimizer=os.path.basename(path) == "checkpoint.npz")
-
-    def load(self, path):
-        from .runstate import load_sequential_task_file
-
-        self.model, doc = load_sequential_task_file(path, TASK)
-        return doc.get("run")
 
 
 def _settings(args):

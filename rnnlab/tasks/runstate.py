@@ -139,6 +139,26 @@ def load_sequential_task_file(path, task):
     return load_model(path), doc
 
 
+class SequentialTaskAdapter:
+    """What the :class:`TrainLoop` adapters of the tasks whose model is one Sequential share (``self.model``,
+    ``self.doc``; subclasses set ``task``): the optimizer, and task files written with
+    :func:`save_sequential_task_file` (the optimizer state only in ``checkpoint.npz``) and read back."""
+
+    task = None
+
+    @property
+    def optimizer(self):
+        return self.model.optimizer
+
+    def save(self, path, run):
+        save_sequential_task_file(self.model, path, {**self.doc, "run": run},
+                                  include_optimizer=os.path.basename(path) == "checkpoint.npz")
+
+    def load(self, path):
+        self.model, doc = load_sequential_task_file(path, self.task)
+        return doc.get("run")
+
+
 # ------------------------------------------------------------------------------------------ RNG
 def rng_state() -> dict:
     """The JSON-able state of rnnlab's random generator (shuffles, dropout masks)."""

@@ -43,6 +43,7 @@ import os
 import numpy as np
 
 from .common import add_common_train_arguments, finish_run, output_dir
+from .runstate import SequentialTaskAdapter
 
 TASK = "wordlm"
 
@@ -113,7 +114,9 @@ def _ppl(nll):
     return float(math.exp(min(nll, 700.0)))
 
 
-class _Adapter:
+class _Adapter(SequentialTaskAdapter):
+    task = TASK
+
     def __init__(self, model, doc, train_ids, valid_ids, s, verbose):
         from ..training import TBPTT
 
@@ -122,10 +125,6 @@ class _Adapter:
         self.valid_ids = valid_ids
         self.tbptt = TBPTT(model, s["bptt"])
         self.eval_model = None
-
-    @property
-    def optimizer(self):
-        return self.model.optimizer
 
     def train_epoch(self, epoch, timer):
         from ..training import NonFiniteLoss, ProgressBar
@@ -166,12 +165,6 @@ class _Adapter:
     def evaluate(self):
         nll = self.nll(self.valid_ids)
         return {"loss": nll, "perplexity": _ppl(nll)}
-
-    def save(self, path, run):
-        from .runstate import save_sequential_task_file
-
-        save_sequential_task_file(self.model, path, {**self.doc, "run": run},
-                                  include_optimizer=os.path.basename(path) == "checkpoint.npz")
 
     def load(self, path):
         model, doc = load_wordlm(path)
