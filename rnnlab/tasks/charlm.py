@@ -192,20 +192,8 @@ class _Adapter(SequentialTaskAdapter):
         return self._tb
 
     def _step(self, xb, yb, epoch, step):
-        from ..training import NonFiniteLoss, grads_finite
-
-        model = self.model
-        out = model._forward(model._prepare_x(xb), training=True)[0]
-        loss, grad = model.loss.forward_backward(yb, out)
-        if not math.isfinite(loss):
-            raise NonFiniteLoss("loss", loss, epoch, step)
-        model._backward(grad)
-        refs = model.trainable_weight_refs()
-        ok, gnorm = grads_finite([owner.grads[w] for _, owner, w in refs])
-        if not ok:
-            raise NonFiniteLoss("gradient norm", gnorm, epoch, step)
-        model.optimizer.apply(refs)
-        return loss
+        # forward, loss, backward, finite checks (NonFiniteLoss), update: the step of Sequential.fit
+        return self.model._train_step(self.model._prepare_x(xb), yb, None, epoch, step)
 
     def _batches(self):
         """Window mode: shuffled one-hot windows and their next characters."""
