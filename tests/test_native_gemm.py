@@ -79,6 +79,34 @@ def test_chunked_products_equal_one_product():
 
 
 @pytest.mark.native_gemm
+@pytest.mark.parametrize("M,K,N", [(1, 7, 5), (5, 300, 130), (13, 600, 200), (32, 257, 64), (128, 512, 2048)])
+def test_prefetch_changes_no_bits(M, K, N):
+    """The chunk prefetch of a large packed B (_gemm.c, above rnnlab_gemm_prefetch_min floats) only moves data
+    into the cache: the products are identical with it forced on for every size and with it off, across K
+    chunks, several panels, a partial last panel and a partial last row block."""
+    rng = np.random.default_rng(M * 1000 + K)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    pm = _native.PackedMatrix(K, N).pack(b)
+    lib = _native._LIB
+    old = lib.rnnlab_gemm_prefetch_min(-1)          # (-1: read only)
+    try:
+        outs = []
+        c0 = rng.standard_normal((M, N)).astype(np.float32)
+        for floats in (0, 1 << 62):
+            lib.rnnlab_gemm_prefetch_min(floats)
+            outs += [pm.matmul(a, np.empty((M, N), np.float32)), pm.matmul(a, c0.copy(), accumulate=True)]
+        np.testing.assert_array_equal(outs[0], outs[2])
+        np.testing.assert_array_equal(outs[1], outs[3])
+        exact = a.astype(np.float64) @ b.astype(np.float64)      # and right, with the prefetch on
+        assert np.all(np.abs(outs[0] - exact) <= _bound(a, b, K))
+        assert np.all(np.abs(outs[1] - (exact + c0)) <= _bound(a, b, K, c0))
+    finally:
+        assert lib.rnnlab_gemm_prefetch_min(old) in (0, 1 << 62)
+    assert lib.rnnlab_gemm_prefetch_min(-1) == old == 1 << 18
+
+
+@pytest.mark.native_gemm
 def test_nan_and_inf_propagate():
     rng = np.random.default_rng(2)
     a = rng.standard_normal((8, 20)).astype(np.float32)

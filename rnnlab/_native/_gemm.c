@@ -17,7 +17,9 @@
  *
  * The micro-kernel keeps a 6 x 64 block of C in 24 AVX-512 registers; each step k broadcasts A(i, k) for
  * the 6 rows and does 24 FMAs with the 4 registers of packed B row k. K is split into chunks of KC = 256
- * so that a panel's chunk (64 KB) stays near the core while all row blocks of C run over it.
+ * so that a panel's chunk (64 KB) stays near the core while all row blocks of C run over it. A packed B larger
+ * than 1 MB (the large config's 4 MB W_h: not in L2 from one call to the next) is prefetched one chunk ahead,
+ * a share of its lines before each row block, so that a chunk's first row block does not wait on L3 / memory.
  * Summation order: for each C element, k ascending within a chunk, one FMA each; chunks add to C in order.
  * This differs from the BLAS's order, so results agree with NumPy to float32 rounding (~1e-7 relative
  * per product), not bit for bit; tests/test_native_gemm.py checks the error against a float64 bound.
@@ -57,6 +59,16 @@ void rnnlab_pack_f32(const float *B, int64_t rsb, int64_t csb, float *Bp, int64_
             Bp += NR;
         }
     }
+}
+
+/* Packed B of more than this many floats (default 1 MB: half this machine's L2) is prefetched chunk by chunk
+ * (gemm_avx512); rnnlab_gemm_prefetch_min sets it (the tests and benchmarks/gemm_shapes.py compare). */
+static int64_t prefetch_min_floats = 1 << 18;
+
+int64_t rnnlab_gemm_prefetch_min(int64_t floats) {
+    int64_t old = prefetch_min_floats;
+    if (floats >= 0) prefetch_min_floats = floats;
+    return old;
 }
 
 #ifdef RNNLAB_HAVE_X86
@@ -119,8 +131,29 @@ __attribute__((target("avx512f,fma"))) static void gemm_avx512(const float *A, i
             }
             const float *bp = Bp + j * K + k0 * NR;
             const float *a0 = A + k0 * csa;
+            /* B larger than the prefetch threshold: the chunk after this one (the next panel's, or the next K
+             * chunk's first panel) is prefetched into L2 a share per row block, so that its first row block does
+             * not wait on L3 / memory (B is then read from there at every call). Arithmetic unchanged. */
+            const float *nx = NULL;
+            int64_t lines = 0, done = 0, per = 0;
+            if (K * N > prefetch_min_floats) {
+                int64_t nkc = kc;
+                if (j + NR < N) nx = Bp + (j + NR) * K + k0 * NR;
+                else if (k0 + KC < K) {
+                    nx = Bp + (k0 + KC) * NR;
+                    nkc = K - k0 - KC < KC ? K - k0 - KC : KC;
+                }
+                int64_t nblk = M > MR ? (M + MR - 1) / MR : 1;
+                lines = nx ? nkc * (NR / 16) : 0;   /* 64-byte lines: 16 floats */
+                per = (lines + nblk - 1) / nblk;
+            }
             int64_t i = 0;
-            for (; i + MR <= M; i += MR) kernel_6(a0 + i * rsa, rsa, csa, bp, C + i * ldc + j, ldc, kc, acc, mk);
+            for (; i + MR <= M; i += MR) {
+                for (int64_t l = 0; l < per && done < lines; l++, done++)
+                    _mm_prefetch((const char *)(nx + done * 16), _MM_HINT_T1);
+                kernel_6(a0 + i * rsa, rsa, csa, bp, C + i * ldc + j, ldc, kc, acc, mk);
+            }
+            for (; done < lines; done++) _mm_prefetch((const char *)(nx + done * 16), _MM_HINT_T1);
             if (i < M) KERNELS[M - i](a0 + i * rsa, rsa, csa, bp, C + i * ldc + j, ldc, kc, acc, mk);
         }
     }
