@@ -169,23 +169,14 @@ class _Adapter(SequentialTaskAdapter):
         self.valid = valid
 
     def train_epoch(self, epoch, timer):
-        import math
+        from ..training import NonFiniteLoss
+        from .runstate import EpochBatches
 
-        from .. import backend
-        from ..training import NonFiniteLoss, ProgressBar
-        from .runstate import close_epoch
-
-        m, bs, n = self.model, self.args.batch_size, len(self.x)
-        order = backend.rng().permutation(n)
-        steps = math.ceil(n / bs)
-        bar = ProgressBar(steps) if self.args.verbose == 1 else None
+        m = self.model
+        ep = EpochBatches(len(self.x), self.args.batch_size, timer, self.args.verbose)
         loss_sum = seen = 0.0
-        partial, stop, step = False, None, 0
-        for step, b0 in enumerate(range(0, n, bs)):
-            if timer.expired():
-                partial = True
-                break
-            idx = order[b0: b0 + bs]
+        stop = None
+        for step, idx in ep:
             try:   # forward, loss, backward, finite checks, update: the step of Sequential.fit
                 loss = m._train_step(m._prepare_x(self.x[idx]), self.y[idx], None, epoch, step)
             except NonFiniteLoss as e:
@@ -193,9 +184,8 @@ class _Adapter(SequentialTaskAdapter):
                 break
             loss_sum += loss * len(idx)
             seen += len(idx)
-            if bar is not None:
-                bar.update(step + 1, {"loss": loss_sum / seen}, int(seen))
-        return close_epoch({"loss": loss_sum / max(seen, 1)}, bar, step, seen, partial, stop)
+            ep.update({"loss": loss_sum / seen}, seen)
+        return ep.close({"loss": loss_sum / max(seen, 1)}, seen, stop)
 
     def evaluate(self):
         if self.valid is None:

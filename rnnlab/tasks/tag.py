@@ -110,22 +110,14 @@ class _Adapter:
 
         import numpy as np
 
-        from .. import backend
-        from ..training import NonFiniteLoss, ProgressBar, grads_finite
-        from .runstate import close_epoch
+        from ..training import NonFiniteLoss, grads_finite
+        from .runstate import EpochBatches
 
-        m, bs = self.model, self.args.batch_size
-        n = len(self.train)
-        order = backend.rng().permutation(n)
-        steps = math.ceil(n / bs)
-        bar = ProgressBar(steps) if self.args.verbose == 1 else None
+        m = self.model
+        ep = EpochBatches(len(self.train), self.args.batch_size, timer, self.args.verbose)
         loss_sum = correct = tokens = seen = 0.0
-        partial, stop, step = False, None, 0
-        for step, b0 in enumerate(range(0, n, bs)):
-            if timer.expired():
-                partial = True
-                break
-            idx = order[b0: b0 + bs]
+        stop = None
+        for step, idx in ep:
             w, c, y = m.encode([self.train[i].tokens for i in idx], [self.train[i].tags for i in idx])
             p, mask = m.forward(w, c, training=True)
             loss, grad = m.loss.forward_backward(y, p, mask=mask)
@@ -143,10 +135,9 @@ class _Adapter:
             seen += len(idx)
             correct += float(np.sum((p.argmax(-1) == y) & mask))
             tokens += float(mask.sum())
-            if bar is not None:
-                bar.update(step + 1, {"loss": loss_sum / seen, "accuracy": correct / max(tokens, 1)}, int(seen))
+            ep.update({"loss": loss_sum / seen, "accuracy": correct / max(tokens, 1)}, seen)
         logs = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(tokens, 1)}
-        return close_epoch(logs, bar, step, seen, partial, stop)
+        return ep.close(logs, seen, stop)
 
     def evaluate(self):
         """Validation ``loss`` (masked cross-entropy), ``accuracy`` (token accuracy) and, for entity tags,
