@@ -258,6 +258,99 @@ def test_fused_forward_loop_same_bits_as_per_step_loop(cell, masked, training, m
         np.testing.assert_array_equal(h[2, 4:], np.broadcast_to(h[2, 3], (T - 4, U)))
 
 
+def _run_cell(cell, x, mask, g, training, seed=0, **kw):
+    rnnlab.set_random_seed(seed)
+    layer = getattr(L, cell)(x.shape[0] and 32, return_sequences=True, return_state=True, **kw)
+    layer.build(x.shape)
+    b = layer.params["bias"]
+    b[...] = np.linspace(-0.5, 0.5, b.size).reshape(b.shape)
+    outs = layer.forward(x, training=training, mask=mask)
+    ws = layer._ws
+    res = [np.array(o) for o in outs] + [ws.A.copy()] + [S.copy() for S in ws.S]
+    if training:
+        res.append(layer.backward([g] + [None] * (len(outs) - 1)))
+        res += [layer.grads[k].copy() for k in sorted(layer.grads)]
+    return res, ws
+
+
+@pytest.mark.native_gemm
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+@pytest.mark.parametrize("B,threads", [(17, 2), (40, 3), (16, 2)])
+@pytest.mark.parametrize("training", [False, True])
+def test_row_split_forward_same_bits(cell, B, threads, training, monkeypatch):
+    """With several BLAS threads the fused forward loop runs its batch rows in blocks on threads
+    (``_native.row_blocks`` / ``run_blocks``): the same outputs, states, gate buffers and gradients as one
+    block, bit for bit (uneven blocks, a mask with padded and holed rows)."""
+    rnnlab.set_floatx("float32")
+    rng = np.random.default_rng(B)
+    T, D, U = 6, 5, 32
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    mask = np.ones((B, T), bool)
+    mask[1, 4:] = False
+    mask[B - 1, :2] = False
+    mask[B // 2, 3] = False
+    g = rng.standard_normal((B, T, U)).astype(np.float32)
+    calls = []
+    real = _native.run_blocks
+
+    def spy(fn, blocks):
+        calls.append(list(blocks))
+        return real(fn, blocks)
+    monkeypatch.setattr(_native, "run_blocks", spy)
+    monkeypatch.setattr(_native, "blas_threads", lambda: 1)
+    ref, _ = _run_cell(cell, x, mask, g, training)
+    assert [len(c) for c in calls] == [1]
+    monkeypatch.setattr(_native, "blas_threads", lambda: threads)
+    monkeypatch.setattr(_native, "PACKED_MAX_MULADDS_THREADED", 0)   # products "too large" for one thread
+    got, ws = _run_cell(cell, x, mask, g, training)
+    blocks = [blk[0] if isinstance(blk[0], tuple) else blk for blk in calls[-1]]   # (LSTM: (rows, scratch))
+    assert len(calls) == 2 and len(blocks) == min(threads, B // 8) > 1
+    assert blocks[0][0] == 0 and blocks[-1][1] == B and all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert len(got) == len(ref)
+    for p, q in zip(got, ref):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.native_gemm
+def test_row_split_policy(monkeypatch):
+    """Several BLAS threads: a per-step product too large for the single-threaded kernel alone still takes
+    the packed path when the fused loop can split its rows; not with recurrent dropout (no fused loop), not
+    for a batch too small for two blocks of 8 rows, not for SimpleRNN (no fused loop)."""
+    rnnlab.set_floatx("float32")
+    monkeypatch.setattr(_native, "blas_threads", lambda: 2)
+    rng = np.random.default_rng(0)
+    U = 512                                               # 16 x 512 x 2048: above PACKED_MAX_MULADDS_THREADED
+    assert not _native.packed_gemm_wins(16, U, 4 * U) and not _native.packed_gemm_wins(17, U, U)
+    for B, kw, cell, packed in [(16, {}, "LSTM", True), (16, {}, "GRU", True), (15, {}, "LSTM", False),
+                                (16, dict(recurrent_dropout=0.1), "LSTM", False), (17, {}, "SimpleRNN", False)]:
+        x = rng.standard_normal((B, 3, 4)).astype(np.float32)
+        layer = getattr(L, cell)(U, **kw)
+        layer(x)
+        layer.forward(x, training=True)
+        assert (layer._ws.pk is not None) == packed, (B, kw, cell)
+        assert getattr(layer._ws, "fused_split", False) == packed
+    # a product the single-threaded kernel wins anyway (imdb: 32 x 128 x 512): packed, one block
+    x = rng.standard_normal((32, 3, 4)).astype(np.float32)
+    layer = L.LSTM(128)
+    layer(x)
+    layer.forward(x)
+    assert layer._ws.pk is not None and not layer._ws.fused_split and layer._fused_rows(layer._ws) == [(0, 32)]
+    assert _native.row_blocks(16) == [(0, 8), (8, 16)] and _native.row_blocks(15) == [(0, 15)]
+    monkeypatch.setattr(_native, "blas_threads", lambda: None)      # another BLAS: one block
+    assert _native.row_blocks(64) == [(0, 64)]
+
+
+def test_run_blocks_order_and_errors():
+    assert _native.run_blocks(lambda b: b[1] - b[0], [(0, 3), (3, 7), (7, 12)]) == [3, 4, 5]
+
+    def boom(b):
+        if b[0]:
+            raise ValueError("block failed")
+        return 1
+    with pytest.raises(ValueError, match="block failed"):
+        _native.run_blocks(boom, [(0, 4), (4, 8)])
+
+
 def test_float64_never_packed(monkeypatch):
     monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: True)
     rnnlab.set_floatx("float64")

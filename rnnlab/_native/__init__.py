@@ -61,9 +61,9 @@ def _load():
     lib.rnnlab_gru_gates_fwd_f32.restype = ctypes.c_int
     lib.rnnlab_gru_gates_bwd_f32.argtypes = [p, p, p, p, p, p, i64, i64, i64]
     lib.rnnlab_gru_gates_bwd_f32.restype = ctypes.c_int
-    lib.rnnlab_lstm_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, p, i64, i64, i64, i64]
+    lib.rnnlab_lstm_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_lstm_fwd_loop_f32.restype = ctypes.c_int
-    lib.rnnlab_gru_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, i64, i64, i64, i64]
+    lib.rnnlab_gru_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_gru_fwd_loop_f32.restype = ctypes.c_int
     lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
     lib.rnnlab_cells_isa.argtypes = [i64]
@@ -425,6 +425,45 @@ def packed_gemm_wins(M, K, N) -> bool:
     if M < 8 or not gemm_available():
         return False
     return M * K * N <= PACKED_MAX_MULADDS_THREADED or blas_threads() == 1
+
+
+#: Fewest batch rows a thread takes in the row-split forward loops (:func:`row_blocks`).
+SPLIT_MIN_ROWS = 8
+
+
+def row_blocks(B):
+    """How the packed path's forward time loop (LSTM, GRU) splits its B batch rows over threads:
+    ``[(b0, b1), ...]``, one block per thread of NumPy's BLAS (each at least :data:`SPLIT_MIN_ROWS` rows),
+    ``[(0, B)]`` when the BLAS runs one thread or cannot be asked. Rows never interact in a recurrent layer, so
+    each block runs the whole sequence on its own, with no synchronisation between steps; the products of
+    each row are the same sums whatever the block, so the results are the same bits as one block."""
+    n = blas_threads() or 1
+    n = max(1, min(n, B // SPLIT_MIN_ROWS))
+    return [(i * B // n, (i + 1) * B // n) for i in range(n)]
+
+
+_POOL = None        # (pid, ThreadPoolExecutor) for run_blocks
+
+
+def run_blocks(fn, blocks):
+    """``[fn(block) for block in blocks]``, the first block on the calling thread and the others on a pool
+    of worker threads kept for the process (fn should spend its time in a compiled call that releases the
+    GIL: the row-split loops). Exceptions propagate."""
+    global _POOL
+    if len(blocks) == 1:
+        return [fn(blocks[0])]
+    import concurrent.futures
+
+    need = len(blocks) - 1
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < need:
+        _POOL = (os.getpid(), concurrent.futures.ThreadPoolExecutor(max_workers=need,
+                                                                     thread_name_prefix="rnnlab-rows"))
+    futures = [_POOL[1].submit(fn, b) for b in blocks[1:]]
+    try:
+        first = fn(blocks[0])
+    finally:
+        rest = [f.result() for f in futures]
+    return [first] + rest
 
 
 def _elem_strides(a, what):

@@ -647,34 +647,36 @@ int rnnlab_gru_gates_bwd_f32(const float *dh, const float *a, const float *h_old
 int rnnlab_gemm_packed_f32(const float *A, int64_t rsa, int64_t csa, const float *Bp, int64_t ldc, int64_t M,
                            int64_t K, int64_t N, int64_t beta, float *C);
 
-/* rows b of step t whose mask is 0 carry the previous state: dst[t+1][b] = dst[t][b] (as the Python loop's
- * np.copyto(S[t + 1], S[t], where=~m[t])) */
-static void carry_masked_rows(float *S, const uint8_t *mask, int64_t t, int64_t B, int64_t U) {
+/* rows b < B of step t whose mask is 0 carry the previous state: S[t+1][b] = S[t][b] (as the Python loop's
+ * np.copyto(S[t + 1], S[t], where=~m[t])); steps are bt rows apart in S and in the mask */
+static void carry_masked_rows(float *S, const uint8_t *mask, int64_t t, int64_t B, int64_t bt, int64_t U) {
     for (int64_t b = 0; b < B; b++)
-        if (!mask[t * B + b])
-            memcpy(S + ((t + 1) * B + b) * U, S + (t * B + b) * U, (size_t)U * sizeof(float));
+        if (!mask[t * bt + b])
+            memcpy(S + ((t + 1) * bt + b) * U, S + (t * bt + b) * U, (size_t)U * sizeof(float));
 }
 
 /* The T steps of the LSTM forward of the packed path (lstm.py with ws.pk set: training, or inference above
  * the batch of rnnlab_lstm_infer_f32) in one call, doing per step exactly what its per-step Python loop does
  * with two calls: tmp = HR[t] @ W_h (Wp: rnnlab_pack_f32 of the pre-scaled W_h, _gemm.c), then the gate kernel
- * of rnnlab_lstm_gates_fwd_f32 on A[t] (+ bias), C[t] -> C[t+1], TC[t], H[t+1]; with a mask (T, B) the rows
+ * of rnnlab_lstm_gates_fwd_f32 on A[t] (+ bias), C[t] -> C[t+1], TC[t], H[t+1]; with a mask (T, bt) the rows
  * whose mask is 0 then keep H[t] and C[t]. Same kernels in the same order: the same bits as the per-step loop.
+ *   B rows of each step, steps bt rows apart (bt = B for the whole batch; a caller may run a block of rows:
+ *   rows never interact, so each block's loop is independent of the others');
  *   HR: h_{t-1} as it enters the product, step t at HR + t * hr_t, rows ldhr apart (H[:T] itself here);
- *   A (T, B, 4U), tmp (B, 4U), H and C (T+1, B, U), TC (T, B, U): C-contiguous.
+ *   A (T, bt, 4U), H and C (T+1, bt, U), TC (T, bt, U): C-contiguous; tmp (B, 4U) scratch.
  * Returns the gate path (as rnnlab_lstm_gates_fwd_f32), or 0 (nothing done) when the packed GEMM cannot run. */
 int rnnlab_lstm_fwd_loop_f32(const float *Wp, const float *HR, int64_t hr_t, int64_t ldhr, float *A, float *tmp,
                              float *H, float *C, float *TC, const float *bias, const uint8_t *mask, int64_t T,
-                             int64_t B, int64_t U, int64_t isa) {
+                             int64_t B, int64_t bt, int64_t U, int64_t isa) {
     int64_t W = 4 * U, use = 0;
     for (int64_t t = 0; t < T; t++) {
         if (!rnnlab_gemm_packed_f32(HR + t * hr_t, ldhr, 1, Wp, W, B, U, W, 0, tmp))
             return 0;  /* (only at t == 0: the GEMM's path does not change) */
-        use = rnnlab_lstm_gates_fwd_f32(A + t * B * W, tmp, C + t * B * U, C + (t + 1) * B * U, TC + t * B * U,
-                                        H + (t + 1) * B * U, bias, B, U, isa);
+        use = rnnlab_lstm_gates_fwd_f32(A + t * bt * W, tmp, C + t * bt * U, C + (t + 1) * bt * U,
+                                        TC + t * bt * U, H + (t + 1) * bt * U, bias, B, U, isa);
         if (mask) {
-            carry_masked_rows(H, mask, t, B, U);
-            carry_masked_rows(C, mask, t, B, U);
+            carry_masked_rows(H, mask, t, B, bt, U);
+            carry_masked_rows(C, mask, t, B, bt, U);
         }
     }
     return (int)use;
@@ -682,18 +684,19 @@ int rnnlab_lstm_fwd_loop_f32(const float *Wp, const float *HR, int64_t hr_t, int
 
 /* The same for the GRU (reset_after=True, gru.py's fast path): Q[t] = HR[t] @ W_h (pre-scaled, packed), then
  * the gate kernel of rnnlab_gru_gates_fwd_f32 on A[t], Q[t] (+ bx, bh), H[t] -> H[t+1]; masked rows keep H[t].
- *   A and Q (T, B, 3U), H (T+1, B, U): C-contiguous. */
+ *   A and Q (T, bt, 3U), H (T+1, bt, U): C-contiguous; B and bt as above. */
 int rnnlab_gru_fwd_loop_f32(const float *Wp, const float *HR, int64_t hr_t, int64_t ldhr, float *A, float *Q,
                             const float *bx, const float *bh, float *H, const uint8_t *mask, int64_t T, int64_t B,
-                            int64_t U, int64_t isa) {
+                            int64_t bt, int64_t U, int64_t isa) {
     int64_t W = 3 * U, use = 0;
     for (int64_t t = 0; t < T; t++) {
-        float *q = Q + t * B * W;
+        float *q = Q + t * bt * W;
         if (!rnnlab_gemm_packed_f32(HR + t * hr_t, ldhr, 1, Wp, W, B, U, W, 0, q))
             return 0;
-        use = rnnlab_gru_gates_fwd_f32(A + t * B * W, q, bx, bh, H + t * B * U, H + (t + 1) * B * U, B, U, isa);
+        use = rnnlab_gru_gates_fwd_f32(A + t * bt * W, q, bx, bh, H + t * bt * U, H + (t + 1) * bt * U, B, U,
+                                       isa);
         if (mask)
-            carry_masked_rows(H, mask, t, B, U);
+            carry_masked_rows(H, mask, t, B, bt, U);
     }
     return (int)use;
 }

@@ -173,18 +173,29 @@ class GRU(RNN):
         return False
 
     # ---------------------------------------------------------------- forward
+    def _has_fused_forward(self, ws):
+        return getattr(ws.fast, "cptr", None) is not None and _native._LIB is not None
+
     def _fused_forward(self, ws):
-        # the whole packed-path loop in one C call (recurrent.py): W_h packed pre-scaled in ws.pk, HR = H[:T]
-        cp = getattr(ws.fast, "cptr", None)
-        if cp is None or _native._LIB is None:
+        # the whole packed-path loop in C (recurrent.py), by blocks of rows: W_h packed pre-scaled in ws.pk,
+        # HR = H[:T]; the per-step product goes to Q[t] (no scratch)
+        if not self._has_fused_forward(ws):
             return False
-        S0 = ws.S[0]
-        use = _native._LIB.rnnlab_gru_fwd_loop_f32(
-            addr(ws.pk.pm.buf), addr(S0), ws.HR.strides[0] // 4, ws.HR.strides[1] // 4, addr(ws.A), addr(ws.Q),
-            cp.bias, cp.bh, addr(S0), None if ws.m is None else addr(ws.m), ws.T, ws.B, self.units, cp.isa)
-        if not use:
+        cp, S0, B, U = ws.fast.cptr, ws.S[0], ws.B, self.units
+        W, hr_t, ldhr = 3 * U, ws.HR.strides[0] // 4, ws.HR.strides[1] // 4
+        wp, h, a, q = addr(ws.pk.pm.buf), addr(S0), addr(ws.A), addr(ws.Q)
+        m = None if ws.m is None else addr(ws.m)
+        fn = _native._LIB.rnnlab_gru_fwd_loop_f32
+
+        def run(block):
+            b0, b1 = block
+            return fn(wp, h + 4 * b0 * ldhr, hr_t, ldhr, a + 4 * b0 * W, q + 4 * b0 * W, cp.bias, cp.bh,
+                      h + 4 * b0 * U, None if m is None else m + b0, ws.T, b1 - b0, B, U, cp.isa)
+
+        uses = _native.run_blocks(run, self._fused_rows(ws))
+        if not all(uses):
             return False
-        cp.fwd_isa = use
+        cp.fwd_isa = uses[0]
         return True
 
     def _step_forward(self, t, ws):

@@ -420,9 +420,35 @@ class RNN(Layer):
     def _fused_forward(self, ws):
         """Run the whole time loop of the packed path (``ws.pk`` set, no recurrent dropout) in one compiled call
         doing per step what the Python loop does (the packed product, then the cell's step kernel, then the
-        masked rows' carry): the same bits without ~2 Python-level calls per step. True when done; the base
-        class has none (LSTM and GRU do)."""
+        masked rows' carry): the same bits without ~2 Python-level calls per step. With several BLAS threads
+        the batch rows are split into blocks (:func:`rnnlab._native.row_blocks`), each running the whole loop
+        on its own thread: rows never interact, so there is nothing to synchronise and the bits are the same.
+        True when done; the base class has none (LSTM and GRU do, see :meth:`_has_fused_forward`)."""
         return False
+
+    @staticmethod
+    def _fused_rows(ws):
+        """The row blocks of :meth:`_fused_forward`: :func:`rnnlab._native.row_blocks` when the packed path was
+        taken for the split (``ws.fused_split``, see :meth:`_packed_forward`), else the whole batch."""
+        return _native.row_blocks(ws.B) if getattr(ws, "fused_split", False) else [(0, ws.B)]
+
+    def _has_fused_forward(self, ws):
+        """Whether :meth:`_fused_forward` can run on this workspace (its compiled step kernels are set up)."""
+        return False
+
+    def _fused_blocks(self, ws, whole):
+        """The row blocks of :meth:`_fused_forward`, each with a float32 scratch of its rows for the per-step
+        product: ``whole`` (B, width) itself for one block, else buffers kept on the workspace."""
+        blocks = self._fused_rows(ws)
+        if len(blocks) == 1:
+            return [(blocks[0], whole)]
+        width = whole.shape[1]
+        key = (tuple(blocks), width)
+        cached = getattr(ws, "fused_scratch", None)
+        if cached is None or cached[0] != key:
+            scratch = [backend.empty_aligned((b1 - b0, width), np.float32) for b0, b1 in blocks]
+            ws.fused_scratch = cached = (key, scratch)
+        return list(zip(blocks, cached[1]))
 
     def _step_weight(self, ws):
         """The matrix of the per-step forward product ``h_{t-1} @ W`` (the raw recurrent kernel here; LSTM
@@ -439,7 +465,16 @@ class RNN(Layer):
         for NumPy's matmul; the plan is made once per workspace, W_h packed on every call."""
         W = self._step_weight(ws)
         B, U = ws.B, self.units
-        if W is None or not self._native_float32() or not _native.packed_gemm_wins(B, U, W.shape[1]):
+        if W is None or not self._native_float32():
+            return None
+        # products too large for the single-threaded kernel next to a multi-threaded BLAS: the packed path all
+        # the same when the fused loop can split its rows over as many threads (measured at B128 U512, 2 threads:
+        # 1.25x the BLAS's per-step products); for smaller ones one block (imdb, char: splitting them measured
+        # 0.93-1.04x, OpenBLAS's worker still spinning from the input projection during the short loop)
+        ws.fused_split = not _native.packed_gemm_wins(B, U, W.shape[1])
+        if ws.fused_split and not (ws.rec_mask is None and self._has_fused_forward(ws) and _native.gemm_available()
+                                   and len(_native.row_blocks(B)) > 1):
+            ws.fused_split = False
             return None
         pk = getattr(ws, "packed_fwd", None)
         if pk is None:
