@@ -442,7 +442,7 @@ def row_blocks(B):
     return [(i * B // n, (i + 1) * B // n) for i in range(n)]
 
 
-_POOL = None        # (pid, ThreadPoolExecutor) for run_blocks
+_POOL = None        # (pid, workers, ThreadPoolExecutor) for run_blocks (made anew in a forked child)
 
 
 def run_blocks(fn, blocks):
@@ -455,10 +455,10 @@ def run_blocks(fn, blocks):
     import concurrent.futures
 
     need = len(blocks) - 1
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < need:
-        _POOL = (os.getpid(), concurrent.futures.ThreadPoolExecutor(max_workers=need,
-                                                                     thread_name_prefix="rnnlab-rows"))
-    futures = [_POOL[1].submit(fn, b) for b in blocks[1:]]
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < need:
+        _POOL = (os.getpid(), need, concurrent.futures.ThreadPoolExecutor(max_workers=need,
+                                                                           thread_name_prefix="rnnlab-rows"))
+    futures = [_POOL[2].submit(fn, b) for b in blocks[1:]]
     try:
         first = fn(blocks[0])
     finally:
