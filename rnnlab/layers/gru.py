@@ -173,9 +173,6 @@ class GRU(RNN):
         return False
 
     # ---------------------------------------------------------------- forward
-    def _has_fused_forward(self, ws):
-        return getattr(ws.fast, "cptr", None) is not None and _native._LIB is not None
-
     def _fused_forward(self, ws):
         # the whole packed-path loop in C (recurrent.py), by blocks of rows: W_h packed pre-scaled in ws.pk,
         # HR = H[:T]; the per-step product goes to Q[t] (no scratch)

@@ -151,9 +151,6 @@ class LSTM(RNN):
         np.multiply(self.params["recurrent_kernel"], ws.fast.pre, out=ws.fast.recurrent_kernel)
         return False
 
-    def _has_fused_forward(self, ws):
-        return getattr(ws.fast, "cptr", None) is not None and _native._LIB is not None
-
     def _fused_forward(self, ws):
         # the whole packed-path loop in C (recurrent.py), by blocks of rows: W_h packed pre-scaled in ws.pk,
         # HR = H[:T]; each block has its own scratch for the per-step product

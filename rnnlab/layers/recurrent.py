@@ -433,8 +433,9 @@ class RNN(Layer):
         return _native.row_blocks(ws.B) if getattr(ws, "fused_split", False) else [(0, ws.B)]
 
     def _has_fused_forward(self, ws):
-        """Whether :meth:`_fused_forward` can run on this workspace (its compiled step kernels are set up)."""
-        return False
+        """Whether :meth:`_fused_forward` can run on this workspace: its compiled step kernels are set up
+        (``ws.fast.cptr``: LSTM and GRU with their default activations, float32) and loaded."""
+        return getattr(getattr(ws, "fast", None), "cptr", None) is not None and _native._LIB is not None
 
     def _fused_blocks(self, ws, whole):
         """The row blocks of :meth:`_fused_forward`, each with a float32 scratch of its rows for the per-step
@@ -468,9 +469,10 @@ class RNN(Layer):
         if W is None or not self._native_float32():
             return None
         # products too large for the single-threaded kernel next to a multi-threaded BLAS: the packed path all
-        # the same when the fused loop can split its rows over as many threads (measured at B128 U512, 2 threads:
-        # 1.25x the BLAS's per-step products); for smaller ones one block (imdb, char: splitting them measured
-        # 0.93-1.04x, OpenBLAS's worker still spinning from the input projection during the short loop)
+        # the same when the fused loop can split its rows over as many threads (B128 U512, 2 threads, inference:
+        # 1.07-1.09x the BLAS's per-step products, 1.25x in a slower phase of the machine); for smaller ones one
+        # block (imdb, char: splitting measured 0.93-1.04x, OpenBLAS's worker still spinning from the input
+        # projection during the short loop)
         ws.fused_split = not _native.packed_gemm_wins(B, U, W.shape[1])
         if ws.fused_split and not (ws.rec_mask is None and self._has_fused_forward(ws) and _native.gemm_available()
                                    and len(_native.row_blocks(B)) > 1):
