@@ -250,3 +250,10 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, capsys, monkeypatch):
     assert set(a) == set(b) and a
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_patience_below_one_is_refused(tmp_path, capsys):
+    args = _rnn_args(tmp_path, "p0", 2)
+    args[args.index("--patience") + 1] = "0"
+    assert cli.main(args) == 1
+    assert "--patience must be >= 1, got 0" in capsys.readouterr().err

@@ -62,7 +62,7 @@ void rnnlab_pack_f32(const float *B, int64_t rsb, int64_t csb, float *Bp, int64_
 }
 
 /* Packed B of more than this many floats (default 1 MB: half this machine's L2) is prefetched chunk by chunk
- * (gemm_avx512); rnnlab_gemm_prefetch_min sets it (the tests and benchmarks/gemm_shapes.py compare). */
+ * (gemm_avx512); rnnlab_gemm_prefetch_min sets it (tests/test_native_gemm.py compares on and off). */
 static int64_t prefetch_min_floats = 1 << 18;
 
 int64_t rnnlab_gemm_prefetch_min(int64_t floats) {
