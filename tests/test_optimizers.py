@@ -279,3 +279,129 @@ def test_float32_updates_stay_float32_and_in_place():
     assert h.params["w"] is ref and ref.dtype == np.float32
     assert opt.get_state()["layer/w/momentum"].dtype == np.float32
     assert np.all(ref < 1.0)
+
+
+# ------------------------------------------------------------ Keras 2 arguments and schedules
+from rnnlab.optimizers import schedules  # noqa: E402
+
+
+@pytest.mark.parametrize("cls", [SGD, RMSprop, Adam, Adagrad])
+def test_lr_alias_warns_and_sets_learning_rate(cls):
+    with pytest.warns(DeprecationWarning, match="`lr` is deprecated.*learning_rate"):
+        opt = cls(lr=0.0123)
+    assert opt.learning_rate == pytest.approx(0.0123)
+    assert "lr" not in opt.get_config()
+
+
+def test_unknown_keyword_names_it():
+    with pytest.raises(TypeError, match=r"RMSprop: unexpected keyword argument\(s\) \['lrr'\]"):
+        RMSprop(lrr=0.1)
+
+
+def test_epsilon_none_is_keras2_backend_epsilon():
+    assert Adam(epsilon=None).epsilon == 1e-7 and RMSprop(epsilon=None).epsilon == 1e-7
+
+
+def test_decay_is_keras2_time_based_decay_over_steps():
+    """Keras 2: lr_t = lr / (1 + decay * iterations), iterations counted before the update."""
+    with pytest.warns(DeprecationWarning, match="decay"):
+        opt = SGD(lr=0.1, decay=0.5)
+    h = Holder(w=np.zeros(3))
+    seen = []
+    for it in range(4):
+        assert opt.learning_rate == pytest.approx(0.1 / (1 + 0.5 * it))
+        h.grads["w"][...] = 1.0
+        before = h.params["w"].copy()
+        opt.apply(h.refs())
+        seen.append(before - h.params["w"])
+    assert np.allclose([s[0] for s in seen], [0.1 / (1 + 0.5 * i) for i in range(4)])
+    with pytest.raises(ValueError, match="decay must be a finite number >= 0"):
+        SGD(decay=-1.0)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        SGD(learning_rate=schedules.ExponentialDecay(0.1, 10, 0.5), decay=0.1)
+
+
+def _keras_schedules():
+    import keras
+    ks = keras.optimizers.schedules
+    return [
+        (schedules.ExponentialDecay(0.1, 7, 0.5), ks.ExponentialDecay(0.1, 7, 0.5)),
+        (schedules.ExponentialDecay(0.1, 7, 0.5, staircase=True), ks.ExponentialDecay(0.1, 7, 0.5, staircase=True)),
+        (schedules.InverseTimeDecay(0.2, 3, 0.7), ks.InverseTimeDecay(0.2, 3, 0.7)),
+        (schedules.InverseTimeDecay(0.2, 3, 0.7, staircase=True), ks.InverseTimeDecay(0.2, 3, 0.7, staircase=True)),
+        (schedules.PiecewiseConstantDecay([5, 12], [1.0, 0.5, 0.1]),
+         ks.PiecewiseConstantDecay([5, 12], [1.0, 0.5, 0.1])),
+        (schedules.CosineDecay(0.1, 20), ks.CosineDecay(0.1, 20)),
+        (schedules.CosineDecay(0.1, 20, alpha=0.2), ks.CosineDecay(0.1, 20, alpha=0.2)),
+        (schedules.CosineDecay(0.0, 20, warmup_target=0.3, warmup_steps=6),
+         ks.CosineDecay(0.0, 20, warmup_target=0.3, warmup_steps=6)),
+    ]
+
+
+def test_schedules_match_keras_values_and_configs():
+    for ours, theirs in _keras_schedules():
+        for step in [0, 1, 2, 4, 5, 6, 7, 12, 13, 20, 25, 26, 40]:
+            want = float(np.asarray(theirs(step)))
+            # Keras evaluates schedules in float32 (its floatx) whatever the argument types: float32 rounding
+            assert ours(step) == pytest.approx(want, rel=1e-5, abs=1e-9), (type(ours).__name__, step)
+        assert ours.get_config() == theirs.get_config()
+
+
+@pytest.mark.parametrize("sched", [schedules.ExponentialDecay(0.1, 7, 0.5), schedules.InverseTimeDecay(0.1, 1, 1.0),
+                                   schedules.PiecewiseConstantDecay([1], [0.1, 0.2]), schedules.CosineDecay(0.1, 5)])
+def test_schedule_negative_step_is_a_clear_error(sched):
+    with pytest.raises(ValueError, match=r"step must be >= 0.*got -1"):
+        sched(-1)
+    with pytest.raises(TypeError, match="step must be a number"):
+        sched("3")
+
+
+def test_schedule_argument_errors():
+    with pytest.raises(ValueError, match="decay_steps must be > 0"):
+        schedules.ExponentialDecay(0.1, 0, 0.5)
+    with pytest.raises(ValueError, match="1 less than the length of values"):
+        schedules.PiecewiseConstantDecay([1, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        schedules.PiecewiseConstantDecay([3, 2], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="Unknown learning-rate schedule"):
+        schedules.deserialize({"class_name": "Nope", "config": {}})
+
+
+def test_optimizer_with_schedule_matches_keras_updates(float64):
+    """Adam driven by ExponentialDecay: the same weights as Keras over several steps."""
+    import keras
+    w0, grads = _problem()
+    ours = _run_ours(Adam(learning_rate=schedules.ExponentialDecay(0.05, 2, 0.3)), w0, grads)
+    kopt = keras.optimizers.Adam(learning_rate=keras.optimizers.schedules.ExponentialDecay(0.05, 2, 0.3))
+    kvars = {k: keras.Variable(v.copy(), dtype="float64") for k, v in w0.items()}
+    names = list(w0)
+    for step in grads:
+        kopt.apply([keras.ops.convert_to_tensor(step[k]) for k in names], [kvars[k] for k in names])
+    for k in names:
+        assert rel_error(ours[k], keras.ops.convert_to_numpy(kvars[k])) < TOL
+
+
+def test_schedule_survives_config_state_and_model_file(tmp_path):
+    import rnnlab
+    from rnnlab.layers import Dense
+    sched = schedules.PiecewiseConstantDecay([2], [0.1, 0.01])
+    opt = SGD(learning_rate=sched, momentum=0.5)
+    cfg = optimizers.serialize(opt)
+    assert cfg["config"]["learning_rate"] == {"class_name": "PiecewiseConstantDecay", "config": sched.get_config()}
+    again = optimizers.get(cfg)
+    assert again._lr_schedule == sched
+    model = rnnlab.Sequential([Dense(2, input_shape=(3,))])
+    model.compile(optimizer=opt, loss="mse")
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    assert model.optimizer.learning_rate == pytest.approx(0.01)
+    model.save(tmp_path / "m.npz")
+    loaded = rnnlab.load_model(tmp_path / "m.npz")
+    assert loaded.optimizer.iterations == 3
+    assert isinstance(loaded.optimizer._lr_schedule, schedules.PiecewiseConstantDecay)
+    assert loaded.optimizer.learning_rate == pytest.approx(0.01)
+    state = model.optimizer.get_state()
+    fresh = SGD(learning_rate=schedules.PiecewiseConstantDecay([2], [0.1, 0.01]), momentum=0.5)
+    fresh.set_state(state)
+    assert fresh.iterations == 3 and fresh.learning_rate == pytest.approx(0.01)

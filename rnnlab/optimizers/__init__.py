@@ -40,11 +40,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
-from . import _native
-from .backend import RowSparseGrad
+from .. import _native
+from ..backend import RowSparseGrad
+from . import schedules
+from .schedules import LearningRateSchedule
 
 
 def _sq_norm(g) -> float:
@@ -81,6 +84,37 @@ def _check_unit(owner, name, value, upper_open=False):
     return float(value)
 
 
+def _epsilon(owner, value):
+    """Keras 2 wrote ``epsilon=None`` for "the backend epsilon" (1e-7)."""
+    return _check_nonneg(owner, "epsilon", 1e-7 if value is None else value)
+
+
+def _legacy_kwargs(owner, learning_rate, legacy):
+    """Keras 2 argument names: ``lr`` (renamed ``learning_rate``) and ``decay`` (time-based decay
+    ``lr / (1 + decay * iterations)``, here an :class:`~rnnlab.optimizers.schedules.InverseTimeDecay`).
+    Each gives a ``DeprecationWarning``; anything else is a ``TypeError`` naming it."""
+    legacy = dict(legacy)
+    if "lr" in legacy:
+        warnings.warn(f"{owner}: the argument `lr` is deprecated (Keras 2); use `learning_rate` instead",
+                      DeprecationWarning, stacklevel=4)
+        learning_rate = legacy.pop("lr")
+    if "decay" in legacy:
+        decay = legacy.pop("decay")
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not math.isfinite(decay) or decay < 0:
+            raise ValueError(f"{owner}: decay must be a finite number >= 0, got {decay!r}")
+        if decay > 0:
+            warnings.warn(f"{owner}: the argument `decay` is deprecated (Keras 2); it is applied as "
+                          f"learning_rate=InverseTimeDecay(learning_rate, decay_steps=1, decay_rate={decay}), "
+                          "which is the schedule to pass instead", DeprecationWarning, stacklevel=4)
+            if callable(learning_rate) or isinstance(learning_rate, dict):
+                raise ValueError(f"{owner}: decay={decay} cannot be combined with a learning-rate schedule; "
+                                 "give one schedule")
+            learning_rate = schedules.InverseTimeDecay(learning_rate, 1, decay)
+    if legacy:
+        raise TypeError(f"{owner}: unexpected keyword argument(s) {sorted(legacy)}")
+    return learning_rate
+
+
 def _check_nonneg(owner, name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or not math.isfinite(value):
         raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
@@ -97,8 +131,10 @@ class Optimizer:
 
     _slot_names: tuple = ()
 
-    def __init__(self, learning_rate=0.001, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+    def __init__(self, learning_rate=0.001, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None,
+                 **legacy):
         cls = type(self).__name__
+        learning_rate = _legacy_kwargs(cls, learning_rate, legacy)
         self.clipnorm = _check_positive_or_none(cls, "clipnorm", clipnorm)
         self.clipvalue = _check_positive_or_none(cls, "clipvalue", clipvalue)
         self.global_clipnorm = _check_positive_or_none(cls, "global_clipnorm", global_clipnorm)
@@ -124,6 +160,8 @@ class Optimizer:
     @learning_rate.setter
     def learning_rate(self, value):
         cls = type(self).__name__
+        if isinstance(value, dict):  # a serialized schedule (get_config of an optimizer with one)
+            value = schedules.deserialize(value)
         if callable(value) and not isinstance(value, numbers.Real):
             self._lr_schedule, self._lr = value, None
             return
@@ -246,7 +284,15 @@ class Optimizer:
         self._slots = slots
 
     def get_config(self) -> dict:
-        lr = self._lr if self._lr_schedule is None else self.learning_rate
+        """Constructor arguments; a schedule of :mod:`rnnlab.optimizers.schedules` is kept as its
+        ``{"class_name", "config"}`` (any other callable is saved as its current value)."""
+        if self._lr_schedule is None:
+            lr = self._lr
+        elif isinstance(self._lr_schedule, LearningRateSchedule) and \
+                type(self._lr_schedule).__name__ in schedules._CLASSES:
+            lr = schedules.serialize(self._lr_schedule)
+        else:
+            lr = self.learning_rate
         return {"name": self.name, "learning_rate": lr, "clipnorm": self.clipnorm,
                 "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
 
@@ -315,7 +361,7 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.rho = _check_unit("RMSprop", "rho", rho)
         self.momentum = _check_unit("RMSprop", "momentum", momentum)
-        self.epsilon = _check_nonneg("RMSprop", "epsilon", epsilon)
+        self.epsilon = _epsilon("RMSprop", epsilon)
         self.centered = bool(centered)
         names = ["velocity"]
         if self.momentum > 0:
@@ -388,7 +434,7 @@ class Adam(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.beta_1 = _check_unit("Adam", "beta_1", beta_1, upper_open=True)
         self.beta_2 = _check_unit("Adam", "beta_2", beta_2, upper_open=True)
-        self.epsilon = _check_nonneg("Adam", "epsilon", epsilon)
+        self.epsilon = _epsilon("Adam", epsilon)
         self.amsgrad = bool(amsgrad)
         self.lazy = bool(lazy)
         self._slot_names = ("momentum", "velocity", "velocity_hat") if self.amsgrad else ("momentum", "velocity")
@@ -478,7 +524,7 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.initial_accumulator_value = _check_nonneg("Adagrad", "initial_accumulator_value",
                                                        initial_accumulator_value)
-        self.epsilon = _check_nonneg("Adagrad", "epsilon", epsilon)
+        self.epsilon = _epsilon("Adagrad", epsilon)
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
