@@ -4,3 +4,4 @@ from .word2vec import LineSentence, Word2Vec, batch_loss_and_grads  # noqa: F401
 from .io import load_glove, load_vectors, load_word2vec_format, save_glove, save_word2vec_format  # noqa: F401
 from .matrix import embedding_matrix  # noqa: F401
 from .viz import pca_2d, plot_word_map  # noqa: F401
+from .fasttext import FastText, FastTextKeyedVectors, ft_hash_bytes, ngram_hashes  # noqa: F401

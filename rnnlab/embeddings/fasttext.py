@@ -1,0 +1,371 @@
+"""fastText word vectors (Bojanowski et al. 2017): word2vec whose input vector is built from subwords.
+
+A word ``w`` is the set of its character n-grams: ``<w>`` is written with boundary marks ``<`` and ``>``,
+cut into every run of ``n`` characters for ``min_n <= n <= max_n`` (the single marks ``<`` and ``>``
+alone are never taken), and each n-gram ``g`` is hashed into one of ``bucket`` rows with the 32-bit FNV-1a
+hash of its UTF-8 bytes, exactly as Facebook's fastText and gensim do (including their sign extension of
+bytes >= 0x80: ``h = (h ^ int8(byte)) * 16777619 mod 2**32``, start ``h = 2166136261``).
+
+Parameters: one input matrix ``W`` of shape ``(V + bucket, D)`` in Facebook's layout (rows ``0..V-1`` the
+vocabulary words, row ``V + b`` the n-gram bucket ``b``) and the output vectors ``Y`` (V, D). With
+``S(w) = [w] + [V + hash(g) % bucket for g in ngrams(w)]`` (duplicates kept, as both reference
+implementations do) and ``n_w = |S(w)|``, the input vector of ``w`` is the mean
+
+    x(w) = (1 / n_w) sum_{s in S(w)} W[s]
+
+and everything else is word2vec with negative sampling (:mod:`rnnlab.embeddings.word2vec`, whose batched
+loss, sampling tables, learning-rate schedule, subsampling and dynamic windows are reused): skip-gram
+predicts every context word from ``x(centre)``, CBOW predicts the centre from the mean of the context
+words' ``x``. The exact gradient of one subword row is ``dL/dW[s] = sum_{positions p of w} dL/dx_p / n_w``.
+
+Training applies fastText's update instead (Facebook's ``Model::update`` for the unsupervised models and
+gensim's ``fasttext_inner``): every subword row of a position gets the *full* ``-alpha dL/dx_p`` (not
+divided by ``n_w``). :func:`fasttext_loss_and_grads` returns either, ``fasttext_update=False`` giving the
+exact gradient that the tests check by finite differences.
+
+Word vectors (:class:`FastTextKeyedVectors`): an in-vocabulary word's vector is ``x(w)``; a word never seen
+(out of vocabulary) gets the mean of its n-gram rows ``(1/|G|) sum_{g in G(w)} W[V + hash(g) % bucket]``
+(Facebook's ``getWordVector``, gensim's ``wv[word]``), so ``wv["unseeable"]`` works for any string with at
+least one n-gram.
+
+Differences from gensim (4.x), deliberate: gensim's training divides the summed subword rows by the number of
+n-grams (``1 / len(ngrams)``, one less than the rows summed) where the saved vectors and Facebook use
+``1 / n_w``; rnnlab uses ``1 / n_w`` for both. CBOW's hidden vector is the mean of the context words'
+``x(w)`` (each context word weighs the same), where gensim and Facebook average all subword rows of the
+window (a long word weighs more). Chunked updates and the exact sigmoid as in rnnlab's word2vec.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .. import _native
+from .keyed_vectors import KeyedVectors
+from .word2vec import Word2Vec, batch_loss_and_grads
+
+__all__ = ["FastText", "FastTextKeyedVectors", "ft_hash_bytes", "compute_ngrams_bytes", "ngram_hashes",
+           "fasttext_loss_and_grads"]
+
+_FNV_OFFSET = 2166136261
+_FNV_PRIME = 16777619
+
+
+def ft_hash_bytes(data: bytes) -> int:
+    """Facebook fastText's ``Dictionary::hash``: 32-bit FNV-1a over the bytes, each byte sign-extended from
+    ``int8`` to ``uint32`` before the xor (so bytes >= 0x80 xor ``0xFFFFFF80 | byte``). gensim's
+    ``ft_hash_bytes`` is the same function."""
+    h = _FNV_OFFSET
+    for c in data:
+        h ^= c if c < 0x80 else (c | 0xFFFFFF00)
+        h = (h * _FNV_PRIME) & 0xFFFFFFFF
+    return h
+
+
+def compute_ngrams_bytes(word: str, min_n: int, max_n: int) -> list:
+    """The character n-grams of ``<word>`` as UTF-8 byte strings, in fastText's order.
+
+    For every start character ``i`` and ``n = 1 .. max_n`` characters (UTF-8 continuation bytes stay with
+    their character), the n-gram is kept when ``n >= min_n``, except a 1-character n-gram that is a boundary
+    mark (``<`` at the start, ``>`` at the end). The whole ``<word>`` is included when it is short enough.
+    """
+    b = ("<" + word + ">").encode("utf-8")
+    L = len(b)
+    out = []
+    for i in range(L):
+        if (b[i] & 0xC0) == 0x80:
+            continue
+        j, n = i, 1
+        while j < L and n <= max_n:
+            j += 1
+            while j < L and (b[j] & 0xC0) == 0x80:
+                j += 1
+            if n >= min_n and not (n == 1 and (i == 0 or j == L)):
+                out.append(b[i:j])
+            n += 1
+    return out
+
+
+def ngram_hashes(word: str, min_n: int, max_n: int, bucket: int) -> list:
+    """Bucket numbers ``ft_hash_bytes(g) % bucket`` of the n-grams of ``word`` (empty when ``max_n == 0``
+    or ``bucket == 0``); the same numbers as gensim's ``ft_ngram_hashes`` and Facebook's ``getSubwords``
+    (minus its offset ``nwords``)."""
+    if bucket <= 0 or max_n <= 0:
+        return []
+    return [ft_hash_bytes(g) % bucket for g in compute_ngrams_bytes(word, min_n, max_n)]
+
+
+def _check_ngram_args(who, min_n, max_n, bucket):
+    for name, val in (("min_n", min_n), ("max_n", max_n), ("bucket", bucket)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 0:
+            raise ValueError(f"{who}: {name} must be an int >= 0, got {val!r}")
+    if max_n > 0 and min_n < 1:
+        raise ValueError(f"{who}: min_n must be >= 1 when max_n > 0 (n-grams of {min_n} characters), got "
+                         f"min_n={min_n}")
+    if max_n > 0 and min_n > max_n:
+        raise ValueError(f"{who}: min_n must be <= max_n, got min_n={min_n} > max_n={max_n}")
+    if max_n > 0 and bucket == 0:
+        raise ValueError(f"{who}: bucket=0 leaves no rows for the character n-grams of max_n={max_n}; "
+                         "give bucket >= 1 or max_n=0 (no subwords, plain word2vec)")
+
+
+# ---------------------------------------------------------------------------------------------- math
+def _segments(lens):
+    """Start offsets of consecutive segments of lengths ``lens`` (all >= 1)."""
+    starts = np.zeros(len(lens), dtype=np.int64)
+    if len(lens) > 1:
+        np.cumsum(lens[:-1], out=starts[1:])
+    return starts
+
+
+def _gather_subwords(sub_flat, sub_off, sub_len, uniq):
+    """Flattened subword rows of the words ``uniq`` and the segment starts (CSR of their lists)."""
+    lens = sub_len[uniq]
+    seg = _segments(lens)
+    total = int(lens.sum())
+    # position k of the flat list belongs to word u at offset k - seg[u] inside its own list
+    flat = np.repeat(sub_off[uniq] - seg, lens) + np.arange(total, dtype=np.int64)
+    return sub_flat[flat], seg, lens
+
+
+def fasttext_loss_and_grads(W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids, reduced_windows,
+                            negatives, sg, window, scale=1.0, compute_loss=True, fasttext_update=False):
+    """Loss of one chunk and the gradients with respect to the input matrix ``W`` (subword rows) and ``syn1neg``.
+
+    Args:
+        W: (V + bucket, D) input matrix (vocabulary rows first).
+        sub_flat, sub_off, sub_len: the subword lists in CSR form: the rows of ``W`` of word ``w`` are
+            ``sub_flat[sub_off[w]:sub_off[w] + sub_len[w]]`` (its own row first, each ``sub_len >= 1``).
+        words, sentence_ids, reduced_windows, negatives, sg, window, scale, compute_loss: as
+            :func:`rnnlab.embeddings.word2vec.batch_loss_and_grads`.
+        fasttext_update: False gives the exact gradient ``dL/dW[s] = sum_p dL/dx_p / n_w`` (CBOW: of the mean
+            hidden vector); True gives fastText's update direction, every subword row receiving the full
+            ``dL/dx_p`` (CBOW: the full ``dL/dh`` for every context word, as word2vec's ``cbow_mean_update``).
+
+    Returns ``(loss, in_idx, in_rows, out_idx, out_rows)`` as word2vec's function: the (scaled) gradient
+    with respect to ``W`` is ``sum_i e_{in_idx[i]} in_rows[i]`` with repeated indices adding up.
+    """
+    words = np.asarray(words)
+    uniq, inv = np.unique(words, return_inverse=True)
+    rows, seg, lens = _gather_subwords(sub_flat, sub_off, sub_len, uniq)
+    dtype = W.dtype
+    S = np.add.reduceat(W[rows], seg, axis=0)                      # (U, D) summed subword rows
+    X = S / lens[:, None].astype(dtype)                              # x(w) = mean of the subword rows
+    # word2vec's batched loss reads the input vectors as rows ``words`` of a (V, D) table; only the rows of
+    # this chunk's words are written into an uninitialised buffer (never read elsewhere)
+    Xtab = np.empty(syn1neg.shape, dtype=dtype)
+    Xtab[uniq] = X
+    loss, _, gX, out_idx, out_rows = batch_loss_and_grads(
+        Xtab, syn1neg, words, sentence_ids, reduced_windows, negatives, sg, window, scale=scale,
+        compute_loss=compute_loss, cbow_mean_update=fasttext_update)
+    GU = np.zeros((len(uniq), W.shape[1]), dtype=gX.dtype)
+    _native.scatter_add(GU, inv, np.ascontiguousarray(gX))          # dL/dx per distinct word
+    if not fasttext_update:
+        GU /= lens[:, None].astype(GU.dtype)                        # d x(w) / d W[s] = 1 / n_w
+    return loss, rows, np.repeat(GU, lens, axis=0), out_idx, out_rows
+
+
+# ------------------------------------------------------------------------------------------ vectors
+class FastTextKeyedVectors(KeyedVectors):
+    """:class:`KeyedVectors` of the vocabulary plus the n-gram buckets, so any string gets a vector.
+
+    ``vectors`` (V, D) are the in-vocabulary word vectors ``x(w)``; ``vectors_vocab`` (V, D) the words' own
+    rows and ``vectors_ngrams`` (bucket, D) the n-gram rows. ``kv[word]`` returns ``vectors[i]`` for a
+    vocabulary word and, for any other string, the mean of its n-gram rows (``KeyError`` only when the
+    string has no n-gram, e.g. ``max_n=0``). ``word in kv`` is True for every string that has a vector
+    (gensim's convention); ``kv.has_index_for(word)`` tests vocabulary membership. ``similarity``,
+    ``most_similar`` (query words may be out of vocabulary; answers come from the vocabulary) and the
+    evaluations are :class:`KeyedVectors`'s.
+    """
+
+    def __init__(self, vectors, index_to_key, vectors_vocab, vectors_ngrams, min_n, max_n, counts=None):
+        super().__init__(vectors, index_to_key, counts=counts)
+        self.vectors_vocab = np.asarray(vectors_vocab)
+        self.vectors_ngrams = np.asarray(vectors_ngrams)
+        bucket = self.vectors_ngrams.shape[0]
+        _check_ngram_args("FastTextKeyedVectors", min_n, max_n, bucket)
+        if self.vectors_vocab.shape != self.vectors.shape:
+            raise ValueError(f"FastTextKeyedVectors: vectors_vocab has shape {self.vectors_vocab.shape}, "
+                             f"expected {self.vectors.shape}")
+        if self.vectors_ngrams.ndim != 2 or self.vectors_ngrams.shape[1] != self.vectors.shape[1]:
+            raise ValueError(f"FastTextKeyedVectors: vectors_ngrams must be (bucket, {self.vectors.shape[1]}), "
+                             f"got {self.vectors_ngrams.shape}")
+        self.min_n, self.max_n, self.bucket = int(min_n), int(max_n), int(bucket)
+        # the subword lists S(w) of the vocabulary in CSR form, rows of the stacked (V + bucket, D) matrix
+        V = len(self.index_to_key)
+        lists = [[i] + [V + h for h in self.ngram_rows(w)] for i, w in enumerate(self.index_to_key)]
+        self.subword_lengths = np.array([len(s) for s in lists], dtype=np.int64)
+        self.subword_offsets = _segments(self.subword_lengths)
+        self.subword_rows = np.fromiter((r for s in lists for r in s), dtype=np.int64,
+                                        count=int(self.subword_lengths.sum()))
+
+    def has_index_for(self, key):
+        return key in self.key_to_index
+
+    def __contains__(self, key):
+        return key in self.key_to_index or (isinstance(key, str) and
+                                            bool(ngram_hashes(key, self.min_n, self.max_n, self.bucket)))
+
+    def ngram_rows(self, word):
+        """Bucket rows of ``word``'s n-grams (see :func:`ngram_hashes`)."""
+        return ngram_hashes(word, self.min_n, self.max_n, self.bucket)
+
+    def get_vector(self, key, norm=False):
+        if key in self.key_to_index:
+            return super().get_vector(key, norm=norm)
+        if not isinstance(key, str):
+            raise KeyError(f"word {key!r} not in vocabulary (and not a string)")
+        rows = self.ngram_rows(key)
+        if not rows:
+            raise KeyError(f"word {key!r} not in vocabulary and has no character n-grams "
+                           f"(min_n={self.min_n}, max_n={self.max_n}, bucket={self.bucket})")
+        v = self.vectors_ngrams[rows].mean(axis=0)
+        if norm:
+            v = v / max(np.linalg.norm(v), 1e-30)
+        return v
+
+    def __getitem__(self, key):
+        if isinstance(key, (list, tuple)):
+            return np.stack([self.get_vector(k) for k in key]) if key else np.zeros((0, self.vector_size))
+        return self.get_vector(key)
+
+    def similarity(self, w1, w2):
+        a, b = self.get_vector(w1, norm=True), self.get_vector(w2, norm=True)
+        return float(np.dot(a, b))
+
+    def _query(self, positive, negative):
+        def conv(ws):
+            if ws is None or isinstance(ws, np.ndarray):
+                return ws
+            if isinstance(ws, str):
+                ws = [ws]
+            return [self.get_vector(w) if isinstance(w, str) and w not in self.key_to_index else w for w in ws]
+        return super()._query(conv(positive), conv(negative))
+
+    def recompute_word_vectors(self):
+        """``vectors[i] = mean of the rows of S(word i)`` from ``vectors_vocab`` and ``vectors_ngrams``."""
+        V = len(self.index_to_key)
+        for b0 in range(0, V, 4096):                 # word blocks keep the gathered rows small
+            b1 = min(b0 + 4096, V)
+            rows, _, lens = _gather_subwords(self.subword_rows, self.subword_offsets, self.subword_lengths,
+                                             np.arange(b0, b1))
+            S = self.vectors_vocab[b0:b1].astype(np.float64)
+            ng = rows >= V
+            if ng.any():
+                owner = np.repeat(np.arange(b1 - b0), lens)[ng]
+                _native.scatter_add(S, owner, self.vectors_ngrams[rows[ng] - V])
+            self.vectors[b0:b1] = S / lens[:, None]
+        self.fill_norms(force=True)
+
+
+# ------------------------------------------------------------------------------------------ training
+class FastText(Word2Vec):
+    """Train fastText word vectors (skip-gram or CBOW with subword n-grams, negative sampling).
+
+    ``FastText(sentences, vector_size=100, window=5, min_count=5, sg=0, min_n=3, max_n=6, bucket=2000000)``
+    takes every argument of :class:`rnnlab.embeddings.Word2Vec` (gensim's names and defaults) plus the
+    n-gram settings of gensim's ``FastText`` and Facebook's ``-minn -maxn -bucket``. ``max_n=0`` trains
+    without subwords (then ``bucket`` may be 0). The vectors are in ``model.wv``, a
+    :class:`FastTextKeyedVectors`; the raw input matrix in Facebook's layout is ``model.input_matrix``
+    ((V + bucket, D); ``wv.vectors_vocab`` and ``wv.vectors_ngrams`` are views of it). See the module
+    docstring for the math and the update rule.
+
+    Errors (``ValueError``): ``min_n > max_n``, ``bucket=0`` with ``max_n > 0``, an empty corpus, and every
+    check of :class:`Word2Vec`.
+    """
+
+    _WHO = "FastText"
+
+    def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
+                 min_n=3, max_n=6, bucket=2000000, negative=5, ns_exponent=0.75, sample=1e-3, alpha=0.025,
+                 min_alpha=0.0001, epochs=5, seed=1, workers=1, batch_words=None, max_vocab_size=None,
+                 compute_loss=False, verbose=False):
+        _check_ngram_args("FastText", min_n, max_n, bucket)
+        self.min_n, self.max_n, self.bucket = int(min_n), int(max_n), int(bucket)
+        if max_n == 0:
+            self.bucket = 0
+        self.input_matrix = None
+        super().__init__(sentences=sentences, corpus_file=corpus_file, vector_size=vector_size, window=window,
+                         min_count=min_count, sg=sg, negative=negative, ns_exponent=ns_exponent, sample=sample,
+                         alpha=alpha, min_alpha=min_alpha, epochs=epochs, seed=seed, workers=workers,
+                         batch_words=batch_words, max_vocab_size=max_vocab_size, compute_loss=compute_loss,
+                         verbose=verbose)
+
+    @staticmethod
+    def _check_int(name, val, low):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < low:
+            raise ValueError(f"FastText: {name} must be an int >= {low}, got {val!r}")
+
+    def build_vocab(self, sentences):
+        """Count words (as :meth:`Word2Vec.build_vocab`), then hash every vocabulary word's n-grams and set up
+        the input matrix: word rows U(-1, 1)/D (word2vec's start), n-gram rows U(-1, 1)/D (gensim's)."""
+        try:
+            super().build_vocab(sentences)
+        except (ValueError, TypeError) as e:
+            msg = str(e)
+            if msg.startswith("Word2Vec:"):
+                raise type(e)("FastText:" + msg[len("Word2Vec:"):]) from None
+            raise
+        words = self.wv.index_to_key
+        V, D = len(words), self.vector_size
+        rng = np.random.default_rng([self.seed, 17])
+        W = np.empty((V + self.bucket, D), dtype=np.float32)
+        W[:V] = self.wv.vectors
+        if self.bucket:
+            # row blocks keep the temporary small for the default 2M buckets
+            for b0 in range(V, V + self.bucket, 262144):
+                b1 = min(b0 + 262144, V + self.bucket)
+                W[b0:b1] = (rng.random((b1 - b0, D), dtype=np.float32) * 2.0 - 1.0) / D
+        self.input_matrix = W
+        self.wv = FastTextKeyedVectors(np.zeros((V, D), dtype=np.float32), words, W[:V], W[V:], self.min_n,
+                                       self.max_n, counts=self.counts)
+        kv = self.wv
+        self._sub_flat, self._sub_off, self._sub_len = kv.subword_rows, kv.subword_offsets, kv.subword_lengths
+        kv.recompute_word_vectors()
+        return self
+
+    def _train_chunk(self, chunk, alpha, rng):
+        s0, s1, w0, w1 = chunk
+        ids = self.corpus_ids[w0:w1]
+        sid = np.repeat(np.arange(s1 - s0, dtype=np.int32), self.sentence_lengths[s0:s1])
+        if self.sample > 0:
+            keep = rng.random(len(ids)) < self._keep[ids]
+            ids, sid = ids[keep], sid[keep]
+        if len(ids) < 2:
+            return 0.0
+        reduced = self.window - rng.integers(0, self.window, len(ids))
+        neg = self._draw_noise(rng, (len(ids), self.negative))
+        loss, in_idx, in_rows, out_idx, out_rows = fasttext_loss_and_grads(
+            self.input_matrix, self.syn1neg, self._sub_flat, self._sub_off, self._sub_len, ids, sid, reduced,
+            neg, self.sg, self.window, scale=-alpha, compute_loss=self.compute_loss, fasttext_update=True)
+        self._check_finite(chunk, alpha, loss, in_rows, out_rows)
+        _native.scatter_add(self.syn1neg, out_idx, np.ascontiguousarray(out_rows))
+        _native.scatter_add(self.input_matrix, in_idx, in_rows)
+        return loss
+
+    def _check_finite(self, chunk, alpha, loss, *arrays):
+        try:
+            super()._check_finite(chunk, alpha, loss, *arrays)
+        except FloatingPointError as e:
+            raise FloatingPointError("FastText" + str(e)[len("Word2Vec"):]) from None
+
+    def train(self, epochs=None):
+        """SGD passes over the corpus (see :meth:`Word2Vec.train`), then ``wv.vectors`` are recomputed."""
+        if self.wv is None:
+            raise ValueError("FastText: call build_vocab(sentences) before train()")
+        out = super().train(epochs)
+        self.wv.recompute_word_vectors()
+        return out
+
+    def _progress(self, state, total, start, epoch, epochs, alpha):
+        now = time.perf_counter()
+        if now - state["last"] < 0.5 and state["done"] < total:
+            return
+        state["last"] = now
+        el = now - start
+        rate = state["done"] / el if el > 0 else 0.0
+        eta = (total - state["done"]) / rate if rate > 0 else 0.0
+        print(f"\rfastText {'skip-gram' if self.sg else 'CBOW'}: epoch {epoch + 1}/{epochs} "
+              f"{100.0 * state['done'] / total:5.1f}%  alpha {alpha:.5f}  {rate:,.0f} words/s  "
+              f"ETA {eta:.0f}s ", end="", file=sys.stderr, flush=True)
