@@ -309,7 +309,7 @@ def test_no_native_env_falls_back():
 @pytest.mark.parametrize("cls", [L.LSTM, L.GRU, L.SimpleRNN])
 def test_batches_above_the_limit_stay_on_numpy(cls):
     """One matrix-vector product per row and step loses to NumPy's GEMM from about 8 rows on."""
-    from rnnlab.layers.recurrent import NATIVE_MAX_BATCH
+    from rnnlab.layers.fused_loop import NATIVE_MAX_BATCH
 
     rng = np.random.default_rng(5)
     lay = cls(8)

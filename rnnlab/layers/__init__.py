@@ -2,9 +2,10 @@
 from .base import Layer, get_layer_class, register  # noqa: F401
 from .core import Activation, Dense  # noqa: F401
 from .recurrent import RNN  # noqa: F401
-from .simple_rnn import SimpleRNN  # noqa: F401
-from .lstm import LSTM  # noqa: F401
-from .gru import GRU  # noqa: F401
+from .cells import Cell, StackedRNNCells  # noqa: F401
+from .simple_rnn import SimpleRNN, SimpleRNNCell  # noqa: F401
+from .lstm import LSTM, LSTMCell  # noqa: F401
+from .gru import GRU, GRUCell  # noqa: F401
 from .core import Dropout  # noqa: F401
 from .embedding import Embedding  # noqa: F401
 from .attention import AdditiveAttention, Attention  # noqa: F401
@@ -12,3 +13,13 @@ from .core import Masking, RepeatVector  # noqa: F401
 from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
 from .pooling import GlobalAveragePooling1D, GlobalMaxPooling1D  # noqa: F401
 from .tied import TiedDense, TiedEmbedding  # noqa: F401
+from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract,  # noqa: F401
+                    add, average, concatenate, dot, maximum, minimum, multiply, subtract)
+from .reshaping import Flatten, Permute, Reshape  # noqa: F401
+
+
+def __getattr__(name):  # Input / InputLayer live with the functional API (rnnlab.models.functional)
+    if name in ("Input", "InputLayer"):
+        from ..models import functional
+        return getattr(functional, name)
+    raise AttributeError(f"module 'rnnlab.layers' has no attribute {name!r}")

@@ -47,11 +47,112 @@ import numpy as np
 from .. import _native, backend
 from .. import activations as _act
 from .base import register
-from .recurrent import RNN, act_backward_, act_forward_, addr
+from .cells import KerasCell, check_implementation
+from .fused_loop import FusedRNN, act_backward_, act_forward_, addr
 
 
 @register
-class GRU(RNN):
+class GRUCell(KerasCell):
+    """One GRU step (Keras ``GRUCell``), both ``reset_after`` forms: the equations of the module docstring.
+
+    ``GRUCell(units, activation="tanh", recurrent_activation="sigmoid", use_bias=True, ..., dropout=0.0,
+    recurrent_dropout=0.0, reset_after=True, implementation=2)``. Weights ``kernel`` (D, 3U),
+    ``recurrent_kernel`` (U, 3U), ``bias`` (2, 3U) with reset_after else (3U,); gates z, r, h;
+    ``state_size = U``. ``implementation`` (1 or 2) is accepted as in Keras (same function).
+    """
+
+    _n_gates = 3
+    _layer_name = "GRU"
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 dropout=0.0, recurrent_dropout=0.0, reset_after=True, implementation=2, **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+                         dropout=dropout, recurrent_dropout=recurrent_dropout, **kwargs)
+        self.recurrent_activation = _act.get(recurrent_activation)
+        self.reset_after = bool(reset_after)
+        self.implementation = check_implementation(type(self).__name__, implementation)
+
+    @property
+    def state_size(self):
+        return self.units
+
+    def build(self, input_shape):
+        D, U = self._input_dim(input_shape), self.units
+        self.add_weight("kernel", (D, 3 * U), self.kernel_initializer)
+        self.add_weight("recurrent_kernel", (U, 3 * U), self.recurrent_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (2, 3 * U) if self.reset_after else (3 * U,), self.bias_initializer)
+        super().build(input_shape)
+
+    def forward_step(self, x, states, training=False):
+        h = states[0]
+        U, P = self.units, self.params
+        xd, hr, masks = self._dropped(x, h)
+        b = P["bias"] if self.use_bias else None
+        p = xd @ P["kernel"]
+        if b is not None:
+            p += b[0] if self.reset_after else b
+        ract, rk = self.recurrent_activation, P["recurrent_kernel"]
+        if self.reset_after:
+            q = hr @ rk
+            if b is not None:
+                q += b[1]
+            z = ract.forward(p[:, :U] + q[:, :U])
+            r = ract.forward(p[:, U:2 * U] + q[:, U:2 * U])
+            hh = self.activation.forward(p[:, 2 * U:] + r * q[:, 2 * U:])
+        else:
+            q = hr @ rk[:, :2 * U]
+            z = ract.forward(p[:, :U] + q[:, :U])
+            r = ract.forward(p[:, U:2 * U] + q[:, U:])
+            hh = self.activation.forward(p[:, 2 * U:] + (r * hr) @ rk[:, 2 * U:])
+        h_new = z * h + (1 - z) * hh
+        return h_new, [h_new], (xd, hr, masks, h, z, r, hh, q)
+
+    def backward_step(self, d_output, d_states, cache):
+        xd, hr, masks, h, z, r, hh, q = cache
+        U, P, ract = self.units, self.params, self.recurrent_activation
+        rk = P["recurrent_kernel"]
+        dh = d_output + d_states[0]
+        dz = act_backward_(ract, z, dh * (h - hh), np.empty_like(z))
+        dah = act_backward_(self.activation, hh, dh * (1 - z), np.empty_like(hh))
+        if self.reset_after:
+            dr = act_backward_(ract, r, dah * q[:, 2 * U:], np.empty_like(r))
+            dp = np.concatenate([dz, dr, dah], axis=1)
+            dq = np.concatenate([dz, dr, dah * r], axis=1)
+            self.grads["recurrent_kernel"] += hr.T @ dq
+            dhr = dq @ rk.T
+            if self.use_bias:
+                self.grads["bias"][0] += dp.sum(axis=0)
+                self.grads["bias"][1] += dq.sum(axis=0)
+        else:
+            d_rh = dah @ rk[:, 2 * U:].T
+            dr = act_backward_(ract, r, d_rh * hr, np.empty_like(r))
+            dp = np.concatenate([dz, dr, dah], axis=1)
+            self.grads["recurrent_kernel"][:, :2 * U] += hr.T @ dp[:, :2 * U]
+            self.grads["recurrent_kernel"][:, 2 * U:] += (r * hr).T @ dah
+            dhr = dp[:, :2 * U] @ rk[:, :2 * U].T + d_rh * r
+            if self.use_bias:
+                self.grads["bias"] += dp.sum(axis=0)
+        if masks[1] is not None:
+            dhr *= masks[1]
+        return self._input_grads(dp, xd, masks), [dh * z + dhr]
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(recurrent_activation=_act.serialize(self.recurrent_activation), reset_after=self.reset_after,
+                   implementation=self.implementation)
+        return cfg
+
+    def _layer_kwargs(self):
+        cfg = super()._layer_kwargs()
+        cfg.pop("implementation")
+        return cfg
+
+
+@register
+class GRU(FusedRNN):
     """Gated recurrent unit layer (Keras ``GRU``; Cho et al. 2014).
 
     Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;

@@ -39,13 +39,99 @@ import types
 import numpy as np
 
 from .base import register
-from .recurrent import RNN, act_backward_, act_forward_, addr
+from .cells import KerasCell, check_implementation
+from .fused_loop import FusedRNN, act_backward_, act_forward_, addr
 from .. import _native, backend
 from .. import activations as _act
 
 
 @register
-class LSTM(RNN):
+class LSTMCell(KerasCell):
+    """One LSTM step (Keras ``LSTMCell``): the equations of the module docstring, forward and backward.
+
+    ``LSTMCell(units, activation="tanh", recurrent_activation="sigmoid", use_bias=True, ...,
+    unit_forget_bias=True, dropout=0.0, recurrent_dropout=0.0, implementation=2)``.
+    Weights ``kernel`` (D, 4U), ``recurrent_kernel`` (U, 4U), ``bias`` (4U,), gates i, f, c, o;
+    ``state_size = [U, U]`` (h, c), ``output_size = U``. ``implementation`` (1 or 2) is Keras' choice
+    between two ways of computing the same function; both give this one.
+    """
+
+    _n_gates = 4
+    _layer_name = "LSTM"
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, dropout=0.0, recurrent_dropout=0.0, implementation=2, **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+                         dropout=dropout, recurrent_dropout=recurrent_dropout, **kwargs)
+        self.recurrent_activation = _act.get(recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.implementation = check_implementation(type(self).__name__, implementation)
+
+    @property
+    def state_size(self):
+        return [self.units, self.units]
+
+    def build(self, input_shape):
+        D, U = self._input_dim(input_shape), self.units
+        self.add_weight("kernel", (D, 4 * U), self.kernel_initializer)
+        self.add_weight("recurrent_kernel", (U, 4 * U), self.recurrent_initializer)
+        if self.use_bias:
+            b = self.add_weight("bias", (4 * U,), self.bias_initializer)
+            if self.unit_forget_bias:  # Keras: bias_initializer for i, ones for f, bias_initializer for c and o
+                b[U:2 * U] = 1.0
+                b[2 * U:] = np.asarray(self.bias_initializer((2 * U,), self.dtype), dtype=self.dtype)
+        super().build(input_shape)
+
+    def forward_step(self, x, states, training=False):
+        h, c = states
+        U, p = self.units, self.params
+        xd, hr, masks = self._dropped(x, h)
+        a = xd @ p["kernel"] + hr @ p["recurrent_kernel"]
+        if self.use_bias:
+            a += p["bias"]
+        ract, act = self.recurrent_activation, self.activation
+        i, f = ract.forward(a[:, :U]), ract.forward(a[:, U:2 * U])
+        g, o = act.forward(a[:, 2 * U:3 * U]), ract.forward(a[:, 3 * U:])
+        c_new = f * c + i * g
+        tc = act.forward(c_new)
+        h_new = o * tc
+        return h_new, [h_new, c_new], (xd, hr, masks, i, f, g, o, c, tc)
+
+    def backward_step(self, d_output, d_states, cache):
+        xd, hr, masks, i, f, g, o, c, tc = cache
+        dh = d_output + d_states[0]
+        ract, act = self.recurrent_activation, self.activation
+        do = dh * tc
+        dct = act_backward_(act, tc, dh * o, np.empty_like(tc)) + d_states[1]
+        da = np.concatenate([dct * g, dct * c, dct * i, do], axis=1)
+        U = self.units
+        for sl, y, fn in ((slice(0, U), i, ract), (slice(U, 2 * U), f, ract), (slice(2 * U, 3 * U), g, act),
+                          (slice(3 * U, 4 * U), o, ract)):
+            act_backward_(fn, y, da[:, sl], np.empty_like(y))
+        self.grads["recurrent_kernel"] += hr.T @ da
+        if self.use_bias:
+            self.grads["bias"] += da.sum(axis=0)
+        dh_prev = da @ self.params["recurrent_kernel"].T
+        if masks[1] is not None:
+            dh_prev *= masks[1]
+        return self._input_grads(da, xd, masks), [dh_prev, dct * f]
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(recurrent_activation=_act.serialize(self.recurrent_activation),
+                   unit_forget_bias=self.unit_forget_bias, implementation=self.implementation)
+        return cfg
+
+    def _layer_kwargs(self):
+        cfg = super()._layer_kwargs()
+        cfg.pop("implementation")
+        return cfg
+
+
+@register
+class LSTM(FusedRNN):
     """Long short-term memory layer (Keras ``LSTM``; Hochreiter & Schmidhuber 1997).
 
     Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;

@@ -22,11 +22,55 @@ import numpy as np
 
 from .. import _native
 from .base import register
-from .recurrent import RNN, act_backward_
+from .cells import KerasCell
+from .fused_loop import FusedRNN, act_backward_
 
 
 @register
-class SimpleRNN(RNN):
+class SimpleRNNCell(KerasCell):
+    """One Elman step (Keras ``SimpleRNNCell``): ``h_t = f(x_t W_x + b + h_{t-1} W_h)``, forward and backward.
+
+    ``SimpleRNNCell(units, activation="tanh", use_bias=True, ..., dropout=0.0, recurrent_dropout=0.0)``.
+    Weights ``kernel`` (D, U), ``recurrent_kernel`` (U, U), ``bias`` (U,); ``state_size = U``.
+    """
+
+    _layer_name = "SimpleRNN"
+
+    @property
+    def state_size(self):
+        return self.units
+
+    def build(self, input_shape):
+        D, U = self._input_dim(input_shape), self.units
+        self.add_weight("kernel", (D, U), self.kernel_initializer)
+        self.add_weight("recurrent_kernel", (U, U), self.recurrent_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (U,), self.bias_initializer)
+        super().build(input_shape)
+
+    def forward_step(self, x, states, training=False):
+        p = self.params
+        xd, hr, masks = self._dropped(x, states[0])
+        a = xd @ p["kernel"] + hr @ p["recurrent_kernel"]
+        if self.use_bias:
+            a += p["bias"]
+        h = self.activation.forward(a)
+        return h, [h], (xd, hr, masks, h)
+
+    def backward_step(self, d_output, d_states, cache):
+        xd, hr, masks, h = cache
+        da = act_backward_(self.activation, h, d_output + d_states[0], np.empty_like(h))
+        self.grads["recurrent_kernel"] += hr.T @ da
+        if self.use_bias:
+            self.grads["bias"] += da.sum(axis=0)
+        dh_prev = da @ self.params["recurrent_kernel"].T
+        if masks[1] is not None:
+            dh_prev *= masks[1]
+        return self._input_grads(da, xd, masks), [dh_prev]
+
+
+@register
+class SimpleRNN(FusedRNN):
     """Fully-connected RNN whose output is fed back as the next step's state (Keras ``SimpleRNN``).
 
     Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;

@@ -1,0 +1,815 @@
+"""FusedRNN: the optimised time loop of SimpleRNN, LSTM and GRU (forward, full BPTT, masking, states).
+
+The readable, general loop over any cell is :class:`rnnlab.layers.recurrent.RNN`; this module is its
+optional fast path for the three built-in cells: the same function computed on preallocated time-major
+buffers, with packed GEMMs and compiled kernels where they exist. A concrete layer (``simple_rnn.py``,
+``lstm.py``, ``gru.py``) supplies the per-step hooks below; everything about *time* lives here.
+
+Notation: B batch, T time steps, D input features, U units, k gates (1 SimpleRNN, 4 LSTM,
+3 GRU), W = kU the width of the gate axis. Internally everything is **time-major**
+(contiguous ``(T, B, .)`` buffers, so one step is a contiguous ``(B, .)`` block).
+
+Forward, for a layer called on x (B, T, D) with an optional boolean mask m (B, T):
+
+1. ``X = x`` transposed to (T, B, D) (time-reversed for ``go_backwards``), times the input
+   dropout mask when training.
+2. ``A = X W_x + b_x``: the input projection of *all* steps as one GEMM (T*B, D) @ (D, W).
+3. For t = 0..T-1 the cell step turns ``A[t]`` and the states ``S[t]`` into ``S[t+1]``
+   (one (B, U) @ (U, W) GEMM plus in-place gate math, leaving the gate activations in ``A[t]``).
+   Masking (Keras semantics): where ``m[:, t]`` is False the states are carried over,
+   ``S[t+1] = S[t]``.
+4. Outputs: the output at step t is ``Y[t] = H[t+1] * f[t]`` where, with a mask, ``f`` is
+   "some real step seen so far" (Keras repeats the previous output, starting from zeros) or
+   ``m`` itself with ``zero_output_for_mask=True``; without a mask ``f = 1``.
+   ``return_sequences`` gives Y (B, T, U) (in processing order, i.e. reversed for
+   ``go_backwards``, as Keras), else ``Y[T-1]`` (B, U). ``return_state`` appends the final states.
+
+Backward (full BPTT), with G[s] the gradient w.r.t. ``S[s][t+1]`` carried back in time:
+
+* ``G[h] += dY[t] * f[t]``; the masked part ``G * (1 - m)`` passes straight to ``S[t]``; the
+  real part ``G * m`` goes through the cell's step backward, which writes the gate
+  pre-activation gradients ``dA[t]`` and returns dL/dS[t] (one (B, W) @ (W, U) GEMM).
+  Memory: step t's backward is the last reader of ``A[t]``, so ``dA[t]`` (computed in a (B, W)
+  scratch) is stored over ``A[t]``: after the loop the buffer A holds dA, and no second (T, B, W)
+  buffer is needed.
+* After the loop: ``dW_x = X^T dA``, ``dW_h = H_prev^T dA_rec``, ``db = sum dA`` as single GEMMs /
+  reductions over all steps, and ``dx = dA W_x^T`` (one GEMM, written over X, which is no longer
+  needed), transposed back to (B, T, D).
+
+Packed products (float32, rnnlab._native built, AVX-512 CPU): the T per-step products with the same
+matrix (``h_{t-1} W_h`` forward, ``dA_t W_h^T`` backward) and the weight gradients sharing one dA run
+in rnnlab/_native/_gemm.c with that matrix packed once per call (a BLAS call repacks it every step),
+where :func:`rnnlab._native.packed_gemm_wins` says the kernel is faster for the shape. Same products,
+another summation order: results agree with NumPy's to float32 rounding.
+
+Dropout (training only): an input mask (B, D) and a recurrent mask (B, U) are drawn once per
+call from :func:`rnnlab.backend.rng` (kept with probability 1 - rate, scaled by 1 / (1 - rate)),
+reused at every step of that call and drawn afresh on the next training call. The input mask
+multiplies x before the input GEMM; the recurrent mask multiplies h_{t-1} only where it enters
+the recurrent GEMM (``HR[t] = H[t] * mask``), never the carried state. Each mask is shared by
+*all* gates, so both products stay one GEMM.
+
+Deviation from Keras 3 (LSTM and GRU only; SimpleRNN has one gate and matches): Keras draws
+one recurrent mask per gate (4 for LSTM, 3 for GRU), and ``recurrent_dropout > 0`` also switches
+its cell to ``implementation=1``, which draws one *input* mask per gate as well. rnnlab keeps one
+input and one recurrent mask for all gates, so with ``recurrent_dropout > 0`` the gates see the
+same dropped units (each gate's marginal keep rate and scaling are the same as in Keras, the
+correlation between gates is not). With ``recurrent_dropout == 0`` the single input mask is what
+Keras does too (its default ``implementation=2``). Random draws never match Keras' bit for bit.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from .. import _native
+from .. import activations as _act
+from .. import backend, initializers
+from .base import Layer, format_shape
+from .recurrent import RNN, act_backward_, act_forward_, check_rate as _check_rate  # noqa: F401
+
+
+def addr(a):
+    """The data address of an array, for the compiled kernels (rnnlab._native)."""
+    return a.ctypes.data
+
+
+#: Largest batch for which the compiled inference loops (``_native_loop``) run. They do one
+#: matrix-vector product per batch row and step; from about 8 rows on, NumPy's one GEMM per step is
+#: faster (measured 1 thread, T80: LSTM(128) B4 3.1 -> 2.2 ms, B8 5.1 vs 5.2, B16 8.8 vs 10.2 ms;
+#: LSTM(512) B4 21.0 vs 20.6, B8 24.8 vs 39.3 ms; B32 LSTM(128) 15 vs 22 ms).
+NATIVE_MAX_BATCH = 4
+
+
+class FusedRNN(RNN):
+    """Base class of SimpleRNN, LSTM and GRU: the optimised time loop (see the module docstring).
+
+    Subclasses define ``_n_gates`` (k), ``_state_names`` (``("h",)`` or ``("h", "c")``),
+    ``build`` (weights with Keras names and shapes) and the cell hooks:
+
+    * ``_input_bias()``: the bias added to the input projection (or None),
+    * ``_projection_weights(ws)``: ``(kernel, bias)`` of the input projection, by default
+      ``(params["kernel"], _input_bias())`` (LSTM's fast path uses pre-scaled copies),
+    * ``_alloc_cell(ws)``: cell-specific per-call buffers on the workspace ``ws``,
+    * ``_step_forward(t, ws)``: read ``ws.A[t]`` (input projection), ``ws.S[s][t]`` and
+      ``ws.HR[t]`` (h_{t-1} as it enters the recurrent GEMM); write ``ws.S[s][t+1]``,
+    * ``_step_backward(t, ws, dnew, dprev)``: given dL/dS[s][t+1] in ``dnew`` write dA[t] into the
+      scratch ``ws.dA_t`` (B, W) (the loop then stores it over ``ws.A[t]``; after the loop
+      ``ws.dA is ws.A``), the cell's own gradient buffers, and dL/dS[s][t] into ``dprev`` (overwrite),
+    * ``_weight_grads(ws)``: fill ``self.grads`` after the loop (``_grad_products`` does its
+      ``lhs^T dA`` GEMMs),
+    * for the packed products (see the module docstring): ``_step_weight(ws)`` (the matrix of the
+      per-step forward product, or None for none), ``_step_out(ws, t)`` (where it goes) and
+      ``_dh_source(ws, t)`` (the (B, W) gradient the backward multiplies by W_h^T); a step calls
+      ``ws.pk.step[t]()`` instead of its forward matmul when ``ws.pk`` is set, and
+      ``_dh_product(ws, t, a, out)`` for ``out = a W_h^T``.
+    """
+
+    _n_gates = 1
+    _state_names: tuple = ("h",)
+    _extra_kwargs = frozenset({"zero_output_for_mask", "unroll"})
+    _float_input = False  # integer ids into an RNN are a mistake (missing Embedding): reject them
+    #: diagnostics hook (rnnlab.diagnostics): when True, backward keeps ``self.state_grads``, one
+    #: (T, B, U) array per state with dL/dS[t+1] (the gradient w.r.t. the state after processing
+    #: step t, output and recurrent paths summed), in processing order. Off: one check per step.
+    _record_state_grads = False
+
+    def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros", dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, **kwargs):
+        self.zero_output_for_mask = bool(kwargs.pop("zero_output_for_mask", False))
+        #: accepted for Keras compatibility; the NumPy loop gives identical results either way
+        self.unroll = bool(kwargs.pop("unroll", False))
+        Layer.__init__(self, **kwargs)
+        cls = type(self).__name__
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"{cls}: units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = _act.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.dropout = _check_rate(cls, "dropout", dropout)
+        self.recurrent_dropout = _check_rate(cls, "recurrent_dropout", recurrent_dropout)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.states = None  # stateful: list of (B, U) arrays carried between calls
+        self._ws = None
+
+    # (the layer is its own cell: Layer's build/from_config, not RNN's, which build/deserialize a cell)
+    build = Layer.build
+    from_config = classmethod(Layer.from_config.__func__)
+    states = None  # a plain attribute here (RNN's is a property over its cell loop's)
+    cell = None
+
+    # ------------------------------------------------------------------ shapes
+    def _shape_from_dims(self, input_dim, input_length):
+        # Keras 2 RNN convention: input_shape = (input_length, input_dim)
+        if input_dim is None and input_length is None:
+            return None
+        return (None if input_length is None else int(input_length),
+                None if input_dim is None else int(input_dim))
+
+    @property
+    def state_size(self):
+        return [self.units] * len(self._state_names)
+
+    def _check_build_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"Input to layer '{self.name}' ({type(self).__name__}) is incompatible: expected "
+                f"ndim=3 (batch, timesteps, features), found input shape {format_shape(input_shape)}")
+        if input_shape[-1] is None:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): the feature dimension of the "
+                             f"input must be known, got input shape {format_shape(input_shape)}")
+        return input_shape
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        b = input_shape[0]
+        out = (b, input_shape[1], self.units) if self.return_sequences else (b, self.units)
+        if self.return_state:
+            return [out] + [(b, self.units) for _ in self._state_names]
+        return out
+
+    def compute_mask(self, inputs, mask=None):
+        out_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [out_mask] + [None] * len(self._state_names)
+        return out_mask
+
+    # ------------------------------------------------------------------ states
+    def reset_states(self, states=None):
+        """Stateful layers: zero the carried states (or set them to ``states``)."""
+        if not self.stateful:
+            raise AttributeError(f"Layer '{self.name}' is not stateful (stateful=False): nothing to reset")
+        if states is None:
+            if self.states is not None:
+                for s in self.states:
+                    s[...] = 0
+            return
+        batch = self.states[0].shape[0] if self.states is not None else self._fixed_batch()
+        if batch is None:
+            batch = np.shape(states if not isinstance(states, (list, tuple)) else states[0])[0]
+        self.states = [s.copy() for s in self._validate_states(states, batch, "states")]
+
+    reset_state = reset_states
+
+    def states_after(self, steps):
+        """Copies of the states after the first ``steps`` processed steps of the last forward call
+        (``steps=0``: the initial states; ``steps=T``: the final ones). Used by truncated BPTT
+        (:class:`rnnlab.training.TBPTT`) to restart the next, overlapping window."""
+        ws = self._ws
+        if ws is None or not 0 <= steps <= ws.T:
+            raise ValueError(f"Layer '{self.name}': states_after(steps) needs 0 <= steps <= T of the last "
+                             f"forward call (T={None if ws is None else ws.T}), got {steps!r}")
+        return [S[steps].copy() for S in ws.S]
+
+    def _fixed_batch(self):
+        if self.batch_input_shape is not None:
+            return self.batch_input_shape[0]
+        # built inside a model with a known batch size (e.g. Input(shape, batch_size=B)): a stateful layer keeps it
+        return self.input_shape[0] if self.input_shape is not None else None
+
+    # -------------------------------------------------------------- validation
+    def _validate_input(self, x):
+        if hasattr(x, "detach") and hasattr(x, "numpy"):
+            x = x.detach().cpu().numpy()
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): inputs must be a NumPy array "
+                            f"of shape (batch, timesteps, features), got {type(x).__name__}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): inputs must be floating point "
+                            f"(batch, timesteps, features), got dtype {x.dtype} (integer ids need an Embedding first)")
+        self._check_ndim(x, 3, "(batch, timesteps, features)")
+        self._check_last_dim(x, self.params["kernel"].shape[0])
+        if x.shape[1] == 0:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): inputs need at least one "
+                             f"timestep, got shape {x.shape}")
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        return x
+
+    def _validate_mask(self, mask, B, T):
+        if mask is None:
+            return None
+        if hasattr(mask, "detach") and hasattr(mask, "numpy"):
+            mask = mask.detach().cpu().numpy()
+        mask = np.asarray(mask)
+        if mask.shape != (B, T):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): mask must have shape "
+                             f"(batch, timesteps) = ({B}, {T}), got {mask.shape}")
+        if mask.dtype.kind not in "biuf":
+            raise TypeError(f"Layer '{self.name}': mask must be boolean (batch, timesteps), got dtype {mask.dtype}")
+        return mask.astype(bool)
+
+    def _validate_states(self, states, B, arg="initial_state"):
+        n = len(self._state_names)
+        names = ", ".join(self._state_names)
+        if isinstance(states, tuple):
+            states = list(states)
+        if not isinstance(states, list):
+            if n == 1:
+                states = [states]
+            else:
+                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): {arg} must be a list of {n} "
+                                f"arrays [{names}], got {type(states).__name__}")
+        if len(states) != n:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): {arg} expects {n} state(s) "
+                             f"[{names}], got {len(states)}")
+        out = []
+        for i, s in enumerate(states):
+            if hasattr(s, "detach") and hasattr(s, "numpy"):
+                s = s.detach().cpu().numpy()
+            if s is None or not hasattr(s, "shape"):
+                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): {arg}[{i}] ({self._state_names[i]}) "
+                                f"must be an array of shape ({B}, {self.units}), got {type(s).__name__}")
+            s = np.asarray(s)
+            if s.dtype.kind != "f":
+                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): {arg}[{i}] ({self._state_names[i]}) "
+                                f"must be floating point, got dtype {s.dtype}")
+            if s.shape != (B, self.units):
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): {arg}[{i}] ({self._state_names[i]}) "
+                                 f"must have shape (batch, units) = ({B}, {self.units}), got {s.shape}")
+            out.append(s)
+        return out
+
+    # --------------------------------------------------------------- workspace
+    def _workspace(self, T, B, D, rec_dropout):
+        key = (T, B, D, self.dtype, rec_dropout)
+        ws = self._ws
+        if ws is not None and ws.key == key:
+            return ws
+        dt, U, W = self.dtype, self.units, self._n_gates * self.units
+        ws = types.SimpleNamespace(key=key, T=T, B=B, D=D)
+        # (the buffers the compiled loops stream through start on a cache line: backend.empty_aligned)
+        empty = backend.empty_aligned
+        ws.X = empty((T, B, D), dt)
+        ws.A = empty((T, B, W), dt)
+        ws.dA = None                      # after a backward: ws.A, holding dA (see the module docstring)
+        ws.dA_t = np.empty((B, W), dt)    # dA of the current step
+        ws.S = [empty((T + 1, B, U), dt) for _ in self._state_names]
+        ws.HR = np.empty((T, B, U), dt) if rec_dropout else ws.S[0][:T]
+        ws.tmpW = np.empty((B, W), dt)
+        ws.tmpU = np.empty((B, U), dt)
+        ws.tmpU2 = np.empty((B, U), dt)
+        ws.carry = [np.empty((B, U), dt) for _ in self._state_names]
+        ws.dnew = [np.empty((B, U), dt) for _ in self._state_names]
+        ws.dprev = [np.empty((B, U), dt) for _ in self._state_names]
+        self._alloc_cell(ws)
+        self._ws = ws
+        return ws
+
+    def _alloc_cell(self, ws):
+        pass
+
+    def _native_ready(self, ws):
+        """True when :meth:`_native_loop` can run this (inference, no recurrent dropout) call; asked before
+        the input projection (``ws.native_ok``), which then uses the raw kernel and no bias: the compiled
+        loops add the bias (and any gate scaling) themselves."""
+        return False
+
+    def _native_loop(self, ws):
+        """Run the whole time loop (step 3 of the module docstring) in compiled code, filling the same
+        buffers as the step loop; return False to run the NumPy loop instead (which must then still get
+        a correct ``ws.A``). ``ws.m`` is the (T, B, 1) mask or None. ``ws.native`` records which loop ran."""
+        return False
+
+    def _native_float32(self):
+        """The common condition of the compiled inference loops: float32 weights and the kernel built."""
+        return np.dtype(self.dtype) == np.float32 and _native.available()
+
+    @staticmethod
+    def _native_step_ptrs(ws, **cell_ptrs):
+        """The raw addresses the compiled training steps of a cell take (``ws.fast.cptr``): the cell's own
+        per-step ones (``cell_ptrs``), ``da`` (dA_t), ``grads`` (the carried-gradient buffers by id: the
+        backward loop swaps them around) and the path fields ``isa`` (0 auto, 1 portable, for the tests),
+        ``fwd_isa``/``bwd_isa`` (the path last taken), ``bias`` (see :meth:`_steps_add_bias`). All are
+        C-contiguous float32 arrays of this workspace, alive as long as it is."""
+        return types.SimpleNamespace(da=addr(ws.dA_t), grads={id(v): addr(v) for v in ws.carry + ws.dnew + ws.dprev},
+                                     isa=0, fwd_isa=0, bwd_isa=0, bias=None, **cell_ptrs)
+
+    def _steps_add_bias(self, ws, b_in):
+        """True when the cell's compiled training steps (``ws.fast.cptr``, LSTM and GRU) will add the input bias
+        ``b_in`` to A[t] at step t themselves (``cptr.bias``: its address, else None): the same sums as
+        ``A += b_in`` before the loop, without that pass over the whole (T, B, W) buffer."""
+        fast = getattr(ws, "fast", None)
+        cp = getattr(fast, "cptr", None)
+        if cp is None:
+            return False
+        cp.bias = None
+        if (b_in is None or ws.native_ok or _native._LIB is None
+                or not (b_in.dtype == np.float32 and b_in.ndim == 1 and b_in.flags.c_contiguous)):
+            return False
+        cp.bias = addr(b_in)
+        return True
+
+    def _native_inputs(self, ws):
+        """What every compiled loop takes besides ``ws.A`` and the state buffers: the (T, B) mask or None,
+        the recurrent kernel and the bias (None without one) as float32 C arrays, and the workspace's
+        scratch for the kernel's packed copy of W_h."""
+        m = None if ws.m is None else ws.m.reshape(ws.T, ws.B)
+        rk = np.ascontiguousarray(self.params["recurrent_kernel"], dtype=np.float32)
+        b = np.ascontiguousarray(self.params["bias"], dtype=np.float32) if self.use_bias else None
+        if getattr(ws, "native_wp", None) is None:
+            # 64-byte aligned: the loop reads every packed row with full-width vector loads at every step
+            ws.native_wp = backend.empty_aligned(rk.size, np.float32)
+        return m, rk, b, ws.native_wp
+
+    # ------------------------------------------------------- packed products
+    # (the batch <= NATIVE_MAX_BATCH inference path: products up to this size run on the calling thread)
+    PACKED_PROJECTION_MAX_MULADDS = 1 << 24
+
+    def _packed_projection(self, ws, kernel):
+        """The input projection ``A = X W_x`` of the small-batch inference path (``ws.native_ok``) in the packed
+        kernel, on the calling thread like the compiled loop after it, when NumPy's BLAS runs a thread pool (or
+        its thread count cannot be read: another BLAS than OpenBLAS);
+        True when done (else NumPy's matmul runs). W_x is packed into a buffer kept on the workspace, rows
+        unchanged since the last call only compared (_gemm.c). Why: with OpenBLAS's pool of 2 threads this
+        product (80 x 128 x 512 at batch 1) saved ~30 us when the machine was otherwise idle, but when another
+        pool's threads were spinning (PyTorch's, in the benchmark) waking the BLAS worker made a 0.45 ms LSTM
+        call take 1.1-1.6 ms. With a single-threaded BLAS there is no pool to wake and the BLAS was the faster
+        of the two (156 vs 168 us warm, 385 vs 457 us after evicting the caches), so it keeps the product, as
+        it does above ``PACKED_PROJECTION_MAX_MULADDS`` (long sequences, wide layers)."""
+        M, (K, N) = ws.T * ws.B, kernel.shape
+        if (not ws.native_ok or kernel.dtype != np.float32 or M < 8 or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS
+                or not _native.gemm_available() or _native.blas_threads() == 1):
+            return False
+        pm = getattr(ws, "packed_x", None)
+        if pm is None or (pm.K, pm.N) != (K, N):
+            ws.packed_x = pm = _native.PackedMatrix(K, N)
+        pm.pack(kernel).matmul(ws.X.reshape(M, K), ws.A.reshape(M, N))
+        return True
+
+    def _fused_forward(self, ws):
+        """Run the whole time loop of the packed path (``ws.pk`` set, no recurrent dropout) in one compiled call
+        doing per step what the Python loop does (the packed product, then the cell's step kernel, then the
+        masked rows' carry): the same bits without ~2 Python-level calls per step. With several BLAS threads
+        the batch rows are split into blocks (:func:`rnnlab._native.row_blocks`), each running the whole loop
+        on its own thread: rows never interact, so there is nothing to synchronise and the bits are the same.
+        True when done; the base class has none (LSTM and GRU do, see :meth:`_has_fused_forward`)."""
+        return False
+
+    @staticmethod
+    def _fused_rows(ws):
+        """The row blocks of :meth:`_fused_forward`: :func:`rnnlab._native.row_blocks` when the packed path was
+        taken for the split (``ws.fused_split``, see :meth:`_packed_forward`), else the whole batch."""
+        return _native.row_blocks(ws.B) if getattr(ws, "fused_split", False) else [(0, ws.B)]
+
+    def _has_fused_forward(self, ws):
+        """Whether :meth:`_fused_forward` can run on this workspace: its compiled step kernels are set up
+        (``ws.fast.cptr``: LSTM and GRU with their default activations, float32) and loaded."""
+        return getattr(getattr(ws, "fast", None), "cptr", None) is not None and _native._LIB is not None
+
+    def _fused_blocks(self, ws, whole):
+        """The row blocks of :meth:`_fused_forward`, each with a float32 scratch of its rows for the per-step
+        product: ``whole`` (B, width) itself for one block, else buffers kept on the workspace."""
+        blocks = self._fused_rows(ws)
+        if len(blocks) == 1:
+            return [(blocks[0], whole)]
+        width = whole.shape[1]
+        key = (tuple(blocks), width)
+        cached = getattr(ws, "fused_scratch", None)
+        if cached is None or cached[0] != key:
+            scratch = [backend.empty_aligned((b1 - b0, width), np.float32) for b0, b1 in blocks]
+            ws.fused_scratch = cached = (key, scratch)
+        return list(zip(blocks, cached[1]))
+
+    def _step_weight(self, ws):
+        """The matrix of the per-step forward product ``h_{t-1} @ W`` (the raw recurrent kernel here; LSTM
+        and GRU give their pre-scaled fast-path copy), or None when a step does not do one full
+        (B, U) @ (U, W) product (GRU reset_after=False): then no packed products."""
+        return self.params["recurrent_kernel"]
+
+    def _step_out(self, ws, t):
+        """Where step t's forward product goes (GRU: its Q[t])."""
+        return ws.tmpW
+
+    def _packed_forward(self, ws):
+        """The per-step forward products through a packed W_h (``pk.step[t]()`` does step t's), or None
+        for NumPy's matmul; the plan is made once per workspace, W_h packed on every call."""
+        W = self._step_weight(ws)
+        B, U = ws.B, self.units
+        if W is None or not self._native_float32():
+            return None
+        # products too large for the single-threaded kernel next to a multi-threaded BLAS: the packed path all
+        # the same when the fused loop can split its rows over as many threads (B128 U512, 2 threads, inference:
+        # 1.07-1.09x the BLAS's per-step products, 1.25x in a slower phase of the machine); for smaller ones one
+        # block (imdb, char: splitting measured 0.93-1.04x, OpenBLAS's worker still spinning from the input
+        # projection during the short loop)
+        ws.fused_split = not _native.packed_gemm_wins(B, U, W.shape[1])
+        if ws.fused_split and not (ws.rec_mask is None and self._has_fused_forward(ws) and _native.gemm_available()
+                                   and len(_native.row_blocks(B)) > 1):
+            ws.fused_split = False
+            return None
+        pk = getattr(ws, "packed_fwd", None)
+        if pk is None:
+            pm = _native.PackedMatrix(U, W.shape[1])
+            outs = [self._step_out(ws, t) for t in range(ws.T)]
+            prod = pm.bind(B, ws.HR.strides[1] // 4, outs[0].strides[0] // 4)
+            # (HR[t] and the outputs are float32 buffers of this workspace, alive as long as it is)
+            step = [(lambda a, c: (lambda: prod(a, c)))(addr(ws.HR[t]), addr(outs[t])) for t in range(ws.T)]
+            ws.packed_fwd = pk = types.SimpleNamespace(pm=pm, step=step)
+        pk.pm.pack(W)
+        return pk
+
+    def _packed_backward(self, ws):
+        """W_h^T packed for the per-step ``dA_t W_h^T``: ``pkb.prod(a_address, out_address)`` with addresses
+        of workspace buffers (``pkb.addr`` maps the ids of dA_t, tmpU and the carried-gradient buffers to
+        theirs), or None for NumPy's matmul on the ``ws.WhT`` copy."""
+        W = self._step_weight(ws)
+        B, U = ws.B, self.units
+        if W is None or not self._native_float32() or not _native.packed_gemm_wins(B, W.shape[1], U):
+            return None
+        pkb = getattr(ws, "packed_bwd", None)
+        if pkb is None:
+            kU = W.shape[1]
+            pm = _native.PackedMatrix(kU, U)
+            bufs = [ws.dA_t, ws.tmpU] + ws.carry + ws.dnew + ws.dprev
+            ws.packed_bwd = pkb = types.SimpleNamespace(pm=pm, prod=pm.bind(B, kU, U),
+                                                        addr={id(v): addr(v) for v in bufs},
+                                                        src=[addr(self._dh_source(ws, t)) for t in range(ws.T)])
+        pkb.pm.pack(self.params["recurrent_kernel"].T)
+        return pkb
+
+    def _dh_source(self, ws, t):
+        """The (B, W) gradient step t multiplies by W_h^T (GRU: its dQ, kept in Q[t])."""
+        return ws.dA_t
+
+    def _dh_product(self, ws, t, a, out):
+        """``out = a @ W_h^T`` for step t's backward, ``a`` being ``_dh_source(ws, t)``: packed or NumPy."""
+        pkb = ws.pkb
+        if pkb is not None:
+            pkb.prod(pkb.src[t], pkb.addr[id(out)])
+        else:
+            np.matmul(a, ws.WhT, out=out)
+
+    #: dA (or GRU's dQ) up to this size takes the packed kernel for the weight gradients; above it OpenBLAS
+    #: was faster here (GRU B128 T80 U512 training step, 1 thread, min of 4: 887 ms with the BLAS for these
+    #: products vs 1225 ms packed; imdb and char, 5-10 MB: 24.3 vs 25.4 ms and 49.0 vs 53.9 ms the other way)
+    PACKED_GRAD_MAX_BYTES = 16 << 20
+
+    def _grad_products(self, ws, dA2, pairs):
+        """``out = lhs^T @ dA2`` for each ``(lhs, out)``: one GEMM each, or, when the packed kernel wins, one
+        pass over dA2 in chunks of ``_native.PACK_KC`` rows, each chunk packed once for all the products
+        (a chunk-sized buffer, not a second dA; same chunks as the kernel's own, so the same sums)."""
+        K, N = dA2.shape
+        M = max(lhs.shape[1] for lhs, _ in pairs)
+        if not (dA2.dtype == np.float32 and self._native_float32() and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES
+                and _native.packed_gemm_wins(M, K, N)):
+            for lhs, out in pairs:
+                np.matmul(lhs.T, dA2, out=out)
+            return
+        kc = _native.PACK_KC
+        if getattr(ws, "packed_grad", None) is None:
+            ws.packed_grad = {}          # by (rows, N): a full chunk and the last, shorter one, kept per workspace
+        for k0 in range(0, K, kc):
+            chunk = dA2[k0:k0 + kc]
+            key = (chunk.shape[0], N)
+            pm = ws.packed_grad.get(key)
+            if pm is None:
+                pm = ws.packed_grad[key] = _native.PackedMatrix(*key)
+            pm.pack(chunk)
+            for lhs, out in pairs:
+                pm.matmul(lhs[k0:k0 + kc].T, out, accumulate=k0 > 0)
+
+    def _input_bias(self):
+        return self.params.get("bias") if self.use_bias else None
+
+    def _projection_weights(self, ws):
+        return self.params["kernel"], self._input_bias()
+
+    def set_weights(self, weights):
+        """Load Keras ``get_weights()`` arrays; weights of another recurrent type (say a Keras GRU's given to
+        an LSTM, or a reset_after=False GRU's to a reset_after=True one) are reported as such."""
+        try:
+            super().set_weights(weights)
+        except ValueError as e:
+            hint = self._weights_kind_hint(weights)
+            if hint:
+                raise ValueError(f"{e}. {hint}") from None
+            raise
+
+    def _weights_kind_hint(self, weights, wrapper=""):
+        """A sentence naming the recurrent type ``weights`` look like, when it is not this layer's type."""
+        if not isinstance(weights, (list, tuple)) or len(weights) < 2:
+            return None
+        try:
+            rec = np.shape(weights[1])
+        except Exception:
+            return None
+        if len(rec) != 2 or rec[0] == 0 or rec[1] % rec[0]:
+            return None
+        kind = {1: "SimpleRNN", 3: "GRU", 4: "LSTM"}.get(rec[1] // rec[0])
+        if kind is None:
+            return None
+        if kind == "GRU" and len(weights) > 2:
+            kind += f" (reset_after={np.ndim(weights[2]) == 2})"
+        own = type(self).__name__
+        if own == "GRU":
+            own += f" (reset_after={getattr(self, 'reset_after', True)})"
+        if kind == own or (kind == "GRU" and own.startswith("GRU") and len(weights) <= 2):
+            return None
+        w = (lambda k: f"{wrapper}({k})") if wrapper else (lambda k: k)
+        return (f"The given weights look like those of a {w(kind)} with {rec[0]} units "
+                f"(recurrent_kernel {tuple(rec)}), but this layer is {w(own)} with {self.units} units")
+
+    def _weights_changed(self):
+        super()._weights_changed()
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x, training=False, mask=None, initial_state=None):
+        """Run the layer on x (B, T, D); see the module docstring for the exact semantics.
+
+        Returns the output (B, U) or (B, T, U); with ``return_state`` the list
+        ``[output, h]`` (SimpleRNN, GRU) or ``[output, h, c]`` (LSTM).
+        """
+        if not self.built:
+            raise RuntimeError(f"Layer '{self.name}' is not built: call it on data (layer(x)) or build() first")
+        x = self._validate_input(x)
+        B, T, D = x.shape
+        mask = self._validate_mask(mask, B, T)
+        given_state = initial_state is not None
+        if self.stateful:
+            fixed = self._fixed_batch()
+            if self.states is not None:
+                fixed = self.states[0].shape[0]
+            if fixed is not None and B != fixed:
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) is stateful and was set up for batch size "
+                    f"{fixed}, got a batch of {B}: stateful RNNs need the same batch size on every call "
+                    "(reset_states() does not change it; build a new layer for another batch size)")
+        if given_state:
+            init = self._validate_states(initial_state, B)
+        elif self.stateful and self.states is not None:
+            init = self.states
+        else:
+            init = None
+
+        rec_drop = bool(training) and self.recurrent_dropout > 0.0
+        ws = self._workspace(T, B, D, rec_drop)
+        dt, U = self.dtype, self.units
+
+        # 1. time-major (and reversed) input, input dropout
+        xt = x.transpose(1, 0, 2)
+        if self.go_backwards:
+            xt = xt[::-1]
+        np.copyto(ws.X, xt)
+        rng = backend.rng()
+        ws.in_mask = None
+        if training and self.dropout > 0.0:
+            keep = 1.0 - self.dropout
+            ws.in_mask = ((rng.random((B, D)) < keep) / keep).astype(dt)
+            ws.X *= ws.in_mask
+        ws.rec_mask = None
+        if rec_drop:
+            keep = 1.0 - self.recurrent_dropout
+            ws.rec_mask = ((rng.random((B, U)) < keep) / keep).astype(dt)
+
+        # 2. input projection of all steps: one GEMM (decided first: the native loop may want other weights)
+        ws.native = False
+        ws.native_ok = (not training and not rec_drop and B <= NATIVE_MAX_BATCH) and self._native_ready(ws)
+        # (the compiled loops take the raw kernel and add the bias, and any gate scaling, themselves)
+        kernel, b_in = (self.params["kernel"], None) if ws.native_ok else self._projection_weights(ws)
+        if not self._packed_projection(ws, kernel):
+            np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
+        if not self._steps_add_bias(ws, b_in) and b_in is not None:
+            ws.A += b_in                  # (else the compiled steps add it: one pass over A less)
+        ws.pk = None if ws.native_ok else self._packed_forward(ws)
+
+        # 3. the time loop
+        for s, S in enumerate(ws.S):
+            if init is None:
+                S[0] = 0
+            else:
+                S[0] = init[s]
+        if mask is not None:
+            mt = mask.T
+            if self.go_backwards:
+                mt = mt[::-1]
+            ws.m = np.ascontiguousarray(mt)[:, :, None]              # (T, B, 1) bool
+            ws.notm = ~ws.m
+            ws.mf = ws.m.astype(dt)
+            ws.notmf = ws.notm.astype(dt)
+            ws.partial = ws.notm.reshape(T, B).any(axis=1)          # steps with some masked row
+            if self.zero_output_for_mask:
+                ws.fac = ws.mf
+            else:
+                ws.fac = np.logical_or.accumulate(ws.m, axis=0).astype(dt)
+        else:
+            ws.m = None
+        rec_mask = ws.rec_mask
+        if ws.native_ok:
+            ws.native = self._native_loop(ws)
+        if not ws.native and not (rec_mask is None and ws.pk is not None and self._fused_forward(ws)):
+            step = self._step_forward
+            for t in range(T):
+                if rec_mask is not None:
+                    np.multiply(ws.S[0][t], rec_mask, out=ws.HR[t])
+                step(t, ws)
+                if ws.m is not None and ws.partial[t]:
+                    for S in ws.S:
+                        np.copyto(S[t + 1], S[t], where=ws.notm[t])
+
+        # 4. outputs
+        H = ws.S[0]
+        if self.return_sequences:
+            out = np.empty((B, T, U), dt)
+            if ws.m is None:
+                np.copyto(out, H[1:].transpose(1, 0, 2))
+            else:
+                np.multiply(H[1:].transpose(1, 0, 2), ws.fac.transpose(1, 0, 2), out=out)
+        else:
+            out = H[T].copy()
+            if ws.m is not None:
+                out *= ws.fac[T - 1]
+        finals = [S[T].copy() for S in ws.S]
+        if self.stateful:
+            self.states = [f.copy() for f in finals]
+        self._cache = (ws, given_state)
+        if self.return_state:
+            return [out] + finals
+        return out
+
+    # ----------------------------------------------------------------- backward
+    def _split_grad(self, grad, B, T):
+        n = len(self._state_names)
+        U = self.units
+        out_shape = (B, T, U) if self.return_sequences else (B, U)
+        if self.return_state:
+            if not isinstance(grad, (list, tuple)) or len(grad) != 1 + n:
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) returned {1 + n} outputs "
+                                 f"(return_state=True): backward expects a list of {1 + n} gradients "
+                                 f"[output, {', '.join(self._state_names)}] (None = zero), got "
+                                 f"{type(grad).__name__}{'' if not isinstance(grad, (list, tuple)) else ' of ' + str(len(grad))}")
+            g_out, g_states = grad[0], list(grad[1:])
+        else:
+            if isinstance(grad, (list, tuple)):
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) returned one output: backward "
+                                 f"expects one gradient array of shape {out_shape}, got a list of {len(grad)}")
+            g_out, g_states = grad, [None] * n
+        shapes = [out_shape] + [(B, U)] * n
+        names = ["output"] + list(self._state_names)
+        checked = []
+        for g, shp, nm in zip([g_out] + g_states, shapes, names):
+            if g is None:
+                checked.append(None)
+                continue
+            g = np.asarray(g)
+            if g.shape != shp:
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): gradient for {nm} must have "
+                                 f"shape {shp}, got {g.shape}")
+            checked.append(g.astype(self.dtype, copy=False))
+        return checked[0], checked[1:]
+
+    def backward(self, grad):
+        """Full BPTT. Returns dx (B, T, D), or ``[dx, dh0(, dc0)]`` when ``initial_state`` was given;
+        ``None`` when ``input_grad_needed`` is False and no initial state was given."""
+        ws, given_state = self._need_cache()
+        T, B, D = ws.T, ws.B, ws.D
+        g_out, g_states = self._split_grad(grad, B, T)
+        carry, dnew, dprev = ws.carry, ws.dnew, ws.dprev
+        for s, c in enumerate(carry):
+            if g_states[s] is None:
+                c[...] = 0
+            else:
+                np.copyto(c, g_states[s])
+        masked = ws.m is not None
+        seq = self.return_sequences
+        if g_out is not None and not seq:
+            if masked:
+                carry[0] += g_out * ws.fac[T - 1]
+            else:
+                carry[0] += g_out
+        gT = g_out.transpose(1, 0, 2) if (seq and g_out is not None) else None
+        tmp = ws.tmpU2
+        # W_h^T packed (or else as a contiguous copy), once per call, for the per-step dL/dh_{t-1} = dA W_h^T
+        rk = self.params["recurrent_kernel"]
+        ws.pkb = self._packed_backward(ws)
+        if ws.pkb is None:
+            if getattr(ws, "WhT", None) is None or ws.WhT.shape != rk.T.shape:
+                ws.WhT = np.empty(rk.T.shape, self.dtype)
+            np.copyto(ws.WhT, rk.T)
+        step = self._step_backward
+        rec = [np.empty((T, B, self.units), self.dtype) for _ in carry] if self._record_state_grads else None
+        for t in range(T - 1, -1, -1):
+            if gT is not None:
+                if masked:
+                    np.multiply(gT[t], ws.fac[t], out=tmp)
+                    carry[0] += tmp
+                else:
+                    carry[0] += gT[t]
+            if rec is not None:
+                for s in range(len(carry)):
+                    rec[s][t] = carry[s]
+            if masked and ws.partial[t]:
+                for s in range(len(carry)):
+                    np.multiply(carry[s], ws.mf[t], out=dnew[s])
+                    carry[s] *= ws.notmf[t]
+                step(t, ws, dnew, dprev)
+                for s in range(len(carry)):
+                    carry[s] += dprev[s]
+            else:
+                step(t, ws, carry, dprev)
+                carry, dprev = dprev, carry
+            np.copyto(ws.A[t], ws.dA_t)  # A[t] is not read again: it now holds dA[t]
+        ws.carry, ws.dprev = carry, dprev
+        ws.dA = ws.A
+        if rec is not None:
+            self.state_grads = rec
+
+        self._weight_grads(ws)
+        if not (self.input_grad_needed or given_state):
+            return None  # the input is data: skip the (T*B, kU) @ (kU, D) GEMM
+        # X is not needed after the weight gradients: dX goes into its buffer
+        dX = np.matmul(ws.dA.reshape(T * B, -1), self.params["kernel"].T, out=ws.X.reshape(T * B, D)).reshape(T, B, D)
+        if ws.in_mask is not None:
+            dX *= ws.in_mask
+        if self.go_backwards:
+            dX = dX[::-1]
+        dx = np.ascontiguousarray(dX.transpose(1, 0, 2))
+        if given_state:
+            return [dx] + [c.copy() for c in carry]
+        return dx
+
+    def _weight_grads(self, ws):
+        """Common case (SimpleRNN, LSTM): dW_x = X^T dA, dW_h = HR^T dA, db = sum dA."""
+        T, B = ws.T, ws.B
+        dA2 = ws.dA.reshape(T * B, -1)
+        self._grad_products(ws, dA2, [(ws.X.reshape(T * B, -1), self.grads["kernel"]),
+                                      (ws.HR.reshape(T * B, -1), self.grads["recurrent_kernel"])])
+        if self.use_bias:
+            np.sum(dA2, axis=0, out=self.grads["bias"])
+
+    def _rec_grad_to_h(self, ws, g):
+        """Recurrent dropout: the gradient w.r.t. HR[t] becomes one w.r.t. H[t] (in place)."""
+        if ws.rec_mask is not None:
+            g *= ws.rec_mask
+        return g
+
+    # ------------------------------------------------------------ serialization
+    def get_config(self):
+        cfg = Layer.get_config(self)
+        cfg.update(
+            units=self.units,
+            activation=_act.serialize(self.activation),
+            use_bias=self.use_bias,
+            kernel_initializer=initializers.serialize(self.kernel_initializer),
+            recurrent_initializer=initializers.serialize(self.recurrent_initializer),
+            bias_initializer=initializers.serialize(self.bias_initializer),
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            go_backwards=self.go_backwards,
+            stateful=self.stateful,
+            zero_output_for_mask=self.zero_output_for_mask,
+            unroll=self.unroll,
+        )
+        return cfg
