@@ -5,3 +5,4 @@ from .io import load_glove, load_vectors, load_word2vec_format, save_glove, save
 from .matrix import embedding_matrix  # noqa: F401
 from .viz import pca_2d, plot_word_map  # noqa: F401
 from .fasttext import FastText, FastTextKeyedVectors, ft_hash_bytes, ngram_hashes  # noqa: F401
+from .fasttext_io import load_facebook_model, load_facebook_vectors, save_facebook_model  # noqa: F401

@@ -176,10 +176,12 @@ class FastTextKeyedVectors(KeyedVectors):
     string has no n-gram, e.g. ``max_n=0``). ``word in kv`` is True for every string that has a vector
     (gensim's convention); ``kv.has_index_for(word)`` tests vocabulary membership. ``similarity``,
     ``most_similar`` (query words may be out of vocabulary; answers come from the vocabulary) and the
-    evaluations are :class:`KeyedVectors`'s.
+    evaluations are :class:`KeyedVectors`'s. ``plain_words`` are vocabulary words that have no n-grams
+    (Facebook's models: the end-of-line token ``</s>``).
     """
 
-    def __init__(self, vectors, index_to_key, vectors_vocab, vectors_ngrams, min_n, max_n, counts=None):
+    def __init__(self, vectors, index_to_key, vectors_vocab, vectors_ngrams, min_n, max_n, counts=None,
+                 plain_words=()):
         super().__init__(vectors, index_to_key, counts=counts)
         self.vectors_vocab = np.asarray(vectors_vocab)
         self.vectors_ngrams = np.asarray(vectors_ngrams)
@@ -194,7 +196,9 @@ class FastTextKeyedVectors(KeyedVectors):
         self.min_n, self.max_n, self.bucket = int(min_n), int(max_n), int(bucket)
         # the subword lists S(w) of the vocabulary in CSR form, rows of the stacked (V + bucket, D) matrix
         V = len(self.index_to_key)
-        lists = [[i] + [V + h for h in self.ngram_rows(w)] for i, w in enumerate(self.index_to_key)]
+        self.plain_words = frozenset(plain_words)   # words without n-grams (fastText's end-of-line "</s>")
+        lists = [[i] + ([] if w in self.plain_words else [V + h for h in self.ngram_rows(w)])
+                 for i, w in enumerate(self.index_to_key)]
         self.subword_lengths = np.array([len(s) for s in lists], dtype=np.int64)
         self.subword_offsets = _segments(self.subword_lengths)
         self.subword_rows = np.fromiter((r for s in lists for r in s), dtype=np.int64,
