@@ -7,3 +7,4 @@ from .backend import set_random_seed  # noqa: F401
 __version__ = "0.1.0"
 from . import callbacks, layers, models  # noqa: F401,E402
 from .models import Input, Sequential, load_model  # noqa: F401,E402
+from .models import Model  # noqa: F401,E402

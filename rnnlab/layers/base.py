@@ -28,6 +28,7 @@ Calling a layer on an array (``LSTM(64)(x)``) builds it for ``x.shape`` and runs
 """
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 from typing import Any, Iterator
@@ -62,6 +63,12 @@ _BASE_KWARGS = {
     "name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size",
     "input_dim", "input_length", "weights",
 }
+
+
+#: what a float-input layer's dtype errors suggest
+_FLOAT_INPUT_HINT = ("; float, bool and integer arrays are accepted and cast to floatx (one-hot data may be "
+                     "bool or 0/1 integers), text must be turned into numbers first (e.g. "
+                     "rnnlab.preprocessing.text.Tokenizer), and integer token ids need an Embedding layer first")
 
 
 def format_shape(shape) -> str:
@@ -136,6 +143,14 @@ class Layer:
         self.built = True
 
     def add_weight(self, name: str, shape, initializer="zeros") -> np.ndarray:
+        if _SHAPE_ONLY.get():   # rnnlab.io.shape_only(): a loader checking shapes, nothing allocated
+            shape = tuple(int(s) for s in shape)
+            if any(s < 0 for s in shape):
+                raise ValueError(f"{self.name}: weight {name!r} would have a negative shape {shape}")
+            self.params[name] = self.grads[name] = np.lib.stride_tricks.as_strided(
+                np.zeros(1, self.dtype), shape, (0,) * len(shape), writeable=True)
+            return self.params[name]
+        _check_weight_memory(self, name, shape)
         init = initializers.get(initializer)
         value = np.asarray(init(tuple(int(s) for s in shape), self.dtype), dtype=self.dtype)
         if value.shape != tuple(shape):
@@ -173,12 +188,35 @@ class Layer:
                 yield f"{self.name}/{path}", owner, wname
 
     @property
-    def weights(self) -> list[np.ndarray]:
-        return [owner.params[w] for _, owner, w in self.iter_weights()]
+    def weights(self) -> list:
+        """All weights as :class:`rnnlab.variables.Variable` views (``.numpy()``, ``.shape``, ``.name``,
+        ``.path``, ``.trainable``, ``assign``), in Keras order (that of :meth:`get_weights`)."""
+        from ..variables import weights_of
+        return weights_of(self)
+
+    @property
+    def trainable_weights(self) -> list:
+        from ..variables import trainable_weights_of
+        return trainable_weights_of(self)
+
+    @property
+    def non_trainable_weights(self) -> list:
+        from ..variables import non_trainable_weights_of
+        return non_trainable_weights_of(self)
+
+    def __getattr__(self, name):
+        # only reached when normal lookup fails: ``layer.kernel``, ``layer.embeddings`` ... as Variables
+        params = self.__dict__.get("params")
+        if params is not None and name in params:
+            from ..variables import Variable
+            return Variable(self, name, f"{self.__dict__.get('name')}/{name}",
+                            self.__dict__.get("trainable", True)
+                            and name not in getattr(self, "_non_trainable_params", ()))
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the weights in Keras ``get_weights()`` order and shapes."""
-        return [w.copy() for w in self.weights]
+        return [owner.params[w].copy() for _, owner, w in self.iter_weights()]
 
     def set_weights(self, weights) -> None:
         """Load weights given in Keras ``get_weights()`` order and shapes (copied in place)."""
@@ -252,6 +290,11 @@ class Layer:
         return cache
 
     def __call__(self, inputs, *args, training=False, mask=None, **kwargs):
+        if _symbolic_call_args(inputs, kwargs):  # functional API: record a node (rnnlab.models.functional)
+            from ..models.functional import symbolic_call
+            _check_has_forward(self)
+            return symbolic_call(self, inputs, *args, training=training, mask=mask, **kwargs)
+        _check_has_forward(self)
         inputs = self._convert_inputs(inputs)
         shape = [(None,) + a.shape[1:] for a in inputs] if isinstance(inputs, list) else (None,) + inputs.shape[1:]
         self._maybe_build(shape)
@@ -263,8 +306,13 @@ class Layer:
         return self._convert_one(inputs)
 
     def _convert_one(self, a):
+        """Array-like -> NumPy array. Layers taking floats cast float, bool and integer arrays (one-hot
+        data built as ``np.zeros(..., dtype=bool)`` or 0/1 ints) to the layer dtype, as Keras casts to floatx;
+        other dtypes (strings, objects) are a TypeError saying what to do."""
         if hasattr(a, "detach") and hasattr(a, "numpy"):  # torch tensor
             a = a.detach().cpu().numpy()
+        elif hasattr(a, "numpy") and callable(a.numpy) and not isinstance(a, np.ndarray):  # Variable
+            a = a.numpy()
         a = np.asarray(a)
         if not self._float_input:  # token ids: leave the dtype for the layer to check and report
             return a
@@ -272,6 +320,9 @@ class Layer:
             a = a.astype(self.dtype)
         elif a.dtype.kind in "biu":
             a = a.astype(self.dtype)
+        elif a.dtype.kind != "f":  # strings, objects, dates (a layer that takes strings sets _float_input False)
+            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): inputs must be numeric, got dtype "
+                            f"{a.dtype}{_FLOAT_INPUT_HINT}")
         return a
 
     #: whether integer inputs are converted to floats (False for Embedding, which takes ids)
@@ -297,7 +348,8 @@ class Layer:
 
     def _check_float(self, x, arg="inputs"):
         if x.dtype.kind != "f":
-            raise TypeError(f"Layer '{self.name}': {arg} must be floating point, got dtype {x.dtype}")
+            raise TypeError(f"Layer '{self.name}': {arg} must be floating point, got dtype {x.dtype}"
+                            f"{_FLOAT_INPUT_HINT}")
 
     # ---------------------------------------------------------- serialization
     def get_config(self) -> dict:
@@ -312,3 +364,61 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+    # ------------------------------------------------------- functional API
+    def _node_attr(self, attr, what):
+        nodes = self.__dict__.get("_inbound_nodes")
+        if not nodes:
+            raise ValueError(f"Layer '{self.name}' has never been called on a symbolic tensor, so it has no "
+                                 f"defined {what} (call it on rnnlab.Input(...) or another layer's output first)")
+        return getattr(nodes[0], attr)()
+
+    @property
+    def input(self):
+        """The symbolic input tensor(s) of the layer's first call in a functional graph (as Keras ``layer.input``)."""
+        return self._node_attr("call_input", "input")
+
+    @property
+    def output(self):
+        """The symbolic output tensor(s) of the layer's first call in a functional graph (``layer.output``)."""
+        return self._node_attr("call_output", "output")
+
+
+def _symbolic_call_args(inputs, kwargs) -> bool:
+    """Whether a call is on symbolic tensors (functional API) rather than arrays."""
+    if getattr(inputs, "_is_symbolic", False):
+        return True
+    if isinstance(inputs, (list, tuple)) and inputs and any(getattr(a, "_is_symbolic", False) for a in inputs):
+        return True
+    if isinstance(inputs, dict) and any(getattr(a, "_is_symbolic", False) for a in inputs.values()):
+        return True
+    st = kwargs.get("initial_state")
+    return isinstance(st, (list, tuple)) and any(getattr(a, "_is_symbolic", False) for a in st)
+
+
+def _check_has_forward(layer):
+    """A subclass written the Keras way (only ``call()``) gets a clear error: rnnlab has no autodiff."""
+    cls = type(layer)
+    if cls.forward is Layer.forward and "call" in dir(cls):
+        raise TypeError(
+            f"Layer '{layer.name}' ({cls.__name__}) defines call() but not forward()/backward(). rnnlab has no "
+            "automatic differentiation: a custom layer implements forward(inputs, training=False, mask=None) "
+            "(keep what backward needs in self._cache) and backward(grad) (fill self.grads[name] for every weight "
+            "and return dL/dinputs); check your backward with rnnlab.testing.check_layer_gradients(layer, x). "
+            "See docs/functional.md, 'Writing your own layer'.")
+
+
+#: True inside rnnlab.io.shape_only(): add_weight gives zero-stride views instead of allocating
+_SHAPE_ONLY = contextvars.ContextVar("rnnlab_shape_only", default=False)
+
+
+def _check_weight_memory(layer, name, shape):
+    """A weight and its gradient that would not fit in the available memory: a clear error before allocating."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    nbytes = 2 * n * np.dtype(layer.dtype).itemsize
+    if nbytes >= 64 * 2 ** 20:
+        from ..io import check_allocation
+        check_allocation(nbytes, f"layer '{layer.name}' weight '{name}' {tuple(int(s) for s in shape)} "
+                                 f"{np.dtype(layer.dtype).name} (with its gradient)")

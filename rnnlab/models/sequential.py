@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from .. import backend, losses as _losses, metrics as _metrics, optimizers as _optimizers
+from .. import variables as _variables
 from ..callbacks import Callback, History
 from ..layers.base import Layer, format_shape
 from ..training import NonFiniteLoss, ProgressBar, batch_slices, check_batch_size, grads_finite, take
@@ -39,9 +40,7 @@ class InputSpec:
         return f"Input(shape={format_shape(self.shape[1:])})"
 
 
-def Input(shape, batch_size=None, dtype=None, name=None) -> InputSpec:
-    """Declare the input shape (excluding batch), as ``keras.Input``; use as the first entry of Sequential."""
-    return InputSpec(shape, batch_size=batch_size, dtype=dtype, name=name)
+from .functional import Input, InputLayer, is_symbolic  # noqa: E402,F401  (rnnlab.Input: a symbolic tensor)
 
 
 class Sequential:
@@ -65,6 +64,11 @@ class Sequential:
     # ---------------------------------------------------------------- building
     def add(self, layer):
         """Append a layer (or, first, an ``Input``); builds it at once when the input shape is known."""
+        if isinstance(layer, InputLayer):
+            layer = layer.output
+        if is_symbolic(layer):  # rnnlab.Input(...): its shape and dtype
+            layer = InputSpec(layer.shape[1:], batch_size=layer.shape[0], name=layer.name,
+                              dtype=getattr(layer._keras_history[0], "input_dtype", None))
         if isinstance(layer, InputSpec):
             if self.layers:
                 raise ValueError("Input(...) can only be the first entry of a Sequential model")
@@ -155,6 +159,10 @@ class Sequential:
         for layer in self.layers:
             refs.extend(layer.trainable_weight_refs())
         return refs
+
+    weights = property(lambda self: _variables.weights_of(self), doc="All weights as Variable views (Keras order).")
+    trainable_weights = property(lambda self: _variables.trainable_weights_of(self))
+    non_trainable_weights = property(lambda self: _variables.non_trainable_weights_of(self))
 
     def get_weights(self):
         """Copies of all weights, the layers' ``get_weights()`` lists concatenated (Keras order)."""
