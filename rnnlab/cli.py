@@ -39,6 +39,7 @@ COMMANDS = {
     "tag": ("rnnlab.tasks.tag", "tag a sentence with a trained tagger"),
     "plot": ("rnnlab.tasks.plot", "plot a run's training curves to PNG"),
     "demo": ("rnnlab.demo", "the main demo (date normalisation with attention)"),
+    "explore": ("rnnlab.explore", "look inside a trained recurrent model in the browser (local web page)"),
 }
 
 
