@@ -345,25 +345,57 @@ class EchoStateNetwork:
 
     @classmethod
     def load(cls, path):
-        """Read a file written by :meth:`save` (``allow_pickle=False``)."""
-        from .saving import check_npz_file
+        """Read a file written by :meth:`save` (``allow_pickle=False``), through :class:`rnnlab.io.NpzArchive`:
+        the config and the array headers are checked against each other (``W`` is ``(units, units)``, ``W_in``
+        ``(units, 1 + input_dim)``, ``W_out`` ``(output_dim, features)``, all float) before any array is read;
+        every problem is an :class:`rnnlab.io.FileFormatError` (a ``ValueError``) naming the file."""
+        from .. import io as rio
 
-        path = check_npz_file(path)   # a folder / garbage file: a clear error, never NumPy's pickle message
-        with np.load(path, allow_pickle=False) as f:
-            if "__config__" not in f.files:
-                raise ValueError(f"{path} is not an rnnlab echo state network file (no __config__ entry)")
-            doc = json.loads(bytes(f["__config__"]).decode("utf-8"))
-            if doc.get("format") != _FORMAT:
-                raise ValueError(f"{path}: format {doc.get('format')!r}, expected {_FORMAT!r}")
-            esn = cls(**doc["config"])
-            esn.input_dim, esn.output_dim = doc["input_dim"], doc["output_dim"]
-            esn.W, esn.W_in = f["W"].copy(), f["W_in"].copy()
+        with rio.NpzArchive(path, "rnnlab echo state network file") as arc:
+            path = arc.path
+            if "__config__" not in arc:
+                raise rio.FileFormatError(f"{path} is not an rnnlab echo state network file (no __config__ entry)",
+                                          path=path)
+            doc = arc.read_json("__config__")
+            if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+                fmt = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+                raise rio.FileFormatError(f"{path}: format {fmt!r:.60}, expected {_FORMAT!r}", path=path)
+            cfg, input_dim, output_dim = doc.get("config"), doc.get("input_dim"), doc.get("output_dim")
+            if not isinstance(cfg, dict) or "W" not in arc or "W_in" not in arc:
+                raise rio.FileFormatError(f"{path}: corrupt echo state network file (needs a config and the arrays "
+                                          f"W and W_in; it has {sorted(arc.names)[:6]})", path=path)
+            for name, v in (("input_dim", input_dim), ("output_dim", output_dim)):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                    raise rio.FileFormatError(f"{path}: corrupt echo state network file ({name} {v!r:.40})",
+                                              path=path)
+            rio.check_config_sizes({**cfg, "input_dim": input_dim, "output_dim": output_dim}, arc.max_dim(),
+                                   path, path=path)
+            try:
+                esn = cls(**cfg)
+            except rio.BUILD_ERRORS as e:
+                raise rio.build_error(path, "echo state network", e) from None
+            N = esn.units
+            want = {"W": (N, N), "W_in": (N, 1 + (input_dim or 0))}
+            if output_dim is not None:
+                n_feat = 1 + (input_dim if esn.readout_input else 0) + N
+                want.update(W_out=(output_dim, n_feat), state=None, last_output=None)
+            for name in ("W", "W_in", "W_out", "state", "last_output"):
+                if name not in arc:
+                    continue
+                shape, dtype = arc.shape(name), arc.dtype(name)
+                expected = want.get(name, "absent")
+                bad = dtype.kind != "f" or expected == "absent" or (expected is not None and shape != expected) \
+                    or (expected is None and (len(shape) != 2 or shape[-1] != (N if name == "state" else output_dim)))
+                if bad:
+                    raise rio.FileFormatError(f"{path}: array {name} is {dtype} {shape}; units={N}, input_dim="
+                                              f"{input_dim}, output_dim={output_dim} need "
+                                              f"{expected if expected != 'absent' else 'no such array'}",
+                                              path=path, member=name)
+            esn.input_dim, esn.output_dim = input_dim, output_dim
+            esn.W, esn.W_in = arc.read("W"), arc.read("W_in")
             for name in ("W_out", "state", "last_output"):
-                if name in f.files:
-                    setattr(esn, name, f[name].copy())
-        if esn.W.shape != (esn.units, esn.units) or esn.W_in.shape != (esn.units, 1 + esn.input_dim):
-            raise ValueError(f"{path}: array shapes {esn.W.shape}, {esn.W_in.shape} do not match units={esn.units}, "
-                             f"input_dim={esn.input_dim}")
+                if name in arc:
+                    setattr(esn, name, arc.read(name))
         return esn
 
     def __repr__(self):

@@ -16,13 +16,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import zipfile
 
 import numpy as np
 
 from .. import __version__, losses as _losses, optimizers as _optimizers
+from .. import io as _rio
+from ..io import atomic_write_bytes
 from ..layers.base import get_layer_class
-from ..tasks.common import atomic_write_bytes
 
 FORMAT = "rnnlab-model"
 FORMAT_VERSION = 1
@@ -74,60 +74,158 @@ def save_weights(model, path) -> None:
 
 def check_npz_file(path) -> str:
     """``path`` as a string if it names an existing ``.npz`` (zip) archive; otherwise ``FileNotFoundError``
-    (no such path) or ``ValueError`` naming the file (a folder, an empty file, anything but a zip archive:
-    NumPy would try to unpickle it, which rnnlab never does)."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No such model file: {path}")
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory, not an rnnlab model file (give the model.npz inside it)")
+    (no such path) or :class:`rnnlab.io.FileFormatError` (a ``ValueError``) naming the file (a folder, an
+    empty file, anything but a zip archive: NumPy would try to unpickle it, which rnnlab never does)."""
+    return _rio.check_npz_file(path, "rnnlab model file")
+
+
+def _open_archive(path):
+    """``(json_document, NpzArchive)``: the archive opened for checked, lazy reading (see :mod:`rnnlab.io`:
+    member headers checked against the stored sizes and the read limit, nothing inflated yet) and its
+    ``__rnnlab__`` document. The caller closes the archive."""
+    arc = _rio.NpzArchive(path, "rnnlab model file")
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read the model file ({e.strerror or e})") from None
-    if head[:2] != b"PK":
-        what = "an empty file" if not head else ("a bare .npy array" if head[:1] == b"\x93" else
-                                                  "not an .npz archive")
-        raise ValueError(f"{path} is not an rnnlab model file ({what})")
-    return path
+        if _META not in arc:
+            raise _rio.FileFormatError(f"{arc.path} is not an rnnlab model file (no '{_META}' entry; it has "
+                                       f"{sorted(arc.names)[:5]})", path=arc.path)
+        if arc.dtype(_META) != np.uint8 or len(arc.shape(_META)) != 1:
+            raise _rio.FileFormatError(f"{arc.path}: corrupt '{_META}' entry (dtype {arc.dtype(_META)}, shape "
+                                       f"{arc.shape(_META)})", path=arc.path, member=_META)
+        doc = arc.read_json(_META)
+        if not isinstance(doc, dict) or not str(doc.get("format", "")).startswith(FORMAT):
+            raise _rio.FileFormatError(f"{arc.path} is not an rnnlab model file (format "
+                                       f"{doc.get('format') if isinstance(doc, dict) else doc!r:.80})", path=arc.path)
+        version = doc.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise _rio.FileFormatError(f"{arc.path}: corrupt model file (format_version must be an int, got "
+                                       f"{version!r:.40})", path=arc.path)
+        if version > FORMAT_VERSION:
+            raise _rio.FileFormatError(f"{arc.path} was written by a newer rnnlab (format {version} > "
+                                       f"{FORMAT_VERSION})", path=arc.path)
+    except BaseException:
+        arc.close()
+        raise
+    return doc, arc
 
 
 def _open(path):
-    """Read and validate a file: ``(json_document, {name: array})``; ``ValueError`` for anything that is
-    not an rnnlab file (nothing is unpickled: ``allow_pickle=False``)."""
-    path = check_npz_file(path)
+    """Read and validate a file: ``(json_document, {name: array})``; :class:`rnnlab.io.FileFormatError` (a
+    ``ValueError``) for anything that is not an rnnlab file (nothing is unpickled: ``allow_pickle=False``)."""
+    doc, arc = _open_archive(path)
+    with arc:
+        return doc, {k: arc.read(k) for k in arc.names if k != _META}
+
+
+def _build_layers(cfg, path):
+    layers = []
+    for i, entry in enumerate(cfg["layers"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
+                or not isinstance(entry.get("config"), dict):
+            raise _rio.FileFormatError(f"{path}: corrupt model config (layer {i} must be {{'class_name': str, "
+                                       f"'config': dict}}, got {entry!r:.200})", path=path)
+        try:
+            cls = get_layer_class(entry["class_name"])  # ValueError listing the known classes
+        except ValueError as e:
+            raise _rio.FileFormatError(f"{path}: layer {i}: {e}", path=path) from None
+        try:
+            layers.append(cls.from_config(dict(entry["config"])))
+        except (KeyError, TypeError, ValueError, RecursionError, OverflowError) as e:
+            raise _rio.FileFormatError(f"{path}: layer {i} ({entry['class_name']}) config is not valid: "
+                                       f"{type(e).__name__}: {e}", path=path) from None
+    return layers
+
+
+def _model_from_config(cfg, path):
+    """A built Sequential from a saved config (weights as the initializers left them)."""
+    from .sequential import Sequential
+
+    layers = _build_layers(cfg, path)
+    name = cfg.get("name")
+    model = Sequential(name=name if isinstance(name, str) else None)
+    dtype = cfg.get("input_dtype")
+    if dtype is not None:
+        try:
+            model._input_dtype = np.dtype(dtype).name
+        except (TypeError, ValueError):
+            raise _rio.FileFormatError(f"{path}: corrupt model config (input_dtype {dtype!r:.40})", path=path) from None
+    for layer in layers:
+        model.layers.append(layer)
+    shape = cfg.get("input_shape")
+    if shape is None:
+        raise _rio.FileFormatError(f"{path}: the saved model has no input shape", path=path)
+    if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool)
+                                                            and 0 <= d <= _rio.MAX_DIM) for d in shape):
+        raise _rio.FileFormatError(f"{path}: corrupt model config (input_shape {shape!r:.80})", path=path)
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"{path} is not an rnnlab model file (not a readable .npz archive: {e})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is not an rnnlab model file (a bare .npy array, not an .npz archive)")
-    try:
-        files = set(data.files)
-        if _META not in files:
-            raise ValueError(f"{path} is not an rnnlab model file (no '{_META}' entry; it has {sorted(files)[:5]})")
-        raw = data[_META]
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"{path}: corrupt '{_META}' entry (dtype {raw.dtype}, shape {raw.shape})")
-        doc = json.loads(raw.tobytes().decode("utf-8"))
-        arrays = {k: data[k] for k in data.files if k != _META}
-    except ValueError as e:
-        if "not an rnnlab" in str(e) or "corrupt" in str(e):
+        model.build(tuple(shape))
+    except (ValueError, TypeError, IndexError, RecursionError, OverflowError) as e:
+        if isinstance(e, _rio.RnnlabError):
             raise
-        raise ValueError(f"{path}: corrupt model file ({e})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: corrupt model file ({type(e).__name__}: {e})") from None
-    finally:
-        data.close()
-    if not isinstance(doc, dict) or not str(doc.get("format", "")).startswith(FORMAT):
-        raise ValueError(f"{path} is not an rnnlab model file (format {doc.get('format') if isinstance(doc, dict) else doc!r})")
-    version = doc.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ValueError(f"{path}: corrupt model file (format_version must be an int, got {version!r})")
-    if version > FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer rnnlab (format {doc['format_version']} > {FORMAT_VERSION})")
-    return doc, arrays
+        raise _rio.FileFormatError(f"{path}: the saved config does not build a model ({type(e).__name__}: {e})",
+                                   path=path) from None
+    return model
+
+
+def _check_against_headers(model, arc, path):
+    """The model's weights (built shape-only) against the file's member headers: names, shapes, float dtypes."""
+    refs = list(model.iter_weights())
+    wanted = {f"w:{p}" for p, _, _ in refs}
+    present = {k for k in arc.names if k.startswith("w:")}
+    if wanted != present:
+        missing, extra = sorted(wanted - present), sorted(present - wanted)
+        raise _rio.FileFormatError(f"{path}: weights do not match the model: missing {missing[:5]}, unexpected "
+                                   f"{extra[:5]}", path=path)
+    for p, owner, w in refs:
+        shape, dtype = arc.shape(f"w:{p}"), arc.dtype(f"w:{p}")
+        if shape != owner.params[w].shape:
+            raise _rio.FileFormatError(f"{path}: weight '{p}' has shape {shape} in the file, the model expects "
+                                       f"{owner.params[w].shape}", path=path, member=f"w:{p}")
+        if dtype.kind != "f":
+            raise _rio.FileFormatError(f"{path}: weight '{p}' has non-float dtype {dtype}", path=path,
+                                       member=f"w:{p}")
+
+
+def _read_optimizer_state(model, arc, path):
+    """The ``opt:`` members, validated against the model and its optimizer before they are read: the
+    iteration count (an integer scalar), the learning rate (a float scalar) and, per trained weight, every
+    slot of the optimizer with the weight's shape and a float dtype."""
+    opt = model.optimizer
+    weights = {p: owner.params[w] for p, owner, w in model.iter_weights()}
+    keys = [k for k in arc.names if k.startswith("opt:")]
+    if not keys:
+        return None
+    state, seen = {}, {}
+    for k in keys:
+        key = k[4:]
+        shape, dtype = arc.shape(k), arc.dtype(k)
+        if key == "iterations":
+            if shape != () or dtype.kind not in "iu":
+                raise _rio.FileFormatError(f"{path}: optimizer iteration count '{k}' must be an integer scalar, "
+                                           f"got {dtype} {shape}", path=path, member=k)
+        elif key == "learning_rate":
+            if shape != () or dtype.kind != "f":
+                raise _rio.FileFormatError(f"{path}: optimizer learning rate '{k}' must be a float scalar, got "
+                                           f"{dtype} {shape}", path=path, member=k)
+        else:
+            wpath, _, slot = key.rpartition("/")
+            if wpath not in weights or slot not in opt._slot_names:
+                raise _rio.FileFormatError(f"{path}: optimizer state '{k}' is not a slot of this model's "
+                                           f"{type(opt).__name__} (slots {list(opt._slot_names)} of the model's "
+                                           "weights)", path=path, member=k)
+            if shape != weights[wpath].shape or dtype.kind != "f":
+                raise _rio.FileFormatError(f"{path}: optimizer slot '{k}' is {dtype} {shape}; the weight "
+                                           f"'{wpath}' is {weights[wpath].dtype} {weights[wpath].shape}",
+                                           path=path, member=k)
+            seen.setdefault(wpath, set()).add(slot)
+        state[key] = k
+    if "iterations" not in state:
+        raise _rio.FileFormatError(f"{path}: optimizer state without its iteration count ('opt:iterations')",
+                                   path=path)
+    for wpath, slots in seen.items():
+        if slots != set(opt._slot_names):
+            raise _rio.FileFormatError(f"{path}: optimizer state of '{wpath}' has slots {sorted(slots)}, "
+                                       f"{type(opt).__name__} needs {list(opt._slot_names)}", path=path)
+    return {key: arc.read(k) for key, k in state.items()}
 
 
 def _assign_weights(model, arrays, path):
@@ -150,49 +248,45 @@ def _assign_weights(model, arrays, path):
 
 
 def load_model(path, compile=True):
-    """Rebuild a model saved with ``model.save(path)``: same architecture, weights and optimizer state."""
-    from .sequential import Sequential
+    """Rebuild a model saved with ``model.save(path)``: same architecture, weights and optimizer state.
 
-    doc, arrays = _open(path)
-    if doc.get("format") != FORMAT or doc.get("class_name") != "Sequential":
-        raise ValueError(f"{path} holds {doc.get('format')}/{doc.get('class_name')}, not a saved Sequential model "
-                         "(weights-only files load with model.load_weights)")
-    cfg = doc.get("config")
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
-        raise ValueError(f"{path}: corrupt model config (expected a dict with a 'layers' list, got {type(cfg).__name__})")
-    layers = []
-    for i, entry in enumerate(cfg["layers"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
-                or not isinstance(entry.get("config"), dict):
-            raise ValueError(f"{path}: corrupt model config (layer {i} must be {{'class_name': str, 'config': dict}}, "
-                             f"got {entry!r:.200})")
-        cls = get_layer_class(entry["class_name"])  # ValueError listing the known classes
-        try:
-            layers.append(cls.from_config(dict(entry["config"])))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}: layer {i} ({entry['class_name']}) config is not valid: {e}") from None
-    model = Sequential(name=cfg.get("name"))
-    dtype = cfg.get("input_dtype")
-    if dtype is not None:
-        try:
-            model._input_dtype = np.dtype(dtype).name
-        except TypeError:
-            raise ValueError(f"{path}: corrupt model config (input_dtype {dtype!r})") from None
-    for layer in layers:
-        model.layers.append(layer)
-    shape = cfg.get("input_shape")
-    if shape is None:
-        raise ValueError(f"{path}: the saved model has no input shape")
-    if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape):
-        raise ValueError(f"{path}: corrupt model config (input_shape {shape!r})")
-    model.build(tuple(shape))
-    _assign_weights(model, arrays, path)
-    comp = doc.get("compile")
-    if compile and comp:
-        model.compile(optimizer=_optimizers.get(comp["optimizer"]), loss=_losses.get(comp["loss"]), metrics=comp["metrics"])
-        state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
-        if state:
-            model.optimizer.set_state(state)
+    Nothing is allocated before it is checked (see :mod:`rnnlab.io`): the config's sizes are bounded by the
+    largest dimension of the file's arrays, the model is first built shape-only and its weight shapes compared
+    with the file's array headers, and the optimizer state is validated against the model before reading.
+    Every problem is an :class:`rnnlab.io.FileFormatError` (a ``ValueError``) naming the file."""
+    doc, arc = _open_archive(path)
+    with arc:
+        path = arc.path
+        if doc.get("format") != FORMAT or doc.get("class_name") != "Sequential":
+            raise _rio.FileFormatError(f"{path} holds {doc.get('format')!r:.40}/{doc.get('class_name')!r:.40}, not "
+                                       "a saved Sequential model (weights-only files load with model.load_weights)",
+                                       path=path)
+        cfg = doc.get("config")
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
+            raise _rio.FileFormatError(f"{path}: corrupt model config (expected a dict with a 'layers' list, got "
+                                       f"{type(cfg).__name__})", path=path)
+        _rio.check_config_sizes(cfg, arc.max_dim([k for k in arc.names if k.startswith("w:")]),
+                                f"{path}", path=path)
+        with _rio.shape_only():
+            _check_against_headers(_model_from_config(cfg, path), arc, path)
+        model = _model_from_config(cfg, path)
+        arrays = {f"w:{p}": arc.read(f"w:{p}") for p, _, _ in model.iter_weights()}
+        _assign_weights(model, arrays, path)
+        comp = doc.get("compile")
+        if compile and comp:
+            if not isinstance(comp, dict) or not {"optimizer", "loss"} <= set(comp):
+                raise _rio.FileFormatError(f"{path}: corrupt compile settings (expected 'optimizer' and 'loss', "
+                                           f"got {comp!r:.100})", path=path)
+            metrics = comp.get("metrics") or []
+            try:
+                model.compile(optimizer=_optimizers.get(comp["optimizer"]), loss=_losses.get(comp["loss"]),
+                              metrics=metrics)
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                raise _rio.FileFormatError(f"{path}: the saved compile settings are not valid ({type(e).__name__}: "
+                                           f"{e})", path=path) from None
+            state = _read_optimizer_state(model, arc, path)
+            if state:
+                model.optimizer.set_state(state)
     return model
 
 

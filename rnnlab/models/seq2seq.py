@@ -490,33 +490,53 @@ class Seq2Seq:
 
     @classmethod
     def load(cls, path):
-        """Load a model written by :meth:`save` (no pickle); checks names and shapes."""
+        """Load a model written by :meth:`save` (no pickle). Read through :class:`rnnlab.io.NpzArchive`: the
+        config's sizes are bounded by the file's arrays, the model is built shape-only and its weight names and
+        shapes compared with the array headers before anything is allocated; every problem is an
+        :class:`rnnlab.io.FileFormatError` (a ``ValueError``) naming the file."""
+        from .. import io as rio
+
+        what = "rnnlab Seq2Seq model file"
         try:
-            z = np.load(path, allow_pickle=False)
+            arc = rio.NpzArchive(path, what)
         except FileNotFoundError:
             raise FileNotFoundError(f"Seq2Seq.load: no such model file: {path}") from None
-        except Exception as e:
-            raise ValueError(f"Seq2Seq.load: {path} is not an rnnlab .npz model file ({e})") from None
-        with z:
-            if "__config__" not in z.files:
-                raise ValueError(f"Seq2Seq.load: {path} has no __config__ entry (not a Seq2Seq model file)")
-            meta = json.loads(str(z["__config__"]))
-            if meta.get("format") != "rnnlab.Seq2Seq":
-                raise ValueError(f"Seq2Seq.load: {path} holds a {meta.get('format')!r}, not an rnnlab.Seq2Seq")
-            model = cls.from_config(meta["config"])
-            expected = {p: (owner, w) for p, owner, w in model.iter_weights()}
-            stored = set(z.files) - {"__config__"}
+        with arc:
+            path = arc.path
+            if "__config__" not in arc:
+                raise rio.FileFormatError(f"Seq2Seq.load: {path} has no __config__ entry (not a Seq2Seq model file)",
+                                          path=path)
+            meta = arc.read_json("__config__")
+            if not isinstance(meta, dict) or meta.get("format") != "rnnlab.Seq2Seq":
+                fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+                raise rio.FileFormatError(f"Seq2Seq.load: {path} holds a {fmt!r:.60}, not an rnnlab.Seq2Seq",
+                                          path=path)
+            cfg = meta.get("config")
+            if not isinstance(cfg, dict):
+                raise rio.FileFormatError(f"Seq2Seq.load: {path}: corrupt config ({type(cfg).__name__})", path=path)
+            stored = set(arc.names) - {"__config__"}
+            rio.check_config_sizes(cfg, arc.max_dim(stored), f"Seq2Seq.load: {path}", path=path,
+                                   count_bound=len(stored))
+            try:
+                with rio.shape_only():
+                    dry = cls.from_config(cfg)
+                    expected = {p: owner.params[w].shape for p, owner, w in dry.iter_weights()}
+                del dry
+            except rio.BUILD_ERRORS as e:
+                raise rio.build_error(path, "Seq2Seq", e) from None
             missing, extra = sorted(set(expected) - stored), sorted(stored - set(expected))
             if missing or extra:
-                raise ValueError(f"Seq2Seq.load: {path} does not match its config: missing {missing[:5]}, "
-                                 f"unexpected {extra[:5]}")
-            for p, (owner, w) in expected.items():
-                arr = z[p]
-                if arr.shape != owner.params[w].shape:
-                    raise ValueError(f"Seq2Seq.load: weight {p} has shape {arr.shape}, expected "
-                                     f"{owner.params[w].shape}")
-                owner.params[w][...] = arr
-            model.history = meta.get("history", [])
+                raise rio.FileFormatError(f"Seq2Seq.load: {path} does not match its config: missing {missing[:5]}, "
+                                          f"unexpected {extra[:5]}", path=path)
+            for p, shape in expected.items():
+                if arc.shape(p) != shape or arc.dtype(p).kind != "f":
+                    raise rio.FileFormatError(f"Seq2Seq.load: {path}: weight {p} is {arc.dtype(p)} {arc.shape(p)}, "
+                                              f"expected a float array of shape {shape}", path=path, member=p)
+            model = cls.from_config(cfg)
+            for p, owner, w in model.iter_weights():
+                owner.params[w][...] = arc.read(p, shape=owner.params[w].shape)
+            history = meta.get("history", [])
+            model.history = history if isinstance(history, list) else []
         for layer in model.layers:
             layer._weights_changed()
         return model

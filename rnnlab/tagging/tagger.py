@@ -315,24 +315,48 @@ class Tagger:
 
     @classmethod
     def load(cls, path):
-        from ..models.saving import check_npz_file
+        """Read a tagger written by :meth:`save` through :class:`rnnlab.io.NpzArchive`: sizes in the config are
+        bounded by the file's arrays and the tagger is built shape-only and compared with the array headers
+        before anything is allocated; every problem is an :class:`rnnlab.io.FileFormatError` naming the file."""
+        from .. import io as rio
 
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such tagger file: {path}")
-        path = check_npz_file(path)   # a folder / garbage file: a clear error, never NumPy's pickle message
-        with np.load(path, allow_pickle=False) as f:
-            if "__tagger__" not in f.files:
-                raise ValueError(f"{path} is not an rnnlab tagger file (no __tagger__ entry)")
-            doc = json.loads(bytes(f["__tagger__"]).decode("utf-8"))
-            arrays = [f[f"w{i}"] for i in range(len(doc["weights"]))]
-        model = cls(doc["words"], doc["tags"], chars=doc["chars"], **doc["config"])
-        refs = list(model.iter_weights())
-        if len(refs) != len(arrays):
-            raise ValueError(f"{path}: {len(arrays)} weight arrays for a model with {len(refs)}")
-        for (p, owner, w), arr in zip(refs, arrays):
-            if owner.params[w].shape != arr.shape:
-                raise ValueError(f"{path}: weight {p} has shape {arr.shape}, expected {owner.params[w].shape}")
-            owner.params[w][...] = arr
+        with rio.NpzArchive(path, "rnnlab tagger file") as arc:
+            path = arc.path
+            if "__tagger__" not in arc:
+                raise rio.FileFormatError(f"{path} is not an rnnlab tagger file (no __tagger__ entry)", path=path)
+            doc = arc.read_json("__tagger__")
+            ok = isinstance(doc, dict) and isinstance(doc.get("weights"), list) and isinstance(doc.get("config"), dict) \
+                and isinstance(doc.get("words"), list) and isinstance(doc.get("tags"), list) \
+                and (doc.get("chars") is None or isinstance(doc.get("chars"), list))
+            if not ok:
+                raise rio.FileFormatError(f"{path}: corrupt __tagger__ entry (expected an object with config, words, "
+                                          "tags, chars and weights)", path=path)
+            names = [f"w{i}" for i in range(len(doc["weights"]))]
+            missing = [n for n in names if n not in arc]
+            if missing:
+                raise rio.FileFormatError(f"{path}: the weight arrays {missing[:5]} are missing", path=path)
+            rio.check_config_sizes(doc["config"], arc.max_dim(names), path, path=path, count_bound=len(names))
+
+            def build():
+                return cls(doc["words"], doc["tags"], chars=doc["chars"], **doc["config"])
+
+            try:
+                with rio.shape_only():
+                    shapes = [owner.params[w].shape for _, owner, w in build().iter_weights()]
+            except rio.BUILD_ERRORS as e:
+                raise rio.build_error(path, "tagger", e) from None
+            if len(shapes) != len(names):
+                raise rio.FileFormatError(f"{path}: {len(names)} weight arrays for a model with {len(shapes)}",
+                                          path=path)
+            for n, shape in zip(names, shapes):
+                if arc.shape(n) != shape or arc.dtype(n).kind != "f":
+                    raise rio.FileFormatError(f"{path}: weight {n} is {arc.dtype(n)} {arc.shape(n)}, expected a "
+                                              f"float array of shape {shape}", path=path, member=n)
+            model = build()
+            for (p, owner, w), n in zip(model.iter_weights(), names):
+                owner.params[w][...] = arc.read(n, shape=owner.params[w].shape)
         for layer in model.layers:
             layer._weights_changed()
         return model

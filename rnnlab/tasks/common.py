@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
+
+from .. import io as _rio
 
 
 def add_common_train_arguments(parser, *, epochs=10, batch_size=32, cell="lstm", units=128, layers=1,
@@ -38,23 +39,13 @@ def output_dir(path, default_name):
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: never a truncated file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write to a temporary file in the same folder, then rename: never a truncated file (see
+    :func:`rnnlab.io.atomic_write_bytes`: umask permissions, folder fsync, stale temporaries removed)."""
+    _rio.atomic_write_bytes(path, data)
 
 
 def atomic_write_json(path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    _rio.atomic_write_json(path, obj)
 
 
 def finish_run(out_dir, metrics: dict) -> dict:

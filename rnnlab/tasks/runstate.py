@@ -31,11 +31,10 @@ import json
 import math
 import os
 import time
-import zipfile
 
 import numpy as np
 
-from .. import backend
+from .. import backend, io as _rio
 from .common import Timer, atomic_write_bytes, atomic_write_json
 
 TASK_KEY = "__task__"
@@ -54,15 +53,10 @@ def write_npz(path, arrays: dict) -> None:
 
 
 def read_npz(path) -> dict:
-    """All arrays of an ``.npz`` (no pickle); ``ValueError`` naming the file for anything unreadable."""
-    from ..models.saving import check_npz_file
-
-    path = check_npz_file(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, AttributeError) as e:
-        raise ValueError(f"{path} is not a readable rnnlab model file ({type(e).__name__}: {e})") from None
+    """All arrays of an ``.npz`` (no pickle), read through :class:`rnnlab.io.NpzArchive` (headers checked
+    against the stored sizes and the read limit); :class:`rnnlab.io.FileFormatError` naming the file for
+    anything unreadable."""
+    return _rio.read_npz_arrays(path, "rnnlab model file")
 
 
 def read_task_file(path, task=None):
@@ -74,10 +68,15 @@ def read_task_file(path, task=None):
         if doc is None:
             raise ValueError(f"{path} is not a model written by an 'rnnlab train' command (no '{TASK_KEY}' entry)")
     else:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise _rio.FileFormatError(f"{path}: corrupt '{TASK_KEY}' entry (dtype {raw.dtype}, shape {raw.shape})",
+                                       path=path, member=TASK_KEY)
         try:
-            doc = json.loads(raw.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: corrupt '{TASK_KEY}' entry ({e})") from None
+            text = raw.tobytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _rio.FileFormatError(f"{path}: corrupt '{TASK_KEY}' entry ({e})", path=path,
+                                       member=TASK_KEY) from None
+        doc = _rio.decode_json(text, f"{path}: member '{TASK_KEY}'", path=path)
     if not isinstance(doc, dict) or "task" not in doc:
         raise ValueError(f"{path}: corrupt '{TASK_KEY}' entry (expected a JSON object with a 'task' key)")
     wanted = (task,) if isinstance(task, str) else task
@@ -96,7 +95,7 @@ def _legacy_task_doc(path, arrays):
     if "__config__" in arrays:
         try:
             fmt = json.loads(arrays["__config__"].tobytes().decode("utf-8")).get("format")
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError, ValueError):
             fmt = None
         if fmt == "rnnlab-esn":
             return {"task": "forecast", "legacy": True}
@@ -119,8 +118,7 @@ def save_sequential_task_file(model, path, doc, include_optimizer=True) -> None:
     """Save a Sequential model as a normal rnnlab model file plus the ``__task__`` document, atomically."""
     from ..models.saving import save_model
 
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".tmp-model-{os.getpid()}.npz")
+    tmp = _rio.temp_path(path) + ".npz"     # .tmp-<pid>-...: removed by the next run if this one is killed
     try:
         save_model(model, tmp, include_optimizer=include_optimizer)
         arrays = read_npz(tmp)
@@ -307,7 +305,9 @@ class TrainLoop:
         return value < best if self.mode == "min" else value > best
 
     def resume(self):
-        """Load ``OUT/checkpoint.npz`` (model, optimizer, run state, RNG)."""
+        """Load ``OUT/checkpoint.npz`` (model, optimizer, run state, RNG). Temporary files a killed run left in
+        ``OUT`` (``.tmp-<pid>-*`` of a process no longer running) are removed first."""
+        _rio.remove_stale_temp_files(self.out)
         if not os.path.exists(self.checkpoint_path):
             raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path} (nothing to resume; "
                                     "run without --resume first, with the same --out)")

@@ -1,0 +1,679 @@
+"""Reading and writing rnnlab's own files safely: one error family, bounded reads, atomic writes, run locks.
+
+Errors
+    Every problem with a file is an :class:`RnnlabError` that names the file (and the archive member or line
+    when there is one). The classes also derive from the built-in type an existing ``except`` clause expects:
+
+    * :class:`FileFormatError` (``ValueError``): not an rnnlab file, a damaged archive, a config that does not
+      match the arrays, an undecodable byte (:class:`FileEncodingError`);
+    * :class:`FileTooLargeError` (``ValueError``): a size a file declares is above what the file holds or
+      above a limit (see below);
+    * :class:`MemoryLimitError` (``ValueError``): a model or table would not fit in the memory available;
+    * :class:`RunLockedError` (``OSError``): another live run holds the output folder.
+
+    ``rnnlab`` on the command line prints any of them as ``rnnlab: error: ...`` with exit status 1.
+
+Reading ``.npz`` archives (:class:`NpzArchive`)
+    Nothing is unpickled (``allow_pickle=False``) and nothing is allocated before it is checked. Opening an
+    archive reads the zip directory and the ``.npy`` header of each member only (shape, dtype). A member is
+    refused when its header declares more bytes than the archive stores for it (``shape (10**12,)`` in a
+    1 kB member), when its stored size is above the read limit, or when a compressed member inflates more
+    than :data:`MAX_COMPRESSION_RATIO` times and past 1 MiB (a "zip bomb"). Members are read one at a time
+    and only on request: an extra member in a file is never inflated. The read limit is
+    :func:`max_read_bytes`: the ``RNNLAB_MAX_READ_BYTES`` environment variable when set, otherwise the memory
+    available to the process (``MemAvailable`` and the address-space limit ``RLIMIT_AS``).
+
+Sizes in configs
+    A config read from a file is checked before anything is built from it: every size-like integer
+    (``units``, ``input_dim``, ``output_dim``, ...) must be positive, at most :data:`MAX_DIM` (2**31 - 1),
+    and at most the largest dimension of the non-empty arrays the file holds (:func:`check_config_sizes`).
+    Loaders then build the model *shape-only* (:func:`shape_only`: weights are zero-stride views, no memory)
+    and compare every weight shape with the file's headers before the real build allocates anything.
+
+Memory estimates
+    :func:`check_allocation` compares a planned allocation with the available memory and raises
+    :class:`MemoryLimitError` when it does not fit, unless :func:`allow_large_allocations` was called (the
+    command line's ``--force``). ``Layer.add_weight`` calls it for every weight (weight + gradient).
+
+Writes
+    :func:`atomic_write_bytes` writes ``.tmp-<pid>-<name>-<random>`` in the target folder, fsyncs it, gives
+    it the umask's normal permissions (``0666 & ~umask``; a temporary file would otherwise stay ``0600``),
+    renames it over the target and fsyncs the folder, so after a crash either the old or the new file is
+    there, complete. Temporary files left by a killed process (:func:`remove_stale_temp_files`: the pid in
+    the name is no longer running) are removed by the next write to the same folder and by ``--resume``.
+
+Run locks
+    :class:`RunLock` (``OUT/.rnnlab.lock``, holding the pid and host) keeps two ``rnnlab train`` runs out
+    of the same ``--out`` folder. A lock whose process is gone (same host, pid not running) is stale and is
+    taken over.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import secrets
+import socket
+import zipfile
+import zlib
+
+import numpy as np
+
+__all__ = ["RnnlabError", "FileFormatError", "FileTooLargeError", "FileEncodingError", "MemoryLimitError",
+           "RunLockedError", "NpzArchive", "read_npz_arrays", "check_npz_file", "decode_json", "check_config_sizes",
+           "shape_only", "max_read_bytes", "available_memory", "check_allocation", "allow_large_allocations",
+           "atomic_write_bytes", "atomic_write_json", "remove_stale_temp_files", "RunLock", "format_bytes",
+           "decode_error"]
+
+#: the largest size-like integer a config read from a file may hold (the sanity limit)
+MAX_DIM = 2 ** 31 - 1
+#: a compressed archive member may inflate at most this many times (when it inflates past 1 MiB)
+MAX_COMPRESSION_RATIO = 200
+#: at most this many members in an archive
+MAX_MEMBERS = 100_000
+#: largest JSON document read from an archive member or a JSON file
+MAX_JSON_BYTES = 256 * 2 ** 20
+#: config keys that are sizes (checked by check_config_sizes)
+SIZE_KEYS = frozenset({"units", "input_dim", "output_dim", "embedding_dim", "vocab_size", "num_words",
+                       "src_vocab", "tgt_vocab", "src_vocab_size", "tgt_vocab_size", "hidden", "hidden_units",
+                       "char_dim", "char_units", "word_dim", "attention_units", "latent_dim", "num_classes",
+                       "input_length", "key_dim", "num_heads", "n_classes", "esn_units", "filters"})
+
+
+# ------------------------------------------------------------------------------------------- errors
+class RnnlabError(Exception):
+    """Base of rnnlab's file and resource errors; ``path`` and ``member`` name where (None when n/a)."""
+
+    def __init__(self, message, path=None, member=None):
+        super().__init__(message)
+        self.path = None if path is None else os.fspath(path)
+        self.member = member
+
+
+class FileFormatError(RnnlabError, ValueError):
+    """A file that is not what it should be: wrong kind, damaged, inconsistent with itself."""
+
+
+class FileTooLargeError(FileFormatError):
+    """A size declared in a file is more than the file holds, or more than the read limit."""
+
+
+class FileEncodingError(FileFormatError):
+    """Bytes that do not decode in the expected text encoding (message: file, line, byte offset)."""
+
+
+class MemoryLimitError(RnnlabError, ValueError):
+    """An allocation that would not fit in the available memory (``--force`` / allow_large_allocations)."""
+
+
+class RunLockedError(RnnlabError, OSError):
+    """Another running process holds the output folder's lock."""
+
+
+def format_bytes(n) -> str:
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1024 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} PB"  # pragma: no cover
+
+
+def decode_error(path, e: UnicodeDecodeError, line=None, line_start=None, encoding=None) -> FileEncodingError:
+    """A :class:`FileEncodingError` for ``e`` raised while decoding ``path`` (``line``: 1-based line number;
+    ``line_start``: byte offset of that line in the file, so the offset reported is absolute)."""
+    offset = e.start + (line_start or 0)
+    where = f"line {line}, byte offset {offset}" if line is not None else f"byte offset {offset}"
+    enc = encoding or e.encoding
+    return FileEncodingError(f"{os.fspath(path)}: {where}: cannot decode byte(s) {e.object[e.start:e.end]!r} "
+                             f"as {enc} ({e.reason}); give the file's encoding with --encoding (e.g. latin-1)",
+                             path=path)
+
+
+# ------------------------------------------------------------------------------------------ memory
+def available_memory() -> int:
+    """Bytes this process can still allocate: ``MemAvailable`` of ``/proc/meminfo`` (or the physical memory),
+    lowered by the address-space limit ``RLIMIT_AS`` minus what the process already maps."""
+    avail = None
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 2 ** 62
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            used = 0
+            try:
+                with open("/proc/self/status", "rb") as f:
+                    for line in f:
+                        if line.startswith(b"VmSize:"):
+                            used = int(line.split()[1]) * 1024
+                            break
+            except (OSError, ValueError, IndexError):
+                pass
+            avail = min(avail, max(soft - used, 0))
+    except (ImportError, ValueError, OSError):
+        pass
+    return int(avail)
+
+
+def max_read_bytes() -> int:
+    """The largest amount of array data a loader reads: ``RNNLAB_MAX_READ_BYTES`` or the available memory."""
+    env = os.environ.get("RNNLAB_MAX_READ_BYTES")
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            raise ValueError(f"RNNLAB_MAX_READ_BYTES must be a number of bytes, got {env!r}") from None
+    return available_memory()
+
+
+_ALLOW_LARGE = False
+
+
+def allow_large_allocations(flag=True) -> None:
+    """Turn the memory check of :func:`check_allocation` off (``flag=True``) or back on (the CLI's ``--force``)."""
+    global _ALLOW_LARGE
+    _ALLOW_LARGE = bool(flag)
+
+
+def check_allocation(nbytes, what) -> None:
+    """Raise :class:`MemoryLimitError` when ``nbytes`` (an estimate, before allocating) exceeds the available
+    memory, unless :func:`allow_large_allocations` is on. ``what`` names the thing (``"layer 'lstm' weight
+    'kernel' (100000, 400000) float32"``)."""
+    if _ALLOW_LARGE:
+        return
+    nbytes = int(nbytes)
+    if nbytes < 64 * 2 ** 20:      # small: never worth a look at /proc
+        return
+    avail = available_memory()
+    if nbytes > avail:
+        raise MemoryLimitError(f"{what} needs {format_bytes(nbytes)}, more than the {format_bytes(avail)} of memory "
+                               "available; use smaller sizes (or --force / rnnlab.io.allow_large_allocations() "
+                               "to try anyway)")
+
+
+# ------------------------------------------------------------------------------------------- npz
+def check_npz_file(path, what="rnnlab model file") -> str:
+    """``path`` as a string if it names an existing zip archive; ``FileNotFoundError`` when there is no
+    such path, :class:`FileFormatError` naming the file for a folder, an empty file or anything but a zip
+    archive (NumPy would try to unpickle it, which rnnlab never does)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such {what[7:] if what.startswith('rnnlab ') else what}: {path}")
+    if os.path.isdir(path):
+        raise FileFormatError(f"{path} is a directory, not an {what} (give the .npz file inside it)", path=path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise FileFormatError(f"{path}: cannot read the {what} ({e.strerror or e})", path=path) from None
+    if head[:2] != b"PK":
+        kind = "an empty file" if not head else ("a bare .npy array" if head[:1] == b"\x93" else "not an .npz archive")
+        raise FileFormatError(f"{path} is not an {what} ({kind})", path=path)
+    return path
+
+
+class _Member:
+    __slots__ = ("name", "zname", "shape", "dtype", "fortran", "nbytes", "stored", "compressed")
+
+    def __init__(self, name, zname, shape, dtype, fortran, nbytes, stored, compressed):
+        self.name, self.zname, self.shape, self.dtype, self.fortran = name, zname, shape, dtype, fortran
+        self.nbytes, self.stored, self.compressed = nbytes, stored, compressed
+
+
+class NpzArchive:
+    """An ``.npz`` opened for checked, lazy reading::
+
+        with NpzArchive(path, what="rnnlab model file") as arc:
+            arc.names                       # member names (without ".npy")
+            arc.shape("w:lstm/kernel"), arc.dtype("w:lstm/kernel")   # from the headers: nothing read yet
+            w = arc.read("w:lstm/kernel")   # one member, checked against the read limit
+            doc = arc.read_json("__rnnlab__")
+
+    Opening reads only the zip directory and each member's ``.npy`` header and refuses (with
+    :class:`FileFormatError` / :class:`FileTooLargeError` naming the file and the member) object arrays,
+    headers that declare more data than stored, members above the read limit and zip bombs.
+    """
+
+    def __init__(self, path, what="rnnlab model file", limit=None):
+        self.path = check_npz_file(path)   # every rnnlab model file is a zip: one wording for all of them
+        self.what = what
+        self.limit = max_read_bytes() if limit is None else int(limit)
+        self.read_total = 0
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise FileFormatError(f"{self.path} is not an {what} (not a readable zip archive: {e})",
+                                  path=self.path) from None
+        try:
+            self._members = self._scan()
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def _err(self, msg, member=None, cls=FileFormatError):
+        what = self.what[7:] if self.what.startswith("rnnlab ") else self.what
+        where = f"{self.path}: corrupt {what}: member '{member}' " if member is not None else \
+            f"{self.path}: corrupt {what}: "
+        return cls(f"{where}{msg}", path=self.path, member=member)
+
+    def _scan(self):
+        infos = self._zip.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise self._err(f"it holds {len(infos)} members, more than rnnlab reads ({MAX_MEMBERS})")
+        members = {}
+        for info in infos:
+            if info.is_dir():
+                continue
+            zname = info.filename
+            name = zname[:-4] if zname.endswith(".npy") else zname
+            if name in members:
+                raise self._err("appears twice in the archive", name)
+            if info.flag_bits & 0x1:
+                raise self._err("is encrypted", name)
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise self._err(f"uses zip compression method {info.compress_type} (only stored and deflated "
+                                "members are read)", name)
+            stored, compressed = int(info.file_size), int(info.compress_size)
+            if info.compress_type == zipfile.ZIP_DEFLATED and stored > 2 ** 20 and \
+                    stored > MAX_COMPRESSION_RATIO * max(compressed, 1):
+                raise self._err(f"inflates from {format_bytes(compressed)} to {format_bytes(stored)} (more than "
+                                f"{MAX_COMPRESSION_RATIO}x: refused as a zip bomb)", name, FileTooLargeError)
+            if info.compress_type == zipfile.ZIP_STORED and stored != compressed:
+                raise self._err(f"is stored uncompressed but its sizes differ ({stored} vs {compressed} bytes)", name)
+            try:
+                with self._zip.open(info) as fp:
+                    version = np.lib.format.read_magic(fp)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+                    elif version in ((2, 0), (3, 0)):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp) if version == (2, 0) \
+                            else _read_header_3(fp)
+                    else:
+                        raise ValueError(f"unknown .npy format version {version}")
+                    offset = fp.tell()
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError,
+                    UnicodeDecodeError, RecursionError, MemoryError, TypeError) as e:
+                raise self._err(f"is not a readable .npy array ({type(e).__name__}: {e})", name) from None
+            if dtype.hasobject:
+                raise self._err(f"holds Python objects (dtype {dtype}); rnnlab never unpickles", name)
+            if dtype.itemsize == 0 and dtype.kind not in "SUV":
+                raise self._err(f"has an unusable dtype {dtype}", name)
+            n = math.prod(shape)
+            nbytes = n * dtype.itemsize
+            if offset + nbytes != stored:
+                cls = FileTooLargeError if offset + nbytes > stored else FileFormatError
+                raise self._err(f"declares shape {shape} {dtype} ({format_bytes(nbytes)}) but the archive stores "
+                                f"{format_bytes(max(stored - offset, 0))} of data for it", name, cls)
+            members[name] = _Member(name, zname, tuple(shape), dtype, fortran, nbytes, stored, compressed)
+        return members
+
+    # ------------------------------------------------------------------ headers
+    @property
+    def names(self):
+        return list(self._members)
+
+    def __contains__(self, name):
+        return name in self._members
+
+    def shape(self, name):
+        return self._member(name).shape
+
+    def dtype(self, name):
+        return self._member(name).dtype
+
+    def nbytes(self, name):
+        return self._member(name).nbytes
+
+    def max_dim(self, names=None):
+        """The largest dimension of the non-empty arrays among ``names`` (all members by default); 0 if none."""
+        dims = [d for m in self._members.values() if names is None or m.name in names
+                if m.nbytes > 0 or math.prod(m.shape) > 0 for d in m.shape]
+        return max(dims, default=0)
+
+    def _member(self, name):
+        try:
+            return self._members[name]
+        except KeyError:
+            raise self._err(f"no member '{name}' (it holds {sorted(self._members)[:8]})") from None
+
+    # ------------------------------------------------------------------ data
+    def read(self, name, *, kinds=None, shape=None):
+        """Read one member. ``kinds``: allowed dtype kinds (e.g. ``"f"``); ``shape``: the exact shape wanted.
+        Both are checked from the header before reading."""
+        m = self._member(name)
+        if kinds is not None and m.dtype.kind not in kinds:
+            raise self._err(f"has dtype {m.dtype}, expected kind {kinds!r}", name)
+        if shape is not None and tuple(shape) != m.shape:
+            raise self._err(f"has shape {m.shape}, expected {tuple(shape)}", name)
+        if self.read_total + m.nbytes > self.limit:
+            raise self._err(f"holds {format_bytes(m.nbytes)}; with the {format_bytes(self.read_total)} already "
+                            f"read that is more than the read limit of {format_bytes(self.limit)} (set "
+                            "RNNLAB_MAX_READ_BYTES to change it)", name, FileTooLargeError)
+        try:
+            with self._zip.open(m.zname) as fp:
+                arr = np.lib.format.read_array(fp, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError) as e:
+            raise self._err(f"is damaged ({type(e).__name__}: {e})", name) from None
+        if arr.shape != m.shape or arr.dtype != m.dtype:   # pragma: no cover - the header was read above
+            raise self._err(f"changed while reading ({arr.shape} {arr.dtype})", name)
+        self.read_total += m.nbytes
+        return arr
+
+    def read_json(self, name, max_bytes=MAX_JSON_BYTES):
+        """A JSON document stored as a 1-D uint8 array (UTF-8 bytes) or a 0-d string array."""
+        m = self._member(name)
+        if m.nbytes > max_bytes:
+            raise self._err(f"is a {format_bytes(m.nbytes)} document, more than {format_bytes(max_bytes)}",
+                            name, FileTooLargeError)
+        if m.dtype == np.uint8 and len(m.shape) == 1:
+            raw = self.read(name)
+            try:
+                text = raw.tobytes().decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise self._err(f"is not UTF-8 text (byte offset {e.start}: {e.reason})", name) from None
+        elif m.dtype.kind == "U" and m.shape == ():
+            text = str(self.read(name))
+        else:
+            raise self._err(f"is not a JSON document (dtype {m.dtype}, shape {m.shape})", name)
+        return decode_json(text, f"{self.path}: member '{name}'", path=self.path)
+
+    def close(self):
+        self._zip.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _read_header_3(fp):
+    """``.npy`` format 3.0 (UTF-8 header): NumPy has no public reader for it in every version."""
+    import ast
+    import struct
+
+    hlen = struct.unpack("<I", fp.read(4))[0]
+    if hlen > 100_000:
+        raise ValueError(f"header of {hlen} bytes")
+    header = fp.read(hlen).decode("utf-8")
+    d = ast.literal_eval(header)
+    if not isinstance(d, dict) or set(d) != {"descr", "fortran_order", "shape"}:
+        raise ValueError(f"bad header {header[:80]!r}")
+    shape = d["shape"]
+    if not isinstance(shape, tuple) or not all(isinstance(x, int) and x >= 0 for x in shape):
+        raise ValueError(f"bad shape {shape!r}")
+    return shape, bool(d["fortran_order"]), np.lib.format.descr_to_dtype(d["descr"])
+
+
+def build_error(path, what, e) -> FileFormatError:
+    """A :class:`FileFormatError` for an exception raised while building an object from ``path``'s config."""
+    if isinstance(e, RnnlabError):
+        return e
+    return FileFormatError(f"{os.fspath(path)}: the saved {what} config is not valid ({type(e).__name__}: {e})",
+                           path=path)
+
+
+#: the exceptions a constructor may raise on a bad config read from a file (wrapped by build_error)
+BUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError)
+
+
+def read_npz_arrays(path, what="rnnlab model file", names=None) -> dict:
+    """All (or ``names``) arrays of an ``.npz``, each checked as in :class:`NpzArchive`."""
+    with NpzArchive(path, what) as arc:
+        return {k: arc.read(k) for k in (arc.names if names is None else names)}
+
+
+def decode_json(text, where, path=None):
+    """``json.loads`` with every failure (syntax, nesting too deep, a huge integer) as :class:`FileFormatError`
+    naming ``where``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FileFormatError(f"{where}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})",
+                              path=path) from None
+    except (RecursionError, ValueError) as e:
+        raise FileFormatError(f"{where}: unreadable JSON ({type(e).__name__}: {e})", path=path) from None
+
+
+#: config keys that count layers (bounded by the number of arrays in the file)
+COUNT_KEYS = frozenset({"layers", "num_layers", "n_layers"})
+
+
+def check_config_sizes(config, bound, where, path=None, count_bound=None):
+    """Every size-like integer (:data:`SIZE_KEYS`) anywhere in ``config`` (nested dicts and lists) must be
+    an int in ``[0, min(bound, MAX_DIM)]``; otherwise :class:`FileTooLargeError` / :class:`FileFormatError`
+    naming ``where``, the key and the numbers. ``bound`` is what the file's arrays can hold (e.g.
+    :meth:`NpzArchive.max_dim`). With ``count_bound`` (the number of arrays in the file), layer counts
+    (:data:`COUNT_KEYS`) must be at most that."""
+    limit = min(int(bound), MAX_DIM)
+    climit = None if count_bound is None else min(int(count_bound), MAX_DIM)
+
+    def walk(obj, trail, depth):
+        if depth > 100:
+            raise FileFormatError(f"{where}: config nested more than 100 levels deep", path=path)
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                counts = climit is not None and k in COUNT_KEYS
+                if (k in SIZE_KEYS or counts) and v is not None and not isinstance(v, (dict, list)):
+                    if isinstance(v, bool) or not isinstance(v, int):
+                        raise FileFormatError(f"{where}: config {trail}{k} must be an integer, got {v!r:.60}",
+                                              path=path)
+                    if v < 0:
+                        raise FileFormatError(f"{where}: config {trail}{k} = {v} is negative", path=path)
+                    if counts and v > climit:
+                        raise FileTooLargeError(
+                            f"{where}: config {trail}{k} = {v:,} layers but the file holds only {count_bound:,} "
+                            "arrays: refused before building", path=path)
+                    if not counts and v > limit:
+                        raise FileTooLargeError(
+                            f"{where}: config {trail}{k} = {v:,} is more than the file's arrays can hold (largest "
+                            f"dimension stored: {bound:,}; sanity limit {MAX_DIM:,}): refused before building",
+                            path=path)
+                else:
+                    walk(v, f"{trail}{k}.", depth + 1)
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                walk(v, f"{trail}{i}.", depth + 1)
+
+    walk(config, "", 0)
+
+
+@contextlib.contextmanager
+def shape_only():
+    """Inside this block ``Layer.add_weight`` allocates nothing: every weight is a zero-stride view of one
+    element (its shape is right, its values are not), no initializer runs and rnnlab's random generator is
+    left as it was. Loaders build a model from a file's config this way and compare the weight shapes with
+    the file's array headers before building it for real."""
+    from . import backend
+    from .layers import base
+
+    state = backend.rng().bit_generator.state
+    token = base._SHAPE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        base._SHAPE_ONLY.reset(token)
+        backend.rng().bit_generator.state = state
+
+
+# ----------------------------------------------------------------------------------------- writes
+_TMP_RE = re.compile(r"^\.tmp-(\d+)-")
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)   # no /proc: read it by setting it (and put it back at once)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def fsync_dir(folder) -> None:
+    """fsync a folder (so a rename in it survives a crash); silently skipped where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_path(path) -> str:
+    """A fresh temporary name beside ``path``: ``.tmp-<pid>-<name>-<random>``."""
+    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(folder, f".tmp-{os.getpid()}-{base}-{secrets.token_hex(4)}")
+
+
+def remove_stale_temp_files(folder) -> list:
+    """Remove ``.tmp-<pid>-*`` files in ``folder`` whose process is no longer running (left by a run killed
+    during a save); returns the names removed."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TMP_RE.match(name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder (fsynced, umask permissions),
+    renamed over ``path``, then the folder fsynced. A failure leaves any old file intact and no temporary."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    remove_stale_temp_files(folder)
+    tmp = temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the umask applies, as for open()
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(folder)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------------- locks
+class RunLock:
+    """``OUT/.rnnlab.lock``: held by one process at a time. :meth:`acquire` creates it (``O_EXCL``) with the
+    pid and host; when it exists and its process is alive, :class:`RunLockedError` names the folder and the
+    pid; when that process is gone (same host) the stale lock is taken over. The same process may acquire
+    it again (re-entrant)."""
+
+    NAME = ".rnnlab.lock"
+    _held: dict = {}
+
+    def __init__(self, folder):
+        self.folder = os.path.abspath(os.fspath(folder))
+        self.path = os.path.join(self.folder, self.NAME)
+
+    def _owner(self):
+        try:
+            with open(self.path, "rb") as f:
+                doc = json.loads(f.read(4096).decode("utf-8"))
+            return int(doc.get("pid", -1)), str(doc.get("host", ""))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return None
+
+    def acquire(self):
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None:          # being written right now, or garbage: look again
+                    import time
+                    time.sleep(0.05)
+                    owner = self._owner()
+                if owner is not None and owner[0] == me["pid"] and owner[1] == me["host"]:
+                    RunLock._held[self.path] = self
+                    return self
+                if owner is not None and owner[1] == me["host"] and not _pid_alive(owner[0]) or owner is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path)       # stale: its process is gone
+                    continue
+                raise RunLockedError(f"{self.folder} is in use by another rnnlab run (pid {owner[0]} on "
+                                     f"{owner[1]}, lock file {self.path}); wait for it to finish or choose "
+                                     "another --out", path=self.path)
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            RunLock._held[self.path] = self
+            return self
+        raise RunLockedError(f"{self.folder}: could not take the lock {self.path}", path=self.path)
+
+    def release(self):
+        RunLock._held.pop(self.path, None)
+        owner = self._owner()
+        if owner is not None and owner[0] == os.getpid():
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    @classmethod
+    def release_all(cls):
+        for lock in list(cls._held.values()):
+            lock.release()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+import atexit  # noqa: E402
+
+atexit.register(RunLock.release_all)
