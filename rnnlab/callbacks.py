@@ -8,10 +8,12 @@
 in a hook ends training after the current batch (batch hooks) or epoch (epoch hooks).
 
 Provided: :class:`History` (always installed by ``fit``), :class:`EarlyStopping`, :class:`ModelCheckpoint`,
-:class:`TerminateOnNaN`, :class:`ReduceLROnPlateau`, :class:`LearningRateScheduler`, :class:`LambdaCallback`.
+:class:`TerminateOnNaN`, :class:`ReduceLROnPlateau`, :class:`LearningRateScheduler`, :class:`LambdaCallback`,
+:class:`CSVLogger`.
 """
 from __future__ import annotations
 
+import csv
 import math
 import os
 import sys
@@ -353,3 +355,73 @@ class LambdaCallback(Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._call("on_train_batch_end", batch, logs=logs)
+
+
+class CSVLogger(Callback):
+    """Write one CSV row per epoch: ``epoch`` (0-based, as Keras) then every log key in sorted order.
+
+    The columns are fixed by the first epoch's logs, as in Keras 3: ``epoch`` followed by the sorted
+    keys; when no ``val_*`` key is present then, a ``val_<key>`` column is added for every key (filled
+    with ``NA`` while there is no validation). A key missing from a later epoch is written ``NA``; a
+    list-valued entry as ``"[a, b]"``. ``append=True`` adds to an existing file (the header is written only
+    when the file is empty or new); otherwise the file is overwritten at ``on_train_begin``. Each row is
+    flushed at once, so the file can be watched while training runs.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger: separator must be a single character, got {separator!r}")
+        self.sep = separator
+        self.append = bool(append)
+        self.keys = None
+        self._file = None
+        self._writer = None
+        self._header = True
+
+    def on_train_begin(self, logs=None):
+        self._header = True
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, "r", encoding="utf-8") as f:
+                self._header = not f.readline()
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        folder = os.path.dirname(os.path.abspath(self.filename))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            self._file = open(self.filename, "a" if self.append else "w", encoding="utf-8", newline="")
+        except OSError as e:
+            raise ValueError(f"CSVLogger: cannot open {self.filename!r} for writing ({e.strerror or e})") from None
+        self._writer = None
+        self.keys = None
+
+    @staticmethod
+    def _cell(value):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            return value.item()
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return f'"[{", ".join(map(str, value))}]"'
+        return value
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._file is None or self._file.closed:
+            self.on_train_begin()
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys += [f"val_{k}" for k in self.keys]
+        if self._writer is None:
+            self._writer = csv.writer(self._file, delimiter=self.sep, lineterminator="\r\n")
+            if self._header:
+                self._writer.writerow(["epoch"] + self.keys)
+        self._writer.writerow([epoch] + [self._cell(logs.get(k, "NA")) for k in self.keys])
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        self._writer = None

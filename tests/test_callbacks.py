@@ -294,3 +294,63 @@ def test_history_is_fresh_per_fit_and_holds_epochs():
     assert h1.epoch == [0, 1] and h2.epoch == [2, 3]
     assert len(h1.history["loss"]) == 2 and len(h2.history["loss"]) == 2
     assert m.history is h2 and h2.stop_reason is None
+
+
+# ------------------------------------------------------------------------------ CSVLogger
+def _drive(cb, epochs_logs, train_end=True):
+    cb.on_train_begin({})
+    for e, logs in enumerate(epochs_logs):
+        cb.on_epoch_end(e, dict(logs))
+    if train_end:
+        cb.on_train_end({})
+
+
+@pytest.mark.parametrize("logs,sep", [
+    ([{"loss": 0.5, "accuracy": 0.25}, {"loss": 0.25, "accuracy": 0.75}], ","),
+    ([{"loss": 0.5, "val_loss": 0.6, "learning_rate": 0.01}, {"loss": 0.4, "val_loss": 0.55}], ";"),
+    ([{"loss": 1.5, "mae": 0.125}], "\t"),
+])
+def test_csv_logger_writes_what_keras_writes(tmp_path, logs, sep):
+    import keras
+    from rnnlab.callbacks import CSVLogger
+    _drive(CSVLogger(tmp_path / "ours.csv", separator=sep), logs)
+    _drive(keras.callbacks.CSVLogger(str(tmp_path / "keras.csv"), separator=sep), logs)
+    assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "keras.csv").read_bytes()
+
+
+def test_csv_logger_append_like_keras(tmp_path):
+    import keras
+    from rnnlab.callbacks import CSVLogger
+    logs = [{"loss": 0.5}, {"loss": 0.25}]
+    for name, make in [("ours.csv", lambda p: CSVLogger(p, append=True)),
+                       ("keras.csv", lambda p: keras.callbacks.CSVLogger(str(p), append=True))]:
+        _drive(make(tmp_path / name), logs)
+        _drive(make(tmp_path / name), logs[:1])
+    text = (tmp_path / "ours.csv").read_text()
+    assert text == (tmp_path / "keras.csv").read_text()
+    assert text.count("epoch") == 1 and len(text.splitlines()) == 4
+
+
+def test_csv_logger_in_fit_and_overwrites(tmp_path):
+    import rnnlab
+    from rnnlab.callbacks import CSVLogger
+    from rnnlab.layers import Dense
+    path = tmp_path / "sub" / "log.csv"
+    model = rnnlab.Sequential([Dense(1, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x, y = np.random.rand(20, 3).astype("float32"), np.random.rand(20, 1).astype("float32")
+    for _ in range(2):
+        hist = model.fit(x, y, epochs=3, verbose=0, validation_split=0.25, callbacks=[CSVLogger(path)])
+    rows = path.read_text().splitlines()
+    assert rows[0].split(",") == ["epoch"] + sorted(hist.history)
+    assert len(rows) == 4 and [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+    assert float(rows[-1].split(",")[rows[0].split(",").index("val_loss")]) == pytest.approx(hist.history["val_loss"][-1])
+
+
+def test_csv_logger_bad_arguments(tmp_path):
+    from rnnlab.callbacks import CSVLogger
+    with pytest.raises(ValueError, match="separator must be a single character"):
+        CSVLogger(tmp_path / "x.csv", separator=", ")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(ValueError, match="cannot open"):
+        CSVLogger(tmp_path / "dir.csv").on_train_begin()
