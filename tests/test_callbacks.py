@@ -297,7 +297,7 @@ def test_history_is_fresh_per_fit_and_holds_epochs():
 
 
 # ------------------------------------------------------------------------------ CSVLogger
-def _drive(cb, epochs_logs, train_end=True):
+def _drive_csv(cb, epochs_logs, train_end=True):
     cb.on_train_begin({})
     for e, logs in enumerate(epochs_logs):
         cb.on_epoch_end(e, dict(logs))
@@ -313,8 +313,8 @@ def _drive(cb, epochs_logs, train_end=True):
 def test_csv_logger_writes_what_keras_writes(tmp_path, logs, sep):
     import keras
     from rnnlab.callbacks import CSVLogger
-    _drive(CSVLogger(tmp_path / "ours.csv", separator=sep), logs)
-    _drive(keras.callbacks.CSVLogger(str(tmp_path / "keras.csv"), separator=sep), logs)
+    _drive_csv(CSVLogger(tmp_path / "ours.csv", separator=sep), logs)
+    _drive_csv(keras.callbacks.CSVLogger(str(tmp_path / "keras.csv"), separator=sep), logs)
     assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "keras.csv").read_bytes()
 
 
@@ -324,8 +324,8 @@ def test_csv_logger_append_like_keras(tmp_path):
     logs = [{"loss": 0.5}, {"loss": 0.25}]
     for name, make in [("ours.csv", lambda p: CSVLogger(p, append=True)),
                        ("keras.csv", lambda p: keras.callbacks.CSVLogger(str(p), append=True))]:
-        _drive(make(tmp_path / name), logs)
-        _drive(make(tmp_path / name), logs[:1])
+        _drive_csv(make(tmp_path / name), logs)
+        _drive_csv(make(tmp_path / name), logs[:1])
     text = (tmp_path / "ours.csv").read_text()
     assert text == (tmp_path / "keras.csv").read_text()
     assert text.count("epoch") == 1 and len(text.splitlines()) == 4
