@@ -51,10 +51,11 @@ def test_trace_h_equals_the_layers_own_forward(name, make, go_backwards):
     np.testing.assert_allclose(final["h"], series["h"][0 if go_backwards else -1])
 
 
-def test_trace_lstm_gates_obey_the_cell_equations():
+def test_trace_lstm_gates_obey_the_cell_equations(float64):
     layer = LSTM(4, return_sequences=True)
     layer(_x())
     s, _ = trace_rnn(layer, _x()[0])
+    assert s["h"].dtype == np.float64
     c_prev = np.vstack([np.zeros(4), s["c"][:-1]])
     np.testing.assert_allclose(s["c"], s["f"] * c_prev + s["i"] * s["g"], atol=1e-12)
     np.testing.assert_allclose(s["h"], s["o"] * np.tanh(s["c"]), atol=1e-12)
@@ -62,9 +63,9 @@ def test_trace_lstm_gates_obey_the_cell_equations():
         assert ((s[g] > 0) & (s[g] < 1)).all()
 
 
-def test_trace_matches_pytorch_lstm_and_gru_with_copied_weights():
+def test_trace_matches_pytorch_lstm_and_gru_with_copied_weights(float64):
     torch = pytest.importorskip("torch")
-    x = _x(T=9, D=5, seed=3)
+    x = _x(T=9, D=5, seed=3).astype("float64")
     lstm = LSTM(6, return_sequences=True)
     lstm(x)
     W, U, b = lstm.get_weights()
@@ -74,8 +75,8 @@ def test_trace_matches_pytorch_lstm_and_gru_with_copied_weights():
         t.bias_ih_l0.copy_(torch.tensor(b)); t.bias_hh_l0.zero_()
         out, (hn, cn) = t(torch.tensor(x, dtype=torch.float64))
     s, final = trace_rnn(lstm, x[0])
-    np.testing.assert_allclose(s["h"], out[0].numpy(), atol=1e-6)
-    np.testing.assert_allclose(final["c"], cn[0, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(s["h"], out[0].numpy(), atol=1e-12)
+    np.testing.assert_allclose(final["c"], cn[0, 0].numpy(), atol=1e-12)
 
     gru = GRU(6, return_sequences=True)   # reset_after=True is PyTorch's GRU
     gru(x)
@@ -87,7 +88,7 @@ def test_trace_matches_pytorch_lstm_and_gru_with_copied_weights():
         g.bias_ih_l0.copy_(torch.tensor(b[0][perm])); g.bias_hh_l0.copy_(torch.tensor(b[1][perm]))
         out, _ = g(torch.tensor(x, dtype=torch.float64))
     s, _ = trace_rnn(gru, x[0])
-    np.testing.assert_allclose(s["h"], out[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(s["h"], out[0].numpy(), atol=1e-12)
 
 
 def test_stack_equals_the_model_forward_and_chunks_carry_the_state():

@@ -194,11 +194,15 @@ class _LMExplorer(Explorer):
 def topk_table(p, id_to_token, next_ids, k):
     """For every position t: the top-k next tokens with probabilities, and p(actual next token)."""
     k = int(min(k, p.shape[1]))
-    top = np.argsort(-p, axis=1)[:, :k]
-    table = [[[id_to_token(int(j)), round(float(p[t, j]), 4)] for j in top[t]] for t in range(p.shape[0])]
-    actual = [None] * p.shape[0]
-    for t in range(min(len(next_ids) - 1, p.shape[0])):
-        actual[t] = round(float(p[t, next_ids[t + 1]]), 4)
+    T = p.shape[0]
+    top = np.argpartition(-p, k - 1, axis=1)[:, :k] if k < p.shape[1] else np.tile(np.arange(k), (T, 1))
+    pk = np.take_along_axis(p, top, axis=1)
+    order = np.argsort(-pk, axis=1, kind="stable")
+    top, pk = np.take_along_axis(top, order, axis=1), np.round(np.take_along_axis(pk, order, axis=1), 4)
+    names = {int(j): id_to_token(int(j)) for j in np.unique(top)}
+    table = [[[names[j], q] for j, q in zip(tj, qj)] for tj, qj in zip(top.tolist(), pk.tolist())]
+    n = min(len(next_ids) - 1, T)
+    actual = np.round(p[np.arange(n), np.asarray(next_ids[1:n + 1], dtype=np.int64)], 4).tolist() + [None] * (T - n)
     return {"topk": table, "p_next": actual}
 
 

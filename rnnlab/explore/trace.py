@@ -75,7 +75,9 @@ def cell_type(layer) -> str:
 
 
 def _weights(layer):
-    w = [np.asarray(a, dtype=np.float64) for a in layer.get_weights()]
+    w = [np.asarray(a) for a in layer.get_weights()]
+    dt = np.result_type(w[0].dtype, np.float32)
+    w = [a.astype(dt, copy=False) for a in w]
     if len(w) == 2:
         w.append(None)
     if len(w) != 3:
@@ -86,34 +88,35 @@ def _weights(layer):
 
 def zero_state(layer):
     U = int(layer.units)
-    kind = cell_type(layer)
-    return {"h": np.zeros(U), "c": np.zeros(U)} if kind == "LSTM" else {"h": np.zeros(U)}
+    return {"h": np.zeros(U), "c": np.zeros(U)} if cell_type(layer) == "LSTM" else {"h": np.zeros(U)}
 
 
 def trace_rnn(layer, x, state=None):
     """Run ``layer``'s cell over one sequence ``x`` (T, D) from ``state`` (default zeros).
 
     Returns ``(series, final_state)``: ``series`` maps each name of ``SERIES[cell_type(layer)]`` to a
-    float64 (T, U) array in input order; ``final_state`` ({"h": (U,), ["c": (U,)]}) continues the sequence
+    (T, U) array in the weights' float dtype (float32 or float64) in input order; ``final_state`` ({"h": (U,), ["c": (U,)]}) continues the sequence
     in a later call (used to process a long text in chunks).
     """
     kind = cell_type(layer)
-    x = np.asarray(x, dtype=np.float64)
+    W, Uw, b = _weights(layer)
+    dt = W.dtype                                      # float32 layers are traced in float32 (twice as fast)
+    x = np.asarray(x, dtype=dt)
     if x.ndim != 2:
         raise ValueError(f"explore: trace_rnn expects one sequence of shape (T, D), got {x.shape}")
     if layer.go_backwards:
         x = x[::-1]
-    W, Uw, b = _weights(layer)
     if x.shape[1] != W.shape[0]:
         raise ValueError(f"explore: layer '{layer.name}' expects {W.shape[0]} input features, got {x.shape[1]}")
     U = int(layer.units)
     T = x.shape[0]
-    st = zero_state(layer) if state is None else {k: np.asarray(v, dtype=np.float64).copy() for k, v in state.items()}
+    st = zero_state(layer) if state is None else state
+    st = {k: np.asarray(v, dtype=dt).copy() for k, v in st.items()}
     phi = _act(layer, "activation")
     h = st["h"]
     if kind == "SimpleRNN":
-        xw = x @ W + (0.0 if b is None else b)
-        out = np.empty((T, U))
+        xw = x @ W + (0 if b is None else b)
+        out = np.empty((T, U), dt)
         for t in range(T):
             h = phi(xw[t] + h @ Uw)
             out[t] = h
@@ -121,41 +124,43 @@ def trace_rnn(layer, x, state=None):
         final = {"h": h}
     elif kind == "LSTM":
         sig = _act(layer, "recurrent_activation")
-        xw = x @ W + (0.0 if b is None else b)
-        names = SERIES["LSTM"]
-        buf = {k: np.empty((T, U)) for k in names}
+        xw = x @ W + (0 if b is None else b)
+        A = np.empty((T, 4 * U), dt)                  # pre-activations; the gates follow in one vectorised step
+        H, C = np.empty((T, U), dt), np.empty((T, U), dt)
         c = st["c"]
         for t in range(T):
             a = xw[t] + h @ Uw
-            i, f, g, o = sig(a[:U]), sig(a[U:2 * U]), phi(a[2 * U:3 * U]), sig(a[3 * U:])
-            c = f * c + i * g
-            h = o * phi(c)
-            buf["h"][t], buf["c"][t], buf["i"][t], buf["f"][t], buf["g"][t], buf["o"][t] = h, c, i, f, g, o
-        series = buf
+            A[t] = a
+            s = sig(a)
+            c = s[U:2 * U] * c + s[:U] * phi(a[2 * U:3 * U])
+            h = s[3 * U:] * phi(c)
+            H[t], C[t] = h, c
+        series = {"h": H, "c": C, "i": sig(A[:, :U]), "f": sig(A[:, U:2 * U]), "g": phi(A[:, 2 * U:3 * U]),
+                  "o": sig(A[:, 3 * U:])}
         final = {"h": h, "c": c}
     else:  # GRU
         sig = _act(layer, "recurrent_activation")
         reset_after = bool(layer.get_config().get("reset_after", True))
         if b is None:
-            b_in, b_rec = 0.0, np.zeros(3 * U)
+            b_in, b_rec = 0, np.zeros(3 * U, dt)
         elif b.ndim == 2:
             b_in, b_rec = b[0], b[1]
         else:
-            b_in, b_rec = b, np.zeros(3 * U)
+            b_in, b_rec = b, np.zeros(3 * U, dt)
         xw = x @ W + b_in
-        buf = {k: np.empty((T, U)) for k in SERIES["GRU"]}
+        buf = {k: np.empty((T, U), dt) for k in SERIES["GRU"]}
+        Uzr, Uh = Uw[:, :2 * U], Uw[:, 2 * U:]
         for t in range(T):
             if reset_after:
                 hu = h @ Uw + b_rec
-                z = sig(xw[t, :U] + hu[:U])
-                r = sig(xw[t, U:2 * U] + hu[U:2 * U])
+                zr = sig(xw[t, :2 * U] + hu[:2 * U])
+                z, r = zr[:U], zr[U:]
                 n = phi(xw[t, 2 * U:] + r * hu[2 * U:])
             else:
-                hu = h @ Uw[:, :2 * U]
-                z = sig(xw[t, :U] + hu[:U])
-                r = sig(xw[t, U:2 * U] + hu[U:])
-                n = phi(xw[t, 2 * U:] + (r * h) @ Uw[:, 2 * U:])
-            h = z * h + (1.0 - z) * n
+                zr = sig(xw[t, :2 * U] + h @ Uzr)
+                z, r = zr[:U], zr[U:]
+                n = phi(xw[t, 2 * U:] + (r * h) @ Uh)
+            h = z * h + (1 - z) * n
             buf["h"][t], buf["z"][t], buf["r"][t], buf["n"][t] = h, z, r, n
         series = buf
         final = {"h": h}

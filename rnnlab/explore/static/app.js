@@ -300,9 +300,10 @@ async function doMatch() {
   const ol = $("matches"); clear(ol);
   for (const m of d.matches) {
     const li = document.createElement("li");
-    const b = document.createElement("span"); b.className = "ctx"; b.textContent = m.before;
-    const mm = document.createElement("span"); mm.className = "m"; mm.textContent = m.match;
-    const a = document.createElement("span"); a.className = "ctx"; a.textContent = m.after;
+    const flat = (t) => t.replace(/\n/g, "↵");
+    const b = document.createElement("span"); b.className = "ctx"; b.textContent = flat(m.before);
+    const mm = document.createElement("span"); mm.className = "m"; mm.textContent = flat(m.match);
+    const a = document.createElement("span"); a.className = "ctx"; a.textContent = flat(m.after);
     li.append(b, mm, a); li.title = `tokens ${m.start}–${m.end - 1}, mean ${m.strength}`;
     ol.appendChild(li);
   }
@@ -358,7 +359,7 @@ async function doAttention() {
   showError("");
   $("att-out").textContent = `${JSON.stringify(text)} → ${JSON.stringify(d.output)}`;
   const el = $("att-map"); clear(el);
-  const cell = 18, left = 60, top = 40;
+  const cell = 22, left = 70, top = 40;
   const S = d.source.length, O = d.output_tokens.length;
   el.setAttribute("width", left + cell * S + 10); el.setAttribute("height", top + cell * O + 10);
   d.source.forEach((t, j) => {
