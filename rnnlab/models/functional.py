@@ -46,6 +46,7 @@ import numpy as np
 
 from .. import backend
 from ..layers.base import Layer, format_shape, register
+from .engine import Engine
 
 _MISSING = object()
 
@@ -372,7 +373,7 @@ def _has_trainable(layer):
 
 # ----------------------------------------------------------------------------- Model
 @register
-class Model(Layer):
+class Model(Engine, Layer):
     """A model defined by its input and output tensors: ``rnnlab.Model(inputs, outputs, name=None)``.
 
     ``inputs``/``outputs``: one symbolic tensor, a list, or a dict of them. A model is itself a layer: call it
@@ -406,6 +407,9 @@ class Model(Layer):
         self.built = True
         self._plans = {}
         self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self._losses = []
         self.compiled = False
         self.stop_training = False
         self.stop_reason = None
@@ -808,6 +812,58 @@ class Model(Layer):
 
     def _convert_inputs(self, inputs):
         return inputs
+
+    # ------------------------------------------------------------------ what the engine needs
+    def _inputs_names(self):
+        return list(self._input_names)
+
+    def _outputs_names(self):
+        return self.output_names
+
+    def _output_shapes(self):
+        return [t.shape for t in self._outputs]
+
+    def _prepare_inputs(self, x, what):
+        n = len(self._inputs)
+        if isinstance(x, dict):
+            xs = self._flat_from_dict(x, f"{what}: x")
+        elif isinstance(x, (list, tuple)):
+            if len(x) != n:
+                raise ValueError(f"{what}: x is a list of {len(x)} arrays but model '{self.name}' has {n} input(s) "
+                                 f"{self._input_names}")
+            xs = list(x)
+        else:
+            if x is None:
+                raise ValueError(f"{what}: x is required")
+            if n != 1:
+                raise ValueError(f"{what}: model '{self.name}' has {n} inputs {self._input_names}: give x as a list "
+                                 f"or a dict keyed by input name, got one {type(x).__name__}")
+            xs = [x]
+        xs = [self._convert_input(t, a) for t, a in zip(self._inputs, xs)]
+        lens = {len(a) for a in xs}
+        if len(lens) > 1:
+            raise ValueError(f"{what}: all inputs must have the same number of samples, got "
+                             f"{dict(zip(self._input_names, [len(a) for a in xs]))}")
+        return xs
+
+    def _run(self, xs, training):
+        out = self.forward(xs if len(xs) > 1 else xs[0], training=training)
+        outs = out if len(self._outputs) > 1 else [out]
+        return outs, list(self._last_out_masks)
+
+    def _backprop(self, grads):
+        self.input_grad_needed = False
+        try:
+            self.backward(grads if len(grads) > 1 else grads[0])
+        finally:
+            self.input_grad_needed = True
+
+    def _pack_outputs(self, outs):
+        if isinstance(self._output_struct, dict):
+            return dict(zip(self._output_struct.keys(), outs))
+        if isinstance(self._output_struct, (list, tuple)):
+            return list(outs)
+        return outs[0]
 
     def __repr__(self):
         return f"<Model name={self.name!r} inputs={self._input_names} outputs={len(self._outputs)}>"

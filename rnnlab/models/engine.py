@@ -1,0 +1,447 @@
+"""The training engine of functional models: compile / fit / evaluate / predict and the ``*_on_batch`` methods.
+
+Data for a model with inputs ``x_1..x_k`` and outputs ``y_1..y_m`` is given as Keras takes it: one array (one
+input/output), a list in the order of ``model.inputs``/``model.outputs``, or a dict keyed by input names /
+output names. ``validation_data`` is shaped the same way.
+
+One training step (:meth:`Engine.train_step`, public: the step every loop here runs) on a batch:
+
+1. forward with ``training=True``: outputs ``o_j`` and their masks ``m_j`` (masks from ``Embedding(mask_zero)``
+   reach the loss of a per-time-step output, as in Keras);
+2. the loss ``L = sum_j w_j L_j(y_j, o_j)`` with ``w_j`` the ``loss_weights`` (1 by default) and ``L_j`` the loss
+   given for output ``j`` (outputs without a loss are not trained on);
+3. backward with ``dL/do_j = w_j dL_j/do_j`` through the graph;
+4. the NaN policy (one, for every loop): a non-finite loss or gradient norm raises
+   :class:`rnnlab.training.NonFiniteLoss` *before* the update; ``fit`` stops there with a warning and the
+   weights keep their last finite values;
+5. the optimizer update (clipping by the optimizer's ``clipnorm``/``clipvalue``/``global_clipnorm``), then the
+   metrics see this step's predictions.
+
+Logs: ``loss`` (the weighted total), and for several outputs ``<output>_loss`` and ``<output>_<metric>``;
+for one output the metric names alone (Keras 3's naming).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import warnings
+
+import numpy as np
+
+from .. import backend, losses as _losses, metrics as _metrics, optimizers as _optimizers
+from ..callbacks import Callback, History
+from ..training import NonFiniteLoss, ProgressBar, batch_slices, check_batch_size, grads_finite, take
+
+
+def _to_numpy(a):
+    if hasattr(a, "detach") and hasattr(a, "numpy"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _per_output(value, names, what, default=None):
+    """A value given once, per output in a list, or in a dict keyed by output name -> a list per output."""
+    n = len(names)
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(f"compile: {what} dict keys {unknown} name no output; the outputs are {names}")
+        return [value.get(nm, default) for nm in names]
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"compile: {what} is a list of {len(value)} but the model has {n} output(s) {names}")
+        return list(value)
+    return [value] * n
+
+
+class Engine:
+    """compile/fit/evaluate/predict for a model with ``forward``/``backward`` over lists of inputs/outputs.
+
+    A subclass provides: ``_inputs_names()``, ``_outputs_names()``, ``_prepare_inputs(x, what)`` (-> list of
+    arrays), ``_run(xs, training)`` (-> list of outputs, list of output masks), ``_backprop(grads)`` and
+    ``_pack_outputs(list)``."""
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
+        """Choose the optimizer, a loss (and metrics, loss_weights) for each output: given once (every output),
+        as a list (output order) or as a dict keyed by output name."""
+        names = self._outputs_names()
+        self.optimizer = _optimizers.get(optimizer)
+        self._loss_ids = loss
+        losses = _per_output(loss, names, "loss")
+        self._losses = [None if l is None else _losses.get(l) for l in losses]
+        self.loss = self._losses[0] if len(names) == 1 else self._losses
+        lw = _per_output(1.0 if loss_weights is None else loss_weights, names, "loss_weights", default=0.0)
+        try:
+            self._loss_weights = [float(w) for w in lw]
+        except (TypeError, ValueError):
+            raise TypeError(f"compile: loss_weights must be numbers, got {loss_weights!r}") from None
+        self._metric_ids = metrics
+        if metrics is None:
+            per = [[] for _ in names]
+        elif isinstance(metrics, dict):
+            per = [m if isinstance(m, (list, tuple)) else ([] if m is None else [m])
+                   for m in _per_output(metrics, names, "metrics")]
+        elif isinstance(metrics, (list, tuple)) and metrics and all(isinstance(m, (list, tuple)) or m is None
+                                                                        for m in metrics):
+            per = [list(m or []) for m in _per_output(list(metrics), names, "metrics")]
+        else:
+            flat = [metrics] if isinstance(metrics, (str, _metrics.Metric)) else list(metrics)
+            per = [[m if j == 0 or not isinstance(m, _metrics.Metric) else copy.deepcopy(m) for m in flat]
+                   for j in range(len(names))]
+        self._out_metrics = []
+        for j, ms in enumerate(per):
+            objs = [_metrics.get(m, loss=self._losses[j]) for m in ms]
+            self._out_metrics.append(objs)
+        self.metrics = [m for ms in self._out_metrics for m in ms]
+        self.compiled = True
+
+    def _require_compiled(self, what):
+        if not getattr(self, "compiled", False):
+            raise RuntimeError(f"{type(self).__name__}.{what}: call model.compile(optimizer, loss, metrics) first")
+        if all(l is None for l in self._losses):
+            raise ValueError(f"{type(self).__name__}.{what}: the model was compiled without a loss; call "
+                             f"model.compile(optimizer, loss=...) with one of {_losses.names()}")
+
+    # ------------------------------------------------------------------ data
+    def _prepare_targets(self, y, n, what):
+        names = self._outputs_names()
+        if y is None:
+            raise ValueError(f"{what}: y is required")
+        if isinstance(y, dict):
+            unknown = [k for k in y if k not in names]
+            if unknown:
+                raise ValueError(f"{what}: y dict keys {unknown} name no output; the outputs are {names}")
+            ys = [None if nm not in y else _to_numpy(y[nm]) for nm in names]
+        elif isinstance(y, (list, tuple)):
+            if len(y) != len(names):
+                raise ValueError(f"{what}: y is a list of {len(y)} arrays but the model has {len(names)} output(s) "
+                                 f"{names}")
+            ys = [None if a is None else _to_numpy(a) for a in y]
+        else:
+            if len(names) != 1:
+                raise ValueError(f"{what}: the model has {len(names)} outputs {names}: give y as a list or a dict "
+                                 f"keyed by output name, got one {type(y).__name__}")
+            ys = [_to_numpy(y)]
+        for j, (a, loss) in enumerate(zip(ys, self._losses)):
+            if a is None:
+                if loss is not None:
+                    raise ValueError(f"{what}: no target for output '{names[j]}', which has a loss")
+                continue
+            if a.ndim == 0 or len(a) != n:
+                raise ValueError(f"{what}: x and y must have the same number of samples, got x: {n} and y for "
+                                 f"output '{names[j]}': {a.shape[0] if a.ndim else 'a scalar'}")
+        return ys
+
+    def _prepare_weights(self, sample_weight, n, what):
+        names = self._outputs_names()
+        if sample_weight is None:
+            return [None] * len(names)
+        if isinstance(sample_weight, dict) or isinstance(sample_weight, (list, tuple)) and len(names) > 1 and \
+                len(sample_weight) == len(names) and all(np.ndim(s) >= 1 or s is None for s in sample_weight):
+            sws = _per_output(sample_weight, names, "sample_weight")
+        else:
+            sws = [sample_weight] * len(names)
+        out = []
+        for j, s in enumerate(sws):
+            if s is None:
+                out.append(None)
+                continue
+            s = np.asarray(_to_numpy(s), dtype=np.float64)
+            if s.ndim == 0 or len(s) != n:
+                raise ValueError(f"{what}: sample_weight for output '{names[j]}' has "
+                                 f"{len(s) if s.ndim else 'no'} entries for {n} samples")
+            out.append(s)
+        return out
+
+    def _prepare(self, x, y, sample_weight, what):
+        xs = self._prepare_inputs(x, what)
+        n = len(xs[0])
+        ys = self._prepare_targets(y, n, what)
+        return xs, ys, self._prepare_weights(sample_weight, n, what)
+
+    # ------------------------------------------------------------------ steps
+    @staticmethod
+    def _loss_mask(out, mask):
+        if mask is not None and np.ndim(out) >= 3 and np.shape(mask) == np.shape(out)[:2]:
+            return mask
+        return None
+
+    def _log_names(self):
+        names = self._outputs_names()
+        multi = len(names) > 1
+        loss_names = [f"{nm}_loss" for nm, l in zip(names, self._losses) if l is not None] if multi else []
+        met = [(f"{names[j]}_{m.name}" if multi else m.name) for j, ms in enumerate(self._out_metrics) for m in ms]
+        return loss_names, met
+
+    def _metric_logs(self):
+        _, met = self._log_names()
+        return dict(zip(met, (m.result() for ms in self._out_metrics for m in ms)))
+
+    def _train_batch(self, xs, ys, sws, epoch=0, step=0, time_mask=None):
+        """One update on prepared arrays; returns ``(total_loss, [loss per output or None])``."""
+        outs, masks = self._run(xs, True)
+        total, per, grads, lmasks = 0.0, [], [], []
+        for j, (out, m) in enumerate(zip(outs, masks)):
+            loss = self._losses[j]
+            lmask = self._loss_mask(out, m)
+            if time_mask is not None:
+                lmask = time_mask if lmask is None else lmask & time_mask
+            lmasks.append(lmask)
+            if loss is None or ys[j] is None:
+                per.append(None)
+                grads.append(None)
+                continue
+            lj, gj = loss.forward_backward(ys[j], out, sample_weight=sws[j], mask=lmask)
+            w = self._loss_weights[j]
+            per.append(lj)
+            total += w * lj
+            grads.append(gj if w == 1.0 else gj * gj.dtype.type(w))
+        if not math.isfinite(total):
+            raise NonFiniteLoss("loss", total, epoch, step)
+        self._backprop(grads)
+        refs = self.trainable_weight_refs()
+        ok, gnorm = grads_finite([owner.grads[w] for _, owner, w in refs])
+        if not ok:
+            raise NonFiniteLoss("gradient norm", gnorm, epoch, step)
+        self.optimizer.apply(refs)
+        for j, ms in enumerate(self._out_metrics):
+            if ys[j] is not None:
+                for m in ms:
+                    m.update(ys[j], outs[j], sample_weight=sws[j], mask=lmasks[j])
+        return total, per
+
+    def train_step(self, data):
+        """One optimizer step on one batch ``data = (x, y)`` or ``(x, y, sample_weight)`` (lists/dicts as in
+        ``fit``). Returns the logs dict of this step (``loss``, per-output losses, metrics over this batch).
+        This is the documented step that loops outside the model call; it raises
+        :class:`rnnlab.training.NonFiniteLoss` (no update made) on a NaN/inf loss or gradient."""
+        x, y, sw = self._unpack(data, "train_step")
+        self._require_compiled("train_step")
+        xs, ys, sws = self._prepare(x, y, sw, "train_step")
+        for m in self.metrics:
+            m.reset()
+        total, per = self._train_batch(xs, ys, sws)
+        return self._logs(total, per)
+
+    def test_step(self, data):
+        """Loss and metrics of one batch ``(x, y[, sample_weight])`` in inference mode (no update)."""
+        x, y, sw = self._unpack(data, "test_step")
+        self._require_compiled("test_step")
+        xs, ys, sws = self._prepare(x, y, sw, "test_step")
+        return self._evaluate_arrays(xs, ys, sws, max(len(xs[0]), 1))
+
+    @staticmethod
+    def _unpack(data, what):
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise ValueError(f"{what}: data must be (x, y) or (x, y, sample_weight)")
+        return data[0], data[1], data[2] if len(data) == 3 else None
+
+    def _logs(self, total, per, met=True):
+        loss_names, _ = self._log_names()
+        logs = {"loss": total}
+        logs.update(zip(loss_names, [p for p in per if p is not None]))
+        if met:
+            logs.update(self._metric_logs())
+        return logs
+
+    def _evaluate_arrays(self, xs, ys, sws, batch_size, bar=None):
+        for m in self.metrics:
+            m.reset()
+        n_out = len(self._losses)
+        total, per_sum, count = 0.0, [0.0] * n_out, 0
+        n = len(xs[0])
+        for sl in batch_slices(n, batch_size):
+            outs, masks = self._run([a[sl] for a in xs], False)
+            bs = sl.stop - sl.start
+            for j, (out, m) in enumerate(zip(outs, masks)):
+                lmask = self._loss_mask(out, m)
+                sw = take(sws[j], sl)
+                if self._losses[j] is not None and ys[j] is not None:
+                    lj = self._losses[j](ys[j][sl], out, sample_weight=sw, mask=lmask)
+                    per_sum[j] += lj * bs
+                    total += self._loss_weights[j] * lj * bs
+                if ys[j] is not None:
+                    for met in self._out_metrics[j]:
+                        met.update(ys[j][sl], out, sample_weight=sw, mask=lmask)
+            count += bs
+            if bar is not None:
+                bar.update(sl.stop // batch_size + (sl.stop % batch_size > 0),
+                           self._logs(total / count, [p / count if self._losses[j] is not None else None
+                                                      for j, p in enumerate(per_sum)]), int(count))
+        c = max(count, 1)
+        return self._logs(total / c, [p / c if self._losses[j] is not None and ys[j] is not None else None
+                                      for j, p in enumerate(per_sum)])
+
+    # ------------------------------------------------------------------ public API
+    def train_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """One gradient step on one batch; returns the loss (or ``[loss, ...]``, or a dict)."""
+        self._require_compiled("train_on_batch")
+        logs = self.train_step((x, y, sample_weight))
+        return self._return(logs, return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """Loss (and metrics) of one batch in inference mode; no update."""
+        self._require_compiled("test_on_batch")
+        return self._return(self.test_step((x, y, sample_weight)), return_dict)
+
+    def predict_on_batch(self, x):
+        """The model outputs for one batch (inference mode)."""
+        xs = self._prepare_inputs(x, "predict_on_batch")
+        return self._pack_outputs(self._run(xs, False)[0])
+
+    def _return(self, logs, return_dict):
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """Outputs for ``x`` in batches of ``batch_size`` (inference mode): one array, a list, or a dict (as the
+        model's outputs were given)."""
+        batch_size = check_batch_size(batch_size)
+        xs = self._prepare_inputs(x, "predict")
+        n = len(xs[0])
+        steps = math.ceil(n / batch_size)
+        bar = ProgressBar(steps) if verbose else None
+        parts = None
+        for i, sl in enumerate(batch_slices(n, batch_size)):
+            outs = self._run([a[sl] for a in xs], False)[0]
+            if parts is None:
+                parts = [[] for _ in outs]
+            for p, o in zip(parts, outs):
+                p.append(o)
+            if bar:
+                bar.update(i + 1, {})
+        if bar:
+            bar.finish(steps, {})
+        if parts is None:
+            return self._pack_outputs([np.zeros((0,) + tuple(d or 0 for d in s[1:]), backend.floatx())
+                                       for s in self._output_shapes()])
+        return self._pack_outputs([np.concatenate(p, axis=0) for p in parts])
+
+    def evaluate(self, x, y, batch_size=32, verbose=0, sample_weight=None, return_dict=False):
+        """Loss (and metrics) over ``x``/``y``: a float, ``[loss, ...]``, or a dict."""
+        self._require_compiled("evaluate")
+        batch_size = check_batch_size(batch_size)
+        xs, ys, sws = self._prepare(x, y, sample_weight, "evaluate")
+        steps = math.ceil(len(xs[0]) / batch_size)
+        bar = ProgressBar(steps) if verbose else None
+        logs = self._evaluate_arrays(xs, ys, sws, batch_size, bar=bar if verbose == 1 else None)
+        if verbose == 1:
+            bar.finish(steps, logs, len(xs[0]))
+        elif verbose:
+            print(bar.summary_line(steps, logs, len(xs[0])), file=bar.stream, flush=True)
+        return self._return(logs, return_dict)
+
+    def fit(self, x, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, sample_weight=None, initial_epoch=0, stream=None):
+        """Train for ``epochs`` passes over the data; returns a :class:`~rnnlab.callbacks.History`.
+
+        As ``Sequential.fit``: ``validation_split`` holds out the last fraction (before shuffling), callbacks get
+        Keras' hooks, a NaN/inf loss or gradient stops training before the bad update with a warning naming the
+        epoch and step (``history.stop_reason``)."""
+        self._require_compiled("fit")
+        batch_size = check_batch_size(batch_size)
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
+        xs, ys, sws = self._prepare(x, y, sample_weight, "fit")
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("fit: validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight)")
+            val = self._prepare(validation_data[0], validation_data[1],
+                                validation_data[2] if len(validation_data) == 3 else None, "fit(validation_data)")
+        elif validation_split:
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
+            n = len(xs[0])
+            split = int(n * (1.0 - validation_split))
+            if split == 0 or split == n:
+                raise ValueError(f"fit: validation_split={validation_split} leaves an empty train or validation set "
+                                 f"for {n} samples")
+            cut = slice(split, None)
+            val = ([a[cut] for a in xs], [take(a, cut) for a in ys], [take(a, cut) for a in sws])
+            cut = slice(None, split)
+            xs, ys, sws = [a[cut] for a in xs], [take(a, cut) for a in ys], [take(a, cut) for a in sws]
+        n = len(xs[0])
+        if n == 0:
+            raise ValueError("fit: no training samples")
+        history = History()
+        cbs = list(callbacks or []) + [history]
+        for cb in cbs:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"fit: callbacks must be Callback instances, got {type(cb).__name__}")
+            cb.set_model(self)
+        self.history = history
+        self.stop_training = False
+        self.stop_reason = None
+        stream = stream or sys.stdout
+        steps = math.ceil(n / batch_size)
+        params = {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size, "samples": n}
+        for cb in cbs:
+            if hasattr(cb, "set_params"):
+                cb.set_params(params)
+        for cb in cbs:
+            cb.on_train_begin({})
+        last_logs: dict = {}
+        loss_names, _ = self._log_names()
+        for epoch in range(initial_epoch, epochs):
+            if self.stop_training:
+                break
+            for cb in cbs:
+                cb.on_epoch_begin(epoch, {})
+            for m in self.metrics:
+                m.reset()
+            order = backend.rng().permutation(n) if shuffle else None
+            if verbose in (1, 2):
+                print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
+            bar = ProgressBar(steps, stream=stream) if verbose in (1, 2) else None
+            loss_sum, per_sum, seen = 0.0, None, 0
+            step = -1
+            for step, sl in enumerate(batch_slices(n, batch_size)):
+                idx = order[sl] if order is not None else sl
+                for cb in cbs:
+                    cb.on_train_batch_begin(step, {})
+                try:
+                    total, per = self._train_batch([a[idx] for a in xs], [take(a, idx) for a in ys],
+                                                   [take(a, idx) for a in sws], epoch, step)
+                except NonFiniteLoss as e:
+                    history.stop_reason = self.stop_reason = str(e)
+                    if bar is not None and bar.interactive and bar._last_len:
+                        bar.stream.write("\n")
+                        bar._last_len = 0
+                    warnings.warn(str(e), RuntimeWarning, stacklevel=2)
+                    self.stop_training = True
+                    break
+                bs = sl.stop - sl.start
+                loss_sum += total * bs
+                per = [p for p in per if p is not None]
+                per_sum = [p * bs for p in per] if per_sum is None else [a + p * bs for a, p in zip(per_sum, per)]
+                seen += bs
+                logs = {"loss": loss_sum / seen, **dict(zip(loss_names, [p / seen for p in per_sum])),
+                        **self._metric_logs()}
+                for cb in cbs:
+                    cb.on_train_batch_end(step, dict(logs))
+                if bar and verbose == 1:
+                    bar.update(step + 1, logs, seen)
+                if self.stop_training:
+                    break
+            if seen == 0:
+                break
+            logs = {"loss": loss_sum / seen, **dict(zip(loss_names, [p / seen for p in per_sum])),
+                    **self._metric_logs()}
+            if val is not None:
+                vlogs = self._evaluate_arrays(val[0], val[1], val[2], batch_size)
+                logs.update({f"val_{k}": v for k, v in vlogs.items()})
+            done = step + 1 if seen < n else steps
+            if verbose == 1:
+                bar.finish(done, logs, seen)
+            elif verbose == 2:
+                print(bar.summary_line(done, logs, seen), file=stream, flush=True)
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            last_logs = logs
+        for cb in cbs:
+            cb.on_train_end(dict(last_logs))
+        return history
