@@ -56,6 +56,7 @@ import os
 import re
 import secrets
 import socket
+import tokenize
 import zipfile
 import zlib
 
@@ -65,7 +66,7 @@ __all__ = ["RnnlabError", "FileFormatError", "FileTooLargeError", "FileEncodingE
            "RunLockedError", "NpzArchive", "read_npz_arrays", "check_npz_file", "decode_json", "check_config_sizes",
            "shape_only", "max_read_bytes", "available_memory", "check_allocation", "allow_large_allocations",
            "atomic_write_bytes", "atomic_write_json", "remove_stale_temp_files", "RunLock", "format_bytes",
-           "decode_error"]
+           "decode_error", "gunzip_bytes"]
 
 #: the largest size-like integer a config read from a file may hold (the sanity limit)
 MAX_DIM = 2 ** 31 - 1
@@ -248,9 +249,10 @@ class NpzArchive:
     headers that declare more data than stored, members above the read limit and zip bombs.
     """
 
-    def __init__(self, path, what="rnnlab model file", limit=None):
+    def __init__(self, path, what="rnnlab model file", limit=None, allow_object=False):
         self.path = check_npz_file(path)   # every rnnlab model file is a zip: one wording for all of them
         self.what = what
+        self.allow_object = bool(allow_object)   # object members listed (never read by read()): see raw_bytes
         self.limit = max_read_bytes() if limit is None else int(limit)
         self.read_total = 0
         try:
@@ -305,11 +307,18 @@ class NpzArchive:
                     else:
                         raise ValueError(f"unknown .npy format version {version}")
                     offset = fp.tell()
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError,
-                    UnicodeDecodeError, RecursionError, MemoryError, TypeError) as e:
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, tokenize.TokenError,
+                    UnicodeDecodeError, RecursionError, MemoryError, TypeError, KeyError, IndexError) as e:
+                # (the .npy header is a Python literal: a garbled one can fail in the tokenizer or the parser)
                 raise self._err(f"is not a readable .npy array ({type(e).__name__}: {e})", name) from None
             if dtype.hasobject:
-                raise self._err(f"holds Python objects (dtype {dtype}); rnnlab never unpickles", name)
+                if not self.allow_object:
+                    raise self._err(f"holds Python objects (dtype {dtype}); rnnlab never unpickles", name)
+                if stored > self.limit:
+                    raise self._err(f"holds {format_bytes(stored)}, more than the read limit of "
+                                    f"{format_bytes(self.limit)}", name, FileTooLargeError)
+                members[name] = _Member(name, zname, tuple(shape), dtype, fortran, stored - offset, stored, compressed)
+                continue
             if dtype.itemsize == 0 and dtype.kind not in "SUV":
                 raise self._err(f"has an unusable dtype {dtype}", name)
             n = math.prod(shape)
@@ -355,6 +364,8 @@ class NpzArchive:
         """Read one member. ``kinds``: allowed dtype kinds (e.g. ``"f"``); ``shape``: the exact shape wanted.
         Both are checked from the header before reading."""
         m = self._member(name)
+        if m.dtype.hasobject:
+            raise self._err(f"holds Python objects (dtype {m.dtype}); rnnlab never unpickles", name)
         if kinds is not None and m.dtype.kind not in kinds:
             raise self._err(f"has dtype {m.dtype}, expected kind {kinds!r}", name)
         if shape is not None and tuple(shape) != m.shape:
@@ -372,6 +383,21 @@ class NpzArchive:
             raise self._err(f"changed while reading ({arr.shape} {arr.dtype})", name)
         self.read_total += m.nbytes
         return arr
+
+    def raw_bytes(self, name):
+        """The whole member (``.npy`` header included) as bytes, within the read limit (for object members,
+        which a caller decodes itself)."""
+        m = self._member(name)
+        if self.read_total + m.stored > self.limit:
+            raise self._err(f"holds {format_bytes(m.stored)}, more than the read limit of {format_bytes(self.limit)}",
+                            name, FileTooLargeError)
+        try:
+            with self._zip.open(m.zname) as fp:
+                data = fp.read()
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError) as e:
+            raise self._err(f"is damaged ({type(e).__name__}: {e})", name) from None
+        self.read_total += m.stored
+        return data
 
     def read_json(self, name, max_bytes=MAX_JSON_BYTES):
         """A JSON document stored as a 1-D uint8 array (UTF-8 bytes) or a 0-d string array."""
@@ -509,6 +535,37 @@ def shape_only():
     finally:
         base._SHAPE_ONLY.reset(token)
         backend.rng().bit_generator.state = state
+
+
+# ------------------------------------------------------------------------------------------ gzip
+def gunzip_bytes(data, path, limit=None) -> bytes:
+    """Decompress gzip ``data`` (all members) read from ``path``, at most ``limit`` bytes of output
+    (:func:`max_read_bytes` by default). A damaged or truncated stream is a :class:`FileFormatError`, output
+    past the limit a :class:`FileTooLargeError`, both naming the file."""
+    path = os.fspath(path)
+    limit = max_read_bytes() if limit is None else int(limit)
+    out, total, rest = [], 0, data
+    while rest:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            while True:
+                chunk = d.decompress(rest, 1 << 22)
+                total += len(chunk)
+                if total > limit:
+                    raise FileTooLargeError(f"{path}: the gzip stream inflates past {format_bytes(limit)} (the read "
+                                            "limit; set RNNLAB_MAX_READ_BYTES to change it)", path=path)
+                out.append(chunk)
+                rest = d.unconsumed_tail
+                if not rest or d.eof:
+                    break
+        except zlib.error as e:
+            raise FileFormatError(f"{path}: not a valid gzip file ({e}) after {total:,} bytes of data", path=path) from None
+        if not d.eof:
+            raise FileFormatError(f"{path}: the gzip file is truncated (the compressed stream ends before its end "
+                                  f"marker, after {total:,} bytes of data); the file was cut off while being written "
+                                  "or copied", path=path)
+        rest = d.unused_data.lstrip(b"\0")   # a following gzip member (or trailing padding)
+    return b"".join(out)
 
 
 # ----------------------------------------------------------------------------------------- writes

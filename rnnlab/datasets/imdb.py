@@ -34,11 +34,13 @@ import pickle
 import re
 import shutil
 import tarfile
+import tokenize
 import urllib.request
-import zipfile
+import zlib
 
 import numpy as np
 
+from .. import io as _rio
 from ..text import Tokenizer, clean_review, pad_sequences
 
 #: canonical address of the Large Movie Review Dataset v1.0
@@ -91,8 +93,12 @@ def read_imdb_csv(path, text_column="review", label_column="sentiment", encoding
                 texts.append(row[ti])
                 labels.append(label)
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid {encoding} ({e.reason} at byte offset {e.start} of a decoded block "
-                         f"near line {len(texts) + 2}); pass encoding=... if the file uses another encoding") from None
+        raise _rio.FileEncodingError(f"{path}: not valid {encoding} ({e.reason} at byte offset {e.start} of a "
+                                     f"decoded block near line {len(texts) + 2}); pass encoding=... (--encoding) if "
+                                     "the file uses another encoding", path=path) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:   # a truncated or damaged .gz
+        raise _rio.FileFormatError(f"{path}: damaged or truncated gzip file near line {len(texts) + 2} "
+                                   f"({type(e).__name__}: {e})", path=path) from None
     except csv.Error as e:
         raise ValueError(f"{path}: malformed CSV near line {len(texts) + 2}: {e}") from None
     return texts, np.asarray(labels, dtype=np.int64)
@@ -192,58 +198,63 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only NumPy arrays are allowed)")
 
 
-def _read_object_member(path, zf, key):
-    with zf.open(key + ".npy") as f:
-        data = io.BytesIO(f.read())
-    version = np.lib.format.read_magic(data)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(data)
-    else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(data)
+def _read_object_member(path, arc, key):
+    data = io.BytesIO(arc.raw_bytes(key))
+    try:
+        version = np.lib.format.read_magic(data)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(data)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(data)
+    except (ValueError, SyntaxError, tokenize.TokenError, EOFError) as e:   # checked when opened: never here
+        raise _rio.FileFormatError(f"{path}: member {key!r} has a bad .npy header ({e})", path=path) from None
     if not dtype.hasobject:
-        raise ValueError(f"{path}: member {key!r} is not an object array")
+        raise _rio.FileFormatError(f"{path}: member {key!r} is not an object array", path=path)
     try:
         arr = _ArrayOnlyUnpickler(data, encoding="latin1").load()
     except Exception as e:  # noqa: BLE001 - any failure of an untrusted stream is a bad file
-        raise ValueError(f"{path}: member {key!r} holds a pickle that is not a plain array of id lists ({e})") \
-            from None
+        raise _rio.FileFormatError(f"{path}: member {key!r} holds a pickle that is not a plain array of id lists "
+                                   f"({type(e).__name__}: {e})", path=path, member=key) from None
     if not isinstance(arr, np.ndarray) or arr.shape != shape:
-        raise ValueError(f"{path}: member {key!r} did not unpickle to an array of shape {shape}")
+        raise _rio.FileFormatError(f"{path}: member {key!r} did not unpickle to an array of shape {shape}",
+                                   path=path, member=key)
     return arr
 
 
-def _ragged(path, npz, zf, key):
+def _ragged(path, arc, key):
     """Return ``x`` as a list of int64 arrays, from the flat layout or a (restricted) object array."""
-    if key + "_values" in npz.files:
-        values = np.asarray(npz[key + "_values"])
-        offsets = np.asarray(npz[key + "_offsets"]) if key + "_offsets" in npz.files else None
-        if offsets is None:
-            raise ValueError(f"{path}: has {key}_values but no {key}_offsets")
-        if values.ndim != 1 or offsets.ndim != 1 or not np.issubdtype(values.dtype, np.integer) or \
-                not np.issubdtype(offsets.dtype, np.integer):
-            raise ValueError(f"{path}: {key}_values/{key}_offsets must be 1-D integer arrays")
+    err = _rio.FileFormatError
+    if key + "_values" in arc:
+        if key + "_offsets" not in arc:
+            raise err(f"{path}: has {key}_values but no {key}_offsets", path=path)
+        for k in (key + "_values", key + "_offsets"):
+            if len(arc.shape(k)) != 1 or arc.dtype(k).kind not in "iu":
+                raise err(f"{path}: {key}_values/{key}_offsets must be 1-D integer arrays", path=path)
+        values, offsets = arc.read(key + "_values"), arc.read(key + "_offsets")
         if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(values) or np.any(np.diff(offsets) < 0):
-            raise ValueError(f"{path}: {key}_offsets must start at 0, never decrease and end at "
-                             f"len({key}_values)={len(values)}")
+            raise err(f"{path}: {key}_offsets must start at 0, never decrease and end at "
+                      f"len({key}_values)={len(values)}", path=path)
         return [values[offsets[i]:offsets[i + 1]].astype(np.int64) for i in range(len(offsets) - 1)]
-    if key not in npz.files:
-        raise ValueError(f"{path}: no {key!r} (nor {key}_values/{key}_offsets); members: {sorted(npz.files)}")
-    try:
-        arr = npz[key]
-    except ValueError:     # object array: NumPy refuses it without pickle
-        arr = _read_object_member(path, zf, key)
-    if arr.dtype != object:
-        if arr.ndim != 2:
-            raise ValueError(f"{path}: {key!r} must be ragged (object) or 2-D, got shape {arr.shape}")
-        return [row.astype(np.int64) for row in arr]
+    if key not in arc:
+        raise err(f"{path}: no {key!r} (nor {key}_values/{key}_offsets); members: {sorted(arc.names)[:10]}",
+                  path=path)
+    if arc.dtype(key).hasobject:
+        arr = _read_object_member(path, arc, key)
+    else:
+        if len(arc.shape(key)) != 2 or arc.dtype(key).kind not in "iu":
+            raise err(f"{path}: {key!r} must be ragged (object) or a 2-D integer array, got {arc.dtype(key)} "
+                      f"{arc.shape(key)}", path=path)
+        return [row.astype(np.int64) for row in arc.read(key)]
+    if arr.ndim != 1:
+        raise err(f"{path}: {key!r} must be a 1-D array of id lists, got shape {arr.shape}", path=path)
     out = []
     for i, seq in enumerate(arr):
         try:
             a = np.asarray(seq)
         except Exception:  # noqa: BLE001
             a = None
-        if a is None or a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
-            raise ValueError(f"{path}: {key}[{i}] is not a list of integer ids")
+        if a is None or a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            raise err(f"{path}: {key}[{i}] is not a list of integer ids", path=path)
         out.append(a.astype(np.int64))
     return out
 
@@ -270,17 +281,34 @@ def load_imdb_npz(path, num_words=None, skip_top=0, maxlen=None, seed=113, start
     length ``>= maxlen`` *dropped* (not truncated: pad/truncate afterwards with ``pad_sequences``); ids outside
     ``[skip_top, num_words)`` replaced by ``oov_char`` (or dropped when it is ``None``). ``x_*`` are object arrays
     of Python lists, as in Keras.
+
+    The archive is read through :class:`rnnlab.io.NpzArchive` (member headers checked against stored sizes and
+    the read limit before anything is read); every problem is an :class:`rnnlab.io.FileFormatError` (a
+    ``ValueError``) naming the file.
     """
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-    with npz, zipfile.ZipFile(path) as zf:
-        x_train, x_test = _ragged(path, npz, zf, "x_train"), _ragged(path, npz, zf, "x_test")
+        arc = _rio.NpzArchive(path, "IMDB .npz file", allow_object=True)
+    except _rio.FileFormatError as e:
+        if isinstance(e, _rio.FileTooLargeError) or e.member is not None:
+            raise
+        raise _rio.FileFormatError(f"{path}: not a readable .npz file ({e})", path=path) from None
+    with arc:
+        x_train, x_test = _ragged(path, arc, "x_train"), _ragged(path, arc, "x_test")
         for key in ("y_train", "y_test"):
-            if key not in npz.files:
-                raise ValueError(f"{path}: no {key!r} array")
-        y_train, y_test = np.asarray(npz["y_train"]), np.asarray(npz["y_test"])
+            if key not in arc:
+                raise _rio.FileFormatError(f"{path}: no {key!r} array", path=path)
+            if len(arc.shape(key)) != 1 or arc.dtype(key).kind not in "iub":
+                raise _rio.FileFormatError(f"{path}: {key!r} must be a 1-D integer array, got {arc.dtype(key)} "
+                                           f"{arc.shape(key)}", path=path, member=key)
+        y_train, y_test = arc.read("y_train"), arc.read("y_test")
+    return _keras_pipeline(path, x_train, y_train, x_test, y_test, num_words, skip_top, maxlen, seed, start_char,
+                           oov_char, index_from)
+
+
+def _keras_pipeline(path, x_train, y_train, x_test, y_test, num_words, skip_top, maxlen, seed, start_char,
+                    oov_char, index_from):
+    """Keras' steps on raw word ranks: shuffle each split, shift by ``index_from``, prepend ``start_char``,
+    drop reviews of length >= ``maxlen``, map ids outside ``[skip_top, num_words)`` to ``oov_char``."""
     for key, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if len(x) != len(y):
             raise ValueError(f"{path}: {len(x)} x_{key} sequences but {len(y)} y_{key} labels")
@@ -344,6 +372,88 @@ def decode_review(ids, word_index, index_from=3, start_char=1, oov_char=2, oov_w
             continue
         words.append(oov_word if i == oov_char else reverse.get(i, oov_word))
     return " ".join(words)
+
+
+# ----------------------------------------------------------------------------------------------------
+# keras.datasets.imdb surface: load_data / get_word_index on local files
+# ----------------------------------------------------------------------------------------------------
+def _local_file(path, what, fn):
+    """``path`` as given, else under ``~/.keras/datasets/`` (where Keras keeps its downloads); nothing is fetched."""
+    path = os.fspath(path)
+    if os.path.exists(path):
+        return path
+    cached = os.path.join(os.path.expanduser("~"), ".keras", "datasets", path)
+    if not os.path.isabs(path) and os.path.exists(cached):
+        return cached
+    raise FileNotFoundError(
+        f"{fn}: no local file {path!r} (nor ~/.keras/datasets/{os.path.basename(path)}). rnnlab reads {what} "
+        "from a local file and never downloads it here: pass path= to a Keras imdb.npz (or the flat layout of "
+        "rnnlab.datasets.imdb.save_imdb_npz), or to the review CSV (review,sentiment; .csv or .csv.gz) together "
+        "with word_index_path= to the Keras word index JSON")
+
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def _csv_to_ranks(path, word_index):
+    """Review CSV -> raw Keras word ranks (1 = most frequent) with the Keras word index. Tokens: lower case,
+    ``<br />`` as a space, runs of ``[a-z0-9']``; a word not in the index gets rank ``len(index) + 1`` (an id
+    above every ``num_words`` cut, so it turns into ``oov_char``). Close to, not identical with, the
+    tokenisation behind Keras' ``imdb.npz``."""
+    texts, labels = read_imdb_csv(path)
+    unknown = len(word_index) + 1
+    ranks = [[word_index.get(w, unknown) for w in _WORD.findall(t.replace("<br />", " ").lower())] for t in texts]
+    return ranks, labels
+
+
+def load_data(path="imdb.npz", num_words=None, skip_top=0, maxlen=None, seed=113, start_char=1, oov_char=2,
+              index_from=3, word_index_path=None, train_rows=25000, **kwargs):
+    """``keras.datasets.imdb.load_data`` with its signature, defaults and index conventions, on a LOCAL file.
+
+    Returns ``(x_train, y_train), (x_test, y_test)``: ``x_*`` object arrays of Python lists of ids, ``y_*``
+    int64 labels (1 = positive). Ids: ``0`` padding, ``start_char`` (1) begins every review, ``oov_char`` (2)
+    replaces words outside ``[skip_top, num_words)``, a word of frequency rank ``r`` (1 = most frequent,
+    ``get_word_index()``) has id ``r + index_from``. ``maxlen`` drops (does not truncate) longer reviews. Each
+    split is shuffled with ``np.random.RandomState(seed)`` as Keras does.
+
+    ``path``: a Keras ``imdb.npz`` (its object arrays are read with a restricted reader that rebuilds only
+    NumPy arrays of integer lists; ``np.load`` runs with ``allow_pickle=False``), rnnlab's pickle-free flat
+    layout (:func:`save_imdb_npz`), or the review CSV (``review,sentiment``, e.g. ``shared/data/imdb_reviews.csv.gz``:
+    rows ``1..train_rows`` train, the rest test) tokenised with the Keras word index at ``word_index_path``
+    (default: ``imdb_word_index.json`` next to the CSV). A relative ``path`` that does not exist is looked for
+    in ``~/.keras/datasets/``. Nothing is downloaded.
+    """
+    legacy = dict(kwargs)
+    if "nb_words" in legacy:  # Keras 1 name
+        num_words = legacy.pop("nb_words")
+    if legacy:
+        raise TypeError(f"imdb.load_data: unexpected keyword argument(s) {sorted(legacy)}")
+    for name, value in (("num_words", num_words), ("maxlen", maxlen)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0):
+            raise ValueError(f"imdb.load_data: {name} must be a positive int or None, got {value!r}")
+    if isinstance(skip_top, bool) or not isinstance(skip_top, (int, np.integer)) or skip_top < 0:
+        raise ValueError(f"imdb.load_data: skip_top must be an int >= 0, got {skip_top!r}")
+    path = _local_file(path, "the IMDB data", "imdb.load_data")
+    lower = path.lower()
+    if lower.endswith((".csv", ".csv.gz")):
+        if word_index_path is None:
+            word_index_path = os.path.join(os.path.dirname(path), "imdb_word_index.json")
+        index = get_word_index(word_index_path)
+        ranks, labels = _csv_to_ranks(path, index)
+        if not 0 < train_rows < len(ranks):
+            raise ValueError(f"{path}: train_rows={train_rows} leaves no train or no test rows "
+                             f"(the file has {len(ranks)} rows)")
+        return _keras_pipeline(path, ranks[:train_rows], labels[:train_rows], ranks[train_rows:],
+                               labels[train_rows:], num_words, skip_top, maxlen, seed, start_char, oov_char,
+                               index_from)
+    return load_imdb_npz(path, num_words=num_words, skip_top=skip_top, maxlen=maxlen, seed=seed,
+                         start_char=start_char, oov_char=oov_char, index_from=index_from)
+
+
+def get_word_index(path="imdb_word_index.json"):
+    """``keras.datasets.imdb.get_word_index``: the word -> frequency rank (from 1) dict, from a LOCAL JSON file
+    (``path`` as given, else ``~/.keras/datasets/<path>``). Ids in :func:`load_data` are ``rank + index_from``."""
+    return load_word_index(_local_file(path, "the IMDB word index", "imdb.get_word_index"))
 
 
 # ----------------------------------------------------------------------------------------------------

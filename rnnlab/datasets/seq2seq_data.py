@@ -163,11 +163,22 @@ def load_pairs(path, encoding="utf-8"):
     """Read ``source<TAB>target`` lines into a list of pairs.
 
     Blank lines are skipped; columns after the second are ignored (e.g. Tatoeba attributions).
-    A non-blank line without a tab raises ``ValueError`` naming the file and line number.
+    A non-blank line without a tab raises ``ValueError`` naming the file and line number; undecodable bytes
+    raise :class:`rnnlab.io.FileEncodingError` (a ``ValueError``) with the file, the line and the byte offset.
     """
+    from .. import io as _rio
+
     pairs = []
-    with open(path, encoding=encoding) as f:
-        for lineno, line in enumerate(f, 1):
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as e:   # the file, the line and the byte offset; suggests --encoding
+                raise _rio.decode_error(path, e, line=lineno, line_start=offset, encoding=encoding) from None
+            except LookupError:
+                raise ValueError(f"{path}: unknown encoding {encoding!r}") from None
+            offset += len(raw)
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue

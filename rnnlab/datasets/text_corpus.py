@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import collections
 import csv
-import gzip
 import io
 import os
 import re
 
 import numpy as np
+
+from .. import io as _rio
 
 UNK = "<unk>"
 EOS = "<eos>"
@@ -55,9 +56,10 @@ def decode_bytes(data, path, encoding="utf-8"):
         line = data.count(b"\n", 0, e.start) + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         bad = data[e.start:e.end]
-        raise ValueError(f"{path}: cannot decode byte(s) {bad!r} at byte offset {e.start} (line {line}, "
-                         f"column {col}) as {encoding}: {e.reason}; pass --encoding (in Python: encoding=...), e.g. "
-                         "latin-1, if the file uses another encoding") from None
+        raise _rio.FileEncodingError(
+            f"{path}: cannot decode byte(s) {bad!r} at byte offset {e.start} (line {line}, column {col}) as "
+            f"{encoding}: {e.reason}; pass --encoding (in Python: encoding=...), e.g. latin-1, if the file uses "
+            "another encoding", path=path) from None
     except LookupError:
         raise ValueError(f"{path}: unknown encoding {encoding!r}") from None
 
@@ -67,7 +69,7 @@ def read_text(path, encoding="utf-8"):
     with open(path, "rb") as f:
         data = f.read()
     if str(path).endswith(".gz"):
-        data = gzip.decompress(data)
+        data = _rio.gunzip_bytes(data, path)   # truncated / damaged: FileFormatError naming the file
     return decode_bytes(data, path, encoding)
 
 
