@@ -12,6 +12,11 @@ from .attention import AdditiveAttention, Attention  # noqa: F401
 from .core import Masking, RepeatVector  # noqa: F401
 from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
 from .pooling import GlobalAveragePooling1D, GlobalMaxPooling1D  # noqa: F401
+from .pooling import AveragePooling1D, MaxPooling1D  # noqa: F401
+from .conv import Conv1D  # noqa: F401
+from .normalization import BatchNormalization, LayerNormalization  # noqa: F401
+from .regularization import SpatialDropout1D  # noqa: F401
+from .text_vectorization import TextVectorization  # noqa: F401
 from .tied import TiedDense, TiedEmbedding  # noqa: F401
 from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract,  # noqa: F401
                     add, average, concatenate, dot, maximum, minimum, multiply, subtract)

@@ -1,4 +1,21 @@
-"""Global pooling over time: ``GlobalAveragePooling1D`` and ``GlobalMaxPooling1D``.
+"""Pooling over time: ``MaxPooling1D`` and ``AveragePooling1D`` (windows), ``GlobalAveragePooling1D`` and
+``GlobalMaxPooling1D`` (the whole sequence).
+
+MaxPooling1D / AveragePooling1D (Keras semantics; x (B, L, C) -> y (B, L_out, C), ``channels_first``: (B, C, L)),
+window p = ``pool_size``, stride s (``strides=None`` means p), windows W_t = {t*s - p_l, ..., t*s - p_l + p - 1}
+restricted to the real steps 0..L-1::
+
+    "valid":  p_l = 0,                 L_out = floor((L - p) / s) + 1
+    "same":   L_out = ceil(L / s), P = max((L_out - 1)*s + p - L, 0), p_l = floor(P / 2)
+    max:      y[b, t, c] = max_{i in W_t} x[b, i, c]          dL/dx[b, i, c] += g[b, t, c] at the (first) arg max
+    average:  y[b, t, c] = sum_{i in W_t} x[b, i, c] / |W_t|  dL/dx[b, i, c] += g[b, t, c] / |W_t|  for i in W_t
+
+The padded steps never count ("same" averages divide by the number of real steps, as Keras on TensorFlow and
+JAX and Keras's own NumPy reference do; Keras's torch backend instead repeats the edge value when the padding is
+uneven, and its tests skip that case). Both run one vectorised pass per window tap (p passes), no loop over
+batch or time. Neither has weights or passes a mask on (as in Keras).
+
+Global pooling over time: ``GlobalAveragePooling1D`` and ``GlobalMaxPooling1D``.
 
 Both turn a sequence x (B, T, F) into one vector per sample (B, F) (``keepdims=True``: (B, 1, F));
 ``data_format="channels_first"`` reads x as (B, F, T) (``keepdims=True``: (B, F, 1)), as Keras. Neither has weights; the output carries no mask.
@@ -25,7 +42,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, register
+from .base import Layer, format_shape, register
+from .conv import _as_int1, conv_padding, tap_slice
 
 _FORMATS = ("channels_last", "channels_first")
 
@@ -150,3 +168,140 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
         cfg = super().get_config()
         cfg["use_mask"] = self.use_mask
         return cfg
+
+
+_PADDINGS = ("valid", "same")
+
+
+class _Pooling1D(Layer):
+    _kind = ""
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        self.pool_size = _as_int1(pool_size, "pool_size", cls)
+        self.strides = self.pool_size if strides is None else _as_int1(strides, "strides", cls)
+        if not isinstance(padding, str) or padding.lower() not in _PADDINGS:
+            raise ValueError(f"{cls}: padding must be one of {_PADDINGS}, got {padding!r}")
+        self.padding = padding.lower()
+        data_format = "channels_last" if data_format is None else data_format
+        if data_format not in _FORMATS:
+            raise ValueError(f"{cls}: data_format must be one of {_FORMATS}, got {data_format!r}")
+        self.data_format = data_format
+
+    def _out_len(self, length):
+        if length is None:
+            return None
+        out = conv_padding(length, self.pool_size, self.strides, self.padding)[2]
+        if out <= 0:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): pool_size={self.pool_size} is longer "
+                             f"than the input sequence of {length} steps with padding='valid'; use padding='same' "
+                             "or a smaller pool_size")
+        return out
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(f"Input to layer '{self.name}' ({type(self).__name__}) is incompatible: expected "
+                             f"ndim=3 (batch, steps, features), found input shape {format_shape(input_shape)}")
+        if self.data_format == "channels_last":
+            return (input_shape[0], self._out_len(input_shape[1]), input_shape[2])
+        return (input_shape[0], input_shape[1], self._out_len(input_shape[2]))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def _windows(self, x):
+        """Check x, make it channels-last; return x, the padding left and the output length."""
+        self._check_ndim(x, 3, "(batch, steps, features)" if self.data_format == "channels_last"
+                         else "(batch, features, steps)")
+        self._check_float(x)
+        if self.data_format == "channels_first":
+            x = x.transpose(0, 2, 1)
+        L = x.shape[1]
+        out = self._out_len(L)
+        left = conv_padding(L, self.pool_size, self.strides, self.padding)[0]
+        return x, left, out
+
+    def _taps(self, L, left, out):
+        """For each window tap j: (output rows that see a real step, the input rows they read)."""
+        taps = []
+        for j in range(self.pool_size):
+            first = j - left                       # input index read by output 0 at tap j
+            t0 = -(first // self.strides) if first < 0 else 0    # ceil(-first / s): first output on a real step
+            t1 = min(out - 1, (L - 1 - first) // self.strides)    # last output on a real step
+            if t1 < t0:
+                continue
+            taps.append((slice(t0, t1 + 1), tap_slice(first + t0 * self.strides, self.strides, t1 - t0 + 1)))
+        return taps
+
+    def _grad_in(self, grad, B, out, C):
+        grad = np.asarray(grad)
+        want = (B, out, C) if self.data_format == "channels_last" else (B, C, out)
+        if grad.shape != want:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): gradient must have shape {want}, "
+                             f"got {grad.shape}")
+        return grad.transpose(0, 2, 1) if self.data_format == "channels_first" else grad
+
+    def _to_format(self, y):
+        return y.transpose(0, 2, 1) if self.data_format == "channels_first" else y
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(pool_size=self.pool_size, strides=self.strides, padding=self.padding,
+                   data_format=self.data_format)
+        return cfg
+
+
+@register
+class MaxPooling1D(_Pooling1D):
+    """Max over windows of ``pool_size`` steps (Keras ``MaxPooling1D``); see the module docstring."""
+
+    def forward(self, x, training=False, mask=None):
+        x, left, out = self._windows(x)
+        B, L, C = x.shape
+        y = np.full((B, out, C), -np.inf, dtype=x.dtype)
+        arg = np.zeros((B, out, C), dtype=np.intp)       # window tap that holds the max
+        taps = self._taps(L, left, out)
+        for j, (osl, isl) in enumerate(taps):
+            xj = x[:, isl]
+            better = xj > y[:, osl]                       # strict: the first max wins, as a scan would
+            y[:, osl] = np.where(better, xj, y[:, osl])
+            arg[:, osl] = np.where(better, j, arg[:, osl])
+        self._cache = (taps, arg, x.shape)
+        return self._to_format(y)
+
+    def backward(self, grad):
+        taps, arg, (B, L, C) = self._need_cache()
+        g = self._grad_in(grad, B, arg.shape[1], C)
+        dx = np.zeros((B, L, C), dtype=g.dtype)
+        for j, (osl, isl) in enumerate(taps):
+            dx[:, isl] += np.where(arg[:, osl] == j, g[:, osl], 0)
+        return self._to_format(dx)
+
+
+@register
+class AveragePooling1D(_Pooling1D):
+    """Mean over windows of ``pool_size`` steps, padding excluded (Keras ``AveragePooling1D``); see the module
+    docstring."""
+
+    def forward(self, x, training=False, mask=None):
+        x, left, out = self._windows(x)
+        B, L, C = x.shape
+        s = np.zeros((B, out, C), dtype=x.dtype)
+        count = np.zeros((out, 1), dtype=x.dtype)
+        taps = self._taps(L, left, out)
+        for osl, isl in taps:
+            s[:, osl] += x[:, isl]
+            count[osl] += 1
+        inv = 1.0 / count
+        self._cache = (taps, inv, x.shape)
+        return self._to_format(s * inv)
+
+    def backward(self, grad):
+        taps, inv, (B, L, C) = self._need_cache()
+        g = self._grad_in(grad, B, inv.shape[0], C) * inv
+        dx = np.zeros((B, L, C), dtype=g.dtype)
+        for osl, isl in taps:
+            dx[:, isl] += g[:, osl]
+        return self._to_format(dx)
