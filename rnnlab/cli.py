@@ -24,6 +24,7 @@ TRAIN_TASKS = {
     "charlm": ("rnnlab.tasks.charlm", "character-level language model / text generator"),
     "wordlm": ("rnnlab.tasks.wordlm", "word-level language model (perplexity)"),
     "word2vec": ("rnnlab.tasks.word2vec", "word2vec embeddings (CBOW / skip-gram)"),
+    "fasttext": ("rnnlab.tasks.fasttext", "fastText word vectors with subword n-grams (OOV words too)"),
     "tag": ("rnnlab.tasks.tag", "sequence labelling (one tag per token)"),
     "forecast": ("rnnlab.tasks.forecast", "time-series forecasting"),
 }

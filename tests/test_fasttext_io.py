@@ -15,7 +15,10 @@ BASE = ["the", "cat", "sat", "on", "mat", "dogs", "and", "cats", "are", "running
 
 def _sents(n=3000, seed=0):
     rng = np.random.default_rng(seed)
-    return [[str(w) for w in rng.choice(BASE, 8)] for _ in range(n)]
+    letters = list("abcdefghijklmnopqrstuvwxyzéü")
+    vocab = BASE + ["".join(rng.choice(letters, rng.integers(2, 9))) for _ in range(300)]
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    return [[str(w) for w in rng.choice(vocab, 10, p=p / p.sum())] for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +160,7 @@ def test_reads_bin_written_by_fasttext_package(pkg, tmp_path, model):
     txt = tmp_path / "t.txt"
     txt.write_text("\n".join(" ".join(s) for s in _sents()) + "\n", encoding="utf-8")
     m = _train_pkg(pkg.train_unsupervised, str(txt), model=model, dim=8, epoch=2, minCount=1, bucket=1000,
-                   minn=2, maxn=5, thread=1, verbose=0, lr=0.02)
+                   minn=2, maxn=5, thread=1, verbose=0, lr=0.01)
     p = tmp_path / "pkg.bin"
     m.save_model(str(p))
     fb = load_facebook_model(p)
@@ -182,7 +185,7 @@ def test_reads_supervised_bin(pkg, tmp_path):
     txt = tmp_path / "s.txt"
     lines = [("__label__a " if i % 2 else "__label__b ") + " ".join(s) for i, s in enumerate(_sents())]
     txt.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    m = _train_pkg(pkg.train_supervised, str(txt), dim=5, epoch=5, wordNgrams=2, bucket=100, thread=1, verbose=0)
+    m = _train_pkg(pkg.train_supervised, str(txt), dim=5, epoch=5, wordNgrams=2, bucket=100, thread=1, verbose=0, lr=0.05)
     p = tmp_path / "s.bin"
     m.save_model(str(p))
     fb = load_facebook_model(p)

@@ -1,0 +1,98 @@
+"""``rnnlab train fasttext --text FILE``: fastText word vectors with subword n-grams.
+
+Reads the text as ``rnnlab train word2vec`` does (one sentence per line, or ``--csv-column``; ``.gz`` read
+transparently; lowercased, ``<br />`` removed, letters/digits with inner apostrophes), trains
+:class:`rnnlab.embeddings.FastText` (skip-gram by default, as Facebook's ``fasttext skipgram``; ``--sg 0``
+for CBOW) with a progress line on stderr, and writes into ``--out``:
+
+* ``vectors.vec``: the in-vocabulary vectors, word2vec text format (what Facebook publishes as ``.vec``);
+* ``model.bin``: the whole model in Facebook's ``.bin`` format (words, n-gram buckets, arguments), which
+  ``fasttext.load_model`` and :func:`rnnlab.embeddings.load_facebook_model` read, so out-of-vocabulary
+  words keep getting vectors (``--no-bin`` skips it: with the default 2M buckets it is ~800 MB at D=100).
+
+It ends with a short summary (``--show WORD ...`` prints the nearest words of each given word, which may be
+out of vocabulary) and the JSON metrics line (vocabulary size, n-gram buckets used, words/s, and analogy /
+pair scores with ``--analogies`` / ``--pairs``).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .common import finish_run, output_dir
+from .word2vec import read_sentences
+
+
+def add_train_arguments(p):
+    p.add_argument("--text", required=True, help="text file (one sentence per line), .gz allowed")
+    p.add_argument("--csv-column", default=None, help="read this CSV column instead of lines (e.g. review)")
+    p.add_argument("--max-words", type=int, default=None, help="use only the first N words")
+    p.add_argument("--sg", type=int, choices=[0, 1], default=1, help="1 = skip-gram (default), 0 = CBOW")
+    p.add_argument("--vector-size", type=int, default=100)
+    p.add_argument("--window", type=int, default=5)
+    p.add_argument("--min-count", type=int, default=5)
+    p.add_argument("--min-n", type=int, default=3, help="shortest character n-gram")
+    p.add_argument("--max-n", type=int, default=6, help="longest character n-gram (0: no subwords)")
+    p.add_argument("--bucket", type=int, default=2000000, help="number of hashed n-gram rows")
+    p.add_argument("--negative", type=int, default=5)
+    p.add_argument("--sample", type=float, default=1e-3)
+    p.add_argument("--alpha", type=float, default=0.025)
+    p.add_argument("--min-alpha", type=float, default=0.0001)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--workers", type=int, default=1, help="threads")
+    p.add_argument("--batch-words", type=int, default=None)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-bin", dest="write_bin", action="store_false", help="do not write model.bin")
+    p.add_argument("--analogies", default=None, help="questions-words.txt style file to evaluate")
+    p.add_argument("--pairs", default=None, help="word pairs with human scores (tab separated)")
+    p.add_argument("--show", nargs="*", default=[], metavar="WORD",
+                   help="print the 5 nearest words of each WORD (out-of-vocabulary words allowed)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--verbose", type=int, default=1, choices=[0, 1])
+
+
+def train(args):
+    from ..embeddings.fasttext import FastText
+    from ..embeddings.fasttext_io import save_facebook_model, save_vec
+
+    if args.max_words is not None and args.max_words < 1:
+        raise ValueError(f"--max-words must be >= 1, got {args.max_words}")
+    sents, n = read_sentences(args.text, args.csv_column, args.max_words)
+    if n == 0:
+        raise ValueError(f"{args.text}: no words in the text (the corpus is empty)")
+    if args.verbose:
+        print(f"fastText: {n:,} words in {len(sents):,} sentences from {args.text}", flush=True)
+    model = FastText(sents, vector_size=args.vector_size, window=args.window, min_count=args.min_count,
+                     sg=args.sg, min_n=args.min_n, max_n=args.max_n, bucket=args.bucket, negative=args.negative,
+                     sample=args.sample, alpha=args.alpha, min_alpha=args.min_alpha, epochs=args.epochs,
+                     seed=args.seed, workers=args.workers, batch_words=args.batch_words,
+                     verbose=bool(args.verbose))
+    out = output_dir(args.out, "fasttext")
+    save_vec(model.wv, os.path.join(out, "vectors.vec"))
+    if args.write_bin:
+        save_facebook_model(model, os.path.join(out, "model.bin"))
+    wv = model.wv
+    used = np.unique(wv.subword_rows[wv.subword_rows >= len(wv)]).size
+    metrics = {"task": "fasttext", "sg": args.sg, "corpus_words": n, "vocab_size": len(wv),
+               "vector_size": args.vector_size, "min_n": args.min_n, "max_n": args.max_n, "bucket": model.bucket,
+               "ngram_buckets_used": int(used), "epochs": args.epochs, "workers": args.workers,
+               "words_per_second": round(model.words_per_second, 1),
+               "train_seconds": round(model.train_seconds, 3)}
+    if args.analogies:
+        a = wv.evaluate_word_analogies(args.analogies)
+        metrics.update(analogy_accuracy=a["accuracy"], analogy_questions=a["total"], analogy_oov=a["oov"])
+    if args.pairs:
+        r = wv.evaluate_word_pairs(args.pairs)
+        metrics.update(pairs_spearman=r["spearman"], pairs_oov_ratio=r["oov_ratio"])
+    if args.verbose:
+        print(f"vocabulary {len(wv):,} words, {used:,} of {model.bucket:,} n-gram buckets used; "
+              f"{model.words_per_second:,.0f} words/s; vectors in {out}", flush=True)
+    for w in args.show:
+        if w not in wv:
+            print(f"{w}: no vector (not in the vocabulary and no character n-grams)", flush=True)
+            continue
+        tag = "" if wv.has_index_for(w) else " (out of vocabulary: from its n-grams)"
+        near = ", ".join(f"{x} {s:.3f}" for x, s in wv.most_similar(w, topn=5))
+        print(f"{w}{tag}: {near}", flush=True)
+    return finish_run(out, metrics)
