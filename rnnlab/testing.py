@@ -22,6 +22,20 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+def _leaves(x):
+    """The arrays of a (possibly nested) list of outputs, in order (nested states: StackedRNNCells)."""
+    if isinstance(x, (list, tuple)):
+        return [leaf for v in x for leaf in _leaves(v)]
+    return [x]
+
+
+def _like(structure, leaves):
+    """``leaves`` (an iterator) put back into the nesting of ``structure``."""
+    if isinstance(structure, (list, tuple)):
+        return [_like(v, leaves) for v in structure]
+    return next(leaves)
+
+
 def rel_error(a, b) -> float:
     """``||a - b|| / max(||a|| + ||b||, 1e-12)``: 0 for identical arrays, ~1 for unrelated ones."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -54,15 +68,15 @@ def check_layer_gradients(layer, inputs, *, initial_state=None, mask=None, train
 
     outs = _as_list(run())
     gen = np.random.default_rng(seed + 1)
-    rs = [gen.standard_normal(np.shape(o)) for o in outs]
+    rs = [gen.standard_normal(np.shape(o)) for o in _leaves(outs)]
 
     def loss():
         layer._weights_changed()
-        return float(sum(np.sum(np.asarray(o, dtype=np.float64) * r) for o, r in zip(_as_list(run()), rs)))
+        return float(sum(np.sum(np.asarray(o, dtype=np.float64) * r) for o, r in zip(_leaves(run()), rs)))
 
     # analytic
     outs = _as_list(run())
-    grad_arg = rs if len(outs) > 1 else rs[0]
+    grad_arg = _like(outs, iter(rs)) if len(outs) > 1 else rs[0]
     got = layer.backward(grad_arg)
     got = _as_list(got) if (multi_input or states) else [got]
     analytic = {}

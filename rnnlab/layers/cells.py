@@ -212,7 +212,12 @@ def deserialize_cell(cfg):
         return cfg
     if not isinstance(cfg, dict) or "class_name" not in cfg:
         raise ValueError(f"RNN: a serialized cell must be {{'class_name': ..., 'config': {{...}}}}, got {cfg!r}")
-    return get_layer_class(cfg["class_name"]).from_config(dict(cfg.get("config", {})))
+    try:
+        cls = get_layer_class(cfg["class_name"])
+    except ValueError:
+        raise ValueError(f"RNN: unknown cell class {cfg['class_name']!r}: a user-written cell rebuilt from its config "
+                         "(model loading, Bidirectional) must be registered with @rnnlab.layers.register") from None
+    return cls.from_config(dict(cfg.get("config", {})))
 
 
 @register

@@ -67,12 +67,28 @@ from .. import _native
 from .. import activations as _act
 from .. import backend, initializers
 from .base import Layer, format_shape
+from .cells import check_implementation
 from .recurrent import RNN, act_backward_, act_forward_, check_rate as _check_rate  # noqa: F401
 
 
 def addr(a):
     """The data address of an array, for the compiled kernels (rnnlab._native)."""
     return a.ctypes.data
+
+
+#: The values of ``layer.last_path``, the loop the last forward call ran (fastest first):
+#: "native_loop" the compiled inference loop (batch <= NATIVE_MAX_BATCH, or any batch with backend="native");
+#: "fused_loop" the packed-path time loop in one compiled call; "native_steps" the NumPy loop with each step's
+#: gate math in C; "packed" the NumPy loop with packed per-step products; "numpy" NumPy only.
+PATHS = ("native_loop", "fused_loop", "native_steps", "packed", "numpy")
+
+
+def check_backend(cls_name, value):
+    """rnnlab's choice of path: "auto" (the fastest available), "numpy" (no compiled code), "native" (compiled
+    code wherever it exists, an error when the kernel is not built)."""
+    if value not in ("auto", "numpy", "native"):
+        raise ValueError(f"{cls_name}: backend must be 'auto', 'numpy' or 'native', got {value!r}")
+    return value
 
 
 #: Largest batch for which the compiled inference loops (``_native_loop``) run. They do one
@@ -108,7 +124,7 @@ class FusedRNN(RNN):
 
     _n_gates = 1
     _state_names: tuple = ("h",)
-    _extra_kwargs = frozenset({"zero_output_for_mask", "unroll"})
+    _extra_kwargs = frozenset({"zero_output_for_mask", "unroll", "backend"})
     _float_input = False  # integer ids into an RNN are a mistake (missing Embedding): reject them
     #: diagnostics hook (rnnlab.diagnostics): when True, backward keeps ``self.state_grads``, one
     #: (T, B, U) array per state with dL/dS[t+1] (the gradient w.r.t. the state after processing
@@ -122,6 +138,13 @@ class FusedRNN(RNN):
         self.zero_output_for_mask = bool(kwargs.pop("zero_output_for_mask", False))
         #: accepted for Keras compatibility; the NumPy loop gives identical results either way
         self.unroll = bool(kwargs.pop("unroll", False))
+        self.backend = check_backend(type(self).__name__, kwargs.pop("backend", "auto"))
+        if "implementation" in self._extra_kwargs:  # LSTM, GRU: Keras' two ways of computing the same function
+            self.implementation = check_implementation(type(self).__name__, kwargs.pop("implementation", 2))
+            #: Keras argument (its cuDNN kernel); no effect in rnnlab, which runs on the CPU
+            self.use_cudnn = kwargs.pop("use_cudnn", "auto")
+        #: which loop ran the last forward call (see PATHS)
+        self.last_path = None
         Layer.__init__(self, **kwargs)
         cls = type(self).__name__
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
@@ -282,7 +305,7 @@ class FusedRNN(RNN):
 
     # --------------------------------------------------------------- workspace
     def _workspace(self, T, B, D, rec_dropout):
-        key = (T, B, D, self.dtype, rec_dropout)
+        key = (T, B, D, self.dtype, rec_dropout, self.backend)
         ws = self._ws
         if ws is not None and ws.key == key:
             return ws
@@ -322,8 +345,14 @@ class FusedRNN(RNN):
         return False
 
     def _native_float32(self):
-        """The common condition of the compiled inference loops: float32 weights and the kernel built."""
-        return np.dtype(self.dtype) == np.float32 and _native.available()
+        """The one condition of every compiled path (inference loops, C steps, packed GEMMs): float32 weights,
+        the kernel built, and ``backend`` not "numpy" ("native" without the kernel is an error at the call)."""
+        if self.backend == "numpy" or np.dtype(self.dtype) != np.float32:
+            return False
+        if self.backend == "native" and not _native.available():
+            raise RuntimeError(f"Layer '{self.name}' ({type(self).__name__}): backend='native' but the compiled "
+                               f"kernel is not in use ({_native.why_unavailable()}); use backend='auto' or 'numpy'")
+        return _native.available()
 
     @staticmethod
     def _native_step_ptrs(ws, **cell_ptrs):
@@ -614,7 +643,8 @@ class FusedRNN(RNN):
 
         # 2. input projection of all steps: one GEMM (decided first: the native loop may want other weights)
         ws.native = False
-        ws.native_ok = (not training and not rec_drop and B <= NATIVE_MAX_BATCH) and self._native_ready(ws)
+        small = B <= NATIVE_MAX_BATCH or self.backend == "native"
+        ws.native_ok = (not training and not rec_drop and small) and self._native_ready(ws)
         # (the compiled loops take the raw kernel and add the bias, and any gate scaling, themselves)
         kernel, b_in = (self.params["kernel"], None) if ws.native_ok else self._projection_weights(ws)
         if not self._packed_projection(ws, kernel):
@@ -647,7 +677,8 @@ class FusedRNN(RNN):
         rec_mask = ws.rec_mask
         if ws.native_ok:
             ws.native = self._native_loop(ws)
-        if not ws.native and not (rec_mask is None and ws.pk is not None and self._fused_forward(ws)):
+        fused = not ws.native and rec_mask is None and ws.pk is not None and self._fused_forward(ws)
+        if not ws.native and not fused:
             step = self._step_forward
             for t in range(T):
                 if rec_mask is not None:
@@ -656,6 +687,10 @@ class FusedRNN(RNN):
                 if ws.m is not None and ws.partial[t]:
                     for S in ws.S:
                         np.copyto(S[t + 1], S[t], where=ws.notm[t])
+
+        cp = getattr(getattr(ws, "fast", None), "cptr", None)
+        self.last_path = ("native_loop" if ws.native else "fused_loop" if fused else
+                          "native_steps" if cp is not None else "packed" if ws.pk is not None else "numpy")
 
         # 4. outputs
         H = ws.S[0]
@@ -811,5 +846,8 @@ class FusedRNN(RNN):
             stateful=self.stateful,
             zero_output_for_mask=self.zero_output_for_mask,
             unroll=self.unroll,
+            backend=self.backend,
         )
+        if "implementation" in self._extra_kwargs:
+            cfg.update(implementation=self.implementation, use_cudnn=self.use_cudnn)
         return cfg

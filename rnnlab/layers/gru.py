@@ -166,6 +166,8 @@ class GRU(FusedRNN):
     too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
     """
 
+    _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
+
     _n_gates = 3
     _state_names = ("h",)
 
@@ -220,7 +222,7 @@ class GRU(FusedRNN):
                 ws.fast.dgates = parts(ws.dA_t)
                 ws.fast.dq = (ws.dQ_t[:, :2 * U], ws.dQ_t[:, 2 * U:])
                 ws.fast.cptr = None
-                if np.dtype(dt) == np.float32 and _native.gru_step_kernels() is not None:
+                if self._native_float32() and _native.gru_step_kernels() is not None:
                     # training steps in C (rnnlab/_native/_cells.c): the raw addresses of the per-step buffers
                     ws.fast.cptr = self._native_step_ptrs(
                         ws, fwd=[(addr(A[t]), addr(Q[t]), addr(S0[t]), addr(S0[t + 1])) for t in range(T)],

@@ -144,6 +144,8 @@ class LSTM(FusedRNN):
     too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
     """
 
+    _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
+
     _n_gates = 4
     _state_names = ("h", "c")
 
@@ -199,7 +201,7 @@ class LSTM(FusedRNN):
             ws.fast.bwd = [(A[t], *gates(A[t]), S1[t], TC[t]) for t in range(ws.T)]
             ws.fast.dgates = gates(ws.dA_t)
             ws.fast.cptr = None
-            if np.dtype(dt) == np.float32 and _native.lstm_step_kernels() is not None:
+            if self._native_float32() and _native.lstm_step_kernels() is not None:
                 # training steps in C (rnnlab/_native/_cells.c): the raw addresses of the per-step buffers
                 ws.fast.cptr = self._native_step_ptrs(
                     ws, fwd=[(addr(A[t]), addr(ws.tmpW), addr(S1[t]), addr(S1[t + 1]), addr(TC[t]), addr(S0[t + 1]))

@@ -110,7 +110,7 @@ class RNN(Layer):
     ``unroll`` is accepted for Keras compatibility; the loop gives the same results either way.
     """
 
-    _extra_kwargs = frozenset({"zero_output_for_mask", "unroll"})
+    _extra_kwargs = frozenset({"zero_output_for_mask", "unroll", "backend"})
     #: diagnostics hook (rnnlab.diagnostics); only the fused loop records the state gradients
     _record_state_grads = False
 
@@ -118,6 +118,10 @@ class RNN(Layer):
                  **kwargs):
         self.zero_output_for_mask = bool(kwargs.pop("zero_output_for_mask", False))
         self.unroll = bool(kwargs.pop("unroll", False))
+        #: rnnlab's choice of path for a built-in cell's fast loop: "auto", "numpy" or "native" (fused_loop.PATHS)
+        self.backend = kwargs.pop("backend", "auto")
+        if self.backend not in ("auto", "numpy", "native"):
+            raise ValueError(f"RNN: backend must be 'auto', 'numpy' or 'native', got {self.backend!r}")
         if isinstance(cell, (list, tuple)):
             cell = StackedRNNCells(list(cell))
         if isinstance(cell, dict):
@@ -143,6 +147,9 @@ class RNN(Layer):
         self._history = None    # the flat states after each step of the last call (states_after)
         self._fused = None      # the optional fast path (module docstring), made on first use
         self._last_fused = False
+        #: which loop ran the last forward call: "cell_loop" (the loop of this module) or, for a built-in cell,
+        #: its fast loop's path (rnnlab.layers.fused_loop.PATHS)
+        self.last_path = None
 
     # ------------------------------------------------------------------ shapes
     def _shape_from_dims(self, input_dim, input_length):
@@ -250,7 +257,8 @@ class RNN(Layer):
         if self._fused is None:
             self._fused = make(return_sequences=self.return_sequences, return_state=self.return_state,
                                go_backwards=self.go_backwards, stateful=self.stateful,
-                               zero_output_for_mask=self.zero_output_for_mask, name=self.name + "_loop")
+                               zero_output_for_mask=self.zero_output_for_mask, backend=self.backend,
+                               name=self.name + "_loop")
             if self._fused is None:
                 return None
             self._fused.batch_input_shape = self.batch_input_shape
@@ -309,11 +317,12 @@ class RNN(Layer):
         if fused is not None:
             out = fused.forward(xs[0], training=training, mask=mask, initial_state=init if given else None)
             self._cache = ("fused", fused._cache, given)
+            self.last_path = fused.last_path
             if self.return_state:
                 return [out[0]] + list(self.cell._nest_states(out[1:]))
             return out
 
-        cell = self.cell
+        cell, self.last_path = self.cell, "cell_loop"
         order = range(T - 1, -1, -1) if self.go_backwards else range(T)
         cell.start_sequence(B, training)
         states, history, caches, ys = list(init), [list(init)], [], []
@@ -445,7 +454,7 @@ class RNN(Layer):
         cfg = super().get_config()
         cfg.update(cell=serialize_cell(self.cell), return_sequences=self.return_sequences,
                    return_state=self.return_state, go_backwards=self.go_backwards, stateful=self.stateful,
-                   zero_output_for_mask=self.zero_output_for_mask, unroll=self.unroll)
+                   zero_output_for_mask=self.zero_output_for_mask, unroll=self.unroll, backend=self.backend)
         return cfg
 
     @classmethod
