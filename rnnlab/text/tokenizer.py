@@ -233,10 +233,29 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path):
-        """Read a tokenizer written by :meth:`save` (or Keras' ``to_json``)."""
-        with open(path, "r", encoding="utf-8") as f:
-            text = f.read()
-        return tokenizer_from_json(text, source=str(path))
+        """Read a tokenizer written by :meth:`save` (or Keras' ``to_json``); see :func:`_read_json_text`."""
+        return tokenizer_from_json(_read_json_text(path), source=os.fspath(path))
+
+
+def _read_json_text(path):
+    """The UTF-8 text of a tokenizer file: a file above :data:`rnnlab.io.MAX_JSON_BYTES` is refused before it is
+    read, undecodable bytes raise :class:`rnnlab.io.FileEncodingError` (file, line, byte offset)."""
+    from .. import io as rio
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise rio.FileFormatError(f"{path} is a directory, not a tokenizer file", path=path)
+    size = os.path.getsize(path)
+    if size > rio.MAX_JSON_BYTES:
+        raise rio.FileTooLargeError(f"{path}: a {rio.format_bytes(size)} tokenizer file, more than the "
+                                    f"{rio.format_bytes(rio.MAX_JSON_BYTES)} rnnlab reads", path=path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise rio.decode_error(path, e, line=line, encoding="utf-8") from None
 
 
 def tokenizer_from_json(json_string, source="<string>"):
@@ -245,6 +264,8 @@ def tokenizer_from_json(json_string, source="<string>"):
         obj = json.loads(json_string)
     except json.JSONDecodeError as e:
         raise ValueError(f"{source}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except (RecursionError, ValueError) as e:
+        raise ValueError(f"{source}: unreadable JSON ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("config"), dict):
         raise ValueError(f"{source}: not a tokenizer JSON (expected an object with a 'config' object)")
     if obj.get("class_name", "Tokenizer") != "Tokenizer":
@@ -255,18 +276,24 @@ def tokenizer_from_json(json_string, source="<string>"):
         raw = config.pop(key, "{}")
         try:
             tables[key] = json.loads(raw) if isinstance(raw, str) else dict(raw)
-        except (json.JSONDecodeError, TypeError, ValueError):
+        except (json.JSONDecodeError, TypeError, ValueError, RecursionError):
             raise ValueError(f"{source}: config field {key!r} is not a JSON object") from None
     known = {"num_words", "filters", "lower", "split", "char_level", "oov_token", "document_count"}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ValueError(f"{source}: unknown tokenizer config fields {unknown}")
-    tok = Tokenizer(**config)
-    tok.word_counts = collections.OrderedDict(tables["word_counts"])
-    tok.word_docs = collections.defaultdict(int, tables["word_docs"])
-    tok.index_docs = collections.defaultdict(int, {int(k): v for k, v in tables["index_docs"].items()})
-    tok.word_index = {k: int(v) for k, v in tables["word_index"].items()}
-    tok.index_word = {int(k): v for k, v in tables["index_word"].items()}
+    from ..io import FileFormatError
+
+    try:
+        tok = Tokenizer(**config)
+        tok.word_counts = collections.OrderedDict(tables["word_counts"])
+        tok.word_docs = collections.defaultdict(int, tables["word_docs"])
+        tok.index_docs = collections.defaultdict(int, {int(k): v for k, v in tables["index_docs"].items()})
+        tok.word_index = {k: int(v) for k, v in tables["word_index"].items()}
+        tok.index_word = {int(k): v for k, v in tables["index_word"].items()}
+    except (TypeError, ValueError, AttributeError, OverflowError) as e:   # the file's content, not a bug here
+        raise FileFormatError(f"{source}: not a valid tokenizer config ({type(e).__name__}: {e})",
+                              path=None if source == "<string>" else source) from None
     return tok
 
 
@@ -382,6 +409,8 @@ class CharTokenizer:
             obj = json.loads(json_string)
         except json.JSONDecodeError as e:
             raise ValueError(f"{source}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        except (RecursionError, ValueError) as e:
+            raise ValueError(f"{source}: unreadable JSON ({type(e).__name__}: {e})") from None
         if not isinstance(obj, dict) or obj.get("class_name") != "CharTokenizer" or \
                 not isinstance(obj.get("config"), dict):
             raise ValueError(f"{source}: not a CharTokenizer JSON (class_name "
@@ -392,7 +421,7 @@ class CharTokenizer:
             raise ValueError(f"{source}: CharTokenizer config needs a non-empty 'chars' string")
         try:
             tok = cls(**cfg)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise ValueError(f"{source}: bad CharTokenizer config: {e}") from None
         tok._set_chars(list(chars))
         return tok
@@ -403,5 +432,4 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path):
-        with open(path, "r", encoding="utf-8") as f:
-            return cls.from_json(f.read(), source=os.fspath(path))
+        return cls.from_json(_read_json_text(path), source=os.fspath(path))
