@@ -306,3 +306,102 @@ def test_model_input_checks():
         m({"a": np.zeros((1, 3))})
     with pytest.raises(ValueError, match="input 'b' expects shape"):
         m([np.zeros((1, 3)), np.zeros((1, 4))])
+
+
+# ------------------------------------------------------------------------ config, json, files, summary
+def _attention_model():
+    src, tgt = rnnlab.Input((None,), dtype="int32", name="src"), rnnlab.Input((None,), dtype="int32", name="tgt")
+    enc_seq, h, c = L.LSTM(5, return_sequences=True, return_state=True)(L.Embedding(11, 4, mask_zero=True)(src))
+    dec_seq = L.LSTM(5, return_sequences=True)(L.Embedding(9, 4)(tgt), initial_state=[h, c])
+    ctx = L.Attention()([dec_seq, enc_seq])
+    hid = L.Dense(5, activation="tanh")(L.Concatenate()([ctx, dec_seq]))
+    return rnnlab.Model([src, tgt], L.Dense(9, activation="softmax", name="probs")(hid), name="luong")
+
+
+def _ids(seed=0):
+    rng = _rng(seed)
+    s = rng.integers(1, 11, (3, 6))
+    s[0, 4:] = 0
+    return [s, rng.integers(0, 9, (3, 5))]
+
+
+def test_get_config_from_config_and_json_round_trip():
+    m = _attention_model()
+    m2 = rnnlab.Model.from_config(m.get_config())
+    assert [type(l).__name__ for l in m2.layers] == [type(l).__name__ for l in m.layers]
+    assert [l.name for l in m2.layers] == [l.name for l in m.layers]
+    m2.set_weights(m.get_weights())
+    np.testing.assert_allclose(m2.predict(_ids()), m.predict(_ids()), rtol=1e-6)
+    m3 = rnnlab.models.model_from_json(m.to_json())
+    assert m3.get_config() == m.get_config()
+    seq = rnnlab.Sequential([rnnlab.Input((4,)), L.Dense(3)])
+    assert rnnlab.models.model_from_json(seq.to_json()).get_config() == seq.get_config()
+
+
+def test_shared_layer_and_nested_model_config_round_trip():
+    i = rnnlab.Input((3, 2))
+    enc = rnnlab.Model(i, L.SimpleRNN(4)(i), name="encoder")
+    a, b = rnnlab.Input((3, 2)), rnnlab.Input((3, 2))
+    d = L.Dense(2)
+    out = L.Add()([d(enc(a)), d(enc(b))])
+    m = rnnlab.Model([a, b], out)
+    m2 = rnnlab.Model.from_config(m.get_config())
+    m2.set_weights(m.get_weights())
+    x = [_rng(1).standard_normal((2, 3, 2)), _rng(2).standard_normal((2, 3, 2))]
+    np.testing.assert_allclose(m2.predict(x), m.predict(x), rtol=1e-6)
+
+
+def test_save_and_load_model_functional(tmp_path):
+    m = _attention_model()
+    m.compile("adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = _ids()
+    y = _rng(3).integers(0, 9, (3, 5))
+    m.fit(x, y, epochs=2, verbose=0)
+    m.save(tmp_path / "m.npz")
+    m2 = rnnlab.load_model(tmp_path / "m.npz")
+    assert isinstance(m2, rnnlab.Model) and m2.name == "luong"
+    np.testing.assert_allclose(m2.predict(x), m.predict(x), rtol=1e-6)
+    np.testing.assert_allclose(m2.evaluate(x, y), m.evaluate(x, y), rtol=1e-6)
+    # the optimizer state came back: one more step gives the same weights
+    m.train_on_batch(x, y)
+    m2.train_on_batch(x, y)
+    for a, b in zip(m.get_weights(), m2.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    m.save_weights(tmp_path / "w.npz")
+    m3 = _attention_model()
+    m3.load_weights(tmp_path / "w.npz")
+    np.testing.assert_allclose(m3.predict(x), m.predict(x), rtol=1e-6)
+
+
+def test_summary_connected_to_and_counts():
+    m = _attention_model()
+    lines = []
+    m.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "Connected to" in text and "Param #" in text
+    assert "src[0][0]" in text and "lstm[0][1], lstm[0][2]" in text
+    total = sum(int(np.prod(w.shape)) for w in m.get_weights())
+    assert f"Total params: {total:,}" in text
+    # LSTM(5) on 4 features: 4 * 5 * (4 + 5 + 1) = 200 (Keras' count)
+    assert any(l.startswith("lstm (LSTM)") and l.split()[-2].rstrip(",") for l in lines)
+    assert any("lstm (LSTM)" in l and " 200 " in l for l in lines)
+
+
+def test_prebuilt_embedding_called_on_input_keras_io_idiom():
+    """keras-io pretrained_word_embeddings: Embedding.build((1,)) + set_weights, then called on Input((None,))."""
+    emb = L.Embedding(20, 4, trainable=False)
+    emb.build((1,))
+    matrix = _rng(4).standard_normal((20, 4)).astype("float32")
+    emb.set_weights([matrix])
+    x = rnnlab.Input((None,), dtype="int64")
+    y = L.Dense(1)(L.GlobalMaxPooling1D()(emb(x)))
+    m = rnnlab.Model(x, y)
+    lines = []
+    m.summary(print_fn=lines.append)
+    assert any("Non-trainable params: 80" in l for l in lines)
+    ids = np.array([[1, 2, 3]])
+    np.testing.assert_allclose(m.layers[1](ids), matrix[ids], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"dense_x.*built for input shape \(None, 3\).*\(None, 5\)"):
+        d = L.Dense(2, name="dense_x")
+        d(rnnlab.Input((3,)))
+        d(rnnlab.Input((5,)))

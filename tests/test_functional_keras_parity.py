@@ -223,3 +223,28 @@ def test_symbolic_shapes_match_keras():
         fl = K.layers.Flatten()(K.layers.Permute((2, 1))(K.layers.Reshape((-1, 2))(K.layers.Dense(4)(h))))
         shapes[tag] = [tuple(t.shape) for t in (e, seq, h, c, bi, att, d, fl)]
     assert shapes["k"] == shapes["r"]
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_load_keras_weights_into_functional_model(tmp_path, suffix):
+    pytest.importorskip("h5py")
+
+    def build(K):
+        a, b = K.Input((5,), dtype="int32"), K.Input((5,), dtype="int32")
+        emb, gru = K.layers.Embedding(13, 4, mask_zero=True), K.layers.GRU(5)
+        ea, eb = gru(emb(a)), gru(emb(b))
+        merged = K.layers.Concatenate()([K.layers.Subtract()([ea, eb]), K.layers.Multiply()([ea, eb])])
+        h = K.layers.Bidirectional(K.layers.LSTM(2))(K.layers.RepeatVector(3)(merged))
+        return K.Model([a, b], K.layers.Dense(1, activation="sigmoid")(h))
+
+    km = build(keras)
+    path = str(tmp_path / f"m{suffix}")
+    if suffix == ".keras":
+        km.save(path)
+    else:
+        km.save_weights(path)
+    rm = build(RN)
+    rm.load_weights(path)
+    rng = np.random.default_rng(6)
+    x = [rng.integers(1, 13, (3, 5)), rng.integers(1, 13, (3, 5))]
+    _assert_close(rm.predict(x), km.predict(x, verbose=0))

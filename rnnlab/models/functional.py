@@ -164,6 +164,36 @@ def _check_built_shape(layer, shape):
                              f"was built for input shape {format_shape(expected)}, got {format_shape(shape)}")
 
 
+def _check_compatible(layer, shape):
+    """A built layer may be called on a new shape when it would build the same weights for it (Keras: an
+    ``Embedding`` built with ``build((1,))`` then called on ``(None, None)``; a ``Dense`` on a 3-D tensor); else a
+    ValueError naming the layer and both shapes. The check builds a shape-only clone (nothing allocated)."""
+    from ..layers import base as _base
+    try:
+        clone = type(layer).from_config(layer.get_config())
+    except Exception:  # layers that cannot be cloned from their config: the strict check
+        _check_built_shape(layer, shape)
+        return
+    flag = getattr(_base, "_SHAPE_ONLY", None)
+    token = flag.set(True) if flag is not None else None
+    try:
+        try:
+            clone._maybe_build(shape)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"Input to layer '{layer.name}' ({type(layer).__name__}) is incompatible: the layer "
+                             f"was built for input shape {format_shape(layer.input_shape)}, got "
+                             f"{format_shape(shape)} ({e})") from None
+    finally:
+        if token is not None:
+            flag.reset(token)
+    mine = [tuple(o.params[w].shape) for _, o, w in layer.iter_weights()]
+    new = [tuple(o.params[w].shape) for _, o, w in clone.iter_weights()]
+    if mine != new:
+        raise ValueError(f"Input to layer '{layer.name}' ({type(layer).__name__}) is incompatible: the layer was "
+                         f"built for input shape {format_shape(layer.input_shape)}, got {format_shape(shape)} (its "
+                         f"weights have shapes {mine}; this input needs {new})")
+
+
 def symbolic_call(layer, inputs, *args, training=False, mask=None, **kwargs):
     """``layer(inputs)`` on symbolic tensors: build, check shapes, record a :class:`Node`, return symbolic outputs."""
     if args:
@@ -199,7 +229,7 @@ def symbolic_call(layer, inputs, *args, training=False, mask=None, **kwargs):
     if isinstance(layer, Model):
         layer._check_call_shapes(main)
     elif layer.built:
-        _check_built_shape(layer, shape)
+        _check_compatible(layer, shape)
     else:
         layer._maybe_build(shape)
     if state_list:
@@ -867,3 +897,247 @@ class Model(Engine, Layer):
 
     def __repr__(self):
         return f"<Model name={self.name!r} inputs={self._input_names} outputs={len(self._outputs)}>"
+
+    # ------------------------------------------------------------------ config
+    def _local_nodes(self):
+        """``{id(node): index}``: each layer's nodes that belong to this model, numbered per layer (Keras'
+        ``node_index`` in configs and in "Connected to")."""
+        mine = {id(n) for n in self._nodes} | {id(t.node) for t in self._inputs}
+        index = {}
+        for layer in self.layers:
+            k = 0
+            for n in layer.__dict__.get("_inbound_nodes", []):
+                if id(n) in mine:
+                    index[id(n)] = k
+                    k += 1
+        return index
+
+    def _history_ref(self, t, local):
+        layer, ni, ti = t._keras_history
+        return [layer.name, local[id(layer._inbound_nodes[ni])], ti]
+
+    def get_config(self):
+        """JSON-able graph (Keras' functional layout): every layer's class and config with its calls
+        (``inbound_nodes``: each call's input tensors as ``[layer_name, node_index, tensor_index]``), and the
+        model's ``input_layers``/``output_layers``."""
+        local = self._local_nodes()
+        layers = []
+        for layer in self.layers:
+            nodes = []
+            for n in layer.__dict__.get("_inbound_nodes", []):
+                if id(n) not in local or n.is_input:
+                    continue
+                refs = [self._history_ref(p, local) for p in n.parents]
+                nodes.append({"args": refs[:n.n_main], "list": n.main_is_list,
+                              "initial_state": refs[n.n_main:], "kwargs": dict(n.kwargs)})
+            cls = "Functional" if isinstance(layer, Model) else type(layer).__name__
+            layers.append({"class_name": cls, "name": layer.name, "config": layer.get_config(),
+                           "inbound_nodes": nodes})
+
+        def refs(tensors, struct):
+            r = [self._history_ref(t, local) for t in tensors]
+            if isinstance(struct, dict):
+                return {k: v for k, v in zip(struct.keys(), r)}
+            return r if isinstance(struct, (list, tuple)) else r[0]
+
+        return {"name": self.name, "trainable": self.trainable, "layers": layers,
+                "input_layers": refs(self._inputs, self._input_struct),
+                "output_layers": refs(self._outputs, self._output_struct)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Rebuild the graph of :meth:`get_config` (new layers, fresh weights)."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("Model.from_config: expected a dict with a 'layers' list (a functional model config)")
+        from ..layers.base import get_layer_class
+        created, pending = {}, []
+        for i, entry in enumerate(config["layers"]):
+            if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) or \
+                    not isinstance(entry.get("config"), dict):
+                raise ValueError(f"Model.from_config: layer {i} must be {{'class_name': str, 'config': dict, "
+                                 f"'inbound_nodes': list}}, got {entry!r:.200}")
+            cname = entry["class_name"]
+            if custom_objects and cname in custom_objects:
+                lcls = custom_objects[cname]
+            else:
+                lcls = Model if cname in ("Functional", "Model") else get_layer_class(cname)
+            layer = lcls.from_config(dict(entry["config"]))
+            name = entry.get("name", layer.name)
+            if name in created:
+                raise ValueError(f"Model.from_config: the layer name \"{name}\" is used twice")
+            created[name] = layer
+            nodes = entry.get("inbound_nodes") or []
+            if not isinstance(nodes, list):
+                raise ValueError(f"Model.from_config: layer '{name}': inbound_nodes must be a list")
+            pending.extend((name, k, nd) for k, nd in enumerate(nodes))
+        outputs = {}  # (layer name, local node index) -> list of output tensors
+        for name, layer in created.items():
+            if isinstance(layer, InputLayer):
+                outputs[(name, 0)] = [layer.output]
+        done_count = {name: (1 if isinstance(l, InputLayer) else 0) for name, l in created.items()}
+
+        def tensor(ref):
+            if not (isinstance(ref, (list, tuple)) and len(ref) == 3 and isinstance(ref[0], str)):
+                raise ValueError(f"Model.from_config: a tensor reference must be [layer_name, node_index, "
+                                 f"tensor_index], got {ref!r:.100}")
+            outs = outputs.get((ref[0], ref[1]))
+            if outs is None:
+                return None
+            if not isinstance(ref[2], int) or not 0 <= ref[2] < len(outs):
+                raise ValueError(f"Model.from_config: tensor index {ref[2]!r} out of range for layer '{ref[0]}'")
+            return outs[ref[2]]
+
+        while pending:
+            progress = False
+            rest = []
+            for name, k, nd in pending:
+                if not isinstance(nd, dict):
+                    raise ValueError(f"Model.from_config: layer '{name}': each inbound node must be a dict")
+                if k != done_count[name]:  # a layer's calls are replayed in order
+                    rest.append((name, k, nd))
+                    continue
+                args = [tensor(r) for r in nd.get("args", [])]
+                states = [tensor(r) for r in nd.get("initial_state", [])]
+                if any(a is None for a in args + states):
+                    rest.append((name, k, nd))
+                    continue
+                kw = dict(nd.get("kwargs") or {})
+                if states:
+                    kw["initial_state"] = states
+                x = args if nd.get("list", len(args) > 1) else args[0]
+                out = created[name](x, **kw)
+                outputs[(name, k)] = out if isinstance(out, list) else [out]
+                done_count[name] += 1
+                progress = True
+            if not progress:
+                raise ValueError(f"Model.from_config: cannot connect the layers {sorted({n for n, _, _ in rest})}: "
+                                 "their inputs are never produced (a cycle or a missing layer)")
+            pending = rest
+
+        def resolve(struct):
+            if isinstance(struct, dict):
+                return {k: resolve(v) for k, v in struct.items()}
+            if isinstance(struct, list) and struct and isinstance(struct[0], list):
+                return [resolve(v) for v in struct]
+            t = tensor(struct)
+            if t is None:
+                raise ValueError(f"Model.from_config: the model input/output {struct!r:.100} is never produced")
+            return t
+
+        return cls(resolve(config["input_layers"]), resolve(config["output_layers"]), name=config.get("name"),
+                   trainable=config.get("trainable", True))
+
+    def to_json(self, **kwargs):
+        """The architecture as a JSON string (``{"class_name": "Functional", "config": ...}``); see
+        :func:`rnnlab.models.model_from_json`."""
+        import json
+        return json.dumps({"class_name": "Functional", "config": self.get_config()}, **kwargs)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path, include_optimizer=True):
+        """Save architecture, weights, compile settings (and optimizer state) to one ``.npz`` file, no pickle;
+        load with :func:`rnnlab.load_model`."""
+        from .saving import save_model
+        save_model(self, path, include_optimizer=include_optimizer)
+
+    def save_weights(self, path):
+        """Save only the weights (one ``.npz``, no pickle); see :meth:`load_weights`."""
+        from .saving import save_weights
+        save_weights(self, path)
+
+    def load_weights(self, path):
+        """Load weights from :meth:`save_weights`/:meth:`save` files (matched by position, shapes checked), or
+        from a Keras 3 ``*.weights.h5`` / ``*.keras`` file of the same architecture (needs h5py)."""
+        if str(path).endswith((".weights.h5", ".keras")):
+            from .keras_weights import load_keras_weights
+            load_keras_weights(self, path)
+            return
+        from .saving import load_weights
+        load_weights(self, path)
+
+    def _require_built(self, what):
+        """A functional model is built when it is created (kept for the loaders shared with Sequential)."""
+
+    def _compile_config(self):
+        """The compile settings as saved in model files (a loss/metrics per output)."""
+        from .. import losses as _l, optimizers as _o
+        names = self.output_names
+        return {"optimizer": _o.serialize(self.optimizer),
+                "loss": {nm: (None if l is None else _l.serialize(l)) for nm, l in zip(names, self._losses)},
+                "loss_weights": dict(zip(names, self._loss_weights)),
+                "metrics": {nm: [m.name for m in ms] for nm, ms in zip(names, self._out_metrics)}}
+
+    def _compile_from_config(self, comp):
+        from .. import losses as _l, optimizers as _o
+        loss = comp.get("loss")
+        if isinstance(loss, dict):
+            loss = {k: (None if v is None else _l.get(v)) for k, v in loss.items()}
+        self.compile(optimizer=_o.get(comp["optimizer"]), loss=loss, metrics=comp.get("metrics") or None,
+                     loss_weights=comp.get("loss_weights"))
+
+    # ------------------------------------------------------------------ summary
+    def summary(self, print_fn=None, line_length=None):
+        """A Keras-style table: each layer's name and type, output shape, parameter count and the tensors it
+        is connected to (``layer[node][tensor]``); then the total, trainable and non-trainable counts."""
+        out = print_fn or print
+        local = self._local_nodes()
+        rows = []
+        for layer in self.layers:
+            nodes = [n for n in layer.__dict__.get("_inbound_nodes", []) if id(n) in local]
+            shapes = [t.shape for n in nodes[:1] for t in n.outputs]
+            shape_txt = "?" if not shapes else (format_shape(shapes[0]) if len(shapes) == 1
+                                                 else format_shape([tuple(s) for s in shapes]))
+            try:
+                params = f"{layer.count_params():,}" if layer.built else "? (unbuilt)"
+            except ValueError:
+                params = "? (unbuilt)"
+            conn = []
+            for n in nodes:
+                conn.extend(f"{p._keras_history[0].name}[{local[id(p.node)]}][{p._keras_history[2]}]"
+                            for p in n.parents)
+            rows.append((f"{layer.name} ({type(layer).__name__ if not isinstance(layer, Model) else 'Functional'})",
+                         shape_txt, params, ", ".join(conn) or "-"))
+        w1 = max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2
+        w2 = max([len("Output Shape")] + [len(r[1]) for r in rows]) + 2
+        w3 = max([len("Param #")] + [len(r[2]) for r in rows]) + 2
+        w4 = max([len("Connected to")] + [len(r[3]) for r in rows])
+        total_w = w1 + w2 + w3 + 2 + w4
+        out(f'Model: "{self.name}"')
+        out("─" * total_w)
+        out(f"{'Layer (type)':<{w1}}{'Output Shape':<{w2}}{'Param #':>{w3}}  Connected to")
+        out("═" * total_w)
+        for r in rows:
+            out(f"{r[0]:<{w1}}{r[1]:<{w2}}{r[2]:>{w3}}  {r[3]}".rstrip())
+        out("─" * total_w)
+        refs = list(self.iter_weights())
+        total = int(sum(math.prod(o.params[w].shape) for _, o, w in refs))
+        trainable = self.count_trainable_params()
+        itemsize = np.dtype(backend.floatx()).itemsize
+        if refs:
+            itemsize = refs[0][1].params[refs[0][2]].dtype.itemsize
+
+        def size(n):
+            b = n * itemsize
+            return f"{b / 2**20:.2f} MB" if b >= 2**20 else f"{b / 2**10:.2f} KB" if b >= 2**10 else f"{b:.2f} B"
+
+        out(f"Total params: {total:,} ({size(total)})")
+        out(f"Trainable params: {trainable:,} ({size(trainable)})")
+        out(f"Non-trainable params: {total - trainable:,} ({size(total - trainable)})")
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A new model (fresh weights) from :meth:`Model.to_json` or ``Sequential.to_json`` output."""
+    import json
+    try:
+        doc = json.loads(json_string)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model_from_json: not a JSON model description ({e})") from None
+    if not isinstance(doc, dict) or "config" not in doc:
+        raise ValueError("model_from_json: expected {'class_name': ..., 'config': ...}")
+    cname = doc.get("class_name")
+    if cname in ("Functional", "Model"):
+        return Model.from_config(doc["config"], custom_objects=custom_objects)
+    if cname == "Sequential":
+        from .sequential import Sequential
+        return Sequential.from_config(doc["config"])
+    raise ValueError(f"model_from_json: unknown model class {cname!r} (expected 'Functional' or 'Sequential')")

@@ -49,10 +49,16 @@ def save_model(model, path, include_optimizer=True) -> None:
     if not model.built:
         raise ValueError("save: the model is not built yet (no weights to save)")
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "rnnlab_version": __version__,
-           "class_name": "Sequential", "config": model.get_config(),
+           "class_name": "Functional" if hasattr(model, "_compile_config") else "Sequential",
+           "config": model.get_config(),
            "weights": [p for p, _, _ in model.iter_weights()], "compile": None}
     arrays = _weights_dict(model)
-    if model.compiled:
+    if model.compiled and hasattr(model, "_compile_config"):  # functional: a loss/metrics per output
+        doc["compile"] = model._compile_config()
+        if include_optimizer:
+            for k, v in model.optimizer.get_state().items():
+                arrays[f"opt:{k}"] = np.asarray(v)
+    elif model.compiled:
         doc["compile"] = {"optimizer": _optimizers.serialize(model.optimizer), "loss": _losses.serialize(model.loss),
                           "metrics": [m if isinstance(m, str) else m.name for m in model._metric_ids]}
         if include_optimizer:
@@ -135,9 +141,19 @@ def _build_layers(cfg, path):
     return layers
 
 
-def _model_from_config(cfg, path):
-    """A built Sequential from a saved config (weights as the initializers left them)."""
+def _model_from_config(cfg, path, class_name="Sequential"):
+    """A built Sequential (or functional Model) from a saved config (weights as the initializers left them)."""
     from .sequential import Sequential
+
+    if class_name == "Functional":
+        from .functional import Model
+        try:
+            return Model.from_config(cfg)
+        except (KeyError, TypeError, ValueError, IndexError, RecursionError, OverflowError) as e:
+            if isinstance(e, _rio.RnnlabError):
+                raise
+            raise _rio.FileFormatError(f"{path}: the saved functional config does not build a model "
+                                       f"({type(e).__name__}: {e})", path=path) from None
 
     layers = _build_layers(cfg, path)
     name = cfg.get("name")
@@ -257,7 +273,7 @@ def load_model(path, compile=True):
     doc, arc = _open_archive(path)
     with arc:
         path = arc.path
-        if doc.get("format") != FORMAT or doc.get("class_name") != "Sequential":
+        if doc.get("format") != FORMAT or doc.get("class_name") not in ("Sequential", "Functional"):
             raise _rio.FileFormatError(f"{path} holds {doc.get('format')!r:.40}/{doc.get('class_name')!r:.40}, not "
                                        "a saved Sequential model (weights-only files load with model.load_weights)",
                                        path=path)
@@ -268,8 +284,8 @@ def load_model(path, compile=True):
         _rio.check_config_sizes(cfg, arc.max_dim([k for k in arc.names if k.startswith("w:")]),
                                 f"{path}", path=path)
         with _rio.shape_only():
-            _check_against_headers(_model_from_config(cfg, path), arc, path)
-        model = _model_from_config(cfg, path)
+            _check_against_headers(_model_from_config(cfg, path, doc["class_name"]), arc, path)
+        model = _model_from_config(cfg, path, doc["class_name"])
         arrays = {f"w:{p}": arc.read(f"w:{p}") for p, _, _ in model.iter_weights()}
         _assign_weights(model, arrays, path)
         comp = doc.get("compile")
@@ -279,8 +295,11 @@ def load_model(path, compile=True):
                                            f"got {comp!r:.100})", path=path)
             metrics = comp.get("metrics") or []
             try:
-                model.compile(optimizer=_optimizers.get(comp["optimizer"]), loss=_losses.get(comp["loss"]),
-                              metrics=metrics)
+                if hasattr(model, "_compile_from_config"):
+                    model._compile_from_config(comp)
+                else:
+                    model.compile(optimizer=_optimizers.get(comp["optimizer"]), loss=_losses.get(comp["loss"]),
+                                  metrics=metrics)
             except (ValueError, TypeError, KeyError, AttributeError) as e:
                 raise _rio.FileFormatError(f"{path}: the saved compile settings are not valid ({type(e).__name__}: "
                                            f"{e})", path=path) from None

@@ -545,6 +545,26 @@ class Sequential:
                 "input_dtype": self._input_dtype,
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
 
+    @classmethod
+    def from_config(cls, config):
+        """A new Sequential (fresh weights) from :meth:`get_config`."""
+        from ..layers.base import get_layer_class
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("Sequential.from_config: expected a dict with a 'layers' list")
+        model = cls(name=config.get("name"))
+        if config.get("input_dtype") is not None:
+            model._input_dtype = np.dtype(config["input_dtype"]).name
+        for entry in config["layers"]:
+            model.layers.append(get_layer_class(entry["class_name"]).from_config(dict(entry["config"])))
+        if config.get("input_shape") is not None:
+            model.build(tuple(config["input_shape"]))
+        return model
+
+    def to_json(self, **kwargs):
+        """The architecture as JSON (``{"class_name": "Sequential", "config": ...}``); see ``model_from_json``."""
+        import json
+        return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
+
     def save(self, path, include_optimizer=True):
         """Save architecture, weights, compile settings (and optimizer state) to one ``.npz`` file, no pickle."""
         from .saving import save_model
