@@ -353,7 +353,10 @@ class TimeDistributed(Layer):
     Forward: ``y = layer(x.reshape(B*T, ...)).reshape(B, T, ...)`` (time folded into batch; for ``Dropout``
     each step gets its own draw, as with Keras' per-step calls). Backward: the same folding of dL/dy, then
     the inner layer's backward; its weight gradients are summed over all steps by the inner layer itself.
-    The input mask (B, T) passes through to the next layer unchanged; the inner layer computes every step.
+    The input mask (B, T) passes through to the next layer unchanged. As in Keras, the wrapped layer also
+    receives it: for (B, T, F) inputs its ``forward`` gets ``mask`` of shape (B*T,), True where the folded sample
+    is a real step (layers that ignore masks, such as Dense, still compute every step; for inputs of rank > 3 the
+    wrapped layer gets no mask, since a per-step mask would not match its own (batch, steps) mask).
     """
 
     def __init__(self, layer, **kwargs):
@@ -393,8 +396,11 @@ class TimeDistributed(Layer):
             raise ValueError(f"Input to layer '{self.name}' (TimeDistributed) is incompatible: expected ndim>=3 "
                              f"(batch, timesteps, ...), found ndim={x.ndim} with shape {x.shape}")
         B, T = x.shape[:2]
-        _validate_mask(self, mask, B, T)
-        y = self.layer.forward(x.reshape((B * T,) + x.shape[2:]), training=training)
+        mask = _validate_mask(self, mask, B, T)
+        # Keras hands the wrapped layer the mask of each step; here the steps are folded into the batch,
+        # so a (B, T) mask becomes one entry per folded sample, (B*T,), given when each sample is a vector
+        step_mask = mask.reshape(B * T) if mask is not None and x.ndim == 3 else None
+        y = self.layer.forward(x.reshape((B * T,) + x.shape[2:]), training=training, mask=step_mask)
         self._cache = (x.shape, y.shape)
         return y.reshape((B, T) + y.shape[1:])
 
