@@ -10,6 +10,12 @@ so ``rnnlab --help`` stays fast. A task module provides:
 
 Every ``train`` command ends with :func:`rnnlab.tasks.common.finish_run`, which prints one JSON
 line of final metrics and writes the same to ``metrics.json`` in the output folder.
+
+Exit status: 0 on success; 1 for a user error (an :class:`rnnlab.io.RnnlabError` about a file, a memory
+estimate or a locked ``--out``, any ``ValueError``, a missing or unreadable path), printed as one line
+``rnnlab: error: ...`` without a traceback; 2 for bad arguments (``--threads 0``); 3 when training stopped on
+a non-finite loss (the reason on stderr; the model and metrics are still written). Any other exception is a
+bug and shows its traceback.
 """
 from __future__ import annotations
 
@@ -93,6 +99,21 @@ def _os_error_message(e: OSError) -> str:
     return f"{e.filename}: {what}"
 
 
+#: modules whose KeyError is the documented "word not in the vocabulary" of a user's query
+_VOCABULARY_MODULES = ("keyed_vectors.py", "fasttext.py")
+
+
+def _is_vocabulary_lookup(e: KeyError) -> bool:
+    """True for the documented unknown-word ``KeyError`` of :class:`rnnlab.embeddings.KeyedVectors` (and the
+    fastText vectors): raised in those modules with a "not in vocabulary" message. Any other KeyError is a bug
+    and keeps its traceback."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith(_VOCABULARY_MODULES) \
+        and "not in vocabulary" in str(e)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -104,11 +125,28 @@ def main(argv=None) -> int:
     if func is None:
         parser.print_help()
         return 0 if args.command is None else 2
+    from . import io as rio
+    from .tasks import common
+
+    threads = getattr(args, "threads", None)
+    if threads is not None and (isinstance(threads, bool) or threads < 1):
+        print(f"rnnlab: error: --threads must be >= 1, got {threads}", file=sys.stderr)
+        return 2
+    if getattr(args, "force", False):
+        rio.allow_large_allocations(True)
+    common.take_failed_run()
     try:
         result = func(args)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"rnnlab: error: {msg}", file=sys.stderr)
+    except rio.RnnlabError as e:   # files, memory estimates, run locks: the message names what and where
+        print(f"rnnlab: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as e:
+        print(f"rnnlab: error: {e}", file=sys.stderr)
+        return 1
+    except KeyError as e:
+        if not _is_vocabulary_lookup(e):
+            raise          # a bug: keep the traceback
+        print(f"rnnlab: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 1
     except OSError as e:       # a directory or an unreadable path given as a file, a full disk ...
         print(f"rnnlab: error: {_os_error_message(e)}", file=sys.stderr)
@@ -116,8 +154,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("rnnlab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        rio.RunLock.release_all()
+        if getattr(args, "force", False):
+            rio.allow_large_allocations(False)
     if getattr(args, "_is_train", False):
-        return 0
+        return 3 if common.take_failed_run() else 0
     return int(result or 0)
 
 

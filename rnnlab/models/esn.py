@@ -47,6 +47,18 @@ def _positive_int(name, v):
     return int(v)
 
 
+#: reservoirs of at least this many units report the steps of their closed-form work on stderr (the
+#: eigenvalue solve and the ridge regression grow as N^3: minutes at 20,000 units)
+PROGRESS_UNITS = 2000
+
+
+def _progress(units, msg):
+    if units >= PROGRESS_UNITS:
+        import sys
+        import time
+        print(f"[{time.strftime('%H:%M:%S')}] EchoStateNetwork ({units} units): {msg}", file=sys.stderr, flush=True)
+
+
 class EchoStateNetwork:
     """Echo state network (leaky-tanh reservoir + ridge readout).
 
@@ -103,8 +115,12 @@ class EchoStateNetwork:
     def build(self, input_dim):
         """Draw W (sparse, scaled to the spectral radius) and W_in for ``input_dim`` inputs."""
         input_dim = _positive_int("input_dim", input_dim)
-        rng = np.random.default_rng(self.seed)
         N = self.units
+        from ..io import check_allocation
+        check_allocation(4 * 8 * N * N, f"EchoStateNetwork: a reservoir of {N} units ({N} x {N} float64 matrices "
+                                        "for W, its mask and the eigenvalue solve)")
+        _progress(N, f"drawing a {N} x {N} reservoir and its spectral radius (eigenvalues: O(N^3))")
+        rng = np.random.default_rng(self.seed)
         W = rng.standard_normal((N, N)) * (rng.random((N, N)) < self.density)
         if not W.any():  # tiny reservoirs at low density: keep at least one connection per row
             W[np.arange(N), rng.integers(0, N, N)] = rng.standard_normal(N)
@@ -223,9 +239,12 @@ class EchoStateNetwork:
         T = Y[:, self.washout:].reshape(-1, Y.shape[-1])
         s_mean, t_mean = S.mean(axis=0), T.mean(axis=0)
         Sc = S - s_mean
+        _progress(self.units, f"ridge readout: Gram matrix of {S.shape[0]} states x {S.shape[1]} features")
         G = Sc.T @ Sc
         G[np.diag_indices_from(G)] += self.ridge
+        _progress(self.units, f"ridge readout: solving the {G.shape[0]} x {G.shape[0]} system")
         W = np.linalg.solve(G, Sc.T @ (T - t_mean)).T  # (O, F)
+        _progress(self.units, "ridge readout: done")
         self.W_out = np.concatenate([(t_mean - W @ s_mean)[:, None], W], axis=1)  # (O, 1 + F)
         self.output_dim = Y.shape[-1]
         self.last_output = np.asarray(self._readout(X[:, -1], states[:, -1]))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import time
 
 from .. import io as _rio
@@ -29,12 +31,18 @@ def add_common_train_arguments(parser, *, epochs=10, batch_size=32, cell="lstm",
                    help="stop cleanly after this many minutes of training, keeping the best checkpoint")
     g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     g.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    g.add_argument("--force", action="store_true",
+                   help="build the model even when its estimated parameter memory exceeds the available memory")
     return g
 
 
 def output_dir(path, default_name):
+    """Create the output folder and take its run lock (:class:`rnnlab.io.RunLock`: a second live run into the
+    same folder is refused with :class:`rnnlab.io.RunLockedError`; a lock left by a dead process is taken over).
+    The lock is released when the command ends."""
     path = path or os.path.join("runs", default_name)
     os.makedirs(path, exist_ok=True)
+    _rio.RunLock(path).acquire()
     return path
 
 
@@ -48,12 +56,38 @@ def atomic_write_json(path, obj) -> None:
     _rio.atomic_write_json(path, obj)
 
 
+#: a stop reason that means training failed (a non-finite loss or gradient), not a budget or early stop
+_NON_FINITE = re.compile(r"\b(?:is|became|was) [-+]?(?:nan|inf)\b|non-finite|not finite", re.IGNORECASE)
+
+#: set by finish_run when the run stopped on a non-finite loss; the CLI turns it into a non-zero exit status
+_failed_run = None
+
+
+def is_non_finite_stop(reason) -> bool:
+    """True when ``reason`` (a run's ``stop_reason``) says training stopped on a NaN/inf loss or gradient."""
+    return isinstance(reason, str) and bool(_NON_FINITE.search(reason))
+
+
+def take_failed_run():
+    """The stop reason of the last :func:`finish_run` that ended on a non-finite loss (then cleared), or None."""
+    global _failed_run
+    reason, _failed_run = _failed_run, None
+    return reason
+
+
 def finish_run(out_dir, metrics: dict) -> dict:
-    """Print the final metrics as one JSON line and write them to ``out_dir/metrics.json``."""
+    """Print the final metrics as one JSON line and write them to ``out_dir/metrics.json``. A run whose
+    ``stop_reason`` is a non-finite loss also prints ``rnnlab: training stopped: <reason>`` on stderr, and the
+    ``rnnlab`` command then exits with status 3 (the files are written as usual)."""
+    global _failed_run
     clean = {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (bool, int, str)) else v)
              for k, v in metrics.items()}
     atomic_write_json(os.path.join(out_dir, "metrics.json"), clean)
     print(json.dumps(clean, sort_keys=True), flush=True)
+    reason = clean.get("stop_reason")
+    if is_non_finite_stop(reason):
+        _failed_run = reason
+        print(f"rnnlab: training stopped: {reason}", file=sys.stderr, flush=True)
     return clean
 
 
