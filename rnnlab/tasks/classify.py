@@ -369,6 +369,9 @@ def add_train_arguments(parser):
     add_budget_arguments(m)
     add_common_train_arguments(parser, epochs=4, batch_size=32, cell="gru", units=64, embedding_dim=64,
                                dropout=0.0, lr=1e-3)
+    from .fasttext import add_classify_arguments  # --model fasttext (the bag-of-n-grams baseline)
+
+    add_classify_arguments(parser)
 
 
 def _check_args(args):
@@ -395,6 +398,10 @@ def _settings(args):
 
 
 def train(args):
+    if getattr(args, "model", "rnn") == "fasttext":   # rnnlab/tasks/fasttext.py: same data, split, metrics
+        from .fasttext import train_classify
+
+        return train_classify(args)
     from .. import backend
     from ..demo import limit_blas_threads
     from ..text import Tokenizer

@@ -96,3 +96,83 @@ def train(args):
         near = ", ".join(f"{x} {s:.3f}" for x, s in wv.most_similar(w, topn=5))
         print(f"{w}{tag}: {near}", flush=True)
     return finish_run(out, metrics)
+
+
+# ------------------------------------------------------------------ rnnlab train classify --model fasttext
+def add_classify_arguments(parser):
+    """The flags of ``rnnlab train classify --model fasttext`` (added to the classify parser)."""
+    g = parser.add_argument_group("fastText classifier (--model fasttext)")
+    g.add_argument("--model", choices=["rnn", "fasttext"], default="rnn",
+                   help="rnn: the recurrent classifier (default); fasttext: averaged word + word n-gram "
+                        "embeddings into a linear softmax (Joulin et al. 2017)")
+    g.add_argument("--word-ngrams", type=int, default=2, help="fastText: word n-grams up to this length")
+    g.add_argument("--bucket", type=int, default=2000000, help="fastText: hashed word n-gram rows")
+    g.add_argument("--ft-dim", type=int, default=10, help="fastText: embedding size")
+    g.add_argument("--ft-lr", type=float, default=0.1, help="fastText: SGD learning rate (linear decay to 0)")
+    g.add_argument("--ft-epochs", type=int, default=5, help="fastText: epochs")
+    g.add_argument("--ft-min-count", type=int, default=1, help="fastText: minimum word count")
+
+
+def train_classify(args):
+    """``rnnlab train classify --model fasttext``: the same data files, split and metrics line as the
+    recurrent classifier (``--test`` / ``--train-rows`` / ``--test-fraction`` with the same seeded split).
+    Texts are cleaned as there (``--no-clean`` skips it) and tokenised as ``rnnlab train word2vec`` does
+    (lowercase, letters/digits with inner apostrophes). fastText picks no best epoch, so the validation
+    rows stay in the training set. Writes ``model_fasttext.npz`` and ``metrics.json`` into ``--out``."""
+    import time
+
+    from ..models.fasttext_classifier import FastTextClassifier
+    from ..text import clean_review
+    from .classify import read_labelled_file
+    from .word2vec import tokenize
+
+    model = FastTextClassifier(dim=args.ft_dim, word_ngrams=args.word_ngrams, bucket=args.bucket, lr=args.ft_lr,
+                               epochs=args.ft_epochs, min_count=args.ft_min_count, seed=args.seed,
+                               verbose=bool(args.verbose))
+    texts, labels, lines, (tcol, lcol) = read_labelled_file(args.data, args.text_column, args.label_column,
+                                                           args.delimiter, args.encoding)
+    n = len(texts)
+    if args.test:
+        te_texts, te_labels, _, _ = read_labelled_file(args.test, tcol, lcol, args.delimiter, args.encoding)
+        tr = np.arange(n)
+    elif args.train_rows is not None:
+        if not 0 < args.train_rows < n:
+            raise ValueError(f"--train-rows must be in [1, {n - 1}] for {args.data} ({n} rows), got {args.train_rows}")
+        tr, te = np.arange(args.train_rows), np.arange(args.train_rows, n)
+        te_texts, te_labels = [texts[i] for i in te], [labels[i] for i in te]
+    else:
+        frac = 0.2 if args.test_fraction is None else args.test_fraction
+        if not 0.0 < frac < 1.0:
+            raise ValueError(f"--test-fraction must be in (0, 1), got {frac}")
+        perm = np.random.default_rng(args.seed + 7919).permutation(n)
+        n_test = int(round(n * frac))
+        if n_test < 1 or n_test >= n:
+            raise ValueError(f"--test-fraction {frac} leaves no test or no training rows of {n}")
+        te, tr = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+        te_texts, te_labels = [texts[i] for i in te], [labels[i] for i in te]
+
+    def prep(ts):
+        return [tokenize(clean_review(t) if args.clean else t) for t in ts]
+
+    out = output_dir(args.out, "classify-fasttext")
+    c0, t0 = time.process_time(), time.perf_counter()
+    x_train, y_train = prep([texts[i] for i in tr]), [labels[i] for i in tr]
+    if args.verbose:
+        print(f"fastText classifier: {len(x_train)} training / {len(te_texts)} test texts; dim {args.ft_dim}, "
+              f"word n-grams <= {args.word_ngrams}, {args.bucket:,} buckets", flush=True)
+    model.fit(x_train, y_train)
+    train_cpu, train_wall = time.process_time() - c0, time.perf_counter() - t0
+    unseen = sorted(set(te_labels) - set(model.classes))
+    if unseen:
+        raise ValueError(f"{args.test or args.data}: test label(s) {unseen[:5]} do not occur in the training rows "
+                         f"(classes {model.classes})")
+    test = model.evaluate(prep(te_texts), te_labels)
+    train_acc = model.evaluate(x_train, y_train)["accuracy"]
+    path = os.path.join(out, "model_fasttext.npz")
+    model.save(path)
+    return finish_run(out, {
+        "model_type": "fasttext", "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+        "train_accuracy": train_acc, "train_seconds": round(train_wall, 2), "train_cpu_seconds": round(train_cpu, 2),
+        "epochs_run": args.ft_epochs, "classes": len(model.classes), "train_texts": len(x_train),
+        "test_texts": len(te_texts), "vocab_size": len(model.words), "model": path,
+    })

@@ -1,0 +1,291 @@
+"""The fastText text classifier (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification").
+
+A text is a bag of features: the ids of its vocabulary words and, with ``word_ngrams = n > 1``, the hashed
+word n-grams (2..n consecutive tokens) in ``bucket`` extra rows, computed exactly as Facebook's fastText
+(``Dictionary::addWordNgrams``): with ``h_i`` the 32-bit FNV-1a hash of token ``i`` (every token, out-of-
+vocabulary ones and the end-of-text token ``</s>`` included), sign-extended from ``int32`` to ``uint64``,
+
+    g = h_i;  for j = i+1 .. i+n-1:  g = g * 116049371 + h_j  (mod 2**64),  feature nwords + g % bucket.
+
+With ``W`` (nwords + bucket, D) the input embeddings, ``O`` (K, D) the output weights and ``F`` the features
+of a text (repeats counted), the model is a linear softmax over the averaged embedding:
+
+    h = (1/|F|) sum_{f in F} W[f],   z = O h,   p = softmax(z),   L = -log p[y].
+
+Gradients (hand-written; :func:`loss_and_grads`, checked by finite differences in the tests):
+
+    dL/dz = p - e_y,   dL/dO = (p - e_y) h^T,   dL/dh = O^T (p - e_y),   dL/dW[f] = dL/dh / |F| per occurrence.
+
+Training is fastText's: plain SGD one text at a time, in order (as one fastText thread reads its file), the
+learning rate decaying linearly ``lr_t = lr (1 - t / (epochs * n_tokens))`` over the tokens seen,
+``W ~ U(-1/D, 1/D)``, ``O = 0``. Each text is its tokens plus ``</s>`` (fastText reads one text per line and
+counts the line end as a word). Only the softmax loss is implemented (no hierarchical softmax).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from .. import _native
+
+__all__ = ["FastTextClassifier", "word_ngram_features", "loss_and_grads"]
+
+EOS = "</s>"
+_NGRAM_MUL = np.uint64(116049371)
+
+
+def _token_hashes(tokens, cache):
+    from ..embeddings.fasttext import ft_hash_bytes
+
+    out = np.empty(len(tokens), dtype=np.uint32)
+    for i, t in enumerate(tokens):
+        h = cache.get(t)
+        if h is None:
+            h = cache[t] = ft_hash_bytes(t.encode("utf-8"))
+        out[i] = h
+    return out
+
+
+def word_ngram_features(hashes, n, bucket):
+    """Bucket numbers (0..bucket-1) of the word 2..n-grams of one text from its token hashes (uint32), in
+    fastText's order (by start token, then length). Empty when ``n < 2`` or ``bucket == 0``."""
+    hashes = np.asarray(hashes, dtype=np.uint32)
+    L = len(hashes)
+    if n < 2 or bucket <= 0 or L < 2:
+        return np.zeros(0, dtype=np.int64)
+    # int32 -> uint64 with sign extension, as fastText's `uint64_t h = (int32_t) hash`
+    h64 = hashes.view(np.int32).astype(np.int64).view(np.uint64)
+    cols = []
+    g = h64.copy()
+    with np.errstate(over="ignore"):
+        for k in range(1, n):
+            if L - k <= 0:
+                break
+            g = g[:L - k] * _NGRAM_MUL + h64[k:]          # wraps mod 2**64 like the C++ uint64
+            cols.append(g % np.uint64(bucket))
+    # order: for each start i, lengths 2..n
+    out = np.full((L, len(cols)), -1, dtype=np.int64)
+    for k, c in enumerate(cols):
+        out[:len(c), k] = c.astype(np.int64)
+    flat = out.reshape(-1)
+    return flat[flat >= 0]
+
+
+def loss_and_grads(W, O, feats, y):
+    """Softmax loss of one text and its exact gradients: ``(loss, dL/dh (D,), dL/dO (K, D), probs (K,))``;
+    the gradient of ``W`` is ``dL/dh / len(feats)`` added at every row of ``feats`` (repeats add up)."""
+    feats = np.asarray(feats, dtype=np.int64)
+    D = W.shape[1]
+    h = W[feats].mean(axis=0) if len(feats) else np.zeros(D, dtype=W.dtype)
+    z = O @ h
+    z = z - z.max()
+    p = np.exp(z)
+    p /= p.sum()
+    loss = -float(np.log(max(p[y], 1e-300)))
+    d = p.copy()
+    d[y] -= 1.0
+    return loss, O.T @ d, np.outer(d, h), p
+
+
+class FastTextClassifier:
+    """Supervised fastText: ``FastTextClassifier(dim=10, word_ngrams=2, bucket=2000000, lr=0.1, epochs=5)``.
+
+    ``fit(texts, labels)`` with ``texts`` a list of token lists and ``labels`` a list of hashable labels;
+    ``predict_proba(texts)`` (N, K), ``predict(texts)`` labels, ``evaluate(texts, labels)`` accuracy and mean
+    loss. Names and defaults of Facebook's ``fasttext supervised`` (``-dim -wordNgrams -bucket -lr -epoch
+    -minCount -lrUpdateRate``) except ``dim`` (fastText: 100; 10 is the paper's sentiment setting).
+    ``bucket`` is set to 0 when ``word_ngrams == 1`` (as fastText). See the module docstring for the math.
+    """
+
+    def __init__(self, dim=10, word_ngrams=2, bucket=2000000, lr=0.1, epochs=5, min_count=1, lr_update_rate=100,
+                 seed=0, verbose=False):
+        for name, val, low in (("dim", dim, 1), ("word_ngrams", word_ngrams, 1), ("bucket", bucket, 0),
+                               ("epochs", epochs, 1), ("min_count", min_count, 1),
+                               ("lr_update_rate", lr_update_rate, 1)):
+            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < low:
+                raise ValueError(f"FastTextClassifier: {name} must be an int >= {low}, got {val!r}")
+        if not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"FastTextClassifier: lr must be a finite number > 0, got {lr!r}")
+        if word_ngrams > 1 and bucket == 0:
+            raise ValueError(f"FastTextClassifier: bucket=0 leaves no rows for the word n-grams of "
+                             f"word_ngrams={word_ngrams}; give bucket >= 1 or word_ngrams=1")
+        self.dim, self.word_ngrams = int(dim), int(word_ngrams)
+        self.bucket = int(bucket) if word_ngrams > 1 else 0
+        self.lr, self.epochs, self.min_count = float(lr), int(epochs), int(min_count)
+        self.lr_update_rate = int(lr_update_rate)
+        self.seed, self.verbose = int(seed), bool(verbose)
+        self.words = None
+        self.classes = None
+        self._hash_cache = {}
+
+    # ------------------------------------------------------------------ features
+    def _check_texts(self, texts, what):
+        if isinstance(texts, (str, bytes)):
+            raise TypeError(f"FastTextClassifier.{what}: texts must be a list of token lists, not a string")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if isinstance(t, (str, bytes)):
+                raise TypeError(f"FastTextClassifier.{what}: text {i} is a string; give token lists "
+                                "(e.g. text.split())")
+        return texts
+
+    def features(self, tokens):
+        """The feature rows of one text (token list): vocabulary word ids, then ``nwords + n-gram bucket``."""
+        toks = list(tokens) + [EOS]
+        get = self.word_index.get
+        ids = np.fromiter((i for i in map(get, toks) if i is not None), dtype=np.int64)
+        if self.bucket:
+            ng = word_ngram_features(_token_hashes(toks, self._hash_cache), self.word_ngrams, self.bucket)
+            ids = np.concatenate([ids, ng + len(self.words)])
+        return ids
+
+    # ------------------------------------------------------------------ training
+    def fit(self, texts, labels):
+        """Build the vocabulary (words with ``count >= min_count``, most frequent first, ``</s>`` counted
+        once per text), then SGD as fastText. Returns ``self``; ``train_seconds`` / ``train_cpu_seconds``
+        hold the training time (features included)."""
+        texts = self._check_texts(texts, "fit")
+        labels = list(labels)
+        if len(texts) != len(labels):
+            raise ValueError(f"FastTextClassifier.fit: {len(texts)} texts but {len(labels)} labels")
+        ntok = sum(len(t) for t in texts)
+        if not texts or ntok == 0:
+            raise ValueError(f"FastTextClassifier.fit: no training words ({len(texts)} texts, 0 tokens)")
+        self.classes = sorted(set(labels), key=str)
+        if len(self.classes) < 2:
+            raise ValueError(f"FastTextClassifier.fit: need at least 2 classes, got {self.classes}")
+        t0, c0 = time.perf_counter(), time.process_time()
+        from collections import Counter
+
+        counts = Counter()
+        for t in texts:
+            counts.update(t)
+        counts[EOS] += len(texts)
+        kept = sorted(((w, c) for w, c in counts.items() if c >= self.min_count), key=lambda wc: -wc[1])
+        self.words = [w for w, _ in kept]
+        self.word_index = {w: i for i, w in enumerate(self.words)}
+        cls_index = {c: i for i, c in enumerate(self.classes)}
+        y = np.array([cls_index[c] for c in labels], dtype=np.int64)
+        feats = [self.features(t) for t in texts]
+        ntokens = ntok + len(texts)
+        rng = np.random.default_rng(self.seed)
+        V, D, K = len(self.words), self.dim, len(self.classes)
+        self.input_matrix = ((rng.random((V + self.bucket, D), dtype=np.float32) * 2 - 1) / D).astype(np.float32)
+        self.output_matrix = np.zeros((K, D), dtype=np.float32)
+        self._sgd(feats, y, [len(t) + 1 for t in texts], ntokens)
+        self.train_seconds = time.perf_counter() - t0
+        self.train_cpu_seconds = time.process_time() - c0
+        return self
+
+    def _sgd(self, feats, y, lens, ntokens):
+        W, O = self.input_matrix, self.output_matrix
+        total = self.epochs * ntokens
+        seen, since = 0, 0
+        lr = self.lr
+        loss_sum, n_ex = 0.0, 0
+        last = time.perf_counter()
+        scatter = _native.scatter_add
+        for epoch in range(self.epochs):
+            for i in range(len(feats)):
+                f = feats[i]
+                if len(f):
+                    h = W[f].mean(axis=0)
+                    z = O @ h
+                    z -= z.max()
+                    p = np.exp(z)
+                    p /= p.sum()
+                    loss_sum -= float(np.log(max(p[y[i]], 1e-30)))
+                    p[y[i]] -= 1.0                               # dL/dz
+                    gh = (O.T @ p) * (-lr / len(f))               # -lr dL/dW[f] for every occurrence
+                    O -= (lr * p)[:, None] * h[None, :]
+                    scatter(W, f, np.broadcast_to(gh, (len(f), gh.shape[0])))
+                n_ex += 1
+                since += lens[i]
+                if since > self.lr_update_rate:
+                    seen += since
+                    since = 0
+                    lr = self.lr * max(0.0, 1.0 - seen / total)
+                    if self.verbose and time.perf_counter() - last > 0.5:
+                        last = time.perf_counter()
+                        print(f"\rfastText supervised: epoch {epoch + 1}/{self.epochs} {100.0 * seen / total:5.1f}%"
+                              f"  lr {lr:.5f}  loss {loss_sum / max(n_ex, 1):.4f} ", end="", flush=True)
+            if not np.isfinite(O).all():
+                raise FloatingPointError(f"FastTextClassifier diverged in epoch {epoch + 1} (lr {self.lr}); "
+                                         "train again with a smaller lr")
+        self.train_loss = loss_sum / max(n_ex, 1)
+        if self.verbose:
+            print(f"\rfastText supervised: {self.epochs} epochs, mean loss {self.train_loss:.4f}" + " " * 20,
+                  flush=True)
+
+    # ------------------------------------------------------------------ inference
+    def _require_fit(self, what):
+        if self.words is None:
+            raise ValueError(f"FastTextClassifier.{what}: call fit() first")
+
+    def predict_proba(self, texts):
+        self._require_fit("predict_proba")
+        texts = self._check_texts(texts, "predict_proba")
+        W, O = self.input_matrix, self.output_matrix
+        H = np.zeros((len(texts), self.dim), dtype=np.float64)
+        for i, t in enumerate(texts):
+            f = self.features(t)
+            if len(f):
+                H[i] = W[f].mean(axis=0)
+        Z = H @ O.T.astype(np.float64)
+        Z -= Z.max(axis=1, keepdims=True)
+        P = np.exp(Z)
+        return P / P.sum(axis=1, keepdims=True)
+
+    def predict(self, texts):
+        P = self.predict_proba(texts)
+        return [self.classes[k] for k in np.argmax(P, axis=1)]
+
+    def evaluate(self, texts, labels):
+        """``{"accuracy", "loss"}`` on labelled texts (labels unknown to the model raise ``ValueError``)."""
+        labels = list(labels)
+        idx = {c: i for i, c in enumerate(self.classes or [])}
+        unknown = sorted({str(c) for c in labels if c not in idx})
+        if unknown:
+            raise ValueError(f"FastTextClassifier.evaluate: label(s) {unknown[:5]} unknown to the model "
+                             f"(classes {self.classes})")
+        P = self.predict_proba(texts)
+        if len(labels) != len(P):
+            raise ValueError(f"FastTextClassifier.evaluate: {len(P)} texts but {len(labels)} labels")
+        y = np.array([idx[c] for c in labels])
+        return {"accuracy": float(np.mean(np.argmax(P, axis=1) == y)),
+                "loss": float(-np.mean(np.log(np.maximum(P[np.arange(len(y)), y], 1e-300))))}
+
+    # ------------------------------------------------------------------ files
+    def save(self, path):
+        """Write an ``.npz`` (no pickle): both matrices and the settings/vocabulary/classes as JSON."""
+        self._require_fit("save")
+        meta = {"kind": "rnnlab.FastTextClassifier", "dim": self.dim, "word_ngrams": self.word_ngrams,
+                "bucket": self.bucket, "lr": self.lr, "epochs": self.epochs, "min_count": self.min_count,
+                "lr_update_rate": self.lr_update_rate, "seed": self.seed, "words": self.words,
+                "classes": [str(c) for c in self.classes]}
+        with open(path, "wb") as f:
+            np.savez(f, input_matrix=self.input_matrix, output_matrix=self.output_matrix,
+                     meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8))
+
+    @classmethod
+    def load(cls, path):
+        with np.load(path, allow_pickle=False) as z:
+            if "meta" not in z.files:
+                raise ValueError(f"{path}: not a FastTextClassifier file (no 'meta' entry)")
+            meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+            if meta.get("kind") != "rnnlab.FastTextClassifier":
+                raise ValueError(f"{path}: not a FastTextClassifier file (kind {meta.get('kind')!r})")
+            m = cls(dim=meta["dim"], word_ngrams=meta["word_ngrams"], bucket=meta["bucket"] or 1,
+                    lr=meta["lr"], epochs=meta["epochs"], min_count=meta["min_count"],
+                    lr_update_rate=meta["lr_update_rate"], seed=meta["seed"])
+            m.bucket = meta["bucket"]
+            m.words, m.classes = meta["words"], meta["classes"]
+            m.word_index = {w: i for i, w in enumerate(m.words)}
+            m.input_matrix, m.output_matrix = z["input_matrix"], z["output_matrix"]
+        exp = (len(m.words) + m.bucket, m.dim)
+        if m.input_matrix.shape != exp or m.output_matrix.shape != (len(m.classes), m.dim):
+            raise ValueError(f"{path}: matrix shapes {m.input_matrix.shape} / {m.output_matrix.shape} do not "
+                             f"match the settings ({exp} / {(len(m.classes), m.dim)})")
+        return m
