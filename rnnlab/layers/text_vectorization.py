@@ -17,7 +17,8 @@ Pipeline for each input string (Keras semantics, ``output_mode="int"``):
    by the token itself, high to low (Keras: ``np.lexsort((tokens, counts))[::-1]``); ``max_tokens`` keeps the
    first ``max_tokens - 2``.
 5. **pad** -- the rows are padded with 0 at the end to the longest row, or padded/truncated at the end to
-   ``output_sequence_length``. The result is an int64 array (N, L).
+   ``output_sequence_length``. The result is an int64 array (N, L) (a ``TokenIds`` ndarray, which also has
+   Keras tensors' ``.numpy()``).
 
 Input: a string, a list/tuple/array of N strings, or N rows of one string each (N, 1) (``bytes`` are decoded
 with ``encoding``). The layer has no weights; it sits before ``Embedding`` (its ids are Embedding's input), and
@@ -41,6 +42,14 @@ _STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation")
 _SPLIT = ("whitespace", "character")
 MASK_TOKEN = ""
 OOV_TOKEN = "[UNK]"
+
+
+class TokenIds(np.ndarray):
+    """The int64 id array TextVectorization returns: a plain NumPy array plus ``.numpy()`` (a plain ndarray view),
+    so tutorial code written for Keras tensors (``vectorizer(texts).numpy()``) runs unchanged."""
+
+    def numpy(self):
+        return self.view(np.ndarray)
 
 
 @register
@@ -270,7 +279,7 @@ class TextVectorization(Layer):
             r = r[:L]
             out[i, :len(r)] = r
         self._cache = None
-        return out[0] if scalar else out
+        return (out[0] if scalar else out).view(TokenIds)
 
     def backward(self, grad):
         raise TypeError(f"Layer '{self.name}' (TextVectorization): its outputs are integer ids, so no gradient flows "
