@@ -47,7 +47,11 @@ async function init() {
   $("chart-units").addEventListener("change", () => schedule(0));
   $("text").addEventListener("input", () => schedule(250));
   $("heatmap").addEventListener("click", onTokenClick);
-  $("heatmap").addEventListener("mouseup", () => { if (selectedSpan()) $("selection-info").textContent = "selection ready: press match"; });
+  // remember the last span selected in the heat map: clicking a control afterwards clears the selection
+  document.addEventListener("selectionchange", () => {
+    const span = selectedSpan();
+    if (span) { state.lastSpan = span; $("selection-info").textContent = `tokens ${span[0]}–${span[1] - 1} selected: press match`; }
+  });
   $("match").addEventListener("click", doMatch);
   $("stats-btn").addEventListener("click", doStats);
   $("text").maxLength = info.limits.text_chars;
@@ -142,6 +146,7 @@ async function doTrace() {
   } catch (e) { showError(e.message); $("trace-status").textContent = ""; return; }
   if (seq !== state.seq) return;  // a newer request is on its way
   showError("");
+  if (!state.trace || state.trace.tokens.join("\u0000") !== d.tokens.join("\u0000")) state.lastSpan = null;
   state.trace = d; state.tokens = d.tokens;
   renderHeatmap(d); renderChart(d); renderOutputs(d);
   const ms = performance.now() - t0;
