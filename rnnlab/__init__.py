@@ -8,3 +8,11 @@ __version__ = "0.1.0"
 from . import callbacks, layers, models  # noqa: F401,E402
 from .models import Input, Sequential, load_model  # noqa: F401,E402
 from .models import Model  # noqa: F401,E402
+
+
+def __getattr__(name):  # Keras-named submodules load on first use; other missing names say what to use
+    if name in ("preprocessing", "saving", "ops", "datasets", "variables", "text", "plotting"):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    from ._compat import missing
+    raise missing("rnnlab", name)

@@ -425,3 +425,8 @@ class CSVLogger(Callback):
         if self._file is not None and not self._file.closed:
             self._file.close()
         self._writer = None
+
+
+def __getattr__(name):  # only for names that do not exist: an AttributeError naming the rnnlab equivalent
+    from ._compat import missing
+    raise missing("rnnlab.callbacks", name)

@@ -114,3 +114,159 @@ def test_string_input_error_says_what_to_do():
     with pytest.raises(TypeError, match=r"inputs must be numeric, got dtype <U1.*one-hot data may be bool or 0/1 "
                                          r"integers.*Embedding"):
         d(np.array([["a", "b"]]))
+
+
+# ------------------------------------------------------------------ namespaces
+def test_keras_import_paths_exist():
+    from rnnlab.preprocessing.sequence import pad_sequences
+    from rnnlab.preprocessing.text import Tokenizer, text_to_word_sequence  # noqa: F401
+    from rnnlab.utils import pad_sequences as pad2, plot_model, set_random_seed, to_categorical  # noqa: F401
+    from rnnlab.layers import Input  # noqa: F401
+    from rnnlab import ops  # noqa: F401
+    from rnnlab.datasets.imdb import get_word_index, load_data  # noqa: F401
+    assert pad_sequences is pad2 is rnnlab.text.pad_sequences
+    assert rnnlab.preprocessing.text.Tokenizer is rnnlab.text.Tokenizer
+    assert rnnlab.layers.MaxPool1D is rnnlab.layers.MaxPooling1D
+
+
+@pytest.mark.parametrize("module,name,hint", [
+    ("rnnlab.layers", "CuDNNLSTM", "rnnlab.layers.LSTM"),
+    ("rnnlab.optimizers", "Nadam", "rnnlab.optimizers.Adam"),
+    ("rnnlab.callbacks", "TensorBoard", "CSVLogger"),
+    ("rnnlab.utils", "model_to_dot", "plot_model"),
+    ("rnnlab", "mixed_precision", "set_floatx"),
+    ("rnnlab.ops", "stop_gradient", "no gradient"),
+])
+def test_missing_attribute_names_the_equivalent(module, name, hint):
+    import importlib
+    mod = importlib.import_module(module)
+    with pytest.raises(AttributeError, match=f"'{module}' has no attribute '{name}'.*{hint}"):
+        getattr(mod, name)
+    assert not hasattr(mod, name + "Nope")
+
+
+def test_ops_match_keras_ops():
+    import keras
+    from rnnlab import ops
+    g = np.random.default_rng(0)
+    x = g.normal(size=(3, 5)).astype("float32")
+    for name, args in [("softmax", (x,)), ("log_softmax", (x,)), ("sigmoid", (x,)), ("relu", (x,)),
+                       ("argmax", (x,)), ("argmax", (x, 1)), ("argmin", (x, 0)), ("expand_dims", (x, 0)),
+                       ("squeeze", (x[None],)), ("max", (x, 1)), ("sum", (x,)), ("mean", (x, 0)),
+                       ("concatenate", ([x, x], 1)), ("stack", ([x, x], 0)), ("logsumexp", (x, 1)),
+                       ("one_hot", (np.array([0, 2, 1]), 3)), ("softplus", (x,)), ("tanh", (x,))]:
+        ours = ops.__dict__[name](*args)
+        theirs = keras.ops.convert_to_numpy(getattr(keras.ops, name)(*args))
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=name)
+    vals, idx = ops.top_k(x, 2)
+    kv, ki = keras.ops.top_k(x, 2)
+    np.testing.assert_allclose(vals, keras.ops.convert_to_numpy(kv), rtol=1e-6)
+    np.testing.assert_array_equal(idx, keras.ops.convert_to_numpy(ki))
+    import torch
+    assert ops.convert_to_numpy(torch.ones(2)).tolist() == [1.0, 1.0]
+    assert ops.convert_to_tensor([1.5]).dtype == np.float32
+    with pytest.raises(ValueError, match=r"top_k: k must be in \[1, 5\]"):
+        ops.top_k(x, 6)
+
+
+def test_utils_normalize_matches_keras():
+    import keras
+    x = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 1.0]], "float32")
+    for axis, order in [(-1, 2), (1, 1)]:
+        np.testing.assert_allclose(rnnlab.utils.normalize(x, axis, order),
+                                   np.asarray(keras.utils.normalize(x, axis, order)), rtol=1e-6)
+    # (Keras' NumPy path turns axis=0 into -1, `axis or -1`; rnnlab normalises along the axis asked for)
+    np.testing.assert_allclose(rnnlab.utils.normalize(x, 0, 1), x / np.array([[4.0, 5.0]]), rtol=1e-6)
+
+
+def test_get_file_finds_local_files_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".keras" / "datasets").mkdir(parents=True)
+    (tmp_path / ".keras" / "datasets" / "nietzsche.txt").write_text("PREFACE")
+    path = rnnlab.utils.get_file("nietzsche.txt", origin="https://s3.amazonaws.com/text-datasets/nietzsche.txt")
+    assert open(path).read() == "PREFACE"
+    with pytest.raises(FileNotFoundError, match=r"'other.txt' is not on this machine.*does not download"):
+        rnnlab.utils.get_file("other.txt", origin="https://example.org/other.txt")
+
+
+def test_plot_model_sequential_and_functional(tmp_path):
+    from rnnlab.utils import _model_graph, plot_model
+    m = _model()
+    out = plot_model(m, to_file=tmp_path / "seq.png", show_shapes=True, dpi=50)
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert _model_graph(m)[1] == [(0, 1), (1, 2)]
+    inp = rnnlab.Input((5,))
+    a, b = Dense(3)(inp), Dense(3)(inp)
+    fm = rnnlab.Model(inp, rnnlab.layers.Add()([a, b]))
+    layers, edges = _model_graph(fm)
+    assert len(layers) == 4 and sorted(edges) == [(0, 1), (0, 2), (1, 3), (2, 3)]
+    assert plot_model(fm, to_file=tmp_path / "f.png", rankdir="LR", dpi=50).endswith("f.png")
+    with pytest.raises(ValueError, match="rankdir must be 'TB' or 'LR'"):
+        plot_model(fm, to_file=tmp_path / "g.png", rankdir="BT")
+
+
+# ------------------------------------------------------------------ keras.datasets.imdb
+RAW_TRAIN = [[1, 14, 22, 16], [5, 2, 700, 9, 9, 3], [1], [8, 40, 4, 3, 2]]
+RAW_TEST = [[3, 5], [1, 2, 3, 4, 5, 6, 7], [60]]
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(num_words=10, skip_top=2), dict(maxlen=6, seed=5)])
+def test_imdb_load_data_signature_and_values_match_keras(tmp_path, monkeypatch, kw):
+    import inspect
+    kimdb = pytest.importorskip("keras.src.datasets.imdb")
+    from rnnlab.datasets import imdb
+    ours_sig = inspect.signature(imdb.load_data).parameters
+    for name, p in inspect.signature(kimdb.load_data).parameters.items():
+        if p.kind is p.VAR_KEYWORD:
+            continue
+        assert name in ours_sig and ours_sig[name].default == p.default, name
+    def ragged(seqs):   # Keras' own layout: object arrays of lists (what its imdb.npz holds)
+        arr = np.empty(len(seqs), dtype=object)
+        for i, seq in enumerate(seqs):
+            arr[i] = list(seq)
+        return arr
+    np.savez(tmp_path / "imdb.npz", x_train=ragged(RAW_TRAIN), y_train=np.array([1, 0, 1, 0]),
+             x_test=ragged(RAW_TEST), y_test=np.array([0, 1, 1]))
+    monkeypatch.setattr(kimdb, "get_file", lambda *a, **k: str(tmp_path / "imdb.npz"))
+    (kx, ky), (kxt, kyt) = kimdb.load_data(**kw)
+    monkeypatch.chdir(tmp_path)
+    (x, y), (xt, yt) = imdb.load_data(**kw)          # default path "imdb.npz", found in the working folder
+    assert x.dtype == object and [list(s) for s in x] == [list(s) for s in kx]
+    assert [list(s) for s in xt] == [list(s) for s in kxt]
+    np.testing.assert_array_equal(y, ky)
+    np.testing.assert_array_equal(yt, kyt)
+
+
+def test_imdb_load_data_from_review_csv_with_word_index(tmp_path):
+    import gzip
+    import json
+    from rnnlab.datasets import imdb
+    (tmp_path / "imdb_word_index.json").write_text(json.dumps({"the": 1, "movie": 2, "good": 3, "bad": 4,
+                                                               "isn't": 5}))
+    rows = ["review,sentiment", "The movie<br />was good,positive", "bad BAD movie,negative",
+            "isn't the movie good,positive"]
+    with gzip.open(tmp_path / "r.csv.gz", "wt", encoding="utf-8") as f:
+        f.write("\n".join(rows) + "\n")
+    (x, y), (xt, yt) = imdb.load_data(path=tmp_path / "r.csv.gz", train_rows=2, seed=0)
+    index = imdb.get_word_index(tmp_path / "imdb_word_index.json")
+    train = {tuple(s): lab for s, lab in zip(x, y)}
+    # "was" is not in the index: rank len(index) + 1 = 6, id 9, the largest id; with num_words=None Keras takes
+    # num_words = that largest id and keeps ids < num_words, so it becomes oov_char 2 (Keras' rule, kept)
+    assert train == {(1, 4, 5, 2, 6): 1, (1, 7, 7, 5): 0}
+    assert [list(s) for s in xt] == [[1, 8, 4, 5, 6]] and yt.tolist() == [1]
+    (x2, _), _ = imdb.load_data(path=tmp_path / "r.csv.gz", train_rows=2, seed=0, num_words=6)
+    assert sorted(map(tuple, x2)) == [(1, 2, 2, 5), (1, 4, 5, 2, 2)]   # ids >= 6 -> oov_char 2
+    assert index["isn't"] == 5
+    with pytest.raises(FileNotFoundError, match="never downloads it"):
+        imdb.load_data(path=tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="num_words must be a positive int"):
+        imdb.load_data(path=tmp_path / "r.csv.gz", num_words=0)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['bogus'\]"):
+        imdb.load_data(path=tmp_path / "r.csv.gz", bogus=1)
+
+
+def test_imdb_get_word_index_shared(shared_data):
+    import os
+    from rnnlab.datasets import imdb
+    index = imdb.get_word_index(os.path.join(shared_data, "imdb_word_index.json"))
+    assert len(index) == 88584 and index["the"] == 1 and index["and"] == 2

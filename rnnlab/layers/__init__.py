@@ -27,4 +27,11 @@ def __getattr__(name):  # Input / InputLayer live with the functional API (rnnla
     if name in ("Input", "InputLayer"):
         from ..models import functional
         return getattr(functional, name)
-    raise AttributeError(f"module 'rnnlab.layers' has no attribute {name!r}")
+    if name in _KERAS_ALIASES:  # Keras' second names of the same classes
+        return globals()[_KERAS_ALIASES[name]]
+    from .._compat import missing
+    raise missing("rnnlab.layers", name)
+
+
+_KERAS_ALIASES = {"MaxPool1D": "MaxPooling1D", "AvgPool1D": "AveragePooling1D", "GlobalMaxPool1D": "GlobalMaxPooling1D",
+                  "GlobalAvgPool1D": "GlobalAveragePooling1D", "Convolution1D": "Conv1D"}

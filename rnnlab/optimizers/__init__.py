@@ -579,3 +579,8 @@ def get(identifier) -> Optimizer:
 def serialize(opt: Optimizer) -> dict:
     """JSON-able ``{"class_name", "config"}`` (the slots/iterations are in :meth:`Optimizer.get_state`)."""
     return {"class_name": type(opt).__name__, "config": opt.get_config()}
+
+
+def __getattr__(name):  # only for names that do not exist: an AttributeError naming the rnnlab equivalent
+    from .._compat import missing
+    raise missing("rnnlab.optimizers", name)
