@@ -380,7 +380,7 @@ def test_small_batch_inference_projection_packed(cell, monkeypatch):
     layer(x)
     outs = []
     for packed in (False, True):
-        layer._ws = None                                      # a fresh workspace
+        layer.release_workspaces()                            # a fresh workspace
         with monkeypatch.context() as mp:
             if not packed:
                 mp.setattr(type(layer), "_packed_projection", lambda self, ws, kernel: False)

@@ -98,6 +98,46 @@ def check_backend(cls_name, value):
 NATIVE_MAX_BATCH = 4
 
 
+class Workspace:
+    """The buffers of one call of the fused loop, owned by the loop (``FusedRNN._workspace``).
+
+    Time-major buffers (``X`` (T, B, D), ``A`` (T, B, W), the state list ``S`` ((T+1, B, U) each), ``HR``, and a
+    cell's own, e.g. LSTM's ``TC``) are allocated for ``cap`` steps with :meth:`time_buffer`; :meth:`use` (T)
+    points the attributes at views of their first T (+1) steps, so a shorter call reuses everything, including
+    the per-step view and address lists a cell builds once for ``cap`` steps (index t < T stays valid).
+    Per-step scratch (``dA_t``, ``tmpW``, ``carry``, ...) is (B, .). Per-call fields (``m``, ``in_mask``,
+    ``rec_mask``, ``pk``, ``native``, ...) are set by each forward. ``pending``: a training forward's cache
+    refers to this workspace and its backward has not run (the next forward then takes another one).
+    """
+
+    def __init__(self, key, cap, B, D):
+        self.key, self.cap, self.B, self.D, self.T = key, cap, B, D, cap
+        self.pending = False
+        self.full = {}       # name -> (full array or list of arrays, extra steps)
+        self.derived = {}    # name -> function(ws) giving a view of other buffers
+        self.dtype = None
+        # filled lazily by the packed / compiled paths
+        self.packed_grad = self.packed_x = self.packed_fwd = self.packed_bwd = None
+        self.WhT = self.native_wp = self.fused_scratch = None
+        self.fused_split = False
+
+    def time_buffer(self, name, row_shape, extra=0, count=None, dtype=None):
+        """Allocate a (cap + extra, B, *row_shape) buffer (``count`` of them as a list) and expose it as ``name``."""
+        dt = dtype or self.dtype or "float64"
+        make = lambda: backend.empty_aligned((self.cap + extra, self.B) + tuple(row_shape), dt)  # noqa: E731
+        self.full[name] = ([make() for _ in range(count)] if count is not None else make(), extra)
+        self.use(self.T)
+        return getattr(self, name)
+
+    def use(self, T):
+        """Make the time-major attributes views of the first T steps (T <= cap)."""
+        self.T = T
+        for name, (arr, extra) in self.full.items():
+            setattr(self, name, [a[:T + extra] for a in arr] if isinstance(arr, list) else arr[:T + extra])
+        for name, fn in self.derived.items():
+            setattr(self, name, fn(self))
+
+
 class FusedRNN(RNN):
     """Base class of SimpleRNN, LSTM and GRU: the optimised time loop (see the module docstring).
 
@@ -304,30 +344,60 @@ class FusedRNN(RNN):
         return out
 
     # --------------------------------------------------------------- workspace
+    #: workspaces kept per layer: one per batch size / dropout mode in use, plus those still referenced by an
+    #: unconsumed forward cache (a shared layer called twice before its backward passes); beyond this many the
+    #: least recently used is dropped
+    MAX_WORKSPACES = 3
+
     def _workspace(self, T, B, D, rec_dropout):
-        key = (T, B, D, self.dtype, rec_dropout, self.backend)
-        ws = self._ws
-        if ws is not None and ws.key == key:
-            return ws
-        dt, U, W = self.dtype, self.units, self._n_gates * self.units
-        ws = types.SimpleNamespace(key=key, T=T, B=B, D=D)
+        """A free workspace for (B, D, dtype, dropout mode, backend) holding at least T steps: grow-only in T
+        (a shorter call uses views of the first T steps, no rebuild), never one still referenced by an
+        unconsumed training cache (``ws.pending``)."""
+        key = (B, D, self.dtype, rec_dropout, self.backend)
+        pool = self.__dict__.setdefault("_ws_pool", [])
+        free = [w for w in pool if w.key == key and not w.pending]
+        ws = next((w for w in free if w.cap >= T), None)
+        if ws is None:
+            cap = max([T] + [w.cap for w in free])
+            for w in free[:1]:          # grow: the old, shorter one goes
+                pool.remove(w)
+            ws = Workspace(key, cap, B, D)
+            self._alloc_base(ws, rec_dropout)
+            self._alloc_cell(ws)
+            pool.append(ws)
+        pool.remove(ws)
+        pool.append(ws)                 # most recently used last
+        while len(pool) > self.MAX_WORKSPACES:
+            pool.pop(0)
+        ws.use(T)
+        self._ws = ws
+        return ws
+
+    def release_workspaces(self):
+        """Drop the kept workspaces (their memory); the next call allocates afresh."""
+        self.__dict__.pop("_ws_pool", None)
+        self._ws = None
+
+    def _alloc_base(self, ws, rec_dropout):
+        dt, U, W, B, D = self.dtype, self.units, self._n_gates * self.units, ws.B, ws.D
+        ws.dtype = dt
         # (the buffers the compiled loops stream through start on a cache line: backend.empty_aligned)
-        empty = backend.empty_aligned
-        ws.X = empty((T, B, D), dt)
-        ws.A = empty((T, B, W), dt)
+        ws.time_buffer("X", (D,))
+        ws.time_buffer("A", (W,))
         ws.dA = None                      # after a backward: ws.A, holding dA (see the module docstring)
         ws.dA_t = np.empty((B, W), dt)    # dA of the current step
-        ws.S = [empty((T + 1, B, U), dt) for _ in self._state_names]
-        ws.HR = np.empty((T, B, U), dt) if rec_dropout else ws.S[0][:T]
+        ws.time_buffer("S", (U,), extra=1, count=len(self._state_names))
+        if rec_dropout:
+            ws.time_buffer("HR", (U,))
+        else:
+            ws.derived["HR"] = lambda w: w.S[0][:w.T]
+            ws.use(ws.T)
         ws.tmpW = np.empty((B, W), dt)
         ws.tmpU = np.empty((B, U), dt)
         ws.tmpU2 = np.empty((B, U), dt)
         ws.carry = [np.empty((B, U), dt) for _ in self._state_names]
         ws.dnew = [np.empty((B, U), dt) for _ in self._state_names]
         ws.dprev = [np.empty((B, U), dt) for _ in self._state_names]
-        self._alloc_cell(ws)
-        self._ws = ws
-        return ws
 
     def _alloc_cell(self, ws):
         pass
@@ -708,6 +778,7 @@ class FusedRNN(RNN):
         if self.stateful:
             self.states = [f.copy() for f in finals]
         self._cache = (ws, given_state)
+        ws.pending = bool(training)   # (self-contained cache: no later forward reuses ws before this backward)
         if self.return_state:
             return [out] + finals
         return out
@@ -747,6 +818,7 @@ class FusedRNN(RNN):
         """Full BPTT. Returns dx (B, T, D), or ``[dx, dh0(, dc0)]`` when ``initial_state`` was given;
         ``None`` when ``input_grad_needed`` is False and no initial state was given."""
         ws, given_state = self._need_cache()
+        ws.pending = False
         T, B, D = ws.T, ws.B, ws.D
         g_out, g_states = self._split_grad(grad, B, T)
         carry, dnew, dprev = ws.carry, ws.dnew, ws.dprev

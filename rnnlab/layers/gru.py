@@ -200,7 +200,7 @@ class GRU(FusedRNN):
         T, B, U, dt = ws.T, ws.B, self.units, self.dtype
         ws.fast = None
         if self.reset_after:
-            ws.Q = backend.empty_aligned((T, B, 3 * U), dt)    # q = h_{t-1} W_h + b_h per step (q_h needed by backward); dQ after
+            ws.time_buffer("Q", (3 * U,))    # q = h_{t-1} W_h + b_h per step (q_h needed by backward); dQ after
             ws.dQ_t = np.empty((B, 3 * U), dt)    # gradient w.r.t. q of one step, stored over Q[t]
             if self.recurrent_activation.name == "sigmoid" and self.activation.name == "tanh":
                 # fast path: the 1/2 of sigmoid(x) = 1/2 + 1/2 tanh(x/2) folded into copies of the z, r
@@ -228,7 +228,7 @@ class GRU(FusedRNN):
                         ws, fwd=[(addr(A[t]), addr(Q[t]), addr(S0[t]), addr(S0[t + 1])) for t in range(T)],
                         bh=addr(ws.fast.bias_h) if self.use_bias else None)   # row 0 (all rows are equal)
         else:
-            ws.RH = np.empty((T, B, U), dt)       # r * h_{t-1} (as it enters the candidate GEMM)
+            ws.time_buffer("RH", (U,))       # r * h_{t-1} (as it enters the candidate GEMM)
 
     def _step_weight(self, ws):
         # reset_after=False splits the product around r * h_{t-1}: no single per-step product to pack

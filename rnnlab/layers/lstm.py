@@ -176,7 +176,7 @@ class LSTM(FusedRNN):
 
     def _alloc_cell(self, ws):
         # f(c_t) per step, needed by the backward
-        ws.TC = backend.empty_aligned((ws.T, ws.B, self.units), self.dtype)
+        ws.time_buffer("TC", (self.units,))
         ws.fast = None
         if self.recurrent_activation.name == "sigmoid" and self.activation.name == "tanh":
             U, dt = self.units, self.dtype
