@@ -267,3 +267,26 @@ def test_layers_inside_time_distributed_and_sequential_fit():
     h = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
     assert np.all(np.isfinite(h.history["loss"]))
     assert model.predict(x).shape == (16, 5, 2)
+
+
+def test_saved_model_keeps_moving_statistics_and_summary_counts_them_non_trainable(tmp_path):
+    from rnnlab.layers import Conv1D, GlobalAveragePooling1D, MaxPooling1D, SpatialDropout1D
+    rnnlab.set_random_seed(0)
+    x = _x((24, 12, 3)).astype("float32")
+    y = (x[:, :, 0].mean(axis=1) > 1).astype("float32")
+    model = rnnlab.Sequential([rnnlab.Input((12, 3)), Conv1D(4, 3, padding="causal"), BatchNormalization(),
+                               SpatialDropout1D(0.2), MaxPooling1D(2), LayerNormalization(),
+                               GlobalAveragePooling1D(), Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    bn = model.layers[1]
+    assert not np.allclose(bn.params["moving_mean"], 0)
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("Non-trainable params: 8 " in line for line in lines)
+    path = str(tmp_path / "m.npz")
+    model.save(path)
+    again = rnnlab.load_model(path)
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.predict(x), again.predict(x))
