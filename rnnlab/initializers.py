@@ -30,7 +30,17 @@ def _fans(shape):
 class Initializer:
     """Base class: subclasses implement ``__call__(shape, dtype)``."""
 
-    seed = None
+    @property
+    def seed(self):
+        """``None`` (draw from :func:`rnnlab.backend.rng`, seeded by ``set_random_seed``) or an int: then every
+        call gives the same values, as a seeded Keras 3 initializer does."""
+        return self.__dict__.get("_seed")
+
+    @seed.setter
+    def seed(self, value):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
+            raise ValueError(f"{type(self).__name__}: seed must be a non-negative int or None, got {value!r}")
+        self._seed = None if value is None else int(value)
 
     def _rng(self):
         return np.random.default_rng(self.seed) if self.seed is not None else backend.rng()
@@ -71,8 +81,8 @@ class RandomUniform(Initializer):
         self.minval, self.maxval, self.seed = float(minval), float(maxval), seed
 
     def __call__(self, shape, dtype=None):
-        out = self._rng().uniform(self.minval, self.maxval, size=shape)
-        return out.astype(backend.standardize_dtype(dtype))
+        gen = self._rng()
+        return _chunked(shape, dtype, lambda n: gen.uniform(self.minval, self.maxval, size=n))
 
     def get_config(self):
         return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
@@ -83,8 +93,8 @@ class RandomNormal(Initializer):
         self.mean, self.stddev, self.seed = float(mean), float(stddev), seed
 
     def __call__(self, shape, dtype=None):
-        out = self._rng().normal(self.mean, self.stddev, size=shape)
-        return out.astype(backend.standardize_dtype(dtype))
+        gen = self._rng()
+        return _chunked(shape, dtype, lambda n: gen.normal(self.mean, self.stddev, size=n))
 
     def get_config(self):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
@@ -99,7 +109,8 @@ class GlorotUniform(Initializer):
     def __call__(self, shape, dtype=None):
         fan_in, fan_out = _fans(shape)
         limit = math.sqrt(6.0 / max(1.0, fan_in + fan_out))
-        return self._rng().uniform(-limit, limit, size=shape).astype(backend.standardize_dtype(dtype))
+        gen = self._rng()
+        return _chunked(shape, dtype, lambda n: gen.uniform(-limit, limit, size=n))
 
     def get_config(self):
         return {"seed": self.seed}
@@ -114,7 +125,7 @@ class GlorotNormal(Initializer):
     def __call__(self, shape, dtype=None):
         fan_in, fan_out = _fans(shape)
         std = math.sqrt(2.0 / max(1.0, fan_in + fan_out)) / 0.87962566103423978
-        return _truncated_normal(self._rng(), shape, std).astype(backend.standardize_dtype(dtype))
+        return _truncated_normal(self._rng(), shape, std, dtype)
 
     def get_config(self):
         return {"seed": self.seed}
@@ -129,7 +140,7 @@ class HeNormal(Initializer):
     def __call__(self, shape, dtype=None):
         fan_in, _ = _fans(shape)
         std = math.sqrt(2.0 / max(1.0, fan_in)) / 0.87962566103423978
-        return _truncated_normal(self._rng(), shape, std).astype(backend.standardize_dtype(dtype))
+        return _truncated_normal(self._rng(), shape, std, dtype)
 
     def get_config(self):
         return {"seed": self.seed}
@@ -142,7 +153,8 @@ class HeUniform(Initializer):
     def __call__(self, shape, dtype=None):
         fan_in, _ = _fans(shape)
         limit = math.sqrt(6.0 / max(1.0, fan_in))
-        return self._rng().uniform(-limit, limit, size=shape).astype(backend.standardize_dtype(dtype))
+        gen = self._rng()
+        return _chunked(shape, dtype, lambda n: gen.uniform(-limit, limit, size=n))
 
     def get_config(self):
         return {"seed": self.seed}
@@ -175,13 +187,45 @@ class Orthogonal(Initializer):
         return {"gain": self.gain, "seed": self.seed}
 
 
-def _truncated_normal(gen, shape, std):
-    out = gen.normal(0.0, 1.0, size=shape)
-    bad = np.abs(out) > 2.0
-    while bad.any():
-        out[bad] = gen.normal(0.0, 1.0, size=int(bad.sum()))
-        bad = np.abs(out) > 2.0
-    return out * std
+#: values drawn per block by the random initializers (a float64 block of 2 MB)
+_CHUNK = 1 << 18
+
+
+def _chunked(shape, dtype, draw):
+    """An array of ``shape`` in ``dtype`` filled block by block with ``draw(n)`` (the next ``n`` float64 values
+    of the stream, C order). The stream is consumed exactly as one ``draw(size)`` would consume it, so the
+    values are bit-identical to drawing the whole table in float64 and casting, without the float64 table."""
+    out = np.empty(tuple(int(s) for s in shape), dtype=backend.standardize_dtype(dtype))
+    flat = out.reshape(-1)
+    for i in range(0, flat.size, _CHUNK):
+        n = min(_CHUNK, flat.size - i)
+        flat[i:i + n] = draw(n)
+    return out
+
+
+def _truncated_normal(gen, shape, std, dtype=None):
+    """N(0, 1) truncated at 2 (values beyond are redrawn), times ``std``, in ``dtype``. Drawn block by block
+    (:func:`_chunked`); the redraws then run over the positions beyond 2 in index order, as a whole-table draw
+    would, so the values are bit-identical to it."""
+    bad_idx = []
+
+    def first(n, start=[0]):          # noqa: B006 - the running offset of the blocks
+        z = gen.normal(0.0, 1.0, size=n)
+        bad = np.flatnonzero(np.abs(z) > 2.0)
+        if bad.size:
+            bad_idx.append(bad + start[0])
+        start[0] += n
+        return z * std
+
+    out = _chunked(shape, dtype, first)
+    flat = out.reshape(-1)
+    idx = np.concatenate(bad_idx) if bad_idx else np.zeros(0, np.intp)
+    while idx.size:
+        z = gen.normal(0.0, 1.0, size=idx.size)
+        ok = np.abs(z) <= 2.0
+        flat[idx[ok]] = z[ok] * std
+        idx = idx[~ok]
+    return out
 
 
 _REGISTRY = {

@@ -192,6 +192,7 @@ class BinaryCrossentropy(Loss):
 
     y_true, y_pred: (B, ..., C) of 0/1 targets (soft labels allowed) and probabilities/logits;
     a (B,) target with (B, 1) predictions is accepted. Per-element loss: mean over the last axis.
+    Labels outside [0, 1] (or NaN) raise ``ValueError`` (Keras would return a meaningless loss).
     """
 
     name = "binary_crossentropy"
@@ -205,6 +206,10 @@ class BinaryCrossentropy(Loss):
 
     def _elementwise(self, t, y, need_grad):
         c = y.shape[-1]
+        if t.size and not (t.min() >= 0 and t.max() <= 1):      # NaN fails both comparisons too
+            bad = t[~((t >= 0) & (t <= 1))].reshape(-1)[0]
+            raise ValueError(f"{self.name}: labels (y_true) must be in [0, 1] (0/1 or soft labels), got {float(bad)!r}; "
+                             "for class ids use sparse_categorical_crossentropy")
         if self.from_logits:
             per = np.maximum(y, 0) - y * t + _log1p_exp_neg_abs(y)
             dl = None
