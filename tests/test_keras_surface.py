@@ -270,3 +270,51 @@ def test_imdb_get_word_index_shared(shared_data):
     from rnnlab.datasets import imdb
     index = imdb.get_word_index(os.path.join(shared_data, "imdb_word_index.json"))
     assert len(index) == 88584 and index["the"] == 1 and index["and"] == 2
+
+
+# ------------------------------------------------------------------ Embedding(weights=), seeds
+@pytest.mark.parametrize("wrap", [lambda m: m, lambda m: [m], lambda m: (m,)])
+def test_embedding_weights_matrix_or_list(wrap):
+    m = np.arange(12, dtype="float32").reshape(4, 3)
+    emb = Embedding(4, 3, weights=wrap(m), trainable=False)
+    out = emb(np.array([[1, 3]]))
+    np.testing.assert_array_equal(out[0], m[[1, 3]])
+    np.testing.assert_array_equal(emb.embeddings.numpy(), m)
+    assert not emb.embeddings.trainable
+
+
+def test_embedding_weights_wrong_shape_is_clear():
+    with pytest.raises(ValueError, match=r"weights must be one \(4, 3\) matrix.*got dtype float64, shape \(3, 4\)"):
+        Embedding(4, 3, weights=np.zeros((3, 4)))
+
+
+def test_embedding_weights_same_as_keras_embedding_weights():
+    import keras
+    m = np.random.default_rng(1).normal(size=(6, 2)).astype("float32")
+    ids = np.array([[0, 5, 2]])
+    k = keras.layers.Embedding(6, 2, weights=m)
+    np.testing.assert_allclose(Embedding(6, 2, weights=m)(ids), keras.ops.convert_to_numpy(k(ids)))
+
+
+@pytest.mark.parametrize("name", ["uniform", "normal", "glorot_uniform", "glorot_normal", "he_normal", "he_uniform",
+                                  "orthogonal"])
+def test_seeded_initializers_repeat_and_differ_by_seed(name):
+    from rnnlab import initializers
+    cls = type(initializers.get(name))
+    a, b, c = cls(seed=3)((4, 5)), cls(seed=3)((4, 5)), cls(seed=4)((4, 5))
+    init = cls(seed=3)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(init((4, 5)), init((4, 5)))     # a seeded initializer repeats (Keras 3)
+    assert not np.array_equal(a, c)
+    assert init.get_config()["seed"] == 3 and cls(**init.get_config()).seed == 3
+    with pytest.raises(ValueError, match="seed must be a non-negative int or None, got 'x'"):
+        cls(seed="x")
+
+
+def test_seeded_initializer_in_a_layer_is_reproducible():
+    from rnnlab.initializers import GlorotUniform
+    d1, d2 = Dense(3, kernel_initializer=GlorotUniform(seed=7)), Dense(3, kernel_initializer=GlorotUniform(seed=7))
+    d1.build((None, 4))
+    rnnlab.backend.set_random_seed(99)
+    d2.build((None, 4))
+    np.testing.assert_array_equal(d1.kernel.numpy(), d2.kernel.numpy())

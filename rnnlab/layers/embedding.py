@@ -38,8 +38,9 @@ class Embedding(Layer):
     Args: ``input_dim`` (vocabulary size, ids in ``[0, input_dim)``), ``output_dim``,
     ``embeddings_initializer`` (Keras default ``"uniform"``, U(-0.05, 0.05)), ``mask_zero``,
     ``input_length`` (Keras 2: fixed sequence length), plus the base ``name``, ``trainable``,
-    ``dtype``, ``weights``, ``input_shape``/``batch_input_shape``.
-    Weight: ``embeddings`` (input_dim, output_dim).
+    ``dtype``, ``weights`` (the ``(input_dim, output_dim)`` matrix, as Keras 3, or ``[matrix]``, as Keras 2),
+    ``input_shape``/``batch_input_shape``.
+    Weight: ``embeddings`` (input_dim, output_dim); ``layer.embeddings`` is it as a Variable.
     """
 
     _float_input = False
@@ -52,6 +53,19 @@ class Embedding(Layer):
         if input_length is not None and (isinstance(input_length, bool) or not isinstance(input_length, (int, np.integer))
                                          or input_length <= 0):
             raise ValueError(f"Embedding: input_length must be a positive int or None, got {input_length!r}")
+        w = kwargs.get("weights")
+        if w is not None:
+            # Keras 3 takes the matrix itself (weights=matrix), Keras 2 a list (weights=[matrix]): accept both
+            if hasattr(w, "detach") and hasattr(w, "numpy"):
+                w = w.detach().cpu().numpy()
+            if isinstance(w, (list, tuple)) and len(w) == 1:
+                w = w[0]
+            w = np.asarray(w)
+            if w.dtype.kind not in "biuf" or w.shape != (int(input_dim), int(output_dim)):
+                raise ValueError(f"Embedding: weights must be one ({int(input_dim)}, {int(output_dim)}) matrix "
+                                 f"(input_dim, output_dim), or a list holding it; got dtype {w.dtype}, "
+                                 f"shape {w.shape}")
+            kwargs["weights"] = [w]
         super().__init__(input_length=input_length, **kwargs)
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
