@@ -172,3 +172,25 @@ def test_trains_in_a_sequential_model():
     first = first[0] if isinstance(first, (list, tuple)) else first
     last = last[0] if isinstance(last, (list, tuple)) else last
     assert last < 0.7 * first
+
+
+def test_keras_weight_files_load_into_the_same_model(tmp_path):
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("h5py")
+    from rnnlab.layers import (BatchNormalization, GlobalAveragePooling1D, LayerNormalization,
+                               SpatialDropout1D)
+    x = np.random.default_rng(0).standard_normal((8, 12, 3)).astype("float32")
+    kl = keras.layers
+    kmodel = keras.Sequential([keras.Input((12, 3)), kl.Conv1D(4, 3, padding="same", activation="relu"),
+                               kl.BatchNormalization(), kl.SpatialDropout1D(0.2), kl.MaxPooling1D(2),
+                               kl.LayerNormalization(), kl.GlobalAveragePooling1D(), kl.Dense(2)])
+    kmodel.compile("adam", "mse")
+    kmodel.fit(x, np.zeros((8, 2)), epochs=2, verbose=0)      # moves BatchNormalization's moving statistics
+    for suffix in (".weights.h5", ".keras"):
+        path = str(tmp_path / f"m{suffix}")
+        kmodel.save_weights(path) if suffix == ".weights.h5" else kmodel.save(path)
+        model = rnnlab.Sequential([rnnlab.Input((12, 3)), Conv1D(4, 3, padding="same", activation="relu"),
+                                   BatchNormalization(), SpatialDropout1D(0.2), MaxPooling1D(2),
+                                   LayerNormalization(), GlobalAveragePooling1D(), Dense(2)])
+        model.load_weights(path)
+        np.testing.assert_allclose(model.predict(x), kmodel.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
