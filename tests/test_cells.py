@@ -516,3 +516,69 @@ def test_one_step_call_and_initial_state():
     assert len(z) == 1 and z[0].shape == (3, 4) and not z[0].any()
     assert LSTMCell(5).state_size == [5, 5] and LSTMCell(5).output_size == 5
     assert StackedRNNCells([LSTMCell(2), GRUCell(3)]).state_size == [[2, 2], 3]
+
+
+# ------------------------------------------------------------------ the layers' cells, decoding, inputs
+@pytest.mark.parametrize("cls, kw", [(LSTM, {}), (GRU, {}), (GRU, {"reset_after": False}), (SimpleRNN, {})])
+def test_layer_cell_steps_like_the_layer(cls, kw):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 6, 4)).astype(np.float32)
+    layer = cls(5, return_sequences=True, return_state=True, **kw)
+    y, *final = layer(x)
+    cell = layer.cell
+    assert cell.params is layer.params and type(cell).__name__ == cls.__name__ + "Cell"
+    states = cell.get_initial_state(3)
+    for t in range(6):
+        out, states = cell(x[:, t], states)
+        np.testing.assert_allclose(out, y[:, t], rtol=2e-5, atol=2e-6)
+    for a, b in zip(states, final):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("cell, attention", [("lstm", "dot"), ("gru", "concat"), ("rnn", "none")])
+def test_seq2seq_decoding_steps_the_cell_with_the_same_results(cell, attention, monkeypatch):
+    """Greedy and beam decoding step the decoder cells; the tokens equal decoding with the decoder layers
+    run on length-1 sequences (the previous implementation, rebuilt here as the reference)."""
+    from rnnlab.datasets import Vocabulary
+    from rnnlab.models.seq2seq import Seq2Seq
+
+    rnnlab.set_random_seed(3)
+    m = Seq2Seq(Vocabulary(list("abcdefgh")), Vocabulary(list("wxyz")), embedding_dim=6, units=8, cell=cell,
+                num_layers=2, attention=attention, max_source_len=8, max_target_len=7)
+    X = np.random.default_rng(0).integers(3, 11, size=(5, 6))
+    X[1, 4:] = 0
+    got_greedy = m.greedy_decode(X)
+    got_beam = [m.beam_decode(X[i], beam_size=3) for i in range(2)]
+
+    def layer_step(self, tokens, states, H, mask, finals):
+        x = self.tgt_emb.forward(tokens[:, None])
+        new = []
+        for layer, st in zip(self.decoder, states):
+            res = layer.forward(x, initial_state=st)
+            x = res[0]
+            new.append(list(res[1:]))
+        logits, A = self._output(x, H, mask, finals)
+        return logits[:, 0], (None if A is None else A[:, 0]), new
+
+    monkeypatch.setattr(Seq2Seq, "_dec_step", layer_step)
+    want_greedy = m.greedy_decode(X)
+    want_beam = [m.beam_decode(X[i], beam_size=3) for i in range(2)]
+    assert np.array_equal(got_greedy[0], want_greedy[0])
+    np.testing.assert_allclose(got_greedy[1], want_greedy[1], rtol=1e-4, atol=1e-6)
+    for g, w in zip(got_beam, want_beam):
+        assert np.array_equal(np.asarray(g[0]), np.asarray(w[0]))
+
+
+@pytest.mark.parametrize("make", [lambda: LSTM(3), lambda: GRU(3), lambda: RNN(OneStateTestCell(3, init="glorot_uniform"))])
+def test_one_hot_bool_and_01_inputs_are_cast(make):
+    ids = np.random.default_rng(0).integers(0, 4, size=(2, 5))
+    onehot = np.eye(4, dtype=bool)[ids]
+    layer = make()
+    y = layer(onehot.astype(np.float32))
+    assert np.array_equal(layer(onehot), y) and np.array_equal(layer(onehot.astype(np.int64)), y)
+    with pytest.raises(TypeError, match="integer ids need an Embedding first; one-hot data can be passed as bool/0-1"):
+        layer(ids[:, :, None])
+
+
+def test_use_cudnn_accepted():
+    assert LSTM(3, use_cudnn=False).use_cudnn is False and GRU(3, use_cudnn="auto").get_config()["use_cudnn"] == "auto"

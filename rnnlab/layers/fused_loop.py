@@ -68,7 +68,7 @@ from .. import activations as _act
 from .. import backend, initializers
 from .base import Layer, format_shape
 from .cells import check_implementation
-from .recurrent import RNN, act_backward_, act_forward_, check_rate as _check_rate  # noqa: F401
+from .recurrent import RNN, act_backward_, act_forward_, as_float_input, check_rate as _check_rate  # noqa: F401
 
 
 def addr(a):
@@ -208,7 +208,27 @@ class FusedRNN(RNN):
     build = Layer.build
     from_config = classmethod(Layer.from_config.__func__)
     states = None  # a plain attribute here (RNN's is a property over its cell loop's)
-    cell = None
+    #: the cell class of this layer (LSTMCell for LSTM, ...), see :attr:`cell`
+    _cell_class = None
+    _CELL_ARGS = ("units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
+                  "recurrent_initializer", "bias_initializer", "unit_forget_bias", "dropout", "recurrent_dropout",
+                  "reset_after", "implementation", "dtype")
+
+    @property
+    def cell(self):
+        """The layer's cell (``LSTMCell`` for an LSTM, ...) with the same arguments, sharing this layer's weight
+        arrays: ``out, states = layer.cell(x_t, states)`` runs one step (step-by-step decoding) and equals
+        one step of the layer. Made on first use, once the layer is built."""
+        cell = self.__dict__.get("_cell")
+        if cell is None:
+            if not self.built:
+                raise RuntimeError(f"Layer '{self.name}' is not built: its cell shares its weights, build it first")
+            cfg = self.get_config()
+            cell = self._cell_class(**{k: cfg[k] for k in self._CELL_ARGS if k in cfg}, name=self.name + "_cell")
+            cell.params, cell.grads, cell.built = self.params, self.grads, True
+            cell.input_shape = (None, self.params["kernel"].shape[0])
+            self.__dict__["_cell"] = cell
+        return cell
 
     # ------------------------------------------------------------------ shapes
     def _shape_from_dims(self, input_dim, input_length):
@@ -282,14 +302,7 @@ class FusedRNN(RNN):
 
     # -------------------------------------------------------------- validation
     def _validate_input(self, x):
-        if hasattr(x, "detach") and hasattr(x, "numpy"):
-            x = x.detach().cpu().numpy()
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): inputs must be a NumPy array "
-                            f"of shape (batch, timesteps, features), got {type(x).__name__}")
-        if x.dtype.kind != "f":
-            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): inputs must be floating point "
-                            f"(batch, timesteps, features), got dtype {x.dtype} (integer ids need an Embedding first)")
+        x = as_float_input(self, x)   # bool / 0-1 one-hot arrays are cast (Keras); other integers are ids
         self._check_ndim(x, 3, "(batch, timesteps, features)")
         self._check_last_dim(x, self.params["kernel"].shape[0])
         if x.shape[1] == 0:

@@ -166,6 +166,8 @@ class GRU(FusedRNN):
     too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
     """
 
+    _cell_class = GRUCell
+
     _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
 
     _n_gates = 3

@@ -144,6 +144,8 @@ class LSTM(FusedRNN):
     too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
     """
 
+    _cell_class = LSTMCell
+
     _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
 
     _n_gates = 4

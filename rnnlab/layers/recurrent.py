@@ -111,6 +111,7 @@ class RNN(Layer):
     """
 
     _extra_kwargs = frozenset({"zero_output_for_mask", "unroll", "backend"})
+    _float_input = False  # as_float_input casts bool / 0-1 one-hot inputs and rejects token ids
     #: diagnostics hook (rnnlab.diagnostics); only the fused loop records the state gradients
     _record_state_grads = False
 

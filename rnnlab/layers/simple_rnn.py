@@ -81,6 +81,8 @@ class SimpleRNN(FusedRNN):
     at every step (SimpleRNN has a single gate, so the LSTM/GRU per-gate difference does not arise).
     """
 
+    _cell_class = SimpleRNNCell
+
     _n_gates = 1
     _state_names = ("h",)
 

@@ -274,13 +274,14 @@ class Seq2Seq:
 
     # ------------------------------------------------------------------ decoding
     def _dec_step(self, tokens, states, H, mask, finals):
-        x = self.tgt_emb.forward(tokens[:, None])
+        """One decoding step: each decoder layer's cell (sharing the layer's weights) steps once,
+        ``x, states = layer.cell(x, states)``, instead of running the layer over a length-1 sequence."""
+        x = self.tgt_emb.forward(tokens[:, None])[:, 0]
         new = []
         for layer, st in zip(self.decoder, states):
-            res = layer.forward(x, initial_state=st)
-            x = res[0]
-            new.append(list(res[1:]))
-        logits, A = self._output(x, H, mask, finals)
+            x, st = layer.cell(x, st)
+            new.append(list(st))
+        logits, A = self._output(x[:, None], H, mask, finals)
         return logits[:, 0], (None if A is None else A[:, 0]), new
 
     def greedy_decode(self, X, max_len=None):
