@@ -159,10 +159,14 @@ def test_explore_charlm_page_in_chromium(driver, tmp_path):
             const r = document.createRange();
             r.setStart(toks[9].firstChild, 0); r.setEnd(toks[11].firstChild, 1);
             const s = window.getSelection(); s.removeAllRanges(); s.addRange(r);""")
+        n_units = driver.find_element(By.ID, "n-units")   # using a control clears the selection: the page keeps it
+        n_units.clear()
+        n_units.send_keys("2")
         driver.find_element(By.ID, "match").click()
         _wait(driver, "return document.querySelectorAll('#ranked tr').length > 1;", "the ranked units")
         rows = driver.find_elements(By.CSS_SELECTOR, "#ranked tr")
         assert len(rows) == 21 and rows[1].get_attribute("class") == "chosen"
+        assert 1 <= len(driver.find_elements(By.CSS_SELECTOR, "#ranked tr.chosen")) <= 2
         _wait(driver, "return document.querySelectorAll('#matches li').length > 0;", "the matches")
         info = driver.find_element(By.ID, "selection-info").text
         assert 'selection "yes"' in info and "matches in the corpus" in info
