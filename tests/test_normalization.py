@@ -290,3 +290,32 @@ def test_saved_model_keeps_moving_statistics_and_summary_counts_them_non_trainab
     for a, b in zip(model.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(model.predict(x), again.predict(x))
+
+
+def test_functional_model_with_masks_matches_keras(float64):
+    keras = pytest.importorskip("keras")
+    ids = np.random.default_rng(0).integers(1, 30, (6, 7))
+    ids[0, 4:] = 0
+    ids[3, 2:] = 0
+
+    def build(lib, L):
+        inp = lib.Input(shape=(None,), dtype="int32")
+        h = L.Embedding(30, 6, mask_zero=True)(inp)
+        h = L.BatchNormalization()(h)
+        h = L.LayerNormalization()(h)
+        h = L.LSTM(5)(h)
+        return lib.Model(inp, L.Dense(2)(h))
+
+    kmodel = build(keras, keras.layers)
+    model = build(rnnlab, rnnlab.layers)
+    rng = np.random.default_rng(1)
+    ws = [rng.random(w.shape) + 0.5 if "variance" in w.path else rng.standard_normal(w.shape) * 0.5
+          for w in kmodel.weights]
+    kmodel.set_weights(ws)
+    model.set_weights(ws)
+    for training in (False, True):   # training=True: BatchNormalization's statistics over the real steps only
+        ours = model(ids, training=training)
+        theirs = keras.ops.convert_to_numpy(kmodel(ids, training=training))
+        assert rel_error(ours, theirs) < TOL
+    for ours, theirs in zip(model.get_weights(), kmodel.get_weights()):   # same moving statistics after the update
+        assert rel_error(ours, keras.ops.convert_to_numpy(theirs)) < TOL

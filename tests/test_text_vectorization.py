@@ -215,3 +215,9 @@ def test_ids_feed_an_embedding_model():
     model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=40, batch_size=8, verbose=0)
     assert model.evaluate(x, y, verbose=0)[1] == 1.0
+
+
+def test_symbolic_input_is_refused_with_the_way_to_do_it():
+    layer = TextVectorization(vocabulary=["a"])
+    with pytest.raises(TypeError, match=r"vectorize the texts outside the model.*dtype='int32'"):
+        layer(rnnlab.Input(shape=(1,)))

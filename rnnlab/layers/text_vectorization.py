@@ -264,6 +264,11 @@ class TextVectorization(Layer):
 
     # ----------------------------------------------------------------- running
     def __call__(self, inputs, *args, training=False, mask=None, **kwargs):
+        if type(inputs).__name__ == "KerasTensor":
+            raise TypeError(
+                f"TextVectorization '{self.name}': rnnlab models take numeric inputs only, so this layer cannot be "
+                "called on a symbolic Input; vectorize the texts outside the model (ids = vectorizer(texts)) and "
+                "start the model with rnnlab.Input(shape=(None,), dtype='int32')")
         return self.forward(inputs, training=training, mask=mask)
 
     def forward(self, inputs, training=False, mask=None):
