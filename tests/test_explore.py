@@ -33,6 +33,9 @@ CELLS = [
     ("gru_before", lambda **k: GRU(6, return_sequences=True, reset_after=False, **k)),
     ("gru_nobias", lambda **k: GRU(6, return_sequences=True, use_bias=False, **k)),
     ("rnn", lambda **k: SimpleRNN(6, return_sequences=True, **k)),
+    # a generic RNN layer around a public cell
+    ("rnn_lstmcell", lambda **k: rnnlab.layers.RNN(rnnlab.layers.LSTMCell(6), return_sequences=True, **k)),
+    ("rnn_grucell", lambda **k: rnnlab.layers.RNN(rnnlab.layers.GRUCell(6), return_sequences=True, **k)),
 ]
 
 

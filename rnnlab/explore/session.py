@@ -81,7 +81,7 @@ class Stack:
             raise ValueError("explore: the model has no recurrent layer (LSTM, GRU or SimpleRNN)")
 
     def describe(self):
-        return [{"label": label, "cell": _trace.cell_type(rnn), "units": int(rnn.units),
+        return [{"label": label, "cell": _trace.cell_type(rnn), "units": _trace.units(rnn),
                  "series": list(_trace.SERIES[_trace.cell_type(rnn)]),
                  "gates": list(_trace.GATES[_trace.cell_type(rnn)])} for label, rnn, _ in self.parts]
 

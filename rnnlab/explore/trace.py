@@ -58,7 +58,7 @@ _ACT = {
 
 
 def _act(layer, key):
-    name = layer.get_config().get(key)
+    name = _config(layer).get(key)
     if name not in _ACT:
         raise ValueError(f"explore: layer '{layer.name}' uses {key}={name!r}; the state tracer knows "
                          f"{sorted(k for k in _ACT if k)}")
@@ -66,12 +66,32 @@ def _act(layer, key):
 
 
 def cell_type(layer) -> str:
-    """'LSTM', 'GRU' or 'SimpleRNN' for a recurrent layer (by class, including subclasses)."""
+    """'LSTM', 'GRU' or 'SimpleRNN' for a recurrent layer (by class, including subclasses), or for a generic
+    ``RNN(cell)`` layer whose cell is an ``LSTMCell``, ``GRUCell`` or ``SimpleRNNCell``."""
     for cls in type(layer).__mro__:
         if cls.__name__ in SERIES:
             return cls.__name__
+    cell = getattr(layer, "cell", None)
+    if cell is not None and not isinstance(cell, (list, tuple)):
+        for cls in type(cell).__mro__:
+            if cls.__name__.endswith("Cell") and cls.__name__[:-4] in SERIES:
+                return cls.__name__[:-4]
     raise ValueError(f"explore: layer '{getattr(layer, 'name', layer)}' ({type(layer).__name__}) is not an "
                      "LSTM, GRU or SimpleRNN")
+
+
+def _config(layer) -> dict:
+    """The layer's config, with its cell's (activations, units, reset_after) for a generic ``RNN(cell)``."""
+    cfg = dict(layer.get_config())
+    cell = getattr(layer, "cell", None)
+    if "activation" not in cfg and cell is not None and hasattr(cell, "get_config"):
+        cfg.update(cell.get_config())
+    return cfg
+
+
+def units(layer) -> int:
+    u = getattr(layer, "units", None)
+    return int(u if u is not None else layer.cell.units)
 
 
 def _weights(layer):
@@ -87,7 +107,7 @@ def _weights(layer):
 
 
 def zero_state(layer):
-    U = int(layer.units)
+    U = units(layer)
     return {"h": np.zeros(U), "c": np.zeros(U)} if cell_type(layer) == "LSTM" else {"h": np.zeros(U)}
 
 
@@ -108,7 +128,7 @@ def trace_rnn(layer, x, state=None):
         x = x[::-1]
     if x.shape[1] != W.shape[0]:
         raise ValueError(f"explore: layer '{layer.name}' expects {W.shape[0]} input features, got {x.shape[1]}")
-    U = int(layer.units)
+    U = units(layer)
     T = x.shape[0]
     st = zero_state(layer) if state is None else state
     st = {k: np.asarray(v, dtype=dt).copy() for k, v in st.items()}
@@ -140,7 +160,7 @@ def trace_rnn(layer, x, state=None):
         final = {"h": h, "c": c}
     else:  # GRU
         sig = _act(layer, "recurrent_activation")
-        reset_after = bool(layer.get_config().get("reset_after", True))
+        reset_after = bool(_config(layer).get("reset_after", True))
         if b is None:
             b_in, b_rec = 0, np.zeros(3 * U, dt)
         elif b.ndim == 2:
