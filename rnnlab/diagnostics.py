@@ -72,8 +72,6 @@ def gradient_norms_over_time(model, x, y, sample_weight=None, state="h", reduce=
         raise ValueError(f"gradient_norms_over_time: reduce must be 'mean' or 'none', got {reduce!r}")
     if getattr(model, "loss", None) is None:
         raise ValueError("gradient_norms_over_time: the model needs a loss; call model.compile(optimizer, loss=...)")
-    x = model._prepare_x(x)
-    y, sample_weight = model._check_xy(x, y, sample_weight, "gradient_norms_over_time")
     layers = _recurrent_layers(model)
     if not layers:
         raise ValueError("gradient_norms_over_time: the model has no recurrent layer (SimpleRNN, LSTM, GRU)")
@@ -85,14 +83,10 @@ def gradient_norms_over_time(model, x, y, sample_weight=None, state="h", reduce=
         for _, layer in layers:
             layer._record_state_grads = True
             layer.state_grads = None
-        out, mask = model._forward(x, training=training)
-        loss, grad = model.loss.forward_backward(y, out, sample_weight=sample_weight, mask=model._loss_mask(out, mask))
+        # forward, loss, backward without an update (the model's public step); the layers record dL/dh_t
+        loss = model.compute_gradients(x, y, sample_weight=sample_weight, training=training)
         if not np.isfinite(loss):
             raise ValueError(f"gradient_norms_over_time: the loss is {loss}")
-        for layer in reversed(model.layers):
-            grad = layer.backward(grad)
-            if grad is None:
-                break
         result = {}
         B = len(x)
         for name, layer in layers:

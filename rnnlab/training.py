@@ -322,7 +322,7 @@ class TBPTT:
         if ls > s:
             tmask = np.zeros(yw.shape[:2], dtype=bool)
             tmask[:, ls - s:] = True
-        loss = model._train_step(xw, yw, sw, epoch, step, time_mask=tmask)
+        loss = model.train_step((xw, yw, sw), epoch=epoch, step=step, time_mask=tmask)["loss"]
         if ns != e:
             for layer in self.recurrent:
                 layer.reset_states(layer.states_after(ns - s))
@@ -334,9 +334,14 @@ class TBPTT:
         Returns the list of the windows' losses.
         """
         model = self.model
-        model._require_compiled("TBPTT.train_on_batch")
-        x = model._prepare_x(x)
-        y, sample_weight = model._check_xy(x, y, sample_weight, "TBPTT.train_on_batch")
+        if not getattr(model, "compiled", False):
+            raise RuntimeError("TBPTT.train_on_batch: call model.compile(optimizer, loss, metrics) first")
+        x, y = np.asarray(x), np.asarray(y)
+        if len(x) != len(y):
+            raise ValueError(f"TBPTT.train_on_batch: x and y must have the same number of samples, got x: {len(x)} "
+                             f"and y: {len(y)}")
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
         self.check_data(x, y, len(x), sample_weight, "TBPTT.train_on_batch")
         for m in model.metrics:
             m.reset()

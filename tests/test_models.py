@@ -92,13 +92,13 @@ def test_validation_split_takes_the_last_samples_before_shuffling():
 
     m = rnnlab.Sequential([rnnlab.Input((1,)), Dense(1)])
     m.compile("sgd", "mse")
-    orig = m._train_step
+    orig = m._train_batch  # the engine's step on prepared arrays (one list entry per input/output)
 
-    def spy(xb, yb, swb, epoch=0, step=0):
-        seen.extend(xb[:, 0].tolist())
-        return orig(xb, yb, swb, epoch, step)
+    def spy(xs, ys, sws, epoch=0, step=0, time_mask=None):
+        seen.extend(xs[0][:, 0].tolist())
+        return orig(xs, ys, sws, epoch, step, time_mask)
 
-    m._train_step = spy
+    m._train_batch = spy
     m.fit(x, y, epochs=1, batch_size=3, validation_split=0.3, verbose=0, callbacks=[Spy()])
     assert sorted(seen) == list(range(7))
 

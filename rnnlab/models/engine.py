@@ -78,6 +78,10 @@ class Engine:
         except (TypeError, ValueError):
             raise TypeError(f"compile: loss_weights must be numbers, got {loss_weights!r}") from None
         self._metric_ids = metrics
+        if metrics is None or isinstance(metrics, (str, _metrics.Metric)) or (
+                isinstance(metrics, (list, tuple)) and not any(isinstance(m, (list, tuple, dict)) for m in metrics)):
+            self._metric_ids = [] if metrics is None else (
+                [metrics] if isinstance(metrics, (str, _metrics.Metric)) else list(metrics))
         if metrics is None:
             per = [[] for _ in names]
         elif isinstance(metrics, dict):
@@ -130,8 +134,11 @@ class Engine:
                     raise ValueError(f"{what}: no target for output '{names[j]}', which has a loss")
                 continue
             if a.ndim == 0 or len(a) != n:
+                got = a.shape[0] if a.ndim else "a scalar"
+                if len(names) == 1:
+                    raise ValueError(f"{what}: x and y must have the same number of samples, got x: {n} and y: {got}")
                 raise ValueError(f"{what}: x and y must have the same number of samples, got x: {n} and y for "
-                                 f"output '{names[j]}': {a.shape[0] if a.ndim else 'a scalar'}")
+                                 f"output '{names[j]}': {got}")
         return ys
 
     def _prepare_weights(self, sample_weight, n, what):
@@ -150,8 +157,9 @@ class Engine:
                 continue
             s = np.asarray(_to_numpy(s), dtype=np.float64)
             if s.ndim == 0 or len(s) != n:
-                raise ValueError(f"{what}: sample_weight for output '{names[j]}' has "
-                                 f"{len(s) if s.ndim else 'no'} entries for {n} samples")
+                which = "" if len(names) == 1 else f" for output '{names[j]}'"
+                raise ValueError(f"{what}: sample_weight{which} has {len(s) if s.ndim else 'no'} entries for "
+                                 f"{n} samples")
             out.append(s)
         return out
 
@@ -179,9 +187,7 @@ class Engine:
         _, met = self._log_names()
         return dict(zip(met, (m.result() for ms in self._out_metrics for m in ms)))
 
-    def _train_batch(self, xs, ys, sws, epoch=0, step=0, time_mask=None):
-        """One update on prepared arrays; returns ``(total_loss, [loss per output or None])``."""
-        outs, masks = self._run(xs, True)
+    def _loss_and_grads(self, outs, masks, ys, sws, time_mask=None):
         total, per, grads, lmasks = 0.0, [], [], []
         for j, (out, m) in enumerate(zip(outs, masks)):
             loss = self._losses[j]
@@ -198,6 +204,12 @@ class Engine:
             per.append(lj)
             total += w * lj
             grads.append(gj if w == 1.0 else gj * gj.dtype.type(w))
+        return total, per, grads, lmasks
+
+    def _train_batch(self, xs, ys, sws, epoch=0, step=0, time_mask=None):
+        """One update on prepared arrays; returns ``(total_loss, [loss per output or None])``."""
+        outs, masks = self._run(xs, True)
+        total, per, grads, lmasks = self._loss_and_grads(outs, masks, ys, sws, time_mask)
         if not math.isfinite(total):
             raise NonFiniteLoss("loss", total, epoch, step)
         self._backprop(grads)
@@ -212,18 +224,32 @@ class Engine:
                     m.update(ys[j], outs[j], sample_weight=sws[j], mask=lmasks[j])
         return total, per
 
-    def train_step(self, data):
-        """One optimizer step on one batch ``data = (x, y)`` or ``(x, y, sample_weight)`` (lists/dicts as in
-        ``fit``). Returns the logs dict of this step (``loss``, per-output losses, metrics over this batch).
-        This is the documented step that loops outside the model call; it raises
-        :class:`rnnlab.training.NonFiniteLoss` (no update made) on a NaN/inf loss or gradient."""
+    def train_step(self, data, *, epoch=0, step=0, time_mask=None):
+        """One optimizer step on one batch ``data = (x, y)`` or ``(x, y, sample_weight)`` (arrays, lists or
+        dicts as in ``fit``): forward, loss, backward, the NaN check, the update, the metrics' update.
+
+        Returns the logs of this step: ``loss`` (this batch's weighted total), per-output losses, and the
+        metrics' running results (not reset here: ``train_on_batch`` resets them first, ``fit`` once per
+        epoch). This is the public step that loops outside the model use (the CLI tasks, truncated BPTT,
+        diagnostics). On a NaN/inf loss or gradient norm it raises :class:`rnnlab.training.NonFiniteLoss` before
+        the update, naming ``epoch``/``step`` (0-based, for the message). ``time_mask`` (batch, time), optional:
+        only the steps where it is True enter the loss (truncated BPTT's new steps)."""
         x, y, sw = self._unpack(data, "train_step")
         self._require_compiled("train_step")
         xs, ys, sws = self._prepare(x, y, sw, "train_step")
-        for m in self.metrics:
-            m.reset()
-        total, per = self._train_batch(xs, ys, sws)
+        total, per = self._train_batch(xs, ys, sws, epoch, step, time_mask)
         return self._logs(total, per)
+
+    def compute_gradients(self, x, y, sample_weight=None, training=False):
+        """Forward, loss and backward on one batch *without* an update: afterwards every layer's ``grads``
+        holds dL/dW (summed over a shared layer's calls). Returns the loss. For diagnostics and gradient
+        checks; ``training`` switches dropout on."""
+        self._require_compiled("compute_gradients")
+        xs, ys, sws = self._prepare(x, y, sample_weight, "compute_gradients")
+        outs, masks = self._run(xs, training)
+        total, _, grads, _ = self._loss_and_grads(outs, masks, ys, sws)
+        self._backprop(grads)
+        return total
 
     def test_step(self, data):
         """Loss and metrics of one batch ``(x, y[, sample_weight])`` in inference mode (no update)."""
@@ -274,10 +300,54 @@ class Engine:
         return self._logs(total / c, [p / c if self._losses[j] is not None and ys[j] is not None else None
                                       for j, p in enumerate(per_sum)])
 
+    def _apply_class_weight(self, class_weight, ys, sws):
+        if not isinstance(class_weight, dict) or not class_weight:
+            raise TypeError(f"fit: class_weight must be a non-empty dict {{class index: weight}}, got "
+                            f"{type(class_weight).__name__}")
+        if len(ys) != 1:
+            raise ValueError("fit: class_weight is supported for models with one output; use sample_weight per "
+                             "output instead")
+        table = {}
+        for k, v in class_weight.items():
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+                raise ValueError(f"fit: class_weight keys must be class indices (ints >= 0), got {k!r}")
+            try:
+                table[int(k)] = float(v)
+            except (TypeError, ValueError):
+                raise TypeError(f"fit: class_weight[{k}] must be a number, got {v!r}") from None
+        y = ys[0]
+        if y.ndim >= 2 and y.shape[-1] > 1:
+            labels = np.argmax(y, axis=-1)
+        else:
+            yy = y.reshape(y.shape[0], -1) if y.ndim >= 2 else y
+            if yy.dtype.kind == "f" and not np.array_equal(yy, np.round(yy)):
+                raise ValueError("fit: class_weight needs class labels in y (integers, one-hot rows or 0/1), got "
+                                 "non-integer targets")
+            labels = yy.astype(np.int64)
+            if labels.ndim == 2 and labels.shape[1] == 1:
+                labels = labels[:, 0]
+        present = np.unique(labels)
+        missing = [int(c) for c in present if int(c) not in table]
+        if missing:
+            raise ValueError(f"fit: class_weight has no entry for class(es) {missing} found in y (class_weight keys: "
+                             f"{sorted(table)}); give a weight for every class")
+        lut = np.zeros(int(max(max(table), present.max())) + 1)
+        for k, v in table.items():
+            lut[k] = v
+        w = lut[labels]
+        if w.ndim > 1:
+            w = w.reshape(w.shape[0], -1)
+            if w.shape[1] == 1:
+                w = w[:, 0]
+        sw = sws[0]
+        return [w if sw is None else sw * w]
+
     # ------------------------------------------------------------------ public API
     def train_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """One gradient step on one batch; returns the loss (or ``[loss, ...]``, or a dict)."""
         self._require_compiled("train_on_batch")
+        for m in self.metrics:
+            m.reset()
         logs = self.train_step((x, y, sample_weight))
         return self._return(logs, return_dict)
 
@@ -335,17 +405,31 @@ class Engine:
         return self._return(logs, return_dict)
 
     def fit(self, x, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, sample_weight=None, initial_epoch=0, stream=None):
+            validation_data=None, shuffle=True, sample_weight=None, initial_epoch=0, stream=None,
+            tbptt_steps=None, class_weight=None):
         """Train for ``epochs`` passes over the data; returns a :class:`~rnnlab.callbacks.History`.
 
-        As ``Sequential.fit``: ``validation_split`` holds out the last fraction (before shuffling), callbacks get
-        Keras' hooks, a NaN/inf loss or gradient stops training before the bad update with a warning naming the
-        epoch and step (``history.stop_reason``)."""
+        ``validation_split`` holds out the *last* fraction of the data (before shuffling), as Keras.
+        A NaN/inf loss or gradient stops training before the bad update, with a warning naming the
+        epoch and step; the weights keep their last finite values (``history.stop_reason`` says why).
+
+        ``class_weight``: ``{class: weight}`` (one output); each sample's weight is multiplied by the weight of
+        its class (integer labels, one-hot rows or a 0/1 column). Every class found in ``y`` needs an entry.
+
+        ``tbptt_steps=k`` (or ``(k1, k2)``) trains with truncated BPTT (:class:`rnnlab.training.TBPTT`):
+        each batch of ``batch_size`` sequences (N, T, ...) is run in windows along time, one update per
+        ``k1`` steps, the gradient flowing ``k2`` steps back, the state carried between windows by the
+        model's stateful recurrent layers (reset at the start of each batch). One progress step is one
+        window; the epoch loss is the mean over all steps. Validation runs whole sequences from reset
+        states (``len(x_val)`` must be a multiple of ``batch_size``).
+        """
         self._require_compiled("fit")
         batch_size = check_batch_size(batch_size)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
         xs, ys, sws = self._prepare(x, y, sample_weight, "fit")
+        if class_weight is not None:
+            sws = self._apply_class_weight(class_weight, ys, sws)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -367,6 +451,17 @@ class Engine:
         n = len(xs[0])
         if n == 0:
             raise ValueError("fit: no training samples")
+        tbptt = None
+        windows = [None]
+        if tbptt_steps is not None:
+            from ..training import TBPTT
+            if len(xs) != 1 or len(ys) != 1:
+                raise ValueError("fit: tbptt_steps needs a model with one input and one output")
+            tbptt = TBPTT.from_steps(self, tbptt_steps)
+            _, T = tbptt.check_data(xs[0], ys[0], batch_size, sws[0])
+            windows = tbptt.windows(T)
+            if val is not None:
+                tbptt.check_data(val[0][0], val[1][0], batch_size, val[2][0], "fit(validation)")
         history = History()
         cbs = list(callbacks or []) + [history]
         for cb in cbs:
@@ -377,7 +472,7 @@ class Engine:
         self.stop_training = False
         self.stop_reason = None
         stream = stream or sys.stdout
-        steps = math.ceil(n / batch_size)
+        steps = math.ceil(n / batch_size) if tbptt is None else n // batch_size * len(windows)
         params = {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size, "samples": n}
         for cb in cbs:
             if hasattr(cb, "set_params"):
@@ -397,15 +492,20 @@ class Engine:
             if verbose in (1, 2):
                 print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
             bar = ProgressBar(steps, stream=stream) if verbose in (1, 2) else None
-            loss_sum, per_sum, seen = 0.0, None, 0
+            loss_sum, per_sum, seen, wsum = 0.0, None, 0, 0
             step = -1
-            for step, sl in enumerate(batch_slices(n, batch_size)):
+            units = ((sl, w) for sl in batch_slices(n, batch_size) for w in windows)
+            for step, (sl, win) in enumerate(units):
                 idx = order[sl] if order is not None else sl
                 for cb in cbs:
                     cb.on_train_batch_begin(step, {})
                 try:
-                    total, per = self._train_batch([a[idx] for a in xs], [take(a, idx) for a in ys],
-                                                   [take(a, idx) for a in sws], epoch, step)
+                    if win is None:
+                        total, per = self._train_batch([a[idx] for a in xs], [take(a, idx) for a in ys],
+                                                       [take(a, idx) for a in sws], epoch, step)
+                    else:
+                        total = tbptt.train_window(xs[0], ys[0], sws[0], idx, win, epoch, step)
+                        per = []
                 except NonFiniteLoss as e:
                     history.stop_reason = self.stop_reason = str(e)
                     if bar is not None and bar.interactive and bar._last_len:
@@ -415,11 +515,13 @@ class Engine:
                     self.stop_training = True
                     break
                 bs = sl.stop - sl.start
-                loss_sum += total * bs
+                wt = bs if win is None else bs * (win[1] - win[2])  # TBPTT: weight by the window's new steps
+                loss_sum += total * wt
                 per = [p for p in per if p is not None]
-                per_sum = [p * bs for p in per] if per_sum is None else [a + p * bs for a, p in zip(per_sum, per)]
-                seen += bs
-                logs = {"loss": loss_sum / seen, **dict(zip(loss_names, [p / seen for p in per_sum])),
+                per_sum = [p * wt for p in per] if per_sum is None else [a + p * wt for a, p in zip(per_sum, per)]
+                wsum += wt
+                seen += bs if win is None or win[1] == windows[-1][1] else 0
+                logs = {"loss": loss_sum / wsum, **dict(zip(loss_names, [p / wsum for p in per_sum])),
                         **self._metric_logs()}
                 for cb in cbs:
                     cb.on_train_batch_end(step, dict(logs))
@@ -427,12 +529,16 @@ class Engine:
                     bar.update(step + 1, logs, seen)
                 if self.stop_training:
                     break
-            if seen == 0:
+            if wsum == 0:
                 break
-            logs = {"loss": loss_sum / seen, **dict(zip(loss_names, [p / seen for p in per_sum])),
+            logs = {"loss": loss_sum / wsum, **dict(zip(loss_names, [p / wsum for p in per_sum or []])),
                     **self._metric_logs()}
             if val is not None:
+                if tbptt is not None:
+                    self.reset_states()
                 vlogs = self._evaluate_arrays(val[0], val[1], val[2], batch_size)
+                if tbptt is not None:
+                    self.reset_states()
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
             done = step + 1 if seen < n else steps
             if verbose == 1:

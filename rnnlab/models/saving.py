@@ -49,11 +49,11 @@ def save_model(model, path, include_optimizer=True) -> None:
     if not model.built:
         raise ValueError("save: the model is not built yet (no weights to save)")
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "rnnlab_version": __version__,
-           "class_name": "Functional" if hasattr(model, "_compile_config") else "Sequential",
+           "class_name": "Sequential" if type(model).__name__ == "Sequential" else "Functional",
            "config": model.get_config(),
            "weights": [p for p, _, _ in model.iter_weights()], "compile": None}
     arrays = _weights_dict(model)
-    if model.compiled and hasattr(model, "_compile_config"):  # functional: a loss/metrics per output
+    if model.compiled and hasattr(model, "_compile_config"):  # the model's own layout (functional: per output)
         doc["compile"] = model._compile_config()
         if include_optimizer:
             for k, v in model.optimizer.get_state().items():

@@ -1,22 +1,18 @@
-"""Sequential: a plain stack of layers, with Keras' compile / fit / evaluate / predict.
+"""Sequential: a plain stack of layers, a :class:`~rnnlab.Model` as in Keras 3.
 
 The model owns the order: forward runs the layers first to last (passing each layer's output
 mask to the next), the loss gives dL/d(output), backward runs the layers last to first, and the
-optimizer updates every trainable weight in place.
+optimizer updates every trainable weight in place. compile / fit / evaluate / predict and the
+``*_on_batch`` methods are the one training engine of every model (:mod:`rnnlab.models.engine`);
+this class only provides the stack's forward and backward.
 """
 from __future__ import annotations
 
-import math
-import sys
-import warnings
-
 import numpy as np
 
-from .. import backend, losses as _losses, metrics as _metrics, optimizers as _optimizers
+from .. import backend
 from .. import variables as _variables
-from ..callbacks import Callback, History
 from ..layers.base import Layer, format_shape
-from ..training import NonFiniteLoss, ProgressBar, batch_slices, check_batch_size, grads_finite, take
 
 
 class InputSpec:
@@ -40,26 +36,46 @@ class InputSpec:
         return f"Input(shape={format_shape(self.shape[1:])})"
 
 
-from .functional import Input, InputLayer, is_symbolic  # noqa: E402,F401  (rnnlab.Input: a symbolic tensor)
+from .functional import Input, InputLayer, Model, is_symbolic  # noqa: E402,F401  (rnnlab.Input: symbolic)
 
 
-class Sequential:
-    """A linear stack of layers: ``Sequential([Embedding(20000, 128), LSTM(128), Dense(1, "sigmoid")])``."""
+class Sequential(Model):
+    """A linear stack of layers: ``Sequential([Embedding(20000, 128), LSTM(128), Dense(1, "sigmoid")])``.
 
-    def __init__(self, layers=None, name=None):
+    A :class:`~rnnlab.Model` (as in Keras 3): it trains with the same engine, and it is a layer, so it can be
+    called on symbolic tensors inside a functional model."""
+
+    input_grad_needed = True
+    _float_input = False
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        # a Model without a graph: the attributes of Layer/Model set by hand (no inputs/outputs to trace)
         self.name = name or backend.unique_name("sequential")
+        self.trainable = bool(trainable)
+        self.dtype = backend.floatx()
+        self.params, self.grads = {}, {}
+        self._cache = None
+        self._initial_weights = None
+        self.batch_input_shape = None
+        self.output_shape = None
         self.layers: list[Layer] = []
         self._input_shape = None
         self._input_dtype = None
         self.optimizer = None
         self.loss = None
+        self._losses = []
         self.metrics: list = []
         self.compiled = False
         self.stop_training = False
         self.stop_reason = None
         self.history = None
+        self._last_mask = None
         for layer in layers or []:
             self.add(layer)
+
+    @property
+    def _sublayers(self):
+        return self.layers
 
     # ---------------------------------------------------------------- building
     def add(self, layer):
@@ -147,10 +163,10 @@ class Sequential:
             raise ValueError(f"Sequential.{what}: the model is not built yet; give the first layer input_shape=, "
                              "start with rnnlab.Input(shape), or fit/call it on data first")
 
-    def iter_weights(self):
+    def iter_weights(self, prefix=""):
         """``(path, owner_layer, weight_name)`` for every weight, layer by layer in Keras order."""
         for layer in self.layers:
-            yield from layer.iter_weights()
+            yield from layer.iter_weights(prefix)
 
     def trainable_weight_refs(self):
         """The refs of :meth:`iter_weights` that train (layers with ``trainable=False`` left out):
@@ -215,6 +231,98 @@ class Sequential:
         out(f"Non-trainable params: {total - trainable:,} ({size(total - trainable)})")
         out(rule)
 
+    # ---------------------------------------------------------------- engine hooks
+    def _inputs_names(self):
+        return ["input"]
+
+    def _outputs_names(self):
+        return [self.layers[-1].name] if self.layers else ["output"]
+
+    @property
+    def output_names(self):
+        return self._outputs_names()
+
+    def _output_shapes(self):
+        return [self.output_shape]
+
+    def _prepare_inputs(self, x, what):
+        if x is None:
+            raise ValueError(f"{what}: x is required")
+        return [self._prepare_x(x)]
+
+    def _run(self, xs, training):
+        out, mask = self._forward(xs[0], training)
+        return [out], [mask]
+
+    def _backprop(self, grads):
+        self._backward(grads[0])
+
+    def _pack_outputs(self, outs):
+        return outs[0]
+
+    def _compile_config(self):
+        """The compile settings as Sequential files have always stored them (one loss)."""
+        from .. import losses as _l, optimizers as _o
+        return {"optimizer": _o.serialize(self.optimizer), "loss": _l.serialize(self.loss),
+                "metrics": [m if isinstance(m, str) else m.name for m in self._metric_ids]}
+
+    def _compile_from_config(self, comp):
+        from .. import losses as _l, optimizers as _o
+        self.compile(optimizer=_o.get(comp["optimizer"]), loss=_l.get(comp["loss"]), metrics=comp.get("metrics") or [])
+
+    def __repr__(self):
+        return f"<Sequential name={self.name!r} layers={len(self.layers)} built={self.built}>"
+
+    def _train_step(self, xb, yb, swb, epoch=0, step=0, time_mask=None):
+        """Deprecated private spelling kept for old callers: use :meth:`train_step`."""
+        return self._train_batch([xb], [yb], [swb], epoch, step, time_mask)[0]
+
+    # ---------------------------------------------------------------- as a layer
+    def forward(self, inputs, training=False, mask=None):
+        """The stack's forward (layer contract): the layers' caches serve :meth:`backward`."""
+        x = self._prepare_x(inputs)
+        out, self._last_mask = self._forward(x, training)
+        self._cache = True
+        return out
+
+    def backward(self, grad):
+        """The layers' backward passes last to first; returns dL/dx (``None`` when not needed)."""
+        self._need_cache()
+        if not self.input_grad_needed:
+            self._backward(grad)
+            return None
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def compute_output_shape(self, input_shape):
+        if not self.built:
+            self.build(tuple(input_shape))
+        return self.output_shape
+
+    def compute_mask(self, inputs, mask=None):
+        return self._last_mask
+
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            self.build(tuple(input_shape))
+
+    def _check_call_shapes(self, tensors):
+        if len(tensors) != 1:
+            raise ValueError(f"Sequential '{self.name}' takes one input, got {len(tensors)}")
+        if not self.built:
+            self.build(tensors[0].shape)
+        elif self._input_shape is not None:
+            a, b = tensors[0].shape, self._input_shape
+            if len(a) != len(b) or any(x is not None and y is not None and x != y for x, y in zip(a[1:], b[1:])):
+                raise ValueError(f"Input to model '{self.name}' is incompatible: it was built for input "
+                                 f"{format_shape(b)}, got {format_shape(a)}")
+
+    @property
+    def _outputs(self):
+        from .functional import KerasTensor
+        return [KerasTensor(self.output_shape, dtype=self.layers[-1].dtype if self.layers else None)]
+
     # ---------------------------------------------------------------- running
     def _prepare_x(self, x):
         if hasattr(x, "detach") and hasattr(x, "numpy"):
@@ -263,48 +371,20 @@ class Sequential:
         finally:
             lowest.input_grad_needed = True
 
-    def __call__(self, x, training=False):
-        """Forward pass on ``x`` (one batch) returning the output; builds the model if needed."""
+    def __call__(self, x, training=False, mask=None, **kwargs):
+        """Forward pass on ``x`` (one batch) returning the output; builds the model if needed. On a symbolic
+        tensor it records a call in a functional graph (a Sequential nested in a Model)."""
+        if is_symbolic(x):
+            return Layer.__call__(self, x, training=training, mask=mask, **kwargs)
         return self._forward(self._prepare_x(x), training)[0]
 
-    def predict(self, x, batch_size=32, verbose=0):
-        """Outputs for ``x`` in batches of ``batch_size`` (inference mode: no dropout)."""
-        batch_size = check_batch_size(batch_size)
-        x = self._prepare_x(x)
-        outs = []
-        n = len(x)
-        bar = ProgressBar(math.ceil(n / batch_size)) if verbose else None
-        for i, sl in enumerate(batch_slices(n, batch_size)):
-            outs.append(self._forward(x[sl], training=False)[0])
-            if bar:
-                bar.update(i + 1, {})
-        if bar:
-            bar.finish(math.ceil(n / batch_size), {})
-        if not outs:
-            return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=self.layers[-1].dtype)
-        return np.concatenate(outs, axis=0)
-
-    # -------------------------------------------------------------- training
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        """Choose optimizer, loss and metrics (names or instances, as in Keras)."""
-        self.optimizer = _optimizers.get(optimizer)
-        self.loss = None if loss is None else _losses.get(loss)
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, (str, _metrics.Metric)):
-            metrics = [metrics]
-        self._metric_ids = list(metrics)
-        self.metrics = [_metrics.get(m, loss=self.loss) for m in self._metric_ids]
-        self.compiled = True
-
-    def _require_compiled(self, what):
-        if not self.compiled:
-            raise RuntimeError(f"Sequential.{what}: call model.compile(optimizer, loss, metrics) first")
-        if self.loss is None:
-            raise ValueError(f"Sequential.{what}: the model was compiled without a loss; call "
-                             f"model.compile(optimizer, loss=...) with one of {_losses.names()}")
+    def _loss_mask(self, out, mask):
+        if mask is not None and out.ndim >= 3 and mask.shape == out.shape[:2]:
+            return mask
+        return None
 
     def _check_xy(self, x, y, sample_weight, what):
+        """``y`` (and ``sample_weight``) as arrays checked against ``x``'s number of samples."""
         if y is None:
             raise ValueError(f"{what}: y is required")
         y = np.asarray(y)
@@ -315,228 +395,6 @@ class Sequential:
             if len(sample_weight) != len(x):
                 raise ValueError(f"{what}: sample_weight has {len(sample_weight)} entries for {len(x)} samples")
         return y, sample_weight
-
-    def _loss_mask(self, out, mask):
-        if mask is not None and out.ndim >= 3 and mask.shape == out.shape[:2]:
-            return mask
-        return None
-
-    def _train_step(self, xb, yb, swb, epoch=0, step=0, time_mask=None):
-        out, mask = self._forward(xb, training=True)
-        lmask = self._loss_mask(out, mask)
-        if time_mask is not None:  # truncated BPTT: only the window's new steps enter the loss
-            lmask = time_mask if lmask is None else lmask & time_mask
-        loss, grad = self.loss.forward_backward(yb, out, sample_weight=swb, mask=lmask)
-        if not math.isfinite(loss):
-            raise NonFiniteLoss("loss", loss, epoch, step)
-        self._backward(grad)
-        refs = self.trainable_weight_refs()
-        ok, gnorm = grads_finite([owner.grads[w] for _, owner, w in refs])
-        if not ok:
-            raise NonFiniteLoss("gradient norm", gnorm, epoch, step)
-        self.optimizer.apply(refs)
-        # metrics see the predictions of this step (made before the update), as in Keras
-        for m in self.metrics:
-            m.update(yb, out, sample_weight=swb, mask=lmask)
-        return loss
-
-    def train_on_batch(self, x, y, sample_weight=None, return_dict=False):
-        """One gradient step on one batch; returns the loss (or a dict with the metrics)."""
-        self._require_compiled("train_on_batch")
-        x = self._prepare_x(x)
-        y, sample_weight = self._check_xy(x, y, sample_weight, "train_on_batch")
-        for m in self.metrics:
-            m.reset()
-        loss = self._train_step(x, y, sample_weight)
-        logs = {"loss": loss, **{m.name: m.result() for m in self.metrics}}
-        if return_dict:
-            return logs
-        return loss if not self.metrics else [loss] + [m.result() for m in self.metrics]
-
-    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
-        """Loss (and metrics) of one batch in inference mode; no update."""
-        self._require_compiled("test_on_batch")
-        x = self._prepare_x(x)
-        y, sample_weight = self._check_xy(x, y, sample_weight, "test_on_batch")
-        logs = self._evaluate_arrays(x, y, sample_weight, max(len(x), 1))
-        if return_dict:
-            return logs
-        return logs["loss"] if not self.metrics else list(logs.values())
-
-    def predict_on_batch(self, x):
-        """The model output for one batch (inference mode)."""
-        return self._forward(self._prepare_x(x), training=False)[0]
-
-    def _evaluate_arrays(self, x, y, sample_weight, batch_size, bar=None):
-        for m in self.metrics:
-            m.reset()
-        total, count = 0.0, 0.0
-        for sl in batch_slices(len(x), batch_size):
-            out, mask = self._forward(x[sl], training=False)
-            lmask = self._loss_mask(out, mask)
-            sw = take(sample_weight, sl)
-            total += self.loss(y[sl], out, sample_weight=sw, mask=lmask) * (sl.stop - sl.start)
-            count += sl.stop - sl.start
-            for m in self.metrics:
-                m.update(y[sl], out, sample_weight=sw, mask=lmask)
-            if bar is not None:
-                bar.update(sl.stop // batch_size + (sl.stop % batch_size > 0),
-                           {"loss": total / count, **{m.name: m.result() for m in self.metrics}}, int(count))
-        return {"loss": total / max(count, 1), **{m.name: m.result() for m in self.metrics}}
-
-    def evaluate(self, x, y, batch_size=32, verbose=0, sample_weight=None, return_dict=False):
-        """Loss (and metrics) over ``x``/``y``: a float, ``[loss, *metrics]``, or a dict."""
-        self._require_compiled("evaluate")
-        batch_size = check_batch_size(batch_size)
-        x = self._prepare_x(x)
-        y, sample_weight = self._check_xy(x, y, sample_weight, "evaluate")
-        steps = math.ceil(len(x) / batch_size)
-        bar = ProgressBar(steps) if verbose else None
-        logs = self._evaluate_arrays(x, y, sample_weight, batch_size, bar=bar if verbose == 1 else None)
-        if verbose == 1:
-            bar.finish(steps, logs, len(x))
-        elif verbose:
-            print(bar.summary_line(steps, logs, len(x)), file=bar.stream, flush=True)
-        if return_dict:
-            return logs
-        return logs["loss"] if not self.metrics else list(logs.values())
-
-    def fit(self, x, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, sample_weight=None, initial_epoch=0, stream=None,
-            tbptt_steps=None):
-        """Train for ``epochs`` passes over the data; returns a :class:`~rnnlab.callbacks.History`.
-
-        ``validation_split`` holds out the *last* fraction of the data (before shuffling), as Keras.
-        A NaN/inf loss or gradient stops training before the bad update, with a warning naming the
-        epoch and step; the weights keep their last finite values (``history.stop_reason`` says why).
-
-        ``tbptt_steps=k`` (or ``(k1, k2)``) trains with truncated BPTT (:class:`rnnlab.training.TBPTT`):
-        each batch of ``batch_size`` sequences (N, T, ...) is run in windows along time, one update per
-        ``k1`` steps, the gradient flowing ``k2`` steps back, the state carried between windows by the
-        model's stateful recurrent layers (reset at the start of each batch). One progress step is one
-        window; the epoch loss is the mean over all steps. Validation runs whole sequences from reset
-        states (``len(x_val)`` must be a multiple of ``batch_size``).
-        """
-        self._require_compiled("fit")
-        batch_size = check_batch_size(batch_size)
-        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
-        x = self._prepare_x(x)
-        y, sample_weight = self._check_xy(x, y, sample_weight, "fit")
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("fit: validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight)")
-            vx = self._prepare_x(validation_data[0])
-            vy, vsw = self._check_xy(vx, validation_data[1], validation_data[2] if len(validation_data) == 3 else None,
-                                     "fit(validation_data)")
-            val = (vx, vy, vsw)
-        elif validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
-            split = int(len(x) * (1.0 - validation_split))
-            if split == 0 or split == len(x):
-                raise ValueError(f"fit: validation_split={validation_split} leaves an empty train or validation set for {len(x)} samples")
-            val = (x[split:], y[split:], take(sample_weight, slice(split, None)))
-            x, y, sample_weight = x[:split], y[:split], take(sample_weight, slice(None, split))
-        if len(x) == 0:
-            raise ValueError("fit: no training samples")
-        tbptt = None
-        if tbptt_steps is not None:
-            from ..training import TBPTT
-            tbptt = TBPTT.from_steps(self, tbptt_steps)
-            _, T = tbptt.check_data(x, y, batch_size, sample_weight)
-            windows = tbptt.windows(T)
-            if val is not None:
-                tbptt.check_data(val[0], val[1], batch_size, val[2], "fit(validation)")
-
-        history = History()
-        # History goes last so it records keys other callbacks add (e.g. learning_rate), as in Keras 3
-        cbs: list[Callback] = list(callbacks or []) + [history]
-        last_logs: dict = {}
-        for cb in cbs:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"fit: callbacks must be Callback instances, got {type(cb).__name__}")
-            cb.set_model(self)
-        self.history = history
-        self.stop_training = False
-        self.stop_reason = None
-        stream = stream or sys.stdout
-        n = len(x)
-        steps = math.ceil(n / batch_size) if tbptt is None else n // batch_size * len(windows)
-        params = {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size,
-                  "samples": n}
-        for cb in cbs:
-            if hasattr(cb, "set_params"):
-                cb.set_params(params)
-        for cb in cbs:
-            cb.on_train_begin({})
-        for epoch in range(initial_epoch, epochs):
-            if self.stop_training:
-                break
-            for cb in cbs:
-                cb.on_epoch_begin(epoch, {})
-            for m in self.metrics:
-                m.reset()
-            order = backend.rng().permutation(n) if shuffle else None
-            if verbose in (1, 2):
-                print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
-            bar = ProgressBar(steps, stream=stream) if verbose in (1, 2) else None
-            loss_sum, seen, wsum = 0.0, 0, 0
-            if tbptt is None:
-                units = ((sl, None) for sl in batch_slices(n, batch_size))
-            else:
-                units = ((sl, w) for sl in batch_slices(n, batch_size) for w in windows)
-            for step, (sl, win) in enumerate(units):
-                idx = order[sl] if order is not None else sl
-                for cb in cbs:
-                    cb.on_train_batch_begin(step, {})
-                try:
-                    if win is None:
-                        loss = self._train_step(x[idx], y[idx], take(sample_weight, idx), epoch, step)
-                    else:
-                        loss = tbptt.train_window(x, y, sample_weight, idx, win, epoch, step)
-                except NonFiniteLoss as e:
-                    history.stop_reason = self.stop_reason = str(e)
-                    if bar is not None and bar.interactive and bar._last_len:
-                        bar.stream.write("\n")  # keep the live bar line; the warning goes below it
-                        bar._last_len = 0
-                    warnings.warn(str(e), RuntimeWarning, stacklevel=2)
-                    self.stop_training = True
-                    break
-                bs = sl.stop - sl.start
-                wt = bs if win is None else bs * (win[1] - win[2])  # TBPTT: weight by the window's new steps
-                loss_sum += loss * wt
-                wsum += wt
-                seen += bs if win is None or win[1] == windows[-1][1] else 0
-                logs = {"loss": loss_sum / wsum, **{m.name: m.result() for m in self.metrics}}
-                for cb in cbs:
-                    cb.on_train_batch_end(step, dict(logs))
-                if bar and verbose == 1:
-                    bar.update(step + 1, logs, seen)
-                if self.stop_training:
-                    break
-            if wsum == 0:
-                break
-            logs = {"loss": loss_sum / wsum, **{m.name: m.result() for m in self.metrics}}
-            if val is not None:
-                if tbptt is not None:
-                    self.reset_states()
-                vlogs = self._evaluate_arrays(val[0], val[1], val[2], batch_size)
-                if tbptt is not None:
-                    self.reset_states()
-                logs.update({f"val_{k}": v for k, v in vlogs.items()})
-            done = step + 1 if seen < n else steps
-            if verbose == 1:
-                bar.finish(done, logs, seen)
-            elif verbose == 2:
-                print(bar.summary_line(done, logs, seen), file=stream, flush=True)
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            last_logs = logs
-        for cb in cbs:
-            cb.on_train_end(dict(last_logs))
-        return history
 
     # ----------------------------------------------------------------- files
     def get_config(self):
@@ -566,14 +424,12 @@ class Sequential:
         return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
 
     def save(self, path, include_optimizer=True):
-        """Save architecture, weights, compile settings (and optimizer state) to one ``.npz`` file, no pickle."""
-        from .saving import save_model
-        save_model(self, path, include_optimizer=include_optimizer)
+        """``.keras``: a Keras 3 archive; ``.h5``: refused; else one rnnlab ``.npz`` (see rnnlab.models.keras_format)."""
+        from . import keras_format; keras_format.save(self, path, include_optimizer=include_optimizer)  # noqa: E702
 
     def save_weights(self, path):
-        """Save only the weights (one ``.npz``, no pickle); see :meth:`load_weights`."""
-        from .saving import save_weights
-        save_weights(self, path)
+        """``.weights.h5``: a Keras 3 weights file; ``.keras``/``.h5``: refused; else one rnnlab ``.npz``."""
+        from . import keras_format; keras_format.save_weights(self, path)  # noqa: E702
 
     def load_weights(self, path):
         """Load weights from :meth:`save_weights` or :meth:`save` files, matched by position (shapes checked).
@@ -581,9 +437,4 @@ class Sequential:
         A Keras 3 file (``*.weights.h5``, or a ``*.keras`` archive) is read by
         :func:`rnnlab.models.keras_weights.load_keras_weights` (needs h5py).
         """
-        if str(path).endswith((".weights.h5", ".keras")):
-            from .keras_weights import load_keras_weights
-            load_keras_weights(self, path)
-            return
-        from .saving import load_weights
-        load_weights(self, path)
+        from . import keras_format; keras_format.load_weights(self, path)  # noqa: E702

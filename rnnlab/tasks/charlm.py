@@ -193,7 +193,7 @@ class _Adapter(SequentialTaskAdapter):
 
     def _step(self, xb, yb, epoch, step):
         # forward, loss, backward, finite checks (NonFiniteLoss), update: the step of Sequential.fit
-        return self.model._train_step(self.model._prepare_x(xb), yb, None, epoch, step)
+        return self.model.train_step((xb, yb), epoch=epoch, step=step)["loss"]
 
     def _batches(self):
         """Window mode: shuffled one-hot windows and their next characters."""

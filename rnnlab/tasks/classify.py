@@ -42,7 +42,6 @@ import csv
 import gzip
 import io
 import json
-import math
 import os
 
 import numpy as np
@@ -248,7 +247,7 @@ def build_model(vocab_in, n_classes, args):
                   else Dense(n_classes, activation="softmax", name="output"))
     model = rnnlab.Sequential(layers, name="classifier")
     model.compile(optimizer=make_optimizer(args), loss="binary_crossentropy" if n_classes == 2
-                  else "sparse_categorical_crossentropy")
+                  else "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -295,9 +294,14 @@ class _Adapter(SequentialTaskAdapter):
 
     def train_epoch(self, epoch, timer):
         from .. import backend
-        from ..training import NonFiniteLoss, ProgressBar, grads_finite
+        from ..training import NonFiniteLoss, ProgressBar
         from .runstate import close_epoch
 
+        m = self.model
+        if not any(met.name == "accuracy" for met in m.metrics):  # models saved before the metric was compiled in
+            m.compile(optimizer=m.optimizer, loss=m.loss, metrics=["accuracy"])
+        for met in m.metrics:
+            met.reset()
         batches = bucket_batches(self.lengths, self.args.batch_size, backend.rng())
         bar = ProgressBar(len(batches)) if self.args.verbose else None
         loss_sum = correct = seen = 0.0
@@ -309,24 +313,14 @@ class _Adapter(SequentialTaskAdapter):
                 break
             xb, yb = pad_batch(self.x, idx), self.y[idx]
             yt = yb.reshape(-1, 1).astype(np.float32) if self.doc["n_classes"] == 2 else yb
-            try:
-                out = self.model._forward(self.model._prepare_x(xb), training=True)[0]
-                loss, grad = self.model.loss.forward_backward(yt, out)
-                if not math.isfinite(loss):
-                    raise NonFiniteLoss("loss", loss, epoch, step)
-                self.model._backward(grad)
-                refs = self.model.trainable_weight_refs()
-                ok, gnorm = grads_finite([owner.grads[w] for _, owner, w in refs])
-                if not ok:
-                    raise NonFiniteLoss("gradient norm", gnorm, epoch, step)
-                self.model.optimizer.apply(refs)
+            try:   # forward, loss, backward, finite checks (NonFiniteLoss), update: the model's public step
+                logs = self.model.train_step((xb, yt), epoch=epoch, step=step)
             except NonFiniteLoss as e:
                 stop = str(e)
                 break
-            pred = (out[:, 0] > 0.5).astype(np.int64) if out.shape[-1] == 1 else np.argmax(out, axis=1)
-            loss_sum += loss * len(idx)
-            correct += float(np.sum(pred == yb))
+            loss_sum += logs["loss"] * len(idx)
             seen += len(idx)
+            correct = logs["accuracy"] * seen      # the accuracy metric runs over the epoch so far
             if bar is not None:
                 bar.update(step + 1, {"loss": loss_sum / seen, "accuracy": correct / seen}, int(seen))
         logs = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}

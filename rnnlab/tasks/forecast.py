@@ -178,7 +178,7 @@ class _Adapter(SequentialTaskAdapter):
         stop = None
         for step, idx in ep:
             try:   # forward, loss, backward, finite checks, update: the step of Sequential.fit
-                loss = m._train_step(m._prepare_x(self.x[idx]), self.y[idx], None, epoch, step)
+                loss = m.train_step((self.x[idx], self.y[idx]), epoch=epoch, step=step)["loss"]
             except NonFiniteLoss as e:
                 stop = str(e)
                 break
