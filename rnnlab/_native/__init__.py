@@ -263,6 +263,19 @@ def lstm_step_kernels():
     return _LIB.rnnlab_lstm_gates_fwd_f32, _LIB.rnnlab_lstm_gates_bwd_f32
 
 
+def loaded() -> bool:
+    """Whether the compiled library is loaded (the layers ask this instead of touching it)."""
+    return _LIB is not None
+
+
+def fused_loop_kernel(cell):
+    """The ctypes function ``rnnlab_{cell}_fwd_loop_f32`` of _cells.c ("lstm" or "gru": the packed-path forward
+    time loop in one call, see rnnlab/layers/fused_loop.py), or None when the kernel is not loaded."""
+    if _LIB is None:
+        return None
+    return {"lstm": _LIB.rnnlab_lstm_fwd_loop_f32, "gru": _LIB.rnnlab_gru_fwd_loop_f32}[cell]
+
+
 def gru_step_kernels():
     """``(fwd, bwd)``: ``rnnlab_gru_gates_fwd_f32`` / ``rnnlab_gru_gates_bwd_f32`` of _cells.c (the
     elementwise part of one GRU reset_after=True training step, float32), or None when the kernel is not

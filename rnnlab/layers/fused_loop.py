@@ -456,7 +456,7 @@ class FusedRNN(RNN):
         if cp is None:
             return False
         cp.bias = None
-        if (b_in is None or ws.native_ok or _native._LIB is None
+        if (b_in is None or ws.native_ok or not _native.loaded()
                 or not (b_in.dtype == np.float32 and b_in.ndim == 1 and b_in.flags.c_contiguous)):
             return False
         cp.bias = addr(b_in)
@@ -517,7 +517,7 @@ class FusedRNN(RNN):
     def _has_fused_forward(self, ws):
         """Whether :meth:`_fused_forward` can run on this workspace: its compiled step kernels are set up
         (``ws.fast.cptr``: LSTM and GRU with their default activations, float32) and loaded."""
-        return getattr(getattr(ws, "fast", None), "cptr", None) is not None and _native._LIB is not None
+        return getattr(getattr(ws, "fast", None), "cptr", None) is not None and _native.loaded()
 
     def _fused_blocks(self, ws, whole):
         """The row blocks of :meth:`_fused_forward`, each with a float32 scratch of its rows for the per-step

@@ -227,7 +227,8 @@ class GRU(FusedRNN):
                 if self._native_float32() and _native.gru_step_kernels() is not None:
                     # training steps in C (rnnlab/_native/_cells.c): the raw addresses of the per-step buffers
                     ws.fast.cptr = self._native_step_ptrs(
-                        ws, fwd=[(addr(A[t]), addr(Q[t]), addr(S0[t]), addr(S0[t + 1])) for t in range(T)],
+                        ws, kernels=_native.gru_step_kernels(),
+                        fwd=[(addr(A[t]), addr(Q[t]), addr(S0[t]), addr(S0[t + 1])) for t in range(T)],
                         bh=addr(ws.fast.bias_h) if self.use_bias else None)   # row 0 (all rows are equal)
         else:
             ws.time_buffer("RH", (U,))       # r * h_{t-1} (as it enters the candidate GEMM)
@@ -287,7 +288,7 @@ class GRU(FusedRNN):
         W, hr_t, ldhr = 3 * U, ws.HR.strides[0] // 4, ws.HR.strides[1] // 4
         wp, h, a, q = addr(ws.pk.pm.buf), addr(S0), addr(ws.A), addr(ws.Q)
         m = None if ws.m is None else addr(ws.m)
-        fn = _native._LIB.rnnlab_gru_fwd_loop_f32
+        fn = _native.fused_loop_kernel("gru")
 
         def run(block):
             b0, b1 = block
@@ -309,10 +310,10 @@ class GRU(FusedRNN):
             else:
                 np.matmul(hr, fast.recurrent_kernel, out=q)
             cp = fast.cptr
-            if cp is not None and _native._LIB is not None:
+            if cp is not None and _native.loaded():
                 # the rest of the step in one C call: same buffers, same values up to the tanh approximation
                 pa, pq, pho, phn = cp.fwd[t]
-                cp.fwd_isa = _native._LIB.rnnlab_gru_gates_fwd_f32(pa, pq, cp.bias, cp.bh, pho, phn, ws.B,
+                cp.fwd_isa = cp.kernels[0](pa, pq, cp.bias, cp.bh, pho, phn, ws.B,
                                                                    self.units, cp.isa)
                 return
             if fast.bias_h is not None:
@@ -405,13 +406,13 @@ class GRU(FusedRNN):
         dq_zr, dq_h = fast.dq
         dh = dnew[0]
         cp = fast.cptr
-        if cp is not None and _native._LIB is not None:
+        if cp is not None and _native.loaded():
             pdh, pdp = cp.grads.get(id(dh)), cp.grads.get(id(dprev[0]))
             if pdh is not None and pdp is not None:
                 # the elementwise part in one C call, bit-identical to the NumPy lines below; it writes dq
                 # straight into Q[t] (which then holds dQ[t], as below)
                 pa, pq, pho, _ = cp.fwd[t]
-                cp.bwd_isa = _native._LIB.rnnlab_gru_gates_bwd_f32(pdh, pa, pho, pq, cp.da, pdp, ws.B,
+                cp.bwd_isa = cp.kernels[1](pdh, pa, pho, pq, cp.da, pdp, ws.B,
                                                                    self.units, cp.isa)
                 self._dh_product(ws, t, q, g)
                 if ws.rec_mask is not None:

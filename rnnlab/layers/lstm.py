@@ -206,8 +206,9 @@ class LSTM(FusedRNN):
             if self._native_float32() and _native.lstm_step_kernels() is not None:
                 # training steps in C (rnnlab/_native/_cells.c): the raw addresses of the per-step buffers
                 ws.fast.cptr = self._native_step_ptrs(
-                    ws, fwd=[(addr(A[t]), addr(ws.tmpW), addr(S1[t]), addr(S1[t + 1]), addr(TC[t]), addr(S0[t + 1]))
-                             for t in range(ws.T)],
+                    ws, kernels=_native.lstm_step_kernels(),
+                    fwd=[(addr(A[t]), addr(ws.tmpW), addr(S1[t]), addr(S1[t + 1]), addr(TC[t]), addr(S0[t + 1]))
+                         for t in range(ws.T)],
                     bwd=[(addr(A[t]), addr(S1[t]), addr(TC[t])) for t in range(ws.T)])
 
     def _projection_weights(self, ws):
@@ -250,7 +251,7 @@ class LSTM(FusedRNN):
         W, hr_t, ldhr = 4 * U, ws.HR.strides[0] // 4, ws.HR.strides[1] // 4
         wp, h, c, a, tc = addr(ws.pk.pm.buf), addr(S0), addr(S1), addr(ws.A), addr(ws.TC)
         m = None if ws.m is None else addr(ws.m)
-        fn = _native._LIB.rnnlab_lstm_fwd_loop_f32
+        fn = _native.fused_loop_kernel("lstm")
 
         def run(block):
             (b0, b1), tmp = block
@@ -273,9 +274,9 @@ class LSTM(FusedRNN):
             else:
                 np.matmul(hr, fast.recurrent_kernel, out=ws.tmpW)
             cp = fast.cptr
-            if cp is not None and _native._LIB is not None:
+            if cp is not None and _native.loaded():
                 # the rest of the step in one C call: same buffers, same values up to the tanh approximation
-                cp.fwd_isa = _native._LIB.rnnlab_lstm_gates_fwd_f32(*cp.fwd[t], cp.bias, ws.B, self.units, cp.isa)
+                cp.fwd_isa = cp.kernels[0](*cp.fwd[t], cp.bias, ws.B, self.units, cp.isa)
                 return
             a += ws.tmpW
             np.tanh(a, out=a)
@@ -344,13 +345,13 @@ class LSTM(FusedRNN):
         di, df, dg, do = fast.dgates
         dh, dc = dnew
         cp = fast.cptr
-        if cp is not None and _native._LIB is not None:
+        if cp is not None and _native.loaded():
             g_ptr = cp.grads
             pdh, pdc, pdp = g_ptr.get(id(dh)), g_ptr.get(id(dc)), g_ptr.get(id(dprev[1]))
             if pdh is not None and pdc is not None and pdp is not None:
                 # the elementwise part in one C call, bit-identical to the NumPy lines below
                 pa, pco, ptc = cp.bwd[t]
-                cp.bwd_isa = _native._LIB.rnnlab_lstm_gates_bwd_f32(pdh, pdc, pa, pco, ptc, cp.da, pdp, ws.B,
+                cp.bwd_isa = cp.kernels[1](pdh, pdc, pa, pco, ptc, cp.da, pdp, ws.B,
                                                                     self.units, cp.isa)
                 self._dh_product(ws, t, da, dprev[0])
                 if ws.rec_mask is not None:
