@@ -137,3 +137,72 @@ def test_masked_per_step_loss_matches_sequential():
     sm.train_on_batch(ids, y)
     for a, b in zip(fm.get_weights(), sm.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_sequential_is_a_model_and_nests_in_a_functional_graph():
+    rng = np.random.default_rng(4)
+    seq = rnnlab.Sequential([rnnlab.Input((5, 2)), L.LSTM(3), L.Dense(2, activation="tanh")], name="inner")
+    assert isinstance(seq, rnnlab.Model)
+    a, b = rnnlab.Input((5, 2)), rnnlab.Input((5, 2))
+    out = L.Dense(1)(L.Concatenate()([seq(a), seq(b)]))
+    m = rnnlab.Model([a, b], out)
+    xa, xb = rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 5, 2))
+    ref = m.layers[-1](np.concatenate([seq(xa), seq(xb)], axis=1))
+    np.testing.assert_allclose(m.predict([xa, xb]), ref, rtol=1e-5)
+    m.compile("sgd", loss="mse")
+    before = [w.copy() for w in seq.get_weights()]
+    m.fit([xa, xb], rng.standard_normal((4, 1)), epochs=1, verbose=0)
+    assert all(np.any(w != v) for w, v in zip(seq.get_weights(), before))
+
+
+def test_nested_sequential_gradient():
+    """A Sequential inside a functional graph, its input also used by another branch (fan-out)."""
+    from rnnlab.testing import check_layer_gradients
+    rnnlab.set_floatx("float64")  # the autouse fixture of conftest.py restores float32
+    rng = np.random.default_rng(5)
+    seq = rnnlab.Sequential([rnnlab.Input((4, 2)), L.GRU(3, return_sequences=True), L.Dense(2)])
+    x = rnnlab.Input((4, 2))
+    m = rnnlab.Model(x, L.Add()([seq(x), L.Dense(2)(x)]))
+    check_layer_gradients(m, rng.standard_normal((3, 4, 2)))
+
+
+def test_class_weight_scales_the_loss_and_names_missing_classes():
+    rng = np.random.default_rng(6)
+    m = rnnlab.Sequential([rnnlab.Input((3,)), L.Dense(3, activation="softmax")])
+    m.compile("sgd", loss="sparse_categorical_crossentropy")
+    xs, y = rng.standard_normal((12, 3)), np.array([0, 1, 2] * 4)
+    cw = {0: 1.0, 1: 2.0, 2: 0.5}
+    w0 = m.get_weights()
+    m.fit(xs, y, class_weight=cw, batch_size=12, epochs=1, verbose=0, shuffle=False)
+    w_cw = m.get_weights()
+    m.set_weights(w0)
+    m.fit(xs, y, sample_weight=np.array([cw[c] for c in y]), batch_size=12, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(w_cw, m.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"class_weight has no entry for class\(es\) \[2\] found in y"):
+        m.fit(xs, y, class_weight={0: 1.0, 1: 1.0}, verbose=0)
+
+
+def test_compute_gradients_matches_train_step_direction():
+    rng = np.random.default_rng(7)
+    x = rnnlab.Input((3,))
+    d = L.Dense(1)
+    m = rnnlab.Model(x, d(x))
+    m.compile(rnnlab.optimizers.SGD(0.1), loss="mse")
+    xs, ys = rng.standard_normal((8, 3)), rng.standard_normal((8, 1))
+    loss = m.compute_gradients(xs, ys)
+    g = d.grads["kernel"].copy()
+    w = d.params["kernel"].copy()
+    logs = m.train_step((xs, ys))
+    np.testing.assert_allclose(logs["loss"], loss, rtol=1e-6)
+    np.testing.assert_allclose(d.params["kernel"], w - 0.1 * g, rtol=1e-5)
+
+
+def test_summary_of_a_partly_built_sequential_does_not_crash():
+    emb = L.Embedding(100, 8)
+    emb.build((1,))                      # the keras-io idiom before set_weights
+    m = rnnlab.Sequential([emb, L.LSTM(4), L.Dense(1)])
+    lines = []
+    m.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "800" in text and "? (unbuilt)" in text and "Total params: 800" in text

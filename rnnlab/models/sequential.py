@@ -204,8 +204,8 @@ class Sequential(Model):
         return sum(layer.count_params() for layer in self.layers)
 
     def summary(self, print_fn=None, line_length=70):
-        """Print a Keras-style table: each layer's type, output shape and parameter count."""
-        self._require_built("summary")
+        """Print a Keras-style table: each layer's type, output shape and parameter count. A model (or layer)
+        not built yet is listed too, its unknown shapes and counts shown as ``?`` (as Keras' "unbuilt")."""
         out = print_fn or print
         w1, w2 = 32, 24
         w3 = max(line_length - w1 - w2, 12)
@@ -214,20 +214,30 @@ class Sequential(Model):
         out(rule)
         out(f"{'Layer (type)':<{w1}}{'Output Shape':<{w2}}{'Param #':>{w3}}")
         out("═" * (w1 + w2 + w3))
+        total = trainable = 0
+        unknown = False
         for layer in self.layers:
             label = f"{layer.name} ({type(layer).__name__})"
-            out(f"{label:<{w1}}{format_shape(layer.output_shape):<{w2}}{layer.count_params():>{w3},}")
+            shape = "?" if layer.output_shape is None else format_shape(layer.output_shape)
+            if layer.built:
+                n = layer.count_params()
+                total += n
+                trainable += layer.count_trainable_params()
+                params = f"{n:,}"
+            else:
+                unknown = True
+                params = "? (unbuilt)"
+            out(f"{label:<{w1}}{shape:<{w2}}{params:>{w3}}")
         out(rule)
-        total = self.count_params()
-        trainable = sum(layer.count_trainable_params() for layer in self.layers)
         itemsize = np.dtype(self.layers[0].dtype).itemsize if self.layers else 4
 
         def size(n):
             b = n * itemsize
             return f"{b / 2**20:.2f} MB" if b >= 2**20 else f"{b / 2**10:.2f} KB" if b >= 2**10 else f"{b:.2f} B"
 
-        out(f"Total params: {total:,} ({size(total)})")
-        out(f"Trainable params: {trainable:,} ({size(trainable)})")
+        more = " + ? (unbuilt layers)" if unknown else ""
+        out(f"Total params: {total:,} ({size(total)}){more}")
+        out(f"Trainable params: {trainable:,} ({size(trainable)}){more}")
         out(f"Non-trainable params: {total - trainable:,} ({size(total - trainable)})")
         out(rule)
 
