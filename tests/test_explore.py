@@ -282,6 +282,18 @@ def test_sample_and_gradient_apis(server):
     np.testing.assert_allclose(d["norms"]["rnn_0"], ref["rnn_0"], rtol=1e-5)
 
 
+def test_an_internal_error_is_a_500_with_a_message_and_the_server_goes_on(server, monkeypatch, capsys):
+    ex, app, port = server
+
+    def broken(body):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app, "stats", broken)
+    status, d = _post(port, "/api/stats", {})
+    assert status == 500 and d == {"error": "internal error in stats: RuntimeError: boom"}
+    assert _req(port, "GET", "/api/info")[0] == 200
+
+
 def test_static_files_and_info(server):
     ex, app, port = server
     status, html = _req(port, "GET", "/")
@@ -339,6 +351,7 @@ def test_bounded_and_bad_input(server):
     assert _post(port, "/api/trace", {"text": 5})[0] == 400
     assert _post(port, "/api/attention", {"text": "abc"})[0] == 400       # not a seq2seq model
     assert _req(port, "PUT", "/api/trace", {"text": "a"})[0] == 405
+    assert _req(port, "HEAD", "/")[0] == 405
     assert _req(port, "GET", "/api/corpus?start=0&length=999999")[0] == 400
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -239,10 +240,14 @@ def make_handler(app, static):
 
         def _call(self, name, arg):
             try:
-                self._send(200, getattr(app, name)(arg))
+                result = getattr(app, name)(arg)
             except (ValueError, TypeError, KeyError) as e:
                 msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-                self._error(400, str(msg))
+                return self._error(400, str(msg))
+            except Exception as e:  # a bug, not bad input: say so in one line, keep serving
+                print(f"rnnlab explore: error in {name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                return self._error(500, f"internal error in {name}: {type(e).__name__}: {e}")
+            self._send(200, result)
 
         def do_GET(self):
             parts = urlsplit(self.path)
@@ -255,7 +260,9 @@ def make_handler(app, static):
             self._error(404, "not found")
 
         def do_HEAD(self):
-            self._error(405, "method not allowed")
+            self.send_response(405)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def do_POST(self):
             path = urlsplit(self.path).path
