@@ -1,0 +1,252 @@
+"""The compiled and packed paths of the fused loop (rnnlab.layers.fused_loop), all optional.
+
+Every method here either runs a part of the loop in rnnlab/_native (the C kernels and the packed GEMM) or
+says it cannot (returns None / False), and the loop then does the same work in NumPy. One condition gates all
+of them, :meth:`NativePaths._native_float32`: float32 weights, the kernel built, and ``backend`` not "numpy".
+Which path ran is recorded in ``layer.last_path`` (fused_loop.PATHS). Measurements: docs/benchmarks.md.
+
+Packed products (float32, AVX-512 CPU): the T per-step products with the same matrix (``h_{t-1} W_h``
+forward, ``dA_t W_h^T`` backward) and the weight gradients sharing one dA run in rnnlab/_native/_gemm.c with
+that matrix packed once per call (a BLAS call repacks it every step), where
+:func:`rnnlab._native.packed_gemm_wins` says the kernel is faster for the shape. Same products, another
+summation order: results agree with NumPy's to float32 rounding.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from .. import _native, backend
+
+
+def addr(a):
+    """The data address of an array, for the compiled kernels (rnnlab._native)."""
+    return a.ctypes.data
+
+
+#: Largest batch for which the compiled inference loops (``_native_loop``) run. They do one
+#: matrix-vector product per batch row and step; from about 8 rows on, NumPy's one GEMM per step is
+#: faster (measured 1 thread, T80: LSTM(128) B4 3.1 -> 2.2 ms, B8 5.1 vs 5.2, B16 8.8 vs 10.2 ms;
+#: LSTM(512) B4 21.0 vs 20.6, B8 24.8 vs 39.3 ms; B32 LSTM(128) 15 vs 22 ms).
+NATIVE_MAX_BATCH = 4
+
+
+class NativePaths:
+    """Mixin of :class:`~rnnlab.layers.fused_loop.FusedRNN`: its optional compiled and packed paths."""
+
+    def _native_ready(self, ws):
+        """True when :meth:`_native_loop` can run this (inference, no recurrent dropout) call; asked before
+        the input projection (``ws.native_ok``), which then uses the raw kernel and no bias: the compiled
+        loops add the bias (and any gate scaling) themselves."""
+        return False
+
+    def _native_loop(self, ws):
+        """Run the whole time loop (step 3 of the module docstring) in compiled code, filling the same
+        buffers as the step loop; return False to run the NumPy loop instead (which must then still get
+        a correct ``ws.A``). ``ws.m`` is the (T, B, 1) mask or None. ``ws.native`` records which loop ran."""
+        return False
+
+    def _native_float32(self):
+        """The one condition of every compiled path (inference loops, C steps, packed GEMMs): float32 weights,
+        the kernel built, and ``backend`` not "numpy" ("native" without the kernel is an error at the call)."""
+        if self.backend == "numpy" or np.dtype(self.dtype) != np.float32:
+            return False
+        if self.backend == "native" and not _native.available():
+            raise RuntimeError(f"Layer '{self.name}' ({type(self).__name__}): backend='native' but the compiled "
+                               f"kernel is not in use ({_native.why_unavailable()}); use backend='auto' or 'numpy'")
+        return _native.available()
+
+    @staticmethod
+    def _native_step_ptrs(ws, **cell_ptrs):
+        """The raw addresses the compiled training steps of a cell take (``ws.fast.cptr``): the cell's own
+        per-step ones (``cell_ptrs``), ``da`` (dA_t), ``grads`` (the carried-gradient buffers by id: the
+        backward loop swaps them around) and the path fields ``isa`` (0 auto, 1 portable, for the tests),
+        ``fwd_isa``/``bwd_isa`` (the path last taken), ``bias`` (see :meth:`_steps_add_bias`). All are
+        C-contiguous float32 arrays of this workspace, alive as long as it is."""
+        return types.SimpleNamespace(da=addr(ws.dA_t), grads={id(v): addr(v) for v in ws.carry + ws.dnew + ws.dprev},
+                                     isa=0, fwd_isa=0, bwd_isa=0, bias=None, **cell_ptrs)
+
+    def _steps_add_bias(self, ws, b_in):
+        """True when the cell's compiled training steps (``ws.fast.cptr``, LSTM and GRU) will add the input bias
+        ``b_in`` to A[t] at step t themselves (``cptr.bias``: its address, else None): the same sums as
+        ``A += b_in`` before the loop, without that pass over the whole (T, B, W) buffer."""
+        fast = getattr(ws, "fast", None)
+        cp = getattr(fast, "cptr", None)
+        if cp is None:
+            return False
+        cp.bias = None
+        if (b_in is None or ws.native_ok or not _native.loaded()
+                or not (b_in.dtype == np.float32 and b_in.ndim == 1 and b_in.flags.c_contiguous)):
+            return False
+        cp.bias = addr(b_in)
+        return True
+
+    def _native_inputs(self, ws):
+        """What every compiled loop takes besides ``ws.A`` and the state buffers: the (T, B) mask or None,
+        the recurrent kernel and the bias (None without one) as float32 C arrays, and the workspace's
+        scratch for the kernel's packed copy of W_h."""
+        m = None if ws.m is None else ws.m.reshape(ws.T, ws.B)
+        rk = np.ascontiguousarray(self.params["recurrent_kernel"], dtype=np.float32)
+        b = np.ascontiguousarray(self.params["bias"], dtype=np.float32) if self.use_bias else None
+        if getattr(ws, "native_wp", None) is None:
+            # 64-byte aligned: the loop reads every packed row with full-width vector loads at every step
+            ws.native_wp = backend.empty_aligned(rk.size, np.float32)
+        return m, rk, b, ws.native_wp
+
+    # ------------------------------------------------------- packed products
+    # (the batch <= NATIVE_MAX_BATCH inference path: products up to this size run on the calling thread)
+    PACKED_PROJECTION_MAX_MULADDS = 1 << 24
+
+    def _packed_projection(self, ws, kernel):
+        """The input projection ``A = X W_x`` of the small-batch inference path (``ws.native_ok``) in the packed
+        kernel, on the calling thread like the compiled loop after it, when NumPy's BLAS runs a thread pool (or
+        its thread count cannot be read: another BLAS than OpenBLAS);
+        True when done (else NumPy's matmul runs). W_x is packed into a buffer kept on the workspace, rows
+        unchanged since the last call only compared (_gemm.c). Why: with OpenBLAS's pool of 2 threads this
+        product (80 x 128 x 512 at batch 1) saved ~30 us when the machine was otherwise idle, but when another
+        pool's threads were spinning (PyTorch's, in the benchmark) waking the BLAS worker made a 0.45 ms LSTM
+        call take 1.1-1.6 ms. With a single-threaded BLAS there is no pool to wake and the BLAS was the faster
+        of the two (156 vs 168 us warm, 385 vs 457 us after evicting the caches), so it keeps the product, as
+        it does above ``PACKED_PROJECTION_MAX_MULADDS`` (long sequences, wide layers)."""
+        M, (K, N) = ws.T * ws.B, kernel.shape
+        if (not ws.native_ok or kernel.dtype != np.float32 or M < 8 or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS
+                or not _native.gemm_available() or _native.blas_threads() == 1):
+            return False
+        pm = getattr(ws, "packed_x", None)
+        if pm is None or (pm.K, pm.N) != (K, N):
+            ws.packed_x = pm = _native.PackedMatrix(K, N)
+        pm.pack(kernel).matmul(ws.X.reshape(M, K), ws.A.reshape(M, N))
+        return True
+
+    def _fused_forward(self, ws):
+        """Run the whole time loop of the packed path (``ws.pk`` set, no recurrent dropout) in one compiled call
+        doing per step what the Python loop does (the packed product, then the cell's step kernel, then the
+        masked rows' carry): the same bits without ~2 Python-level calls per step. With several BLAS threads
+        the batch rows are split into blocks (:func:`rnnlab._native.row_blocks`), each running the whole loop
+        on its own thread: rows never interact, so there is nothing to synchronise and the bits are the same.
+        True when done; the base class has none (LSTM and GRU do, see :meth:`_has_fused_forward`)."""
+        return False
+
+    @staticmethod
+    def _fused_rows(ws):
+        """The row blocks of :meth:`_fused_forward`: :func:`rnnlab._native.row_blocks` when the packed path was
+        taken for the split (``ws.fused_split``, see :meth:`_packed_forward`), else the whole batch."""
+        return _native.row_blocks(ws.B) if getattr(ws, "fused_split", False) else [(0, ws.B)]
+
+    def _has_fused_forward(self, ws):
+        """Whether :meth:`_fused_forward` can run on this workspace: its compiled step kernels are set up
+        (``ws.fast.cptr``: LSTM and GRU with their default activations, float32) and loaded."""
+        return getattr(getattr(ws, "fast", None), "cptr", None) is not None and _native.loaded()
+
+    def _fused_blocks(self, ws, whole):
+        """The row blocks of :meth:`_fused_forward`, each with a float32 scratch of its rows for the per-step
+        product: ``whole`` (B, width) itself for one block, else buffers kept on the workspace."""
+        blocks = self._fused_rows(ws)
+        if len(blocks) == 1:
+            return [(blocks[0], whole)]
+        width = whole.shape[1]
+        key = (tuple(blocks), width)
+        cached = getattr(ws, "fused_scratch", None)
+        if cached is None or cached[0] != key:
+            scratch = [backend.empty_aligned((b1 - b0, width), np.float32) for b0, b1 in blocks]
+            ws.fused_scratch = cached = (key, scratch)
+        return list(zip(blocks, cached[1]))
+
+    def _step_weight(self, ws):
+        """The matrix of the per-step forward product ``h_{t-1} @ W`` (the raw recurrent kernel here; LSTM
+        and GRU give their pre-scaled fast-path copy), or None when a step does not do one full
+        (B, U) @ (U, W) product (GRU reset_after=False): then no packed products."""
+        return self.params["recurrent_kernel"]
+
+    def _step_out(self, ws, t):
+        """Where step t's forward product goes (GRU: its Q[t])."""
+        return ws.tmpW
+
+    def _packed_forward(self, ws):
+        """The per-step forward products through a packed W_h (``pk.step[t]()`` does step t's), or None
+        for NumPy's matmul; the plan is made once per workspace, W_h packed on every call."""
+        W = self._step_weight(ws)
+        B, U = ws.B, self.units
+        if W is None or not self._native_float32():
+            return None
+        # products too large for the single-threaded kernel next to a multi-threaded BLAS: the packed path all
+        # the same when the fused loop can split its rows over as many threads (B128 U512, 2 threads, inference:
+        # 1.07-1.09x the BLAS's per-step products, 1.25x in a slower phase of the machine); for smaller ones one
+        # block (imdb, char: splitting measured 0.93-1.04x, OpenBLAS's worker still spinning from the input
+        # projection during the short loop)
+        ws.fused_split = not _native.packed_gemm_wins(B, U, W.shape[1])
+        if ws.fused_split and not (ws.rec_mask is None and self._has_fused_forward(ws) and _native.gemm_available()
+                                   and len(_native.row_blocks(B)) > 1):
+            ws.fused_split = False
+            return None
+        pk = getattr(ws, "packed_fwd", None)
+        if pk is None:
+            pm = _native.PackedMatrix(U, W.shape[1])
+            outs = [self._step_out(ws, t) for t in range(ws.T)]
+            prod = pm.bind(B, ws.HR.strides[1] // 4, outs[0].strides[0] // 4)
+            # (HR[t] and the outputs are float32 buffers of this workspace, alive as long as it is)
+            step = [(lambda a, c: (lambda: prod(a, c)))(addr(ws.HR[t]), addr(outs[t])) for t in range(ws.T)]
+            ws.packed_fwd = pk = types.SimpleNamespace(pm=pm, step=step)
+        pk.pm.pack(W)
+        return pk
+
+    def _packed_backward(self, ws):
+        """W_h^T packed for the per-step ``dA_t W_h^T``: ``pkb.prod(a_address, out_address)`` with addresses
+        of workspace buffers (``pkb.addr`` maps the ids of dA_t, tmpU and the carried-gradient buffers to
+        theirs), or None for NumPy's matmul on the ``ws.WhT`` copy."""
+        W = self._step_weight(ws)
+        B, U = ws.B, self.units
+        if W is None or not self._native_float32() or not _native.packed_gemm_wins(B, W.shape[1], U):
+            return None
+        pkb = getattr(ws, "packed_bwd", None)
+        if pkb is None:
+            kU = W.shape[1]
+            pm = _native.PackedMatrix(kU, U)
+            bufs = [ws.dA_t, ws.tmpU] + ws.carry + ws.dnew + ws.dprev
+            ws.packed_bwd = pkb = types.SimpleNamespace(pm=pm, prod=pm.bind(B, kU, U),
+                                                        addr={id(v): addr(v) for v in bufs},
+                                                        src=[addr(self._dh_source(ws, t)) for t in range(ws.T)])
+        pkb.pm.pack(self.params["recurrent_kernel"].T)
+        return pkb
+
+    def _dh_source(self, ws, t):
+        """The (B, W) gradient step t multiplies by W_h^T (GRU: its dQ, kept in Q[t])."""
+        return ws.dA_t
+
+    def _dh_product(self, ws, t, a, out):
+        """``out = a @ W_h^T`` for step t's backward, ``a`` being ``_dh_source(ws, t)``: packed or NumPy."""
+        pkb = ws.pkb
+        if pkb is not None:
+            pkb.prod(pkb.src[t], pkb.addr[id(out)])
+        else:
+            np.matmul(a, ws.WhT, out=out)
+
+    #: dA (or GRU's dQ) up to this size takes the packed kernel for the weight gradients; above it OpenBLAS
+    #: was faster here (GRU B128 T80 U512 training step, 1 thread, min of 4: 887 ms with the BLAS for these
+    #: products vs 1225 ms packed; imdb and char, 5-10 MB: 24.3 vs 25.4 ms and 49.0 vs 53.9 ms the other way)
+    PACKED_GRAD_MAX_BYTES = 16 << 20
+
+    def _grad_products(self, ws, dA2, pairs):
+        """``out = lhs^T @ dA2`` for each ``(lhs, out)``: one GEMM each, or, when the packed kernel wins, one
+        pass over dA2 in chunks of ``_native.PACK_KC`` rows, each chunk packed once for all the products
+        (a chunk-sized buffer, not a second dA; same chunks as the kernel's own, so the same sums)."""
+        K, N = dA2.shape
+        M = max(lhs.shape[1] for lhs, _ in pairs)
+        if not (dA2.dtype == np.float32 and self._native_float32() and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES
+                and _native.packed_gemm_wins(M, K, N)):
+            for lhs, out in pairs:
+                np.matmul(lhs.T, dA2, out=out)
+            return
+        kc = _native.PACK_KC
+        if getattr(ws, "packed_grad", None) is None:
+            ws.packed_grad = {}          # by (rows, N): a full chunk and the last, shorter one, kept per workspace
+        for k0 in range(0, K, kc):
+            chunk = dA2[k0:k0 + kc]
+            key = (chunk.shape[0], N)
+            pm = ws.packed_grad.get(key)
+            if pm is None:
+                pm = ws.packed_grad[key] = _native.PackedMatrix(*key)
+            pm.pack(chunk)
+            for lhs, out in pairs:
+                pm.matmul(lhs[k0:k0 + kc].T, out, accumulate=k0 > 0)
