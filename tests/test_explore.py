@@ -388,6 +388,7 @@ def test_wordlm_classify_tag_seq2seq_and_saved_sequential(tmp_path):
     ex = open_model(str(tmp_path / "wl" / "model.npz"))
     tokens, series, _, out = ex.trace("the cat sat\na dog")
     assert ex.kind == "wordlm" and tokens == ["the", "cat", "sat", "<eos>", "a", "dog"]
+    assert ex.encode("the cat\n  ")[0] == ["the", "cat", "<eos>"] and ex.encode("a dog\n")[0] == ["a", "dog", "<eos>"]
     assert len(ex.output_info(out, tokens)["topk"]) == 6
     assert len(ex.sample("the cat", 5, 1.0, 0).split()) <= 5
     assert len(ex.gradient_norms("the cat sat on")[1]["rnn_0"]) == 3

@@ -312,12 +312,11 @@ class WordLMExplorer(_LMExplorer):
 
     def encode(self, text):
         toks = []
-        for line in text.split("\n"):
+        lines = text.split("\n")
+        for k, line in enumerate(lines):
             toks += line.split()
-            if line.strip():
+            if line.strip() and k < len(lines) - 1:   # a line end read as <eos>; none after an unfinished line
                 toks.append("<eos>")
-        if toks and not text.endswith("\n"):
-            toks.pop()   # no <eos> after an unfinished last line
         ids = np.asarray([self.index.get(t, self.unk) for t in toks], dtype=np.int64)
         self.next_ids = ids
         return toks, ids[None].astype(np.int32)
