@@ -276,14 +276,14 @@ def load_keras_weights(model, path):
             file_kinds = _cell_kinds(src, g, f"layers/{key}")
             kname = _keras_name(src, g, f"layers/{key}")
             if want_kinds and file_kinds and all(file_kinds) and want_kinds != file_kinds:
-                raise ValueError(f"load_keras_weights: {desc}: wrong layer type, the file holds {'/'.join(file_kinds)} "
+                raise ValueError(f"load_keras_weights: {path}: {desc}: wrong layer type, the file holds {'/'.join(file_kinds)} "
                                  f"weights ('layers/{key}', Keras name '{kname}') for a model layer "
                                  f"with {'/'.join(want_kinds)} cells")
             current = [owner.params[w] for _, owner, w in refs]
             wnames = [p.split("/", 1)[1] for p, _, _ in refs]
             shapes = [_shape(src, h5path, ds) for h5path, ds in arrays]
             if len(arrays) != len(refs):
-                raise ValueError(f"load_keras_weights: {desc} has {len(refs)} weights {wnames}, the file's 'layers/{key}' "
+                raise ValueError(f"load_keras_weights: {path}: {desc} has {len(refs)} weights {wnames}, the file's 'layers/{key}' "
                                  f"(Keras name '{kname}') has {len(arrays)}: {shapes}")
             for j, ((h5path, ds), shape, w, wn) in enumerate(zip(arrays, shapes, current, wnames)):
                 if shape != w.shape:
@@ -291,7 +291,7 @@ def load_keras_weights(model, path):
                     if cls == "GRU" or "GRU" in want_kinds:
                         hint = (" (a GRU bias of shape (2, 3*units) is reset_after=True, (3*units,) is "
                                 "reset_after=False: build the rnnlab GRU with the same reset_after)")
-                    raise ValueError(f"load_keras_weights: {desc}, weight {j} '{wn}': the model has shape {w.shape}, "
+                    raise ValueError(f"load_keras_weights: {path}: {desc}, weight {j} '{wn}': the model has shape {w.shape}, "
                                      f"the file's '{h5path}' has shape {shape}{hint}")
                 dtype = src.get(h5path, lambda: ds.dtype)
                 if not np.issubdtype(dtype, np.number):
