@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -224,6 +225,67 @@ def test_explore_seq2seq_attention_in_chromium(driver, tmp_path):
         assert [c for c, _ in _heat(driver)] == ["a", "b", "c"]
         driver.find_element(By.ID, "view-attention").screenshot(os.path.join(_shots_dir(tmp_path),
                                                                               "explore_seq2seq_attention.png"))
+        assert _severe(_console(driver)) == []
+    finally:
+        srv.stop()
+
+
+def _train_other(kind, tmp_path):
+    if kind == "wordlm":
+        lines = "the cat sat on the mat\na dog ran to the house\n" * 30
+        (tmp_path / "tr.txt").write_text(lines, encoding="utf-8")
+        (tmp_path / "va.txt").write_text(lines[:200], encoding="utf-8")
+        args = ["train", "wordlm", "--train", str(tmp_path / "tr.txt"), "--valid", str(tmp_path / "va.txt"),
+                "--units", "8", "--embedding-dim", "8", "--batch-size", "4", "--bptt", "10", "--eval-batch-size", "2"]
+        return args, "the cat sat on the mat\na dog"
+    if kind == "classify":
+        sys.path.insert(0, os.path.dirname(__file__))
+        from test_cli_classify import write_data
+
+        args = ["train", "classify", "--data", write_data(tmp_path / "d.csv"), "--units", "8", "--embedding-dim", "8",
+                "--batch-size", "16"]
+        return args, "a great superb film and the plot"
+    from rnnlab.datasets.conll import generate_two_sided_tagging, write_conll
+
+    f = write_conll(generate_two_sided_tagging(60, seed=0), str(tmp_path / "t.conll"))
+    return ["train", "tag", "--train", f, "--valid", f, "--units", "8", "--embedding-dim", "8"], "mr alba said kell corp"
+
+
+@pytest.mark.parametrize("kind", ["wordlm", "classify", "tag"])
+def test_explore_word_models_in_chromium(driver, tmp_path, kind):
+    from selenium.webdriver.common.by import By
+
+    args, text = _train_other(kind, tmp_path)
+    assert main(args + ["--epochs", "1", "--verbose", "0", "--out", str(tmp_path / "run")]) == 0
+    srv = _Server(str(tmp_path / "run" / "model.npz"))
+    try:
+        driver.get(srv.url)
+        _wait(driver, "return document.body.dataset.ready === '1';", "the page to load")
+        assert f"{kind} model" in driver.find_element(By.ID, "model-info").text
+        _set_text(driver, text)
+        words = [w for w, _ in _heat(driver)]
+        if kind == "wordlm":
+            assert words == ["the", "cat", "sat", "on", "the", "mat", "<eos>", "a", "dog"]
+        else:
+            assert words == text.split()
+        outputs = driver.find_element(By.ID, "outputs").text
+        if kind == "classify":
+            assert outputs.startswith("output: ") and "positive" in outputs and "negative" in outputs
+        if kind == "tag":
+            assert outputs.startswith("tags: mr/")
+        assert driver.find_element(By.ID, "view-predict").is_displayed() == (kind == "wordlm")
+        assert driver.find_element(By.ID, "view-gradients").is_displayed() == (kind != "tag")
+        if kind != "tag":
+            if kind == "classify":
+                assert driver.find_element(By.ID, "grad-label").is_displayed()
+            driver.find_element(By.ID, "grad-btn").click()
+            _wait(driver, "return document.querySelectorAll('#grad-chart polyline').length >= 1;", "the gradient norms")
+        info = json.loads(urllib.request.urlopen(srv.url + "api/info", timeout=10).read())
+        n_gates = sum(len(layer["gates"]) for layer in info["layers"])
+        assert n_gates >= 2
+        driver.find_element(By.ID, "stats-btn").click()
+        _wait(driver, f"return document.querySelectorAll('#stats figure').length === {n_gates};", "the gate statistics")
+        assert driver.find_element(By.ID, "errors").text == ""
         assert _severe(_console(driver)) == []
     finally:
         srv.stop()
