@@ -23,6 +23,30 @@ class NonFiniteLoss(Exception):
         )
 
 
+def checked_update(optimizer, refs, loss, epoch=0, step=0) -> None:
+    """The one NaN policy of every training loop, then the update: a non-finite ``loss`` or gradient norm
+    raises :class:`NonFiniteLoss` *before* ``optimizer.apply(refs)``, so the weights keep their last finite
+    values. Loops catch it, warn (:func:`warn_stop`) and stop training."""
+    if not math.isfinite(loss):
+        raise NonFiniteLoss("loss", loss, epoch, step)
+    ok, gnorm = grads_finite([owner.grads[w] for _, owner, w in refs])
+    if not ok:
+        raise NonFiniteLoss("gradient norm", gnorm, epoch, step)
+    optimizer.apply(refs)
+
+
+def warn_stop(error, bar=None) -> str:
+    """Report a :class:`NonFiniteLoss` that stops training: a RuntimeWarning below the live progress bar.
+    Returns the message (the loops keep it as ``stop_reason``)."""
+    import warnings
+
+    if bar is not None and bar.interactive and bar._last_len:
+        bar.stream.write("\n")  # keep the live bar line; the warning goes below it
+        bar._last_len = 0
+    warnings.warn(str(error), RuntimeWarning, stacklevel=3)
+    return str(error)
+
+
 def _fmt_value(v: float) -> str:
     return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.4e}"
 

@@ -25,13 +25,12 @@ from __future__ import annotations
 import copy
 import math
 import sys
-import warnings
 
 import numpy as np
 
 from .. import backend, losses as _losses, metrics as _metrics, optimizers as _optimizers
 from ..callbacks import Callback, History
-from ..training import NonFiniteLoss, ProgressBar, batch_slices, check_batch_size, grads_finite, take
+from ..training import NonFiniteLoss, ProgressBar, batch_slices, check_batch_size, checked_update, take, warn_stop
 
 
 def _to_numpy(a):
@@ -213,11 +212,7 @@ class Engine:
         if not math.isfinite(total):
             raise NonFiniteLoss("loss", total, epoch, step)
         self._backprop(grads)
-        refs = self.trainable_weight_refs()
-        ok, gnorm = grads_finite([owner.grads[w] for _, owner, w in refs])
-        if not ok:
-            raise NonFiniteLoss("gradient norm", gnorm, epoch, step)
-        self.optimizer.apply(refs)
+        checked_update(self.optimizer, self.trainable_weight_refs(), total, epoch, step)
         for j, ms in enumerate(self._out_metrics):
             if ys[j] is not None:
                 for m in ms:
@@ -507,11 +502,7 @@ class Engine:
                         total = tbptt.train_window(xs[0], ys[0], sws[0], idx, win, epoch, step)
                         per = []
                 except NonFiniteLoss as e:
-                    history.stop_reason = self.stop_reason = str(e)
-                    if bar is not None and bar.interactive and bar._last_len:
-                        bar.stream.write("\n")
-                        bar._last_len = 0
-                    warnings.warn(str(e), RuntimeWarning, stacklevel=2)
+                    history.stop_reason = self.stop_reason = warn_stop(e, bar)
                     self.stop_training = True
                     break
                 bs = sl.stop - sl.start

@@ -414,7 +414,7 @@ class Seq2Seq:
         (default Adam(1e-3, clipnorm=1)). ``time_budget`` (seconds) stops cleanly after the running batch.
         ``on_epoch_end(epoch, logs) -> bool`` may return True to stop. Returns the history list."""
         from ..optimizers import Adam
-        from ..training import ProgressBar
+        from ..training import NonFiniteLoss, ProgressBar, checked_update, warn_stop
 
         if not pairs:
             raise ValueError("Seq2Seq.fit: no training pairs")
@@ -422,6 +422,7 @@ class Seq2Seq:
             raise ValueError(f"Seq2Seq.fit: batch_size must be a positive int, got {batch_size!r}")
         stream = stream or sys.stdout
         opt = optimizer if optimizer is not None else Adam(1e-3, clipnorm=1.0)
+        self.stop_reason = None
         X = self.encode_sources([s for s, _ in pairs], warn=False)
         Yin, Yout = self.encode_targets([t for _, t in pairs])
         src_len = np.count_nonzero(X, axis=1)
@@ -443,9 +444,12 @@ class Seq2Seq:
                 idx = order[k * batch_size:(k + 1) * batch_size]
                 ts, tt = int(src_len[idx].max()), int(tgt_len[idx].max())
                 loss, acc = self.loss_and_grads(X[idx, :ts], Yin[idx, :tt], Yout[idx, :tt])
-                if not np.isfinite(loss):
-                    raise FloatingPointError(f"Seq2Seq.fit: loss became {loss} at epoch {epoch + 1}, step {k + 1}")
-                opt.apply(refs)
+                try:  # the one NaN policy of every loop: no update, warn, stop (rnnlab.training.checked_update)
+                    checked_update(opt, refs, loss, epoch, k)
+                except NonFiniteLoss as e:
+                    self.stop_reason = warn_stop(e, bar)
+                    stop = True
+                    break
                 tot_loss += loss
                 tot_acc += acc
                 done += 1
@@ -454,6 +458,8 @@ class Seq2Seq:
                 if time_budget is not None and time.perf_counter() - t0 > time_budget:
                     stop = True
                     break
+            if done == 0:
+                break
             logs = {"epoch": epoch + 1, "loss": tot_loss / done, "token_acc": tot_acc / done, "steps": done,
                     "seconds": time.perf_counter() - t0}
             if bar is not None:

@@ -216,15 +216,17 @@ class Tagger:
 
         stream = stream or sys.stdout
         opt = optimizer or Adam(1e-3)
+        self.stop_reason = None
         rng = np.random.default_rng(seed)
         toks = [s.tokens for s in train]
         tags = [s.tags for s in train]
         start = time.perf_counter()
         best, best_weights = -math.inf, None
         n = len(train)
-        from ..training import ProgressBar
+        from ..training import NonFiniteLoss, ProgressBar, checked_update, warn_stop
 
         steps = math.ceil(n / batch_size)
+        stopped = False
         for epoch in range(epochs):
             order = rng.permutation(n)
             total, count = 0.0, 0
@@ -235,9 +237,12 @@ class Tagger:
                 idx = order[b0: b0 + batch_size]
                 w, c, y = self.encode([toks[i] for i in idx], [tags[i] for i in idx])
                 loss = self.loss_and_grads(w, c, y)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"Tagger.fit: loss became {loss} at epoch {epoch + 1}")
-                opt.apply(self.trainable_weight_refs())
+                try:  # the one NaN policy of every loop: no update, warn, stop (rnnlab.training.checked_update)
+                    checked_update(opt, self.trainable_weight_refs(), loss, epoch, step)
+                except NonFiniteLoss as e:
+                    self.stop_reason = warn_stop(e, bar)
+                    stopped = True
+                    break
                 total += loss * len(idx)
                 count += len(idx)
                 if bar is not None:
@@ -258,7 +263,7 @@ class Tagger:
             if verbose:
                 print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items()),
                       file=stream, flush=True)
-            if time_budget is not None and time.perf_counter() - start > time_budget:
+            if stopped or (time_budget is not None and time.perf_counter() - start > time_budget):
                 break
         if best_weights is not None:
             for (_, owner, w), arr in zip(self.iter_weights(), best_weights):
