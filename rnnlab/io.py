@@ -26,7 +26,8 @@ Reading ``.npz`` archives (:class:`NpzArchive`)
 Sizes in configs
     A config read from a file is checked before anything is built from it: every size-like integer
     (``units``, ``input_dim``, ``output_dim``, ...) must be positive, at most :data:`MAX_DIM` (2**31 - 1),
-    and at most the largest dimension of the non-empty arrays the file holds (:func:`check_config_sizes`).
+    and at most the largest dimension of the non-empty arrays the file holds or 65,536, whichever is larger
+    (:func:`check_config_sizes`); layer counts at most the number of arrays.
     Loaders then build the model *shape-only* (:func:`shape_only`: weights are zero-stride views, no memory)
     and compare every weight shape with the file's headers before the real build allocates anything.
 
@@ -70,6 +71,9 @@ __all__ = ["RnnlabError", "FileFormatError", "FileTooLargeError", "FileEncodingE
 
 #: the largest size-like integer a config read from a file may hold (the sanity limit)
 MAX_DIM = 2 ** 31 - 1
+#: a config size up to this is never refused by check_config_sizes (sizes a config holds for parts the model
+#: does not use, e.g. a tagger's char_dim without character features; the shape-only build then compares)
+MIN_DIM_BOUND = 2 ** 16
 #: a compressed archive member may inflate at most this many times (when it inflates past 1 MiB)
 MAX_COMPRESSION_RATIO = 200
 #: at most this many members in an archive
@@ -482,11 +486,11 @@ COUNT_KEYS = frozenset({"layers", "num_layers", "n_layers"})
 
 def check_config_sizes(config, bound, where, path=None, count_bound=None):
     """Every size-like integer (:data:`SIZE_KEYS`) anywhere in ``config`` (nested dicts and lists) must be
-    an int in ``[0, min(bound, MAX_DIM)]``; otherwise :class:`FileTooLargeError` / :class:`FileFormatError`
-    naming ``where``, the key and the numbers. ``bound`` is what the file's arrays can hold (e.g.
-    :meth:`NpzArchive.max_dim`). With ``count_bound`` (the number of arrays in the file), layer counts
+    an int in ``[0, min(max(bound, MIN_DIM_BOUND), MAX_DIM)]``; otherwise :class:`FileTooLargeError` /
+    :class:`FileFormatError` naming ``where``, the key and the numbers. ``bound`` is what the file's arrays can
+    hold (e.g. :meth:`NpzArchive.max_dim`). With ``count_bound`` (the number of arrays in the file), layer counts
     (:data:`COUNT_KEYS`) must be at most that."""
-    limit = min(int(bound), MAX_DIM)
+    limit = min(max(int(bound), MIN_DIM_BOUND), MAX_DIM)
     climit = None if count_bound is None else min(int(count_bound), MAX_DIM)
 
     def walk(obj, trail, depth):
@@ -508,7 +512,8 @@ def check_config_sizes(config, bound, where, path=None, count_bound=None):
                     if not counts and v > limit:
                         raise FileTooLargeError(
                             f"{where}: config {trail}{k} = {v:,} is more than the file's arrays can hold (largest "
-                            f"dimension stored: {bound:,}; sanity limit {MAX_DIM:,}): refused before building",
+                            f"dimension stored: {int(bound):,}; sizes up to {MIN_DIM_BOUND:,} are always allowed; sanity "
+                            f"limit {MAX_DIM:,}): refused before building",
                             path=path)
                 else:
                     walk(v, f"{trail}{k}.", depth + 1)
