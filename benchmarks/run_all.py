@@ -227,6 +227,8 @@ def _clear_caches(model):
         for attr in ("_cache", "_ws"):
             if hasattr(layer, attr):
                 setattr(layer, attr, None)
+        if hasattr(layer, "release_workspaces"):   # the recurrent layers keep a small pool of workspaces
+            layer.release_workspaces()
         for attr in ("forward_layer", "backward_layer", "layer"):
             sub = getattr(layer, attr, None)
             if sub is not None and hasattr(sub, "forward"):

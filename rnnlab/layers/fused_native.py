@@ -25,10 +25,9 @@ def addr(a):
     return a.ctypes.data
 
 
-#: Largest batch for which the compiled inference loops (``_native_loop``) run. They do one
-#: matrix-vector product per batch row and step; from about 8 rows on, NumPy's one GEMM per step is
-#: faster (measured 1 thread, T80: LSTM(128) B4 3.1 -> 2.2 ms, B8 5.1 vs 5.2, B16 8.8 vs 10.2 ms;
-#: LSTM(512) B4 21.0 vs 20.6, B8 24.8 vs 39.3 ms; B32 LSTM(128) 15 vs 22 ms).
+#: Largest batch for which the compiled inference loops (``_native_loop``) run with backend="auto". They do one
+#: matrix-vector product per batch row and step; from about 8 rows on, NumPy's one GEMM per step is faster
+#: (measurements: docs/benchmarks.md, "Fast-path thresholds").
 NATIVE_MAX_BATCH = 4
 
 
@@ -103,12 +102,10 @@ class NativePaths:
         kernel, on the calling thread like the compiled loop after it, when NumPy's BLAS runs a thread pool (or
         its thread count cannot be read: another BLAS than OpenBLAS);
         True when done (else NumPy's matmul runs). W_x is packed into a buffer kept on the workspace, rows
-        unchanged since the last call only compared (_gemm.c). Why: with OpenBLAS's pool of 2 threads this
-        product (80 x 128 x 512 at batch 1) saved ~30 us when the machine was otherwise idle, but when another
-        pool's threads were spinning (PyTorch's, in the benchmark) waking the BLAS worker made a 0.45 ms LSTM
-        call take 1.1-1.6 ms. With a single-threaded BLAS there is no pool to wake and the BLAS was the faster
-        of the two (156 vs 168 us warm, 385 vs 457 us after evicting the caches), so it keeps the product, as
-        it does above ``PACKED_PROJECTION_MAX_MULADDS`` (long sequences, wide layers)."""
+        unchanged since the last call only compared (_gemm.c). Why: waking a multi-threaded BLAS's pool for this
+        small product cost more than the product when another pool's threads were spinning; a single-threaded BLAS
+        was the faster of the two, so it keeps the product, as it does above ``PACKED_PROJECTION_MAX_MULADDS``
+        (long sequences, wide layers). Measurements: docs/benchmarks.md, "Fast-path thresholds"."""
         M, (K, N) = ws.T * ws.B, kernel.shape
         if (not ws.native_ok or kernel.dtype != np.float32 or M < 8 or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS
                 or not _native.gemm_available() or _native.blas_threads() == 1):
@@ -171,10 +168,8 @@ class NativePaths:
         if W is None or not self._native_float32():
             return None
         # products too large for the single-threaded kernel next to a multi-threaded BLAS: the packed path all
-        # the same when the fused loop can split its rows over as many threads (B128 U512, 2 threads, inference:
-        # 1.07-1.09x the BLAS's per-step products, 1.25x in a slower phase of the machine); for smaller ones one
-        # block (imdb, char: splitting measured 0.93-1.04x, OpenBLAS's worker still spinning from the input
-        # projection during the short loop)
+        # the same when the fused loop can split its rows over as many threads; for smaller ones one block
+        # (docs/benchmarks.md, "Fast-path thresholds")
         ws.fused_split = not _native.packed_gemm_wins(B, U, W.shape[1])
         if ws.fused_split and not (ws.rec_mask is None and self._has_fused_forward(ws) and _native.gemm_available()
                                    and len(_native.row_blocks(B)) > 1):
@@ -223,8 +218,7 @@ class NativePaths:
             np.matmul(a, ws.WhT, out=out)
 
     #: dA (or GRU's dQ) up to this size takes the packed kernel for the weight gradients; above it OpenBLAS
-    #: was faster here (GRU B128 T80 U512 training step, 1 thread, min of 4: 887 ms with the BLAS for these
-    #: products vs 1225 ms packed; imdb and char, 5-10 MB: 24.3 vs 25.4 ms and 49.0 vs 53.9 ms the other way)
+    #: was faster here (docs/benchmarks.md, "Fast-path thresholds")
     PACKED_GRAD_MAX_BYTES = 16 << 20
 
     def _grad_products(self, ws, dA2, pairs):

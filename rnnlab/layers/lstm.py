@@ -27,7 +27,7 @@ the same buffers; it agrees with the NumPy loop to ~1e-6 relative (tanh approxim
 In training (float32, these activations, kernel built) each fast-path step keeps its recurrent GEMM in
 NumPy and does the elementwise gate math in one C call (``rnnlab_lstm_gates_fwd_f32`` /
 ``rnnlab_lstm_gates_bwd_f32``), writing the same buffers: forward equal up to the tanh approximation,
-backward step bit-identical (~12-15% off a training forward+backward at batch 32-128, U=128).
+backward step bit-identical (gains: docs/benchmarks.md).
 
 ``unit_forget_bias=True`` (default, as Keras) initialises the forget slice of the bias to 1.
 The time loop, masking, states and the weight-gradient GEMMs are in :mod:`rnnlab.layers.recurrent`.
@@ -225,7 +225,7 @@ class LSTM(FusedRNN):
         return ws.fast.recurrent_kernel if ws.fast is not None else self.params["recurrent_kernel"]
 
     def _native_ready(self, ws):
-        # inference, sigmoid/tanh, float32: the whole loop in C (rnnlab/_native/_cells.c), ~3-5x faster at
+        # inference, sigmoid/tanh, float32: the whole loop in C (rnnlab/_native/_cells.c), faster at
         # batch 1 than ~10 ufunc calls and a small GEMV per step. It takes the raw weights (it halves the
         # sigmoid gates' sums itself, exactly) and fills the same buffers as the NumPy loop (A: the gate
         # activations, TC, S), agreeing to ~1e-6 relative, not bit for bit.
