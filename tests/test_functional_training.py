@@ -206,3 +206,17 @@ def test_summary_of_a_partly_built_sequential_does_not_crash():
     m.summary(print_fn=lines.append)
     text = "\n".join(lines)
     assert "800" in text and "? (unbuilt)" in text and "Total params: 800" in text
+
+
+def test_nested_sequential_config_round_trip_and_summary():
+    seq = rnnlab.Sequential([rnnlab.Input((4, 2)), L.GRU(3), L.Dense(2)], name="enc")
+    x = rnnlab.Input((4, 2))
+    m = rnnlab.Model(x, L.Dense(1)(seq(x)))
+    lines = []
+    m.summary(print_fn=lines.append)
+    assert any(l.startswith("enc (Sequential)") for l in lines)
+    m2 = rnnlab.Model.from_config(m.get_config())
+    assert type(m2.layers[1]).__name__ == "Sequential"
+    m2.set_weights(m.get_weights())
+    xs = np.random.default_rng(8).standard_normal((3, 4, 2))
+    np.testing.assert_allclose(m2.predict(xs), m.predict(xs), rtol=1e-6)

@@ -930,7 +930,7 @@ class Model(Engine, Layer):
                 refs = [self._history_ref(p, local) for p in n.parents]
                 nodes.append({"args": refs[:n.n_main], "list": n.main_is_list,
                               "initial_state": refs[n.n_main:], "kwargs": dict(n.kwargs)})
-            cls = "Functional" if isinstance(layer, Model) else type(layer).__name__
+            cls = "Functional" if type(layer) is Model else type(layer).__name__
             layers.append({"class_name": cls, "name": layer.name, "config": layer.get_config(),
                            "inbound_nodes": nodes})
 
@@ -959,6 +959,8 @@ class Model(Engine, Layer):
             cname = entry["class_name"]
             if custom_objects and cname in custom_objects:
                 lcls = custom_objects[cname]
+            elif cname == "Sequential":
+                from .sequential import Sequential as lcls
             else:
                 lcls = Model if cname in ("Functional", "Model") else get_layer_class(cname)
             layer = lcls.from_config(dict(entry["config"]))
@@ -1095,7 +1097,7 @@ class Model(Engine, Layer):
             for n in nodes:
                 conn.extend(f"{p._keras_history[0].name}[{local[id(p.node)]}][{p._keras_history[2]}]"
                             for p in n.parents)
-            rows.append((f"{layer.name} ({type(layer).__name__ if not isinstance(layer, Model) else 'Functional'})",
+            rows.append((f"{layer.name} ({type(layer).__name__ if type(layer) is not Model else 'Functional'})",
                          shape_txt, params, ", ".join(conn) or "-"))
         w1 = max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2
         w2 = max([len("Output Shape")] + [len(r[1]) for r in rows]) + 2

@@ -110,7 +110,7 @@ class _Adapter:
 
         import numpy as np
 
-        from ..training import NonFiniteLoss, grads_finite
+        from ..training import NonFiniteLoss, checked_update
         from .runstate import EpochBatches
 
         m = self.model
@@ -121,16 +121,14 @@ class _Adapter:
             w, c, y = m.encode([self.train[i].tokens for i in idx], [self.train[i].tags for i in idx])
             p, mask = m.forward(w, c, training=True)
             loss, grad = m.loss.forward_backward(y, p, mask=mask)
-            if not math.isfinite(loss):
-                stop = str(NonFiniteLoss("loss", loss, epoch, step))
+            try:  # the one NaN policy (rnnlab.training.checked_update): no update on a non-finite loss/gradient
+                if not math.isfinite(loss):
+                    raise NonFiniteLoss("loss", loss, epoch, step)
+                m.backward(grad)
+                checked_update(self.optimizer, m.trainable_weight_refs(), loss, epoch, step)
+            except NonFiniteLoss as e:
+                stop = str(e)
                 break
-            m.backward(grad)
-            refs = m.trainable_weight_refs()
-            ok, gnorm = grads_finite([owner.grads[wn] for _, owner, wn in refs])
-            if not ok:
-                stop = str(NonFiniteLoss("gradient norm", gnorm, epoch, step))
-                break
-            self.optimizer.apply(refs)
             loss_sum += loss * len(idx)
             seen += len(idx)
             correct += float(np.sum((p.argmax(-1) == y) & mask))
