@@ -115,6 +115,27 @@ def test_stack_equals_the_model_forward_and_chunks_carry_the_state():
     np.testing.assert_allclose(np.vstack([a[lab]["h"], b[lab]["h"]]), whole[lab]["h"], atol=1e-12)
 
 
+def test_state_grad_norms_equals_gradient_norms_over_time():
+    """The helper used for Seq2Seq and Tagger models gives diagnostics' numbers on a Sequential model (a
+    training step with a zero learning rate runs the same forward and backward pass)."""
+    from rnnlab import losses, optimizers
+    from rnnlab.diagnostics import gradient_norms_over_time
+
+    model = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32"), Embedding(11, 4),
+                               Bidirectional(LSTM(5, return_sequences=True), name="bi"),
+                               GRU(3, return_sequences=True, go_backwards=True, name="gru"), Dense(11)])
+    model.compile(optimizer=optimizers.SGD(0.0), loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 11, (1, 9)).astype("int32"), rng.integers(0, 11, (1, 9))
+    ref = gradient_norms_over_time(model, x, y)
+    parts = [p for layer in model.layers for p in S._trace.recurrent_parts(layer)]
+    got = S.state_grad_norms(parts, lambda: model.train_on_batch(x, y))
+    assert list(got) == list(ref)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-6)
+    assert not any("state_grads" in vars(layer) or "_record_state_grads" in vars(layer) for _, layer in parts)
+
+
 def test_trace_refuses_non_recurrent_layers_and_bad_shapes():
     with pytest.raises(ValueError, match="not an LSTM, GRU or SimpleRNN"):
         S._trace.cell_type(Dense(3))
@@ -417,6 +438,14 @@ def test_wordlm_classify_tag_seq2seq_and_saved_sequential(tmp_path):
     tokens, series, _, out = ex.trace(" ".join(words))
     assert ex.output_info(out, tokens)["tags"] == ex.tagger.predict([words])[0]
     assert len(series) == 2    # the two directions of the BiLSTM
+    shown, norms = ex.gradient_norms(" ".join(words))          # labels: the predicted tags
+    assert shown == words and len(norms) == 2 and all(len(v) == 5 and min(v) > 0 for v in norms.values())
+    other = ex.gradient_norms(" ".join(words), " ".join(["O"] * 5))[1]
+    assert all(other[k] != norms[k] for k in norms) or ex.tagger.predict([words])[0] == ["O"] * 5
+    with pytest.raises(ValueError, match="2 tags for 5 words"):
+        ex.gradient_norms(" ".join(words), "O O")
+    with pytest.raises(ValueError, match="was not seen in training"):
+        ex.gradient_norms(" ".join(words), "O O O O NOPE")
 
     # seq2seq: attention equals Seq2Seq.translate; the encoder trace equals the encoder's forward
     pairs = "".join(f"{w}\t{w[::-1]}\n" for w in ["abc", "bca", "cab", "aab", "bba", "ccb", "acb", "bac"] * 5)
@@ -431,6 +460,12 @@ def test_wordlm_classify_tag_seq2seq_and_saved_sequential(tmp_path):
     X = ex.model.encode_sources(["abc"])
     H, _, _ = ex.model._encode(X)
     np.testing.assert_allclose(series["encoder_0"]["h"], H[0], atol=1e-5)
+    shown, norms = ex.gradient_norms("abc", "cba")
+    assert shown == ["a", "b", "c"] and set(norms) == {"encoder_0", "decoder_0"}
+    assert len(norms["encoder_0"]) == 3 and len(norms["decoder_0"]) == 4     # <start> c b a
+    assert min(norms["encoder_0"] + norms["decoder_0"]) > 0
+    greedy = ex.model.translate(["abc"])[0][0]     # default label: the model's own output, cut at max_target_len
+    assert len(ex.gradient_norms("abc")[1]["decoder_0"]) == min(len(greedy), ex.model.max_target_len) + 1
 
     # a Sequential saved with model.save: token ids typed as numbers
     model = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32"), Embedding(9, 3), SimpleRNN(4), Dense(2)])

@@ -220,9 +220,13 @@ def test_explore_seq2seq_attention_in_chromium(driver, tmp_path):
         n_out = driver.execute_script("return document.querySelectorAll('#att-map rect.att-cell').length;")
         assert n_out % 3 == 0 and n_out >= 3               # (output tokens incl. <end>) x 3 source characters
         assert driver.find_element(By.ID, "att-out").text.startswith('"bca" →')
-        # the encoder's states in view 1
+        # the encoder's states in view 1, and the gradient norms of a typed target
         _set_text(driver, "abc")
         assert [c for c, _ in _heat(driver)] == ["a", "b", "c"]
+        driver.find_element(By.ID, "grad-text").send_keys("cba")
+        driver.find_element(By.ID, "grad-btn").click()
+        _wait(driver, "return document.querySelectorAll('#grad-chart polyline').length === 2;",
+              "the encoder and decoder gradient norms")
         driver.find_element(By.ID, "view-attention").screenshot(os.path.join(_shots_dir(tmp_path),
                                                                               "explore_seq2seq_attention.png"))
         assert _severe(_console(driver)) == []
@@ -274,12 +278,11 @@ def test_explore_word_models_in_chromium(driver, tmp_path, kind):
         if kind == "tag":
             assert outputs.startswith("tags: mr/")
         assert driver.find_element(By.ID, "view-predict").is_displayed() == (kind == "wordlm")
-        assert driver.find_element(By.ID, "view-gradients").is_displayed() == (kind != "tag")
-        if kind != "tag":
-            if kind == "classify":
-                assert driver.find_element(By.ID, "grad-label").is_displayed()
-            driver.find_element(By.ID, "grad-btn").click()
-            _wait(driver, "return document.querySelectorAll('#grad-chart polyline').length >= 1;", "the gradient norms")
+        assert driver.find_element(By.ID, "view-gradients").is_displayed()
+        assert driver.find_element(By.ID, "grad-label").is_displayed() == (kind == "classify")
+        assert driver.find_element(By.ID, "grad-text").is_displayed() == (kind == "tag")   # empty: predicted tags
+        driver.find_element(By.ID, "grad-btn").click()
+        _wait(driver, "return document.querySelectorAll('#grad-chart polyline').length >= 1;", "the gradient norms")
         info = json.loads(urllib.request.urlopen(srv.url + "api/info", timeout=10).read())
         n_gates = sum(len(layer["gates"]) for layer in info["layers"])
         assert n_gates >= 2

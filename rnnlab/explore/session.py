@@ -6,8 +6,8 @@
 * ``charlm`` / ``wordlm`` (``rnnlab train charlm|wordlm``): text and states, select and match, gate statistics,
   next-token predictions and sampling, gradient norms (the label of step t is token t+1);
 * ``classify``: states, matching, statistics, class probabilities, gradient norms for a chosen class;
-* ``tag``: states of the tagger's recurrent layers and the predicted tags;
-* ``seq2seq``: the encoder's states and the attention map of a conversion;
+* ``tag``: states of the tagger's recurrent layers, the predicted tags, gradient norms for given tags;
+* ``seq2seq``: the encoder's states, the attention map of a conversion, gradient norms for a given target;
 * any model saved with ``model.save`` (a Sequential with recurrent layers): states, matching, statistics
   (inputs: whitespace-separated token ids for an Embedding model, else one step per line of numbers).
 
@@ -61,6 +61,36 @@ def _softmax(z):
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def state_grad_norms(parts, run):
+    """``{label: [||dL/dh_t|| for t]}`` of the recurrent layers ``parts`` ([(label, layer)]) during ``run()``, one
+    forward and backward pass on a batch of one (the models that are not Sequential: Seq2Seq, Tagger).
+
+    It uses the per-step gradient record that the recurrent layers keep for :mod:`rnnlab.diagnostics`
+    (``_record_state_grads`` / ``state_grads``) and computes the same quantity as
+    :func:`rnnlab.diagnostics.gradient_norms_over_time` with ``state="h"`` (tested equal on a Sequential model);
+    index t is the input position also for ``go_backwards`` layers."""
+    try:
+        for _, layer in parts:
+            layer._record_state_grads = True
+            layer.state_grads = None
+        run()
+        out = {}
+        for label, layer in parts:
+            rec = layer.state_grads
+            if rec is None:   # no gradient reached this layer
+                continue
+            g = np.asarray(rec[tuple(getattr(layer, "_state_names", ("h",))).index("h")], dtype=np.float64)
+            n = np.sqrt(np.einsum("tbu,tbu->tb", g, g)).mean(axis=1)
+            if layer.go_backwards:
+                n = n[::-1]
+            out[label] = [float(v) for v in n]
+        return out
+    finally:
+        for _, layer in parts:
+            layer.__dict__.pop("_record_state_grads", None)
+            layer.__dict__.pop("state_grads", None)
 
 
 # ------------------------------------------------------------------------------------------ the stack
@@ -125,6 +155,7 @@ class Explorer:
     attention = False
     gradients = False
     classes = None          # class names (classify) for the gradient label / the output
+    gradient_label = None   # what the gradient view asks for: None, "class", "target" (seq2seq) or "tags" (tag)
 
     def __init__(self, path, stack):
         self.path = str(path)
@@ -144,7 +175,7 @@ class Explorer:
     def info(self):
         return {"kind": self.kind, "unit": self.unit, "file": os.path.basename(self.path),
                 "layers": self.stack.describe(), "predictions": self.predictions, "attention": self.attention,
-                "gradients": self.gradients, "classes": self.classes,
+                "gradients": self.gradients, "classes": self.classes, "gradient_label": self.gradient_label,
                 "limits": {"text_chars": MAX_TEXT_CHARS, "tokens": MAX_TOKENS, "sample_length": MAX_SAMPLE_LENGTH}}
 
     def _encode_checked(self, text):
@@ -356,6 +387,7 @@ class WordLMExplorer(_LMExplorer):
 class ClassifyExplorer(Explorer):
     kind, unit = "classify", "word"
     gradients = True
+    gradient_label = "class"
 
     def __init__(self, path, model, doc):
         from ..text import tokenizer_from_json
@@ -444,6 +476,8 @@ class SequentialExplorer(Explorer):
 
 class TagExplorer(Explorer):
     kind, unit = "tag", "word"
+    gradients = True
+    gradient_label = "tags"
 
     def __init__(self, path, tagger):
         self.tagger = tagger
@@ -473,10 +507,27 @@ class TagExplorer(Explorer):
         p[:, 0] = -1.0
         return {"tags": [self.tagger.tags[int(k)] for k in p.argmax(-1)]}
 
+    def gradient_norms(self, text, label=None):
+        """The typed sentence with ``label`` (space-separated tags, one per word; default: the predicted tags)."""
+        toks, _ = self._encode_checked(_check_text(text))
+        t = self.tagger
+        if label is not None and not isinstance(label, str):
+            raise ValueError(f"label must be a string of tags, got {type(label).__name__}")
+        tags = label.split() if label and label.strip() else t.predict([toks])[0]
+        if len(tags) != len(toks):
+            raise ValueError(f"label: {len(tags)} tags for {len(toks)} words; give one tag per word")
+        with self.lock:
+            w, c, y = t.encode([toks], [tags])
+            parts = [p for rnn in t.rnns for p in _trace.recurrent_parts(rnn)]
+            norms = state_grad_norms(parts, lambda: t.loss_and_grads(w, c, y, training=False))
+        return toks, norms
+
 
 class Seq2SeqExplorer(Explorer):
     kind = "seq2seq"
     attention = True
+    gradients = True
+    gradient_label = "target"
 
     def __init__(self, path, model):
         self.model = model
@@ -502,6 +553,22 @@ class Seq2SeqExplorer(Explorer):
                     outs.append(s["h"])
                 h = np.concatenate(outs, axis=-1)
         return toks, series, finals, None
+
+    def gradient_norms(self, text, label=None):
+        """Source ``text`` with target ``label`` (default: the model's own greedy output); the decoder layers'
+        norms are over the decoder steps (<start>, y_1 .. y_n), the encoder layers' over the source tokens."""
+        toks, _ = self._encode_checked(_check_text(text))
+        m = self.model
+        if label is not None and not isinstance(label, str):
+            raise ValueError(f"label must be the target text, got {type(label).__name__}")
+        with self.lock:
+            target = label if label and label.strip() else m.translate([text], warn=False)[0][0]
+            _check_text(target, "label (the target text)")
+            X = m.encode_sources([text], warn=False)
+            Yin, Yout = m.encode_targets([target])
+            parts = [(r.name, r) for dirs in m.encoder for r in dirs] + [(r.name, r) for r in m.decoder]
+            norms = state_grad_norms(parts, lambda: m.loss_and_grads(X, Yin, Yout, training=False))
+        return toks, norms
 
     def translate(self, text):
         _check_text(text)

@@ -68,7 +68,12 @@ async function init() {
   if (info.gradients) {
     $("view-gradients").hidden = false;
     $("grad-btn").addEventListener("click", doGradients);
-    if (info.classes) {
+    if (info.gradient_label === "tags" || info.gradient_label === "target") {
+      $("grad-text-box").hidden = false;
+      $("grad-text").placeholder = info.gradient_label === "tags" ? "one tag per word (empty: the predicted tags)"
+                                                                  : "target text (empty: the model's own output)";
+    }
+    if (info.gradient_label === "class") {
       $("grad-label-box").hidden = false;
       for (const c of info.classes) {
         const o = document.createElement("option"); o.value = c; o.textContent = c; $("grad-label").appendChild(o);
@@ -390,7 +395,8 @@ async function doGradients() {
   $("grad-status").textContent = "computing…";
   let d;
   const body = { text: $("text").value };
-  if (state.info.classes) body.label = $("grad-label").value;
+  if (state.info.gradient_label === "class") body.label = $("grad-label").value;
+  else if (state.info.gradient_label && $("grad-text").value.trim()) body.label = $("grad-text").value;
   try { d = await api("/api/gradients", body); } catch (e) { showError(e.message); $("grad-status").textContent = ""; return; }
   const el = $("grad-chart"); clear(el);
   const W = 1000, H = 200, pad = 8;
