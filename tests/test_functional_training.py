@@ -220,3 +220,19 @@ def test_nested_sequential_config_round_trip_and_summary():
     m2.set_weights(m.get_weights())
     xs = np.random.default_rng(8).standard_normal((3, 4, 2))
     np.testing.assert_allclose(m2.predict(xs), m.predict(xs), rtol=1e-6)
+
+
+def test_unfreezing_a_layer_after_training_trains_it():
+    """Fine-tuning: a frozen Embedding is skipped by backward; after trainable=True it gets gradients."""
+    rng = np.random.default_rng(9)
+    x = rnnlab.Input((5,), dtype="int32")
+    emb = L.Embedding(20, 4, trainable=False)
+    m = rnnlab.Model(x, L.Dense(1)(L.LSTM(3)(emb(x))))
+    m.compile("sgd", loss="mse")
+    ids, y = rng.integers(0, 20, (8, 5)), rng.standard_normal((8, 1))
+    e0 = emb.get_weights()[0].copy()
+    m.fit(ids, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(emb.get_weights()[0], e0)
+    emb.trainable = True
+    m.fit(ids, y, epochs=1, verbose=0)
+    assert np.any(emb.get_weights()[0] != e0)

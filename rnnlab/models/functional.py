@@ -679,11 +679,12 @@ class Model(Engine, Layer):
         return m if len(self._outputs) > 1 else m[0]
 
     def _plan(self):
-        """Which tensors need a gradient (static, cached per value of ``input_grad_needed``)."""
-        key = bool(self.input_grad_needed)
+        """Which tensors need a gradient: cached per value of ``input_grad_needed`` and of the layers'
+        trainability (freezing or unfreezing a layer, e.g. to fine-tune an Embedding, changes the plan)."""
+        key = (bool(self.input_grad_needed),) + tuple(_has_trainable(l) for l in self._sublayers)
         plan = self._plans.get(key)
         if plan is None:
-            need = {id(t): key for t in self._inputs}
+            need = {id(t): key[0] for t in self._inputs}
             node_needs_in = {}
             for node in self._nodes:
                 needs_in = any(need.get(id(p), False) for p in node.parents)
