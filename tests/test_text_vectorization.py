@@ -221,3 +221,13 @@ def test_symbolic_input_is_refused_with_the_way_to_do_it():
     layer = TextVectorization(vocabulary=["a"])
     with pytest.raises(TypeError, match=r"vectorize the texts outside the model.*dtype='int32'"):
         layer(rnnlab.Input(shape=(1,)))
+
+
+def test_keras_vocabulary_from_file(tmp_path):
+    # keras/src/layers/preprocessing/text_vectorization_test.py::test_vocabulary_from_file
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("foo\nbar\nbaz\n", encoding="utf-8")
+    layer = TextVectorization(vocabulary=str(vocab_file), output_mode="int")
+    np.testing.assert_array_equal(layer(["foo bar baz unknown"]), [[2, 3, 4, 1]])
+    with pytest.raises(ValueError, match=r"cannot read the vocabulary file '.*missing.txt'"):
+        TextVectorization(vocabulary=str(tmp_path / "missing.txt"))

@@ -27,6 +27,7 @@ Only ``output_mode="int"`` is implemented.
 """
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -102,8 +103,19 @@ class TextVectorization(Layer):
 
     # -------------------------------------------------------------- vocabulary
     def set_vocabulary(self, vocabulary):
-        """Use ``vocabulary`` (a list of tokens, ids 2.. in that order; a leading ``""``/``"[UNK]"`` is accepted)."""
-        if isinstance(vocabulary, (str, bytes)) or not isinstance(vocabulary, Iterable):
+        """Use ``vocabulary``: a list of tokens (ids 2.. in that order; a leading ``""``/``"[UNK]"`` is accepted) or,
+        as Keras, the path of a UTF-8 text file with one token per line."""
+        if isinstance(vocabulary, (str, os.PathLike)):
+            try:
+                with open(vocabulary, encoding="utf-8") as f:
+                    lines = f.read().split("\n")
+            except OSError as e:
+                raise ValueError(f"TextVectorization '{self.name}': cannot read the vocabulary file "
+                                 f"{str(vocabulary)!r}: {e.strerror or e}") from None
+            if lines and lines[-1] == "":
+                lines.pop()
+            vocabulary = lines
+        if isinstance(vocabulary, bytes) or not isinstance(vocabulary, Iterable):
             raise TypeError(f"TextVectorization '{self.name}': vocabulary must be a list of strings, got "
                             f"{type(vocabulary).__name__}")
         vocab = [self._decode(t) for t in vocabulary]
