@@ -301,6 +301,15 @@ def test_sample_and_gradient_apis(server):
     ids = np.asarray(ex.tok.encode(text))
     ref = gradient_norms_over_time(m, ids[None, :-1].astype("int32"), ids[None, 1:])
     np.testing.assert_allclose(d["norms"]["rnn_0"], ref["rnn_0"], rtol=1e-5)
+    # the loss of the last step only: what reaches t steps back from one prediction
+    status, d = _post(port, "/api/gradients", {"text": text, "last_only": True})
+    w = np.zeros((1, len(ids) - 1))
+    w[0, -1] = 1.0
+    m.reset_states()      # the model is stateful: the call above advanced its state
+    ref = gradient_norms_over_time(m, ids[None, :-1].astype("int32"), ids[None, 1:], sample_weight=w)
+    assert status == 200
+    np.testing.assert_allclose(d["norms"]["rnn_0"], ref["rnn_0"], rtol=1e-5)
+    assert _post(port, "/api/gradients", {"text": text, "last_only": "yes"})[0] == 400
 
 
 def test_an_internal_error_is_a_500_with_a_message_and_the_server_goes_on(server, monkeypatch, capsys):

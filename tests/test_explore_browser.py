@@ -182,6 +182,7 @@ def test_explore_charlm_page_in_chromium(driver, tmp_path):
         driver.find_element(By.ID, "sample-btn").click()
         _wait(driver, "const o = document.getElementById('sample-out'); return o.querySelector('b') && "
                       "o.textContent.length > 50;", "a sample")
+        driver.find_element(By.ID, "grad-last").click()                 # loss on the last step only
         driver.find_element(By.ID, "grad-btn").click()
         _wait(driver, "return document.querySelectorAll('#grad-chart polyline').length === 1;", "the gradient norms")
         driver.execute_script("window.scrollTo(0, 0);")

@@ -204,8 +204,11 @@ class ExploreApp:
 
     def gradients(self, body):
         text = _s._check_text(body.get("text"))
+        last_only = body.get("last_only", False)
+        if not isinstance(last_only, bool):
+            raise ValueError(f"last_only must be true or false, got {last_only!r}")
         with self.ex.lock:
-            tokens, norms = self.ex.gradient_norms(text, body.get("label"))
+            tokens, norms = self.ex.gradient_norms(text, body.get("label"), last_only)
         return {"tokens": tokens, "norms": norms}
 
 

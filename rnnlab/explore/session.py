@@ -156,6 +156,7 @@ class Explorer:
     gradients = False
     classes = None          # class names (classify) for the gradient label / the output
     gradient_label = None   # what the gradient view asks for: None, "class", "target" (seq2seq) or "tags" (tag)
+    gradient_last_only = False
 
     def __init__(self, path, stack):
         self.path = str(path)
@@ -176,6 +177,7 @@ class Explorer:
         return {"kind": self.kind, "unit": self.unit, "file": os.path.basename(self.path),
                 "layers": self.stack.describe(), "predictions": self.predictions, "attention": self.attention,
                 "gradients": self.gradients, "classes": self.classes, "gradient_label": self.gradient_label,
+                "gradient_last_only": self.gradient_last_only,
                 "limits": {"text_chars": MAX_TEXT_CHARS, "tokens": MAX_TOKENS, "sample_length": MAX_SAMPLE_LENGTH}}
 
     def _encode_checked(self, text):
@@ -200,7 +202,7 @@ class Explorer:
             raise ValueError(f"layer {layer!r} has no series {name!r}; it has {sorted(series[layer])}")
         return series[layer][name]
 
-    def gradient_norms(self, text, label=None):
+    def gradient_norms(self, text, label=None, last_only=False):
         raise ValueError(f"gradient norms are not available for a {self.kind} model")
 
     def sample(self, seed, length, temperature, sample_seed=None):
@@ -210,9 +212,20 @@ class Explorer:
         raise ValueError(f"attention is only available for seq2seq models, not for a {self.kind} model")
 
 
+def _last_step_weights(T, last_only):
+    """None (every step's loss counts), or (1, T) sample weights keeping only the last step's loss: then
+    ||dL/dh_t|| shows how much of one prediction's error reaches t steps back (the vanishing-gradient picture)."""
+    if not last_only:
+        return None
+    w = np.zeros((1, T))
+    w[0, -1] = 1.0
+    return w
+
+
 class _LMExplorer(Explorer):
     predictions = True
     gradients = True
+    gradient_last_only = True   # the page offers "loss on the last step only"
 
     def id_to_token(self, i):
         raise NotImplementedError
@@ -249,6 +262,7 @@ class CharLMExplorer(_LMExplorer):
         self.V = int(doc["vocab_size"])
         self.window = self.settings.get("mode") == "window"
         self.probs_out = self.window
+        self.gradient_last_only = not self.window   # the window model's loss is on the last step anyway
         layers = model.layers
         if self.window:  # trace the recurrent layers over the whole text (one-hot inputs)
             layers = [l for l in layers if _trace.recurrent_parts(l)]
@@ -303,7 +317,7 @@ class CharLMExplorer(_LMExplorer):
             m.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
         return m
 
-    def gradient_norms(self, text, label=None):
+    def gradient_norms(self, text, label=None, last_only=False):
         from ..diagnostics import gradient_norms_over_time
 
         tokens, x = self._encode_checked(text)
@@ -322,7 +336,8 @@ class CharLMExplorer(_LMExplorer):
                 shown = [self.id_to_token(int(i)) for i in ctx]
             else:
                 m.reset_states()
-                res = gradient_norms_over_time(m, ids[None, :-1].astype(np.int32), ids[None, 1:])
+                res = gradient_norms_over_time(m, ids[None, :-1].astype(np.int32), ids[None, 1:],
+                                               sample_weight=_last_step_weights(len(ids) - 1, last_only))
                 shown = tokens[:-1]
         return shown, {k: [float(v) for v in a] for k, a in res.items()}
 
@@ -366,7 +381,7 @@ class WordLMExplorer(_LMExplorer):
                 out, _, states = self.stack.run(np.asarray([[nxt]], np.int32), states)
         return " ".join(words).replace(" <eos> ", "\n").replace("<eos>", "\n")
 
-    def gradient_norms(self, text, label=None):
+    def gradient_norms(self, text, label=None, last_only=False):
         from .. import losses
         from ..diagnostics import gradient_norms_over_time
         from ..tasks.wordlm import build_model
@@ -380,7 +395,8 @@ class WordLMExplorer(_LMExplorer):
         m.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
         with self.lock:
             m.reset_states()
-            res = gradient_norms_over_time(m, ids[None, :-1].astype(np.int32), ids[None, 1:])
+            res = gradient_norms_over_time(m, ids[None, :-1].astype(np.int32), ids[None, 1:],
+                                           sample_weight=_last_step_weights(len(ids) - 1, last_only))
         return tokens[:-1], {k: [float(v) for v in a] for k, a in res.items()}
 
 
@@ -416,7 +432,7 @@ class ClassifyExplorer(Explorer):
             return {}
         return {"classes": [[c, round(float(v), 4)] for c, v in zip(self.classes, p)]}
 
-    def gradient_norms(self, text, label=None):
+    def gradient_norms(self, text, label=None, last_only=False):
         from ..diagnostics import gradient_norms_over_time
 
         tokens, x = self._encode_checked(text)
@@ -507,7 +523,7 @@ class TagExplorer(Explorer):
         p[:, 0] = -1.0
         return {"tags": [self.tagger.tags[int(k)] for k in p.argmax(-1)]}
 
-    def gradient_norms(self, text, label=None):
+    def gradient_norms(self, text, label=None, last_only=False):
         """The typed sentence with ``label`` (space-separated tags, one per word; default: the predicted tags)."""
         toks, _ = self._encode_checked(_check_text(text))
         t = self.tagger
@@ -554,7 +570,7 @@ class Seq2SeqExplorer(Explorer):
                 h = np.concatenate(outs, axis=-1)
         return toks, series, finals, None
 
-    def gradient_norms(self, text, label=None):
+    def gradient_norms(self, text, label=None, last_only=False):
         """Source ``text`` with target ``label`` (default: the model's own greedy output); the decoder layers'
         norms are over the decoder steps (<start>, y_1 .. y_n), the encoder layers' over the source tokens."""
         toks, _ = self._encode_checked(_check_text(text))

@@ -73,6 +73,7 @@ async function init() {
       $("grad-text").placeholder = info.gradient_label === "tags" ? "one tag per word (empty: the predicted tags)"
                                                                   : "target text (empty: the model's own output)";
     }
+    if (info.gradient_last_only) $("grad-last-box").hidden = false;
     if (info.gradient_label === "class") {
       $("grad-label-box").hidden = false;
       for (const c of info.classes) {
@@ -394,7 +395,7 @@ async function doAttention() {
 async function doGradients() {
   $("grad-status").textContent = "computing…";
   let d;
-  const body = { text: $("text").value };
+  const body = { text: $("text").value, last_only: !$("grad-last-box").hidden && $("grad-last").checked };
   if (state.info.gradient_label === "class") body.label = $("grad-label").value;
   else if (state.info.gradient_label && $("grad-text").value.trim()) body.label = $("grad-text").value;
   try { d = await api("/api/gradients", body); } catch (e) { showError(e.message); $("grad-status").textContent = ""; return; }
