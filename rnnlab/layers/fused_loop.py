@@ -111,11 +111,13 @@ class Workspace:
         dt = dtype or self.dtype or "float64"
         make = lambda: backend.empty_aligned((self.cap + extra, self.B) + tuple(row_shape), dt)  # noqa: E731
         self.full[name] = ([make() for _ in range(count)] if count is not None else make(), extra)
-        self.use(self.T)
+        self.use(self.T, force=True)
         return getattr(self, name)
 
-    def use(self, T):
+    def use(self, T, force=False):
         """Make the time-major attributes views of the first T steps (T <= cap)."""
+        if T == self.T and not force:
+            return
         self.T = T
         for name, (arr, extra) in self.full.items():
             setattr(self, name, [a[:T + extra] for a in arr] if isinstance(arr, list) else arr[:T + extra])
@@ -389,7 +391,7 @@ class FusedRNN(NativePaths, RNN):
             ws.time_buffer("HR", (U,))
         else:
             ws.derived["HR"] = lambda w: w.S[0][:w.T]
-            ws.use(ws.T)
+            ws.use(ws.T, force=True)
         ws.tmpW = np.empty((B, W), dt)
         ws.tmpU = np.empty((B, U), dt)
         ws.tmpU2 = np.empty((B, U), dt)
