@@ -1,0 +1,197 @@
+"""Files that are what their names say: .keras / .weights.h5 written by rnnlab load in Keras 3 (and back),
+.h5 refused with a clear error, other suffixes keep rnnlab's npz (rnnlab.models.keras_format)."""
+import os
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab.callbacks import ModelCheckpoint
+from rnnlab.layers import (GRU, LSTM, Bidirectional, Conv1D, Dense, Dropout, Embedding, GlobalAveragePooling1D,
+                           LayerNormalization, MaxPooling1D, SimpleRNN, TimeDistributed)
+from rnnlab.models.keras_format import KerasFormatError
+
+pytest.importorskip("h5py")
+keras = pytest.importorskip("keras")
+
+IDS = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9], [9, 8, 1, 1, 0, 0]])
+
+
+def _text_model():
+    m = rnnlab.Sequential([Embedding(10, 4, mask_zero=True, input_length=6),
+                           Bidirectional(GRU(3, return_sequences=True)), Dropout(0.1),
+                           TimeDistributed(Dense(2)), LSTM(2), Dense(1, activation="sigmoid")])
+    m.build((None, 6))
+    return m
+
+
+def _float_model():
+    m = rnnlab.Sequential([SimpleRNN(4, return_sequences=True, input_shape=(6, 3)),
+                           GRU(3, reset_after=False, return_sequences=True), Dense(2, activation="tanh")])
+    m.build((None, 6, 3))
+    return m
+
+
+def _conv_model():
+    m = rnnlab.Sequential([Embedding(10, 4, input_length=6), Conv1D(5, 3, padding="same", activation="relu"),
+                           MaxPooling1D(2), LayerNormalization(), GlobalAveragePooling1D(), Dense(3)])
+    m.build((None, 6))
+    return m
+
+
+def _input(m):
+    if m.layers[0].__class__.__name__ == "Embedding":
+        return IDS
+    return np.random.default_rng(0).normal(size=(3, 6, 3))
+
+
+def _kpredict(km, x):
+    return np.asarray(km.predict(x, verbose=0))
+
+
+def _rel(a, b):
+    """max |a - b| / max |b| (the measure of the Keras parity tests, test_keras_weights.py)"""
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)
+
+
+@pytest.mark.parametrize("make", [_text_model, _float_model, _conv_model])
+def test_keras_loads_rnnlab_keras_archive_and_predicts_the_same(tmp_path, float64, make):
+    keras.backend.set_floatx("float64")
+    try:
+        m = make()
+        x = _input(m)
+        m.save(tmp_path / "m.keras")
+        with zipfile.ZipFile(tmp_path / "m.keras") as z:
+            assert sorted(z.namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+        km = keras.saving.load_model(tmp_path / "m.keras")
+        assert [type(l).__name__ for l in km.layers] == [type(l).__name__ for l in m.layers]
+        for a, b in zip(m.get_weights(), km.get_weights()):     # every weight arrives exactly
+            np.testing.assert_array_equal(a, keras.ops.convert_to_numpy(b))
+        assert _rel(m.predict(x), _kpredict(km, x)) < 1e-6
+        # and the rnnlab reader gives the same model back
+        back = rnnlab.saving.load_model(tmp_path / "m.keras")
+        np.testing.assert_array_equal(back.predict(x), m.predict(x))
+    finally:
+        keras.backend.set_floatx("float32")
+
+
+@pytest.mark.parametrize("make", [_text_model, _float_model])
+def test_keras_loads_rnnlab_weights_h5(tmp_path, make):
+    m = make()
+    x = _input(m)
+    m.save_weights(tmp_path / "m.weights.h5")
+    m.save(tmp_path / "arch.keras")
+    km = keras.saving.load_model(tmp_path / "arch.keras")
+    for w in km.weights:                      # scramble, then load the weights file
+        w.assign(np.zeros(w.shape))
+    km.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_allclose(_kpredict(km, x), m.predict(x), rtol=1e-5, atol=1e-6)
+    fresh = make()
+    fresh.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_array_equal(fresh.predict(x), m.predict(x))
+
+
+def test_keras_written_keras_file_loads_in_rnnlab(tmp_path):
+    km = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(10, 4, mask_zero=True),
+                           keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True)),
+                           keras.layers.GRU(2), keras.layers.Dense(2, activation="softmax")])
+    km.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    km.save(tmp_path / "k.keras")
+    m = rnnlab.saving.load_model(tmp_path / "k.keras")
+    np.testing.assert_allclose(m.predict(IDS), _kpredict(km, IDS), rtol=1e-5, atol=1e-6)
+    assert m.layers[0].mask_zero
+
+
+def test_compile_settings_survive_rnnlab_keras_round_trip(tmp_path):
+    m = _float_model()
+    m.compile(optimizer=rnnlab.optimizers.RMSprop(0.01), loss="mse", metrics=["mae"])
+    m.save(tmp_path / "c.keras")
+    back = rnnlab.saving.load_model(tmp_path / "c.keras")
+    assert isinstance(back.optimizer, rnnlab.optimizers.RMSprop) and back.optimizer.learning_rate == 0.01
+    assert back.compiled
+    assert not rnnlab.saving.load_model(tmp_path / "c.keras", compile=False).compiled
+
+
+def test_other_suffixes_keep_rnnlab_npz(tmp_path):
+    m = _float_model()
+    x = _input(m)
+    for name in ("m.npz", "m.bin", "model"):
+        m.save(tmp_path / name)
+        with open(tmp_path / name, "rb") as f:
+            assert f.read(2) == b"PK"          # a zip (npz), not HDF5
+        np.testing.assert_array_equal(rnnlab.saving.load_model(tmp_path / name).predict(x), m.predict(x))
+    m.save_weights(tmp_path / "w.npz")
+    fresh = _float_model()
+    fresh.load_weights(tmp_path / "w.npz")
+    np.testing.assert_array_equal(fresh.predict(x), m.predict(x))
+
+
+@pytest.mark.parametrize("call,name,match", [
+    (lambda m, p: m.save(p), "m.h5", r"legacy HDF5 format.*'\.keras'.*'\.weights\.h5'.*m\.npz"),
+    (lambda m, p: m.save(p), "m.hdf5", r"legacy HDF5 format"),
+    (lambda m, p: m.save_weights(p), "m.h5", r"legacy HDF5 format.*m\.npz"),
+    (lambda m, p: m.save(p), "m.weights.h5", r"weights-only file; use model.save_weights"),
+    (lambda m, p: m.save_weights(p), "m.keras", r"whole-model archive; use model.save"),
+    (lambda m, p: m.load_weights(p), "m.h5", r"legacy HDF5 format.*does not read"),
+    (lambda m, p: rnnlab.saving.load_model(p), "m.hdf5", r"legacy HDF5 format"),
+])
+def test_misleading_names_are_refused_and_nothing_is_written(tmp_path, call, name, match):
+    m = _float_model()
+    with pytest.raises(KerasFormatError if "load_weights" not in match else ValueError, match=match):
+        call(m, tmp_path / name)
+    assert not os.path.exists(tmp_path / name)
+
+
+def test_without_h5py_keras_names_are_refused_offering_npz(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    m = _float_model()
+    with pytest.raises(KerasFormatError, match=r"needs h5py.*e\.g\. '.*m\.npz'"):
+        m.save(tmp_path / "m.keras")
+    with pytest.raises(KerasFormatError, match="needs h5py"):
+        m.save_weights(tmp_path / "m.weights.h5")
+    assert os.listdir(tmp_path) == []
+    m.save(tmp_path / "m.npz")                 # the offered alternative works
+
+
+def test_model_keras_cannot_express_is_refused(tmp_path):
+    from rnnlab.layers import TiedDense, TiedEmbedding
+    emb = TiedEmbedding(10, 4, input_length=6)
+    m = rnnlab.Sequential([emb, LSTM(4, return_sequences=True), TiedDense(emb.name, units=10)])
+    m.build((None, 6))
+    with pytest.raises(KerasFormatError, match=r"Keras cannot express layer .*TiedEmbedding.*e\.g\. '.*t\.npz'"):
+        m.save(tmp_path / "t.keras")
+    assert not os.path.exists(tmp_path / "t.keras")
+    inp = rnnlab.Input((3,))
+    fm = rnnlab.Model(inp, Dense(2)(inp))
+    with pytest.raises(KerasFormatError, match="only Sequential"):
+        rnnlab.models.keras_format.save(fm, tmp_path / "f.keras")
+
+
+def test_model_checkpoint_follows_the_suffix_rules(tmp_path):
+    m = _float_model()
+    m.compile(optimizer="sgd", loss="mse")
+    x = _input(m).astype("float32")
+    y = np.zeros((3, 6, 2), "float32")
+    m.fit(x, y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(str(tmp_path / "best.keras"), monitor="loss"),
+                                                ModelCheckpoint(str(tmp_path / "w.weights.h5"), monitor="loss",
+                                                                save_weights_only=True)])
+    km = keras.saving.load_model(tmp_path / "best.keras")
+    np.testing.assert_allclose(_kpredict(km, x), m.predict(x), rtol=1e-5, atol=1e-6)
+    km.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_allclose(_kpredict(km, x), m.predict(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(KerasFormatError, match="legacy HDF5"):
+        m.fit(x, y, epochs=1, verbose=0, callbacks=[ModelCheckpoint(str(tmp_path / "best.h5"), monitor="loss")])
+    assert not os.path.exists(tmp_path / "best.h5")
+
+
+def test_saving_namespace_functions(tmp_path):
+    m = _float_model()
+    rnnlab.saving.save_model(m, tmp_path / "s.keras")
+    with pytest.raises(FileExistsError, match="overwrite=False"):
+        rnnlab.saving.save_model(m, tmp_path / "s.keras", overwrite=False)
+    with pytest.raises(ValueError, match="holds weights only"):
+        rnnlab.saving.load_model(tmp_path / "x.weights.h5")
+    with pytest.raises(ValueError, match="custom_objects are not used"):
+        rnnlab.saving.load_model(tmp_path / "s.keras", custom_objects={"X": object})
