@@ -405,3 +405,16 @@ def test_prebuilt_embedding_called_on_input_keras_io_idiom():
         d = L.Dense(2, name="dense_x")
         d(rnnlab.Input((3,)))
         d(rnnlab.Input((5,)))
+
+
+def test_keras_docstring_golden_values():
+    # keras.layers.Dot docstring: x (1, 5, 2), y (1, 2, 5), axes=(1, 2)
+    x = np.arange(10, dtype="float32").reshape(1, 5, 2)
+    y = np.arange(10, 20, dtype="float32").reshape(1, 2, 5)
+    np.testing.assert_array_equal(L.Dot(axes=(1, 2))([x, y]), [[[260, 360], [320, 445]]])
+    # keras.layers.Concatenate docstring: (2, 2, 5) and (2, 1, 5) along axis 1
+    a = np.arange(20, dtype="float32").reshape(2, 2, 5)
+    b = np.arange(20, 30, dtype="float32").reshape(2, 1, 5)
+    out = L.Concatenate(axis=1)([a, b])
+    np.testing.assert_array_equal(out, [[[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [20, 21, 22, 23, 24]],
+                                        [[10, 11, 12, 13, 14], [15, 16, 17, 18, 19], [25, 26, 27, 28, 29]]])
