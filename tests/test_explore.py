@@ -324,6 +324,18 @@ def test_an_internal_error_is_a_500_with_a_message_and_the_server_goes_on(server
     assert _req(port, "GET", "/api/info")[0] == 200
 
 
+def test_corpus_is_cut_to_the_memory_budget(charlm_model, monkeypatch, capsys):
+    from rnnlab.explore import server as srv
+
+    path, text = charlm_model
+    ex = open_model(path)
+    per_char = 2 * 16 * 6                     # one LSTM(16), six float16 series
+    monkeypatch.setattr(srv, "MAX_CORPUS_BYTES", 100 * per_char)
+    app = srv.ExploreApp(ex, QUOTES, 20000)
+    assert len(app.text) == 100 and app.full_chars == len(QUOTES)
+    assert "tracing the first 100 characters of --text" in capsys.readouterr().err
+
+
 def test_static_files_and_info(server):
     ex, app, port = server
     status, html = _req(port, "GET", "/")

@@ -30,6 +30,8 @@ import numpy as np
 from . import session as _s
 
 MAX_BODY = 256 * 1024
+#: memory for the --text corpus' series (float16); a longer --max-chars is cut to fit, with a message
+MAX_CORPUS_BYTES = 512 * 1024 * 1024
 MAX_UNITS = 16
 MAX_CORPUS_CHUNK = _s.MAX_TEXT_CHARS
 
@@ -77,6 +79,14 @@ class ExploreApp:
 
     def __init__(self, explorer, text=None, max_chars=20000):
         self.ex = explorer
+        if text is not None:
+            # the corpus keeps every series as float16: about one token per character at most
+            per_char = 2 * sum(p["units"] * len(p["series"]) for p in explorer.stack.describe())
+            fit = max(1, MAX_CORPUS_BYTES // per_char)
+            if min(len(text), max_chars) > fit:
+                print(f"rnnlab explore: tracing the first {fit:,} characters of --text (its states would need more "
+                      f"than {MAX_CORPUS_BYTES >> 20} MiB beyond that)", file=sys.stderr, flush=True)
+                max_chars = fit
         self.text = None if text is None else text[:max_chars]
         self.full_chars = None if text is None else len(text)
         self.corpus = None
