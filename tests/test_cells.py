@@ -582,3 +582,27 @@ def test_one_hot_bool_and_01_inputs_are_cast(make):
 
 def test_use_cudnn_accepted():
     assert LSTM(3, use_cudnn=False).use_cudnn is False and GRU(3, use_cudnn="auto").get_config()["use_cudnn"] == "auto"
+
+
+def test_gradient_norms_over_time_for_rnn_over_cells(float64):
+    """rnnlab.diagnostics records dL/dh_t (and dL/dc_t) for RNN(cell) too: through the fast loop for exactly
+    LSTMCell (equal to LSTM's record) and through RNN's own loop for a subclass (the same values)."""
+    from rnnlab.diagnostics import gradient_norms_over_time
+    from rnnlab.layers import Dense
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 6, 3)), rng.standard_normal((4, 1))
+    results = []
+    for make in (lambda: LSTM(5), lambda: RNN(LSTMCell(5)), lambda: RNN(type("Sub", (LSTMCell,), {})(5))):
+        rnnlab.set_random_seed(1)
+        model = rnnlab.Sequential([make(), Dense(1)])
+        model.compile("sgd", "mse")
+        model.predict(x)
+        if results:
+            model.set_weights(results[0][0])
+        results.append((model.get_weights(), {s: list(gradient_norms_over_time(model, x, y, state=s).values())[0]
+                                              for s in ("h", "c", "all")}))
+    ref = results[0][1]
+    for _, got in results[1:]:
+        for s in ref:
+            assert got[s].shape == (6,) and rel_error(got[s], ref[s]) < 1e-12, s

@@ -317,6 +317,7 @@ class KerasCell(Cell):
     """
 
     _n_gates = 1
+    _state_names = ("h",)
     #: the layer class whose optimised loop (rnnlab.layers.fused_loop) runs this cell's function
     _layer_name = None
 

@@ -58,6 +58,7 @@ class LSTMCell(KerasCell):
 
     _n_gates = 4
     _layer_name = "LSTM"
+    _state_names = ("h", "c")
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",

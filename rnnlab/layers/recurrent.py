@@ -112,7 +112,9 @@ class RNN(Layer):
 
     _extra_kwargs = frozenset({"zero_output_for_mask", "unroll", "backend"})
     _float_input = False  # as_float_input casts bool / 0-1 one-hot inputs and rejects token ids
-    #: diagnostics hook (rnnlab.diagnostics); only the fused loop records the state gradients
+    #: diagnostics hook (rnnlab.diagnostics): when True, backward keeps ``self.state_grads``, one (T, B, ...)
+    #: array per state with dL/dS after step k (output and recurrent paths summed; the output counts towards
+    #: the first state when it has its shape, as for Keras-style cells whose output is h), in processing order
     _record_state_grads = False
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
@@ -165,7 +167,11 @@ class RNN(Layer):
 
     @property
     def _state_names(self):
-        return tuple(f"state_{i}" for i in range(len(state_shapes(self.cell))))
+        """Names of the flat states: the built-in cells' ("h", "c") / ("h",); "h", "state_1", ... otherwise."""
+        own = getattr(self.cell, "_state_names", None)
+        if own is not None:
+            return tuple(own)
+        return ("h",) + tuple(f"state_{i}" for i in range(1, len(state_shapes(self.cell))))
 
     def build(self, input_shape):
         multi = isinstance(input_shape, list)
@@ -407,12 +413,16 @@ class RNN(Layer):
             fused = self._fused
             fused._cache = cache
             fused.input_grad_needed = self.input_grad_needed
+            fused._record_state_grads = self._record_state_grads
             if self.return_state and isinstance(grad, (list, tuple)):
                 flat = [grad[0]]
                 for g in grad[1:]:
                     flat.extend(g if isinstance(g, (list, tuple)) else [g])
                 grad = flat
-            return fused.backward(grad)
+            out = fused.backward(grad)
+            if self._record_state_grads:
+                self.state_grads = fused.state_grads
+            return out
         caches, mask, order, x_shapes, multi, n_out, out_shapes, st_shapes, given = cache
         g_outs, carry = self._split_grad(grad, out_shapes, st_shapes)
         cell = self.cell
@@ -420,6 +430,7 @@ class RNN(Layer):
         B, T = x_shapes[0][:2]
         dxs = [np.zeros(s, self.dtype) for s in x_shapes]
         d_prev_out = [np.zeros(s[:1] + s[2:] if self.return_sequences else s, self.dtype) for s in out_shapes]
+        rec = [np.empty((T,) + c.shape, self.dtype) for c in carry] if self._record_state_grads else None
         for k in range(T - 1, -1, -1):
             t = order[k]
             if self.return_sequences:
@@ -437,12 +448,19 @@ class RNN(Layer):
                 carry = [np.where(f, c, 0) for c, f in zip(carry, ms)]
             else:
                 d_prev_out = [np.zeros_like(a) for a in dy]
+            if rec is not None:
+                for s, c in enumerate(carry):
+                    rec[s][k] = c + (passed[s] if mask is not None else 0)
+                if len(dy) == 1 and dy[0].shape == rec[0][k].shape:
+                    rec[0][k] += dy[0]
             dx, dprev = cell.backward_step(dy if n_out > 1 else dy[0], carry, caches[k])
             carry = list(dprev)
             if mask is not None:
                 carry = [c + p for c, p in zip(carry, passed)]
             for d, g in zip(dxs, leaves(dx) if multi else [dx]):
                 d[:, t] = g
+        if rec is not None:
+            self.state_grads = rec
         if not (self.input_grad_needed or given):
             return None
         dx_out = dxs if multi else dxs[0]
