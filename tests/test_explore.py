@@ -209,7 +209,7 @@ def _req(port, method, path, body=None, headers=None, raw=None):
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     h = {"Content-Type": "application/json"}
     h.update(headers or {})
-    c.putrequest(method, path, skip_accept_encoding=True)   # the path goes out byte for byte
+    c.putrequest(method, path, skip_host="Host" in h, skip_accept_encoding=True)   # the path goes out byte for byte
     for k, v in h.items():
         c.putheader(k, v)
     if data is not None and "Content-Length" not in h:
@@ -366,6 +366,14 @@ def test_path_traversal_and_unknown_paths_are_404(server, path):
     assert b"root:" not in body and b"import" not in body
     assert json.loads(body) == {"error": "not found"}
     assert _req(port, "POST", path, {"text": "x"})[0] == 404
+
+
+def test_foreign_host_header_is_refused(server):
+    ex, app, port = server
+    status, body = _req(port, "GET", "/api/info", headers={"Host": "evil.example:%d" % port})
+    assert status == 403 and json.loads(body) == {"error": "forbidden host"}
+    assert _req(port, "POST", "/api/trace", {"text": "a"}, headers={"Host": "evil.example"})[0] == 403
+    assert _req(port, "GET", "/api/info", headers={"Host": f"localhost:{port}"})[0] == 200
 
 
 def test_bounded_and_bad_input(server):

@@ -12,6 +12,8 @@ Safety rules, all enforced here:
   the static files are read once, at start, from the package;
 * request bodies: ``Content-Length`` required and at most :data:`MAX_BODY` bytes (else 411/413), JSON objects
   only; texts at most :data:`rnnlab.explore.session.MAX_TEXT_CHARS` characters;
+* on a loopback address, a request whose ``Host`` header is not ``127.0.0.1:PORT``/``localhost:PORT`` gets 403
+  (DNS rebinding);
 * errors are JSON ``{"error": "..."}`` with 400 (bad input) or 404, never a traceback.
 """
 from __future__ import annotations
@@ -262,7 +264,19 @@ def make_handler(app, static):
                 return self._error(500, f"internal error in {name}: {type(e).__name__}: {e}")
             self._send(200, result)
 
+        def _host_ok(self):
+            """Refuse a request whose Host header is not this server's loopback name (DNS rebinding: a web page
+            that makes its own host name resolve to 127.0.0.1 would otherwise reach this API)."""
+            allowed = getattr(self.server, "allowed_hosts", None)
+            if allowed is None or self.headers.get("Host", "").lower() in allowed:
+                return True
+            self.close_connection = True
+            self._error(403, "forbidden host")
+            return False
+
         def do_GET(self):
+            if not self._host_ok():
+                return
             parts = urlsplit(self.path)
             path = parts.path
             if path in static:
@@ -278,6 +292,8 @@ def make_handler(app, static):
             self.end_headers()
 
         def do_POST(self):
+            if not self._host_ok():
+                return
             path = urlsplit(self.path).path
             length = self.headers.get("Content-Length")
             if path not in POST_ROUTES:
@@ -316,4 +332,9 @@ def make_server(explorer, host="127.0.0.1", port=0, text=None, max_chars=20000):
     app = ExploreApp(explorer, text, max_chars)
     httpd = ThreadingHTTPServer((host, port), make_handler(app, _load_static()))
     httpd.daemon_threads = True
+    bound = httpd.server_address[1]
+    if host in ("127.0.0.1", "localhost", "::1"):   # loopback: only requests naming it (see Handler._host_ok)
+        httpd.allowed_hosts = {f"{h}:{bound}" for h in ("127.0.0.1", "localhost", "[::1]")}
+    else:                                          # --host given: the user chose to serve other machines
+        httpd.allowed_hosts = None
     return httpd, app
