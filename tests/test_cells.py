@@ -606,3 +606,59 @@ def test_gradient_norms_over_time_for_rnn_over_cells(float64):
     for _, got in results[1:]:
         for s in ref:
             assert got[s].shape == (6,) and rel_error(got[s], ref[s]) < 1e-12, s
+
+
+@pytest.mark.parametrize("kind", ["fast", "loop"])
+def test_tbptt_with_rnn_over_a_cell(float64, kind):
+    """Truncated BPTT (overlapping windows: states_after) trains RNN(LSTMCell) as it trains LSTM."""
+    from rnnlab.layers import Dense
+    from rnnlab.optimizers import SGD
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4, 9, 2)), rng.normal(size=(4, 9, 2))
+    cell = LSTMCell(3) if kind == "fast" else type("Sub", (LSTMCell,), {})(3)
+    models = []
+    for layer in (LSTM(3, stateful=True, return_sequences=True), RNN(cell, stateful=True, return_sequences=True)):
+        rnnlab.set_random_seed(2)
+        m = rnnlab.Sequential([rnnlab.Input((None, 2), batch_size=4), layer, Dense(2)])
+        m.compile(SGD(0.1), "mse")
+        models.append(m)
+    models[1].set_weights(models[0].get_weights())
+    hist = [m.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, tbptt_steps=(2, 4)).history["loss"]
+            for m in models]
+    assert np.allclose(hist[0], hist[1], rtol=1e-12)
+    for a, b in zip(*(m.get_weights() for m in models)):
+        assert rel_error(a, b) < 1e-12
+    assert models[1].layers[0].last_path == ("cell_loop" if kind == "loop" else "numpy")
+
+
+def test_save_and_load_a_model_with_rnn_over_cells(tmp_path):
+    from rnnlab.layers import Dense
+    from rnnlab.models import load_model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 6, 3)).astype(np.float32), rng.standard_normal((4, 1)).astype(np.float32)
+    m = rnnlab.Sequential([RNN([LSTMCell(5, implementation=1), GRUCell(4, reset_after=False),
+                                OneStateTestCell(3, init="glorot_uniform")], go_backwards=True), Dense(1)])
+    m.compile("adam", "mse")
+    m.fit(x, y, epochs=2, verbose=0)
+    m.save(tmp_path / "m.npz")
+    m2 = load_model(tmp_path / "m.npz")
+    assert np.array_equal(m2.predict(x), m.predict(x))
+    cells = m2.layers[0].cell.cells
+    assert cells[0].implementation == 1 and not cells[1].reset_after and type(cells[2]) is OneStateTestCell
+
+
+def test_functional_model_with_rnn_cell_states():
+    from rnnlab.layers import Dense
+    from rnnlab.models import Input, Model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 6, 3)).astype(np.float32), rng.standard_normal((4, 1)).astype(np.float32)
+    inp = Input((6, 3))
+    out, h, c = RNN(LSTMCell(5), return_state=True)(inp)
+    model = Model(inp, Dense(1)(c))
+    model.compile("adam", "mse")
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=5, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before
