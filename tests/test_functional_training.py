@@ -236,3 +236,22 @@ def test_unfreezing_a_layer_after_training_trains_it():
     emb.trainable = True
     m.fit(ids, y, epochs=1, verbose=0)
     assert np.any(emb.get_weights()[0] != e0)
+
+
+def test_tbptt_on_a_functional_model_matches_sequential():
+    """truncated BPTT (fit(tbptt_steps=k)) runs through the one engine for functional models too."""
+    rng = np.random.default_rng(10)
+    x_in = rnnlab.Input((None, 2), batch_size=4)
+    lstm, dense = L.LSTM(3, stateful=True, return_sequences=True), L.Dense(1)
+    fm = rnnlab.Model(x_in, dense(lstm(x_in)))
+    sm = rnnlab.Sequential([rnnlab.Input((None, 2), batch_size=4), L.LSTM(3, stateful=True, return_sequences=True),
+                            L.Dense(1)])
+    sm.set_weights(fm.get_weights())
+    xs, ys = rng.standard_normal((8, 9, 2)), rng.standard_normal((8, 9, 1))
+    for m in (fm, sm):
+        m.compile(rnnlab.optimizers.SGD(0.1), loss="mse")
+    hf = fm.fit(xs, ys, batch_size=4, epochs=2, tbptt_steps=(3, 4), shuffle=False, verbose=0)
+    hs = sm.fit(xs, ys, batch_size=4, epochs=2, tbptt_steps=(3, 4), shuffle=False, verbose=0)
+    np.testing.assert_allclose(hf.history["loss"], hs.history["loss"], rtol=1e-5)
+    for a, b in zip(fm.get_weights(), sm.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
