@@ -37,8 +37,9 @@ def _run(layer, x, lib, steps=1, mask=None, initial_state=None, portable=False, 
 CELLS = ["LSTM", "GRU"]
 
 
-def _pair(cell, U, x, **kw):
-    a, b = getattr(L, cell)(U, **kw), getattr(L, cell)(U, **kw)
+def _pair(cell, U, x, second="numpy", **kw):
+    """The same layer twice; the second one with ``backend=second`` (by default NumPy only: the public switch)."""
+    a, b = getattr(L, cell)(U, **kw), getattr(L, cell)(U, backend=second, **kw)
     a(x)
     b(x)
     b.set_weights(a.get_weights())
@@ -86,7 +87,8 @@ def test_native_training_matches_numpy(cell, U, B, kw, masked):
     rnnlab.set_random_seed(1)   # the same dropout masks on both
     r_nat = _run(nat, x, _native._LIB, mask=mask)
     rnnlab.set_random_seed(1)
-    r_ref = _run(ref, x, None, mask=mask)
+    r_ref = _run(ref, x, _native._LIB, mask=mask)
+    assert ref.last_path == "numpy" and nat.last_path in ("native_steps", "fused_loop")
     cp = nat._ws.fast.cptr
     assert cp is not None
     assert cp.fwd_isa == cp.bwd_isa == _native._LIB.rnnlab_step_isa(U)  # the C steps ran, on the widest path
@@ -107,7 +109,8 @@ def test_initial_state_and_dstate(cell, U):
     mask[1, 3:] = False
     nat, ref = _pair(cell, U, x, return_sequences=True, return_state=True)
     r_nat = _run(nat, x, _native._LIB, mask=mask, initial_state=s0)
-    r_ref = _run(ref, x, None, mask=mask, initial_state=s0)
+    r_ref = _run(ref, x, _native._LIB, mask=mask, initial_state=s0)
+    assert ref.last_path == "numpy"
     assert len(r_nat[1]) == 1 + n_states          # dx, dh0 (, dc0)
     assert nat._ws.fast.cptr.bwd_isa > 0
     _close(r_nat, r_ref)
@@ -124,7 +127,8 @@ def test_stateful(cell, U):
     nat.reset_states()
     ref.reset_states()
     r_nat = _run(nat, x, _native._LIB, steps=3)
-    r_ref = _run(ref, x, None, steps=3)
+    r_ref = _run(ref, x, _native._LIB, steps=3)
+    assert ref.last_path == "numpy"
     _close(r_nat, r_ref)
     for p, q in zip(nat.states, ref.states):
         np.testing.assert_allclose(p, q, rtol=TOL, atol=TOL)
@@ -136,7 +140,7 @@ def test_portable_and_vector_steps_agree(cell):
     rng = np.random.default_rng(13)
     B, T, D, U = 5, 6, 4, 32
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    vec, por = _pair(cell, U, x, return_sequences=True)
+    vec, por = _pair(cell, U, x, second="auto", return_sequences=True)
     r_vec = _run(vec, x, _native._LIB)
     r_por = _run(por, x, _native._LIB, portable=True)
     _run(por, x, _native._LIB, portable=True)
@@ -151,7 +155,7 @@ def test_avx512_and_avx2_steps_give_the_same_bits(cell):
     rng = np.random.default_rng(19)
     B, T, D, U = 5, 6, 4, 32
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    wide, narrow = _pair(cell, U, x, return_sequences=True)
+    wide, narrow = _pair(cell, U, x, second="auto", return_sequences=True)
     r_wide = _run(wide, x, _native._LIB)
     _run(narrow, x, _native._LIB, isa=2)
     r_narrow = _run(narrow, x, _native._LIB, isa=2)
