@@ -17,12 +17,11 @@ TOL = 2e-6  # the float32 fast-path tolerance of tests/test_recurrent_fast_paths
 
 
 def _pair(U, D, x, cls=L.LSTM, **kw):
-    """Two layers (LSTMs by default) with the same weights; the second never takes the native loop."""
-    nat, ref = cls(U, **kw), cls(U, **kw)
+    """Two layers (LSTMs by default) with the same weights; the second runs on NumPy only (backend="numpy")."""
+    nat, ref = cls(U, **kw), cls(U, backend="numpy", **kw)
     nat(x)
     ref(x)
     ref.set_weights(nat.get_weights())
-    ref._native_ready = lambda ws: False
     return nat, ref
 
 
@@ -177,9 +176,9 @@ def test_native_long_sequence_and_model_predict(cell):
     model = rnnlab.Sequential([L.Embedding(50, 16, input_length=30), cell.cls(32), L.Dense(1)])
     p = model.predict_on_batch(tokens)
     assert model.layers[1]._ws.native
-    model.layers[1]._native_ready = lambda ws: False
+    model.layers[1].backend = "numpy"            # the public switch
     _close(p, model.predict_on_batch(tokens))
-    assert not model.layers[1]._ws.native
+    assert not model.layers[1]._ws.native and model.layers[1].last_path == "numpy"
 
 
 @pytest.mark.native
