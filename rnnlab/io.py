@@ -21,7 +21,8 @@ Reading ``.npz`` archives (:class:`NpzArchive`)
     than :data:`MAX_COMPRESSION_RATIO` times and past 1 MiB (a "zip bomb"). Members are read one at a time
     and only on request: an extra member in a file is never inflated. The read limit is
     :func:`max_read_bytes`: the ``RNNLAB_MAX_READ_BYTES`` environment variable when set, otherwise the memory
-    available to the process (``MemAvailable`` and the address-space limit ``RLIMIT_AS``).
+    available to the process (``MemAvailable`` and the address-space limit ``RLIMIT_AS``; no memory bound
+    under :func:`allow_large_allocations`).
 
 Sizes in configs
     A config read from a file is checked before anything is built from it: every size-like integer
@@ -182,10 +183,14 @@ def max_read_bytes() -> int:
             return int(float(env))
         except ValueError:
             raise ValueError(f"RNNLAB_MAX_READ_BYTES must be a number of bytes, got {env!r}") from None
+    if _ALLOW_LARGE:          # --force: the memory estimate is the user's call (file sizes are still checked)
+        return 2 ** 62
     return available_memory()
 
 
 _ALLOW_LARGE = False
+#: allocations below this are not checked by check_allocation (64 MiB)
+MIN_CHECKED_BYTES = 64 * 2 ** 20
 
 
 def allow_large_allocations(flag=True) -> None:
@@ -201,7 +206,7 @@ def check_allocation(nbytes, what) -> None:
     if _ALLOW_LARGE:
         return
     nbytes = int(nbytes)
-    if nbytes < 64 * 2 ** 20:      # small: never worth a look at /proc
+    if nbytes < MIN_CHECKED_BYTES:      # small: never worth a look at /proc
         return
     avail = available_memory()
     if nbytes > avail:
