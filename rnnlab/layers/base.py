@@ -418,7 +418,7 @@ def _check_weight_memory(layer, name, shape):
     for s in shape:
         n *= int(s)
     nbytes = 2 * n * np.dtype(layer.dtype).itemsize
-    if nbytes >= 64 * 2 ** 20:
-        from ..io import check_allocation
+    from ..io import MIN_CHECKED_BYTES, check_allocation
+    if nbytes >= MIN_CHECKED_BYTES:
         check_allocation(nbytes, f"layer '{layer.name}' weight '{name}' {tuple(int(s) for s in shape)} "
                                  f"{np.dtype(layer.dtype).name} (with its gradient)")
