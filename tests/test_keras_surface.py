@@ -318,3 +318,55 @@ def test_seeded_initializer_in_a_layer_is_reproducible():
     rnnlab.backend.set_random_seed(99)
     d2.build((None, 4))
     np.testing.assert_array_equal(d1.kernel.numpy(), d2.kernel.numpy())
+
+
+# ------------------------------------------------------------------ Keras imdb.npz without pickle
+def _object_array(items):
+    arr = np.empty(len(items), dtype=object)
+    for i, it in enumerate(items):
+        arr[i] = it
+    return arr
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_object_array_streams_of_every_protocol_parse_without_pickle(protocol):
+    import pickle    # only to produce the streams NumPy/Keras files hold; the reader never uses it
+    from rnnlab.datasets.imdb import _parse_object_array
+    items = [[1, 14, 22, 2 ** 40], [], [5, -3], np.array([7, 8], dtype=np.int32), list(range(300))]
+    got = _parse_object_array(pickle.dumps(_object_array(items), protocol=protocol))
+    assert got.dtype == object and got.shape == (5,)
+    for a, b in zip(got, items):
+        assert list(np.asarray(a)) == list(np.asarray(b))
+    assert np.asarray(got[3]).dtype == np.int32
+
+
+def test_python2_style_stream_parses():
+    """The stream Python 2's NumPy wrote into Keras' imdb.npz: GLOBAL, SHORT_BINSTRING, BINPUT, APPENDS."""
+    from rnnlab.datasets.imdb import _parse_object_array
+    stream = (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85U\x01b\x87R"
+              b"q\x03(K\x01K\x02\x85cnumpy\ndtype\nq\x04U\x02O8K\x00K\x01\x87Rq\x05(K\x03U\x01|NNNJ\xff\xff\xff\xff"
+              b"J\xff\xff\xff\xffK?tb\x89]q\x06(]q\x07(K\x01K\x0eM\x10\x27e]q\x08(K\x05eetb.")
+    got = _parse_object_array(stream)
+    assert [list(x) for x in got] == [[1, 14, 10000], [5]]
+
+
+@pytest.mark.parametrize("stream,match", [
+    (b"\x80\x02cos\nsystem\nq\x01.", "refusing to load os.system"),
+    (b"\x80\x02cbuiltins\neval\n.", "refusing to load builtins.eval"),
+    (b"\x80\x02]q\x01(K\x01", "truncated stream"),
+    (b"\x80\x04\x97.", "unsupported pickle opcode"),
+])
+def test_hostile_or_broken_streams_are_refused(stream, match):
+    from rnnlab.datasets.imdb import _parse_object_array
+    with pytest.raises(ValueError, match=match):
+        _parse_object_array(stream)
+
+
+def test_imdb_module_does_not_import_pickle():
+    import ast
+    import inspect
+    from rnnlab.datasets import imdb
+    tree = ast.parse(inspect.getsource(imdb))
+    names = {a.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+             for a in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "pickle" not in names

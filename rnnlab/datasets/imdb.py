@@ -11,8 +11,9 @@
 
 ``np.load`` is always called with ``allow_pickle=False``. Keras' real ``imdb.npz`` stores its ragged
 ``x_train``/``x_test`` as NumPy *object* arrays, which NumPy can only load through pickle; those members are
-read here with a restricted unpickler that can rebuild NumPy arrays, dtypes and lists of integers and
-nothing else (any other object in the stream -> ``ValueError``), the same approach Keras 3 takes.
+read here without pickle, by a small interpreter of the pickle opcodes (:func:`_parse_object_array`) that can
+rebuild NumPy arrays, dtypes and lists of integers and nothing else (any other class, function or opcode in the
+stream -> an error; nothing is imported or called).
 The pickle-free alternative is the *flat* layout written by :func:`save_imdb_npz`:
 ``x_train_values`` (all ids concatenated, int32) plus ``x_train_offsets`` (``n + 1`` start offsets), the same for
 ``x_test``, and ``y_train``/``y_test``.
@@ -24,15 +25,16 @@ Labels: 1 = positive, 0 = negative.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
 import io
 import json
 import os
-import pickle
 import re
 import shutil
+import struct
 import tarfile
 import tokenize
 import urllib.request
@@ -185,17 +187,237 @@ def load_imdb_folder(root, num_words=None, maxlen=None, clean=True, oov_token="<
 # ----------------------------------------------------------------------------------------------------
 # Keras imdb.npz
 # ----------------------------------------------------------------------------------------------------
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can rebuild NumPy arrays/dtypes (and plain lists/ints) but no other object."""
+class _ArrayStub:
+    """An ndarray being rebuilt by :func:`_parse_object_array` (filled in by the BUILD opcode)."""
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar")}
+    __slots__ = ("value",)
 
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only NumPy arrays are allowed)")
+    def __init__(self):
+        self.value = None
+
+
+class _DtypeBox:
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+_MARK = object()
+_ALLOWED_GLOBALS = {("numpy.core.multiarray", "_reconstruct"): "reconstruct",
+                    ("numpy._core.multiarray", "_reconstruct"): "reconstruct",
+                    ("numpy", "ndarray"): "ndarray", ("numpy", "dtype"): "dtype",
+                    ("numpy.core.multiarray", "scalar"): "scalar", ("numpy._core.multiarray", "scalar"): "scalar",
+                    ("numpy.core.numeric", "_frombuffer"): "frombuffer",
+                    ("numpy._core.numeric", "_frombuffer"): "frombuffer",
+                    ("_codecs", "encode"): "encode"}   # protocols 0-2 write bytes as _codecs.encode(text, "latin1")
+
+
+def _unbox(v):
+    if isinstance(v, _ArrayStub):
+        if v.value is None:
+            raise ValueError("an array is used before its data was given")
+        return v.value
+    if isinstance(v, _DtypeBox):
+        return v.dtype
+    if isinstance(v, list):
+        return [_unbox(x) for x in v]
+    return v
+
+
+def _as_text(v):
+    return v.decode("latin1") if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def _parse_object_array(data: bytes):
+    """Rebuild the NumPy object array that ``np.save`` pickled into ``data`` **without pickle**.
+
+    A small interpreter of the pickle opcodes such a stream uses (protocols 0-5, as written by Python 2 and 3
+    NumPy): it knows only NumPy's array reconstruction (``_reconstruct``, ``ndarray``, ``dtype``, ``scalar``),
+    lists, tuples, integers, booleans, ``None`` and strings. Any other global (class or function) or opcode is a
+    ``ValueError``; nothing is imported or called beyond building arrays and dtypes."""
+    stack: list = []
+    memo: dict = {}
+    pos, n = 0, len(data)
+
+    def take(k):
+        nonlocal pos
+        if k < 0 or pos + k > n:
+            raise ValueError("truncated stream")
+        out = data[pos:pos + k]
+        pos += k
+        return out
+
+    def line():
+        nonlocal pos
+        end = data.find(b"\n", pos)
+        if end < 0:
+            raise ValueError("truncated stream")
+        out = data[pos:end]
+        pos = end + 1
+        return out
+
+    def pop_mark():
+        for k in range(len(stack) - 1, -1, -1):
+            if stack[k] is _MARK:
+                items = stack[k + 1:]
+                del stack[k:]
+                return items
+        raise ValueError("MARK missing")
+
+    def global_(module, name):
+        kind = _ALLOWED_GLOBALS.get((module, name))
+        if kind is None:
+            raise ValueError(f"refusing to load {module}.{name} (only NumPy arrays are allowed)")
+        stack.append(("__global__", kind))
+
+    def reduce_(func, args):
+        kind = func[1] if isinstance(func, tuple) and len(func) == 2 and func[0] == "__global__" else None
+        args = tuple(args) if isinstance(args, (tuple, list)) else None
+        if kind == "reconstruct" and args and args[0] == ("__global__", "ndarray"):
+            return _ArrayStub()
+        if kind == "dtype" and args:
+            return _DtypeBox(np.dtype(_as_text(args[0])))
+        if kind == "scalar" and args and len(args) == 2:
+            dt = _unbox(args[0])
+            if dt.hasobject:
+                raise ValueError("object scalar in the stream")
+            return np.frombuffer(bytes(args[1]), dtype=dt)[0].item()
+        if kind == "encode" and args and len(args) == 2 and isinstance(args[0], str) \
+                and str(args[1]).lower() in ("latin1", "latin-1"):
+            return args[0].encode("latin1")
+        if kind == "frombuffer" and args and len(args) == 4:
+            buf, dt, shape, order = args
+            dt = _unbox(dt)
+            if dt.hasobject:
+                raise ValueError("object buffer in the stream")
+            return np.frombuffer(bytes(buf), dtype=dt).reshape(tuple(int(d) for d in shape),
+                                                               order=_as_text(order)).copy()
+        raise ValueError(f"unsupported call {func!r} in the stream")
+
+    def build(obj, state):
+        if isinstance(obj, _DtypeBox):
+            if isinstance(state, tuple) and len(state) > 1 and _as_text(state[1]) in ("<", ">"):
+                obj.dtype = obj.dtype.newbyteorder(_as_text(state[1]))
+            return
+        if isinstance(obj, _ArrayStub) and isinstance(state, tuple) and len(state) == 5:
+            _, shape, dtype, fortran, raw = state
+            dtype = _unbox(dtype)
+            shape = tuple(int(d) for d in shape)
+            order = "F" if fortran else "C"
+            if dtype.hasobject:
+                items = _unbox(raw)
+                if not isinstance(items, list) or len(items) != int(np.prod(shape)):
+                    raise ValueError("object array data does not match its shape")
+                arr = np.empty(len(items), dtype=object)
+                for k, item in enumerate(items):
+                    arr[k] = item
+                obj.value = arr.reshape(shape, order=order)
+            else:
+                buf = raw.encode("latin1") if isinstance(raw, str) else bytes(raw)
+                obj.value = np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()
+            return
+        raise ValueError("unsupported BUILD in the stream")
+
+    fixed = {b"K": ("<B", 1), b"M": ("<H", 2), b"J": ("<i", 4)}
+    while True:
+        op = take(1)
+        if op in fixed:
+            fmt, k = fixed[op]
+            stack.append(struct.unpack(fmt, take(k))[0])
+        elif op == b"\x80":                      # PROTO
+            take(1)
+        elif op == b"\x95":                    # FRAME
+            take(8)
+        elif op == b".":                       # STOP
+            if len(stack) != 1:
+                raise ValueError("malformed stream (stack at STOP)")
+            return _unbox(stack[0])
+        elif op == b"(":
+            stack.append(_MARK)
+        elif op == b"c":                       # GLOBAL
+            module = line().decode("latin1")
+            global_(module, line().decode("latin1"))
+        elif op == b"\x93":                    # STACK_GLOBAL
+            name, module = stack.pop(), stack.pop()
+            global_(_as_text(module), _as_text(name))
+        elif op == b"R":
+            args = stack.pop()
+            stack.append(reduce_(stack.pop(), args))
+        elif op == b"b":
+            state = stack.pop()
+            build(stack[-1], state)
+        elif op == b"N":
+            stack.append(None)
+        elif op in (b"\x88", b"\x89"):
+            stack.append(op == b"\x88")
+        elif op == b"\x8a":                    # LONG1
+            stack.append(int.from_bytes(take(take(1)[0]), "little", signed=True))
+        elif op in (b"I", b"L"):               # INT / LONG (text)
+            text = line().decode("latin1").rstrip("L")
+            stack.append(True if text == "01" else False if text == "00" else int(text))
+        elif op in (b"U", b"C"):               # SHORT_BINSTRING / SHORT_BINBYTES
+            stack.append(bytes(take(take(1)[0])))
+        elif op in (b"T", b"B"):               # BINSTRING / BINBYTES
+            stack.append(bytes(take(struct.unpack("<I", take(4))[0])))
+        elif op == b"\x96":                    # BYTEARRAY8
+            stack.append(bytearray(take(struct.unpack("<Q", take(8))[0])))
+        elif op == b"\x8e":                    # BINBYTES8
+            stack.append(bytes(take(struct.unpack("<Q", take(8))[0])))
+        elif op == b"\x8c":                    # SHORT_BINUNICODE
+            stack.append(take(take(1)[0]).decode("utf-8"))
+        elif op == b"V":                       # UNICODE (protocol 0)
+            stack.append(line().decode("raw-unicode-escape"))
+        elif op == b"S":                       # STRING (protocol 0: a quoted Python 2 str)
+            text = line()
+            if len(text) < 2 or text[:1] != text[-1:] or text[:1] not in (b"'", b'"'):
+                raise ValueError("malformed STRING opcode")
+            stack.append(codecs.escape_decode(text[1:-1])[0])
+        elif op == b"X":                       # BINUNICODE
+            stack.append(take(struct.unpack("<I", take(4))[0]).decode("utf-8"))
+        elif op == b")":
+            stack.append(())
+        elif op == b"t":
+            stack.append(tuple(pop_mark()))
+        elif op in (b"\x85", b"\x86", b"\x87"):  # TUPLE1..3
+            k = op[0] - 0x84
+            if len(stack) < k:
+                raise ValueError("malformed stream (tuple)")
+            items = stack[-k:]
+            del stack[-k:]
+            stack.append(tuple(items))
+        elif op == b"]":
+            stack.append([])
+        elif op == b"l":
+            stack.append(pop_mark())
+        elif op == b"a":
+            item = stack.pop()
+            stack[-1].append(item)
+        elif op == b"e":
+            items = pop_mark()
+            stack[-1].extend(items)
+        elif op == b"p":                       # PUT / BINPUT / LONG_BINPUT / MEMOIZE
+            memo[int(line())] = stack[-1]
+        elif op == b"q":
+            memo[take(1)[0]] = stack[-1]
+        elif op == b"r":
+            memo[struct.unpack("<I", take(4))[0]] = stack[-1]
+        elif op == b"\x94":
+            memo[len(memo)] = stack[-1]
+        elif op == b"g":                       # GET / BINGET / LONG_BINGET
+            stack.append(memo[int(line())])
+        elif op == b"h":
+            stack.append(memo[take(1)[0]])
+        elif op == b"j":
+            stack.append(memo[struct.unpack("<I", take(4))[0]])
+        elif op == b"0":
+            stack.pop()
+        elif op == b"1":
+            pop_mark()
+        elif op == b"2":
+            stack.append(stack[-1])
+        else:
+            raise ValueError(f"unsupported pickle opcode {op!r} at byte {pos - 1}")
 
 
 def _read_object_member(path, arc, key):
@@ -211,7 +433,7 @@ def _read_object_member(path, arc, key):
     if not dtype.hasobject:
         raise _rio.FileFormatError(f"{path}: member {key!r} is not an object array", path=path)
     try:
-        arr = _ArrayOnlyUnpickler(data, encoding="latin1").load()
+        arr = _parse_object_array(data.read())
     except Exception as e:  # noqa: BLE001 - any failure of an untrusted stream is a bad file
         raise _rio.FileFormatError(f"{path}: member {key!r} holds a pickle that is not a plain array of id lists "
                                    f"({type(e).__name__}: {e})", path=path, member=key) from None
