@@ -662,3 +662,14 @@ def test_functional_model_with_rnn_cell_states():
     before = model.evaluate(x, y, verbose=0)
     model.fit(x, y, epochs=5, verbose=0)
     assert model.evaluate(x, y, verbose=0) < before
+
+
+def test_gradcheck_bidirectional_stacked_cells_return_state(float64):
+    """return_state of a stacked RNN appends one entry per cell (a list for the LSTM cell); Bidirectional passes
+    the nested state gradients back to each direction."""
+    x = np.random.default_rng(0).standard_normal((3, 4, 2))
+    layer = Bidirectional(RNN([LSTMCell(3), GRUCell(2)], return_state=True, return_sequences=True))
+    out = layer(x)
+    assert len(out) == 5 and isinstance(out[1], list) and out[2].shape == (3, 2)
+    assert layer.compute_mask(x, None) == [None] * 5
+    check_layer_gradients(layer, x, mask=np.array([[1, 1, 1, 0], [1, 1, 1, 1], [0, 1, 1, 1]], bool))

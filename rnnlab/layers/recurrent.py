@@ -173,6 +173,11 @@ class RNN(Layer):
             return tuple(own)
         return ("h",) + tuple(f"state_{i}" for i in range(1, len(state_shapes(self.cell))))
 
+    @property
+    def _returned_states(self):
+        """The state entries ``return_state`` appends: one per cell of a StackedRNNCells, else one per state."""
+        return self.cell._nest_states(list(self._state_names))
+
     def build(self, input_shape):
         multi = isinstance(input_shape, list)
         shapes = [tuple(s) for s in (input_shape if multi else [input_shape])]

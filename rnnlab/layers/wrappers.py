@@ -176,7 +176,8 @@ class Bidirectional(Layer):
         else:
             out = [None, None] if self.merge_mode is None else None
         if self.return_state:
-            n = self._n_states(self.forward_layer) + self._n_states(self.backward_layer)
+            n = sum(len(getattr(sub, "_returned_states", sub._state_names if hasattr(sub, "_state_names") else []))
+                    for sub in (self.forward_layer, self.backward_layer))
             return (out if isinstance(out, list) else [out]) + [None] * n
         return out
 
@@ -259,7 +260,7 @@ class Bidirectional(Layer):
             out = yf * yb
         else:
             out = [yf, np.ascontiguousarray(yb)]
-        self._cache = (yf, yb, given_state, len(f_states), yf.shape, yb.shape)
+        self._cache = (yf, yb, given_state, (len(f_states), len(b_states)), yf.shape, yb.shape)
         if mm is None:
             return out + f_states + b_states if self.return_state else out
         if self.return_state:
@@ -278,10 +279,9 @@ class Bidirectional(Layer):
 
     def backward(self, grad):
         """Split dL/dy by merge mode, run both directions' BPTT, add the input gradients (module docstring)."""
-        yf, yb, given_state, nf, fshape, bshape = self._need_cache()
+        yf, yb, given_state, (nf, nb), fshape, bshape = self._need_cache()
         mm = self.merge_mode
         n_out = 2 if mm is None else 1
-        nb = self._n_states(self.backward_layer)
         if self.return_state or mm is None:
             n_total = n_out + (nf + nb if self.return_state else 0)
             if not isinstance(grad, (list, tuple)) or len(grad) != n_total:
