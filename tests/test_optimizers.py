@@ -405,3 +405,12 @@ def test_schedule_survives_config_state_and_model_file(tmp_path):
     fresh = SGD(learning_rate=schedules.PiecewiseConstantDecay([2], [0.1, 0.01]), momentum=0.5)
     fresh.set_state(state)
     assert fresh.iterations == 3 and fresh.learning_rate == pytest.approx(0.01)
+
+
+def test_lr_attribute_is_keras2_alias_of_learning_rate():
+    opt = Adam(0.01)
+    with pytest.warns(DeprecationWarning, match=r"Adam\.lr is deprecated"):
+        assert opt.lr == 0.01
+    with pytest.warns(DeprecationWarning):
+        opt.lr = 0.5
+    assert opt.learning_rate == 0.5

@@ -171,6 +171,19 @@ class Optimizer:
             raise ValueError(f"{cls}: learning_rate must be a finite number >= 0 or a schedule, got {value!r}")
         self._lr_schedule, self._lr = None, float(value)
 
+    @property
+    def lr(self):
+        """Keras 2's name of :attr:`learning_rate` (reading or setting it gives a ``DeprecationWarning``)."""
+        warnings.warn(f"{type(self).__name__}.lr is deprecated (Keras 2); use .learning_rate", DeprecationWarning,
+                      stacklevel=2)
+        return self.learning_rate
+
+    @lr.setter
+    def lr(self, value):
+        warnings.warn(f"{type(self).__name__}.lr is deprecated (Keras 2); use .learning_rate", DeprecationWarning,
+                      stacklevel=2)
+        self.learning_rate = value
+
     # ------------------------------------------------------------- applying
     def apply(self, refs) -> None:
         """One optimisation step over ``refs`` = iterable of ``(path, owner_layer, weight_name)``."""
