@@ -149,7 +149,7 @@ def test_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match="expected ndim=3"):
         layer(np.zeros((B, D), np.float32))
     with pytest.raises(TypeError, match="floating point"):
-        layer(np.zeros((B, T, D), np.int64))
+        layer(np.full((B, T, D), 5, np.int64))      # token ids (0/1 integers are one-hot data: cast, issue 18)
     layer(x, training=True)
     with pytest.raises(ValueError, match=r"gradient for the output must have shape \(3, 4\), got \(3, 2\)"):
         layer.backward(np.zeros((B, U)))
