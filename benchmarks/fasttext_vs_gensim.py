@@ -92,6 +92,19 @@ def rare_word_scores(vec_of, kv, forms, seed):
             "lemma_in_top10": top10 / n if n else None}
 
 
+def run_gensim(GFT, sents, hp, ft, n, args, test_dir, forms, res):
+    t, c = time.perf_counter(), time.process_time()
+    g = GFT(sents, **hp, **ft)
+    g_wall, g_cpu = time.perf_counter() - t, time.process_time() - c
+    gkv = KeyedVectors(np.asarray(g.wv.vectors), list(g.wv.index_to_key))
+    res["gensim"] = {"wall_s": g_wall, "cpu_s": g_cpu, "words_per_cpu_s": n * args.epochs / g_cpu,
+                     "words_per_s": n * args.epochs / g_wall, **evaluate(gkv, test_dir),
+                     "rare": rare_word_scores(lambda w: np.asarray(g.wv[w]), gkv, forms, 0)}
+    print("gensim", json.dumps(res["gensim"]), flush=True)
+    del g
+    return gkv
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=DATA)
@@ -102,6 +115,8 @@ def main():
     ap.add_argument("--held-out", type=int, default=300, help="inflected forms deleted from the training text")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--skip-word2vec", action="store_true")
+    ap.add_argument("--skip-gensim", action="store_true")
+    ap.add_argument("--batch-words", type=int, default=None, help="rnnlab's chunk size (default: Word2Vec's)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     try:
@@ -122,22 +137,16 @@ def main():
     ft = dict(min_n=3, max_n=6, bucket=args.bucket)
     res = {"corpus_words": n, "hyperparameters": {**hp, **ft}, "held_out_examples": list(forms.items())[:15]}
 
-    t, c = time.perf_counter(), time.process_time()
-    g = GFT(sents, **hp, **ft)
-    g_wall, g_cpu = time.perf_counter() - t, time.process_time() - c
-    gkv = KeyedVectors(np.asarray(g.wv.vectors), list(g.wv.index_to_key))
-    res["gensim"] = {"wall_s": g_wall, "cpu_s": g_cpu, "words_per_cpu_s": n * args.epochs / g_cpu,
-                     "words_per_s": n * args.epochs / g_wall, **evaluate(gkv, test_dir),
-                     "rare": rare_word_scores(lambda w: np.asarray(g.wv[w]), gkv, forms, 0)}
-    print("gensim", json.dumps(res["gensim"]), flush=True)
-    del g
+    gkv = None
+    if not args.skip_gensim:
+        gkv = run_gensim(GFT, sents, hp, ft, n, args, test_dir, forms, res)
 
     t, c = time.perf_counter(), time.process_time()
-    m = FastText(sents, **hp, **ft)
+    m = FastText(sents, **hp, **ft, batch_words=args.batch_words)
     o_wall, o_cpu = time.perf_counter() - t, time.process_time() - c
     res["ours"] = {"wall_s": o_wall, "cpu_s": o_cpu, "words_per_cpu_s": n * args.epochs / o_cpu,
                    "words_per_s": n * args.epochs / o_wall, **evaluate(m.wv, test_dir),
-                   "same_vocab": set(m.wv.index_to_key) == set(gkv.index_to_key),
+                   "same_vocab": None if gkv is None else set(m.wv.index_to_key) == set(gkv.index_to_key),
                    "rare": rare_word_scores(lambda w: m.wv[w] if w in m.wv else None, m.wv, forms, 0)}
     print("ours", json.dumps(res["ours"]), flush=True)
     del m
