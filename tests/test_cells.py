@@ -673,3 +673,18 @@ def test_gradcheck_bidirectional_stacked_cells_return_state(float64):
     assert len(out) == 5 and isinstance(out[1], list) and out[2].shape == (3, 2)
     assert layer.compute_mask(x, None) == [None] * 5
     check_layer_gradients(layer, x, mask=np.array([[1, 1, 1, 0], [1, 1, 1, 1], [0, 1, 1, 1]], bool))
+
+
+def test_docs_cells_md_example_cell(float64):
+    """The user-written cell of docs/cells.md runs as written and passes the gradient check (RNN, Bidirectional)."""
+    import os
+    import re
+
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "cells.md")
+    blocks = re.findall(r"```python\n(.*?)```", open(path).read(), re.S)
+    ns = {}
+    exec(compile(blocks[1].replace("@register\n", ""), "docs/cells.md", "exec"), ns)
+    x = np.random.default_rng(0).standard_normal((3, 5, 4))
+    check_layer_gradients(RNN(ns["MinimalRNNCell"](3), return_sequences=True), x, mask=_mask())
+    register(ns["MinimalRNNCell"])
+    check_layer_gradients(Bidirectional(RNN(ns["MinimalRNNCell"](3))), x)
