@@ -517,8 +517,8 @@ def check_config_sizes(config, bound, where, path=None, count_bound=None):
                     if not counts and v > limit:
                         raise FileTooLargeError(
                             f"{where}: config {trail}{k} = {v:,} is more than the file's arrays can hold (largest "
-                            f"dimension stored: {int(bound):,}; sizes up to {MIN_DIM_BOUND:,} are always allowed; sanity "
-                            f"limit {MAX_DIM:,}): refused before building",
+                            f"dimension stored: {int(bound):,}; sizes up to {MIN_DIM_BOUND:,} are always allowed; "
+                            f"sanity limit {MAX_DIM:,}): refused before building",
                             path=path)
                 else:
                     walk(v, f"{trail}{k}.", depth + 1)
@@ -569,7 +569,8 @@ def gunzip_bytes(data, path, limit=None) -> bytes:
                 if not rest or d.eof:
                     break
         except zlib.error as e:
-            raise FileFormatError(f"{path}: not a valid gzip file ({e}) after {total:,} bytes of data", path=path) from None
+            raise FileFormatError(f"{path}: not a valid gzip file ({e}) after {total:,} bytes of data",
+                                  path=path) from None
         if not d.eof:
             raise FileFormatError(f"{path}: the gzip file is truncated (the compressed stream ends before its end "
                                   f"marker, after {total:,} bytes of data); the file was cut off while being written "

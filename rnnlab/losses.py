@@ -208,7 +208,8 @@ class BinaryCrossentropy(Loss):
         c = y.shape[-1]
         if t.size and not (t.min() >= 0 and t.max() <= 1):      # NaN fails both comparisons too
             bad = t[~((t >= 0) & (t <= 1))].reshape(-1)[0]
-            raise ValueError(f"{self.name}: labels (y_true) must be in [0, 1] (0/1 or soft labels), got {float(bad)!r}; "
+            raise ValueError(f"{self.name}: labels (y_true) must be in [0, 1] (0/1 or soft labels), got "
+                             f"{float(bad)!r}; "
                              "for class ids use sparse_categorical_crossentropy")
         if self.from_logits:
             per = np.maximum(y, 0) - y * t + _log1p_exp_neg_abs(y)

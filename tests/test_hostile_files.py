@@ -123,7 +123,8 @@ def build_cases(tmp):
 
     # optimizer slots of the wrong shape / dtype / unknown names: refused at load, not at the first fit
     slot = next(k for k in good if k.startswith("opt:") and k.endswith("/momentum"))
-    for name, value in (("slot_shape", np.zeros((7,), np.float32)), ("slot_dtype", np.zeros(good[slot].shape, np.int64))):
+    for name, value in (("slot_shape", np.zeros((7,), np.float32)),
+                        ("slot_dtype", np.zeros(good[slot].shape, np.int64))):
         arrays = dict(good)
         arrays[slot] = value
         p = tmp / f"{name}.npz"
@@ -264,8 +265,8 @@ def build_cases(tmp):
     # IMDB npz: an .npy header garbled into a Python token error, and a member declaring 10**12 ids
     p = tmp / "imdb_tok.npz"
     with zipfile.ZipFile(p, "w") as z:
-        z.writestr("x_train.npy", b"\x93NUMPY\x01\x00" + (118).to_bytes(2, "little") + b"{'descr': '<i8', 'fortran_order"
-                   + b" " * 86 + b"\n")
+        z.writestr("x_train.npy", b"\x93NUMPY\x01\x00" + (118).to_bytes(2, "little")
+                   + b"{'descr': '<i8', 'fortran_order" + b" " * 86 + b"\n")
     add("imdb_token_error", p, "load_imdb_npz(P)", "FileFormatError", "x_train")
     p = tmp / "imdb_huge.npz"
     with zipfile.ZipFile(p, "w") as z:

@@ -153,6 +153,10 @@ def _model_cell_kinds(layer):
     from ..layers.recurrent import RNN
 
     if isinstance(layer, RNN):
+        cell = layer.__dict__.get("cell")      # RNN(cell): the kind of its cell (none known for other cells)
+        if cell is not None:
+            kind = type(cell).__name__
+            return [kind[:-len("Cell")]] if kind in ("SimpleRNNCell", "LSTMCell", "GRUCell") else []
         return [type(layer).__name__]
     kinds = []
     for attr in ("forward_layer", "backward_layer", "layer"):
@@ -191,7 +195,8 @@ def _open(path):
                     raise _rio.FileTooLargeError(f"load_keras_weights: {path}: member 'model.weights.h5' declares "
                                                  f"{_rio.format_bytes(info.file_size)}, more than the read limit of "
                                                  f"{_rio.format_bytes(limit)}", path=path, member="model.weights.h5")
-                if info.file_size > 2 ** 20 and info.file_size > _rio.MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.file_size > 2 ** 20 and ratio > _rio.MAX_COMPRESSION_RATIO:
                     raise _rio.FileTooLargeError(f"load_keras_weights: {path}: member 'model.weights.h5' inflates "
                                                  f"from {_rio.format_bytes(info.compress_size)} to "
                                                  f"{_rio.format_bytes(info.file_size)} (more than "

@@ -332,9 +332,9 @@ class Tagger:
             if "__tagger__" not in arc:
                 raise rio.FileFormatError(f"{path} is not an rnnlab tagger file (no __tagger__ entry)", path=path)
             doc = arc.read_json("__tagger__")
-            ok = isinstance(doc, dict) and isinstance(doc.get("weights"), list) and isinstance(doc.get("config"), dict) \
-                and isinstance(doc.get("words"), list) and isinstance(doc.get("tags"), list) \
-                and (doc.get("chars") is None or isinstance(doc.get("chars"), list))
+            ok = isinstance(doc, dict) and isinstance(doc.get("weights"), list) \
+                and isinstance(doc.get("config"), dict) and isinstance(doc.get("words"), list) \
+                and isinstance(doc.get("tags"), list) and (doc.get("chars") is None or isinstance(doc.get("chars"), list))
             if not ok:
                 raise rio.FileFormatError(f"{path}: corrupt __tagger__ entry (expected an object with config, words, "
                                           "tags, chars and weights)", path=path)
