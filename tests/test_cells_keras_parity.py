@@ -153,3 +153,26 @@ def test_cell_one_step_with_given_states(name, kw):
     k_out, k_states = kcell(x, states)
     out, new = ours(x, states)
     _assert_close([out, new], [_np(k_out), _np(k_states)])
+
+
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "SimpleRNNCell"])
+def test_load_keras_weights_file_into_rnn_over_cell(tmp_path, name):
+    """A Keras RNN(cell) model's .weights.h5 loads into the rnnlab model of the same layers (and a model with
+    another cell type is refused, naming both)."""
+    import rnnlab.models.keras_weights as kw
+    from rnnlab import Sequential
+    from rnnlab.layers import Dense
+
+    x = _x(6)
+    km = keras.Sequential([keras.Input((T, D), dtype="float64"), keras.layers.RNN(_keras_cell(name, 4), dtype="float64"),
+                           keras.layers.Dense(1, dtype="float64")])
+    path = str(tmp_path / "m.weights.h5")
+    km.save_weights(path)
+    ours = Sequential([RNN(CELLS[name](4)), Dense(1)])
+    ours.build((None, T, D))
+    kw.load_keras_weights(ours, path)
+    _assert_close(ours.predict(x), _np(km(x)))
+    other = Sequential([RNN((GRUCell if name == "LSTMCell" else LSTMCell)(4)), Dense(1)])
+    other.build((None, T, D))
+    with pytest.raises(ValueError, match="wrong layer type"):
+        kw.load_keras_weights(other, path)
