@@ -14,11 +14,13 @@ anything else (``*.npz``)     rnnlab's own one-file format (:mod:`rnnlab.models.
 ============================  ==================================================================================
 
 Writing the Keras formats needs ``h5py``, and a model Keras can express: a :class:`~rnnlab.models.Sequential`
-with a known input shape whose layers all exist in Keras with the same arguments (Dense, Embedding, SimpleRNN,
+with a known input shape, or a functional :class:`~rnnlab.models.Model` (calls on tensors and lists of tensors,
+``initial_state``; no nested models), whose layers all exist in Keras with the same arguments (Dense, Embedding, SimpleRNN,
 LSTM, GRU, Bidirectional, TimeDistributed, Dropout, SpatialDropout1D, Activation, Masking, RepeatVector, Conv1D,
 MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, BatchNormalization,
-LayerNormalization, Flatten, Reshape, Permute). Anything else (rnnlab-only layers such as ``TiedDense``,
-functional models, options Keras has no argument for) is refused with a ``ValueError`` naming the layer and
+LayerNormalization, Flatten, Reshape, Permute, and in functional models Add, Subtract, Multiply, Average,
+Maximum, Minimum, Concatenate, Dot). Anything else (rnnlab-only layers such as ``TiedDense``, nested models,
+options Keras has no argument for) is refused with a ``ValueError`` naming the layer and
 offering the ``.npz`` format; nothing is written then.
 
 HDF5 layout written (Keras 3's, see also :mod:`rnnlab.models.keras_weights`, the reader)::
@@ -77,6 +79,8 @@ KERAS_ARGS = {
     "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale", "beta_initializer", "gamma_initializer",
                            "moving_mean_initializer", "moving_variance_initializer"),
     "LayerNormalization": ("axis", "epsilon", "center", "scale", "beta_initializer", "gamma_initializer"),
+    "Add": (), "Subtract": (), "Multiply": (), "Average": (), "Maximum": (), "Minimum": (),
+    "Concatenate": ("axis",), "Dot": ("axes", "normalize"),
     "Bidirectional": ("merge_mode", "layer", "backward_layer"),
     "TimeDistributed": ("layer",),
 }
@@ -171,12 +175,74 @@ def _layer_config(layer, path, nested_cfg=None):
     return {"module": "keras.layers", "class_name": cls, "config": out, "registered_name": None}
 
 
-def _sequential_config(model, path):
+def _keras_tensor(node, ref):
+    t = node.outputs[ref[2]]
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": [None if d is None else int(d) for d in t.shape], "dtype": str(t.dtype),
+                       "keras_history": list(ref)}}
+
+
+def _functional_config(model, path):
+    """Keras 3's ``Functional`` config.json for an rnnlab functional :class:`~rnnlab.models.Model`."""
+    from .functional import InputLayer, Model
+    if not model.built:
+        raise KerasFormatError("save: the model is not built yet (no weights to save)")
+    cfg = model.get_config()
+    local = model._local_nodes()
+    by_name = {layer.name: layer for layer in model.layers}
+    nodes = {}
+    for layer in model.layers:
+        for n in layer.__dict__.get("_inbound_nodes", []):
+            if id(n) in local:
+                nodes[(layer.name, local[id(n)])] = n
+
+    def kt(ref):
+        return _keras_tensor(nodes[(ref[0], ref[1])], ref)
+
+    layers = []
+    for entry in cfg["layers"]:
+        layer = by_name[entry["name"]]
+        if isinstance(layer, InputLayer):
+            c = layer.get_config()
+            layers.append({"module": "keras.layers", "class_name": "InputLayer",
+                           "config": {"batch_shape": c["batch_shape"], "dtype": c["dtype"] or layer.dtype,
+                                      "sparse": False, "name": layer.name},
+                           "registered_name": None, "name": layer.name, "inbound_nodes": []})
+            continue
+        if isinstance(layer, Model):
+            _cannot(layer, "a model nested in a model is not written to Keras files by rnnlab", path)
+        k = _layer_config(layer, path)
+        k["name"] = layer.name
+        if layer.input_shape is not None and not isinstance(layer.input_shape, list):
+            k["build_config"] = {"input_shape": [None if d is None else int(d) for d in layer.input_shape]}
+        k["inbound_nodes"] = []
+        for nd in entry["inbound_nodes"]:
+            args = [[kt(r) for r in nd["args"]]] if nd.get("list") else [kt(r) for r in nd["args"]]
+            kwargs = dict(nd.get("kwargs") or {})
+            if nd.get("initial_state"):
+                kwargs["initial_state"] = [kt(r) for r in nd["initial_state"]]
+            k["inbound_nodes"].append({"args": args, "kwargs": kwargs})
+        layers.append(k)
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": cfg["name"], "trainable": cfg["trainable"], "layers": layers,
+                       "input_layers": cfg["input_layers"], "output_layers": cfg["output_layers"]},
+            "registered_name": "Functional", "build_config": {"input_shape": None}, "compile_config": None}
+
+
+def _model_config(model, path):
+    """config.json for a Sequential or a functional Model; anything else is refused."""
+    from .functional import Model
     from .sequential import Sequential
-    if not isinstance(model, Sequential):
-        raise KerasFormatError(
-            f"save: writing {type(model).__name__} models as Keras files is not supported (only Sequential); "
-            f"save in rnnlab's own format instead, e.g. {_npz_name(path)!r}")
+    if isinstance(model, Sequential):
+        return _sequential_config(model, path)
+    if isinstance(model, Model):
+        return _functional_config(model, path)
+    raise KerasFormatError(
+        f"save: writing {type(model).__name__} models as Keras files is not supported (Sequential and functional "
+        f"models are); save in rnnlab's own format instead, e.g. {_npz_name(path)!r}")
+
+
+def _sequential_config(model, path):
     if not model.built:
         raise KerasFormatError("save: the model is not built yet (no weights to save); build it or fit it first")
     shape = model.layers[0].input_shape
@@ -232,6 +298,8 @@ def _write_weights_h5(model, fileobj, h5py):
         lg = f.create_group("layers")
         counts: dict = {}
         for layer in model.layers:
+            if type(layer).__name__ == "InputLayer":   # Keras writes no group for input layers
+                continue
             base = keras_key(type(layer).__name__)
             n = counts.get(base, 0)
             counts[base] = n + 1
@@ -248,7 +316,7 @@ def _atomic_write(path, data: bytes):
 def save_keras_weights(model, path):
     """Write ``model``'s weights as a Keras 3 ``.weights.h5`` file (``keras_model.load_weights`` reads it)."""
     h5py = _h5py(path, "save_weights")
-    _sequential_config(model, path)            # refuses what Keras cannot express, before writing
+    _model_config(model, path)                 # refuses what Keras cannot express, before writing
     buf = io.BytesIO()
     _write_weights_h5(model, buf, h5py)
     _atomic_write(path, buf.getvalue())
@@ -257,7 +325,7 @@ def save_keras_weights(model, path):
 def save_keras_model(model, path, include_optimizer=True):
     """Write ``model`` as a Keras 3 ``.keras`` archive (``keras.saving.load_model`` reads it)."""
     h5py = _h5py(path, "save")
-    config = _sequential_config(model, path)
+    config = _model_config(model, path)
     meta = {"keras_version": "3.0.0", "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
             "rnnlab": {"version": __version__, "compile": None}}
     if getattr(model, "compiled", False):
@@ -373,9 +441,13 @@ def load_keras_archive(path, compile=True):
             meta = json.loads(z.read("metadata.json").decode("utf-8")) if "metadata.json" in names else {}
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f"load_model: {path}: config.json/metadata.json is not valid JSON ({e})") from None
+    if isinstance(config, dict) and config.get("class_name") in ("Functional", "Model"):
+        model = _functional_from_keras(config.get("config") or {}, path)
+        load_keras_weights(model, path)
+        return _compile_from_meta(model, meta, compile)
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         raise ValueError(f"load_model: {path} holds a Keras {config.get('class_name') if isinstance(config, dict) else '?'}"
-                         " model; rnnlab reads Sequential models from .keras files")
+                         " model; rnnlab reads Sequential and functional models from .keras files")
     entries = config.get("config", {}).get("layers", [])
     shape, dtype, layers = None, None, []
     for i, entry in enumerate(entries):
@@ -403,12 +475,72 @@ def load_keras_archive(path, compile=True):
         model._input_dtype = np.dtype(dtype).name
     model.build(tuple(shape))
     load_keras_weights(model, path)
+    return _compile_from_meta(model, meta, compile)
+
+
+def _compile_from_meta(model, meta, compile):
     comp = (meta.get("rnnlab") or {}).get("compile") if isinstance(meta, dict) else None
     if compile and comp:
         from .. import losses as _losses, optimizers as _optimizers
         model.compile(optimizer=_optimizers.get(comp["optimizer"]), loss=_losses.get(comp["loss"]),
                       metrics=comp["metrics"])
     return model
+
+
+def _history(t, path):
+    if not (isinstance(t, dict) and t.get("class_name") == "__keras_tensor__"):
+        raise ValueError(f"load_model: {path}: a layer call argument is not a tensor ({t!r:.120}); rnnlab reads "
+                         "calls on tensors (and lists of tensors) only")
+    ref = t.get("config", {}).get("keras_history")
+    if not (isinstance(ref, list) and len(ref) == 3):
+        raise ValueError(f"load_model: {path}: a tensor without keras_history ({t!r:.120})")
+    return ref
+
+
+def _functional_from_keras(cfg, path):
+    """Keras' Functional config -> an rnnlab functional Model (fresh weights)."""
+    from .functional import Model
+    layers = []
+    # Keras records the mask of Embedding(mask_zero=True) as an explicit `ids != 0` op layer (NotEqual) whose
+    # output goes to the next layers as mask=...; rnnlab passes that mask along the graph by itself
+    mask_ops = {e.get("name") for e in cfg.get("layers") or []
+                if isinstance(e, dict) and e.get("class_name") == "NotEqual"
+                and all(len(nd.get("args") or []) == 2 and nd["args"][1] == 0 for nd in e.get("inbound_nodes") or [])}
+    for i, entry in enumerate(cfg.get("layers") or []):
+        if isinstance(entry, dict) and entry.get("name") in mask_ops:
+            continue
+        cls, lcfg = _rnnlab_layer_config(entry, path)
+        if cls == "InputLayer":
+            lcfg = {k: v for k, v in lcfg.items() if k in ("name", "batch_shape", "dtype", "sparse")}
+        nodes = []
+        for nd in entry.get("inbound_nodes") or []:
+            args = nd.get("args") or []
+            is_list = len(args) == 1 and isinstance(args[0], list)
+            refs = [_history(t, path) for t in (args[0] if is_list else args)]
+            kwargs = {}
+            states = []
+            for k, v in (nd.get("kwargs") or {}).items():
+                if k == "initial_state" and isinstance(v, list):
+                    states = [_history(t, path) for t in v]
+                elif k in ("training", "mask") and v in (None, False):
+                    continue
+                elif k == "mask" and isinstance(v, dict) and _history(v, path)[0] in mask_ops:
+                    continue
+                elif isinstance(v, (bool, int, float, str)) or v is None:
+                    kwargs[k] = v
+                else:
+                    raise ValueError(f"load_model: {path}: layer {i} ({cls}) is called with {k}={v!r:.80}, which "
+                                     "rnnlab does not read")
+            nodes.append({"args": refs, "list": is_list, "initial_state": states, "kwargs": kwargs})
+        layers.append({"class_name": cls, "name": entry.get("name", lcfg.get("name")), "config": lcfg,
+                       "inbound_nodes": nodes})
+    try:
+        return Model.from_config({"name": cfg.get("name"), "trainable": cfg.get("trainable", True),
+                                  "layers": layers, "input_layers": cfg.get("input_layers"),
+                                  "output_layers": cfg.get("output_layers")})
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"load_model: {path}: the Keras functional model uses something rnnlab does not "
+                         f"support ({type(e).__name__}: {e})") from None
 
 
 def load_model(path, compile=True):
