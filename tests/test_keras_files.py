@@ -213,7 +213,7 @@ def test_functional_model_keras_archive_both_ways(tmp_path, float64):
     try:
         m = _seq2seq_functional()
         xs = [IDS[:, :5], np.random.default_rng(3).normal(size=(3, 4, 3))]
-        rnnlab.models.keras_format.save(m, tmp_path / "f.keras")   # (Model.save: see the note in the report)
+        rnnlab.models.keras_format.save(m, tmp_path / "f.keras")   # what Model.save should delegate to
         km = keras.saving.load_model(tmp_path / "f.keras")
         for a, b in zip(m.get_weights(), km.get_weights()):
             np.testing.assert_array_equal(a, keras.ops.convert_to_numpy(b))
