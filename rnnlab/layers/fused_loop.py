@@ -63,6 +63,7 @@ from .. import backend, initializers
 from .base import Layer, format_shape
 from .cells import check_implementation
 from .fused_native import NATIVE_MAX_BATCH, NativePaths, addr  # noqa: F401
+from .fused_workspace import Workspace
 from .recurrent import RNN, act_backward_, act_forward_, as_float_input, check_rate as _check_rate  # noqa: F401
 
 
@@ -81,48 +82,6 @@ def check_backend(cls_name, value):
     return value
 
 
-
-
-class Workspace:
-    """The buffers of one call of the fused loop, owned by the loop (``FusedRNN._workspace``).
-
-    Time-major buffers (``X`` (T, B, D), ``A`` (T, B, W), the state list ``S`` ((T+1, B, U) each), ``HR``, and a
-    cell's own, e.g. LSTM's ``TC``) are allocated for ``cap`` steps with :meth:`time_buffer`; :meth:`use` (T)
-    points the attributes at views of their first T (+1) steps, so a shorter call reuses everything, including
-    the per-step view and address lists a cell builds once for ``cap`` steps (index t < T stays valid).
-    Per-step scratch (``dA_t``, ``tmpW``, ``carry``, ...) is (B, .). Per-call fields (``m``, ``in_mask``,
-    ``rec_mask``, ``pk``, ``native``, ...) are set by each forward. ``pending``: a training forward's cache
-    refers to this workspace and its backward has not run (the next forward then takes another one).
-    """
-
-    def __init__(self, key, cap, B, D):
-        self.key, self.cap, self.B, self.D, self.T = key, cap, B, D, cap
-        self.pending = False
-        self.full = {}       # name -> (full array or list of arrays, extra steps)
-        self.derived = {}    # name -> function(ws) giving a view of other buffers
-        self.dtype = None
-        # filled lazily by the packed / compiled paths
-        self.packed_grad = self.packed_x = self.packed_fwd = self.packed_bwd = None
-        self.WhT = self.native_wp = self.fused_scratch = None
-        self.fused_split = False
-
-    def time_buffer(self, name, row_shape, extra=0, count=None, dtype=None):
-        """Allocate a (cap + extra, B, *row_shape) buffer (``count`` of them as a list) and expose it as ``name``."""
-        dt = dtype or self.dtype or "float64"
-        make = lambda: backend.empty_aligned((self.cap + extra, self.B) + tuple(row_shape), dt)  # noqa: E731
-        self.full[name] = ([make() for _ in range(count)] if count is not None else make(), extra)
-        self.use(self.T, force=True)
-        return getattr(self, name)
-
-    def use(self, T, force=False):
-        """Make the time-major attributes views of the first T steps (T <= cap)."""
-        if T == self.T and not force:
-            return
-        self.T = T
-        for name, (arr, extra) in self.full.items():
-            setattr(self, name, [a[:T + extra] for a in arr] if isinstance(arr, list) else arr[:T + extra])
-        for name, fn in self.derived.items():
-            setattr(self, name, fn(self))
 
 
 class FusedRNN(NativePaths, RNN):
@@ -379,25 +338,7 @@ class FusedRNN(NativePaths, RNN):
         self._ws = None
 
     def _alloc_base(self, ws, rec_dropout):
-        dt, U, W, B, D = self.dtype, self.units, self._n_gates * self.units, ws.B, ws.D
-        ws.dtype = dt
-        # (the buffers the compiled loops stream through start on a cache line: backend.empty_aligned)
-        ws.time_buffer("X", (D,))
-        ws.time_buffer("A", (W,))
-        ws.dA = None                      # after a backward: ws.A, holding dA (see the module docstring)
-        ws.dA_t = np.empty((B, W), dt)    # dA of the current step
-        ws.time_buffer("S", (U,), extra=1, count=len(self._state_names))
-        if rec_dropout:
-            ws.time_buffer("HR", (U,))
-        else:
-            ws.derived["HR"] = lambda w: w.S[0][:w.T]
-            ws.use(ws.T, force=True)
-        ws.tmpW = np.empty((B, W), dt)
-        ws.tmpU = np.empty((B, U), dt)
-        ws.tmpU2 = np.empty((B, U), dt)
-        ws.carry = [np.empty((B, U), dt) for _ in self._state_names]
-        ws.dnew = [np.empty((B, U), dt) for _ in self._state_names]
-        ws.dprev = [np.empty((B, U), dt) for _ in self._state_names]
+        ws.alloc_loop_buffers(len(self._state_names), self.units, self._n_gates * self.units, self.dtype, rec_dropout)
 
     def _alloc_cell(self, ws):
         pass

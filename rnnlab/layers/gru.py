@@ -44,7 +44,7 @@ import types
 
 import numpy as np
 
-from .. import _native, backend
+from .. import _native
 from .. import activations as _act
 from .base import register
 from .cells import KerasCell, check_implementation

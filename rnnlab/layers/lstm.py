@@ -41,7 +41,7 @@ import numpy as np
 from .base import register
 from .cells import KerasCell, check_implementation
 from .fused_loop import FusedRNN, act_backward_, act_forward_, addr
-from .. import _native, backend
+from .. import _native
 from .. import activations as _act
 
 
