@@ -59,31 +59,32 @@ def read_npz(path) -> dict:
     return _rio.read_npz_arrays(path, "rnnlab model file")
 
 
-def read_task_file(path, task=None):
-    """``(doc, arrays)`` of a task model file; ``task`` (a name or a tuple of names) must match ``doc["task"]``."""
-    arrays = read_npz(path)
-    raw = arrays.pop(TASK_KEY, None)
-    if raw is None:
-        doc = _legacy_task_doc(path, arrays)
-        if doc is None:
-            raise ValueError(f"{path} is not a model written by an 'rnnlab train' command (no '{TASK_KEY}' entry)")
-    else:
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise _rio.FileFormatError(f"{path}: corrupt '{TASK_KEY}' entry (dtype {raw.dtype}, shape {raw.shape})",
-                                       path=path, member=TASK_KEY)
-        try:
-            text = raw.tobytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise _rio.FileFormatError(f"{path}: corrupt '{TASK_KEY}' entry ({e})", path=path,
-                                       member=TASK_KEY) from None
-        doc = _rio.decode_json(text, f"{path}: member '{TASK_KEY}'", path=path)
+def read_task_file(path, task=None, arrays=True):
+    """``(doc, arrays)`` of a task model file; ``task`` (a name or a tuple of names) must match ``doc["task"]``.
+    With ``arrays=False`` only the document is read (no other member is inflated) and ``arrays`` is None."""
+    with _rio.NpzArchive(path, "rnnlab model file") as arc:
+        path = arc.path
+        if TASK_KEY in arc:
+            if arc.dtype(TASK_KEY) != np.uint8 or len(arc.shape(TASK_KEY)) != 1:
+                raise _rio.FileFormatError(f"{path}: corrupt '{TASK_KEY}' entry (dtype {arc.dtype(TASK_KEY)}, shape "
+                                           f"{arc.shape(TASK_KEY)})", path=path, member=TASK_KEY)
+            doc = arc.read_json(TASK_KEY)
+        else:
+            probe = dict.fromkeys(arc.names)
+            if "__config__" in arc and arc.dtype("__config__") == np.uint8 and len(arc.shape("__config__")) == 1:
+                probe["__config__"] = arc.read("__config__")
+            doc = _legacy_task_doc(path, probe)
+            if doc is None:
+                raise _rio.FileFormatError(f"{path} is not a model written by an 'rnnlab train' command (no "
+                                           f"'{TASK_KEY}' entry)", path=path)
+        out = {k: arc.read(k) for k in arc.names if k != TASK_KEY} if arrays else None
     if not isinstance(doc, dict) or "task" not in doc:
         raise ValueError(f"{path}: corrupt '{TASK_KEY}' entry (expected a JSON object with a 'task' key)")
     wanted = (task,) if isinstance(task, str) else task
     if wanted is not None and doc["task"] not in wanted:
         raise ValueError(f"{path} is a '{doc['task']}' model (from 'rnnlab train {doc['task']}'); this command "
                          f"needs a {' or '.join(repr(w) for w in wanted)} model")
-    return doc, arrays
+    return doc, out
 
 
 def _legacy_task_doc(path, arrays):
@@ -133,7 +134,7 @@ def load_sequential_task_file(path, task):
     """``(model, doc)`` from :func:`save_sequential_task_file` (optimizer state restored)."""
     from ..models.saving import load_model
 
-    doc, _ = read_task_file(path, task)
+    doc, _ = read_task_file(path, task, arrays=False)
     return load_model(path), doc
 
 
@@ -325,7 +326,7 @@ class TrainLoop:
         # value as the one to beat, so a later, worse epoch does not overwrite it
         if os.path.exists(self.model_path):
             try:
-                kept = (read_task_file(self.model_path)[0].get("run") or {})
+                kept = (read_task_file(self.model_path, arrays=False)[0].get("run") or {})
             except (ValueError, OSError):
                 kept = {}
             if kept.get("best") is not None and self.run["best"] is not None and \
