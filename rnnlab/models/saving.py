@@ -250,13 +250,15 @@ def _assign_weights(model, arrays, path):
     present = {k for k in arrays if k.startswith("w:")}
     if wanted != present:
         missing, extra = sorted(wanted - present), sorted(present - wanted)
-        raise ValueError(f"{path}: weights do not match the model: missing {missing[:5]}, unexpected {extra[:5]}")
+        raise _rio.FileFormatError(f"{path}: weights do not match the model: missing {missing[:5]}, "
+                                   f"unexpected {extra[:5]}", path=path)
     for p, owner, w in refs:
         arr = arrays[f"w:{p}"]
         if arr.shape != owner.params[w].shape:
-            raise ValueError(f"{path}: weight '{p}' has shape {arr.shape} in the file, the model expects {owner.params[w].shape}")
+            raise _rio.FileFormatError(f"{path}: weight '{p}' has shape {arr.shape} in the file, the model expects "
+                                       f"{owner.params[w].shape}", path=path)
         if arr.dtype.kind != "f":
-            raise ValueError(f"{path}: weight '{p}' has non-float dtype {arr.dtype}")
+            raise _rio.FileFormatError(f"{path}: weight '{p}' has non-float dtype {arr.dtype}", path=path)
     for p, owner, w in refs:
         owner.params[w][...] = arrays[f"w:{p}"]
     for layer in model.layers:
@@ -311,15 +313,22 @@ def load_model(path, compile=True):
 
 def load_weights(model, path) -> None:
     """Load weights saved by ``save_weights``/``save`` into ``model``, matched by position (as Keras):
-    layer names may differ, the count and every shape must agree."""
-    doc, arrays = _open(path)
-    names = doc.get("weights") or []
-    refs = list(model.iter_weights())
-    if len(names) != len(refs) or any(f"w:{n}" not in arrays for n in names):
-        raise ValueError(f"{path}: the file holds {len(names)} weight arrays, the model has {len(refs)}")
-    for (p, owner, w), n in zip(refs, names):
-        arr = arrays[f"w:{n}"]
-        if arr.shape != owner.params[w].shape:
-            raise ValueError(f"{path}: weight '{n}' has shape {arr.shape} in the file, the model expects "
-                             f"{owner.params[w].shape} for '{p}'")
-    _assign_weights(model, {f"w:{p}": arrays[f"w:{n}"] for (p, _, _), n in zip(refs, names)}, path)
+    layer names may differ, the count and every shape must agree. Names and shapes are checked from the
+    file's array headers before any array is read (see :mod:`rnnlab.io`)."""
+    doc, arc = _open_archive(path)
+    with arc:
+        path = arc.path
+        names = doc.get("weights") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _rio.FileFormatError(f"{path}: corrupt weight list ({names!r:.100})", path=path)
+        refs = list(model.iter_weights())
+        if len(names) != len(refs) or any(f"w:{n}" not in arc for n in names):
+            raise _rio.FileFormatError(f"{path}: the file holds {len(names)} weight arrays, the model has "
+                                       f"{len(refs)}", path=path)
+        for (p, owner, w), n in zip(refs, names):
+            shape = arc.shape(f"w:{n}")
+            if shape != owner.params[w].shape:
+                raise _rio.FileFormatError(f"{path}: weight '{n}' has shape {shape} in the file, the model expects "
+                                           f"{owner.params[w].shape} for '{p}'", path=path, member=f"w:{n}")
+        arrays = {f"w:{p}": arc.read(f"w:{n}") for (p, _, _), n in zip(refs, names)}
+    _assign_weights(model, arrays, path)
