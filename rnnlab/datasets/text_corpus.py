@@ -217,7 +217,7 @@ def build_ptb_corpus(source, out_dir, fmt="auto", max_docs=None, valid_fraction=
     The vocabulary is the ``vocab_size`` most frequent training words counting ``<unk>`` and ``<eos>``
     (as in PTB, where |V| = 10,000 includes both); every other word is written as ``<unk>``.
     """
-    from ..tasks.common import atomic_write_bytes
+    from ..io import atomic_write_bytes
     if not (0 < valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise ValueError(f"bad fractions valid={valid_fraction} test={test_fraction}")
     sentences = [s for d in _documents(source, fmt, max_docs, encoding) for s in ptb_sentences(d)]

@@ -287,7 +287,7 @@ class CharLMExplorer(_LMExplorer):
         if not self.window:
             return super().output_info(out, tokens, k)
         # window model: p(next | the maxlen characters up to t), the way it was trained
-        from ..tasks.charlm import one_hot_windows
+        from ..models.lm import one_hot_windows
 
         maxlen = self.settings["maxlen"]
         ids = self.next_ids
@@ -299,13 +299,18 @@ class CharLMExplorer(_LMExplorer):
         return topk_table(p, self.id_to_token, ids, k)
 
     def sample(self, seed, length, temperature, sample_seed=None):
-        from ..tasks.charlm import generate_text
+        from ..models.lm import generate_chars
 
-        return generate_text(self.path, seed, length, temperature, None, sample_seed)
+        if self.doc.get("lower"):
+            seed = seed.lower()
+        out = generate_chars(self.path, self.settings, self.V, self.tok.encode(seed), length, temperature, None,
+                             sample_seed, pad_id=self.tok.char_index.get(" ", 0))
+        return self.tok.decode(out)
 
     def _grad_model(self):
         from .. import losses
-        from ..tasks.charlm import build_stream_model, build_window_model
+        from ..models.lm import build_charlm_stream_model as build_stream_model
+        from ..models.lm import build_charlm_window_model as build_window_model
 
         if self.window:
             m = build_window_model(self.V, self.settings)
@@ -368,7 +373,7 @@ class WordLMExplorer(_LMExplorer):
         return toks, ids[None].astype(np.int32)
 
     def sample(self, seed, length, temperature, sample_seed=None):
-        from ..tasks.charlm import sample_next
+        from ..models.lm import sample_next
 
         rng = np.random.default_rng(sample_seed)
         toks, x = self.encode(seed) if seed.strip() else (["<eos>"], np.asarray([[self.index.get("<eos>", 0)]], np.int32))
@@ -384,7 +389,7 @@ class WordLMExplorer(_LMExplorer):
     def gradient_norms(self, text, label=None, last_only=False):
         from .. import losses
         from ..diagnostics import gradient_norms_over_time
-        from ..tasks.wordlm import build_model
+        from ..models.lm import build_wordlm_model as build_model
 
         tokens, _ = self._encode_checked(text)
         ids = self.next_ids
@@ -414,9 +419,10 @@ class ClassifyExplorer(Explorer):
         super().__init__(path, Stack(model.layers))
 
     def _ids(self, text):
-        from ..tasks.classify import _clean
+        from ..text import clean_review
 
-        seq = self.tok.texts_to_sequences(_clean([text], self.doc.get("clean", False)))[0]
+        clean = self.doc.get("clean", False)
+        seq = self.tok.texts_to_sequences([clean_review(text) if clean else text])[0]
         return np.asarray(seq, dtype=np.int64)
 
     def encode(self, text):

@@ -347,7 +347,7 @@ class EchoStateNetwork:
         """Write config and arrays to one ``.npz`` (no pickle); returns the path."""
         if not self.built:
             raise ValueError("EchoStateNetwork.save: nothing to save, the reservoir is not built yet")
-        from ..tasks.common import atomic_write_bytes
+        from ..io import atomic_write_bytes
         import io
 
         doc = {"format": _FORMAT, "config": self.get_config(), "input_dim": self.input_dim,

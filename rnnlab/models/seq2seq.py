@@ -484,7 +484,7 @@ class Seq2Seq:
     # ------------------------------------------------------------------ saving
     def save(self, path):
         """One ``.npz``: every weight under its path plus ``__config__`` (JSON); written atomically."""
-        from ..tasks.common import atomic_write_bytes
+        from ..io import atomic_write_bytes
 
         arrays = {path_: owner.params[w] for path_, owner, w in self.iter_weights()}
         meta = {"format": "rnnlab.Seq2Seq", "version": FORMAT_VERSION, "config": self.get_config(),

@@ -305,7 +305,7 @@ class Tagger:
 
     # ----------------------------------------------------------------------------------- files
     def save(self, path):
-        from ..tasks.common import atomic_write_bytes
+        from ..io import atomic_write_bytes
 
         doc = {"format": _FORMAT, "config": self.config, "words": self.words.items[2:], "tags": self.tags,
                "chars": None if self.chars is None else self.chars.items[2:],

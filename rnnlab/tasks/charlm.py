@@ -53,6 +53,7 @@ import sys
 
 import numpy as np
 
+from ..models import lm as _lm
 from .common import add_common_train_arguments, finish_run, output_dir
 from .runstate import SequentialTaskAdapter
 
@@ -65,48 +66,17 @@ PRESETS = {
 
 
 # ------------------------------------------------------------------------------------------- models
-def _cell(name):
-    from ..layers import GRU, LSTM, SimpleRNN
-
-    return {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}[name]
-
-
-def build_stream_model(vocab, settings, batch_size):
-    """The stateful stream model for a fixed batch size (training, evaluation or generation)."""
-    import rnnlab
-    from ..layers import Dense, Dropout, Embedding
-
-    cell = _cell(settings["cell"])
-    layers = [rnnlab.Input((None,), batch_size=batch_size, dtype="int32"),
-              Embedding(vocab, settings["embedding_dim"], name="embedding")]
-    for i in range(settings["layers"]):
-        layers.append(cell(settings["units"], return_sequences=True, stateful=True, name=f"rnn_{i}"))
-        if settings["dropout"] and i < settings["layers"] - 1:
-            layers.append(Dropout(settings["dropout"], name=f"dropout_{i}"))
-    if settings["dropout"]:
-        layers.append(Dropout(settings["dropout"], name="dropout_out"))
-    layers.append(Dense(vocab, name="logits"))
-    return rnnlab.Sequential(layers, name="charlm")
-
-
-def build_window_model(vocab, settings):
-    """The Keras example: one-hot windows (maxlen, V) -> RNN(U) -> Dense(V, softmax)."""
-    import rnnlab
-    from ..layers import Dense, Dropout
-
-    cell = _cell(settings["cell"])
-    layers = [rnnlab.Input((settings["maxlen"], vocab))]
-    for i in range(settings["layers"]):
-        layers.append(cell(settings["units"], return_sequences=i < settings["layers"] - 1, name=f"rnn_{i}"))
-    if settings["dropout"]:
-        layers.append(Dropout(settings["dropout"], name="dropout_out"))
-    layers.append(Dense(vocab, activation="softmax", name="softmax"))
-    return rnnlab.Sequential(layers, name="charlm_window")
+# the model builders and sampling live in the library (rnnlab.models.lm); these names are kept for callers
+build_stream_model = _lm.build_charlm_stream_model
+build_window_model = _lm.build_charlm_window_model
+log_softmax = _lm.log_softmax
+one_hot_windows = _lm.one_hot_windows
+sample_next = _lm.sample_next
 
 
 def _compile(model, settings, from_logits):
     from .. import losses
-    from .classify import make_optimizer
+    from .common import make_optimizer
 
     class _A:  # make_optimizer reads these attributes
         optimizer, lr, clipnorm = settings["optimizer"], settings["lr"], settings["clipnorm"]
@@ -379,20 +349,6 @@ def train(args):
 
 
 # ------------------------------------------------------------------------------------------ generate
-def sample_next(logits, temperature, top_k, rng):
-    """One character id from ``logits`` (see the module docstring for the formula)."""
-    z = np.asarray(logits, dtype=np.float64).reshape(-1)
-    if temperature == 0:
-        return int(np.argmax(z))
-    z = z / temperature
-    if top_k and top_k < len(z):
-        cut = np.partition(z, -top_k)[-top_k]
-        z = np.where(z >= cut, z, -np.inf)
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    return int(rng.choice(len(p), p=p))
-
-
 def generate_text(model_path, seed_text, length, temperature=1.0, top_k=None, seed=None):
     """``seed_text`` continued by ``length`` sampled characters (the continuation only)."""
     from ..text import CharTokenizer
@@ -407,31 +363,8 @@ def generate_text(model_path, seed_text, length, temperature=1.0, top_k=None, se
     if unknown:
         print(f"rnnlab: warning: seed characters not in the model's vocabulary become U+FFFD: {unknown}",
               file=sys.stderr)
-    ids = list(tok.encode(seed_text))
-    rng = np.random.default_rng(seed)
-    out = []
-    if s["mode"] == "stream":
-        model = build_stream_model(V, s, 1)
-        model.load_weights(model_path)
-        model.reset_states()
-        if not ids:
-            ids = [int(rng.integers(V))]
-        z = model.predict_on_batch(np.asarray([ids], dtype=np.int32))[0, -1]
-        for _ in range(length):
-            nxt = sample_next(z, temperature, top_k, rng)
-            out.append(nxt)
-            z = model.predict_on_batch(np.asarray([[nxt]], dtype=np.int32))[0, -1]
-    else:
-        model = build_window_model(V, s)
-        model.load_weights(model_path)
-        maxlen = s["maxlen"]
-        pad_id = tok.char_index.get(" ", 0)
-        window = ([pad_id] * maxlen + ids)[-maxlen:]
-        for _ in range(length):
-            p = np.asarray(model.predict_on_batch(one_hot_windows(np.asarray(window), [0], maxlen, V)))[0]
-            nxt = sample_next(np.log(np.clip(p, 1e-12, 1.0)), temperature, top_k, rng)
-            out.append(nxt)
-            window = window[1:] + [nxt]
+    out = _lm.generate_chars(model_path, s, V, tok.encode(seed_text), length, temperature, top_k, seed,
+                             pad_id=tok.char_index.get(" ", 0))
     return tok.decode(out)
 
 

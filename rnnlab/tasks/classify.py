@@ -46,7 +46,7 @@ import os
 
 import numpy as np
 
-from .common import add_common_train_arguments, finish_run, output_dir
+from .common import add_common_train_arguments, finish_run, make_optimizer, output_dir
 from .runstate import SequentialTaskAdapter
 
 TEXT_COLUMNS = ("review", "text", "sentence", "document")
@@ -249,16 +249,6 @@ def build_model(vocab_in, n_classes, args):
     model.compile(optimizer=make_optimizer(args), loss="binary_crossentropy" if n_classes == 2
                   else "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
-
-
-def make_optimizer(args):
-    from .. import optimizers
-
-    cls = {"adam": optimizers.Adam, "rmsprop": optimizers.RMSprop, "sgd": optimizers.SGD,
-           "adagrad": optimizers.Adagrad}.get(args.optimizer.lower())
-    if cls is None:
-        raise ValueError(f"--optimizer must be one of adam, rmsprop, sgd, adagrad; got {args.optimizer!r}")
-    return cls(args.lr, clipnorm=args.clipnorm) if args.clipnorm else cls(args.lr)
 
 
 def predict_proba(model, seqs, batch_size=128):

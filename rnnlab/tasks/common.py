@@ -36,6 +36,18 @@ def add_common_train_arguments(parser, *, epochs=10, batch_size=32, cell="lstm",
     return g
 
 
+def make_optimizer(args):
+    """The optimizer named by ``args.optimizer`` (adam, rmsprop, sgd, adagrad) with ``args.lr`` and, when set,
+    per-weight ``clipnorm=args.clipnorm`` (Keras ``clipnorm``)."""
+    from .. import optimizers
+
+    cls = {"adam": optimizers.Adam, "rmsprop": optimizers.RMSprop, "sgd": optimizers.SGD,
+           "adagrad": optimizers.Adagrad}.get(args.optimizer.lower())
+    if cls is None:
+        raise ValueError(f"--optimizer must be one of adam, rmsprop, sgd, adagrad; got {args.optimizer!r}")
+    return cls(args.lr, clipnorm=args.clipnorm) if args.clipnorm else cls(args.lr)
+
+
 def output_dir(path, default_name):
     """Create the output folder and take its run lock (:class:`rnnlab.io.RunLock`: a second live run into the
     same folder is refused with :class:`rnnlab.io.RunLockedError`; a lock left by a dead process is taken over).

@@ -49,28 +49,11 @@ TASK = "wordlm"
 
 
 def build_model(vocab, s, batch_size):
-    """The stateful language model for ``batch_size`` parallel streams (layers linked when tied)."""
-    import rnnlab
-    from ..layers import GRU, LSTM, Dense, Dropout, SimpleRNN
-    from ..layers.embedding import Embedding
-    from ..layers.tied import TiedDense, TiedEmbedding, link_tied_layers
+    """The stateful language model for ``batch_size`` parallel streams (see
+    :func:`rnnlab.models.lm.build_wordlm_model`)."""
+    from ..models.lm import build_wordlm_model
 
-    cell = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}[s["cell"]]
-    emb_cls = TiedEmbedding if s["tie_weights"] else Embedding
-    layers = [rnnlab.Input((None,), batch_size=batch_size, dtype="int32"),
-              emb_cls(vocab, s["embedding_dim"], name="embedding")]
-    if s["dropout"]:
-        layers.append(Dropout(s["dropout"], name="dropout_in"))
-    for i in range(s["layers"]):
-        units = s["embedding_dim"] if (s["tie_weights"] and i == s["layers"] - 1) else s["units"]
-        layers.append(cell(units, return_sequences=True, stateful=True, name=f"rnn_{i}"))
-        if s["dropout"]:
-            layers.append(Dropout(s["dropout"], name=f"dropout_{i}"))
-    if s["tie_weights"]:
-        layers.append(TiedDense("embedding", units=vocab, name="logits"))
-    else:
-        layers.append(Dense(vocab, name="logits"))
-    return link_tied_layers(rnnlab.Sequential(layers, name="wordlm"))
+    return build_wordlm_model(vocab, s, batch_size)
 
 
 def compile_model(model, s):
@@ -98,7 +81,7 @@ def stream_batches(ids, batch_size, what="training"):
 
 def stream_nll(model, ids, chunk=100):
     """Mean negative log-likelihood (nats per token) of ``ids[1:]`` read as the model's stateful streams."""
-    from .charlm import log_softmax
+    from ..models.lm import log_softmax
 
     x, y = stream_batches(ids, model.input_shape[0], "evaluation")
     model.reset_states()

@@ -228,7 +228,7 @@ class Tokenizer:
 
     def save(self, path):
         """Write :meth:`to_json` to ``path`` atomically."""
-        from ..tasks.common import atomic_write_bytes
+        from ..io import atomic_write_bytes
         atomic_write_bytes(path, self.to_json().encode("utf-8"))
 
     @classmethod
@@ -427,7 +427,7 @@ class CharTokenizer:
         return tok
 
     def save(self, path):
-        from ..tasks.common import atomic_write_bytes
+        from ..io import atomic_write_bytes
         atomic_write_bytes(path, self.to_json(ensure_ascii=False).encode("utf-8"))
 
     @classmethod

@@ -1,0 +1,153 @@
+"""Language-model building blocks shared by ``rnnlab train charlm``/``wordlm``, ``rnnlab generate`` and
+``rnnlab explore`` (the library layer: nothing here imports :mod:`rnnlab.tasks` or the CLI).
+
+Models (``settings`` is the dict a task file stores under ``settings``):
+
+* :func:`build_charlm_stream_model` -- ``Embedding(V, E) -> RNN(U, return_sequences, stateful) x layers
+  -> [Dropout] -> Dense(V)`` (logits), for a fixed batch of B contiguous streams (truncated BPTT).
+* :func:`build_charlm_window_model` -- the Keras ``lstm_text_generation`` example: one-hot windows
+  (maxlen, V) -> RNN(U) -> Dense(V, softmax).
+* :func:`build_wordlm_model` -- ``[Tied]Embedding(V, E) -> [Dropout] -> (RNN -> [Dropout]) x layers
+  -> Dense|TiedDense(V)``; with tied weights the last recurrent layer has E units so the output matrix
+  is the embedding matrix transposed (Press & Wolf 2017, Inan et al. 2017).
+
+Sampling: with logits z and temperature T > 0, ``p_i = exp(z_i / T) / sum_j exp(z_j / T)`` (T = 0 is greedy
+argmax); ``top_k = K`` keeps the K largest scores and renormalises (:func:`sample_next`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["build_charlm_stream_model", "build_charlm_window_model", "build_wordlm_model", "log_softmax",
+           "one_hot_windows", "sample_next", "generate_chars"]
+
+
+def _cell(name):
+    from ..layers import GRU, LSTM, SimpleRNN
+
+    cells = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
+    if name not in cells:
+        raise ValueError(f"cell must be one of {sorted(cells)}; got {name!r}")
+    return cells[name]
+
+
+def build_charlm_stream_model(vocab, settings, batch_size):
+    """The stateful character stream model for a fixed batch size (training, evaluation or generation)."""
+    from .sequential import Input, Sequential
+    from ..layers import Dense, Dropout, Embedding
+
+
+    cell = _cell(settings["cell"])
+    layers = [Input((None,), batch_size=batch_size, dtype="int32"),
+              Embedding(vocab, settings["embedding_dim"], name="embedding")]
+    for i in range(settings["layers"]):
+        layers.append(cell(settings["units"], return_sequences=True, stateful=True, name=f"rnn_{i}"))
+        if settings["dropout"] and i < settings["layers"] - 1:
+            layers.append(Dropout(settings["dropout"], name=f"dropout_{i}"))
+    if settings["dropout"]:
+        layers.append(Dropout(settings["dropout"], name="dropout_out"))
+    layers.append(Dense(vocab, name="logits"))
+    return Sequential(layers, name="charlm")
+
+
+def build_charlm_window_model(vocab, settings):
+    """The Keras example: one-hot windows (maxlen, V) -> RNN(U) -> Dense(V, softmax)."""
+    from .sequential import Input, Sequential
+    from ..layers import Dense, Dropout
+
+
+    cell = _cell(settings["cell"])
+    layers = [Input((settings["maxlen"], vocab))]
+    for i in range(settings["layers"]):
+        layers.append(cell(settings["units"], return_sequences=i < settings["layers"] - 1, name=f"rnn_{i}"))
+    if settings["dropout"]:
+        layers.append(Dropout(settings["dropout"], name="dropout_out"))
+    layers.append(Dense(vocab, activation="softmax", name="softmax"))
+    return Sequential(layers, name="charlm_window")
+
+
+def build_wordlm_model(vocab, s, batch_size):
+    """The stateful word language model for ``batch_size`` parallel streams (layers linked when tied)."""
+    from .sequential import Input, Sequential
+    from ..layers import Dense, Dropout
+    from ..layers.embedding import Embedding
+    from ..layers.tied import TiedDense, TiedEmbedding, link_tied_layers
+
+
+    cell = _cell(s["cell"])
+    emb_cls = TiedEmbedding if s["tie_weights"] else Embedding
+    layers = [Input((None,), batch_size=batch_size, dtype="int32"),
+              emb_cls(vocab, s["embedding_dim"], name="embedding")]
+    if s["dropout"]:
+        layers.append(Dropout(s["dropout"], name="dropout_in"))
+    for i in range(s["layers"]):
+        units = s["embedding_dim"] if (s["tie_weights"] and i == s["layers"] - 1) else s["units"]
+        layers.append(cell(units, return_sequences=True, stateful=True, name=f"rnn_{i}"))
+        if s["dropout"]:
+            layers.append(Dropout(s["dropout"], name=f"dropout_{i}"))
+    if s["tie_weights"]:
+        layers.append(TiedDense("embedding", units=vocab, name="logits"))
+    else:
+        layers.append(Dense(vocab, name="logits"))
+    return link_tied_layers(Sequential(layers, name="wordlm"))
+
+
+def log_softmax(z):
+    """``z - log(sum(exp(z)))`` over the last axis, in float64 (stable: the maximum is subtracted first)."""
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def one_hot_windows(ids, starts, maxlen, vocab, dtype="float32"):
+    """(len(starts), maxlen, vocab) one-hot inputs of the windows ``ids[s:s+maxlen]``."""
+    idx = np.asarray(starts)[:, None] + np.arange(maxlen)[None, :]
+    x = np.zeros((len(starts), maxlen, vocab), dtype=dtype)
+    np.put_along_axis(x, np.asarray(ids)[idx][..., None], 1.0, axis=2)
+    return x
+
+
+def sample_next(logits, temperature, top_k, rng):
+    """One id drawn from ``softmax(logits / temperature)`` restricted to the ``top_k`` best (see the module
+    docstring); ``temperature == 0`` returns the argmax."""
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    if temperature == 0:
+        return int(np.argmax(z))
+    z = z / temperature
+    if top_k and top_k < len(z):
+        cut = np.partition(z, -top_k)[-top_k]
+        z = np.where(z >= cut, z, -np.inf)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+def generate_chars(model_path, settings, vocab, seed_ids, length, temperature=1.0, top_k=None, seed=None, pad_id=0):
+    """``length`` sampled character ids continuing ``seed_ids`` from the charlm model file ``model_path``
+    (trained with ``settings`` on ``vocab`` characters); a window model pads a short seed with ``pad_id``."""
+    s, V = settings, vocab
+    ids = list(seed_ids)
+    rng = np.random.default_rng(seed)
+    out = []
+    if s["mode"] == "stream":
+        model = build_charlm_stream_model(V, s, 1)
+        model.load_weights(model_path)
+        model.reset_states()
+        if not ids:
+            ids = [int(rng.integers(V))]
+        z = model.predict_on_batch(np.asarray([ids], dtype=np.int32))[0, -1]
+        for _ in range(length):
+            nxt = sample_next(z, temperature, top_k, rng)
+            out.append(nxt)
+            z = model.predict_on_batch(np.asarray([[nxt]], dtype=np.int32))[0, -1]
+    else:
+        model = build_charlm_window_model(V, s)
+        model.load_weights(model_path)
+        maxlen = s["maxlen"]
+        window = ([pad_id] * maxlen + ids)[-maxlen:]
+        for _ in range(length):
+            p = np.asarray(model.predict_on_batch(one_hot_windows(np.asarray(window), [0], maxlen, V)))[0]
+            nxt = sample_next(np.log(np.clip(p, 1e-12, 1.0)), temperature, top_k, rng)
+            out.append(nxt)
+            window = window[1:] + [nxt]
+    return out
