@@ -160,8 +160,14 @@ def test_called_before_adapt_is_a_clear_error():
 
 
 def test_bad_arguments_and_inputs():
-    with pytest.raises(ValueError, match="only output_mode='int'"):
-        TextVectorization(output_mode="multi_hot")
+    with pytest.raises(ValueError, match="output_mode must be one of"):
+        TextVectorization(output_mode="one_hot")
+    with pytest.raises(ValueError, match="output_sequence_length must not be set"):
+        TextVectorization(output_mode="count", output_sequence_length=3)
+    with pytest.raises(ValueError, match="needs idf_weights"):
+        TextVectorization(output_mode="tf_idf", vocabulary=["a"])
+    with pytest.raises(ValueError, match=r"one weight per vocabulary token \(2\)"):
+        TextVectorization(output_mode="tf_idf", vocabulary=["a", "b"], idf_weights=[1.0])
     with pytest.raises(ValueError, match="standardize must be one of"):
         TextVectorization(standardize="upper")
     with pytest.raises(ValueError, match="split must be one of"):
@@ -231,3 +237,37 @@ def test_keras_vocabulary_from_file(tmp_path):
     np.testing.assert_array_equal(layer(["foo bar baz unknown"]), [[2, 3, 4, 1]])
     with pytest.raises(ValueError, match=r"cannot read the vocabulary file '.*missing.txt'"):
         TextVectorization(vocabulary=str(tmp_path / "missing.txt"))
+
+
+# ------------------------------------------------------------- bag-of-words modes
+def test_keras_multi_hot_count_tf_idf_golden_values():
+    # keras/src/layers/preprocessing/text_vectorization_test.py: test_multi_hot_output, test_output_mode_count_output,
+    # test_output_mode_tf_idf_output, test_pad_to_max_tokens
+    layer = TextVectorization(output_mode="multi_hot", vocabulary=["foo", "bar", "baz"])
+    np.testing.assert_array_equal(layer([["foo bar"], ["baz foo foo"]]), [[0, 1, 1, 0], [0, 1, 0, 1]])
+    assert layer.get_vocabulary() == ["[UNK]", "foo", "bar", "baz"] and layer.vocabulary_size() == 4
+    layer = TextVectorization(output_mode="count", vocabulary=["foo", "bar", "baz"])
+    np.testing.assert_array_equal(layer(["foo bar", "baz foo foo"]), [[0, 1, 1, 0], [0, 2, 0, 1]])
+    layer = TextVectorization(output_mode="tf_idf", vocabulary=["foo", "bar", "baz"], idf_weights=[0.3, 0.5, 0.2])
+    np.testing.assert_allclose(layer(["foo bar", "baz foo foo"]), [[0.0, 0.3, 0.5, 0.0], [0.0, 0.6, 0.0, 0.2]],
+                               rtol=1e-6)
+    np.testing.assert_allclose(layer(["qux"]), [[np.mean([0.3, 0.5, 0.2]), 0, 0, 0]], rtol=1e-6)   # OOV weight
+    layer = TextVectorization(output_mode="multi_hot", vocabulary=["foo", "bar"], max_tokens=8, pad_to_max_tokens=True)
+    assert layer(["foo bar"]).shape == (1, 8)
+    assert TextVectorization(output_mode="binary", vocabulary=["a"]).output_mode == "multi_hot"
+
+
+def test_adapted_tf_idf_weights_and_bag_of_words_vocabulary():
+    docs = ["the cat sat", "the dog sat", "the end", "a cat"]
+    layer = TextVectorization(output_mode="tf_idf", max_tokens=5)
+    layer.adapt(docs)
+    vocab = layer.get_vocabulary()
+    assert vocab == ["[UNK]", "the", "sat", "cat", "end"]           # max_tokens - 1 learned tokens
+    d = {"the": 3, "sat": 2, "cat": 2, "end": 1}
+    idf = np.array([np.log(1 + 4 / (1 + d[t])) for t in vocab[1:]])
+    out = layer(["the the cat dog"])
+    np.testing.assert_allclose(out, [[idf.mean(), 2 * idf[0], 0, idf[2], 0]], rtol=1e-6)
+    cfg = layer.get_config()
+    again = TextVectorization.from_config(cfg)
+    np.testing.assert_array_equal(again(["the the cat dog"]), out)
+    assert layer.compute_output_shape((None,)) == (None, 5)

@@ -1,6 +1,6 @@
 """``TextVectorization``: raw strings to padded integer token ids, with Keras 3's vocabulary and ids.
 
-Pipeline for each input string (Keras semantics, ``output_mode="int"``):
+Pipeline for each input string (Keras semantics):
 
 1. **standardize** -- ``"lower_and_strip_punctuation"`` (default): ASCII letters lowercased (as TensorFlow's
    ``tf.strings.lower``, which Keras calls: other letters keep their case), then every character of
@@ -20,10 +20,20 @@ Pipeline for each input string (Keras semantics, ``output_mode="int"``):
    ``output_sequence_length``. The result is an int64 array (N, L) (a ``TokenIds`` ndarray, which also has
    Keras tensors' ``.numpy()``).
 
+Bag-of-words modes (as Keras, there is no padding id: id 0 is ``"[UNK]"``, ids 1.. the vocabulary, and
+``max_tokens`` keeps ``max_tokens - 1`` learned tokens). Output (N, V), V = the vocabulary size (``max_tokens``
+with ``pad_to_max_tokens=True``), floatx, with c[n, v] the number of times id v occurs in text n::
+
+    "multi_hot":  y[n, v] = 1 if c[n, v] > 0 else 0      ("binary" is accepted as the Keras 2 name)
+    "count":      y[n, v] = c[n, v]
+    "tf_idf":     y[n, v] = c[n, v] * idf[v],   idf[v] = log(1 + D / (1 + d_v))  from ``adapt`` (D documents, d_v of
+                  them containing token v; the OOV weight is the mean of the others), or ``idf_weights=`` given with
+                  ``vocabulary=`` (OOV weight: their mean)
+
 Input: a string, a list/tuple/array of N strings, or N rows of one string each (N, 1) (``bytes`` are decoded
 with ``encoding``). The layer has no weights; it sits before ``Embedding`` (its ids are Embedding's input), and
 ``get_config()`` carries the vocabulary, so a saved model rebuilds it.
-Only ``output_mode="int"`` is implemented.
+``output_mode="one_hot"``, ``sparse`` and ``ragged`` are not implemented.
 """
 from __future__ import annotations
 
@@ -41,6 +51,7 @@ _WS = re.compile(r"[ \t\n\v\f\r]+")
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 _STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation")
 _SPLIT = ("whitespace", "character")
+_MODES = ("int", "multi_hot", "count", "tf_idf")
 MASK_TOKEN = ""
 OOV_TOKEN = "[UNK]"
 
@@ -55,13 +66,13 @@ class TokenIds(np.ndarray):
 
 @register
 class TextVectorization(Layer):
-    """Strings -> int64 token ids (Keras ``TextVectorization``, ``output_mode="int"``); see the module docstring."""
+    """Strings -> int64 token ids or bag-of-words rows (Keras ``TextVectorization``); see the module docstring."""
 
     _float_input = False
 
     def __init__(self, max_tokens=None, standardize="lower_and_strip_punctuation", split="whitespace",
                  ngrams=None, output_mode="int", output_sequence_length=None, pad_to_max_tokens=False,
-                 vocabulary=None, encoding="utf-8", **kwargs):
+                 vocabulary=None, idf_weights=None, encoding="utf-8", **kwargs):
         super().__init__(**kwargs)
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer))
                                        or max_tokens <= 1):
@@ -84,10 +95,17 @@ class TextVectorization(Layer):
         else:
             raise ValueError(f"TextVectorization: ngrams must be None, an int >= 1 or a tuple of ints, got {ngrams!r}")
         self.ngrams = ngrams if not isinstance(ngrams, list) else tuple(ngrams)
-        if output_mode != "int":
-            raise ValueError(f"TextVectorization: only output_mode='int' is implemented in rnnlab, got "
-                             f"{output_mode!r}")
-        self.output_mode = "int"
+        output_mode = {"binary": "multi_hot", "tf-idf": "tf_idf"}.get(output_mode, output_mode)
+        if output_mode not in _MODES:
+            raise ValueError(f"TextVectorization: output_mode must be one of {_MODES} (rnnlab does not implement "
+                             f"'one_hot'), got {output_mode!r}")
+        self.output_mode = output_mode
+        if output_mode != "int" and output_sequence_length is not None:
+            raise ValueError(f"TextVectorization: output_sequence_length must not be set when output_mode is not "
+                             f"'int', got output_sequence_length={output_sequence_length!r} with "
+                             f"output_mode={output_mode!r}")
+        if idf_weights is not None and (output_mode != "tf_idf" or vocabulary is None):
+            raise ValueError("TextVectorization: idf_weights goes with output_mode='tf_idf' and a vocabulary=")
         if output_sequence_length is not None and (isinstance(output_sequence_length, bool) or not isinstance(
                 output_sequence_length, (int, np.integer)) or output_sequence_length < 1):
             raise ValueError(f"TextVectorization: output_sequence_length must be None or a positive int, got "
@@ -97,14 +115,21 @@ class TextVectorization(Layer):
         self.encoding = encoding
         self._vocab: list[str] | None = None
         self._index: dict[str, int] = {}
+        self._idf: np.ndarray | None = None
         if vocabulary is not None:
-            self.set_vocabulary(vocabulary)
+            self.set_vocabulary(vocabulary, idf_weights=idf_weights)
         self.built = True
 
     # -------------------------------------------------------------- vocabulary
-    def set_vocabulary(self, vocabulary):
-        """Use ``vocabulary``: a list of tokens (ids 2.. in that order; a leading ``""``/``"[UNK]"`` is accepted) or,
-        as Keras, the path of a UTF-8 text file with one token per line."""
+    @property
+    def _specials(self):
+        """The special tokens in front of the vocabulary: padding and OOV for ids, OOV alone for bag-of-words."""
+        return [MASK_TOKEN, OOV_TOKEN] if self.output_mode == "int" else [OOV_TOKEN]
+
+    def set_vocabulary(self, vocabulary, idf_weights=None):
+        """Use ``vocabulary``: a list of tokens (ids 2.. in that order -- 1.. in the bag-of-words modes; leading
+        special tokens are accepted) or, as Keras, the path of a UTF-8 text file with one token per line.
+        ``idf_weights`` (one per token) are the weights of ``output_mode="tf_idf"``."""
         if isinstance(vocabulary, (str, os.PathLike)):
             try:
                 with open(vocabulary, encoding="utf-8") as f:
@@ -132,19 +157,32 @@ class TextVectorization(Layer):
         repeated = sorted(t for t, n in seen.items() if n > 1)
         if repeated:
             raise ValueError(f"TextVectorization '{self.name}': the vocabulary has repeated tokens {repeated[:10]}")
-        if self.max_tokens is not None and len(vocab) + 2 > self.max_tokens:
-            raise ValueError(f"TextVectorization '{self.name}': a vocabulary of {len(vocab)} tokens plus the 2 "
-                             f"special tokens is larger than max_tokens={self.max_tokens}")
-        self._set_vocab(vocab)
+        n_special = len(self._specials)
+        if self.max_tokens is not None and len(vocab) + n_special > self.max_tokens:
+            raise ValueError(f"TextVectorization '{self.name}': a vocabulary of {len(vocab)} tokens plus the "
+                             f"{n_special} special token(s) is larger than max_tokens={self.max_tokens}")
+        idf = None
+        if self.output_mode == "tf_idf":
+            if idf_weights is None:
+                raise ValueError(f"TextVectorization '{self.name}': output_mode='tf_idf' with a given vocabulary "
+                                 "needs idf_weights= (one per token), or call adapt() to learn both")
+            idf = np.asarray(idf_weights, dtype=np.float64)
+            if idf.ndim != 1 or len(idf) != len(vocab):
+                raise ValueError(f"TextVectorization '{self.name}': idf_weights must be one weight per vocabulary "
+                                 f"token ({len(vocab)}), got shape {idf.shape}")
+        elif idf_weights is not None:
+            raise ValueError(f"TextVectorization '{self.name}': idf_weights only apply to output_mode='tf_idf'")
+        self._set_vocab(vocab, idf)
 
-    def _set_vocab(self, vocab):
-        self._vocab = [MASK_TOKEN, OOV_TOKEN] + list(vocab)
+    def _set_vocab(self, vocab, idf=None):
+        self._vocab = self._specials + list(vocab)
         self._index = {t: i for i, t in enumerate(self._vocab)}
+        self._idf = None if idf is None else np.concatenate([[idf.mean() if len(idf) else 0.0], idf])
 
     def get_vocabulary(self, include_special_tokens=True):
-        """The tokens in id order (``["", "[UNK]", most frequent, ...]``)."""
+        """The tokens in id order (``["", "[UNK]", most frequent, ...]``; bag-of-words modes: no ``""``)."""
         self._require_vocab("get_vocabulary")
-        return list(self._vocab) if include_special_tokens else list(self._vocab[2:])
+        return list(self._vocab) if include_special_tokens else list(self._vocab[len(self._specials):])
 
     def vocabulary_size(self):
         """Number of ids, the two special tokens included (an ``Embedding``'s ``input_dim``)."""
@@ -161,19 +199,28 @@ class TextVectorization(Layer):
         """Learn the vocabulary from ``data``: a list/array of strings, or an iterable of such batches.
 
         Tokens are counted after standardize/split/ngrams; the order is count high to low, ties broken by the
-        token high to low, as Keras; ``max_tokens`` keeps the ``max_tokens - 2`` first."""
+        token high to low, as Keras; ``max_tokens`` keeps the ``max_tokens - 2`` first (``- 1`` in the
+        bag-of-words modes). ``tf_idf`` also learns ``idf = log(1 + D / (1 + d))`` per token."""
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
             raise ValueError(f"TextVectorization '{self.name}': steps must be None or a positive int, got {steps!r}")
         counts: Counter = Counter()
+        doc_counts: Counter = Counter()
+        n_docs = 0
         for rows in self._batches(data, steps):
             for tokens in rows:
                 counts.update(tokens)
+                doc_counts.update(set(tokens))
+                n_docs += 1
         counts.pop(MASK_TOKEN, None)
         counts.pop(OOV_TOKEN, None)
         order = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
         if self.max_tokens is not None:
-            order = order[:self.max_tokens - 2]
-        self._set_vocab([t for t, _ in order])
+            order = order[:self.max_tokens - len(self._specials)]
+        vocab = [t for t, _ in order]
+        idf = None
+        if self.output_mode == "tf_idf":
+            idf = np.log(1.0 + n_docs / (1.0 + np.array([doc_counts[t] for t in vocab], dtype=np.float64)))
+        self._set_vocab(vocab, idf)
 
     def _batches(self, data, steps):
         """Token lists of ``data``, batch by batch (one batch when data is a list/array of strings)."""
@@ -287,8 +334,10 @@ class TextVectorization(Layer):
         self._require_vocab("calling the layer")
         scalar = isinstance(inputs, (str, bytes, np.str_, np.bytes_))
         rows = self._tokenize(inputs)
-        idx, oov = self._index, 1
+        idx, oov = self._index, self._index[OOV_TOKEN]
         ids = [[idx.get(t, oov) for t in row] for row in rows]
+        if self.output_mode != "int":
+            return self._bag_of_words(ids, scalar)
         L = self.output_sequence_length if self.output_sequence_length is not None else max(
             (len(r) for r in ids), default=0)
         out = np.zeros((len(ids), L), dtype=np.int64)
@@ -298,11 +347,30 @@ class TextVectorization(Layer):
         self._cache = None
         return (out[0] if scalar else out).view(TokenIds)
 
+    def _bag_of_words(self, ids, scalar):
+        V = len(self._vocab)
+        if self.pad_to_max_tokens and self.max_tokens is not None:
+            V = max(V, self.max_tokens)
+        counts = np.zeros((len(ids), V), dtype=np.float64)
+        rows = np.repeat(np.arange(len(ids)), [len(r) for r in ids])
+        cols = np.fromiter((i for r in ids for i in r), dtype=np.intp, count=len(rows))
+        np.add.at(counts, (rows, cols), 1.0)
+        if self.output_mode == "multi_hot":
+            counts = (counts > 0).astype(np.float64)
+        elif self.output_mode == "tf_idf":
+            counts[:, :len(self._idf)] *= self._idf
+        out = counts.astype(self.dtype)
+        return out[0] if scalar else out
+
     def backward(self, grad):
         raise TypeError(f"Layer '{self.name}' (TextVectorization): its outputs are integer ids, so no gradient flows "
                         "through it; put it before the first layer with weights")
 
     def compute_output_shape(self, input_shape):
+        if self.output_mode != "int":
+            width = self.max_tokens if self.pad_to_max_tokens and self.max_tokens is not None else (
+                None if self._vocab is None else len(self._vocab))
+            return (tuple(input_shape)[0], width)
         return (tuple(input_shape)[0], self.output_sequence_length)
 
     def compute_mask(self, inputs, mask=None):
@@ -318,7 +386,8 @@ class TextVectorization(Layer):
                    ngrams=list(self.ngrams) if isinstance(self.ngrams, tuple) else self.ngrams,
                    output_mode=self.output_mode, output_sequence_length=self.output_sequence_length,
                    pad_to_max_tokens=self.pad_to_max_tokens, encoding=self.encoding,
-                   vocabulary=None if self._vocab is None else list(self._vocab[2:]))
+                   vocabulary=None if self._vocab is None else self.get_vocabulary(include_special_tokens=False),
+                   idf_weights=None if self._idf is None else [float(w) for w in self._idf[1:]])
         if callable(self.standardize) or callable(self.split):
             raise ValueError(f"TextVectorization '{self.name}': a callable standardize/split cannot be written to a "
                              "config; use one of the named modes to save this layer")
