@@ -29,6 +29,7 @@ import sys
 import numpy as np
 
 from .. import backend, losses as _losses, metrics as _metrics, optimizers as _optimizers
+from .. import distributed as _distributed
 from ..callbacks import Callback, History
 from ..training import NonFiniteLoss, ProgressBar, batch_slices, check_batch_size, checked_update, take, warn_stop
 
@@ -207,6 +208,9 @@ class Engine:
 
     def _train_batch(self, xs, ys, sws, epoch=0, step=0, time_mask=None):
         """One update on prepared arrays; returns ``(total_loss, [loss per output or None])``."""
+        dist = _distributed.current()
+        if dist is not None:  # under mpiexec: this rank's shard, gradients averaged (rnnlab.distributed)
+            return _distributed.train_batch(dist, self, xs, ys, sws, epoch, step, time_mask)
         outs, masks = self._run(xs, True)
         total, per, grads, lmasks = self._loss_and_grads(outs, masks, ys, sws, time_mask)
         if not math.isfinite(total):
@@ -446,17 +450,28 @@ class Engine:
         n = len(xs[0])
         if n == 0:
             raise ValueError("fit: no training samples")
+        dist = _distributed.current()  # data-parallel under mpiexec: rank 0 logs, calls back and validates
+        if dist is not None:
+            _distributed.fit_begin(dist, self, xs)
+            if not dist.is_root:
+                verbose, callbacks = 0, None
         tbptt = None
         windows = [None]
+        local_bs = batch_size
         if tbptt_steps is not None:
             from ..training import TBPTT
             if len(xs) != 1 or len(ys) != 1:
                 raise ValueError("fit: tbptt_steps needs a model with one input and one output")
             tbptt = TBPTT.from_steps(self, tbptt_steps)
-            _, T = tbptt.check_data(xs[0], ys[0], batch_size, sws[0])
+            if dist is not None and (batch_size % dist.size or n % batch_size):
+                raise ValueError(f"fit: truncated BPTT on {dist.size} MPI ranks needs batch_size ({batch_size}) to be a "
+                                 f"multiple of the number of ranks and to divide the number of sequences ({n}); "
+                                 f"each rank owns batch_size / {dist.size} of the streams")
+            local_bs = batch_size if dist is None else batch_size // dist.size
+            _, T = tbptt.check_data(xs[0], ys[0], local_bs, sws[0])
             windows = tbptt.windows(T)
             if val is not None:
-                tbptt.check_data(val[0][0], val[1][0], batch_size, val[2][0], "fit(validation)")
+                tbptt.check_data(val[0][0], val[1][0], local_bs, val[2][0], "fit(validation)")
         history = History()
         cbs = list(callbacks or []) + [history]
         for cb in cbs:
@@ -484,6 +499,8 @@ class Engine:
             for m in self.metrics:
                 m.reset()
             order = backend.rng().permutation(n) if shuffle else None
+            if dist is not None and order is not None:
+                dist.bcast_(order)  # rank 0's order: the global batches of one process
             if verbose in (1, 2):
                 print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
             bar = ProgressBar(steps, stream=stream) if verbose in (1, 2) else None
@@ -492,6 +509,8 @@ class Engine:
             units = ((sl, w) for sl in batch_slices(n, batch_size) for w in windows)
             for step, (sl, win) in enumerate(units):
                 idx = order[sl] if order is not None else sl
+                if dist is not None:
+                    idx = _distributed.local_rows(dist, idx)
                 for cb in cbs:
                     cb.on_train_batch_begin(step, {})
                 try:
@@ -518,16 +537,18 @@ class Engine:
                     cb.on_train_batch_end(step, dict(logs))
                 if bar and verbose == 1:
                     bar.update(step + 1, logs, seen)
+                if dist is not None:
+                    self.stop_training = dist.bcast_flag(self.stop_training)
                 if self.stop_training:
                     break
             if wsum == 0:
                 break
             logs = {"loss": loss_sum / wsum, **dict(zip(loss_names, [p / wsum for p in per_sum or []])),
                     **self._metric_logs()}
-            if val is not None:
+            if val is not None and (dist is None or dist.is_root):
                 if tbptt is not None:
                     self.reset_states()
-                vlogs = self._evaluate_arrays(val[0], val[1], val[2], batch_size)
+                vlogs = self._evaluate_arrays(val[0], val[1], val[2], local_bs)
                 if tbptt is not None:
                     self.reset_states()
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
@@ -538,6 +559,8 @@ class Engine:
                 print(bar.summary_line(done, logs, seen), file=stream, flush=True)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
+            if dist is not None:
+                self.stop_training = dist.bcast_flag(self.stop_training)
             last_logs = logs
         for cb in cbs:
             cb.on_train_end(dict(last_logs))

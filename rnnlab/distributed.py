@@ -1,0 +1,451 @@
+"""Synchronous data-parallel training on MPI (``mpi4py``): one model replica per rank, gradients averaged.
+
+Launch any training script (or ``rnnlab train ...``) with ``mpiexec -n N``; nothing else changes. Each rank
+(process) then:
+
+1. receives the initial weights from rank 0 (``Bcast``, in one buffer per dtype) when ``fit`` starts;
+2. draws the epoch's shuffle order and takes rank 0's (``Bcast``), so the *global* batches are exactly the
+   batches one process with the same ``batch_size`` would see;
+3. takes its contiguous shard of every global batch of ``B`` samples: rank ``r`` of ``N`` gets rows
+   ``[lo_r, hi_r)`` of ``np.array_split`` (``B mod N`` ranks get one row more);
+4. runs the ordinary forward and hand-written backward on its shard;
+5. averages the gradients with ``Allreduce`` over a few large flat buckets (not one call per weight);
+6. applies the same optimizer update (the weights stay bit-identical across ranks).
+
+Scaling, so that the reduced gradient *is* the single-process gradient. The losses reduce as Keras'
+``sum_over_batch_size``: ``L_j = sum_i l_ij w_ij / N_j`` where ``N_j`` counts the non-masked entries of output
+``j`` (all entries without a mask). Rank ``r`` sees the count ``N_rj`` of its shard and computes
+``L_rj = sum_{i in r} l_ij w_ij / N_rj``. With ``N_j = sum_r N_rj`` (one small ``Allreduce`` of the counts and
+the local loss sums before the backward pass)
+
+    L_j = sum_r (N_rj / N_j) L_rj,        dL/dtheta = sum_r (N_rj / N_j) dL_rj/dtheta,
+
+so each rank scales its output gradient ``dL_rj/do`` by ``N_rj / N_j`` before the backward pass and the
+gradients are *summed*. Masks (per-rank counts differ) and ``sample_weight`` (it multiplies, it does not
+change ``N``) are therefore exact, as are uneven shards and a rank with no sample at all (it contributes 0).
+``reduction="sum"`` losses use the factor 1.
+
+Embedding gradients (:class:`~rnnlab.backend.RowSparseGrad`) are *not* densified: the ranks ``Allgather``
+their row counts, then ``Allgatherv`` the row ids and the rows, and every rank sums the rows of equal id.
+The result holds the union of the rows the global batch touched, as one process would (so
+``Adam(lazy=True)``, SGD and Adagrad touch the same rows).
+
+Clipping (``clipnorm``/``clipvalue``/``global_clipnorm``) runs in the optimizer, after the reduction, on the
+global gradient. The NaN guard needs no extra message: a non-finite loss or gradient on any rank makes the
+reduced loss/gradient non-finite on every rank, so every rank raises
+:class:`~rnnlab.training.NonFiniteLoss` at the same step, before the update.
+
+Rank 0 alone prints the progress bar, runs the callbacks (checkpoints, logs, early stopping) and validation;
+its ``model.stop_training`` is broadcast after every step so all ranks stop together. A rank that dies or
+raises does not leave the others waiting forever: an uncaught exception calls ``MPI_Abort`` (message on
+stderr), MPI's launcher ends the job when a rank is killed, and a watchdog aborts the job when one collective
+waits longer than ``timeout`` seconds (``RNNLAB_MPI_TIMEOUT``, default 600).
+
+Not reduced: the training *metrics* in the logs are rank 0's shard (the loss is global); dropout masks are
+drawn per rank (so runs with dropout are statistically, not bitwise, equal to one process).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+from .backend import RowSparseGrad
+
+__all__ = ["Context", "init", "current", "launched", "rank", "size", "is_root", "shard", "broadcast_weights",
+           "DistributedError", "BUCKET_BYTES"]
+
+# environment variables a launcher sets: MPICH/Intel MPI (hydra), Open MPI, PMIx, Slurm's PMI
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+BUCKET_BYTES = 16 << 20  #: gradients are reduced in flat buckets of at most this many bytes (one per dtype)
+
+
+class DistributedError(RuntimeError):
+    """MPI is not available, or the ranks disagree (different models, a timeout)."""
+
+
+def launched() -> bool:
+    """True when this process was started by ``mpiexec``/``mpirun``/``srun`` with more than one rank
+    (read from the launcher's environment; ``RNNLAB_DISTRIBUTED=0`` turns the detection off)."""
+    if os.environ.get("RNNLAB_DISTRIBUTED", "") == "0":
+        return False
+    for var in _SIZE_VARS:
+        v = os.environ.get(var)
+        if v is not None:
+            try:
+                return int(v) > 1
+            except ValueError:
+                continue
+    return False
+
+
+def _import_mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise DistributedError(
+            "rnnlab.distributed needs mpi4py and an MPI library: pip install \"rnnlab[mpi]\" (mpi4py and the mpich "
+            f"wheel) or install mpi4py against your system MPI; import failed: {e}") from None
+    return MPI
+
+
+class Context:
+    """The communicator of one data-parallel job and the collectives the engine uses.
+
+    ``Context(comm=None, timeout=None)``: ``comm`` defaults to ``MPI.COMM_WORLD``; ``timeout`` (seconds) is how
+    long one collective may wait for the other ranks before the job is aborted."""
+
+    def __init__(self, comm=None, timeout=None):
+        MPI = _import_mpi()
+        self.MPI = MPI
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank = self.comm.Get_rank()
+        self.size = self.comm.Get_size()
+        if timeout is None:
+            raw = os.environ.get("RNNLAB_MPI_TIMEOUT", "600")
+            try:
+                timeout = float(raw)
+            except ValueError:
+                raise DistributedError(f"RNNLAB_MPI_TIMEOUT must be a number of seconds, got {raw!r}") from None
+        if not timeout > 0:
+            raise DistributedError(f"rnnlab.distributed: timeout must be > 0 seconds, got {timeout!r}")
+        self.timeout = float(timeout)
+        self.allreduce_seconds = 0.0  #: time spent in the gradient collectives (benchmarks read it)
+        self._deadline = None
+        self._what = ""
+        self._watchdog = None
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ failure handling
+    def _start_watchdog(self):
+        if self._watchdog is not None:
+            return
+
+        def watch():
+            while True:
+                time.sleep(min(1.0, self.timeout / 4))
+                d = self._deadline
+                if d is not None and time.monotonic() > d:
+                    sys.stderr.write(
+                        f"rnnlab.distributed: rank {self.rank}/{self.size} waited more than {self.timeout:g} s in "
+                        f"{self._what} for the other ranks (one may have died or hang); aborting the MPI job "
+                        f"(set RNNLAB_MPI_TIMEOUT to allow longer steps)\n")
+                    sys.stderr.flush()
+                    self.comm.Abort(3)
+
+        self._watchdog = threading.Thread(target=watch, name="rnnlab-mpi-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _install_excepthook(self):
+        previous = sys.excepthook
+        ctx = self
+
+        def hook(etype, value, tb):
+            previous(etype, value, tb)
+            sys.stderr.write(f"rnnlab.distributed: rank {ctx.rank}/{ctx.size} stopped with an uncaught "
+                             f"{etype.__name__}; aborting the MPI job so the other ranks do not wait for it\n")
+            sys.stderr.flush()
+            ctx.comm.Abort(1)
+
+        sys.excepthook = hook
+
+    def _call(self, what, fn, *args):
+        self._what = what
+        self._deadline = time.monotonic() + self.timeout
+        try:
+            return fn(*args)
+        finally:
+            self._deadline = None
+
+    # ------------------------------------------------------------------ collectives
+    def allreduce_(self, buf, op="sum"):
+        """In-place ``Allreduce`` of a contiguous NumPy array (``op`` "sum", "max" or "min")."""
+        mop = {"sum": self.MPI.SUM, "max": self.MPI.MAX, "min": self.MPI.MIN}[op]
+        self._call("Allreduce", self.comm.Allreduce, self.MPI.IN_PLACE, buf, mop)
+        return buf
+
+    def bcast_(self, buf, root=0):
+        """In-place ``Bcast`` of a contiguous NumPy array from ``root``."""
+        self._call("Bcast", self.comm.Bcast, buf, root)
+        return buf
+
+    def bcast_flag(self, flag, root=0) -> bool:
+        b = np.array([1 if flag else 0], np.int8)
+        return bool(self.bcast_(b, root)[0])
+
+    def check_same(self, values, what):
+        """Every rank must hold the same int64 ``values`` (a signature); else a DistributedError on every rank."""
+        a = np.asarray(values, np.int64).reshape(-1)
+        n = np.array([a.size], np.int64)
+        lo, hi = self.allreduce_(n.copy(), "min"), self.allreduce_(n.copy(), "max")
+        same = lo[0] == hi[0]
+        if same:
+            same = np.array_equal(self.allreduce_(a.copy(), "min"), self.allreduce_(a.copy(), "max"))
+        if not same:
+            raise DistributedError(f"rnnlab.distributed: the ranks disagree on {what} (rank {self.rank} has "
+                                   f"{a.tolist()[:16]}); every rank must build the same model and data shapes")
+
+    def broadcast_arrays(self, arrays, root=0):
+        """Overwrite ``arrays`` (a list of NumPy arrays, same shapes on every rank) with ``root``'s values,
+        one ``Bcast`` per dtype."""
+        arrays = list(arrays)
+        self.check_same([len(arrays)] + [d for a in arrays for d in (a.ndim, *a.shape, a.dtype.num)],
+                        "the weights' shapes and dtypes")
+        for _, group in _group_by_dtype(arrays):
+            flat = np.concatenate([a.reshape(-1) for a in group]) if len(group) > 1 else \
+                np.ascontiguousarray(group[0]).reshape(-1).copy()
+            self.bcast_(flat, root)
+            off = 0
+            for a in group:
+                a[...] = flat[off:off + a.size].reshape(a.shape)
+                off += a.size
+
+    def shard(self, n):
+        """This rank's ``slice`` of a batch of ``n`` rows (contiguous, sizes differ by at most one)."""
+        return shard(n, self.rank, self.size)
+
+    def allreduce_gradients(self, refs):
+        """Sum the gradients ``owner.grads[w]`` of ``refs`` over the ranks, in place: dense gradients in flat
+        buckets of at most :data:`BUCKET_BYTES` per dtype; RowSparseGrad by gathering the rows (see module)."""
+        t0 = time.perf_counter()
+        slots = [(owner, w) for _, owner, w in refs if owner.grads.get(w) is not None or w in owner.params]
+        # which weights are row-sparse on some rank (a rank with no sample has only dense zeros)
+        kinds = np.array([2 if isinstance(owner.grads.get(w), RowSparseGrad) else
+                          (1 if owner.grads.get(w) is not None else 0) for owner, w in slots], np.int8)
+        kinds_all = self.allreduce_(kinds.copy(), "max") if kinds.size else kinds
+        dense, sparse = [], []
+        for (owner, w), k in zip(slots, kinds_all):
+            g = owner.grads.get(w)
+            if k == 0:
+                continue
+            p = owner.params[w]
+            if k == 2:
+                if g is None:
+                    g = RowSparseGrad(np.zeros(0, np.intp), np.zeros((0,) + p.shape[1:], p.dtype), p.shape)
+                elif not isinstance(g, RowSparseGrad):
+                    rows = np.flatnonzero(np.any(g.reshape(len(g), -1) != 0, axis=1))
+                    g = RowSparseGrad(rows.astype(np.intp), g[rows], g.shape)
+                sparse.append((owner, w, g))
+            else:
+                if g is None:
+                    g = np.zeros_like(p)
+                owner.grads[w] = g
+                dense.append((owner, w))
+        for _, group in _group_by_dtype(dense, key=lambda ow: ow[0].grads[ow[1]]):
+            for bucket in _buckets(group, lambda ow: ow[0].grads[ow[1]].nbytes):
+                gs = [owner.grads[w] for owner, w in bucket]
+                flat = np.concatenate([g.reshape(-1) for g in gs])
+                self.allreduce_(flat)
+                off = 0
+                for (owner, w), g in zip(bucket, gs):
+                    owner.grads[w] = flat[off:off + g.size].reshape(g.shape)
+                    off += g.size
+        for owner, w, g in sparse:
+            owner.grads[w] = self._allgather_rows(g)
+        self.allreduce_seconds += time.perf_counter() - t0
+
+    def _allgather_rows(self, g):
+        counts = np.zeros(self.size, np.int64)
+        mine = np.array([len(g.indices)], np.int64)
+        self._call("Allgather", self.comm.Allgather, mine, counts)
+        idx = np.empty(int(counts.sum()), np.int64)
+        self._call("Allgatherv", self.comm.Allgatherv, np.ascontiguousarray(g.indices, np.int64), (idx, counts))
+        row = int(np.prod(g.shape[1:]))
+        vals = np.empty((int(counts.sum()),) + tuple(g.shape[1:]), g.values.dtype)
+        self._call("Allgatherv", self.comm.Allgatherv, np.ascontiguousarray(g.values), (vals, counts * row))
+        uniq, inv = np.unique(idx, return_inverse=True)
+        out = np.zeros((len(uniq),) + tuple(g.shape[1:]), g.values.dtype)
+        np.add.at(out, inv, vals)
+        return RowSparseGrad(uniq.astype(np.intp), out, g.shape)
+
+
+def _group_by_dtype(items, key=lambda a: a):
+    groups = {}
+    for it in items:
+        groups.setdefault(np.asarray(key(it)).dtype.str, []).append(it)
+    return sorted(groups.items())
+
+
+def _buckets(items, nbytes):
+    bucket, size = [], 0
+    for it in items:
+        b = nbytes(it)
+        if bucket and size + b > BUCKET_BYTES:
+            yield bucket
+            bucket, size = [], 0
+        bucket.append(it)
+        size += b
+    if bucket:
+        yield bucket
+
+
+def shard(n, rank, size):
+    """Rank ``rank``'s contiguous ``slice`` of ``n`` rows split over ``size`` ranks (``np.array_split`` sizes)."""
+    base, extra = divmod(int(n), int(size))
+    lo = rank * base + min(rank, extra)
+    return slice(lo, lo + base + (rank < extra))
+
+
+_CONTEXT = None
+_DISABLED = False
+
+
+def init(comm=None, timeout=None) -> Context:
+    """Start (or return) the data-parallel context: imports mpi4py (a clear :class:`DistributedError` without
+    it), installs the abort-on-uncaught-exception hook and the collective watchdog. ``fit`` calls it by itself
+    when the process was launched by ``mpiexec`` with more than one rank."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        ctx = Context(comm, timeout)
+        if ctx.size > 1:
+            ctx._install_excepthook()
+            ctx._start_watchdog()
+        _CONTEXT = ctx
+    return _CONTEXT
+
+
+def current():
+    """The active :class:`Context` when training runs on more than one rank, else ``None``.
+
+    Started on first use when :func:`launched` says an MPI launcher started this process."""
+    if _CONTEXT is not None:
+        return _CONTEXT if _CONTEXT.size > 1 else None
+    if _DISABLED or not launched():
+        return None
+    ctx = init()
+    return ctx if ctx.size > 1 else None
+
+
+def rank() -> int:
+    """This process's rank (0 outside MPI)."""
+    ctx = current()
+    return 0 if ctx is None else ctx.rank
+
+
+def size() -> int:
+    """The number of ranks (1 outside MPI)."""
+    ctx = current()
+    return 1 if ctx is None else ctx.size
+
+
+def is_root() -> bool:
+    """True on rank 0 and outside MPI: the process that writes files, logs and progress."""
+    return rank() == 0
+
+
+def broadcast_weights(model, root=0):
+    """Copy ``root``'s weights into ``model`` on every rank (a no-op outside MPI)."""
+    ctx = current()
+    if ctx is None:
+        return
+    arrays = [owner.params[w] for _, owner, w in _all_refs(model)]
+    ctx.broadcast_arrays(arrays, root)
+
+
+def _all_refs(model):
+    it = getattr(model, "iter_weights", None)
+    if it is None:
+        raise TypeError(f"rnnlab.distributed: expected an rnnlab model, got {type(model).__name__}")
+    return list(it())
+
+
+def finite_all(value: float) -> bool:
+    """True when ``value`` is finite on every rank (a NaN guard for loops that do not reduce their loss)."""
+    ctx = current()
+    ok = math.isfinite(value)
+    if ctx is None:
+        return ok
+    return bool(ctx.allreduce_(np.array([0 if ok else 1], np.int64), "max")[0] == 0)
+
+
+# ---------------------------------------------------------------------- the engine's hooks
+def _count(out, lmask):
+    """N of ``sum_over_batch_size`` for one output: its non-masked per-element losses (all without a mask)."""
+    if lmask is not None:
+        return int(np.count_nonzero(lmask))
+    shape = np.shape(out)
+    return int(shape[0]) if len(shape) == 1 else int(np.prod(shape[:-1]))
+
+
+def fit_begin(ctx, model, xs):
+    """Before the first step of ``fit``: build an unbuilt model from the data's shape (every rank the same
+    way), then take rank 0's weights."""
+    if not getattr(model, "built", True) and hasattr(model, "build"):
+        model.build((None,) + tuple(xs[0].shape[1:]))
+    arrays = [owner.params[w] for _, owner, w in _all_refs(model)]
+    ctx.broadcast_arrays(arrays)
+
+
+def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
+    """The engine's ``_train_batch`` on this rank's shard: forward, one small ``Allreduce`` of the loss counts
+    and sums, the scaled backward, the bucketed gradient ``Allreduce``, the NaN check and the update.
+    Returns ``(global total loss, [global loss per output or None])``."""
+    from .training import NonFiniteLoss, checked_update
+
+    losses = model._losses
+    m = len(losses)
+    empty = len(xs[0]) == 0
+    stats = np.zeros(2 * m, np.float64)
+    active = [False] * m
+    if not empty:
+        outs, masks = model._run(xs, True)
+        _, per, grads, lmasks = model._loss_and_grads(outs, masks, ys, sws, time_mask)
+        for j in range(m):
+            if per[j] is None:
+                continue
+            active[j] = True
+            mean = getattr(losses[j], "reduction", "sum_over_batch_size") == "sum_over_batch_size"
+            n = _count(outs[j], lmasks[j]) if mean else 1
+            stats[j] = n
+            stats[m + j] = per[j] * n
+    else:
+        active = [l is not None and y is not None for l, y in zip(losses, ys)]
+    ctx.allreduce_(stats)
+    per_g, total = [], 0.0
+    for j in range(m):
+        if not active[j]:
+            per_g.append(None)
+            continue
+        mean = getattr(losses[j], "reduction", "sum_over_batch_size") == "sum_over_batch_size"
+        lj = (0.0 if stats[j] == 0 else stats[m + j] / stats[j]) if mean else stats[m + j]
+        per_g.append(lj)
+        total += model._loss_weights[j] * lj
+    if not math.isfinite(total):
+        raise NonFiniteLoss("loss", total, epoch, step)
+    refs = model.trainable_weight_refs()
+    if empty:
+        for _, owner, w in refs:
+            owner.grads[w] = None
+    else:
+        for j, g in enumerate(grads):
+            if g is None:
+                continue
+            mean = getattr(losses[j], "reduction", "sum_over_batch_size") == "sum_over_batch_size"
+            if mean:
+                n_local = _count(outs[j], lmasks[j])
+                f = 0.0 if stats[j] == 0 else n_local / stats[j]
+                grads[j] = g * g.dtype.type(f)
+        model._backprop(grads)
+    ctx.allreduce_gradients(refs)
+    checked_update(model.optimizer, refs, total, epoch, step)
+    if not empty:
+        for j, ms in enumerate(model._out_metrics):
+            if ys[j] is not None:
+                for met in ms:
+                    met.update(ys[j], outs[j], sample_weight=sws[j], mask=lmasks[j])
+    return total, per_g
+
+
+def local_rows(ctx, idx):
+    """This rank's rows of a global batch ``idx`` (an index array or a slice)."""
+    if isinstance(idx, slice):
+        idx = np.arange(idx.start or 0, idx.stop)
+    return idx[ctx.shard(len(idx))]

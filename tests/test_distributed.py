@@ -1,0 +1,269 @@
+"""Data-parallel training on MPI (rnnlab.distributed): N ranks with global batch B train exactly as one process.
+
+The equivalence tests launch ``mpiexec -n 2 python tests/test_distributed.py CASE DTYPE OUT`` (this file's
+``__main__`` is the worker) with a timeout, and compare rank 0's weights after 3 training steps with one
+process here (and rank 1's with rank 0's). Where mpi4py or mpiexec is missing, or MPI cannot start, they
+skip with the reason.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+
+import rnnlab  # noqa: E402
+from rnnlab import distributed  # noqa: E402
+from rnnlab.layers import LSTM, Concatenate, Dense, Embedding  # noqa: E402
+
+V, T, B = 20, 7, 8
+
+
+# ------------------------------------------------------------------------ the three models (shared with the worker)
+def _seq_data(n=24):
+    """Padded id sequences of varied lengths (mask_zero: per-rank mask counts differ), per-step labels and
+    per-sample weights."""
+    r = np.random.default_rng(1)
+    x = r.integers(1, V, size=(n, T))
+    lengths = r.integers(2, T + 1, size=n)
+    for i, L in enumerate(lengths):
+        x[i, L:] = 0
+    y = r.integers(0, 3, size=(n, T))
+    sw = r.uniform(0.2, 2.0, size=n)
+    return x, y, sw
+
+
+def build_seq(dtype):
+    rnnlab.set_floatx(dtype)
+    rnnlab.set_random_seed(7)
+    m = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32"), Embedding(V, 6, mask_zero=True),
+                           LSTM(5, return_sequences=True), Dense(3, activation="softmax")])
+    # global-norm clipping small enough to act: it must see the reduced gradient
+    m.compile(rnnlab.optimizers.Adam(0.05, global_clipnorm=0.05), "sparse_categorical_crossentropy")
+    return m
+
+
+def run_seq(m):
+    x, y, sw = _seq_data()
+    m.fit(x, y, batch_size=B, epochs=1, verbose=0, shuffle=True, sample_weight=sw)
+
+
+def build_tbptt(dtype, batch):
+    rnnlab.set_floatx(dtype)
+    rnnlab.set_random_seed(11)
+    m = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32", batch_size=batch), Embedding(V, 6),
+                           LSTM(5, stateful=True, return_sequences=True), Dense(V, activation="softmax")])
+    m.compile(rnnlab.optimizers.SGD(0.5, momentum=0.5), "sparse_categorical_crossentropy")
+    return m
+
+
+def run_tbptt(m):
+    r = np.random.default_rng(3)
+    stream = r.integers(0, V, size=(B, 16))  # B streams of 15 steps, 3 windows of 5 = 3 updates
+    m.fit(stream[:, :-1], stream[:, 1:], batch_size=B, epochs=1, verbose=0, shuffle=False, tbptt_steps=5)
+
+
+def build_func(dtype):
+    rnnlab.set_floatx(dtype)
+    rnnlab.set_random_seed(5)
+    tok = rnnlab.Input((None,), dtype="int32", name="tokens")
+    num = rnnlab.Input((4,), name="numbers")
+    h = LSTM(5)(Embedding(V, 6)(tok))
+    z = Concatenate()([h, Dense(3, activation="tanh")(num)])
+    out = Dense(1, activation="sigmoid")(z)
+    m = rnnlab.Model([tok, num], out)
+    m.compile(rnnlab.optimizers.RMSprop(0.05), "binary_crossentropy")
+    return m
+
+
+def run_func(m):
+    # 17 samples, batch 8: batches of 8, 8 and 1 (the last leaves rank 1 without a sample)
+    r = np.random.default_rng(4)
+    tok = r.integers(0, V, size=(17, T))
+    num = r.normal(size=(17, 4))
+    y = r.integers(0, 2, size=(17, 1)).astype(float)
+    m.fit({"tokens": tok, "numbers": num}, y, batch_size=B, epochs=1, verbose=0, shuffle=True)
+
+
+CASES = {
+    "seq": (lambda dt, n: build_seq(dt), run_seq),
+    "tbptt": (lambda dt, n: build_tbptt(dt, B // n), run_tbptt),
+    "func": (lambda dt, n: build_func(dt), run_func),
+}
+
+
+def train(case, dtype, nranks=1):
+    build, run = CASES[case]
+    m = build(dtype, nranks)
+    if nranks > 1 and distributed.rank() != 0:
+        # other ranks start from different weights: fit must take rank 0's
+        for _, owner, w in m.iter_weights():
+            owner.params[w][...] = np.random.default_rng(99 + distributed.rank()).normal(
+                size=owner.params[w].shape)
+    run(m)
+    return [owner.params[w].copy() for _, owner, w in m.iter_weights()]
+
+
+# ------------------------------------------------------------------------ launching
+def _mpiexec():
+    exe = Path(sys.executable).parent / "mpiexec"
+    return str(exe) if exe.exists() else shutil.which("mpiexec")
+
+
+def _mpi_ready():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (pip install 'rnnlab[mpi]')"
+    if _mpiexec() is None:
+        return "no mpiexec found next to the Python executable or on PATH"
+    return None
+
+
+def launch(args, n=2, timeout=120, env=None):
+    why = _mpi_ready()
+    if why:
+        pytest.skip(why)
+    e = dict(os.environ, **(env or {}))
+    e.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        p = subprocess.run([_mpiexec(), "-n", str(n), sys.executable, str(HERE), *args], capture_output=True,
+                           text=True, timeout=timeout, env=e, cwd=str(ROOT))
+    except subprocess.TimeoutExpired as ex:
+        pytest.fail(f"mpiexec -n {n} did not finish in {timeout} s: {ex.stdout} {ex.stderr}")
+    if p.returncode != 0 and "PMI" in p.stderr and "rnnlab" not in p.stderr:
+        pytest.skip(f"MPI could not start here: {p.stderr[-400:]}")
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _floatx():
+    old = rnnlab.floatx()
+    yield
+    rnnlab.set_floatx(old)
+
+
+@pytest.mark.parametrize("case", ["seq", "tbptt", "func"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_two_ranks_equal_one_process(case, dtype, tmp_path):
+    p = launch(["train", case, dtype, str(tmp_path)])
+    assert p.returncode == 0, p.stderr[-3000:]
+    ref = train(case, dtype)
+    got = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=2e-4, atol=2e-6)
+    moved = 0
+    init = CASES[case][0](dtype, 1)
+    for i, w in enumerate(ref):
+        a0, a1 = got[0][f"w{i}"], got[1][f"w{i}"]
+        assert a0.dtype == w.dtype
+        np.testing.assert_array_equal(a0, a1)  # the ranks stay identical
+        np.testing.assert_allclose(a0, w, **tol)
+        moved += not np.allclose(w, [owner.params[n] for _, owner, n in init.iter_weights()][i])
+    assert moved == len(ref)  # every weight trained (the comparison is not of untouched weights)
+
+
+def test_nan_on_one_rank_stops_every_rank(tmp_path):
+    p = launch(["nan", "float64", str(tmp_path)])
+    assert p.returncode == 0, p.stderr[-3000:]
+    for r in (0, 1):
+        msg = (tmp_path / f"nan{r}.txt").read_text()
+        assert "loss is nan at epoch 1, step 2" in msg, msg
+
+
+def test_killed_rank_does_not_hang_the_others(tmp_path):
+    p = launch(["kill", "float64", str(tmp_path)], timeout=90, env={"RNNLAB_MPI_TIMEOUT": "5"})
+    assert p.returncode != 0
+    # MPI's launcher ends the job (killed rank) or the watchdog aborts it, with a message
+    assert ("rnnlab.distributed" in p.stderr or "BAD TERMINATION" in p.stdout + p.stderr
+            or "killed" in (p.stdout + p.stderr).lower()), p.stderr[-2000:]
+
+
+def test_exception_on_one_rank_aborts_the_job(tmp_path):
+    p = launch(["raise", "float64", str(tmp_path)], timeout=90)
+    assert p.returncode != 0
+    assert "rank 1/2 stopped with an uncaught ValueError" in p.stderr, p.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------ single-process units
+def test_shard_covers_the_batch_contiguously():
+    for n in range(0, 12):
+        for size in (1, 2, 3, 5):
+            parts = [distributed.shard(n, r, size) for r in range(size)]
+            assert [i for s in parts for i in range(n)[s]] == list(range(n))
+            lens = [s.stop - s.start for s in parts]
+            assert max(lens) - min(lens) <= 1
+
+
+def test_outside_mpi_nothing_is_distributed(monkeypatch):
+    for var in distributed._SIZE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    assert not distributed.launched() and distributed.current() is None
+    assert distributed.rank() == 0 and distributed.size() == 1 and distributed.is_root()
+    monkeypatch.setenv("PMI_SIZE", "4")
+    assert distributed.launched()
+    monkeypatch.setenv("RNNLAB_DISTRIBUTED", "0")
+    assert not distributed.launched()
+
+
+def test_without_mpi4py_a_clear_error(monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name.startswith("mpi4py"):
+            raise ImportError("No module named 'mpi4py'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(distributed.DistributedError, match=r'pip install "rnnlab\[mpi\]"'):
+        distributed.Context()
+
+
+# ------------------------------------------------------------------------ the worker (under mpiexec)
+def _worker(what, dtype, out):
+    out = Path(out)
+    ctx = distributed.init(timeout=float(os.environ.get("RNNLAB_MPI_TIMEOUT", "60")))
+    r = ctx.rank
+    if what == "train" or what in CASES:
+        case = sys.argv[2]
+        ws = train(case, sys.argv[3], ctx.size)
+        np.savez(out / f"rank{r}.npz", **{f"w{i}": w for i, w in enumerate(ws)})
+    elif what == "nan":
+        import warnings
+        m = build_seq("float64")
+        x, y, sw = _seq_data()
+        sw = sw.copy()
+        # sample 12 of the unshuffled data sits in batch 2 (rows 8..15), in rank 1's shard (rows 12..15)
+        sw[12] = np.nan
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h = m.fit(x, y, batch_size=B, epochs=2, verbose=0, shuffle=False, sample_weight=sw)
+        (out / f"nan{r}.txt").write_text(str(h.stop_reason) + " | " + " ".join(str(c.message) for c in caught))
+    elif what == "kill":
+        import signal
+        m = build_seq("float64")
+        x, y, sw = _seq_data()
+        if r == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        m.fit(x, y, batch_size=B, epochs=50, verbose=0)
+    elif what == "raise":
+        if r == 1:
+            raise ValueError("a rank fails")
+        m = build_seq("float64")
+        x, y, sw = _seq_data()
+        m.fit(x, y, batch_size=B, epochs=50, verbose=0)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "train":
+        _worker("train", sys.argv[3], sys.argv[4])
+    else:
+        _worker(sys.argv[1], sys.argv[2], sys.argv[3])
