@@ -68,6 +68,19 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
+class _NullStream:
+    """Where the progress of ranks other than 0 goes (rnnlab.distributed)."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
 class ProgressBar:
     """A Keras-style one-line progress bar for one epoch.
 
@@ -81,6 +94,9 @@ class ProgressBar:
         self.target = int(target)
         self.width = width
         self.stream = stream if stream is not None else sys.stdout
+        from . import distributed
+        if not distributed.is_root():  # under mpiexec only rank 0 draws progress
+            self.stream, interactive = _NullStream(), False
         self.interactive = (hasattr(self.stream, "isatty") and self.stream.isatty()) if interactive is None else interactive
         self.min_interval = 1.0 / max_hz
         self.start = time.perf_counter()

@@ -192,6 +192,44 @@ def test_exception_on_one_rank_aborts_the_job(tmp_path):
     assert "rank 1/2 stopped with an uncaught ValueError" in p.stderr, p.stderr[-2000:]
 
 
+def _topic_corpus():
+    r = np.random.default_rng(2)
+    groups = [[f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]]
+    return [list(r.choice(groups[k % 2], size=12)) for k in range(600)]
+
+
+def w2v_separation(vectors):
+    """Mean cosine within the two topics minus across them (1 process and 2 ranks should both separate)."""
+    from rnnlab.embeddings import Word2Vec  # noqa: F401
+    names = [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(10)]
+    v = np.stack([vectors[n] for n in names])
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    c = v @ v.T
+    within = (c[:10, :10].sum() + c[10:, 10:].sum() - 20) / 180
+    across = c[:10, 10:].mean()
+    return within - across
+
+
+def train_w2v():
+    from rnnlab.embeddings import Word2Vec
+    m = Word2Vec(_topic_corpus(), vector_size=16, window=3, min_count=1, sg=1, epochs=3, seed=3,
+                 batch_words=200, sync_words=1000, sample=0)
+    return m
+
+
+def test_word2vec_two_ranks_average_and_learn(tmp_path):
+    p = launch(["w2v", "float64", str(tmp_path)])
+    assert p.returncode == 0, p.stderr[-3000:]
+    a, b = np.load(tmp_path / "w2v0.npz"), np.load(tmp_path / "w2v1.npz")
+    np.testing.assert_array_equal(a["X"], b["X"])  # averaged at the end: the ranks agree
+    np.testing.assert_array_equal(a["Y"], b["Y"])
+    assert int(a["syncs"]) >= 3  # averaged during training, not only at the end
+    single = train_w2v()
+    kv = {w: a["X"][i] for i, w in enumerate(single.wv.index_to_key)}
+    sep1, sep2 = w2v_separation(single.wv), w2v_separation(kv)
+    assert sep1 > 0.3 and sep2 > 0.3, (sep1, sep2)
+
+
 # ------------------------------------------------------------------------ single-process units
 def test_shard_covers_the_batch_contiguously():
     for n in range(0, 12):
@@ -236,6 +274,9 @@ def _worker(what, dtype, out):
         case = sys.argv[2]
         ws = train(case, sys.argv[3], ctx.size)
         np.savez(out / f"rank{r}.npz", **{f"w{i}": w for i, w in enumerate(ws)})
+    elif what == "w2v":
+        m = train_w2v()
+        np.savez(out / f"w2v{r}.npz", X=m.wv.vectors, Y=m.syn1neg, syncs=m.sync_count)
     elif what == "nan":
         import warnings
         m = build_seq("float64")

@@ -261,17 +261,23 @@ class Word2Vec:
     10000-word chunks, CBOW on the full 11.5M-word IMDB corpus with 10000 (at 3.7M words) but not with 5000.
     A diverging run stops with a ``FloatingPointError`` before writing NaN/inf. ``verbose`` shows a progress line
     with words/s on stderr (updated about twice a second).
+
+    Under ``mpiexec -n N`` :meth:`train` is data-parallel (:func:`rnnlab.distributed.train_word2vec`): each rank
+    trains on its round-robin share of the corpus chunks and the ranks average ``syn0``/``syn1neg`` after every
+    ``sync_words`` corpus words of each rank (default 50,000). See docs/distributed.md for the quality cost.
     """
 
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
                  negative=5, ns_exponent=0.75, sample=1e-3, alpha=0.025, min_alpha=0.0001, epochs=5, seed=1,
-                 workers=1, batch_words=None, max_vocab_size=None, compute_loss=False, verbose=False):
+                 workers=1, batch_words=None, max_vocab_size=None, compute_loss=False, verbose=False,
+                 sync_words=50000):
         self._check_int("vector_size", vector_size, 1)
         self._check_int("window", window, 1)
         self._check_int("min_count", min_count, 1)
         self._check_int("negative", negative, 1)
         self._check_int("epochs", epochs, 1)
         self._check_int("workers", workers, 1)
+        self._check_int("sync_words", sync_words, 1)
         if batch_words is None:
             # summed stale updates overshoot with large chunks (see the docstring): skip-gram sums ~6x more
             # updates per word than CBOW; CBOW diverged on the full IMDB corpus with 10000-word chunks
@@ -298,6 +304,7 @@ class Word2Vec:
         self.epochs = int(epochs)
         self.seed = int(seed)
         self.workers = int(workers)
+        self.sync_words = int(sync_words)
         self.batch_words = int(batch_words)
         self.max_vocab_size = max_vocab_size
         self.compute_loss = bool(compute_loss)
@@ -459,6 +466,10 @@ class Word2Vec:
         if self.wv is None:
             raise ValueError("Word2Vec: call build_vocab(sentences) before train()")
         epochs = self.epochs if epochs is None else int(epochs)
+        from .. import distributed as _dist
+        ctx = _dist.current()
+        if ctx is not None:  # under mpiexec: corpus shards, vectors averaged every sync_words (rnnlab.distributed)
+            return _dist.train_word2vec(self, ctx, epochs)
         chunks = self._chunks()
         total = epochs * self.corpus_word_count
         state = {"done": 0, "loss": 0.0, "next": 0, "last": 0.0}

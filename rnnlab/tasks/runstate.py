@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -292,7 +293,11 @@ class TrainLoop:
         self.max_cpu_minutes = max_cpu_minutes
         self.patience = None if patience is None else int(patience)
         self.out, self.adapter, self.monitor, self.mode = out, adapter, monitor, mode
-        self.max_minutes, self.verbose = max_minutes, verbose
+        from .. import distributed as _dist
+        self._root = _dist.is_root()  # under mpiexec rank 0 alone prints and writes (rnnlab.distributed)
+        if not self._root:  # the task's own prints (summaries, samples) too: a command's stdout is rank 0's
+            sys.stdout = open(os.devnull, "w")
+        self.max_minutes, self.verbose = max_minutes, (verbose if self._root else 0)
         self.lr_decay, self.lr_patience, self.min_lr = lr_decay, int(lr_patience), float(min_lr)
         self.config = config or {}
         self.checkpoint_path = os.path.join(out, "checkpoint.npz")
@@ -308,7 +313,8 @@ class TrainLoop:
     def resume(self):
         """Load ``OUT/checkpoint.npz`` (model, optimizer, run state, RNG). Temporary files a killed run left in
         ``OUT`` (``.tmp-<pid>-*`` of a process no longer running) are removed first."""
-        _rio.remove_stale_temp_files(self.out)
+        if self._root:
+            _rio.remove_stale_temp_files(self.out)
         if not os.path.exists(self.checkpoint_path):
             raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path} (nothing to resume; "
                                     "run without --resume first, with the same --out)")
@@ -341,6 +347,9 @@ class TrainLoop:
         cpu0 = time.process_time()
         start_secs, start_cpu = self.run["train_seconds"], self.run["train_cpu_seconds"]
         stop_reason = None
+        from .. import distributed as _dist
+        if _dist.current() is not None and getattr(self.adapter, "model", None) is not None:
+            _dist.broadcast_weights(self.adapter.model)  # every rank starts from rank 0's (or resumed) weights
         opt = self.adapter.optimizer
         for epoch in range(self.run["epoch"], epochs):
             if timer.expired():
@@ -367,7 +376,8 @@ class TrainLoop:
                 self.run["best"], self.run["best_epoch"], self.run["wait"] = value, epoch + 1, 0
                 if not partial:
                     self.run["stale"] = 0
-                self.adapter.save(self.model_path, self._run_doc())
+                if self._root:
+                    self.adapter.save(self.model_path, self._run_doc())
                 improved = True
             else:
                 improved = False
@@ -390,8 +400,10 @@ class TrainLoop:
             if not partial:
                 self.run["epoch"] = epoch + 1
                 self.run["rng"] = rng_state()
-                self.adapter.save(self.checkpoint_path, self._run_doc())
-            atomic_write_json(os.path.join(self.out, "history.json"), self.run["history"])
+                if self._root:
+                    self.adapter.save(self.checkpoint_path, self._run_doc())
+            if self._root:
+                atomic_write_json(os.path.join(self.out, "history.json"), self.run["history"])
             if partial:
                 stop_reason = f"time budget ({self._budget()}) reached during epoch {epoch + 1}"
                 break
@@ -405,7 +417,7 @@ class TrainLoop:
         if stop_reason and self.verbose:
             print(f"stopped: {stop_reason}", flush=True)
         self.run["stop_reason"] = stop_reason
-        if not os.path.exists(self.model_path):      # no validation value ever (e.g. NaN at once): keep the last
+        if self._root and not os.path.exists(self.model_path):  # no validation value ever (e.g. NaN at once)
             self.adapter.save(self.model_path, self._run_doc())
         return self.run
 
