@@ -54,7 +54,9 @@ def output_dir(path, default_name):
     The lock is released when the command ends."""
     path = path or os.path.join("runs", default_name)
     os.makedirs(path, exist_ok=True)
-    _rio.RunLock(path).acquire()
+    from .. import distributed
+    if distributed.is_root():  # under mpiexec rank 0 holds the lock for the job (rnnlab.distributed)
+        _rio.RunLock(path).acquire()
     return path
 
 
