@@ -16,10 +16,14 @@ TOL = 1e-7
 
 @pytest.fixture(autouse=True)
 def _float64():
+    # Keras caches its global dtype policy from floatx the first time a layer is made: pin it to float64 too
+    old_policy = keras.config.dtype_policy()
     rnnlab.set_floatx("float64")
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     keras.utils.set_random_seed(0)
     yield
+    keras.config.set_dtype_policy(old_policy)
     keras.config.set_floatx("float32")
     rnnlab.set_floatx("float32")
 
@@ -54,6 +58,7 @@ def _assert_close(a, b, tol=TOL):
 
 def _parity(build, xs, ys, loss, rtol=TOL):
     km, rm = build(keras), build(RN)
+    assert all(w.dtype == np.float64 for w in km.get_weights() + rm.get_weights())
     _copy_weights(km, rm)
     _assert_close(rm.predict(xs, batch_size=len(_first(xs))), km.predict(xs, batch_size=len(_first(xs)), verbose=0))
     w0 = km.get_weights()
