@@ -514,12 +514,7 @@ class TagExplorer(Explorer):
         t = self.tagger
         w, c, _ = t.encode([toks])
         with self.lock:
-            h = t.word_emb.forward(w, training=False)
-            if t.chars is not None:
-                B, T, L = c.shape
-                cf = c.reshape(B * T, L)
-                f = t.char_rnn.forward(t.char_emb.forward(cf, training=False), training=False, mask=cf != 0)
-                h = np.concatenate([h, f.reshape(B, T, -1)], axis=-1)
+            h = t.input_features(w, c, training=False)   # word, char and casing features
             out, series, finals = self.stack.run(h, states)
             p = t.out.forward(out, training=False)
         return toks, series, finals, p

@@ -21,6 +21,7 @@ from .tied import TiedDense, TiedEmbedding  # noqa: F401
 from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract,  # noqa: F401
                     add, average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .reshaping import Flatten, Permute, Reshape  # noqa: F401
+from .crf import CRF  # noqa: F401  (rnnlab-only: a linear-chain CRF output for taggers)
 
 
 def __getattr__(name):  # Input / InputLayer live with the functional API (rnnlab.models.functional)

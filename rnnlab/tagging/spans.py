@@ -144,3 +144,71 @@ def span_scores(y_true, y_pred) -> SpanScores:
     p, r, f = _prf(correct, predicted, true)
     return SpanScores(p, r, f, token_accuracy(y_true, y_pred), correct, predicted, true,
                       sum(len(s) for s in y_true), dict(sorted(per.items())))
+
+
+# ------------------------------------------------------------------------------------------- tag schemes
+#: the strict tag schemes :func:`scheme_violation` checks (``bio`` is another name of ``iob2``)
+SCHEMES = ("iob1", "iob2", "iobes")
+
+
+def detect_scheme(tag_lists):
+    """The tag scheme of lists of tags: ``"iobes"`` when E-/S- tags occur, ``"iob1"`` when some ``I-X`` starts a
+    chunk (after ``O``, another type, or first in a sentence) and no ``B-X`` does, ``"iob2"`` when chunks start
+    only with ``B-``, ``None`` when the tags are not chunk tags (e.g. POS tags) or mix the conventions (then the
+    conlleval rules of :func:`extract_spans` read them and no scheme should be enforced)."""
+    i_starts = b_starts = 0
+    es = False
+    for tags in tag_lists:
+        p, t = "O", ""
+        for tag in tags:
+            try:
+                c, u = chunk_tag(tag)
+            except (ValueError, TypeError):
+                return None
+            if c in ("E", "S"):
+                es = True
+            starts_after_outside = p == "O" or t != u or p in ("E", "S")
+            if c == "I" and starts_after_outside:
+                i_starts += 1
+            if c == "B" and starts_after_outside:
+                b_starts += 1
+            p, t = c, u
+    if es:
+        return "iobes"
+    if i_starts and not b_starts:
+        return "iob1"
+    if b_starts and not i_starts:
+        return "iob2"
+    if not i_starts and not b_starts:
+        return None
+    return None
+
+
+def scheme_violation(tags, scheme):
+    """``(index, message)`` of the first tag of one sentence that the strict ``scheme`` forbids, or None.
+    IOB2: ``I-X`` only after ``B-X``/``I-X``. IOB1: ``B-X`` only after ``I-X``/``B-X`` (it separates two
+    adjacent chunks of one type). IOBES: after ``B-X``/``I-X`` only ``I-X``/``E-X``; ``I``/``E`` never start."""
+    scheme = "iob2" if str(scheme).lower() == "bio" else str(scheme).lower()
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES} (or 'bio'); got {scheme!r}")
+    p, t, prev = "O", "", "the sentence start"
+    for i, tag in enumerate(list(tags) + ["O"]):
+        c, u = chunk_tag(tag)
+        last = i == len(tags)
+        if scheme == "iob2" and c == "I" and not (p in ("B", "I") and t == u):
+            return i, (f"{tag} follows {prev}: not valid IOB2 (an I- tag must continue a chunk of its type); "
+                       "conlleval reads it as the start of a new chunk, as in IOB1")
+        if scheme == "iob1" and c == "B" and not (p in ("B", "I") and t == u):
+            return i, (f"{tag} follows {prev}: not valid IOB1 (B- only separates two adjacent chunks of one type); "
+                       "conlleval reads it as the start of a chunk, as in IOB2")
+        if scheme in ("iob1", "iob2") and c in ("E", "S"):
+            return i, f"{tag}: {scheme.upper()} has no E-/S- tags (use IOBES)"
+        if scheme == "iobes":
+            if p in ("B", "I") and not (c in ("I", "E") and t == u):
+                what = "the sentence end" if last else tag
+                return i - 1 if last else i, (f"{what} follows {prev}: not valid IOBES (a chunk opened by B-/I- "
+                                              "must continue with I- or close with E- of its type)")
+            if c in ("I", "E") and not (p in ("B", "I") and t == u):
+                return i, f"{tag} follows {prev}: not valid IOBES (I-/E- must continue a chunk opened by B-)"
+        p, t, prev = c, u, tag
+    return None

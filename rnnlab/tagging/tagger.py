@@ -7,10 +7,22 @@ Architecture, for a padded batch of word ids ``w`` (B, T) (0 = padding) and, opt
     e   = Embedding(V, E, mask_zero=True)(w)                    (B, T, E)
     f   = Bidirectional(LSTM(Uc))(Embedding(C, Ec, mask_zero)(c reshaped to (B*T, L)), mask=(c != 0))
           reshaped to (B, T, 2 Uc)                              last states of a char BiLSTM per word
-    h_0 = [e ; f]  (concatenated on the feature axis; just e without characters), then Dropout
+    k   = casing(word) one-hot (B, T, 6), with ``casing=True`` (needs the characters): all lower, all upper,
+          initial upper, all digits, contains a digit, other (punctuation, mixed) -- fixed features, no weights
+    h_0 = [e ; f ; k]  (concatenated on the feature axis; just e without characters), then Dropout
     h_k = [Bidirectional](LSTM|GRU|SimpleRNN(U, return_sequences=True))(h_{k-1}, mask=m)   k = 1..layers
     p   = TimeDistributed(Dense(n_tags, softmax))(h_layers)    (B, T, n_tags)
     L   = masked sparse categorical cross-entropy(tags, p, mask=m)   (padding steps do not count)
+
+With ``crf=True`` the output is linear, ``x = TimeDistributed(Dense(n_tags))(h_layers)`` (emission scores), and
+a linear-chain :class:`rnnlab.layers.CRF` scores whole tag sequences: the loss is its mean negative
+log-likelihood (forward algorithm), its gradient ``dL/dx`` the forward-backward marginals minus the gold one-hots,
+and :meth:`Tagger.predict` is the Viterbi decode. ``tag_scheme`` (``iob1``, ``iob2``, ``iobes``) constrains the
+CRF to the valid transitions of that scheme; the padding tag is never allowed.
+
+Word dropout (Lample et al. 2016): with ``word_dropout = q > 0``, during training every occurrence of a word
+seen once in the training data (``Tagger.singletons``) is replaced by ``<unk>`` with probability q, so the
+``<unk>`` embedding is trained on words like the unseen ones of the test data.
 
 Backward runs the same layers in reverse order; the gradient of ``h_0`` is split back into ``dL/de`` (to the
 word embedding) and ``dL/df`` (reshaped to (B*T, 2 Uc), through the char BiLSTM to the char embedding). Every
@@ -66,7 +78,8 @@ class Tagger:
     """(Bi)RNN tagger over word embeddings, optionally with a character BiLSTM per word (see module docstring)."""
 
     def __init__(self, words, tags, chars=None, embedding_dim=50, units=64, cell="lstm", layers=1,
-                 bidirectional=True, char_dim=16, char_units=16, dropout=0.0, lowercase=False, max_word_len=20):
+                 bidirectional=True, char_dim=16, char_units=16, dropout=0.0, lowercase=False, max_word_len=20,
+                 crf=False, tag_scheme=None, casing=False, word_dropout=0.0):
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
         for name, v in (("embedding_dim", embedding_dim), ("units", units), ("layers", layers),
@@ -75,6 +88,13 @@ class Tagger:
                 raise ValueError(f"Tagger: {name} must be a positive int, got {v!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Tagger: dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"Tagger: word_dropout must be in [0, 1), got {word_dropout}")
+        if casing and chars is None:
+            raise ValueError("Tagger: casing=True needs the character vocabulary (chars=...): the casing features "
+                             "are computed from each word's characters")
+        if tag_scheme is not None and str(tag_scheme).lower() not in ("iob1", "iob2", "bio", "iobes"):
+            raise ValueError(f"Tagger: tag_scheme must be None, 'iob1', 'iob2' or 'iobes'; got {tag_scheme!r}")
         self.words = words if isinstance(words, Vocab) else Vocab(words)
         self.tags = list(tags)
         if not self.tags or self.tags[0] != PAD:
@@ -83,7 +103,10 @@ class Tagger:
         self.chars = None if chars is None else (chars if isinstance(chars, Vocab) else Vocab(chars))
         self.config = dict(embedding_dim=int(embedding_dim), units=int(units), cell=cell, layers=int(layers),
                            bidirectional=bool(bidirectional), char_dim=int(char_dim), char_units=int(char_units),
-                           dropout=float(dropout), lowercase=bool(lowercase), max_word_len=int(max_word_len))
+                           dropout=float(dropout), lowercase=bool(lowercase), max_word_len=int(max_word_len),
+                           crf=bool(crf), tag_scheme=None if tag_scheme is None else str(tag_scheme).lower(),
+                           casing=bool(casing), word_dropout=float(word_dropout))
+        self.singletons = np.zeros(0, dtype=np.int64)   # word ids seen once in training (set by build_tagger)
         self.lowercase = bool(lowercase)
         self.max_word_len = int(max_word_len)
         cfg = self.config
@@ -97,6 +120,9 @@ class Tagger:
             self.char_rnn = Bidirectional(LSTM(cfg["char_units"], name="char_lstm"), name="char_bilstm")
             self.char_rnn._maybe_build((None, None, cfg["char_dim"]))
             feat += 2 * cfg["char_units"]
+            if cfg["casing"]:
+                feat += N_CASING
+                self._case_tables = _casing_tables(self.chars.items)
         self.dropout = Dropout(cfg["dropout"], name="input_dropout") if cfg["dropout"] else None
         self.rnns = []
         for k in range(cfg["layers"]):
@@ -106,8 +132,21 @@ class Tagger:
             rnn._maybe_build((None, None, feat))
             feat = rnn.output_shape[-1]
             self.rnns.append(rnn)
-        self.out = TimeDistributed(Dense(len(self.tags), activation="softmax", name="tag_dense"), name="tag_output")
+        self.out = TimeDistributed(Dense(len(self.tags), activation=None if cfg["crf"] else "softmax",
+                                         name="tag_dense"), name="tag_output")
         self.out._maybe_build((None, None, feat))
+        self.crf = None
+        if cfg["crf"]:
+            from ..layers.crf import CRF, scheme_constraints
+
+            K = len(self.tags)
+            if cfg["tag_scheme"]:
+                st, al, en = scheme_constraints(self.tags, cfg["tag_scheme"], forbidden={PAD})
+            else:   # no scheme: everything allowed but the padding tag
+                st, en = np.arange(K) != 0, np.arange(K) != 0
+                al = st[:, None] & st[None, :]
+            self.crf = CRF(K, allowed=al, allowed_start=st, allowed_end=en, name="crf")
+            self.crf._maybe_build((None, None, K))
         self.loss = SparseCategoricalCrossentropy()
         self.history: list = []
 
@@ -117,7 +156,7 @@ class Tagger:
         out = [self.word_emb]
         if self.chars is not None:
             out += [self.char_emb, self.char_rnn]
-        return out + self.rnns + [self.out]
+        return out + self.rnns + [self.out] + ([self.crf] if self.crf is not None else [])
 
     def trainable_weight_refs(self):
         return [r for layer in self.layers for r in layer.trainable_weight_refs()]
@@ -167,9 +206,25 @@ class Tagger:
         return w, c, y
 
     # ---------------------------------------------------------------------------- forward/backward
-    def forward(self, w, c=None, training=False):
-        """Tag probabilities (B, T, n_tags) and the token mask (B, T)."""
-        mask = w != 0
+    def casing_features(self, c):
+        """One-hot casing classes (B, T, 6) of the words whose character ids are ``c`` (B, T, L): all lower,
+        all upper, initial upper, all digits, contains a digit, other (padding steps: all zero)."""
+        up, low, dig = (t[c] for t in self._case_tables)          # (B, T, L) booleans per character
+        n = (c != 0).sum(-1)
+        n_up, n_low, n_dig = up.sum(-1), low.sum(-1), dig.sum(-1)
+        cls = np.full(c.shape[:2], 5, dtype=np.int64)
+        cls = np.where(n_dig > 0, 4, cls)
+        cls = np.where((n_dig == n) & (n > 0), 3, cls)
+        cls = np.where(up[..., 0] & (n_up < n) & (n_low == n - 1), 2, cls)
+        cls = np.where((n_up == n) & (n > 0), 1, cls)
+        cls = np.where((n_low == n) & (n > 0), 0, cls)
+        out = np.zeros(c.shape[:2] + (N_CASING,), dtype=backend.floatx())
+        np.put_along_axis(out, cls[..., None], 1.0, axis=-1)
+        out *= (n > 0)[..., None]
+        return out
+
+    def input_features(self, w, c=None, training=False):
+        """``h_0`` before dropout: word embeddings, char BiLSTM states and casing features (B, T, F)."""
         h = self.word_emb.forward(w, training=training)
         if self.chars is not None:
             if c is None or c.shape[:2] != w.shape:
@@ -179,7 +234,25 @@ class Tagger:
             cf = c.reshape(B * T, L)
             ce = self.char_emb.forward(cf, training=training)
             f = self.char_rnn.forward(ce, training=training, mask=cf != 0)
-            h = np.concatenate([h, f.reshape(B, T, -1)], axis=-1)
+            parts = [h, f.reshape(B, T, -1)]
+            if self.config["casing"]:
+                parts.append(self.casing_features(c).astype(h.dtype))
+            h = np.concatenate(parts, axis=-1)
+        return h
+
+    def drop_words(self, w, rng):
+        """Word dropout: each singleton word id in ``w`` becomes ``<unk>`` (1) with probability
+        ``word_dropout`` (a new array; ``w`` is unchanged)."""
+        q = self.config["word_dropout"]
+        if q <= 0 or not len(self.singletons):
+            return w
+        hit = np.isin(w, self.singletons) & (rng.random(w.shape) < q)
+        return np.where(hit, 1, w)
+
+    def forward(self, w, c=None, training=False):
+        """Tag probabilities (B, T, n_tags) (emission scores with ``crf=True``) and the token mask (B, T)."""
+        mask = w != 0
+        h = self.input_features(w, c, training=training)
         if self.dropout is not None:
             h = self.dropout.forward(h, training=training)
         for rnn in self.rnns:
@@ -195,17 +268,38 @@ class Tagger:
             g = self.dropout.backward(g)
         E = self.config["embedding_dim"]
         if self.chars is not None:
-            gf = g[..., E:]
+            gf = g[..., E:E + 2 * self.config["char_units"]]
             gce = self.char_rnn.backward(np.ascontiguousarray(gf.reshape(-1, gf.shape[-1])))
             self.char_emb.backward(gce)
         self.word_emb.backward(np.ascontiguousarray(g[..., :E]))
 
     def loss_and_grads(self, w, c, y, training=True):
-        """Masked cross-entropy of one batch; fills the gradients of every weight."""
+        """Masked cross-entropy (the CRF's mean negative log-likelihood with ``crf=True``) of one batch; fills the
+        gradients of every weight."""
         p, mask = self.forward(w, c, training=training)
-        loss, grad = self.loss.forward_backward(y, p, mask=mask)
+        loss, grad = self.loss_from_outputs(y, p, mask)
         self.backward(grad)
         return loss
+
+    def loss_from_outputs(self, y, p, mask):
+        """``(loss, dloss/dp)`` for the outputs ``p`` of :meth:`forward`."""
+        if self.crf is not None:
+            try:
+                return self.crf.loss_and_grads(p, y, mask)
+            except ValueError as e:
+                if "forbid" not in str(e):
+                    raise
+                raise ValueError(f"Tagger: a training sentence breaks the {self.config['tag_scheme']} tag scheme "
+                                 f"({e}); tags: {self.tags}") from None
+        return self.loss.forward_backward(y, p, mask=mask)
+
+    def decode(self, p, mask):
+        """Tag ids (B, T) from :meth:`forward`'s outputs: Viterbi with a CRF, else the arg-max (never padding)."""
+        if self.crf is not None:
+            return self.crf.decode(p, mask)[0]
+        p = p.copy()
+        p[..., 0] = -np.inf
+        return p.argmax(-1)
 
     # ----------------------------------------------------------------------------------- training
     def fit(self, train, valid=None, epochs=10, batch_size=32, optimizer=None, time_budget=None, verbose=1,
@@ -236,7 +330,7 @@ class Tagger:
             for step, b0 in enumerate(range(0, n, batch_size)):
                 idx = order[b0: b0 + batch_size]
                 w, c, y = self.encode([toks[i] for i in idx], [tags[i] for i in idx])
-                loss = self.loss_and_grads(w, c, y)
+                loss = self.loss_and_grads(self.drop_words(w, rng), c, y)
                 try:  # the one NaN policy of every loop: no update, warn, stop (rnnlab.training.checked_update)
                     checked_update(opt, self.trainable_weight_refs(), loss, epoch, step)
                 except NonFiniteLoss as e:
@@ -278,10 +372,8 @@ class Tagger:
         for b0 in range(0, len(token_lists), batch_size):
             batch = token_lists[b0: b0 + batch_size]
             w, c, _ = self.encode(batch)
-            p, _ = self.forward(w, c, training=False)
-            p = p.copy()
-            p[..., 0] = -1.0  # never predict padding
-            ids = p.argmax(-1)
+            p, mask = self.forward(w, c, training=False)
+            ids = self.decode(p, mask)
             out += [[self.tags[k] for k in ids[i, : len(s)]] for i, s in enumerate(batch)]
         return out
 
@@ -375,10 +467,37 @@ def _entity_like(tags):
 
 
 def build_tagger(train_sentences, char_features=False, lowercase=False, min_count=1, **kwargs):
-    """A :class:`Tagger` with vocabularies built from training sentences."""
+    """A :class:`Tagger` with vocabularies built from training sentences (its ``singletons``, the words seen once,
+    are what word dropout replaces)."""
     norm = (lambda t: t.lower()) if lowercase else (lambda t: t)
     words = Vocab.build([[norm(t) for t in s.tokens] for s in train_sentences], min_count=min_count)
     tags = sorted({t for s in train_sentences for t in s.tags})
     chars = Vocab.build([list(t) for s in train_sentences for t in s.tokens]).items[2:] if char_features else None
     backend.rng()  # weights are drawn from the seeded global generator
-    return Tagger(words, tags, chars=chars, lowercase=lowercase, **kwargs)
+    model = Tagger(words, tags, chars=chars, lowercase=lowercase, **kwargs)
+    model.singletons = singleton_ids(model, train_sentences)
+    return model
+
+
+def singleton_ids(model, sentences):
+    """Sorted ids (int64) of the vocabulary words that occur exactly once in ``sentences``."""
+    counts: dict = {}
+    for s in sentences:
+        for t in s.tokens:
+            t = model._norm(t)
+            counts[t] = counts.get(t, 0) + 1
+    ids = [model.words.index[t] for t, n in counts.items() if n == 1 and t in model.words.index]
+    return np.asarray(sorted(i for i in ids if i > 1), dtype=np.int64)
+
+
+#: the number of casing classes (see :meth:`Tagger.casing_features`)
+N_CASING = 6
+
+
+def _casing_tables(chars):
+    """Per character id (0 pad, 1 unknown, then ``chars``): is upper, is lower, is a digit."""
+    items = ["", ""] + [c for c in chars if c not in (PAD, UNK)]
+    up = np.array([len(c) == 1 and c.isupper() for c in items])
+    low = np.array([len(c) == 1 and c.islower() for c in items])
+    dig = np.array([len(c) == 1 and c.isdigit() for c in items])
+    return up, low, dig

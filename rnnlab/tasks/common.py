@@ -10,11 +10,28 @@ import time
 from .. import io as _rio
 
 
+#: the default wall-clock budget of the train commands whose --epochs default is "until no improvement"
+DEFAULT_MAX_MINUTES = 15.0
+#: the epoch cap used when --epochs is not given (early stopping or --max-minutes ends the run first)
+UNTIL_PLATEAU_EPOCHS = 10_000
+
+
 def add_common_train_arguments(parser, *, epochs=10, batch_size=32, cell="lstm", units=128, layers=1,
-                               embedding_dim=128, dropout=0.0, optimizer="adam", lr=1e-3, out=None):
-    """The flags all ``train`` commands take (defaults chosen per task)."""
+                               embedding_dim=128, dropout=0.0, optimizer="adam", lr=1e-3, out=None,
+                               patience=None, max_minutes=None):
+    """The flags all ``train`` commands take (defaults chosen per task). With ``epochs=None`` the default is
+    "until the validation metric stops improving": ``--patience`` epochs in a row without a better value end the
+    run (the best epoch's model is kept), within ``--max-minutes`` (default ``max_minutes``)."""
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs)
+    if epochs is None:
+        g.add_argument("--epochs", type=int, default=None,
+                       help=f"at most this many epochs (default: until the validation metric has not improved for "
+                            f"--patience epochs, within --max-minutes)")
+        g.add_argument("--patience", type=int, default=patience or 3,
+                       help=f"early stopping: epochs without a better validation value before stopping "
+                            f"(default {patience or 3}); the best epoch's model is kept")
+    else:
+        g.add_argument("--epochs", type=int, default=epochs)
     g.add_argument("--batch-size", type=int, default=batch_size)
     g.add_argument("--cell", choices=["lstm", "gru", "rnn"], default=cell)
     g.add_argument("--units", type=int, default=units)
@@ -27,13 +44,51 @@ def add_common_train_arguments(parser, *, epochs=10, batch_size=32, cell="lstm",
     g.add_argument("--clipnorm", type=float, default=None)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", default=out, help="output folder (model, history, metrics.json)")
-    g.add_argument("--max-minutes", type=float, default=None,
-                   help="stop cleanly after this many minutes of training, keeping the best checkpoint")
+    g.add_argument("--max-minutes", type=float, default=max_minutes,
+                   help="stop cleanly after this many minutes of training, keeping the best checkpoint"
+                        + (f" (default {max_minutes:g}; 0 or a negative value: no limit)" if max_minutes else ""))
     g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     g.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     g.add_argument("--force", action="store_true",
                    help="build the model even when its estimated parameter memory exceeds the available memory")
     return g
+
+
+def epochs_to_run(args):
+    """``--epochs``, or the open-ended cap when it was left to early stopping; checks ``--patience`` and turns a
+    ``--max-minutes`` of 0 or less into "no limit"."""
+    if getattr(args, "max_minutes", None) is not None and args.max_minutes <= 0:
+        args.max_minutes = None
+    if getattr(args, "patience", None) is not None and args.patience < 1:
+        raise ValueError(f"--patience must be >= 1, got {args.patience}")
+    if args.epochs is None:
+        return UNTIL_PLATEAU_EPOCHS
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    return args.epochs
+
+
+def add_threads_argument(group):
+    """``--threads`` (BLAS threads), default: the cores this process may use."""
+    group.add_argument("--threads", type=int, default=None,
+                       help=f"BLAS threads (default: this machine's cores, {default_threads()}); on a machine shared "
+                            "with other jobs --threads 1 is steadier")
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads(args) -> int:
+    n = getattr(args, "threads", None)
+    if n is None:
+        return default_threads()
+    if n < 1:
+        raise ValueError(f"--threads must be >= 1, got {n}")
+    return n
 
 
 def make_optimizer(args):
@@ -118,3 +173,49 @@ class Timer:
 
     def expired(self):
         return self.max_seconds is not None and self.elapsed >= self.max_seconds
+
+
+def add_vectors_arguments(group):
+    """``--vectors FILE`` and ``--freeze-vectors`` (classify and tag)."""
+    group.add_argument("--vectors", default=None,
+                       help="pretrained word vectors (word2vec text, word2vec binary .bin, or GloVe text; e.g. "
+                            "written by `rnnlab train word2vec`): their dimension must equal --embedding-dim; the "
+                            "words found initialise the embedding rows (lowercased lookup as a fallback)")
+    group.add_argument("--freeze-vectors", action="store_true",
+                       help="keep the embedding matrix fixed during training (default: fine-tune it)")
+
+
+def apply_vectors(path, weight, word_index, embedding_dim, verbose=1):
+    """Copy the vectors of ``path`` into the rows of the embedding ``weight`` (V, D) for ``word_index`` (word ->
+    row; rows of words without a vector keep their initial values). Returns the coverage
+    ``{"vectors_file", "vectors_found", "vocabulary", "vectors_coverage"}``.
+
+    Errors: a file whose dimension differs from ``--embedding-dim`` (a ValueError naming both); no word of the
+    vocabulary in the file gives a warning on stderr with the coverage (0 of N) and training goes on with the
+    initial rows."""
+    from ..embeddings.io import load_vectors
+
+    kv = load_vectors(path)
+    if kv.vector_size != int(embedding_dim):
+        raise ValueError(f"--vectors {path}: the vectors have dimension {kv.vector_size} but --embedding-dim is "
+                         f"{embedding_dim}; pass --embedding-dim {kv.vector_size}")
+    found = 0
+    for word, i in word_index.items():
+        if not 0 <= i < weight.shape[0]:
+            continue
+        j = kv.key_to_index.get(word)
+        if j is None:
+            j = kv.key_to_index.get(word.lower())
+        if j is not None:
+            weight[i] = kv.vectors[j]
+            found += 1
+    n = sum(1 for i in word_index.values() if 0 <= i < weight.shape[0])
+    cov = {"vectors_file": str(path), "vectors_found": found, "vocabulary": n,
+           "vectors_coverage": round(found / n, 4) if n else 0.0}
+    if found == 0:
+        print(f"rnnlab: warning: --vectors {path}: none of the {n} vocabulary words has a vector (coverage 0.0%); "
+              "the embeddings start from their random initial values", file=sys.stderr, flush=True)
+    elif verbose:
+        print(f"--vectors {path}: {found} of {n} vocabulary words have a vector ({100.0 * found / n:.1f}%)",
+              flush=True)
+    return cov

@@ -51,15 +51,36 @@ def add_train_arguments(parser):
     d.add_argument("--num-sentences", type=int, default=3000, help="with --generate: training sentences")
     d.add_argument("--lowercase", action="store_true", help="lowercase words for the word vocabulary")
     d.add_argument("--min-count", type=int, default=1, help="words rarer than this in training become <unk>")
+    d.add_argument("--tag-scheme", choices=["auto", "iob1", "iob2", "bio", "iobes", "none"], default="auto",
+                   help="chunk tag scheme of the files: auto (detected from the training file; CoNLL-2003 is "
+                        "iob1), a strict scheme (a tag it forbids, e.g. I-X after O under iob2, is an error naming "
+                        "the line), or none (no CRF constraints). Scoring is conlleval's for every scheme")
     m = parser.add_argument_group("model")
     m.add_argument("--unidirectional", action="store_true", help="left-to-right tagger (default: bidirectional)")
-    m.add_argument("--char-features", action="store_true", help="add a character BiLSTM per word")
-    m.add_argument("--char-dim", type=int, default=16)
-    m.add_argument("--char-units", type=int, default=16)
+    ch = m.add_mutually_exclusive_group()
+    ch.add_argument("--char-features", dest="char_features", action="store_const", const=True, default=None,
+                    help="a character BiLSTM per word, plus casing features (default for --train files)")
+    ch.add_argument("--no-char-features", dest="char_features", action="store_const", const=False,
+                    help="words only (default for --generate two-sided)")
+    m.add_argument("--no-casing", dest="casing", action="store_false",
+                   help="leave out the 6 casing features (on with the character features)")
+    m.add_argument("--char-dim", type=int, default=25)
+    m.add_argument("--char-units", type=int, default=25)
+    m.add_argument("--crf", choices=["auto", "on", "off"], default="auto",
+                   help="a linear-chain CRF output (Viterbi decoding): auto = on for chunk/entity tags "
+                        "(B-/I-/E-/S- prefixes), off for other tags such as POS")
+    m.add_argument("--word-dropout", type=float, default=0.5,
+                   help="training: a word seen once in the training data becomes <unk> with this probability "
+                        "(Lample et al. 2016; default 0.5; 0 turns it off)")
+    from .common import add_threads_argument, add_vectors_arguments
+
+    add_vectors_arguments(m)
+    add_threads_argument(m)
     from .runstate import add_budget_arguments
 
     add_budget_arguments(m)
-    add_common_train_arguments(parser, epochs=10, batch_size=32, units=64, embedding_dim=50, lr=5e-3)
+    add_common_train_arguments(parser, epochs=None, patience=3, max_minutes=15.0, batch_size=32, units=100,
+                               embedding_dim=100, dropout=0.5, lr=5e-3)
 
 
 def _optimizer(args):
@@ -110,6 +131,7 @@ class _Adapter:
 
         import numpy as np
 
+        from .. import backend
         from ..training import NonFiniteLoss, checked_update
         from .runstate import EpochBatches
 
@@ -119,8 +141,8 @@ class _Adapter:
         stop = None
         for step, idx in ep:
             w, c, y = m.encode([self.train[i].tokens for i in idx], [self.train[i].tags for i in idx])
-            p, mask = m.forward(w, c, training=True)
-            loss, grad = m.loss.forward_backward(y, p, mask=mask)
+            p, mask = m.forward(m.drop_words(w, backend.rng()), c, training=True)
+            loss, grad = m.loss_from_outputs(y, p, mask)
             try:  # the one NaN policy (rnnlab.training.checked_update): no update on a non-finite loss/gradient
                 if not math.isfinite(loss):
                     raise NonFiniteLoss("loss", loss, epoch, step)
@@ -131,7 +153,7 @@ class _Adapter:
                 break
             loss_sum += loss * len(idx)
             seen += len(idx)
-            correct += float(np.sum((p.argmax(-1) == y) & mask))
+            correct += float(np.sum((m.decode(p, mask) == y) & mask))
             tokens += float(mask.sum())
             ep.update({"loss": loss_sum / seen, "accuracy": correct / max(tokens, 1)}, seen)
         logs = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(tokens, 1)}
@@ -147,8 +169,12 @@ class _Adapter:
             batch = self.valid[b0: b0 + 64]
             w, c, y = m.encode([s.tokens for s in batch], [s.tags for s in batch], unknown_tags=unknown)
             p, mask = m.forward(w, c, training=False)
-            k = float(mask.sum())
-            total += float(m.loss(y, p, mask=mask)) * k
+            if m.crf is not None:   # the CRF's loss is per sentence: weight by sentences
+                k = float(len(batch))
+                total += float(m.loss_from_outputs(y, p, mask)[0]) * k
+            else:
+                k = float(mask.sum())
+                total += float(m.loss(y, p, mask=mask)) * k
             count += k
         out = {"loss": total / max(count, 1.0), "accuracy": ev["token_accuracy"]}
         if ev["entity_tags"]:
@@ -167,8 +193,11 @@ class _Adapter:
         from ..tagging.tagger import Tagger
         from .runstate import read_task_file
 
+        from ..tagging.tagger import singleton_ids
+
         doc, arrays = read_task_file(path, TASK)
         self.model = Tagger.load(path)
+        self.model.singletons = singleton_ids(self.model, self.train)   # word dropout's words (not in the file)
         state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
         if state:
             self.optimizer.set_state(state)
@@ -179,7 +208,8 @@ def _settings(args):
     """The settings a resumed run must share with the checkpoint."""
     keys = ("train", "valid", "generate", "num_sentences", "format", "token_column", "tag_column", "encoding",
             "unknown_tags", "lowercase", "min_count", "unidirectional", "char_features", "char_dim", "char_units",
-            "cell", "units", "layers", "embedding_dim", "dropout", "optimizer", "clipnorm", "seed", "batch_size")
+            "cell", "units", "layers", "embedding_dim", "dropout", "optimizer", "clipnorm", "seed", "batch_size",
+            "casing", "crf", "tag_scheme", "word_dropout", "vectors", "freeze_vectors")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -188,13 +218,25 @@ def train(args):
     from ..tagging.tagger import Tagger, build_tagger
     from .runstate import TrainLoop
 
-    for name in ("epochs", "batch_size", "units", "layers", "embedding_dim", "char_dim", "char_units", "min_count"):
+    from .common import apply_vectors, epochs_to_run
+
+    from ..demo import limit_blas_threads
+    from .common import threads
+
+    epochs = epochs_to_run(args)
+    limit_blas_threads(threads(args))
+    for name in ("batch_size", "units", "layers", "embedding_dim", "char_dim", "char_units", "min_count"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 <= args.word_dropout < 1.0:
+        raise ValueError(f"--word-dropout must be in [0, 1), got {args.word_dropout}")
     if args.bidirectional and args.unidirectional:
         raise ValueError("--bidirectional and --unidirectional contradict each other (bidirectional is the default)")
     backend.set_random_seed(args.seed)
     train_s, valid_s, test_s, name = _load(args)
+    if args.char_features is None:   # on for real text and the suffix task, off for the two-sided generated task
+        args.char_features = args.generate != "two-sided"
+    scheme = _tag_scheme(args, train_s, valid_s, test_s)
     # unknown tags in valid/test are reported before any training time is spent
     known = {t for s in train_s for t in s.tags}
     if args.unknown_tags == "error":
@@ -206,28 +248,41 @@ def train(args):
                     raise ValueError(f"{label} data: tag {bad[0]!r} ({where}) does not occur in the training data "
                                      f"(known: {sorted(known)[:20]}); use --unknown-tags O to score it as O")
     out = output_dir(args.out, f"tag-{name}")
+    from ..tagging.tagger import _entity_like
+
+    entity = _entity_like(sorted({t for s in train_s for t in s.tags}))   # chunk tags: F1 picks the best epoch
+    use_crf = args.crf == "on" or (args.crf == "auto" and entity)
     model = build_tagger(train_s, char_features=args.char_features, lowercase=args.lowercase,
                          min_count=args.min_count, embedding_dim=args.embedding_dim, units=args.units, cell=args.cell,
                          layers=args.layers, bidirectional=not args.unidirectional, char_dim=args.char_dim,
-                         char_units=args.char_units, dropout=args.dropout)
+                         char_units=args.char_units, dropout=args.dropout, crf=use_crf,
+                         tag_scheme=scheme if use_crf else None, casing=args.char_features and args.casing,
+                         word_dropout=args.word_dropout)
+    coverage = {}
+    if args.vectors:
+        coverage = apply_vectors(args.vectors, model.word_emb.params["embeddings"],
+                                 {w: i for w, i in model.words.index.items() if i >= 2}, args.embedding_dim,
+                                 args.verbose)
+        model.word_emb._weights_changed()
+        if args.freeze_vectors:
+            model.word_emb.trainable = False
     if args.verbose:
         print(f"{len(train_s)} training / {len(valid_s)} validation sentences; {len(model.words)} words, "
-              f"{len(model.tags) - 1} tags; {model.count_params():,} parameters; "
+              f"{len(model.tags) - 1} tags{f' ({scheme})' if scheme else ''}; {model.count_params():,} parameters; "
               f"{'bi' if not args.unidirectional else 'uni'}directional {args.cell}"
-              f"{' + char BiLSTM' if args.char_features else ''}", flush=True)
-    from ..tagging.tagger import _entity_like
-
-    entity = _entity_like(model.tags[1:])   # entity tags: best epoch by entity F1, else by token accuracy
+              f"{' + char BiLSTM' if args.char_features else ''}"
+              f"{' + casing' if model.config['casing'] else ''}{' + CRF' if use_crf else ''}", flush=True)
     adapter = _Adapter(model, _optimizer(args), train_s, valid_s, args, {"task": TASK})
     loop = TrainLoop(out, adapter, monitor="f1" if entity else "accuracy", mode="max",
                      max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes, verbose=args.verbose,
-                     config=_settings(args))
+                     config=_settings(args), patience=getattr(args, "patience", None) if args.epochs is None else None)
     if args.resume:
         loop.resume()
-    run = loop.fit(args.epochs)
+    run = loop.fit(epochs)
     best = Tagger.load(loop.model_path)
     path = loop.model_path
     metrics = {"bidirectional": not args.unidirectional, "cell": args.cell, "char_features": args.char_features,
+               "casing": model.config["casing"], "crf": use_crf, "tag_scheme": scheme, **coverage,
                "train_sentences": len(train_s), "epochs_run": len(run["history"]), "best_epoch": run["best_epoch"],
                "stop_reason": run.get("stop_reason"), "train_seconds": round(run["train_seconds"], 1),
                "train_cpu_seconds": round(run["train_cpu_seconds"], 1), "model": path}
@@ -242,6 +297,31 @@ def train(args):
     if args.verbose:
         print(f"model saved to {path} (best epoch {run['best_epoch']})")
     return finish_run(out, metrics)
+
+
+def _tag_scheme(args, train_s, valid_s, test_s):
+    """The scheme the CRF is constrained to: the declared one (every file checked against it; a forbidden tag
+    is an error naming the file and line) or the one detected from the training file (``None`` for non-chunk
+    tags or mixed conventions, read by the conlleval rules without constraints)."""
+    from ..tagging.spans import detect_scheme, scheme_violation
+
+    declared = args.tag_scheme
+    if declared == "none":
+        return None
+    if declared == "auto":
+        return detect_scheme([s.tags for s in train_s])
+    scheme = "iob2" if declared == "bio" else declared
+    files = (("train", args.train, train_s), ("valid", args.valid, valid_s), ("test", args.test, test_s or []))
+    for label, path, data in files:
+        for i, s in enumerate(data):
+            bad = scheme_violation(s.tags, scheme)
+            if bad:
+                j, msg = bad
+                where = f"{path}, sentence starting at line {s.line}, token {j + 1}" if s.line else \
+                    f"{label} sentence {i}, token {j + 1}"
+                raise ValueError(f"{where}: {msg}. --tag-scheme {declared} is strict; pass --tag-scheme auto to "
+                                 "read the file the way conlleval does")
+    return scheme
 
 
 def add_tag_arguments(parser):
