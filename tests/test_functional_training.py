@@ -255,3 +255,13 @@ def test_tbptt_on_a_functional_model_matches_sequential():
     np.testing.assert_allclose(hf.history["loss"], hs.history["loss"], rtol=1e-5)
     for a, b in zip(fm.get_weights(), sm.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mask_reaches_a_nested_sequential():
+    x = rnnlab.Input((5,), dtype="int32")
+    emb = L.Embedding(10, 3, mask_zero=True)
+    seq = rnnlab.Sequential([rnnlab.Input((5, 3)), L.GRU(4)])
+    m = rnnlab.Model(x, seq(emb(x)))
+    ids = np.array([[1, 2, 0, 0, 0]])
+    # masked steps are skipped: the same output as the two valid steps alone
+    np.testing.assert_allclose(m.predict(ids), seq(emb(ids[:, :2])), rtol=1e-5)

@@ -291,7 +291,7 @@ class Sequential(Model):
     def forward(self, inputs, training=False, mask=None):
         """The stack's forward (layer contract): the layers' caches serve :meth:`backward`."""
         x = self._prepare_x(inputs)
-        out, self._last_mask = self._forward(x, training)
+        out, self._last_mask = self._forward(x, training, mask)  # a mask from the graph reaches the first layer
         self._cache = True
         return out
 
@@ -355,8 +355,7 @@ class Sequential(Model):
             raise TypeError(f"x must be numeric, got dtype {x.dtype}")
         return x
 
-    def _forward(self, x, training):
-        mask = None
+    def _forward(self, x, training, mask=None):
         for layer in self.layers:
             y = layer.forward(x, training=training, mask=mask)
             mask = layer.compute_mask(x, mask)
