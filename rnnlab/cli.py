@@ -14,8 +14,9 @@ line of final metrics and writes the same to ``metrics.json`` in the output fold
 Exit status: 0 on success; 1 for a user error (an :class:`rnnlab.io.RnnlabError` about a file, a memory
 estimate or a locked ``--out``, any ``ValueError``, a missing or unreadable path), printed as one line
 ``rnnlab: error: ...`` without a traceback; 2 for bad arguments (``--threads 0``); 3 when training stopped on
-a non-finite loss (the reason on stderr; the model and metrics are still written). Any other exception is a
-bug and shows its traceback.
+a non-finite loss (the reason on stderr; the model and metrics are still written) or diverged
+(``FloatingPointError`` from ``Seq2Seq.fit`` / ``Word2Vec``). Any other exception is a bug and shows its
+traceback.
 """
 from __future__ import annotations
 
@@ -151,6 +152,9 @@ def main(argv=None) -> int:
     except OSError as e:       # a directory or an unreadable path given as a file, a full disk ...
         print(f"rnnlab: error: {_os_error_message(e)}", file=sys.stderr)
         return 1
+    except FloatingPointError as e:   # Seq2Seq.fit / Word2Vec: training diverged (a non-finite loss or update)
+        print(f"rnnlab: training stopped: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("rnnlab: interrupted", file=sys.stderr)
         return 130

@@ -182,3 +182,15 @@ def test_outputs_get_the_umask_permissions(tmp_path):
         assert (os.stat(tmp_path / "b.bin").st_mode & 0o777) == 0o600
     finally:
         os.umask(old)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")      # overflow is the point of this run
+def test_diverged_word2vec_exits_3_without_a_traceback(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(" ".join(f"w{i}" for i in rng.integers(0, 30, 15)) for _ in range(200)))
+    rc = cli.main(["train", "word2vec", "--text", str(text), "--out", str(tmp_path / "run"), "--min-count", "1",
+                   "--vector-size", "8", "--alpha", "1e30", "--min-alpha", "1e30", "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert "rnnlab: training stopped: Word2Vec diverged" in err and "Traceback" not in err     # after its progress
