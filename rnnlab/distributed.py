@@ -25,10 +25,12 @@ gradients are *summed*. Masks (per-rank counts differ) and ``sample_weight`` (it
 change ``N``) are therefore exact, as are uneven shards and a rank with no sample at all (it contributes 0).
 ``reduction="sum"`` losses use the factor 1.
 
-Embedding gradients (:class:`~rnnlab.backend.RowSparseGrad`) are *not* densified: the ranks ``Allgather``
-their row counts, then ``Allgatherv`` the row ids and the rows, and every rank sums the rows of equal id.
-The result holds the union of the rows the global batch touched, as one process would (so
-``Adam(lazy=True)``, SGD and Adagrad touch the same rows).
+Embedding gradients (:class:`~rnnlab.backend.RowSparseGrad`) are *not* densified while that is cheaper: the
+ranks ``Allgather`` their row counts, then ``Allgatherv`` the row ids and the rows, and every rank sums the rows
+of equal id. When the ranks together hold more rows than the matrix has, the dense ``(V, E)`` gradient is
+reduced instead (plus a ``V``-byte mask of the rows present). Either way the result holds the union of the
+rows the global batch touched, as one process would (so ``Adam(lazy=True)``, SGD and Adagrad touch the same
+rows).
 
 Clipping (``clipnorm``/``clipvalue``/``global_clipnorm``) runs in the optimizer, after the reduction, on the
 global gradient. The NaN guard needs no extra message: a non-finite loss or gradient on any rank makes the
@@ -116,6 +118,7 @@ class Context:
             raise DistributedError(f"rnnlab.distributed: timeout must be > 0 seconds, got {timeout!r}")
         self.timeout = float(timeout)
         self.allreduce_seconds = 0.0  #: time spent in the gradient collectives (benchmarks read it)
+        self.row_paths = {"gather": 0, "dense": 0}  #: how the row-sparse gradients were reduced (counts)
         self._deadline = None
         self._what = ""
         self._watchdog = None
@@ -176,6 +179,10 @@ class Context:
         """In-place ``Bcast`` of a contiguous NumPy array from ``root``."""
         self._call("Bcast", self.comm.Bcast, buf, root)
         return buf
+
+    def barrier(self):
+        """Wait until every rank is here (e.g. until rank 0 has written a file the others read)."""
+        self._call("Barrier", self.comm.Barrier)
 
     def bcast_flag(self, flag, root=0) -> bool:
         b = np.array([1 if flag else 0], np.int8)
@@ -256,6 +263,17 @@ class Context:
         counts = np.zeros(self.size, np.int64)
         mine = np.array([len(g.indices)], np.int64)
         self._call("Allgather", self.comm.Allgather, mine, counts)
+        if int(counts.sum()) > g.shape[0]:
+            # gathering would move more rows than the matrix has: Allreduce the dense matrix instead, and the
+            # union of the row ids as a 0/1 mask (so the result holds the same rows as the gathered one)
+            self.row_paths["dense"] += 1
+            dense = g.to_dense()
+            self.allreduce_(dense)
+            present = np.zeros(g.shape[0], np.int8)
+            present[g.indices] = 1
+            rows = np.flatnonzero(self.allreduce_(present, "max")).astype(np.intp)
+            return RowSparseGrad(rows, dense[rows], g.shape)
+        self.row_paths["gather"] += 1
         idx = np.empty(int(counts.sum()), np.int64)
         self._call("Allgatherv", self.comm.Allgatherv, np.ascontiguousarray(g.indices, np.int64), (idx, counts))
         row = int(np.prod(g.shape[1:]))

@@ -419,6 +419,8 @@ class TrainLoop:
         self.run["stop_reason"] = stop_reason
         if self._root and not os.path.exists(self.model_path):  # no validation value ever (e.g. NaN at once)
             self.adapter.save(self.model_path, self._run_doc())
+        if _dist.current() is not None:
+            _dist.current().barrier()  # the other ranks may read model.npz next: wait for rank 0's writes
         return self.run
 
     def _budget(self):
