@@ -253,3 +253,26 @@ def test_load_keras_weights_into_functional_model(tmp_path, suffix):
     rng = np.random.default_rng(6)
     x = [rng.integers(1, 13, (3, 5)), rng.integers(1, 13, (3, 5))]
     _assert_close(rm.predict(x), km.predict(x, verbose=0))
+
+
+def test_functional_model_saved_as_keras_files(tmp_path):
+    """model.save('x.keras') / save_weights('x.weights.h5') of a functional model write Keras 3 files."""
+    pytest.importorskip("h5py")
+
+    def build(K):
+        a, b = K.Input((5,), dtype="int32"), K.Input((5,), dtype="int32")
+        emb, gru = K.layers.Embedding(13, 4, mask_zero=True), K.layers.GRU(5)
+        ea, eb = gru(emb(a)), gru(emb(b))
+        merged = K.layers.Concatenate()([K.layers.Subtract()([ea, eb]), K.layers.Multiply()([ea, eb])])
+        return K.Model([a, b], K.layers.Dense(1, activation="sigmoid")(merged))
+
+    rm = build(RN)
+    rng = np.random.default_rng(7)
+    x = [rng.integers(1, 13, (3, 5)), rng.integers(1, 13, (3, 5))]
+    rm.save(str(tmp_path / "m.keras"))
+    km = keras.models.load_model(str(tmp_path / "m.keras"))
+    _assert_close(rm.predict(x), km.predict(x, verbose=0))
+    rm.save_weights(str(tmp_path / "m.weights.h5"))
+    km2 = build(keras)
+    km2.load_weights(str(tmp_path / "m.weights.h5"))
+    _assert_close(rm.predict(x), km2.predict(x, verbose=0))

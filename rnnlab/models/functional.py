@@ -1038,25 +1038,21 @@ class Model(Engine, Layer):
 
     # ------------------------------------------------------------------ files
     def save(self, path, include_optimizer=True):
-        """Save architecture, weights, compile settings (and optimizer state) to one ``.npz`` file, no pickle;
-        load with :func:`rnnlab.load_model`."""
-        from .saving import save_model
-        save_model(self, path, include_optimizer=include_optimizer)
+        """Save architecture, weights, compile settings (and optimizer state), no pickle: ``.keras`` writes a Keras 3
+        archive, anything else one rnnlab ``.npz``; load with :func:`rnnlab.load_model`."""
+        from . import keras_format
+        keras_format.save(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
-        """Save only the weights (one ``.npz``, no pickle); see :meth:`load_weights`."""
-        from .saving import save_weights
-        save_weights(self, path)
+        """Save only the weights: ``.weights.h5`` as Keras 3 writes it, anything else one rnnlab ``.npz``."""
+        from . import keras_format
+        keras_format.save_weights(self, path)
 
     def load_weights(self, path):
         """Load weights from :meth:`save_weights`/:meth:`save` files (matched by position, shapes checked), or
         from a Keras 3 ``*.weights.h5`` / ``*.keras`` file of the same architecture (needs h5py)."""
-        if str(path).endswith((".weights.h5", ".keras")):
-            from .keras_weights import load_keras_weights
-            load_keras_weights(self, path)
-            return
-        from .saving import load_weights
-        load_weights(self, path)
+        from . import keras_format
+        keras_format.load_weights(self, path)
 
     def _require_built(self, what):
         """A functional model is built when it is created (kept for the loaders shared with Sequential)."""
