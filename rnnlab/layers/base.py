@@ -25,6 +25,9 @@ Wrappers (Bidirectional, TimeDistributed) list their inner layers in ``self._sub
 weights, counts and trainability then recurse through them.
 
 Calling a layer on an array (``LSTM(64)(x)``) builds it for ``x.shape`` and runs ``forward``.
+Calling it on symbolic tensors (``rnnlab.Input(...)`` or another layer's symbolic output) runs nothing: it
+records a node of a functional graph and returns symbolic outputs (:mod:`rnnlab.models.functional`); a
+layer called in several nodes is shared (one weight set, gradients summed over its calls).
 """
 from __future__ import annotations
 
@@ -161,6 +164,7 @@ class Layer:
 
     def _maybe_build(self, input_shape):
         if not self.built:
+            _check_not_featureless(self, input_shape)
             self.build(input_shape)
             self.output_shape = self.compute_output_shape(input_shape)
             if self._initial_weights is not None:
@@ -422,3 +426,14 @@ def _check_weight_memory(layer, name, shape):
     if nbytes >= MIN_CHECKED_BYTES:
         check_allocation(nbytes, f"layer '{layer.name}' weight '{name}' {tuple(int(s) for s in shape)} "
                                  f"{np.dtype(layer.dtype).name} (with its gradient)")
+
+
+def _check_not_featureless(layer, input_shape):
+    """A layer whose feature axis (the last) is 0: a clear error instead of a model that silently computes with
+    nothing (``LSTM`` on ``(batch, time, 0)``). Not for token-id layers (an ``Embedding``'s last axis is time)."""
+    if not (isinstance(input_shape, tuple) and len(input_shape) >= 2 and input_shape[-1] == 0):
+        return
+    from .embedding import Embedding
+    if not isinstance(layer, Embedding):
+        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): the input has 0 features (shape "
+                         f"{format_shape(input_shape)}); the last axis must be at least 1")
