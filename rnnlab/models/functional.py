@@ -422,6 +422,8 @@ class Model(Engine, Layer):
             raise TypeError("Model(inputs, outputs): give the input and output tensors of a functional model "
                             "(subclassing Model with call() is not supported: rnnlab has no autodiff; write a "
                             "Layer with forward/backward, or use rnnlab.Sequential)")
+        if kwargs:
+            raise TypeError(f"Model: unexpected keyword argument(s) {sorted(kwargs)}")
         super().__init__(name=name if name is not None else backend.unique_name("functional"),
                          trainable=trainable)
         self._input_struct = inputs
