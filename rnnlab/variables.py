@@ -8,7 +8,8 @@ checked), so optimizers, packed caches and other references keep working.
 Attributes follow Keras 3: ``name`` (``"kernel"``), ``path`` (``"lstm/kernel"``, the rnnlab path of
 :meth:`Layer.iter_weights`: Keras also prefixes the model name and nests the RNN cell), ``shape``,
 ``dtype`` (a string, ``"float32"``), ``trainable``, ``numpy()`` (a copy), ``value`` (the live array),
-``assign``, ``assign_add``, ``assign_sub``; ``np.asarray(v)`` works.
+``assign``, ``assign_add``, ``assign_sub``; ``np.asarray(v)``, indexing and arithmetic (``v * 2``, ``x @ v``)
+give plain arrays of the current value.
 """
 from __future__ import annotations
 
@@ -68,6 +69,40 @@ class Variable:
 
     def __len__(self):
         return len(self.value)
+
+    def __getitem__(self, key):
+        return self.value[key].copy() if isinstance(self.value[key], np.ndarray) else self.value[key]
+
+    # arithmetic reads the current value and gives plain arrays (as Keras variables give tensors)
+    def __add__(self, other):
+        return self.value + np.asarray(other)
+
+    def __radd__(self, other):
+        return np.asarray(other) + self.value
+
+    def __sub__(self, other):
+        return self.value - np.asarray(other)
+
+    def __rsub__(self, other):
+        return np.asarray(other) - self.value
+
+    def __mul__(self, other):
+        return self.value * np.asarray(other)
+
+    def __rmul__(self, other):
+        return np.asarray(other) * self.value
+
+    def __truediv__(self, other):
+        return self.value / np.asarray(other)
+
+    def __matmul__(self, other):
+        return self.value @ np.asarray(other)
+
+    def __rmatmul__(self, other):
+        return np.asarray(other) @ self.value
+
+    def __neg__(self):
+        return -self.value
 
     # ------------------------------------------------------------ writing
     def assign(self, value):

@@ -370,3 +370,16 @@ def test_imdb_module_does_not_import_pickle():
     names = {a.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
              for a in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "pickle" not in names
+
+
+def test_variable_arithmetic_and_indexing_read_the_current_value():
+    d = Dense(2)
+    d.build((None, 3))
+    v = d.kernel
+    v.assign(np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(v * 2, np.arange(6.0).reshape(3, 2) * 2)
+    np.testing.assert_array_equal(np.ones((1, 3)) @ v, [[6.0, 9.0]])
+    np.testing.assert_array_equal(1 - v, 1 - np.arange(6.0).reshape(3, 2))
+    row = v[0]
+    row[...] = 99                                  # indexing gives a copy
+    assert v.numpy()[0, 0] == 0 and v[2, 1] == 5
