@@ -159,6 +159,11 @@ class GRU(FusedRNN):
     weights ``kernel`` (D, 3U), ``recurrent_kernel`` (U, 3U), ``bias`` (2, 3U) when
     ``reset_after=True`` (default) else (3U,); gates z, r, h. ``return_state=True`` returns
     ``[output, h]``. ``reset_after=True`` matches PyTorch ``nn.GRU`` (see :mod:`rnnlab.interop`).
+    It is ``RNN`` over its cell (``layer.cell``, a GRUCell sharing these weights; ``RNN(GRUCell(n))`` computes
+    the same bits). ``backend="auto"|"numpy"|"native"`` chooses rnnlab's path (saved in the config;
+    ``last_path`` records the loop that ran, see docs/cells.md). ``implementation`` (1 or 2) keeps its Keras
+    meaning, two ways of computing the same function: both accepted, same result, saved. ``use_cudnn`` is
+    accepted for Keras compatibility and has no effect (rnnlab runs on the CPU).
 
     Dropout differs from Keras 3: rnnlab draws one input mask (B, D) and one recurrent mask (B, U)
     per call, shared by all three gates. Keras draws one recurrent mask per gate, and with

@@ -138,6 +138,11 @@ class LSTM(FusedRNN):
     Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
     weights ``kernel`` (D, 4U), ``recurrent_kernel`` (U, 4U), ``bias`` (4U,), gates i, f, c, o.
     ``return_state=True`` returns ``[output, h, c]``; ``initial_state=[h0, c0]``.
+    It is ``RNN`` over its cell (``layer.cell``, a LSTMCell sharing these weights; ``RNN(LSTMCell(n))`` computes
+    the same bits). ``backend="auto"|"numpy"|"native"`` chooses rnnlab's path (saved in the config;
+    ``last_path`` records the loop that ran, see docs/cells.md). ``implementation`` (1 or 2) keeps its Keras
+    meaning, two ways of computing the same function: both accepted, same result, saved. ``use_cudnn`` is
+    accepted for Keras compatibility and has no effect (rnnlab runs on the CPU).
 
     Dropout differs from Keras 3: rnnlab draws one input mask (B, D) and one recurrent mask (B, U)
     per call, shared by all four gates. Keras draws one recurrent mask per gate, and with

@@ -76,6 +76,9 @@ class SimpleRNN(FusedRNN):
     Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
     weights ``kernel`` (D, U), ``recurrent_kernel`` (U, U), ``bias`` (U,).
     ``return_state=True`` returns ``[output, h]``.
+    It is ``RNN`` over its cell (``layer.cell``, a SimpleRNNCell sharing these weights;
+    ``RNN(SimpleRNNCell(n))`` computes the same bits). ``backend="auto"|"numpy"|"native"`` chooses rnnlab's path
+    (saved in the config; ``last_path`` records the loop that ran, see docs/cells.md).
 
     Dropout is as in Keras 3: one input mask (B, D) and one recurrent mask (B, U) per call, reused
     at every step (SimpleRNN has a single gate, so the LSTM/GRU per-gate difference does not arise).
