@@ -115,6 +115,12 @@ def files(tmp_path_factory):
     m.compile(optimizer="adam", loss="mse")
     m.fit(np.ones((2, 4), np.int64), np.zeros((2, 2), np.float32), epochs=1, verbose=0)
     m.save(tmp / "model.npz")
+    i = rnnlab.Input((4,))
+    h = rnnlab.layers.Dense(3)(i)
+    f = rnnlab.Model(i, rnnlab.layers.Concatenate()([rnnlab.layers.Dense(2)(h), rnnlab.layers.Dense(1)(h)]))
+    f.compile(optimizer="rmsprop", loss="mse")
+    f.fit(np.ones((2, 4), np.float32), np.ones((2, 3), np.float32), epochs=1, verbose=0)
+    f.save(tmp / "functional.npz")
     from rnnlab.tasks.runstate import save_sequential_task_file
     save_sequential_task_file(m, tmp / "task.npz", {"task": "classify", "run": {"epoch": 1}})
     Seq2Seq(Vocabulary(list("abc")), Vocabulary(list("xy")), embedding_dim=2, units=2, max_source_len=4,
@@ -138,6 +144,7 @@ def files(tmp_path_factory):
 
 LOADERS = {
     "model": ("model.npz", lambda p: rnnlab.load_model(p)),
+    "functional": ("functional.npz", lambda p: rnnlab.load_model(p)),
     "seq2seq": ("s2s.npz", lambda p: __import__("rnnlab.models.seq2seq", fromlist=["x"]).Seq2Seq.load(p)),
     "esn": ("esn.npz", lambda p: __import__("rnnlab.models.esn", fromlist=["x"]).EchoStateNetwork.load(p)),
     "tagger": ("tagger.npz", lambda p: __import__("rnnlab.tagging.tagger", fromlist=["x"]).Tagger.load(p)),
@@ -172,6 +179,7 @@ def test_damaged_bytes_give_only_documented_errors(files, tmp_path, loader):
 
 DOC_LOADERS = {
     "model": ("model.npz", "__rnnlab__", "uint8", lambda p: rnnlab.load_model(p)),
+    "functional": ("functional.npz", "__rnnlab__", "uint8", lambda p: rnnlab.load_model(p)),
     "seq2seq": ("s2s.npz", "__config__", "str",
                 lambda p: __import__("rnnlab.models.seq2seq", fromlist=["x"]).Seq2Seq.load(p)),
     "esn": ("esn.npz", "__config__", "uint8",
