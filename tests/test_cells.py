@@ -688,3 +688,16 @@ def test_docs_cells_md_example_cell(float64):
     check_layer_gradients(RNN(ns["MinimalRNNCell"](3), return_sequences=True), x, mask=_mask())
     register(ns["MinimalRNNCell"])
     check_layer_gradients(Bidirectional(RNN(ns["MinimalRNNCell"](3))), x)
+
+
+def test_stacked_initial_state_nested_or_flat():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    layer = RNN([LSTMCell(3), GRUCell(2)], return_state=True)
+    h1, c1, h2 = (rng.standard_normal((2, n)).astype(np.float32) for n in (3, 3, 2))
+    nested = layer(x, initial_state=[[h1, c1], h2])
+    flat = layer(x, initial_state=[h1, c1, h2])
+    assert np.array_equal(nested[0], flat[0]) and not np.array_equal(nested[0], layer(x)[0])
+    with pytest.raises(ValueError, match=r"StackedRNNCells\) expects 3 state array\(s\) \[\[\(batch, 3\), \(batch, 3\)\], "
+                                         r"\[\(batch, 2\)\]\], got 2"):
+        layer(x, initial_state=[h1, c1])
