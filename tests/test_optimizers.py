@@ -402,9 +402,14 @@ def test_schedule_survives_config_state_and_model_file(tmp_path):
     assert isinstance(loaded.optimizer._lr_schedule, schedules.PiecewiseConstantDecay)
     assert loaded.optimizer.learning_rate == pytest.approx(0.01)
     state = model.optimizer.get_state()
-    fresh = SGD(learning_rate=schedules.PiecewiseConstantDecay([2], [0.1, 0.01]), momentum=0.5)
+    assert state["learning_rate_schedule"].dtype == np.uint8
+    fresh = SGD(learning_rate=0.5, momentum=0.5)            # a plain rate: the state brings the schedule back
     fresh.set_state(state)
     assert fresh.iterations == 3 and fresh.learning_rate == pytest.approx(0.01)
+    assert fresh._lr_schedule == sched
+    bad = dict(state, learning_rate_schedule=np.frombuffer(b"{nope", np.uint8))
+    with pytest.raises(ValueError, match="'learning_rate_schedule' is not a saved schedule"):
+        SGD(momentum=0.5).set_state(bad)
 
 
 def test_lr_attribute_is_keras2_alias_of_learning_rate():

@@ -222,6 +222,10 @@ def _read_optimizer_state(model, arc, path):
             if shape != () or dtype.kind != "f":
                 raise _rio.FileFormatError(f"{path}: optimizer learning rate '{k}' must be a float scalar, got "
                                            f"{dtype} {shape}", path=path, member=k)
+        elif key == "learning_rate_schedule":   # a schedule's config as JSON bytes (Optimizer.get_state)
+            if len(shape) != 1 or dtype != np.uint8 or shape[0] > 1 << 16:
+                raise _rio.FileFormatError(f"{path}: optimizer schedule '{k}' must be up to 64 KiB of uint8 JSON, "
+                                           f"got {dtype} {shape}", path=path, member=k)
         else:
             wpath, _, slot = key.rpartition("/")
             if wpath not in weights or slot not in opt._slot_names:

@@ -38,6 +38,7 @@ present in a sparse gradient (moments and weights), which is ``torch.optim.Spars
 """
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import warnings
@@ -267,11 +268,17 @@ class Optimizer:
 
     # ---------------------------------------------------------------- state
     def get_state(self) -> dict:
-        """Everything needed to resume: ``iterations``, ``learning_rate`` (when not a schedule) and
+        """Everything needed to resume: ``iterations``, ``learning_rate`` (or, for a schedule of
+        :mod:`rnnlab.optimizers.schedules`, ``learning_rate_schedule``: its config as UTF-8 JSON bytes) and
         every slot as ``"<weight path>/<slot name>"``. Arrays are copies."""
         state = {"iterations": np.array(self.iterations, dtype=np.int64)}
         if self._lr_schedule is None:
             state["learning_rate"] = np.array(self._lr, dtype=np.float64)
+        elif isinstance(self._lr_schedule, LearningRateSchedule) and \
+                type(self._lr_schedule).__name__ in schedules._CLASSES:
+            # the schedule itself, as JSON bytes (state entries are arrays, so that checkpoints stay npz)
+            doc = json.dumps(schedules.serialize(self._lr_schedule)).encode("utf-8")
+            state["learning_rate_schedule"] = np.frombuffer(doc, dtype=np.uint8).copy()
         for path, slots in self._slots.items():
             for name, arr in slots.items():
                 state[f"{path}/{name}"] = arr.copy()
@@ -283,8 +290,16 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}.set_state: expected the dict from get_state() with an "
                              f"'iterations' entry, got {type(state).__name__} with keys {list(state)[:5] if isinstance(state, dict) else ''}")
         slots: dict[str, dict[str, np.ndarray]] = {}
+        schedule = None
+        if "learning_rate_schedule" in state:
+            raw = np.asarray(state["learning_rate_schedule"])
+            try:
+                schedule = schedules.deserialize(json.loads(raw.astype(np.uint8).tobytes().decode("utf-8")))
+            except (ValueError, UnicodeDecodeError, TypeError) as e:
+                raise ValueError(f"{type(self).__name__}.set_state: 'learning_rate_schedule' is not a saved "
+                                 f"schedule ({e})") from None
         for key, arr in state.items():
-            if key in ("iterations", "learning_rate"):
+            if key in ("iterations", "learning_rate", "learning_rate_schedule"):
                 continue
             path, _, name = key.rpartition("/")
             if not path or name not in self._slot_names:
@@ -292,7 +307,9 @@ class Optimizer:
                                  f"'<weight path>/<slot>' with slot in {list(self._slot_names)}")
             slots.setdefault(path, {})[name] = np.array(arr, copy=True)
         self.iterations = int(np.asarray(state["iterations"]))
-        if "learning_rate" in state and self._lr_schedule is None:
+        if schedule is not None:
+            self.learning_rate = schedule
+        elif "learning_rate" in state and self._lr_schedule is None:
             self.learning_rate = float(np.asarray(state["learning_rate"]))
         self._slots = slots
 
