@@ -105,6 +105,29 @@ def run_gensim(GFT, sents, hp, ft, n, args, test_dir, forms, res):
     return gkv
 
 
+def run_fasttext_package(sents, hp, ft, n, args, test_dir, forms):
+    """Facebook's fastText on the same tokens (one line per review; its vocabulary adds the line end </s>)."""
+    import tempfile
+
+    import fasttext
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "corpus.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            for s in sents:
+                f.write(" ".join(s) + "\n")
+        t, c = time.perf_counter(), time.process_time()
+        m = fasttext.train_unsupervised(path, model="skipgram" if hp["sg"] else "cbow", dim=hp["vector_size"],
+                                        ws=hp["window"], minCount=hp["min_count"], neg=hp["negative"],
+                                        t=hp["sample"], lr=hp["alpha"], epoch=hp["epochs"], minn=ft["min_n"],
+                                        maxn=ft["max_n"], bucket=ft["bucket"], thread=1, verbose=0)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+    words = [w for w in m.words if w != "</s>"]
+    kv = KeyedVectors(np.stack([m.get_word_vector(w) for w in words]), words)
+    return {"wall_s": wall, "cpu_s": cpu, "words_per_cpu_s": n * args.epochs / cpu, "words_per_s": n * args.epochs / wall,
+            **evaluate(kv, test_dir), "rare": rare_word_scores(lambda w: m.get_word_vector(w), kv, forms, 0)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=DATA)
@@ -116,6 +139,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--skip-word2vec", action="store_true")
     ap.add_argument("--skip-gensim", action="store_true")
+    ap.add_argument("--fasttext-package", action="store_true",
+                    help="also train Facebook's fasttext package (skipgram/cbow, lr = alpha, t = sample, 1 thread) "
+                         "on the same tokens, as a third reference")
     ap.add_argument("--batch-words", type=int, default=None, help="rnnlab's chunk size (default: Word2Vec's)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
@@ -141,6 +167,10 @@ def main():
     if not args.skip_gensim:
         gkv = run_gensim(GFT, sents, hp, ft, n, args, test_dir, forms, res)
 
+    if args.fasttext_package:
+        res["fasttext package"] = run_fasttext_package(sents, hp, ft, n, args, test_dir, forms)
+        print("fasttext package", json.dumps(res["fasttext package"]), flush=True)
+
     t, c = time.perf_counter(), time.process_time()
     m = FastText(sents, **hp, **ft, batch_words=args.batch_words)
     o_wall, o_cpu = time.perf_counter() - t, time.process_time() - c
@@ -162,7 +192,7 @@ def main():
     print(f"\n| model | words/CPU-s | words/s (wall) | CPU s / wall s | analogy | WS353 | SimLex | held-out forms "
           f"covered | cos(form, lemma) | cos(form, random) | lemma in top 10 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for side in ("gensim", "ours", "word2vec"):
+    for side in ("gensim", "ours", "fasttext package", "word2vec"):
         if side not in res:
             continue
         e, r = res[side], res[side]["rare"]
