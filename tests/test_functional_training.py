@@ -179,8 +179,16 @@ def test_class_weight_scales_the_loss_and_names_missing_classes():
     m.fit(xs, y, sample_weight=np.array([cw[c] for c in y]), batch_size=12, epochs=1, verbose=0, shuffle=False)
     for a, b in zip(w_cw, m.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"class_weight has no entry for class\(es\) \[2\] found in y"):
-        m.fit(xs, y, class_weight={0: 1.0, 1: 1.0}, verbose=0)
+    with pytest.raises(ValueError, match=r"class_weight names class\(es\) \[7\] that do not occur in y"):
+        m.fit(xs, y, class_weight={0: 1.0, 7: 2.0}, verbose=0)
+    # a class of y without an entry keeps weight 1 (Keras)
+    m.set_weights(w0)
+    m.fit(xs, y, class_weight={1: 2.0}, batch_size=12, epochs=1, verbose=0, shuffle=False)
+    w_partial = m.get_weights()
+    m.set_weights(w0)
+    m.fit(xs, y, sample_weight=np.where(y == 1, 2.0, 1.0), batch_size=12, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(w_partial, m.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 def test_compute_gradients_matches_train_step_direction():

@@ -315,30 +315,29 @@ class Engine:
             except (TypeError, ValueError):
                 raise TypeError(f"fit: class_weight[{k}] must be a number, got {v!r}") from None
         y = ys[0]
-        if y.ndim >= 2 and y.shape[-1] > 1:
+        if y.ndim >= 2 and y.shape[-1] > 1 and y.dtype.kind == "f":   # one-hot rows
             labels = np.argmax(y, axis=-1)
         else:
-            yy = y.reshape(y.shape[0], -1) if y.ndim >= 2 else y
+            yy = y[..., 0] if (y.ndim >= 2 and y.shape[-1] == 1) else y   # (N, 1) -> (N,)
             if yy.dtype.kind == "f" and not np.array_equal(yy, np.round(yy)):
                 raise ValueError("fit: class_weight needs class labels in y (integers, one-hot rows or 0/1), got "
                                  "non-integer targets")
-            labels = yy.astype(np.int64)
-            if labels.ndim == 2 and labels.shape[1] == 1:
-                labels = labels[:, 0]
-        present = np.unique(labels)
-        missing = [int(c) for c in present if int(c) not in table]
-        if missing:
-            raise ValueError(f"fit: class_weight has no entry for class(es) {missing} found in y (class_weight keys: "
-                             f"{sorted(table)}); give a weight for every class")
-        lut = np.zeros(int(max(max(table), present.max())) + 1)
+            labels = np.round(yy).astype(np.int64)
+        present = [int(c) for c in np.unique(labels)]
+        if present and present[0] < 0:
+            raise ValueError(f"fit: class_weight needs class labels >= 0 in y, got {present[0]}")
+        absent = sorted(k for k in table if k not in present)
+        if absent:
+            raise ValueError(f"fit: class_weight names class(es) {absent} that do not occur in y (classes in y: "
+                             f"{present[:20]}{' ...' if len(present) > 20 else ''})")
+        # as Keras: a class of y without an entry keeps weight 1
+        lut = np.ones(max(max(table), max(present)) + 1)
         for k, v in table.items():
             lut[k] = v
         w = lut[labels]
-        if w.ndim > 1:
-            w = w.reshape(w.shape[0], -1)
-            if w.shape[1] == 1:
-                w = w[:, 0]
         sw = sws[0]
+        if sw is not None and sw.ndim < w.ndim:
+            sw = sw.reshape(sw.shape + (1,) * (w.ndim - sw.ndim))
         return [w if sw is None else sw * w]
 
     # ------------------------------------------------------------------ public API
@@ -413,7 +412,8 @@ class Engine:
         epoch and step; the weights keep their last finite values (``history.stop_reason`` says why).
 
         ``class_weight``: ``{class: weight}`` (one output); each sample's weight is multiplied by the weight of
-        its class (integer labels, one-hot rows or a 0/1 column). Every class found in ``y`` needs an entry.
+        its class (integer labels, one-hot rows or a 0/1 column; per time step for ``(N, T)`` labels). A class of
+        ``y`` without an entry keeps weight 1 (as Keras); an entry for a class that is not in ``y`` is an error.
 
         ``tbptt_steps=k`` (or ``(k1, k2)``) trains with truncated BPTT (:class:`rnnlab.training.TBPTT`):
         each batch of ``batch_size`` sequences (N, T, ...) is run in windows along time, one update per
