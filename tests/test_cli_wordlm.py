@@ -34,7 +34,7 @@ def test_learns_the_templates(tmp_path, capsys, tie, cell):
     tr, va, te = _corpus(tmp_path)
     out = tmp_path / "run"
     args = ["train", "wordlm", "--train", tr, "--valid", va, "--test", te, "--epochs", "6", "--dropout", "0.1",
-            "--out", str(out), "--cell", cell] + SMALL + (["--tie-weights"] if tie else [])
+            "--out", str(out), "--cell", cell] + SMALL + (["--tie-weights"] if tie else ["--no-tie-weights"])
     assert main(args) == 0
     m = _last_json(capsys)
     assert set(m) >= {"valid_perplexity", "test_perplexity", "train_seconds"}

@@ -77,6 +77,10 @@ def read_conll(path, token_column=None, tag_column=None, format="conll", encodin
 
     with open(path, "rb") as fb:
         data = fb.read()
+    if str(path).endswith(".gz"):   # gzip-compressed (e.g. a UD treebank's .conllu.gz): damaged streams name the file
+        from ..io import gunzip_bytes
+
+        data = gunzip_bytes(data, path)
     text = decode_bytes(data, path, encoding)
     if text.startswith("\ufeff"):
         text = text[1:]

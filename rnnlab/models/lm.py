@@ -9,7 +9,9 @@ Models (``settings`` is the dict a task file stores under ``settings``):
   (maxlen, V) -> RNN(U) -> Dense(V, softmax).
 * :func:`build_wordlm_model` -- ``[Tied]Embedding(V, E) -> [Dropout] -> (RNN -> [Dropout]) x layers
   -> Dense|TiedDense(V)``; with tied weights the last recurrent layer has E units so the output matrix
-  is the embedding matrix transposed (Press & Wolf 2017, Inan et al. 2017).
+  is the embedding matrix transposed (Press & Wolf 2017, Inan et al. 2017). With
+  ``settings["variational_dropout"]`` the dropouts are ``SpatialDropout1D``: one mask per sequence and
+  feature, the same at every step of a BPTT window (Gal & Ghahramani 2016).
 
 Sampling: with logits z and temperature T > 0, ``p_i = exp(z_i / T) / sum_j exp(z_j / T)`` (T = 0 is greedy
 argmax); ``top_k = K`` keeps the K largest scores and renormalises (:func:`sample_next`).
@@ -71,20 +73,23 @@ def build_wordlm_model(vocab, s, batch_size):
     from .sequential import Input, Sequential
     from ..layers import Dense, Dropout
     from ..layers.embedding import Embedding
+    from ..layers.regularization import SpatialDropout1D
     from ..layers.tied import TiedDense, TiedEmbedding, link_tied_layers
 
 
     cell = _cell(s["cell"])
     emb_cls = TiedEmbedding if s["tie_weights"] else Embedding
+    # variational dropout (Gal & Ghahramani 2016): one mask per sequence and feature, shared by all its steps
+    drop = SpatialDropout1D if s.get("variational_dropout") else Dropout
     layers = [Input((None,), batch_size=batch_size, dtype="int32"),
               emb_cls(vocab, s["embedding_dim"], name="embedding")]
     if s["dropout"]:
-        layers.append(Dropout(s["dropout"], name="dropout_in"))
+        layers.append(drop(s["dropout"], name="dropout_in"))
     for i in range(s["layers"]):
         units = s["embedding_dim"] if (s["tie_weights"] and i == s["layers"] - 1) else s["units"]
         layers.append(cell(units, return_sequences=True, stateful=True, name=f"rnn_{i}"))
         if s["dropout"]:
-            layers.append(Dropout(s["dropout"], name=f"dropout_{i}"))
+            layers.append(drop(s["dropout"], name=f"dropout_{i}"))
     if s["tie_weights"]:
         layers.append(TiedDense("embedding", units=vocab, name="logits"))
     else:

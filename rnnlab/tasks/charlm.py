@@ -248,14 +248,16 @@ def add_train_arguments(parser):
     m.add_argument("--eval-streams", type=int, default=8, help="stream mode: parallel streams for the held-out loss")
     m.add_argument("--maxlen", type=int, default=None, help="window mode: characters per window (40)")
     m.add_argument("--step", type=int, default=None, help="window mode: stride between windows (3)")
-    m.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is steadiest on a shared machine)")
+    from .common import add_threads_argument
+
+    add_threads_argument(m)
     from .runstate import add_budget_arguments
 
     add_budget_arguments(m)
     m.add_argument("--lr-decay", type=float, default=None,
                    help="multiply the learning rate by this when the held-out loss does not improve")
     m.add_argument("--lr-patience", type=int, default=1, help="epochs without improvement before --lr-decay")
-    add_common_train_arguments(parser, epochs=20, batch_size=None, units=None, embedding_dim=32, lr=None,
+    add_common_train_arguments(parser, epochs=None, patience=2, max_minutes=15.0, batch_size=None, units=None, embedding_dim=32, lr=None,
                                optimizer=None, layers=None, dropout=None, cell=None)
 
 
@@ -294,10 +296,11 @@ def train(args):
     from ..text import CharTokenizer
     from .runstate import TrainLoop
 
-    if args.epochs < 0:
-        raise ValueError(f"--epochs must be >= 0, got {args.epochs}")
+    from .common import epochs_to_run, threads
+
+    epochs = epochs_to_run(args)
     settings = resolve_settings(args)
-    limit_blas_threads(args.threads)
+    limit_blas_threads(threads(args))
     text = read_text(args.text, args.encoding)
     if args.lower:
         text = text.lower()
@@ -327,10 +330,11 @@ def train(args):
     loop = TrainLoop(out, adapter, monitor="loss", mode="min", max_minutes=args.max_minutes, verbose=args.verbose,
                      max_cpu_minutes=args.max_cpu_minutes,
                      lr_decay=args.lr_decay, lr_patience=args.lr_patience,
+                     patience=getattr(args, "patience", None) if args.epochs is None else None,
                      config={**settings, "valid_fraction": args.valid_fraction, "lower": bool(args.lower)})
     if args.resume:
         loop.resume()
-    run = loop.fit(args.epochs)
+    run = loop.fit(epochs)
     best = run["best"]
     if args.verbose:
         print(f"model saved to {loop.model_path} (best epoch {run['best_epoch']})", flush=True)

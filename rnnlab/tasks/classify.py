@@ -347,21 +347,26 @@ def add_train_arguments(parser):
                    help="how the recurrent outputs become one vector (max/avg over the real steps, or the last state)")
     m.add_argument("--rnn-dropout", type=float, default=0.0, help="dropout on the recurrent layers' inputs")
     m.add_argument("--eval-batch-size", type=int, default=128)
-    m.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is steadiest on a shared machine)")
+    from .common import add_threads_argument
+
+    add_threads_argument(m)
     from .runstate import add_budget_arguments
 
     add_budget_arguments(m)
-    add_common_train_arguments(parser, epochs=4, batch_size=32, cell="gru", units=64, embedding_dim=64,
-                               dropout=0.0, lr=1e-3)
+    from .common import add_vectors_arguments
+
+    add_vectors_arguments(m)
+    add_common_train_arguments(parser, epochs=None, patience=2, max_minutes=15.0, batch_size=32, cell="gru",
+                               units=64, embedding_dim=64, dropout=0.0, lr=1e-3)
     from .fasttext import add_classify_arguments  # --model fasttext (the bag-of-n-grams baseline)
 
     add_classify_arguments(parser)
 
 
 def _check_args(args):
-    for name in ("epochs", "batch_size", "units", "layers", "embedding_dim", "vocab_size", "maxlen"):
+    for name in ("batch_size", "units", "layers", "embedding_dim", "vocab_size", "maxlen"):
         v = getattr(args, name)
-        if v is None or v < (0 if name == "epochs" else 1):
+        if v is None or v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
     for name in ("dropout", "rnn_dropout"):
         v = getattr(args, name)
@@ -377,7 +382,7 @@ def _settings(args):
     """The settings a resumed run must share with the checkpoint."""
     keys = ("cell", "units", "layers", "bidirectional", "embedding_dim", "dropout", "rnn_dropout", "optimizer",
             "clipnorm", "seed", "batch_size", "vocab_size", "maxlen", "truncating", "clean", "pool",
-            "valid_fraction", "test_fraction", "train_rows", "test")
+            "valid_fraction", "test_fraction", "train_rows", "test", "vectors", "freeze_vectors")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -391,8 +396,11 @@ def train(args):
     from ..text import Tokenizer
     from .runstate import TrainLoop
 
+    from .common import apply_vectors, epochs_to_run, threads
+
+    epochs = epochs_to_run(args)
     _check_args(args)
-    limit_blas_threads(getattr(args, "threads", 1))
+    limit_blas_threads(threads(args))
     texts, labels, lines, (tcol, lcol) = read_labelled_file(args.data, args.text_column, args.label_column,
                                                            args.delimiter, args.encoding)
     split_rng = np.random.default_rng(args.seed + 7919)
@@ -448,6 +456,15 @@ def train(args):
                  y_all[va_idx])
     x_test = texts_to_id_lists(tok, _clean(te_texts, args.clean), args.maxlen, args.truncating)
     model = build_model(vocab_in, len(classes), args)
+    coverage = {}
+    if args.vectors:
+        emb = model.get_layer("embedding")
+        coverage = apply_vectors(args.vectors, emb.params["embeddings"],
+                                 {w: i for w, i in tok.word_index.items() if 1 <= i < vocab_in}, args.embedding_dim,
+                                 args.verbose)
+        emb._weights_changed()
+        if args.freeze_vectors:
+            emb.trainable = False
     doc = {"task": TASK, "tokenizer": json.loads(tok.to_json()), "classes": classes, "n_classes": len(classes),
            "maxlen": args.maxlen, "truncating": args.truncating, "clean": args.clean, "text_column": tcol,
            "label_column": lcol, "delimiter": _delimiter_for(args.data, args.delimiter)}
@@ -458,10 +475,11 @@ def train(args):
               f"mean {lens.mean():.0f}, max {lens.max()}; {model.count_params():,} parameters", flush=True)
     adapter = _Adapter(model, doc, (x_train, y_train), valid, args)
     loop = TrainLoop(out, adapter, monitor="accuracy", mode="max", max_minutes=args.max_minutes,
-                     verbose=args.verbose, max_cpu_minutes=args.max_cpu_minutes, config=_settings(args))
+                     verbose=args.verbose, max_cpu_minutes=args.max_cpu_minutes, config=_settings(args),
+                     patience=getattr(args, "patience", None) if args.epochs is None else None)
     if args.resume:
         loop.resume()
-    run = loop.fit(args.epochs)
+    run = loop.fit(epochs)
     from .runstate import load_sequential_task_file
 
     best, _ = load_sequential_task_file(loop.model_path, TASK)
@@ -475,7 +493,7 @@ def train(args):
         "train_accuracy": last.get("accuracy"), "train_seconds": round(run["train_seconds"], 1),
         "train_cpu_seconds": round(run["train_cpu_seconds"], 1), "epochs_run": len(run["history"]),
         "best_epoch": run["best_epoch"], "stop_reason": run.get("stop_reason"), "classes": len(classes),
-        "train_texts": len(x_train), "test_texts": len(x_test), "model": loop.model_path,
+        "train_texts": len(x_train), "test_texts": len(x_test), "model": loop.model_path, **coverage,
     })
 
 

@@ -63,8 +63,8 @@ def epochs_to_run(args):
         raise ValueError(f"--patience must be >= 1, got {args.patience}")
     if args.epochs is None:
         return UNTIL_PLATEAU_EPOCHS
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.epochs < 0:
+        raise ValueError(f"--epochs must be >= 0, got {args.epochs}")
     return args.epochs
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from .common import Timer, add_common_train_arguments, finish_run, output_dir
 
@@ -38,8 +39,13 @@ def add_train_arguments(parser):
     m.add_argument("--attention", choices=["dot", "general", "concat", "none"], default="dot")
     m.add_argument("--reverse-source", action="store_true")
     m.add_argument("--beam", type=int, default=1, help="beam size for the final evaluation (1 = greedy)")
-    m.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is steadiest on a shared machine)")
-    add_common_train_arguments(parser, epochs=10, batch_size=64, units=64, embedding_dim=32, lr=0.005)
+    src.add_argument("--valid-fraction", type=float, default=0.05,
+                     help="part of the training pairs (at most 2000) held out to pick the best epoch and stop early")
+    from .common import add_threads_argument
+
+    add_threads_argument(m)
+    add_common_train_arguments(parser, epochs=None, patience=5, max_minutes=15.0, batch_size=64, units=64,
+                               embedding_dim=32, lr=0.005)
 
 
 def _optimizer(args):
@@ -59,13 +65,18 @@ def train(args):
     from ..datasets.seq2seq_data import Vocabulary, addition_splits, date_splits, load_pairs, split_pairs
     from ..models.seq2seq import Seq2Seq
 
+    from .common import epochs_to_run, threads
+
     if not 0.0 < args.test_fraction < 1.0:
         raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    if not 0.0 <= args.valid_fraction < 1.0:
+        raise ValueError(f"--valid-fraction must be in [0, 1), got {args.valid_fraction}")
+    epochs = epochs_to_run(args)
     if args.dropout:
         print("rnnlab: note: --dropout is not used by seq2seq models", file=sys.stderr)
     from ..demo import limit_blas_threads
 
-    limit_blas_threads(args.threads)
+    limit_blas_threads(threads(args))
     backend.set_random_seed(args.seed)
     if args.pairs:
         pairs = load_pairs(args.pairs)
@@ -82,6 +93,12 @@ def train(args):
     if not train_pairs or not test_pairs:
         raise ValueError(f"need at least one training and one held-out pair, got {len(train_pairs)} and "
                          f"{len(test_pairs)} (more data or another --test-fraction)")
+    valid_pairs = []
+    n_val = min(2000, int(round(len(train_pairs) * args.valid_fraction)))
+    if n_val >= 1 and n_val < len(train_pairs):
+        order = np.random.default_rng(args.seed + 17).permutation(len(train_pairs))
+        valid_pairs = [train_pairs[i] for i in order[:n_val]]
+        train_pairs = [train_pairs[i] for i in np.sort(order[n_val:])]
     out = output_dir(args.out, f"seq2seq-{name}")
     sv = Vocabulary.build([s for s, _ in train_pairs], level=args.level)
     tv = Vocabulary.build([t for _, t in train_pairs], level=args.level)
@@ -94,11 +111,42 @@ def train(args):
         print(f"{len(train_pairs)} training / {len(test_pairs)} held-out pairs; vocabularies {len(sv)} / {len(tv)}; "
               f"{model.count_params():,} parameters; attention={args.attention}", flush=True)
     timer = Timer(args.max_minutes)
+    cpu0 = time.process_time()
     budget = None if args.max_minutes is None else 60.0 * args.max_minutes
-    model.fit(train_pairs, epochs=args.epochs, batch_size=args.batch_size, optimizer=_optimizer(args),
-              time_budget=budget, verbose=args.verbose, seed=args.seed)
+    path = os.path.join(out, "model.npz")
+    best = {"value": -1.0, "epoch": None, "stale": 0, "stop": None}
+    patience = getattr(args, "patience", None) if args.epochs is None else None
+
+    def on_epoch_end(epoch, logs):
+        """Validation exact match after every epoch: the best epoch is saved; early stopping after --patience."""
+        if not valid_pairs:
+            return False
+        acc = model.evaluate(valid_pairs)["exact_match_accuracy"]
+        logs["val_exact_match_accuracy"] = acc
+        if acc > best["value"]:
+            best.update(value=acc, epoch=epoch + 1, stale=0)
+            model.save(path)
+        else:
+            best["stale"] += 1
+        if args.verbose:
+            print(f"  val exact match {acc:.4f}{' (best, saved)' if best['epoch'] == epoch + 1 else ''}", flush=True)
+        if patience is not None and best["stale"] >= patience:
+            best["stop"] = f"early stopping: no better val exact match for {patience} epoch(s) (best: epoch " \
+                           f"{best['epoch']})"
+            return True
+        return False
+
+    model.fit(train_pairs, epochs=epochs, batch_size=args.batch_size, optimizer=_optimizer(args),
+              time_budget=budget, verbose=args.verbose, seed=args.seed, on_epoch_end=on_epoch_end)
     train_secs = timer.elapsed
-    path = model.save(os.path.join(out, "model.npz"))
+    cpu_secs = time.process_time() - cpu0
+    epochs_run = len(model.history)
+    final_loss = model.history[-1]["loss"] if model.history else None
+    stop_reason = getattr(model, "stop_reason", None)
+    if best["epoch"] is None:
+        path = model.save(path)
+    else:
+        model = Seq2Seq.load(path)
     if args.beam > 1:
         preds = [p for p, _ in model.translate([s for s, _ in test_pairs], beam_size=args.beam, warn=False)]
         exact = float(np.mean([p == t for p, (_, t) in zip(preds, test_pairs)]))
@@ -113,8 +161,10 @@ def train(args):
     return finish_run(out, {
         "exact_match_accuracy": ev["exact_match_accuracy"], "token_accuracy": ev["token_accuracy"],
         "train_pairs": len(train_pairs), "test_pairs": len(test_pairs), "attention": args.attention,
-        "final_loss": model.history[-1]["loss"] if model.history else None,
-        "epochs_run": len(model.history), "train_seconds": round(train_secs, 1), "model": path,
+        "final_loss": final_loss,
+        "epochs_run": epochs_run, "best_epoch": best["epoch"], "valid_exact_match_accuracy":
+            best["value"] if best["epoch"] else None, "stop_reason": best["stop"] or stop_reason,
+        "train_seconds": round(train_secs, 1), "train_cpu_seconds": round(cpu_secs, 1), "model": path,
     })
 
 

@@ -93,6 +93,32 @@ def stream_nll(model, ids, chunk=100):
     return total / y.size
 
 
+def default_dropout(train_tokens):
+    """The size rule for ``--dropout`` when it is not given: 0.5 below 3M training tokens (PTB, WikiText-2: a
+    2-layer LSTM over-fits them within a few epochs; Zaremba et al. 2014 use 0.5 for their medium model), 0.3 up
+    to 30M, 0.1 above."""
+    return 0.5 if train_tokens < 3_000_000 else (0.3 if train_tokens < 30_000_000 else 0.1)
+
+
+def stream_nll_parts(model, ids, eos_id, chunk=100):
+    """``(nll with <eos>, nll without)``: mean negative log-likelihood per token of ``ids[1:]`` over all targets,
+    and over the targets that are not ``<eos>`` (the model still reads the ``<eos>`` inputs)."""
+    from ..models.lm import log_softmax
+
+    x, y = stream_batches(ids, model.input_shape[0], "evaluation")
+    model.reset_states()
+    total = total_words = 0.0
+    for s in range(0, x.shape[1], chunk):
+        lp = log_softmax(model.predict_on_batch(x[:, s:s + chunk]))
+        yy = y[:, s:s + chunk]
+        nll = -np.take_along_axis(lp, yy[..., None], axis=2)[..., 0]
+        total += float(nll.sum())
+        total_words += float(nll[yy != eos_id].sum())
+    model.reset_states()
+    n_words = int((y != eos_id).sum())
+    return total / y.size, total_words / max(n_words, 1)
+
+
 def _ppl(nll):
     return float(math.exp(min(nll, 700.0)))
 
@@ -136,14 +162,21 @@ class _Adapter(SequentialTaskAdapter):
         logs = {"loss": nll, "perplexity": _ppl(nll)}
         return close_epoch(logs, bar, step, seen, partial, stop)
 
-    def nll(self, ids):
+    def _evaluation_model(self):
+        """The model for ``--eval-batch-size`` streams, with the current weights."""
         if self.eval_model is None:
             from .runstate import preserved_rng
 
             with preserved_rng():
                 self.eval_model = build_model(self.doc["vocab_size"], self.s, self.s["eval_batch_size"])
         self.eval_model.set_weights(self.model.get_weights())
-        return stream_nll(self.eval_model, ids)
+        return self.eval_model
+
+    def nll(self, ids):
+        return stream_nll(self._evaluation_model(), ids)
+
+    def nll_parts(self, ids, eos_id):
+        return stream_nll_parts(self._evaluation_model(), ids, eos_id)
 
     def evaluate(self):
         nll = self.nll(self.valid_ids)
@@ -175,25 +208,36 @@ def add_train_arguments(parser):
     d.add_argument("--vocab-size", type=int, default=None, help="keep this many words (incl. <unk>, <eos>)")
     d.add_argument("--encoding", default="utf-8")
     m = parser.add_argument_group("model")
-    m.add_argument("--tie-weights", action="store_true", help="output layer = embedding matrix transposed")
+    tie = m.add_mutually_exclusive_group()
+    tie.add_argument("--tie-weights", dest="tie_weights", action="store_true", default=True,
+                     help="output layer = embedding matrix transposed (the default)")
+    tie.add_argument("--no-tie-weights", dest="tie_weights", action="store_false",
+                     help="a separate output matrix")
+    m.add_argument("--no-variational-dropout", dest="variational_dropout", action="store_false",
+                   help="draw a new dropout mask at every step (default: one mask per sequence and feature for "
+                        "the embedding and between layers, shared by all steps: variational dropout)")
     m.add_argument("--bptt", type=int, default=35, help="time steps per truncated-BPTT window")
     m.add_argument("--eval-batch-size", type=int, default=10, help="parallel streams for valid/test perplexity")
     m.add_argument("--lr-decay", type=float, default=0.5,
                    help="multiply the learning rate by this when validation perplexity does not improve (1: off)")
     m.add_argument("--lr-patience", type=int, default=1, help="epochs without improvement before decaying")
-    m.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is steadiest on a shared machine)")
+    from .common import add_threads_argument
+
+    add_threads_argument(m)
     from .runstate import add_budget_arguments
 
     add_budget_arguments(m)
-    add_common_train_arguments(parser, epochs=6, batch_size=20, cell="lstm", units=256, layers=2,
-                               embedding_dim=256, dropout=0.3, lr=2e-3)
+    add_common_train_arguments(parser, epochs=None, patience=3, max_minutes=15.0, batch_size=20, cell="lstm",
+                               units=256, layers=2, embedding_dim=256, dropout=None, lr=2e-3)
     parser.set_defaults(clipnorm=5.0)
 
 
 def _settings(args):
     s = {k: getattr(args, k) for k in ("cell", "units", "layers", "embedding_dim", "dropout", "optimizer", "lr",
                                        "clipnorm", "batch_size", "bptt", "eval_batch_size", "tie_weights", "seed",
-                                       "vocab_size")}
+                                       "vocab_size", "variational_dropout")}
+    if s["dropout"] is None:
+        s["dropout"] = 0.3   # replaced by the size rule (default_dropout) once the corpus is read
     for k in ("units", "layers", "embedding_dim", "batch_size", "bptt", "eval_batch_size"):
         if isinstance(s[k], bool) or not isinstance(s[k], int) or s[k] < 1:
             raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {s[k]!r}")
@@ -215,15 +259,18 @@ def train(args):
     from ..demo import limit_blas_threads
     from .runstate import TrainLoop
 
-    if args.epochs < 0:
-        raise ValueError(f"--epochs must be >= 0, got {args.epochs}")
+    from .common import epochs_to_run, threads
+
+    epochs = epochs_to_run(args)
     s = _settings(args)
     if args.lr_decay is not None and not 0.0 < args.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay must be in (0, 1], got {args.lr_decay}")
-    limit_blas_threads(args.threads)
+    limit_blas_threads(threads(args))
     corpus = load_word_corpus(args.train, args.valid, args.test, max_vocab=args.vocab_size, encoding=args.encoding)
     vocab = corpus["vocab"]
     V = len(vocab)
+    if args.dropout is None:
+        s["dropout"] = default_dropout(len(corpus["train"]))
     out = output_dir(args.out, f"wordlm-{os.path.basename(os.path.dirname(os.path.abspath(args.train)))}")
     backend.set_random_seed(args.seed)
     model = compile_model(build_model(V, s, s["batch_size"]), s)
@@ -240,18 +287,24 @@ def train(args):
     decay = args.lr_decay if args.lr_decay is not None and args.lr_decay < 1.0 else None
     loop = TrainLoop(out, adapter, monitor="loss", mode="min", max_minutes=args.max_minutes, verbose=args.verbose,
                      max_cpu_minutes=args.max_cpu_minutes,
-                     lr_decay=decay, lr_patience=args.lr_patience, config=s)
+                     lr_decay=decay, lr_patience=args.lr_patience, config=s,
+                     patience=getattr(args, "patience", None) if args.epochs is None else None)
     if args.resume:
         loop.resume()
-    run = loop.fit(args.epochs)
+    run = loop.fit(epochs)
     best_model, _ = load_wordlm(loop.model_path)
     adapter.model = best_model
-    valid_nll = adapter.nll(corpus["valid"])
-    test_nll = adapter.nll(corpus["test"]) if corpus["test"] is not None else None
+    eos = vocab["<eos>"]
+    valid_nll, valid_nll_words = adapter.nll_parts(corpus["valid"], eos)
+    test_nll, test_nll_words = (adapter.nll_parts(corpus["test"], eos) if corpus["test"] is not None
+                                else (None, None))
     if args.verbose:
         print(f"model saved to {loop.model_path} (best epoch {run['best_epoch']})", flush=True)
     return finish_run(out, {
         "valid_perplexity": _ppl(valid_nll), "test_perplexity": None if test_nll is None else _ppl(test_nll),
+        "valid_perplexity_without_eos": _ppl(valid_nll_words),
+        "test_perplexity_without_eos": None if test_nll_words is None else _ppl(test_nll_words),
+        "dropout": s["dropout"], "variational_dropout": s["variational_dropout"],
         "train_seconds": round(run["train_seconds"], 1), "train_cpu_seconds": round(run["train_cpu_seconds"], 1),
         "epochs_run": len(run["history"]), "best_epoch": run["best_epoch"], "stop_reason": run.get("stop_reason"),
         "vocab_size": V, "parameters": int(best_model.count_params()), "tied": s["tie_weights"],
