@@ -179,7 +179,9 @@ class ModelCheckpoint(Callback):
     ``filepath`` is formatted with ``epoch`` (1-based) and the epoch's logs, e.g.
     ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``. ``save_best_only`` writes only when ``monitor``
     improves on the best value so far (and on ``initial_value_threshold`` when given).
-    Files are written atomically (see :mod:`rnnlab.models.saving`).
+    Files are written atomically through ``model.save``/``save_weights``, so the name decides the format
+    (:mod:`rnnlab.models.keras_format`): ``.keras`` a Keras 3 archive, ``.weights.h5`` Keras 3 weights
+    (``save_weights_only=True``), ``.h5``/``.hdf5`` refused at the first save, anything else rnnlab's npz.
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,

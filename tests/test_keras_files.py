@@ -229,3 +229,13 @@ def test_functional_model_keras_archive_both_ways(tmp_path, float64):
         assert _rel(m.predict(xs), _kpredict(km2, xs)) < 1e-6
     finally:
         keras.backend.set_floatx("float32")
+
+
+def test_top_level_load_model_reads_keras_archives(tmp_path):
+    m = _float_model()
+    m.save(tmp_path / "m.keras")
+    x = _input(m)
+    for load in (rnnlab.load_model, rnnlab.models.load_model, rnnlab.saving.load_model):
+        np.testing.assert_array_equal(load(tmp_path / "m.keras").predict(x), m.predict(x))
+    with pytest.raises(KerasFormatError, match="legacy HDF5"):
+        rnnlab.load_model(tmp_path / "m.h5")

@@ -275,7 +275,10 @@ def load_model(path, compile=True):
     Nothing is allocated before it is checked (see :mod:`rnnlab.io`): the config's sizes are bounded by the
     largest dimension of the file's arrays, the model is first built shape-only and its weight shapes compared
     with the file's array headers, and the optimizer state is validated against the model before reading.
-    Every problem is an :class:`rnnlab.io.FileFormatError` (a ``ValueError``) naming the file."""
+    Every problem is an :class:`rnnlab.io.FileFormatError` (a ``ValueError``) naming the file.
+    Keras file names (``.keras``; ``.h5``/``.hdf5`` refused) go to :mod:`rnnlab.models.keras_format`."""
+    if str(path).lower().endswith((".keras", ".h5", ".hdf5")):
+        from .keras_format import load_model as _load_keras; return _load_keras(path, compile=compile)  # noqa: E702
     doc, arc = _open_archive(path)
     with arc:
         path = arc.path
