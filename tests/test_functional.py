@@ -418,3 +418,9 @@ def test_keras_docstring_golden_values():
     out = L.Concatenate(axis=1)([a, b])
     np.testing.assert_array_equal(out, [[[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [20, 21, 22, 23, 24]],
                                         [[10, 11, 12, 13, 14], [15, 16, 17, 18, 19], [25, 26, 27, 28, 29]]])
+
+
+def test_default_layer_names_follow_keras():
+    names = [L.GlobalAveragePooling1D().name, L.SimpleRNN(2).name, L.TimeDistributed(L.Dense(2)).name,
+             rnnlab.Input((3,))._keras_history[0].name]
+    assert names == ["global_average_pooling1d", "simple_rnn", "time_distributed", "input_layer"]

@@ -57,8 +57,11 @@ def get_layer_class(name: str) -> type:
 
 
 def _snake(name: str) -> str:
-    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
-    s = re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", s)
+    """Keras' ``to_snake_case``, so default names match Keras: ``SimpleRNN`` -> ``simple_rnn``, ``LSTMCell`` ->
+    ``lstm_cell``, ``GlobalAveragePooling1D`` -> ``global_average_pooling1d``, ``Conv1D`` -> ``conv1d``."""
+    s = re.sub(r"\W+", "", name)
+    s = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", s)
+    s = re.sub("([a-z])([A-Z])", r"\1_\2", s)
     return s.lower()
 
 
