@@ -520,9 +520,9 @@ class TagExplorer(Explorer):
         return toks, series, finals, p
 
     def output_info(self, out, tokens):
-        p = np.asarray(out, dtype=np.float64)[0].copy()
-        p[:, 0] = -1.0
-        return {"tags": [self.tagger.tags[int(k)] for k in p.argmax(-1)]}
+        p = np.asarray(out, dtype=np.float64)[0]
+        ids = self.tagger.decode(p[None], np.ones((1, len(p)), dtype=bool))[0]   # Viterbi with a CRF
+        return {"tags": [self.tagger.tags[int(k)] for k in ids]}
 
     def gradient_norms(self, text, label=None, last_only=False):
         """The typed sentence with ``label`` (space-separated tags, one per word; default: the predicted tags)."""

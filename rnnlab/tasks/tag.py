@@ -6,6 +6,19 @@ Train::
                      [--cell lstm|gru|rnn] [--bidirectional | --unidirectional] [--char-features] ...
     rnnlab train tag --generate two-sided|suffix [--num-sentences 3000]   (generated tasks, see rnnlab.datasets.conll)
 
+Defaults (Lample et al. 2016's BiLSTM-CRF recipe; only the data flags are needed): word embeddings 100 +
+a character BiLSTM (25 + 25 units) per word + 6 casing features for ``--train`` files (``--no-char-features``,
+``--no-casing``), one BiLSTM(100) layer, dropout 0.5 on its input, Adam 5e-3 with clipnorm 5, word dropout 0.5 on
+the words seen once (``--word-dropout``), and a linear-chain CRF output (:class:`rnnlab.layers.CRF`) for chunk
+tags (B-/I-/E-/S- prefixes; ``--crf on|off|auto``), constrained to the tag scheme: ``--tag-scheme auto`` detects
+IOB1 (CoNLL-2003: ``I-`` starts a chunk, ``B-`` only separates two adjacent chunks of a type), IOB2/BIO or IOBES
+from the training file; a declared scheme is strict (e.g. ``I-X`` after ``O`` under ``iob2`` is an error naming the
+file and line, which says that conlleval would read it as the start of a new chunk). Scoring is conlleval's for
+every scheme. ``--epochs`` defaults to early stopping (3 epochs without a better validation value) within
+``--max-minutes 15``; ``--threads`` defaults to the cores (``--threads 1`` on a shared machine).
+``--vectors FILE`` (word2vec text/binary or GloVe, e.g. from ``rnnlab train word2vec``) initialises the word
+embeddings (dimension = ``--embedding-dim``; ``--freeze-vectors`` keeps them fixed); the coverage is reported.
+
 The model is :class:`rnnlab.tagging.tagger.Tagger` (bidirectional by default; ``--unidirectional`` for a
 left-to-right tagger). Padded batches are masked (padding steps neither feed the recurrent layers nor count in
 the loss). Training runs in :class:`rnnlab.tasks.runstate.TrainLoop` like classify/charlm/wordlm: the model of the

@@ -31,6 +31,15 @@ does not improve for ``--lr-patience`` epochs the learning rate is multiplied by
 is kept. Perplexity = exp(mean negative log-likelihood per token, ``<eos>`` included, ``<unk>`` counted as a word),
 the same convention as ``rnnlab ngram``.
 
+Defaults (the recipe): tied weights (``--no-tie-weights`` to untie), variational dropout on the embedding output
+and between layers (one mask per sequence and feature for the whole BPTT window; ``--no-variational-dropout``),
+``--dropout`` by the size rule of :func:`default_dropout` (0.5 below 3M training tokens, 0.3 below 30M, else 0.1),
+Adam 2e-3 with global clipnorm 5 and learning-rate halving on a plateau, early stopping after 3 epochs without a
+better validation perplexity, within ``--max-minutes 15``. The final line also gives the perplexity **without
+``<eos>``** (``*_perplexity_without_eos``: the mean over the targets that are not ``<eos>``; the model still reads
+every ``<eos>`` as input), for comparison with figures that leave it out. Weight-dropped recurrent matrices
+(AWD-LSTM's DropConnect) are not implemented.
+
 Outputs: ``OUT/model.npz`` (best validation perplexity; an rnnlab model file with a ``__task__`` entry holding
 the vocabulary), ``checkpoint.npz``, ``history.json``, ``metrics.json``; the last line printed is
 ``{"valid_perplexity": ..., "test_perplexity": ..., "train_seconds": ...}``.
