@@ -483,7 +483,7 @@ class FusedRNN(NativePaths, RNN):
                     for S in ws.S:
                         np.copyto(S[t + 1], S[t], where=ws.notm[t])
 
-        cp = getattr(getattr(ws, "fast", None), "cptr", None)
+        cp = ws.fast.cptr if ws.fast is not None else None
         self.last_path = ("native_loop" if ws.native else "fused_loop" if fused else
                           "native_steps" if cp is not None else "packed" if ws.pk is not None else "numpy")
 
@@ -565,7 +565,7 @@ class FusedRNN(NativePaths, RNN):
         rk = self.params["recurrent_kernel"]
         ws.pkb = self._packed_backward(ws)
         if ws.pkb is None:
-            if getattr(ws, "WhT", None) is None or ws.WhT.shape != rk.T.shape:
+            if ws.WhT is None or ws.WhT.shape != rk.T.shape:
                 ws.WhT = np.empty(rk.T.shape, self.dtype)
             np.copyto(ws.WhT, rk.T)
         step = self._step_backward

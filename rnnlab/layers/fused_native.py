@@ -70,8 +70,7 @@ class NativePaths:
         """True when the cell's compiled training steps (``ws.fast.cptr``, LSTM and GRU) will add the input bias
         ``b_in`` to A[t] at step t themselves (``cptr.bias``: its address, else None): the same sums as
         ``A += b_in`` before the loop, without that pass over the whole (T, B, W) buffer."""
-        fast = getattr(ws, "fast", None)
-        cp = getattr(fast, "cptr", None)
+        cp = ws.fast.cptr if ws.fast is not None else None
         if cp is None:
             return False
         cp.bias = None
@@ -88,7 +87,7 @@ class NativePaths:
         m = None if ws.m is None else ws.m.reshape(ws.T, ws.B)
         rk = np.ascontiguousarray(self.params["recurrent_kernel"], dtype=np.float32)
         b = np.ascontiguousarray(self.params["bias"], dtype=np.float32) if self.use_bias else None
-        if getattr(ws, "native_wp", None) is None:
+        if ws.native_wp is None:
             # 64-byte aligned: the loop reads every packed row with full-width vector loads at every step
             ws.native_wp = backend.empty_aligned(rk.size, np.float32)
         return m, rk, b, ws.native_wp
@@ -110,7 +109,7 @@ class NativePaths:
         if (not ws.native_ok or kernel.dtype != np.float32 or M < 8 or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS
                 or not _native.gemm_available() or _native.blas_threads() == 1):
             return False
-        pm = getattr(ws, "packed_x", None)
+        pm = ws.packed_x
         if pm is None or (pm.K, pm.N) != (K, N):
             ws.packed_x = pm = _native.PackedMatrix(K, N)
         pm.pack(kernel).matmul(ws.X.reshape(M, K), ws.A.reshape(M, N))
@@ -129,12 +128,12 @@ class NativePaths:
     def _fused_rows(ws):
         """The row blocks of :meth:`_fused_forward`: :func:`rnnlab._native.row_blocks` when the packed path was
         taken for the split (``ws.fused_split``, see :meth:`_packed_forward`), else the whole batch."""
-        return _native.row_blocks(ws.B) if getattr(ws, "fused_split", False) else [(0, ws.B)]
+        return _native.row_blocks(ws.B) if ws.fused_split else [(0, ws.B)]
 
     def _has_fused_forward(self, ws):
         """Whether :meth:`_fused_forward` can run on this workspace: its compiled step kernels are set up
         (``ws.fast.cptr``: LSTM and GRU with their default activations, float32) and loaded."""
-        return getattr(getattr(ws, "fast", None), "cptr", None) is not None and _native.loaded()
+        return ws.fast is not None and ws.fast.cptr is not None and _native.loaded()
 
     def _fused_blocks(self, ws, whole):
         """The row blocks of :meth:`_fused_forward`, each with a float32 scratch of its rows for the per-step
@@ -144,7 +143,7 @@ class NativePaths:
             return [(blocks[0], whole)]
         width = whole.shape[1]
         key = (tuple(blocks), width)
-        cached = getattr(ws, "fused_scratch", None)
+        cached = ws.fused_scratch
         if cached is None or cached[0] != key:
             scratch = [backend.empty_aligned((b1 - b0, width), np.float32) for b0, b1 in blocks]
             ws.fused_scratch = cached = (key, scratch)
@@ -175,7 +174,7 @@ class NativePaths:
                                    and len(_native.row_blocks(B)) > 1):
             ws.fused_split = False
             return None
-        pk = getattr(ws, "packed_fwd", None)
+        pk = ws.packed_fwd
         if pk is None:
             pm = _native.PackedMatrix(U, W.shape[1])
             outs = [self._step_out(ws, t) for t in range(ws.T)]
@@ -194,7 +193,7 @@ class NativePaths:
         B, U = ws.B, self.units
         if W is None or not self._native_float32() or not _native.packed_gemm_wins(B, W.shape[1], U):
             return None
-        pkb = getattr(ws, "packed_bwd", None)
+        pkb = ws.packed_bwd
         if pkb is None:
             kU = W.shape[1]
             pm = _native.PackedMatrix(kU, U)
@@ -233,7 +232,7 @@ class NativePaths:
                 np.matmul(lhs.T, dA2, out=out)
             return
         kc = _native.PACK_KC
-        if getattr(ws, "packed_grad", None) is None:
+        if ws.packed_grad is None:
             ws.packed_grad = {}          # by (rows, N): a full chunk and the last, shorter one, kept per workspace
         for k0 in range(0, K, kc):
             chunk = dA2[k0:k0 + kc]

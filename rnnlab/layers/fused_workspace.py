@@ -24,6 +24,11 @@ class Workspace:
         self.full = {}       # name -> (full array or list of arrays, extra steps)
         self.derived = {}    # name -> function(ws) giving a view of other buffers
         self.dtype = None
+        # set by each forward call
+        self.m = self.in_mask = self.rec_mask = self.pk = self.pkb = None
+        self.native = self.native_ok = False
+        # a cell's own fast-path views and constants (LSTM, GRU reset_after=True; None otherwise)
+        self.fast = None
         # filled lazily by the packed / compiled paths
         self.packed_grad = self.packed_x = self.packed_fwd = self.packed_bwd = None
         self.WhT = self.native_wp = self.fused_scratch = None
