@@ -405,7 +405,7 @@ class KerasCell(Cell):
     def fused_layer(self, **flags):
         """The optimised loop for exactly this built-in class (a subclass may change the step: None), as the
         matching layer sharing this cell's weight and gradient arrays (rnnlab.layers.fused_loop)."""
-        if type(self).__name__ != self._layer_name + "Cell" or not self.built:
+        if type(self).__dict__.get("_layer_name") is None or not self.built:   # (a subclass does not set it)
             return None
         from .base import get_layer_class
         layer = get_layer_class(self._layer_name)(**self._layer_kwargs(), **flags)
