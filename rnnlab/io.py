@@ -266,7 +266,7 @@ class NpzArchive:
         self.read_total = 0
         try:
             self._zip = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
             raise FileFormatError(f"{self.path} is not an {what} (not a readable zip archive: {e})",
                                   path=self.path) from None
         try:
@@ -317,7 +317,8 @@ class NpzArchive:
                         raise ValueError(f"unknown .npy format version {version}")
                     offset = fp.tell()
             except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, tokenize.TokenError,
-                    UnicodeDecodeError, RecursionError, MemoryError, TypeError, KeyError, IndexError) as e:
+                    UnicodeDecodeError, RecursionError, MemoryError, TypeError, KeyError, IndexError,
+                    NotImplementedError) as e:     # (zipfile: an unsupported zip version or flag bit)
                 # (the .npy header is a Python literal: a garbled one can fail in the tokenizer or the parser)
                 raise self._err(f"is not a readable .npy array ({type(e).__name__}: {e})", name) from None
             if dtype.hasobject:
@@ -386,7 +387,7 @@ class NpzArchive:
         try:
             with self._zip.open(m.zname) as fp:
                 arr = np.lib.format.read_array(fp, allow_pickle=False)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError) as e:
             raise self._err(f"is damaged ({type(e).__name__}: {e})", name) from None
         if arr.shape != m.shape or arr.dtype != m.dtype:   # pragma: no cover - the header was read above
             raise self._err(f"changed while reading ({arr.shape} {arr.dtype})", name)
@@ -403,7 +404,7 @@ class NpzArchive:
         try:
             with self._zip.open(m.zname) as fp:
                 data = fp.read()
-        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError) as e:
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError) as e:
             raise self._err(f"is damaged ({type(e).__name__}: {e})", name) from None
         self.read_total += m.stored
         return data

@@ -23,7 +23,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 import rnnlab  # noqa: E402
 from rnnlab import io as rio  # noqa: E402
 
-FUZZ = settings(max_examples=40, derandomize=True, deadline=None, database=None,
+#: examples per loader (RNNLAB_FUZZ_EXAMPLES=1000 for a longer local run)
+EXAMPLES = int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", "40"))
+FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 
 OPS = st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert", "delete"]), st.integers(0, 2 ** 32),
@@ -239,7 +241,7 @@ def test_keras_weights_fuzz(tmp_path):
     load_keras_weights(m, src)
     target = tmp_path / "x.weights.h5"
 
-    @settings(max_examples=30, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @FUZZ
     @given(OPS)
     def run(ops):
         target.write_bytes(mutate(original, ops))

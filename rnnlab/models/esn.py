@@ -384,7 +384,7 @@ class EchoStateNetwork:
                 raise rio.FileFormatError(f"{path}: corrupt echo state network file (needs a config and the arrays "
                                           f"W and W_in; it has {sorted(arc.names)[:6]})", path=path)
             for name, v in (("input_dim", input_dim), ("output_dim", output_dim)):
-                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                if (v is not None or name == "input_dim") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                     raise rio.FileFormatError(f"{path}: corrupt echo state network file ({name} {v!r:.40})",
                                               path=path)
             rio.check_config_sizes({**cfg, "input_dim": input_dim, "output_dim": output_dim}, arc.max_dim(),
@@ -394,7 +394,7 @@ class EchoStateNetwork:
             except rio.BUILD_ERRORS as e:
                 raise rio.build_error(path, "echo state network", e) from None
             N = esn.units
-            want = {"W": (N, N), "W_in": (N, 1 + (input_dim or 0))}
+            want = {"W": (N, N), "W_in": (N, 1 + input_dim)}
             if output_dim is not None:
                 n_feat = 1 + (input_dim if esn.readout_input else 0) + N
                 want.update(W_out=(output_dim, n_feat), state=None, last_output=None)

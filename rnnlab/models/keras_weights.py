@@ -203,7 +203,7 @@ def _open(path):
                                                  f"{_rio.MAX_COMPRESSION_RATIO}x: refused as a zip bomb)",
                                                  path=path, member="model.weights.h5")
                 data = z.read("model.weights.h5")
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, ValueError) as e:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, ValueError, NotImplementedError) as e:
             if isinstance(e, _rio.RnnlabError):
                 raise
             raise _rio.FileFormatError(f"load_keras_weights: {path}: damaged .keras archive ({type(e).__name__}: "
