@@ -41,6 +41,16 @@ def _conv_model():
     return m
 
 
+def _bn_model():
+    from rnnlab.layers import AveragePooling1D, BatchNormalization, SpatialDropout1D
+    m = rnnlab.Sequential([Conv1D(4, 3, padding="causal", dilation_rate=2, input_shape=(6, 3)), BatchNormalization(),
+                           SpatialDropout1D(0.2), AveragePooling1D(2), GRU(3), Dense(2)])
+    m.compile(optimizer="adam", loss="mse")      # a little training moves the BatchNormalization statistics
+    x = np.random.default_rng(0).normal(size=(3, 6, 3))
+    m.fit(x, np.zeros((3, 2)), epochs=2, verbose=0)
+    return m
+
+
 def _input(m):
     if m.layers[0].__class__.__name__ == "Embedding":
         return IDS
@@ -56,7 +66,7 @@ def _rel(a, b):
     return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)
 
 
-@pytest.mark.parametrize("make", [_text_model, _float_model, _conv_model])
+@pytest.mark.parametrize("make", [_text_model, _float_model, _conv_model, _bn_model])
 def test_keras_loads_rnnlab_keras_archive_and_predicts_the_same(tmp_path, float64, make):
     keras.backend.set_floatx("float64")
     try:
@@ -239,3 +249,38 @@ def test_top_level_load_model_reads_keras_archives(tmp_path):
         np.testing.assert_array_equal(load(tmp_path / "m.keras").predict(x), m.predict(x))
     with pytest.raises(KerasFormatError, match="legacy HDF5"):
         rnnlab.load_model(tmp_path / "m.h5")
+
+
+def test_every_supported_layer_config_deserializes_in_keras():
+    """Each layer class rnnlab writes to config.json is rebuilt by keras.layers.deserialize with the same config."""
+    from rnnlab.layers import (Activation, Add, Average, AveragePooling1D, BatchNormalization, Concatenate, Dot,
+                               Flatten, GlobalMaxPooling1D, Masking, Maximum, Minimum, Multiply, Permute,
+                               RepeatVector, Reshape, SpatialDropout1D, Subtract)
+    from rnnlab.models.keras_format import KERAS_ARGS, _layer_config
+    layers = [Dense(2, activation="relu"), Embedding(5, 2, mask_zero=True), SimpleRNN(2, go_backwards=True),
+              LSTM(2, return_sequences=True, unit_forget_bias=False), GRU(2, reset_after=False), Dropout(0.1),
+              SpatialDropout1D(0.1), Activation("tanh"), Masking(1.0), RepeatVector(2), Flatten(), Reshape((2, 2)),
+              Permute((2, 1)), GlobalAveragePooling1D(), GlobalMaxPooling1D(keepdims=True), MaxPooling1D(2),
+              AveragePooling1D(3, strides=1, padding="same"), Conv1D(2, 3, padding="causal", dilation_rate=2),
+              BatchNormalization(momentum=0.9), LayerNormalization(epsilon=1e-5), Bidirectional(LSTM(2)),
+              TimeDistributed(Dense(2)), Add(), Subtract(), Multiply(), Average(), Maximum(), Minimum(),
+              Concatenate(axis=1), Dot(axes=1)]
+    assert {type(l).__name__ for l in layers} == set(KERAS_ARGS)
+    for layer in layers:
+        entry = _layer_config(layer, "x.keras")
+        klayer = keras.layers.deserialize(entry)
+        kcfg = klayer.get_config()
+        assert type(klayer).__name__ == type(layer).__name__
+        for k, v in entry["config"].items():
+            if k in ("layer", "backward_layer") or k.endswith("initializer"):
+                continue
+            if k == "dtype":
+                assert klayer.dtype == v
+                continue
+            want = list(v) if isinstance(v, tuple) else v
+            if k == "data_format" and want is None:
+                want = "channels_last"            # Keras' default for None
+            got = list(kcfg[k]) if isinstance(kcfg[k], tuple) else kcfg[k]
+            if isinstance(got, list) and len(got) == 1 and not isinstance(want, list):
+                got = got[0]                      # Keras stores 1-D sizes as 1-tuples
+            assert got == want, (type(layer).__name__, k, got, want)

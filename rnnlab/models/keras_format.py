@@ -172,6 +172,8 @@ def _layer_config(layer, path, nested_cfg=None):
             out["backward_layer"] = _layer_config(layer.backward_layer, path)
     if cls in _RNN_CELL and out.get("seed") is None:
         out.pop("seed", None)
+    if cls == "SpatialDropout1D":   # Keras' SpatialDropout1D takes no `trainable` (and has no weights)
+        out.pop("trainable", None)
     return {"module": "keras.layers", "class_name": cls, "config": out, "registered_name": None}
 
 
@@ -309,7 +311,7 @@ def _write_weights_h5(model, fileobj, h5py):
 
 
 def _atomic_write(path, data: bytes):
-    from ..tasks.common import atomic_write_bytes
+    from ..io import atomic_write_bytes
     atomic_write_bytes(os.fspath(path), data)
 
 
