@@ -134,9 +134,8 @@ def decode_error(path, e: UnicodeDecodeError, line=None, line_start=None, encodi
     where = f"line {line}, byte offset {offset}" if line is not None else f"byte offset {offset}"
     enc = encoding or e.encoding
     return FileEncodingError(f"{os.fspath(path)}: {where}: cannot decode byte(s) {e.object[e.start:e.end]!r} "
-                             f"as {enc} ({e.reason}); give the file's encoding with --encoding (encoding= in Python), e.g. "
-                             "latin-1",
-                             path=path)
+                             f"as {enc} ({e.reason}); give the file's encoding with --encoding (encoding= in "
+                             "Python), e.g. latin-1", path=path)
 
 
 # ------------------------------------------------------------------------------------------ memory
