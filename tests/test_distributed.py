@@ -205,6 +205,14 @@ def test_killed_rank_does_not_hang_the_others(tmp_path):
             or "killed" in (p.stdout + p.stderr).lower()), p.stderr[-2000:]
 
 
+def test_hanging_rank_trips_the_watchdog(tmp_path):
+    # rank 1 sleeps for 120 s; rank 0 waits in fit's first collective and aborts the job after 3 s
+    p = launch(["hang", "float64", str(tmp_path)], timeout=60, env={"RNNLAB_MPI_TIMEOUT": "3"})
+    assert p.returncode != 0
+    assert "rnnlab.distributed: rank 0/2 waited more than 3 s in" in p.stderr, p.stderr[-2000:]
+    assert "aborting the MPI job" in p.stderr
+
+
 def test_exception_on_one_rank_aborts_the_job(tmp_path):
     p = launch(["raise", "float64", str(tmp_path)], timeout=90)
     assert p.returncode != 0
@@ -353,6 +361,13 @@ def _worker(what, dtype, out):
         if r == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         m.fit(x, y, batch_size=B, epochs=50, verbose=0)
+    elif what == "hang":
+        import time
+        m = build_seq("float64")
+        x, y, sw = _seq_data()
+        if r == 1:
+            time.sleep(120)
+        m.fit(x, y, batch_size=B, epochs=1, verbose=0)
     elif what == "raise":
         if r == 1:
             raise ValueError("a rank fails")
