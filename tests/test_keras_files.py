@@ -284,3 +284,21 @@ def test_every_supported_layer_config_deserializes_in_keras():
             if isinstance(got, list) and len(got) == 1 and not isinstance(want, list):
                 got = got[0]                      # Keras stores 1-D sizes as 1-tuples
             assert got == want, (type(layer).__name__, k, got, want)
+
+
+def test_keras_written_archive_with_many_layer_types_loads_in_rnnlab(tmp_path):
+    L = keras.layers
+    km = keras.Sequential([keras.Input((8, 3)), L.Masking(0.0), L.Conv1D(4, 3, padding="same", activation="relu"),
+                           L.BatchNormalization(), L.SpatialDropout1D(0.1), L.MaxPooling1D(2),
+                           L.Bidirectional(L.GRU(3, reset_after=False, return_sequences=True), merge_mode="sum"),
+                           L.TimeDistributed(L.Dense(2)), L.LayerNormalization(), L.SimpleRNN(2),
+                           L.Dropout(0.2), L.Dense(1, activation="sigmoid")])
+    g = np.random.default_rng(4)
+    for w in km.weights:
+        w.assign(g.normal(scale=0.5, size=w.shape))
+    km.layers[2].moving_variance.assign(np.abs(g.normal(size=4)) + 0.5)
+    km.save(tmp_path / "k.keras")
+    x = g.normal(size=(4, 8, 3)).astype("float32")
+    m = rnnlab.saving.load_model(tmp_path / "k.keras")
+    assert [type(l).__name__ for l in m.layers] == [type(l).__name__ for l in km.layers]
+    assert _rel(m.predict(x), _kpredict(km, x)) < 1e-5          # float32 in both

@@ -399,6 +399,11 @@ _KERAS_ONLY_DEFAULTS = {"quantization_config", "lora_rank", "lora_alpha", "optio
                         "gamma_constraint", "synchronized", "rms_scaling", "input_axes", "output_axes"}
 
 
+#: Keras-only arguments and the default value at which they change nothing (dropped when read)
+_KERAS_ONLY_AT = {"renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99, "lora_rank": None,
+                  "lora_alpha": None, "use_cudnn": "auto"}
+
+
 def _from_keras_value(k, v):
     if isinstance(v, dict) and "class_name" in v and "config" in v:
         if v["class_name"] == "DTypePolicy":
@@ -415,6 +420,8 @@ def _rnnlab_layer_config(entry, path):
     cls, cfg = entry["class_name"], {}
     for k, v in entry["config"].items():
         if k in _KERAS_ONLY_DEFAULTS and (v is None or v is False or v == 0):
+            continue
+        if k in _KERAS_ONLY_AT and v == _KERAS_ONLY_AT[k]:
             continue
         if k == "seed" and v is None:
             continue
