@@ -455,8 +455,9 @@ def load_keras_archive(path, compile=True):
         load_keras_weights(model, path)
         return _compile_from_meta(model, meta, compile)
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
-        raise ValueError(f"load_model: {path} holds a Keras {config.get('class_name') if isinstance(config, dict) else '?'}"
-                         " model; rnnlab reads Sequential and functional models from .keras files")
+        what = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"load_model: {path} holds a Keras {what} model; rnnlab reads Sequential and functional "
+                         "models from .keras files")
     entries = config.get("config", {}).get("layers", [])
     shape, dtype, layers = None, None, []
     for i, entry in enumerate(entries):
