@@ -43,8 +43,10 @@ raises does not leave the others waiting forever: an uncaught exception calls ``
 stderr), MPI's launcher ends the job when a rank is killed, and a watchdog aborts the job when one collective
 waits longer than ``timeout`` seconds (``RNNLAB_MPI_TIMEOUT``, default 600).
 
-Not reduced: the training *metrics* in the logs are rank 0's shard (the loss is global); dropout masks are
-drawn per rank (so runs with dropout are statistically, not bitwise, equal to one process).
+The training metrics whose state is a ``(total, count)`` pair (every built-in metric) are reduced in the same
+small ``Allreduce`` as the loss, so the logs are those of the global batch; other metric states stay per rank.
+Not reduced: dropout masks are drawn per rank (so runs with dropout are statistically, not bitwise, equal to
+one process).
 """
 from __future__ import annotations
 
@@ -411,11 +413,20 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
     losses = model._losses
     m = len(losses)
     empty = len(xs[0]) == 0
-    stats = np.zeros(2 * m, np.float64)
+    # metrics with a (total, count) state are reduced too: their step deltas ride in the same small Allreduce
+    mets = [(j, met) for j, ms in enumerate(model._out_metrics) if ys[j] is not None for met in ms]
+    summable = [(j, met) for j, met in mets if isinstance(getattr(met, "total", None), float)
+                and isinstance(getattr(met, "count", None), float)]
+    stats = np.zeros(2 * m + 2 * len(summable), np.float64)
+    old = [(met.total, met.count) for _, met in summable]
     active = [False] * m
     if not empty:
         outs, masks = model._run(xs, True)
         _, per, grads, lmasks = model._loss_and_grads(outs, masks, ys, sws, time_mask)
+        for k, ((j, met), (t0, c0)) in enumerate(zip(summable, old)):
+            met.update(ys[j], outs[j], sample_weight=sws[j], mask=lmasks[j])
+            stats[2 * m + 2 * k], stats[2 * m + 2 * k + 1] = met.total - t0, met.count - c0
+            met.total, met.count = t0, c0
         for j in range(m):
             if per[j] is None:
                 continue
@@ -454,11 +465,14 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
         model._backprop(grads)
     ctx.allreduce_gradients(refs)
     checked_update(model.optimizer, refs, total, epoch, step)
+    for k, (_, met) in enumerate(summable):  # every rank: the metric over the global batch
+        met.total = old[k][0] + float(stats[2 * m + 2 * k])
+        met.count = old[k][1] + float(stats[2 * m + 2 * k + 1])
     if not empty:
-        for j, ms in enumerate(model._out_metrics):
-            if ys[j] is not None:
-                for met in ms:
-                    met.update(ys[j], outs[j], sample_weight=sws[j], mask=lmasks[j])
+        done = {id(met) for _, met in summable}
+        for j, met in mets:
+            if id(met) not in done:  # other metric states stay this rank's own
+                met.update(ys[j], outs[j], sample_weight=sws[j], mask=lmasks[j])
     return total, per_g
 
 

@@ -48,13 +48,14 @@ def build_seq(dtype):
     m = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32"), Embedding(V_SEQ, 6, mask_zero=True),
                            LSTM(5, return_sequences=True), Dense(3, activation="softmax")])
     # global-norm clipping small enough to act: it must see the reduced gradient
-    m.compile(rnnlab.optimizers.Adam(0.05, global_clipnorm=0.05), "sparse_categorical_crossentropy")
+    m.compile(rnnlab.optimizers.Adam(0.05, global_clipnorm=0.05), "sparse_categorical_crossentropy",
+              metrics=["accuracy"])
     return m
 
 
 def run_seq(m):
     x, y, sw = _seq_data()
-    m.fit(x, y, batch_size=B, epochs=1, verbose=0, shuffle=True, sample_weight=sw)
+    return m.fit(x, y, batch_size=B, epochs=1, verbose=0, shuffle=True, sample_weight=sw)
 
 
 def build_tbptt(dtype, batch):
@@ -69,7 +70,7 @@ def build_tbptt(dtype, batch):
 def run_tbptt(m):
     r = np.random.default_rng(3)
     stream = r.integers(0, V, size=(B, 16))  # B streams of 15 steps, 3 windows of 5 = 3 updates
-    m.fit(stream[:, :-1], stream[:, 1:], batch_size=B, epochs=1, verbose=0, shuffle=False, tbptt_steps=5)
+    return m.fit(stream[:, :-1], stream[:, 1:], batch_size=B, epochs=1, verbose=0, shuffle=False, tbptt_steps=5)
 
 
 def build_func(dtype):
@@ -81,7 +82,7 @@ def build_func(dtype):
     z = Concatenate()([h, Dense(3, activation="tanh")(num)])
     out = Dense(1, activation="sigmoid")(z)
     m = rnnlab.Model([tok, num], out)
-    m.compile(rnnlab.optimizers.RMSprop(0.05), "binary_crossentropy")
+    m.compile(rnnlab.optimizers.RMSprop(0.05), "binary_crossentropy", metrics=["accuracy"])
     return m
 
 
@@ -91,7 +92,7 @@ def run_func(m):
     tok = r.integers(0, V, size=(17, T))
     num = r.normal(size=(17, 4))
     y = r.integers(0, 2, size=(17, 1)).astype(float)
-    m.fit({"tokens": tok, "numbers": num}, y, batch_size=B, epochs=1, verbose=0, shuffle=True)
+    return m.fit({"tokens": tok, "numbers": num}, y, batch_size=B, epochs=1, verbose=0, shuffle=True)
 
 
 CASES = {
@@ -101,7 +102,7 @@ CASES = {
 }
 
 
-def train(case, dtype, nranks=1):
+def train(case, dtype, nranks=1, logs=None):
     build, run = CASES[case]
     m = build(dtype, nranks)
     if nranks > 1 and distributed.rank() != 0:
@@ -109,7 +110,9 @@ def train(case, dtype, nranks=1):
         for _, owner, w in m.iter_weights():
             owner.params[w][...] = np.random.default_rng(99 + distributed.rank()).normal(
                 size=owner.params[w].shape)
-    run(m)
+    h = run(m)
+    if logs is not None:
+        logs.update({k: np.array(v, np.float64) for k, v in h.history.items()})
     return [owner.params[w].copy() for _, owner, w in m.iter_weights()]
 
 
@@ -157,9 +160,16 @@ def _floatx():
 def test_two_ranks_equal_one_process(case, dtype, tmp_path):
     p = launch(["train", case, dtype, str(tmp_path)])
     assert p.returncode == 0, p.stderr[-3000:]
-    ref = train(case, dtype)
+    ref_logs = {}
+    ref = train(case, dtype, logs=ref_logs)
     got = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
     # both ways of reducing Embedding rows are covered: gathered rows (seq, V=400), the dense matrix (V=20)
+    # the epoch's logs (loss and the metrics, reduced over the ranks) are those of one process
+    assert set(ref_logs) == {k[4:] for k in got[0].files if k.startswith("log_")}, ref_logs
+    for k, v in ref_logs.items():
+        np.testing.assert_allclose(got[0][f"log_{k}"], v, rtol=1e-9 if dtype == "float64" else 1e-4)
+    if case in ("seq", "func"):
+        assert "accuracy" in ref_logs
     if case == "seq":
         assert int(got[0]["gather"]) >= 3
     if case == "func":
@@ -337,9 +347,10 @@ def _worker(what, dtype, out):
     r = ctx.rank
     if what == "train" or what in CASES:
         case = sys.argv[2]
-        ws = train(case, sys.argv[3], ctx.size)
+        logs = {}
+        ws = train(case, sys.argv[3], ctx.size, logs)
         np.savez(out / f"rank{r}.npz", gather=ctx.row_paths["gather"], dense=ctx.row_paths["dense"],
-                 **{f"w{i}": w for i, w in enumerate(ws)})
+                 **{f"w{i}": w for i, w in enumerate(ws)}, **{f"log_{k}": v for k, v in logs.items()})
     elif what == "w2v":
         m = train_w2v()
         np.savez(out / f"w2v{r}.npz", X=m.wv.vectors, Y=m.syn1neg, syncs=m.sync_count)
