@@ -302,3 +302,31 @@ def test_keras_written_archive_with_many_layer_types_loads_in_rnnlab(tmp_path):
     m = rnnlab.saving.load_model(tmp_path / "k.keras")
     assert [type(l).__name__ for l in m.layers] == [type(l).__name__ for l in km.layers]
     assert _rel(m.predict(x), _kpredict(km, x)) < 1e-5          # float32 in both
+
+
+def test_bad_keras_archives_are_clear_errors(tmp_path):
+    def archive(name, **members):
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            for k, v in members.items():
+                z.writestr(k.replace("_", "."), v)
+        return tmp_path / name
+    with pytest.raises(ValueError, match="no config.json"):
+        rnnlab.saving.load_model(archive("a.keras", metadata_json="{}"))
+    with pytest.raises(ValueError, match="not valid JSON"):
+        rnnlab.saving.load_model(archive("b.keras", config_json="{nope"))
+    (tmp_path / "c.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a .keras archive"):
+        rnnlab.saving.load_model(tmp_path / "c.keras")
+    km = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.LeakyReLU()])
+    km.save(tmp_path / "d.keras")
+    with pytest.raises(ValueError, match=r"config.json layer 2 \('leaky_re_lu'\) is a Keras LeakyReLU, which rnnlab does not have"):
+        rnnlab.saving.load_model(tmp_path / "d.keras")
+
+
+def test_keras_functional_archive_with_unknown_layer_names_file_and_layer(tmp_path):
+    inp = keras.Input((4,))
+    km = keras.Model(inp, keras.layers.LeakyReLU()(keras.layers.Dense(3)(inp)))
+    km.save(tmp_path / "f.keras")
+    with pytest.raises(ValueError, match=r"f\.keras: the Keras functional model uses something rnnlab does not "
+                                         r"support.*LeakyReLU"):
+        rnnlab.saving.load_model(tmp_path / "f.keras")

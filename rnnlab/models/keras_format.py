@@ -469,11 +469,13 @@ def load_keras_archive(path, compile=True):
         try:
             layer_cls = get_layer_class(cls)
         except ValueError:
-            raise ValueError(f"load_model: {path}: layer {i} is a Keras {cls}, which rnnlab does not have") from None
+            raise ValueError(f"load_model: {path}: config.json layer {i} ('{cfg.get('name')}') is a Keras {cls}, "
+                             "which rnnlab does not have") from None
         try:
             layers.append(layer_cls.from_config(cfg))
         except (TypeError, ValueError) as e:
-            raise ValueError(f"load_model: {path}: layer {i} ({cls}) uses something rnnlab does not support: {e}") \
+            raise ValueError(f"load_model: {path}: config.json layer {i} ('{cfg.get('name')}', {cls}) uses something "
+                             f"rnnlab does not support: {e}") \
                 from None
     if shape is None:
         bc = config.get("build_config") or {}
@@ -548,7 +550,7 @@ def _functional_from_keras(cfg, path):
         return Model.from_config({"name": cfg.get("name"), "trainable": cfg.get("trainable", True),
                                   "layers": layers, "input_layers": cfg.get("input_layers"),
                                   "output_layers": cfg.get("output_layers")})
-    except (TypeError, KeyError) as e:
+    except (TypeError, KeyError, ValueError) as e:
         raise ValueError(f"load_model: {path}: the Keras functional model uses something rnnlab does not "
                          f"support ({type(e).__name__}: {e})") from None
 
