@@ -187,6 +187,95 @@ class Orthogonal(Initializer):
         return {"gain": self.gain, "seed": self.seed}
 
 
+class TruncatedNormal(Initializer):
+    """``mean + stddev * z`` with ``z ~ N(0, 1)`` redrawn while ``|z| > 2`` (Keras ``TruncatedNormal``)."""
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        self.mean, self.stddev, self.seed = float(mean), float(stddev), seed
+
+    def __call__(self, shape, dtype=None):
+        out = _truncated_normal(self._rng(), shape, self.stddev, dtype)
+        if self.mean:
+            out += np.asarray(self.mean, dtype=out.dtype)
+        return out
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class VarianceScaling(Initializer):
+    """Keras ``VarianceScaling``: with ``n`` = fan_in, fan_out or their mean (``mode``) and ``s = scale / max(1, n)``:
+    ``truncated_normal`` draws N(0, 1) truncated at 2 times ``sqrt(s) / 0.8796...`` (the truncated distribution's
+    standard deviation is then ``sqrt(s)``), ``untruncated_normal`` N(0, s), ``uniform`` U(-sqrt(3 s), sqrt(3 s))."""
+
+    _MODES = ("fan_in", "fan_out", "fan_avg")
+    _DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0):
+            raise ValueError(f"VarianceScaling: scale must be a positive float, got {scale!r}")
+        if mode not in self._MODES:
+            raise ValueError(f"VarianceScaling: mode must be one of {self._MODES}, got {mode!r}")
+        if distribution == "normal":          # Keras' older name
+            distribution = "truncated_normal"
+        if distribution not in self._DISTRIBUTIONS:
+            raise ValueError(f"VarianceScaling: distribution must be one of {self._DISTRIBUTIONS}, got "
+                             f"{distribution!r}")
+        self.scale, self.mode, self.distribution, self.seed = float(scale), mode, distribution, seed
+
+    def __call__(self, shape, dtype=None):
+        fan_in, fan_out = _fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        s = self.scale / max(1.0, n)
+        gen = self._rng()
+        if self.distribution == "truncated_normal":
+            return _truncated_normal(gen, shape, math.sqrt(s) / 0.87962566103423978, dtype)
+        if self.distribution == "untruncated_normal":
+            std = math.sqrt(s)
+            return _chunked(shape, dtype, lambda k: gen.normal(0.0, std, size=k))
+        limit = math.sqrt(3.0 * s)
+        return _chunked(shape, dtype, lambda k: gen.uniform(-limit, limit, size=k))
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+
+
+class LecunNormal(VarianceScaling):
+    """``VarianceScaling(1.0, "fan_in", "truncated_normal")`` (LeCun 1998)."""
+
+    def __init__(self, seed=None):
+        super().__init__(1.0, "fan_in", "truncated_normal", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class LecunUniform(VarianceScaling):
+    """``VarianceScaling(1.0, "fan_in", "uniform")``: U(-sqrt(3 / fan_in), sqrt(3 / fan_in))."""
+
+    def __init__(self, seed=None):
+        super().__init__(1.0, "fan_in", "uniform", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class Identity(Initializer):
+    """``gain`` times the identity matrix (2-D shapes only; Keras ``Identity``/``IdentityInitializer``)."""
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 2:
+            raise ValueError(f"Identity: shape must be 2-D, got {shape}")
+        return (self.gain * np.eye(*shape)).astype(backend.standardize_dtype(dtype))
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
 #: values drawn per block by the random initializers (a float64 block of 2 MB)
 _CHUNK = 1 << 18
 
@@ -241,8 +330,14 @@ _REGISTRY = {
     "he_normal": HeNormal,
     "he_uniform": HeUniform,
     "orthogonal": Orthogonal,
+    "truncated_normal": TruncatedNormal,
+    "variance_scaling": VarianceScaling,
+    "lecun_normal": LecunNormal,
+    "lecun_uniform": LecunUniform,
+    "identity": Identity,
 }
 _CLASS_NAMES = {cls.__name__: cls for cls in _REGISTRY.values()}
+_CLASS_NAMES["IdentityInitializer"] = Identity   # Keras 3's class name in configs
 
 
 def get(identifier) -> Initializer:
