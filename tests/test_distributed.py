@@ -223,6 +223,13 @@ def test_hanging_rank_trips_the_watchdog(tmp_path):
     assert "aborting the MPI job" in p.stderr
 
 
+def test_ranks_with_different_models_are_refused(tmp_path):
+    p = launch(["mismatch", "float64", str(tmp_path)], timeout=60)
+    assert p.returncode != 0
+    assert "DistributedError: rnnlab.distributed: the ranks disagree on the weights' shapes and dtypes" in p.stderr, \
+        p.stderr[-2000:]
+
+
 def test_exception_on_one_rank_aborts_the_job(tmp_path):
     p = launch(["raise", "float64", str(tmp_path)], timeout=90)
     assert p.returncode != 0
@@ -372,6 +379,13 @@ def _worker(what, dtype, out):
         if r == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         m.fit(x, y, batch_size=B, epochs=50, verbose=0)
+    elif what == "mismatch":
+        rnnlab.set_floatx("float64")
+        m = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32"), Embedding(V_SEQ, 6),
+                               LSTM(5 + r, return_sequences=True), Dense(3, activation="softmax")])
+        m.compile("adam", "sparse_categorical_crossentropy")
+        x, y, sw = _seq_data()
+        m.fit(x, y, batch_size=B, epochs=1, verbose=0)
     elif what == "hang":
         import time
         m = build_seq("float64")
