@@ -305,6 +305,10 @@ class Layer:
         inputs = self._convert_inputs(inputs)
         shape = [(None,) + a.shape[1:] for a in inputs] if isinstance(inputs, list) else (None,) + inputs.shape[1:]
         self._maybe_build(shape)
+        if not isinstance(inputs, list) and inputs.ndim and inputs.shape[0] == 0:
+            empty = _empty_batch_result(self, inputs)   # a zero-size batch: an empty result, for every layer
+            if empty is not None:
+                return empty
         return self.forward(inputs, *args, training=training, mask=mask, **kwargs)
 
     def _convert_inputs(self, inputs):
@@ -440,3 +444,17 @@ def _check_not_featureless(layer, input_shape):
     if not isinstance(layer, Embedding):
         raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): the input has 0 features (shape "
                          f"{format_shape(input_shape)}); the last axis must be at least 1")
+
+
+def _empty_batch_result(layer, inputs):
+    """The output of ``layer`` for a zero-size batch: zeros of :meth:`Layer.compute_output_shape` (a list of them
+    for several outputs), the same empty result a model's ``predict`` gives; None when the layer does not define
+    its output shape or it is not fully known (the layer's forward then runs)."""
+    if type(layer).compute_output_shape is Layer.compute_output_shape:
+        return None
+    out = layer.compute_output_shape((0,) + tuple(inputs.shape[1:]))
+    shapes = out if isinstance(out, list) else [out]
+    if not all(isinstance(sh, tuple) and all(isinstance(d, (int, np.integer)) for d in sh[1:]) for sh in shapes):
+        return None
+    arrays = [np.zeros((0,) + tuple(int(d) for d in sh[1:]), dtype=layer.dtype) for sh in shapes]
+    return arrays if isinstance(out, list) else arrays[0]
