@@ -186,6 +186,18 @@ class Context:
         """Wait until every rank is here (e.g. until rank 0 has written a file the others read)."""
         self._call("Barrier", self.comm.Barrier)
 
+    def sync_control(self, model, root=0):
+        """Take ``root``'s ``model.stop_training`` and plain-number learning rate: callbacks (early stopping,
+        LearningRateScheduler, ReduceLROnPlateau) run on rank 0 only, and every rank must follow them."""
+        opt = getattr(model, "optimizer", None)
+        plain = opt is not None and getattr(opt, "_lr_schedule", None) is None and hasattr(opt, "learning_rate")
+        buf = np.array([1.0 if getattr(model, "stop_training", False) else 0.0,
+                        float(opt.learning_rate) if plain else 0.0])
+        self.bcast_(buf, root)
+        model.stop_training = bool(buf[0])
+        if plain and float(opt.learning_rate) != buf[1]:
+            opt.learning_rate = float(buf[1])
+
     def bcast_flag(self, flag, root=0) -> bool:
         b = np.array([1 if flag else 0], np.int8)
         return bool(self.bcast_(b, root)[0])
@@ -402,6 +414,12 @@ def fit_begin(ctx, model, xs):
         model.build((None,) + tuple(xs[0].shape[1:]))
     arrays = [owner.params[w] for _, owner, w in _all_refs(model)]
     ctx.broadcast_arrays(arrays)
+
+
+def fit_end(ctx, model):
+    """After ``fit``'s last callback: every rank takes rank 0's weights (a callback such as
+    ``EarlyStopping(restore_best_weights=True)`` may have changed them on rank 0 alone)."""
+    ctx.broadcast_arrays([owner.params[w] for _, owner, w in _all_refs(model)])
 
 
 def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):

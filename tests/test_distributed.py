@@ -95,11 +95,28 @@ def run_func(m):
     return m.fit({"tokens": tok, "numbers": num}, y, batch_size=B, epochs=1, verbose=0, shuffle=True)
 
 
+def run_callbacks(m):
+    """Callbacks run on rank 0 alone; the learning rate they set and the weights EarlyStopping restores must
+    reach every rank. Epoch 2's rate is so high that its loss is worse: epoch 1's weights come back."""
+    from rnnlab.callbacks import EarlyStopping, LearningRateScheduler
+    x, y, sw = _seq_data()
+    return m.fit(x, y, batch_size=B, epochs=3, verbose=0, shuffle=True, sample_weight=sw,
+                 callbacks=[LearningRateScheduler(lambda e: [0.05, 3.0, 0.01][e]),
+                            EarlyStopping(monitor="loss", patience=1, restore_best_weights=True)])
+
+
 CASES = {
     "seq": (lambda dt, n: build_seq(dt), run_seq),
     "tbptt": (lambda dt, n: build_tbptt(dt, B // n), run_tbptt),
     "func": (lambda dt, n: build_func(dt), run_func),
+    "callbacks": (lambda dt, n: build_seq_sgd(dt), run_callbacks),
 }
+
+
+def build_seq_sgd(dtype):
+    m = build_seq(dtype)
+    m.compile(rnnlab.optimizers.SGD(0.05), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
 
 
 def train(case, dtype, nranks=1, logs=None):
@@ -155,7 +172,7 @@ def _floatx():
     rnnlab.set_floatx(old)
 
 
-@pytest.mark.parametrize("case", ["seq", "tbptt", "func"])
+@pytest.mark.parametrize("case", ["seq", "tbptt", "func", "callbacks"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_two_ranks_equal_one_process(case, dtype, tmp_path):
     p = launch(["train", case, dtype, str(tmp_path)])

@@ -496,6 +496,8 @@ class Engine:
                 break
             for cb in cbs:
                 cb.on_epoch_begin(epoch, {})
+            if dist is not None:
+                dist.sync_control(self)  # e.g. LearningRateScheduler ran on rank 0
             for m in self.metrics:
                 m.reset()
             order = backend.rng().permutation(n) if shuffle else None
@@ -538,7 +540,7 @@ class Engine:
                 if bar and verbose == 1:
                     bar.update(step + 1, logs, seen)
                 if dist is not None:
-                    self.stop_training = dist.bcast_flag(self.stop_training)
+                    dist.sync_control(self)  # rank 0's callbacks decide: stop, learning rate
                 if self.stop_training:
                     break
             if wsum == 0:
@@ -560,8 +562,10 @@ class Engine:
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if dist is not None:
-                self.stop_training = dist.bcast_flag(self.stop_training)
+                dist.sync_control(self)
             last_logs = logs
         for cb in cbs:
             cb.on_train_end(dict(last_logs))
+        if dist is not None:  # e.g. EarlyStopping(restore_best_weights) set rank 0's weights
+            _distributed.fit_end(dist, self)
         return history
