@@ -38,7 +38,8 @@ reduced loss/gradient non-finite on every rank, so every rank raises
 :class:`~rnnlab.training.NonFiniteLoss` at the same step, before the update.
 
 Rank 0 alone prints the progress bar, runs the callbacks (checkpoints, logs, early stopping) and validation;
-its ``model.stop_training`` is broadcast after every step so all ranks stop together. A rank that dies or
+its ``model.stop_training`` and plain learning rate are broadcast at epoch begin/end and after every step, and
+its weights after the last callback (``restore_best_weights``), so every rank follows its callbacks. A rank that dies or
 raises does not leave the others waiting forever: an uncaught exception calls ``MPI_Abort`` (message on
 stderr), MPI's launcher ends the job when a rank is killed, and a watchdog aborts the job when one collective
 waits longer than ``timeout`` seconds (``RNNLAB_MPI_TIMEOUT``, default 600).
