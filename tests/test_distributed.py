@@ -364,6 +364,14 @@ def test_without_mpi4py_a_clear_error(monkeypatch):
         distributed.Context()
 
 
+def test_word2vec_sync_words_is_checked():
+    from rnnlab.embeddings import Word2Vec
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="sync_words must be an int >= 1"):
+            Word2Vec(sync_words=bad)
+    assert Word2Vec(sync_words=123).sync_words == 123
+
+
 # ------------------------------------------------------------------------ the worker (under mpiexec)
 def _worker(what, dtype, out):
     out = Path(out)
