@@ -1,7 +1,7 @@
 """Data-parallel training on MPI (rnnlab.distributed): N ranks with global batch B train exactly as one process.
 
-The equivalence tests launch ``mpiexec -n 2 python tests/test_distributed.py CASE DTYPE OUT`` (this file's
-``__main__`` is the worker) with a timeout, and compare rank 0's weights after 3 training steps with one
+The equivalence tests launch ``mpiexec -n 2 python tests/test_distributed.py train-all - OUT`` once (this
+file's ``__main__`` is the worker) with a timeout, and compare rank 0's weights after 3 training steps with one
 process here (and rank 1's with rank 0's). Where mpi4py or mpiexec is missing, or MPI cannot start, they
 skip with the reason.
 """
@@ -172,11 +172,22 @@ def _floatx():
     rnnlab.set_floatx(old)
 
 
-@pytest.mark.parametrize("case", ["seq", "tbptt", "func", "callbacks"])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_two_ranks_equal_one_process(case, dtype, tmp_path):
-    p = launch(["train", case, dtype, str(tmp_path)])
+EQUIV_CASES = ["seq", "tbptt", "func", "callbacks"]
+
+
+@pytest.fixture(scope="module")
+def two_rank_runs(tmp_path_factory):
+    """Every (case, dtype) trained once on 2 ranks, in one mpiexec launch (start-up is the slow part)."""
+    out = tmp_path_factory.mktemp("two_ranks")
+    p = launch(["train-all", "-", str(out)], timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("case", EQUIV_CASES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_two_ranks_equal_one_process(case, dtype, two_rank_runs):
+    tmp_path = two_rank_runs / f"{case}-{dtype}"
     ref_logs = {}
     ref = train(case, dtype, logs=ref_logs)
     got = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
@@ -377,12 +388,16 @@ def _worker(what, dtype, out):
     out = Path(out)
     ctx = distributed.init(timeout=float(os.environ.get("RNNLAB_MPI_TIMEOUT", "60")))
     r = ctx.rank
-    if what == "train" or what in CASES:
-        case = sys.argv[2]
-        logs = {}
-        ws = train(case, sys.argv[3], ctx.size, logs)
-        np.savez(out / f"rank{r}.npz", gather=ctx.row_paths["gather"], dense=ctx.row_paths["dense"],
-                 **{f"w{i}": w for i, w in enumerate(ws)}, **{f"log_{k}": v for k, v in logs.items()})
+    if what == "train-all":
+        for case in EQUIV_CASES:
+            for dt in ("float64", "float32"):
+                d = out / f"{case}-{dt}"
+                d.mkdir(exist_ok=True)
+                ctx.row_paths = {"gather": 0, "dense": 0}
+                logs = {}
+                ws = train(case, dt, ctx.size, logs)
+                np.savez(d / f"rank{r}.npz", gather=ctx.row_paths["gather"], dense=ctx.row_paths["dense"],
+                         **{f"w{i}": w for i, w in enumerate(ws)}, **{f"log_{k}": v for k, v in logs.items()})
     elif what == "w2v":
         m = train_w2v()
         np.savez(out / f"w2v{r}.npz", X=m.wv.vectors, Y=m.syn1neg, syncs=m.sync_count)
@@ -427,7 +442,4 @@ def _worker(what, dtype, out):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "train":
-        _worker("train", sys.argv[3], sys.argv[4])
-    else:
-        _worker(sys.argv[1], sys.argv[2], sys.argv[3])
+    _worker(sys.argv[1], sys.argv[2], sys.argv[3])
