@@ -179,3 +179,13 @@ def test_bad_arguments():
         FastText(SENTS, bucket=-1)
     with pytest.raises(TypeError, match=r"FastText: sentences must be an iterable of token lists"):
         FastText("just a string")
+
+
+def test_data_parallel_mode_is_refused(monkeypatch):
+    from rnnlab import distributed
+
+    m = FastText(vector_size=8, min_count=1, bucket=100)
+    m.build_vocab(SENTS)
+    monkeypatch.setattr(distributed, "current", lambda: object())
+    with pytest.raises(ValueError, match=r"FastText: the data-parallel mode \(mpiexec\) is not supported"):
+        m.train()

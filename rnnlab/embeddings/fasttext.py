@@ -358,6 +358,12 @@ class FastText(Word2Vec):
         """SGD passes over the corpus (see :meth:`Word2Vec.train`), then ``wv.vectors`` are recomputed."""
         if self.wv is None:
             raise ValueError("FastText: call build_vocab(sentences) before train()")
+        from .. import distributed as _dist
+
+        if _dist.current() is not None:
+            # word2vec's data-parallel mode averages wv.vectors / syn1neg; fastText's parameters are input_matrix
+            raise ValueError("FastText: the data-parallel mode (mpiexec) is not supported; train in one process "
+                             "(workers=N threads share the arrays)")
         out = super().train(epochs)
         self.wv.recompute_word_vectors()
         return out
