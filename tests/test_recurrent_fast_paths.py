@@ -70,7 +70,7 @@ def test_fast_path_matches_reference_path(cls, kw, dtype, tol):
 
 
 def _arrays(obj):
-    for v in vars(obj).values():
+    for v in (dict(obj.fields()) if hasattr(obj, "fields") else vars(obj)).values():
         if isinstance(v, np.ndarray):
             yield v
         elif isinstance(v, list):

@@ -86,3 +86,43 @@ def test_length_change_reuses_the_workspace(cls, kw):
         assert np.array_equal(dx, fresh.backward(np.ones((3, T, 5), np.float32)))
     layer.forward(np.concatenate([x, x], axis=1))                # a longer call grows it (once)
     assert layer._ws.cap == 20
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cls, kw", CASES[:4])
+def test_batch_change_uses_views_of_one_workspace(dtype, cls, kw):
+    """Grow-only in batch too: a smaller batch (and then a shorter one) runs on views of the same buffers, with the
+    same bits as a layer that never saw another shape; a larger batch grows the workspace once."""
+    rng = np.random.default_rng(2)
+    layer = cls(5, return_sequences=True, **kw)
+    fresh = cls(5, return_sequences=True, **kw)
+    x = rng.standard_normal((8, 10, 4)).astype(dtype)
+    layer(x)
+    fresh(x[:1])
+    fresh.set_weights(layer.get_weights())
+    layer.forward(x, training=True)
+    layer.backward(np.ones((8, 10, 5), dtype))
+    ws, X0 = layer._ws, layer._ws.X
+    mask = np.ones((8, 10), bool)
+    mask[0, 7:] = False
+    for B, T in ((3, 10), (1, 4), (8, 10), (5, 7), (3, 10), (8, 2)):
+        g = rng.standard_normal((B, T, 5)).astype(dtype)
+        for m in (None, mask[:B, :T]):
+            y = layer.forward(x[:B, :T], training=True, mask=m)
+            assert layer._ws is ws and (ws.B, ws.T, ws.cap_B, ws.cap) == (B, T, 8, 10)
+            assert ws.A.shape == (T, B, 15 if cls is L.GRU else 20 if cls is L.LSTM else 5)
+            assert np.shares_memory(ws.X, X0) and ws.A.flags.c_contiguous
+            dx = layer.backward(g)
+            fresh.release_workspaces()
+            assert np.array_equal(y, fresh.forward(x[:B, :T], training=True, mask=m)), (B, T)
+            assert np.array_equal(dx, fresh.backward(g)), (B, T)
+            assert np.array_equal(layer.forward(x[:B, :T], mask=m), fresh.forward(x[:B, :T], mask=m)), (B, T)
+    layer.forward(np.concatenate([x, x]))                       # a larger batch grows it (once)
+    assert (layer._ws.cap_B, layer._ws.cap) == (16, 10)
+
+
+def test_workspace_fields_are_declared():
+    layer = L.LSTM(3)
+    layer(np.zeros((2, 4, 3)))
+    with pytest.raises(AttributeError):
+        layer._ws.undeclared = 1

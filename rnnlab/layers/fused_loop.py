@@ -63,7 +63,7 @@ from .. import backend, initializers
 from .base import Layer, format_shape
 from .cells import check_implementation
 from .fused_native import NATIVE_MAX_BATCH, NativePaths, addr  # noqa: F401
-from .fused_workspace import Workspace
+from .fused_workspace import Workspace, WorkspaceOwner  # noqa: F401
 from .recurrent import RNN, act_backward_, act_forward_, as_float_input, check_rate as _check_rate  # noqa: F401
 
 
@@ -82,9 +82,7 @@ def check_backend(cls_name, value):
     return value
 
 
-
-
-class FusedRNN(NativePaths, RNN):
+class FusedRNN(NativePaths, WorkspaceOwner, RNN):
     """Base class of SimpleRNN, LSTM and GRU: the optimised time loop (see the module docstring).
 
     Subclasses define ``_n_gates`` (k), ``_state_names`` (``("h",)`` or ``("h", "c")``),
@@ -302,47 +300,6 @@ class FusedRNN(NativePaths, RNN):
             out.append(s)
         return out
 
-    # --------------------------------------------------------------- workspace
-    #: workspaces kept per layer: one per batch size / dropout mode in use, plus those still referenced by an
-    #: unconsumed forward cache (a shared layer called twice before its backward passes); beyond this many the
-    #: least recently used is dropped
-    MAX_WORKSPACES = 3
-
-    def _workspace(self, T, B, D, rec_dropout):
-        """A free workspace for (B, D, dtype, dropout mode, backend) holding at least T steps: grow-only in T
-        (a shorter call uses views of the first T steps, no rebuild), never one still referenced by an
-        unconsumed training cache (``ws.pending``)."""
-        key = (B, D, self.dtype, rec_dropout, self.backend)
-        pool = self.__dict__.setdefault("_ws_pool", [])
-        free = [w for w in pool if w.key == key and not w.pending]
-        ws = next((w for w in free if w.cap >= T), None)
-        if ws is None:
-            cap = max([T] + [w.cap for w in free])
-            for w in free[:1]:          # grow: the old, shorter one goes
-                pool.remove(w)
-            ws = Workspace(key, cap, B, D)
-            self._alloc_base(ws, rec_dropout)
-            self._alloc_cell(ws)
-            pool.append(ws)
-        pool.remove(ws)
-        pool.append(ws)                 # most recently used last
-        while len(pool) > self.MAX_WORKSPACES:
-            pool.pop(0)
-        ws.use(T)
-        self._ws = ws
-        return ws
-
-    def release_workspaces(self):
-        """Drop the kept workspaces (their memory); the next call allocates afresh."""
-        self.__dict__.pop("_ws_pool", None)
-        self._ws = None
-
-    def _alloc_base(self, ws, rec_dropout):
-        ws.alloc_loop_buffers(len(self._state_names), self.units, self._n_gates * self.units, self.dtype, rec_dropout)
-
-    def _alloc_cell(self, ws):
-        pass
-
     def _input_bias(self):
         return self.params.get("bias") if self.use_bias else None
 
@@ -383,9 +340,6 @@ class FusedRNN(NativePaths, RNN):
         w = (lambda k: f"{wrapper}({k})") if wrapper else (lambda k: k)
         return (f"The given weights look like those of a {w(kind)} with {rec[0]} units "
                 f"(recurrent_kernel {tuple(rec)}), but this layer is {w(own)} with {self.units} units")
-
-    def _weights_changed(self):
-        super()._weights_changed()
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, training=False, mask=None, initial_state=None):

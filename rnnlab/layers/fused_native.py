@@ -175,8 +175,8 @@ class NativePaths:
             ws.fused_split = False
             return None
         pk = ws.packed_fwd
-        if pk is None:
-            pm = _native.PackedMatrix(U, W.shape[1])
+        if pk is None or len(pk.step) < ws.T:   # (made at the first call's T: a longer one, up to cap, extends it)
+            pm = _native.PackedMatrix(U, W.shape[1]) if pk is None else pk.pm
             outs = [self._step_out(ws, t) for t in range(ws.T)]
             prod = pm.bind(B, ws.HR.strides[1] // 4, outs[0].strides[0] // 4)
             # (HR[t] and the outputs are float32 buffers of this workspace, alive as long as it is)
@@ -194,9 +194,9 @@ class NativePaths:
         if W is None or not self._native_float32() or not _native.packed_gemm_wins(B, W.shape[1], U):
             return None
         pkb = ws.packed_bwd
-        if pkb is None:
+        if pkb is None or len(pkb.src) < ws.T:
             kU = W.shape[1]
-            pm = _native.PackedMatrix(kU, U)
+            pm = _native.PackedMatrix(kU, U) if pkb is None else pkb.pm
             bufs = [ws.dA_t, ws.tmpU] + ws.carry + ws.dnew + ws.dprev
             ws.packed_bwd = pkb = types.SimpleNamespace(pm=pm, prod=pm.bind(B, kU, U),
                                                         addr={id(v): addr(v) for v in bufs},

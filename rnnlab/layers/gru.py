@@ -49,6 +49,7 @@ from .. import activations as _act
 from .base import register
 from .cells import KerasCell, check_implementation
 from .fused_loop import FusedRNN, act_backward_, act_forward_, addr
+from .fused_workspace import Workspace
 
 
 @register
@@ -151,6 +152,14 @@ class GRUCell(KerasCell):
         return cfg
 
 
+class GRUWorkspace(Workspace):
+    """The fused loop's workspace with GRU's own fields: reset_after=True ``Q`` (T, B, 3U) h_{t-1} W_h + b_h per
+    step (dQ after the backward) and ``dQ_t`` (B, 3U) its gradient at one step; reset_after=False ``RH``
+    (T, B, U) r * h_{t-1}."""
+
+    __slots__ = ("Q", "dQ_t", "RH")
+
+
 @register
 class GRU(FusedRNN):
     """Gated recurrent unit layer (Keras ``GRU``; Cho et al. 2014).
@@ -172,6 +181,7 @@ class GRU(FusedRNN):
     """
 
     _cell_class = GRUCell
+    _workspace_class = GRUWorkspace
 
     _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
 
@@ -465,3 +475,4 @@ class GRU(FusedRNN):
         cfg = super().get_config()
         cfg.update(recurrent_activation=_act.serialize(self.recurrent_activation), reset_after=self.reset_after)
         return cfg
+

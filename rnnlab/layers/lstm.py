@@ -41,6 +41,7 @@ import numpy as np
 from .base import register
 from .cells import KerasCell, check_implementation
 from .fused_loop import FusedRNN, act_backward_, act_forward_, addr
+from .fused_workspace import Workspace
 from .. import _native
 from .. import activations as _act
 
@@ -131,6 +132,13 @@ class LSTMCell(KerasCell):
         return cfg
 
 
+class LSTMWorkspace(Workspace):
+    """The fused loop's workspace with LSTM's own fields: ``TC`` (T, B, U) f(c_t) per step (read by the backward),
+    ``tmpW2`` (B, 4U) a second step scratch of the fast path."""
+
+    __slots__ = ("TC", "tmpW2")
+
+
 @register
 class LSTM(FusedRNN):
     """Long short-term memory layer (Keras ``LSTM``; Hochreiter & Schmidhuber 1997).
@@ -151,6 +159,7 @@ class LSTM(FusedRNN):
     """
 
     _cell_class = LSTMCell
+    _workspace_class = LSTMWorkspace
 
     _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
 

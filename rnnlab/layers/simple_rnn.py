@@ -24,6 +24,7 @@ from .. import _native
 from .base import register
 from .cells import KerasCell
 from .fused_loop import FusedRNN, act_backward_
+from .fused_workspace import Workspace
 
 
 @register
@@ -69,6 +70,13 @@ class SimpleRNNCell(KerasCell):
         return self._input_grads(da, xd, masks), [dh_prev]
 
 
+class SimpleRNNWorkspace(Workspace):
+    """The fused loop's workspace with SimpleRNN's own fields: ``views`` the per-step (HR[t], A[t], H[t+1]) views,
+    ``tanh`` whether the activation is tanh (the compiled inference loop's condition)."""
+
+    __slots__ = ("views", "tanh")
+
+
 @register
 class SimpleRNN(FusedRNN):
     """Fully-connected RNN whose output is fed back as the next step's state (Keras ``SimpleRNN``).
@@ -85,6 +93,7 @@ class SimpleRNN(FusedRNN):
     """
 
     _cell_class = SimpleRNNCell
+    _workspace_class = SimpleRNNWorkspace
 
     _n_gates = 1
     _state_names = ("h",)
@@ -145,3 +154,4 @@ class SimpleRNN(FusedRNN):
         self._dh_product(ws, t, da, dprev[0])
         if ws.rec_mask is not None:
             dprev[0] *= ws.rec_mask
+
