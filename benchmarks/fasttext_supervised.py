@@ -75,6 +75,16 @@ def main():
                 n, prec, _ = m.test(te_file)
                 res["runs"].append({"side": "fasttext package", "repeat": rep, "accuracy": prec, "test_texts": n,
                                     "train_wall_s": wall, "train_cpu_s": cpu})
+                if rep == 0:
+                    # the package's own model read by rnnlab: same word/bigram features -> same predictions
+                    bin_path = os.path.join(d, "sup.bin")
+                    m.save_model(bin_path)
+                    mine = FastTextClassifier.from_facebook(bin_path)
+                    theirs = [lab[0] for lab in m.predict([" ".join(x) for x in xte], k=1)[0]]
+                    agree = float(np.mean([a == b for a, b in zip(mine.predict(xte), theirs)]))
+                    res["package_model_in_rnnlab_prediction_agreement"] = agree
+                    print(f"the package's .bin read by rnnlab: predictions agree on {100 * agree:.2f}% of the "
+                          "test reviews", flush=True)
                 print(json.dumps(res["runs"][-1]), flush=True)
                 del m
             ours = FastTextClassifier(dim=args.dim, word_ngrams=args.word_ngrams, bucket=args.bucket, lr=args.lr,

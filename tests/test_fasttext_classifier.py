@@ -147,3 +147,41 @@ def test_cli_classify_model_fasttext(tmp_path, capsys):
     assert cli.main(["train", "classify", "--model", "fasttext", "--data", str(csv), "--word-ngrams", "2",
                      "--bucket", "0", "--out", str(out)]) == 1
     assert "bucket=0" in capsys.readouterr().err
+
+
+def _write_sup_bin(path, words, labels, bucket, dim, rng):
+    import struct
+
+    with open(path, "wb") as f:
+        f.write(struct.pack("<ii", 793712314, 12))
+        f.write(struct.pack("<12id", dim, 5, 5, 1, 5, 2, 3, 3, bucket, 0, 0, 100, 1e-4))   # softmax, supervised
+        f.write(struct.pack("<iiiqq", len(words) + len(labels), len(words), len(labels), 100, -1))
+        for w in words:
+            f.write(w.encode() + b"\0" + struct.pack("<qb", 3, 0))
+        for lab in labels:
+            f.write(lab.encode() + b"\0" + struct.pack("<qb", 3, 1))
+        W = rng.normal(size=(len(words) + bucket, dim)).astype("<f4")
+        O = rng.normal(size=(len(labels), dim)).astype("<f4")
+        for M in (W, O):
+            f.write(struct.pack("<?qq", False, *M.shape) + M.tobytes())
+    return W, O
+
+
+def test_from_facebook_supervised_bin(tmp_path):
+    rng = np.random.default_rng(0)
+    words, labels = ["</s>", "good", "not", "movie"], ["__label__pos", "__label__neg"]
+    W, O = _write_sup_bin(tmp_path / "s.bin", words, labels, 11, 3, rng)
+    m = FastTextClassifier.from_facebook(tmp_path / "s.bin")
+    assert m.classes == labels and m.words == words and m.bucket == 11 and m.word_ngrams == 2
+    text = ["not", "good", "unknown"]
+    toks = text + ["</s>"]
+    hs = [ft_hash_bytes(t.encode()) for t in toks]
+    feats = [words.index(t) for t in toks if t in words]
+    feats += [4 + ((_sext(hs[i]) * 116049371 + _sext(hs[i + 1])) % 2 ** 64) % 11 for i in range(3)]
+    h = W[feats].astype(np.float64).mean(axis=0)
+    z = O.astype(np.float64) @ h
+    p = np.exp(z - z.max())
+    np.testing.assert_allclose(m.predict_proba([text])[0], p / p.sum(), rtol=1e-6)
+    from rnnlab.embeddings.fasttext_io import load_facebook_model
+
+    assert load_facebook_model(tmp_path / "s.bin").labels == labels

@@ -270,6 +270,29 @@ class FastTextClassifier:
                      meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8))
 
     @classmethod
+    def from_facebook(cls, path):
+        """A classifier with the vocabulary, labels, n-gram settings and matrices of a supervised Facebook
+        fastText ``.bin`` (read by :func:`rnnlab.embeddings.load_facebook_model`); its predictions are the
+        model's (softmax loss; character n-grams, ``maxn > 0``, are not supported here)."""
+        from ..embeddings.fasttext_io import load_facebook_model
+
+        fb = load_facebook_model(path)
+        a = fb.args
+        if a["model"] != "supervised":
+            raise ValueError(f"{path}: a {a['model']} model, not a supervised classifier")
+        if a["maxn"] > 0:
+            raise ValueError(f"{path}: the model uses character n-grams (minn={a['minn']}, maxn={a['maxn']}), "
+                             "which FastTextClassifier does not compute")
+        m = cls(dim=a["dim"], word_ngrams=a["wordNgrams"], bucket=max(a["bucket"], 1), lr=0.1,
+                epochs=max(a["epoch"], 1), min_count=max(a["minCount"], 1))
+        m.bucket = a["bucket"] if a["wordNgrams"] > 1 else 0
+        m.words, m.classes = list(fb.words), list(fb.labels)
+        m.word_index = {w: i for i, w in enumerate(m.words)}
+        m.input_matrix = fb.input_matrix[:len(m.words) + m.bucket]
+        m.output_matrix = fb.output_matrix
+        return m
+
+    @classmethod
     def load(cls, path):
         with np.load(path, allow_pickle=False) as z:
             if "meta" not in z.files:
