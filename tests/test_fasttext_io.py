@@ -84,8 +84,7 @@ def test_trailing_bytes(bin_path):
         load_facebook_model(bin_path)
 
 
-def test_unchecked_header_sizes_allocate_nothing(bin_path, ours):
-    V = len(ours.wv)
+def test_unchecked_header_sizes_allocate_nothing(bin_path):
     # dictionary of 2**31 - 1 entries (words + labels consistent): refused from the file size alone
     _patch(bin_path, 64, "<i", 2 ** 31 - 1)
     _patch(bin_path, 68, "<i", 2 ** 31 - 1)
