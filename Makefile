@@ -29,9 +29,10 @@ demo: $(VENV)/.installed-demo
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# rnnlab vs PyTorch, every cell and config, 1 and 2 threads (docs/benchmarks.md); BENCH_ARGS=--quick for a smoke test
+# rnnlab vs PyTorch, each library in its own process, every cell and row, 1 and 2 threads (docs/benchmarks.md);
+# BENCH_ARGS=--quick for a smoke test, BENCH_ARGS="--baseline DIR" to time another checkout too
 bench: $(VENV)/.installed-test
-	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/fair.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info rnnlab/_native/*.so
