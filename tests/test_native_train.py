@@ -13,23 +13,20 @@ from rnnlab import layers as L
 TOL = 2e-6  # the float32 fast-path tolerance of tests/test_recurrent_fast_paths.py
 
 
-def _run(layer, x, lib, steps=1, mask=None, initial_state=None, portable=False, seed=5, isa=None):
-    """Training forward + backward of ``layer`` with the kernel (lib = _native._LIB) or without (None);
-    ``steps`` calls in a row (stateful). Returns the outputs, dx and gradients of the last call."""
-    saved = _native._LIB
-    _native._LIB = lib
-    try:
-        for _ in range(steps):
-            if (portable or isa) and layer._ws is not None and layer._ws.fast.cptr is not None:
-                layer._ws.fast.cptr.isa = 1 if portable else isa
-            kw = {} if initial_state is None else dict(initial_state=initial_state)
-            y = layer.forward(x, training=True, mask=mask, **kw)
-            ys = y if isinstance(y, list) else [y]
-            rng = np.random.default_rng(seed)
-            gs = [rng.standard_normal(v.shape).astype(np.float32) for v in ys]
-            dx = layer.backward(gs if isinstance(y, list) else gs[0])
-    finally:
-        _native._LIB = saved
+def _run(layer, x, steps=1, mask=None, initial_state=None, portable=False, seed=5, isa=None):
+    """Training forward + backward of ``layer`` (its path chosen by its ``backend``); ``steps`` calls in a row
+    (stateful). ``portable``/``isa`` pin the compiled steps' instruction set (``ws.fast.cptr.isa``: a private
+    field, as it simulates another CPU, which no public switch does). Returns the outputs, dx and gradients of
+    the last call."""
+    for _ in range(steps):
+        if (portable or isa) and layer._ws is not None and layer._ws.fast.cptr is not None:
+            layer._ws.fast.cptr.isa = 1 if portable else isa
+        kw = {} if initial_state is None else dict(initial_state=initial_state)
+        y = layer.forward(x, training=True, mask=mask, **kw)
+        ys = y if isinstance(y, list) else [y]
+        rng = np.random.default_rng(seed)
+        gs = [rng.standard_normal(v.shape).astype(np.float32) for v in ys]
+        dx = layer.backward(gs if isinstance(y, list) else gs[0])
     dxs = dx if isinstance(dx, list) else [dx]
     return [v.copy() for v in ys], [v.copy() for v in dxs], {k: np.array(v) for k, v in layer.grads.items()}
 
@@ -85,9 +82,9 @@ def test_native_training_matches_numpy(cell, U, B, kw, masked):
         mask[-1, :2] = False
     nat, ref = _pair(cell, U, x, **kw)
     rnnlab.set_random_seed(1)   # the same dropout masks on both
-    r_nat = _run(nat, x, _native._LIB, mask=mask)
+    r_nat = _run(nat, x, mask=mask)
     rnnlab.set_random_seed(1)
-    r_ref = _run(ref, x, _native._LIB, mask=mask)
+    r_ref = _run(ref, x, mask=mask)
     assert ref.last_path == "numpy" and nat.last_path in ("native_steps", "fused_loop")
     cp = nat._ws.fast.cptr
     assert cp is not None
@@ -108,8 +105,8 @@ def test_initial_state_and_dstate(cell, U):
     mask = np.ones((B, T), bool)
     mask[1, 3:] = False
     nat, ref = _pair(cell, U, x, return_sequences=True, return_state=True)
-    r_nat = _run(nat, x, _native._LIB, mask=mask, initial_state=s0)
-    r_ref = _run(ref, x, _native._LIB, mask=mask, initial_state=s0)
+    r_nat = _run(nat, x, mask=mask, initial_state=s0)
+    r_ref = _run(ref, x, mask=mask, initial_state=s0)
     assert ref.last_path == "numpy"
     assert len(r_nat[1]) == 1 + n_states          # dx, dh0 (, dc0)
     assert nat._ws.fast.cptr.bwd_isa > 0
@@ -126,8 +123,8 @@ def test_stateful(cell, U):
     nat, ref = _pair(cell, U, x, stateful=True, return_sequences=True)
     nat.reset_states()
     ref.reset_states()
-    r_nat = _run(nat, x, _native._LIB, steps=3)
-    r_ref = _run(ref, x, _native._LIB, steps=3)
+    r_nat = _run(nat, x, steps=3)
+    r_ref = _run(ref, x, steps=3)
     assert ref.last_path == "numpy"
     _close(r_nat, r_ref)
     for p, q in zip(nat.states, ref.states):
@@ -141,9 +138,9 @@ def test_portable_and_vector_steps_agree(cell):
     B, T, D, U = 5, 6, 4, 32
     x = rng.standard_normal((B, T, D)).astype(np.float32)
     vec, por = _pair(cell, U, x, second="auto", return_sequences=True)
-    r_vec = _run(vec, x, _native._LIB)
-    r_por = _run(por, x, _native._LIB, portable=True)
-    _run(por, x, _native._LIB, portable=True)
+    r_vec = _run(vec, x)
+    r_por = _run(por, x, portable=True)
+    _run(por, x, portable=True)
     assert por._ws.fast.cptr.fwd_isa == por._ws.fast.cptr.bwd_isa == 1
     _close(r_vec, r_por)
 
@@ -156,9 +153,9 @@ def test_avx512_and_avx2_steps_give_the_same_bits(cell):
     B, T, D, U = 5, 6, 4, 32
     x = rng.standard_normal((B, T, D)).astype(np.float32)
     wide, narrow = _pair(cell, U, x, second="auto", return_sequences=True)
-    r_wide = _run(wide, x, _native._LIB)
-    _run(narrow, x, _native._LIB, isa=2)
-    r_narrow = _run(narrow, x, _native._LIB, isa=2)
+    r_wide = _run(wide, x)
+    _run(narrow, x, isa=2)
+    r_narrow = _run(narrow, x, isa=2)
     cw, cn = wide._ws.fast.cptr, narrow._ws.fast.cptr
     assert cw.fwd_isa == _native._LIB.rnnlab_step_isa(U) and cn.fwd_isa == cn.bwd_isa == 2
     for p, q in zip(r_wide[0] + r_wide[1], r_narrow[0] + r_narrow[1]):
@@ -214,12 +211,14 @@ def test_float64_and_inference_do_not_take_the_training_steps(cell):
 
 @pytest.mark.native
 @pytest.mark.parametrize("cell", CELLS)
-def test_no_kernel_no_c_steps(cell):
+def test_no_kernel_no_c_steps(cell, monkeypatch):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 4, 3)).astype(np.float32)
     layer = getattr(L, cell)(16, return_sequences=True)
     layer(x)
-    _run(layer, x, None)
+    # (the workspace, with the C steps set up, exists) the library gone after that (private: simulates its absence, which no public switch does at run time)
+    monkeypatch.setattr(_native, "_LIB", None)
+    _run(layer, x)
     assert layer._ws.fast.cptr.fwd_isa == layer._ws.fast.cptr.bwd_isa == 0
 
 

@@ -152,6 +152,13 @@ class GRUCell(KerasCell):
         return cfg
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Optional: the fast path. The GRU layer computes the cell's function above through FusedRNN's time loop
+# (fused_loop.py) on preallocated time-major buffers; the workspace fields and step hooks below are all it
+# adds. Which path runs is chosen in one place, FusedRNN.forward with fused_native.NativePaths._native_float32
+# (backend="auto"|"numpy"|"native"); layer.last_path records it. RNN over a user cell never uses this.
+# ---------------------------------------------------------------------------------------------------------
+
 class GRUWorkspace(Workspace):
     """The fused loop's workspace with GRU's own fields: reset_after=True ``Q`` (T, B, 3U) h_{t-1} W_h + b_h per
     step (dQ after the backward) and ``dQ_t`` (B, 3U) its gradient at one step; reset_after=False ``RH``
@@ -160,53 +167,9 @@ class GRUWorkspace(Workspace):
     __slots__ = ("Q", "dQ_t", "RH")
 
 
-@register
-class GRU(FusedRNN):
-    """Gated recurrent unit layer (Keras ``GRU``; Cho et al. 2014).
-
-    Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
-    weights ``kernel`` (D, 3U), ``recurrent_kernel`` (U, 3U), ``bias`` (2, 3U) when
-    ``reset_after=True`` (default) else (3U,); gates z, r, h. ``return_state=True`` returns
-    ``[output, h]``. ``reset_after=True`` matches PyTorch ``nn.GRU`` (see :mod:`rnnlab.interop`).
-    It is ``RNN`` over its cell (``layer.cell``, a GRUCell sharing these weights; ``RNN(GRUCell(n))`` computes
-    the same bits). ``backend="auto"|"numpy"|"native"`` chooses rnnlab's path (saved in the config;
-    ``last_path`` records the loop that ran, see docs/cells.md). ``implementation`` (1 or 2) keeps its Keras
-    meaning, two ways of computing the same function: both accepted, same result, saved. ``use_cudnn`` is
-    accepted for Keras compatibility and has no effect (rnnlab runs on the CPU).
-
-    Dropout differs from Keras 3: rnnlab draws one input mask (B, D) and one recurrent mask (B, U)
-    per call, shared by all three gates. Keras draws one recurrent mask per gate, and with
-    ``recurrent_dropout > 0`` (which switches it to ``implementation=1``) one input mask per gate
-    too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
-    """
-
-    _cell_class = GRUCell
-    _workspace_class = GRUWorkspace
-
-    _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
-
-    _n_gates = 3
-    _state_names = ("h",)
-
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
-                 return_state=False, go_backwards=False, stateful=False, reset_after=True, **kwargs):
-        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-                         dropout=dropout, recurrent_dropout=recurrent_dropout, return_sequences=return_sequences,
-                         return_state=return_state, go_backwards=go_backwards, stateful=stateful, **kwargs)
-        self.recurrent_activation = _act.get(recurrent_activation)
-        self.reset_after = bool(reset_after)
-
-    def build(self, input_shape):
-        input_shape = self._check_build_shape(input_shape)
-        U = self.units
-        self.add_weight("kernel", (input_shape[-1], 3 * U), self.kernel_initializer)
-        self.add_weight("recurrent_kernel", (U, 3 * U), self.recurrent_initializer)
-        if self.use_bias:
-            self.add_weight("bias", (2, 3 * U) if self.reset_after else (3 * U,), self.bias_initializer)
-        super().build(input_shape)
+class GRUSteps:
+    """The fast-path hooks of the GRU layer (FusedRNN's cell hooks, see the fused_loop module docstring): the
+    equations of the module docstring, one step at a time, in place on the workspace's buffers."""
 
     def _input_bias(self):
         if not self.use_bias:
@@ -471,8 +434,56 @@ class GRU(FusedRNN):
             if self.use_bias:
                 np.sum(dA2, axis=0, out=self.grads["bias"])
 
+
+@register
+class GRU(GRUSteps, FusedRNN):
+    """Gated recurrent unit layer (Keras ``GRU``; Cho et al. 2014).
+
+    Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
+    weights ``kernel`` (D, 3U), ``recurrent_kernel`` (U, 3U), ``bias`` (2, 3U) when
+    ``reset_after=True`` (default) else (3U,); gates z, r, h. ``return_state=True`` returns
+    ``[output, h]``. ``reset_after=True`` matches PyTorch ``nn.GRU`` (see :mod:`rnnlab.interop`).
+    It is ``RNN`` over its cell (``layer.cell``, a GRUCell sharing these weights; ``RNN(GRUCell(n))`` computes
+    the same bits). ``backend="auto"|"numpy"|"native"`` chooses rnnlab's path (saved in the config;
+    ``last_path`` records the loop that ran, see docs/cells.md). ``implementation`` (1 or 2) keeps its Keras
+    meaning, two ways of computing the same function: both accepted, same result, saved. ``use_cudnn`` is
+    accepted for Keras compatibility and has no effect (rnnlab runs on the CPU).
+
+    Dropout differs from Keras 3: rnnlab draws one input mask (B, D) and one recurrent mask (B, U)
+    per call, shared by all three gates. Keras draws one recurrent mask per gate, and with
+    ``recurrent_dropout > 0`` (which switches it to ``implementation=1``) one input mask per gate
+    too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
+    """
+
+    _cell_class = GRUCell
+    _workspace_class = GRUWorkspace
+
+    _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
+
+    _n_gates = 3
+    _state_names = ("h",)
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
+                 return_state=False, go_backwards=False, stateful=False, reset_after=True, **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+                         dropout=dropout, recurrent_dropout=recurrent_dropout, return_sequences=return_sequences,
+                         return_state=return_state, go_backwards=go_backwards, stateful=stateful, **kwargs)
+        self.recurrent_activation = _act.get(recurrent_activation)
+        self.reset_after = bool(reset_after)
+
+    def build(self, input_shape):
+        input_shape = self._check_build_shape(input_shape)
+        U = self.units
+        self.add_weight("kernel", (input_shape[-1], 3 * U), self.kernel_initializer)
+        self.add_weight("recurrent_kernel", (U, 3 * U), self.recurrent_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (2, 3 * U) if self.reset_after else (3 * U,), self.bias_initializer)
+        super().build(input_shape)
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(recurrent_activation=_act.serialize(self.recurrent_activation), reset_after=self.reset_after)
         return cfg
-

@@ -132,6 +132,13 @@ class LSTMCell(KerasCell):
         return cfg
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Optional: the fast path. The LSTM layer computes the cell's function above through FusedRNN's time loop
+# (fused_loop.py) on preallocated time-major buffers; the workspace fields and step hooks below are all it
+# adds. Which path runs is chosen in one place, FusedRNN.forward with fused_native.NativePaths._native_float32
+# (backend="auto"|"numpy"|"native"); layer.last_path records it. RNN over a user cell never uses this.
+# ---------------------------------------------------------------------------------------------------------
+
 class LSTMWorkspace(Workspace):
     """The fused loop's workspace with LSTM's own fields: ``TC`` (T, B, U) f(c_t) per step (read by the backward),
     ``tmpW2`` (B, 4U) a second step scratch of the fast path."""
@@ -139,57 +146,9 @@ class LSTMWorkspace(Workspace):
     __slots__ = ("TC", "tmpW2")
 
 
-@register
-class LSTM(FusedRNN):
-    """Long short-term memory layer (Keras ``LSTM``; Hochreiter & Schmidhuber 1997).
-
-    Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
-    weights ``kernel`` (D, 4U), ``recurrent_kernel`` (U, 4U), ``bias`` (4U,), gates i, f, c, o.
-    ``return_state=True`` returns ``[output, h, c]``; ``initial_state=[h0, c0]``.
-    It is ``RNN`` over its cell (``layer.cell``, a LSTMCell sharing these weights; ``RNN(LSTMCell(n))`` computes
-    the same bits). ``backend="auto"|"numpy"|"native"`` chooses rnnlab's path (saved in the config;
-    ``last_path`` records the loop that ran, see docs/cells.md). ``implementation`` (1 or 2) keeps its Keras
-    meaning, two ways of computing the same function: both accepted, same result, saved. ``use_cudnn`` is
-    accepted for Keras compatibility and has no effect (rnnlab runs on the CPU).
-
-    Dropout differs from Keras 3: rnnlab draws one input mask (B, D) and one recurrent mask (B, U)
-    per call, shared by all four gates. Keras draws one recurrent mask per gate, and with
-    ``recurrent_dropout > 0`` (which switches it to ``implementation=1``) one input mask per gate
-    too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
-    """
-
-    _cell_class = LSTMCell
-    _workspace_class = LSTMWorkspace
-
-    _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
-
-    _n_gates = 4
-    _state_names = ("h", "c")
-
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", unit_forget_bias=True, dropout=0.0, recurrent_dropout=0.0,
-                 return_sequences=False, return_state=False, go_backwards=False, stateful=False, **kwargs):
-        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-                         dropout=dropout, recurrent_dropout=recurrent_dropout, return_sequences=return_sequences,
-                         return_state=return_state, go_backwards=go_backwards, stateful=stateful, **kwargs)
-        self.recurrent_activation = _act.get(recurrent_activation)
-        self.unit_forget_bias = bool(unit_forget_bias)
-
-    def build(self, input_shape):
-        input_shape = self._check_build_shape(input_shape)
-        U = self.units
-        self.add_weight("kernel", (input_shape[-1], 4 * U), self.kernel_initializer)
-        self.add_weight("recurrent_kernel", (U, 4 * U), self.recurrent_initializer)
-        if self.use_bias:
-            self.add_weight("bias", (4 * U,), self.bias_initializer)
-            if self.unit_forget_bias:
-                # Keras: bias_initializer for i, ones for f, bias_initializer again for c and o
-                b = self.params["bias"]
-                b[U:2 * U] = 1.0
-                b[2 * U:] = np.asarray(self.bias_initializer((2 * U,), self.dtype), dtype=self.dtype)
-        super().build(input_shape)
+class LSTMSteps:
+    """The fast-path hooks of the LSTM layer (FusedRNN's cell hooks, see the fused_loop module docstring): the
+    equations of the module docstring, one step at a time, in place on the workspace's buffers."""
 
     def _alloc_cell(self, ws):
         # f(c_t) per step, needed by the backward
@@ -391,9 +350,61 @@ class LSTM(FusedRNN):
         if ws.rec_mask is not None:
             dprev[0] *= ws.rec_mask
 
+
+@register
+class LSTM(LSTMSteps, FusedRNN):
+    """Long short-term memory layer (Keras ``LSTM``; Hochreiter & Schmidhuber 1997).
+
+    Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
+    weights ``kernel`` (D, 4U), ``recurrent_kernel`` (U, 4U), ``bias`` (4U,), gates i, f, c, o.
+    ``return_state=True`` returns ``[output, h, c]``; ``initial_state=[h0, c0]``.
+    It is ``RNN`` over its cell (``layer.cell``, a LSTMCell sharing these weights; ``RNN(LSTMCell(n))`` computes
+    the same bits). ``backend="auto"|"numpy"|"native"`` chooses rnnlab's path (saved in the config;
+    ``last_path`` records the loop that ran, see docs/cells.md). ``implementation`` (1 or 2) keeps its Keras
+    meaning, two ways of computing the same function: both accepted, same result, saved. ``use_cudnn`` is
+    accepted for Keras compatibility and has no effect (rnnlab runs on the CPU).
+
+    Dropout differs from Keras 3: rnnlab draws one input mask (B, D) and one recurrent mask (B, U)
+    per call, shared by all four gates. Keras draws one recurrent mask per gate, and with
+    ``recurrent_dropout > 0`` (which switches it to ``implementation=1``) one input mask per gate
+    too. With ``recurrent_dropout == 0`` the input dropout is the same as Keras'.
+    """
+
+    _cell_class = LSTMCell
+    _workspace_class = LSTMWorkspace
+
+    _extra_kwargs = FusedRNN._extra_kwargs | {"implementation", "use_cudnn"}
+
+    _n_gates = 4
+    _state_names = ("h", "c")
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, dropout=0.0, recurrent_dropout=0.0,
+                 return_sequences=False, return_state=False, go_backwards=False, stateful=False, **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+                         dropout=dropout, recurrent_dropout=recurrent_dropout, return_sequences=return_sequences,
+                         return_state=return_state, go_backwards=go_backwards, stateful=stateful, **kwargs)
+        self.recurrent_activation = _act.get(recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def build(self, input_shape):
+        input_shape = self._check_build_shape(input_shape)
+        U = self.units
+        self.add_weight("kernel", (input_shape[-1], 4 * U), self.kernel_initializer)
+        self.add_weight("recurrent_kernel", (U, 4 * U), self.recurrent_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (4 * U,), self.bias_initializer)
+            if self.unit_forget_bias:
+                # Keras: bias_initializer for i, ones for f, bias_initializer again for c and o
+                b = self.params["bias"]
+                b[U:2 * U] = 1.0
+                b[2 * U:] = np.asarray(self.bias_initializer((2 * U,), self.dtype), dtype=self.dtype)
+        super().build(input_shape)
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(recurrent_activation=_act.serialize(self.recurrent_activation),
                    unit_forget_bias=self.unit_forget_bias)
         return cfg
-

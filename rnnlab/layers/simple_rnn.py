@@ -70,6 +70,13 @@ class SimpleRNNCell(KerasCell):
         return self._input_grads(da, xd, masks), [dh_prev]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Optional: the fast path. The SimpleRNN layer computes the cell's function above through FusedRNN's time loop
+# (fused_loop.py) on preallocated time-major buffers; the workspace fields and step hooks below are all it
+# adds. Which path runs is chosen in one place, FusedRNN.forward with fused_native.NativePaths._native_float32
+# (backend="auto"|"numpy"|"native"); layer.last_path records it. RNN over a user cell never uses this.
+# ---------------------------------------------------------------------------------------------------------
+
 class SimpleRNNWorkspace(Workspace):
     """The fused loop's workspace with SimpleRNN's own fields: ``views`` the per-step (HR[t], A[t], H[t+1]) views,
     ``tanh`` whether the activation is tanh (the compiled inference loop's condition)."""
@@ -77,35 +84,9 @@ class SimpleRNNWorkspace(Workspace):
     __slots__ = ("views", "tanh")
 
 
-@register
-class SimpleRNN(FusedRNN):
-    """Fully-connected RNN whose output is fed back as the next step's state (Keras ``SimpleRNN``).
-
-    Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
-    weights ``kernel`` (D, U), ``recurrent_kernel`` (U, U), ``bias`` (U,).
-    ``return_state=True`` returns ``[output, h]``.
-    It is ``RNN`` over its cell (``layer.cell``, a SimpleRNNCell sharing these weights;
-    ``RNN(SimpleRNNCell(n))`` computes the same bits). ``backend="auto"|"numpy"|"native"`` chooses rnnlab's path
-    (saved in the config; ``last_path`` records the loop that ran, see docs/cells.md).
-
-    Dropout is as in Keras 3: one input mask (B, D) and one recurrent mask (B, U) per call, reused
-    at every step (SimpleRNN has a single gate, so the LSTM/GRU per-gate difference does not arise).
-    """
-
-    _cell_class = SimpleRNNCell
-    _workspace_class = SimpleRNNWorkspace
-
-    _n_gates = 1
-    _state_names = ("h",)
-
-    def build(self, input_shape):
-        input_shape = self._check_build_shape(input_shape)
-        U = self.units
-        self.add_weight("kernel", (input_shape[-1], U), self.kernel_initializer)
-        self.add_weight("recurrent_kernel", (U, U), self.recurrent_initializer)
-        if self.use_bias:
-            self.add_weight("bias", (U,), self.bias_initializer)
-        super().build(input_shape)
+class SimpleRNNSteps:
+    """The fast-path hooks of the SimpleRNN layer (FusedRNN's cell hooks, see the fused_loop module docstring): the
+    equations of the module docstring, one step at a time, in place on the workspace's buffers."""
 
     def _alloc_cell(self, ws):
         # the per-step views, made once per workspace (at batch 1 slicing is a visible part of a step)
@@ -155,3 +136,33 @@ class SimpleRNN(FusedRNN):
         if ws.rec_mask is not None:
             dprev[0] *= ws.rec_mask
 
+
+@register
+class SimpleRNN(SimpleRNNSteps, FusedRNN):
+    """Fully-connected RNN whose output is fed back as the next step's state (Keras ``SimpleRNN``).
+
+    Shapes: input (B, T, D) -> output (B, U), or (B, T, U) with ``return_sequences``;
+    weights ``kernel`` (D, U), ``recurrent_kernel`` (U, U), ``bias`` (U,).
+    ``return_state=True`` returns ``[output, h]``.
+    It is ``RNN`` over its cell (``layer.cell``, a SimpleRNNCell sharing these weights;
+    ``RNN(SimpleRNNCell(n))`` computes the same bits). ``backend="auto"|"numpy"|"native"`` chooses rnnlab's path
+    (saved in the config; ``last_path`` records the loop that ran, see docs/cells.md).
+
+    Dropout is as in Keras 3: one input mask (B, D) and one recurrent mask (B, U) per call, reused
+    at every step (SimpleRNN has a single gate, so the LSTM/GRU per-gate difference does not arise).
+    """
+
+    _cell_class = SimpleRNNCell
+    _workspace_class = SimpleRNNWorkspace
+
+    _n_gates = 1
+    _state_names = ("h",)
+
+    def build(self, input_shape):
+        input_shape = self._check_build_shape(input_shape)
+        U = self.units
+        self.add_weight("kernel", (input_shape[-1], U), self.kernel_initializer)
+        self.add_weight("recurrent_kernel", (U, U), self.recurrent_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (U,), self.bias_initializer)
+        super().build(input_shape)
