@@ -105,11 +105,14 @@ def test_batch_change_uses_views_of_one_workspace(dtype, cls, kw):
     ws, X0 = layer._ws, layer._ws.X
     mask = np.ones((8, 10), bool)
     mask[0, 7:] = False
-    for B, T in ((3, 10), (1, 4), (8, 10), (5, 7), (3, 10), (8, 2)):
+    views = {}   # per batch size, the cell's per-step views: made once, kept while batch sizes alternate
+    for B, T in ((3, 10), (1, 4), (8, 10), (5, 7), (3, 10), (8, 2), (1, 9)):
         g = rng.standard_normal((B, T, 5)).astype(dtype)
         for m in (None, mask[:B, :T]):
             y = layer.forward(x[:B, :T], training=True, mask=m)
             assert layer._ws is ws and (ws.B, ws.T, ws.cap_B, ws.cap) == (B, T, 8, 10)
+            cell_views = ws.fast if ws.fast is not None else getattr(ws, "views", None)
+            assert views.setdefault(B, cell_views) is cell_views
             assert ws.A.shape == (T, B, 15 if cls is L.GRU else 20 if cls is L.LSTM else 5)
             assert np.shares_memory(ws.X, X0) and ws.A.flags.c_contiguous
             dx = layer.backward(g)

@@ -30,7 +30,7 @@ class Workspace:
     """
 
     __slots__ = (
-        "key", "cap", "cap_B", "T", "B", "D", "dtype", "pending", "_bufs", "_derived",
+        "key", "cap", "cap_B", "T", "B", "D", "dtype", "pending", "_bufs", "_derived", "_by_batch",
         # the loop's buffers (fused_loop module docstring)
         "X", "A", "S", "HR", "dA", "dA_t", "tmpW", "tmpU", "tmpU2", "carry", "dnew", "dprev",
         # set by each forward call
@@ -41,8 +41,10 @@ class Workspace:
         "packed_grad", "packed_x", "packed_fwd", "packed_bwd", "WhT", "native_wp", "fused_scratch", "fused_split",
     )
 
-    #: cleared when the batch size changes (they hold (B, .) arrays, views or raw addresses of this batch size)
-    BATCH_CACHES = ("fast", "packed_fwd", "packed_bwd", "fused_scratch", "pk", "pkb")
+    #: per batch size (they hold (B, .) arrays, views or raw addresses of this batch size): kept for the last
+    #: KEPT_BATCHES batch sizes, with the views of the (B, .) buffers and a cell subclass's own non-buffer fields
+    BATCH_CACHES = ("fast", "packed_fwd", "packed_bwd", "fused_scratch")
+    KEPT_BATCHES = 4
 
     def __init__(self, key, cap, cap_B, D):
         self.key, self.cap, self.cap_B, self.D = key, cap, cap_B, D
@@ -51,6 +53,7 @@ class Workspace:
         self.pending = False
         self._bufs = {}      # name -> (flat array or list of them, extra steps or None for (B, .), row shape)
         self._derived = {}   # name -> function(ws) giving a view of other buffers
+        self._by_batch = {}  # batch size -> its batch-dependent fields (see use)
         self.dA = None
         self.m = self.notm = self.mf = self.notmf = self.partial = self.fac = None
         self.in_mask = self.rec_mask = self.pk = self.pkb = None
@@ -98,24 +101,47 @@ class Workspace:
         self._derived[name] = fn
         setattr(self, name, fn(self))
 
+    def _batch_fields(self):
+        """The batch-dependent fields: the (B, .) buffers' views, BATCH_CACHES, a cell subclass's non-buffer ones."""
+        own = [n for cls in type(self).__mro__[:-2] for n in cls.__dict__.get("__slots__", ())]
+        return ([n for n, (_, extra, _) in self._bufs.items() if extra is None] + list(self.BATCH_CACHES)
+                + [n for n in own if n not in self._bufs])
+
     def use(self, T, B):
-        """Make the attributes views of the first T steps and B rows (T <= cap, B <= cap_B). True when B changed:
-        the batch-dependent caches are then cleared, and the layer rebuilds its cell's views."""
+        """Make the attributes views of the first T steps and B rows (T <= cap, B <= cap_B). True when the layer
+        must rebuild its cell's views (``_alloc_cell``): B changed to a batch size not seen lately. The
+        batch-dependent fields of the last KEPT_BATCHES batch sizes are kept (the same view objects: the compiled
+        paths map them to addresses by id), so alternating batch sizes rebuild nothing."""
         if T == self.T and B == self.B:
             return False
-        batch_changed = B != self.B
-        self.T, self.B = T, B
+        batch_changed, rebuild = B != self.B, False
+        if batch_changed:
+            names = self._batch_fields()
+            self._by_batch.pop(self.B, None)
+            self._by_batch[self.B] = {n: getattr(self, n, None) for n in names}
+            while len(self._by_batch) > self.KEPT_BATCHES:
+                self._by_batch.pop(next(iter(self._by_batch)))
+            saved = self._by_batch.get(B)
+            self.B = B
+            if saved is None:
+                rebuild = True
+                for name, (_, extra, _) in self._bufs.items():
+                    if extra is None:
+                        self._view(name)
+                for name in self.BATCH_CACHES:
+                    setattr(self, name, None)
+            else:
+                for name, value in saved.items():
+                    setattr(self, name, value)
+            self.dA = self.pk = self.pkb = None
+            self.fused_split = False
+        self.T = T
         for name, (_, extra, _) in self._bufs.items():
-            if batch_changed or extra is not None:
+            if extra is not None:
                 self._view(name)
         for name, fn in self._derived.items():
             setattr(self, name, fn(self))
-        if batch_changed:
-            self.dA = None
-            for name in self.BATCH_CACHES:
-                setattr(self, name, None)
-            self.fused_split = False
-        return batch_changed
+        return rebuild
 
     def alloc_loop_buffers(self, n_states, U, W, dtype, rec_dropout):
         """The buffers every cell's loop uses (the fused_loop module docstring names them); a cell adds its own
@@ -170,9 +196,8 @@ class WorkspaceOwner:
         pool.append(ws)                 # most recently used last
         while len(pool) > self.MAX_WORKSPACES:
             pool.pop(0)
-        if B != ws.B:
-            ws.use(ws.cap, B)           # another batch size: views of B rows, the cell's views rebuilt for them
-            self._alloc_cell(ws)
+        if B != ws.B and ws.use(ws.cap, B):
+            self._alloc_cell(ws)        # a batch size not seen lately: the cell's views made for its B rows
         ws.use(T, B)
         self._ws = ws
         return ws
