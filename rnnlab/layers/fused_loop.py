@@ -91,7 +91,8 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
     * ``_input_bias()``: the bias added to the input projection (or None),
     * ``_projection_weights(ws)``: ``(kernel, bias)`` of the input projection, by default
       ``(params["kernel"], _input_bias())`` (LSTM's fast path uses pre-scaled copies),
-    * ``_alloc_cell(ws)``: cell-specific per-call buffers on the workspace ``ws``,
+    * ``_workspace_class`` (a :class:`~rnnlab.layers.fused_workspace.Workspace` subclass declaring the cell's own
+      fields) and ``_alloc_cell(ws)``: the cell's buffers and per-step views on the workspace ``ws``,
     * ``_step_forward(t, ws)``: read ``ws.A[t]`` (input projection), ``ws.S[s][t]`` and
       ``ws.HR[t]`` (h_{t-1} as it enters the recurrent GEMM); write ``ws.S[s][t+1]``,
     * ``_step_backward(t, ws, dnew, dprev)``: given dL/dS[s][t+1] in ``dnew`` write dA[t] into the
