@@ -25,7 +25,7 @@ REQUIRED = {"tag": ["--train", "a", "--valid", "b"], "classify": ["--data", "d"]
 
 
 @pytest.mark.parametrize("task,patience", [("tag", 3), ("classify", 2), ("charlm", 2), ("wordlm", 3),
-                                           ("seq2seq", 5)])
+                                           ("seq2seq", 10)])
 def test_default_epochs_patience_budget_threads(task, patience):
     args = _parse(["train", task] + REQUIRED[task])
     assert args.epochs is None and args.patience == patience
