@@ -30,13 +30,23 @@ def test_default_epochs_patience_budget_threads(task, patience):
     args = _parse(["train", task] + REQUIRED[task])
     assert args.epochs is None and args.patience == patience
     assert args.max_minutes == common.DEFAULT_MAX_MINUTES == 15.0
-    assert args.threads is None and common.threads(args) == common.default_threads() >= 1
+    assert args.threads is None and 1 <= common.threads(args) <= common.default_threads()
     assert common.epochs_to_run(args) == common.UNTIL_PLATEAU_EPOCHS
     args = _parse(["train", task] + REQUIRED[task] + ["--epochs", "3", "--threads", "1", "--max-minutes", "0"])
     assert common.epochs_to_run(args) == 3 and common.threads(args) == 1 and args.max_minutes is None
     args.patience = 0
     with pytest.raises(ValueError, match="--patience must be >= 1, got 0"):
         common.epochs_to_run(args)
+
+
+def test_default_threads_are_the_free_cores(monkeypatch):
+    monkeypatch.setattr(common, "default_threads", lambda: 8)
+    monkeypatch.setattr(common.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert common.free_cores() == 8
+    monkeypatch.setattr(common.os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    assert common.free_cores() == 5
+    monkeypatch.setattr(common.os, "getloadavg", lambda: (11.0, 0.0, 0.0))
+    assert common.free_cores() == 1
 
 
 def test_classify_stops_early_and_keeps_the_best_epoch(tmp_path, capsys):
