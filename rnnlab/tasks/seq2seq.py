@@ -38,8 +38,6 @@ def add_train_arguments(parser):
     m = parser.add_argument_group("model")
     m.add_argument("--attention", choices=["dot", "general", "concat", "none"], default="dot")
     m.add_argument("--reverse-source", action="store_true")
-    m.add_argument("--unidirectional", action="store_true",
-                   help="a left-to-right encoder (default: bidirectional; --bidirectional is accepted)")
     m.add_argument("--beam", type=int, default=1, help="beam size for the final evaluation (1 = greedy)")
     src.add_argument("--valid-fraction", type=float, default=0.05,
                      help="part of the training pairs (at most 2000) held out to pick the best epoch and stop early")
@@ -107,7 +105,7 @@ def train(args):
     max_src = args.max_source_len or max(len(sv.tokenize(s)) for s, _ in train_pairs)
     max_tgt = max(len(tv.tokenize(t)) for _, t in train_pairs)
     model = Seq2Seq(sv, tv, embedding_dim=args.embedding_dim, units=args.units, cell=args.cell,
-                    num_layers=args.layers, bidirectional=not args.unidirectional, attention=args.attention,
+                    num_layers=args.layers, bidirectional=args.bidirectional, attention=args.attention,
                     reverse_source=args.reverse_source, max_source_len=max_src, max_target_len=max_tgt + 2)
     if args.verbose:
         print(f"{len(train_pairs)} training / {len(test_pairs)} held-out pairs; vocabularies {len(sv)} / {len(tv)}; "
