@@ -2,6 +2,7 @@
 from . import activations, backend, initializers  # noqa: F401
 from .backend import clear_session, floatx, set_floatx  # noqa: F401
 from . import losses, metrics, optimizers, utils  # noqa: F401,E402
+from . import constraints, regularizers  # noqa: F401,E402
 from .backend import set_random_seed  # noqa: F401
 
 __version__ = "0.1.0"

@@ -70,6 +70,13 @@ _BASE_KWARGS = {
     "input_dim", "input_length", "weights",
 }
 
+#: weight name -> the prefix of its ``<prefix>_regularizer`` / ``<prefix>_constraint`` argument (Keras' names)
+_WEIGHT_ARG_PREFIX = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias", "embeddings": "embeddings"}
+_REG_KWARGS = frozenset({f"{p}_{k}" for p in _WEIGHT_ARG_PREFIX.values() for k in ("regularizer", "constraint")}
+                        | {"activity_regularizer"})
+#: while a training step runs: the list the activity regularizers append their penalties to (rnnlab.regularizers)
+_ACTIVITY_LOSSES: contextvars.ContextVar = contextvars.ContextVar("rnnlab_activity_losses", default=None)
+
 
 #: what a float-input layer's dtype errors suggest
 _FLOAT_INPUT_HINT = ("; float, bool and integer arrays are accepted and cast to floatx (one-hot data may be "
@@ -92,7 +99,7 @@ class Layer:
     input_grad_needed: bool = True
 
     def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
-        unknown = set(kwargs) - _BASE_KWARGS - set(self._extra_kwargs)
+        unknown = set(kwargs) - _BASE_KWARGS - _REG_KWARGS - set(self._extra_kwargs)
         if unknown:
             raise TypeError(
                 f"{type(self).__name__}: unexpected keyword argument(s) {sorted(unknown)}"
@@ -111,6 +118,31 @@ class Layer:
         self._cache: Any = None
         self._initial_weights = kwargs.get("weights")
         self.batch_input_shape = self._resolve_input_shape(kwargs)
+        self._init_regularization(kwargs)
+
+    def _init_regularization(self, kwargs):
+        """Keras' ``*_regularizer`` / ``*_constraint`` / ``activity_regularizer`` arguments
+        (:mod:`rnnlab.regularizers`, :mod:`rnnlab.constraints`); the engine applies them."""
+        from .. import constraints as _constraints, regularizers as _regularizers
+        for p in _WEIGHT_ARG_PREFIX.values():
+            for k, mod in (("regularizer", _regularizers), ("constraint", _constraints)):
+                arg = f"{p}_{k}"
+                if arg in kwargs or not hasattr(self, arg):
+                    setattr(self, arg, mod.get(kwargs.get(arg), f"{type(self).__name__} {arg}"))
+        self.activity_regularizer = _regularizers.get(kwargs.get("activity_regularizer"),
+                                                      f"{type(self).__name__} activity_regularizer")
+        if self.activity_regularizer is not None:
+            _regularizers.wrap_activity(self)
+
+    def weight_regularizer(self, wname):
+        """The regularizer of weight ``wname`` (``kernel_regularizer`` for ``kernel`` ...) or ``None``."""
+        p = _WEIGHT_ARG_PREFIX.get(wname)
+        return None if p is None else getattr(self, f"{p}_regularizer", None)
+
+    def weight_constraint(self, wname):
+        """The constraint of weight ``wname`` (``kernel_constraint`` for ``kernel`` ...) or ``None``."""
+        p = _WEIGHT_ARG_PREFIX.get(wname)
+        return None if p is None else getattr(self, f"{p}_constraint", None)
 
     # ----------------------------------------------------------------- shapes
     def _resolve_input_shape(self, kw) -> tuple | None:
@@ -367,6 +399,11 @@ class Layer:
         cfg = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self.batch_input_shape is not None:
             cfg["batch_input_shape"] = list(self.batch_input_shape)
+        from .. import constraints as _constraints, regularizers as _regularizers
+        for arg in sorted(_REG_KWARGS):
+            obj = getattr(self, arg, None)
+            if obj is not None:
+                cfg[arg] = (_regularizers if arg.endswith("regularizer") else _constraints).serialize(obj)
         return cfg
 
     @classmethod

@@ -29,6 +29,8 @@ import sys
 import numpy as np
 
 from .. import backend, losses as _losses, metrics as _metrics, optimizers as _optimizers
+from .. import regularizers as _regularizers
+from ..layers.base import _ACTIVITY_LOSSES
 from .. import distributed as _distributed
 from ..callbacks import Callback, History
 from ..training import NonFiniteLoss, ProgressBar, batch_slices, check_batch_size, checked_update, take, warn_stop
@@ -211,12 +213,20 @@ class Engine:
         dist = _distributed.current()
         if dist is not None:  # under mpiexec: this rank's shard, gradients averaged (rnnlab.distributed)
             return _distributed.train_batch(dist, self, xs, ys, sws, epoch, step, time_mask)
-        outs, masks = self._run(xs, True)
-        total, per, grads, lmasks = self._loss_and_grads(outs, masks, ys, sws, time_mask)
-        if not math.isfinite(total):
-            raise NonFiniteLoss("loss", total, epoch, step)
-        self._backprop(grads)
-        checked_update(self.optimizer, self.trainable_weight_refs(), total, epoch, step)
+        token = _ACTIVITY_LOSSES.set([])  # activity regularizers add their penalties here (rnnlab.regularizers)
+        try:
+            outs, masks = self._run(xs, True)
+            total, per, grads, lmasks = self._loss_and_grads(outs, masks, ys, sws, time_mask)
+            refs = list(self.trainable_weight_refs())
+            total += sum(_ACTIVITY_LOSSES.get()) + _regularizers.weight_penalty(refs)  # Keras: loss + sum(losses)
+            if not math.isfinite(total):
+                raise NonFiniteLoss("loss", total, epoch, step)
+            self._backprop(grads)
+        finally:
+            _ACTIVITY_LOSSES.reset(token)
+        _regularizers.add_penalty_gradients(refs)
+        checked_update(self.optimizer, refs, total, epoch, step)
+        _regularizers.apply_constraints(refs)  # Keras: each weight's constraint after the update
         for j, ms in enumerate(self._out_metrics):
             if ys[j] is not None:
                 for m in ms:
@@ -245,9 +255,16 @@ class Engine:
         checks; ``training`` switches dropout on."""
         self._require_compiled("compute_gradients")
         xs, ys, sws = self._prepare(x, y, sample_weight, "compute_gradients")
-        outs, masks = self._run(xs, training)
-        total, _, grads, _ = self._loss_and_grads(outs, masks, ys, sws)
-        self._backprop(grads)
+        token = _ACTIVITY_LOSSES.set([])
+        try:
+            outs, masks = self._run(xs, training)
+            total, _, grads, _ = self._loss_and_grads(outs, masks, ys, sws)
+            refs = list(self.trainable_weight_refs())
+            total += sum(_ACTIVITY_LOSSES.get()) + _regularizers.weight_penalty(refs)
+            self._backprop(grads)
+        finally:
+            _ACTIVITY_LOSSES.reset(token)
+        _regularizers.add_penalty_gradients(refs)
         return total
 
     def test_step(self, data):
