@@ -69,6 +69,7 @@ class Embedding(Layer):
         super().__init__(input_length=input_length, **kwargs)
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
+        self.input_length = None if input_length is None else int(input_length)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.mask_zero = bool(mask_zero)
 
@@ -149,6 +150,9 @@ class Embedding(Layer):
             )
         if ids.ndim < 1:
             raise ValueError(f"Layer '{self.name}' (Embedding) expects ids of shape (batch, ...), got a scalar")
+        if self.input_length is not None and (ids.ndim != 2 or ids.shape[1] != self.input_length):
+            raise ValueError(f"Layer '{self.name}' (Embedding) was declared with input_length={self.input_length}: "
+                             f"expected ids of shape (batch, {self.input_length}), got shape {ids.shape}")
         if ids.size:
             lo, hi = ids.min(), ids.max()
             if lo < 0 or hi >= self.input_dim:

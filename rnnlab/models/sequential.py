@@ -61,6 +61,7 @@ class Sequential(Model):
         self.layers: list[Layer] = []
         self._input_shape = None
         self._input_dtype = None
+        self._declared_input_shape = None  # from Input(...) / the first layer's input_shape: data must match it
         self.optimizer = None
         self.loss = None
         self._losses = []
@@ -89,6 +90,7 @@ class Sequential(Model):
             if self.layers:
                 raise ValueError("Input(...) can only be the first entry of a Sequential model")
             self._input_shape = layer.shape
+            self._declared_input_shape = layer.shape
             self._input_dtype = layer.dtype
             return
         if not isinstance(layer, Layer):
@@ -100,6 +102,7 @@ class Sequential(Model):
                              "Sequential needs one output per layer")
         if not self.layers and self._input_shape is None and layer.batch_input_shape is not None:
             self._input_shape = layer.batch_input_shape
+            self._declared_input_shape = tuple(layer.batch_input_shape)
         self.layers.append(layer)
         if self._input_shape is not None:
             self.build(self._input_shape)
@@ -258,7 +261,9 @@ class Sequential(Model):
     def _prepare_inputs(self, x, what):
         if x is None:
             raise ValueError(f"{what}: x is required")
-        return [self._prepare_x(x)]
+        x = self._prepare_x(x)
+        self._check_declared_shape(x)       # data entering fit/evaluate/predict/*_on_batch (not a layer call)
+        return [x]
 
     def _run(self, xs, training):
         out, mask = self._forward(xs[0], training)
@@ -355,6 +360,23 @@ class Sequential(Model):
             raise TypeError(f"x must be numeric, got dtype {x.dtype}")
         return x
 
+    def _check_declared_shape(self, x):
+        """Data must match a declared input shape (Keras's input-spec check): the same rank and, on every
+        non-batch axis the declaration fixes, the same size (``None`` axes are free). A shape only inferred
+        from earlier data (no declaration) is not enforced. Checked where data enters the model (every
+        fit/evaluate/predict/*_on_batch goes through ``_prepare_inputs``); calling the model as a layer
+        (``model(x)``, or nested in another model) stays lenient, as Keras 3's Sequential is."""
+        decl = self._declared_input_shape
+        if decl is None or x.ndim != len(decl):
+            return          # another rank: the first layer's own check says so ("expected ndim=...")
+        # a first layer on features checks their (last) axis itself with its own message; the axes between
+        # batch and features (time), and every axis of token ids (Embedding), are checked here
+        from ..layers.embedding import Embedding
+        axes = range(1, x.ndim) if isinstance(self.layers[0], Embedding) else range(1, x.ndim - 1)
+        if any(decl[i] is not None and decl[i] != x.shape[i] for i in axes):
+            raise ValueError(f"Input to Sequential model '{self.name}' is incompatible with its declared input "
+                             f"shape: expected {format_shape(decl)}, got an array of shape {tuple(x.shape)}")
+
     def _forward(self, x, training, mask=None):
         for layer in self.layers:
             y = layer.forward(x, training=training, mask=mask)
@@ -410,7 +432,8 @@ class Sequential(Model):
         """JSON-able description: name, input shape/dtype and each layer's class name and config."""
         return {"name": self.name, "input_shape": None if self._input_shape is None else list(self._input_shape),
                 "input_dtype": self._input_dtype,
-                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers],
+                **({"input_shape_declared": True} if self._declared_input_shape is not None else {})}
 
     @classmethod
     def from_config(cls, config):
@@ -425,6 +448,10 @@ class Sequential(Model):
             model.layers.append(get_layer_class(entry["class_name"]).from_config(dict(entry["config"])))
         if config.get("input_shape") is not None:
             model.build(tuple(config["input_shape"]))
+        if config.get("input_shape_declared") and config.get("input_shape") is not None:
+            model._declared_input_shape = tuple(config["input_shape"])
+        elif model.layers and model.layers[0].batch_input_shape is not None:
+            model._declared_input_shape = tuple(model.layers[0].batch_input_shape)
         return model
 
     def to_json(self, **kwargs):
