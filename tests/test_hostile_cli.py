@@ -194,3 +194,62 @@ def test_diverged_word2vec_exits_3_without_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 3
     assert "rnnlab: training stopped: Word2Vec diverged" in err and "Traceback" not in err     # after its progress
+
+
+# ---- the whole model's parameter memory is estimated from the flags before any layer is built
+_RLIMIT_CLI = textwrap.dedent('''
+    import resource, sys
+    from rnnlab import cli
+
+    def vm():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+
+    resource.setrlimit(resource.RLIMIT_AS, (vm() + 400 * 2 ** 20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rc = cli.main(sys.argv[1:])
+    print("rc", rc, "growth", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+''')
+
+
+@pytest.mark.parametrize("sizes,needle", [(["--embedding-dim", "100000000"], "--embedding-dim 100000000"),
+                                          (["--units", "100000"], "--units 100000"),
+                                          # every weight fits on its own, the ten layers together do not
+                                          (["--units", "2000", "--layers", "10"], "--units 2000")])
+def test_the_model_estimate_refuses_before_building_under_rlimit_as(tmp_path, sizes, needle):
+    (tmp_path / "t.txt").write_text(TEXT)
+    argv = ["train", "charlm", "--text", str(tmp_path / "t.txt"), "--epochs", "1", "--out", str(tmp_path / "o"),
+            "--batch-size", "4", "--bptt", "10", "--verbose", "0"] + sizes
+    r = subprocess.run([sys.executable, "-c", _RLIMIT_CLI] + argv, capture_output=True, text=True, env=ENV,
+                       timeout=120)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("rnnlab: error: train charlm: " + needle + " makes the model about "), r.stderr
+    assert "with their gradients and 2 adam slot(s) that is an estimated" in r.stderr
+    assert "of memory available; use a smaller " + needle.split()[0] + " (or --force" in r.stderr
+    rc, growth = r.stdout.split()[1], int(r.stdout.split()[3])
+    assert rc == "1"
+    assert growth < 64 * 2 ** 20, growth           # refused before any weight was allocated
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("*.npz"))
+
+
+def test_estimate_params_counts_the_built_model_exactly_and_force_skips_the_check(monkeypatch):
+    import argparse
+    import rnnlab
+    from rnnlab.tasks import common
+    L = rnnlab.layers
+    m = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32"), L.Embedding(50, 8),
+                           L.Bidirectional(L.GRU(16, return_sequences=True)), L.Bidirectional(L.GRU(6)), L.Dense(5)])
+    assert common.estimate_params(vocab=50, embedding_dim=8, units=16, layers=2, cell="gru", bidirectional=True,
+                                  outputs=5, last_units=6) == m.count_params()
+    w = rnnlab.Sequential([rnnlab.Input((7, 11)), L.SimpleRNN(9), L.Dense(11)])     # no embedding: one bias
+    assert common.estimate_params(input_dim=11, units=9, cell="rnn", outputs=11) == w.count_params() + 9
+    monkeypatch.setattr(rio, "available_memory", lambda: 2 ** 30)
+    args = argparse.Namespace(units=4096, layers=4, cell="lstm", bidirectional=False, embedding_dim=64,
+                              optimizer="sgd", force=False)
+    with pytest.raises(rio.MemoryLimitError, match=r"train x: --units 4096 makes the model about [\d,]+ parameters; "
+                                                   r"with their gradients and 0 sgd slot\(s\) .* than the 1.00 GB"):
+        common.check_model_memory(args, "x", vocab=100, outputs=100)
+    args.force = True
+    assert common.check_model_memory(args, "x", vocab=100, outputs=100) > 2 ** 30

@@ -314,6 +314,12 @@ def train(args):
     V = tok.vocab_size
     name = os.path.splitext(os.path.basename(args.text).replace(".gz", ""))[0]
     out = output_dir(args.out, f"charlm-{name}")
+    from .common import check_model_memory
+    stream = settings["mode"] == "stream"       # the whole model's parameter memory, before building a layer
+    check_model_memory(args, "charlm", units=settings["units"], layers=settings["layers"], cell=settings["cell"],
+                       bidirectional=False, vocab=V if stream else 0, input_dim=0 if stream else V,
+                       embedding_dim=settings["embedding_dim"] if stream else 0, outputs=V,
+                       optimizer=settings.get("optimizer"))
     backend.set_random_seed(args.seed)
     if settings["mode"] == "stream":
         if len(valid_ids) - 1 < 2 * settings["eval_streams"]:

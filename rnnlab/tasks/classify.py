@@ -455,6 +455,8 @@ def train(args):
         valid = (texts_to_id_lists(tok, _clean([texts[i] for i in va_idx], args.clean), args.maxlen, args.truncating),
                  y_all[va_idx])
     x_test = texts_to_id_lists(tok, _clean(te_texts, args.clean), args.maxlen, args.truncating)
+    from .common import check_model_memory
+    check_model_memory(args, "classify", vocab=vocab_in, outputs=1 if len(classes) == 2 else len(classes))
     model = build_model(vocab_in, len(classes), args)
     coverage = {}
     if args.vectors:

@@ -54,6 +54,66 @@ def add_common_train_arguments(parser, *, epochs=10, batch_size=32, cell="lstm",
     return g
 
 
+#: recurrent weight blocks per cell (LSTM i/f/c/o, GRU z/r/h, SimpleRNN one)
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+#: optimizer slots per weight (what ``make_optimizer``'s optimizers keep besides the weight and its gradient)
+_SLOTS = {"adam": 2, "adamw": 2, "nadam": 2, "adamax": 2, "adadelta": 2, "rmsprop": 1, "adagrad": 1, "sgd": 0}
+
+
+#: models below this are not estimated against the available memory (64 MiB; each weight is still checked)
+MODEL_CHECK_MIN_BYTES = 64 * 2 ** 20
+
+
+def estimate_params(*, units, layers=1, cell="lstm", bidirectional=False, vocab=0, embedding_dim=0, input_dim=0,
+                    outputs=0, last_units=None) -> int:
+    """Parameters of ``[Embedding(vocab, E)] -> RNN(units) x layers -> [Dense(outputs)]`` from sizes alone
+    (nothing is built). A recurrent layer with ``g`` weight blocks (LSTM 4, GRU 3, SimpleRNN 1), input width
+    ``n`` and ``u`` units holds ``g * (n*u + u*u + 2u)`` parameters (two biases: an upper bound for GRU's
+    ``reset_after``), twice when bidirectional; the first layer's ``n`` is ``E`` (or ``input_dim`` without an
+    embedding), the next ones' ``u`` (``2u`` bidirectional); the output layer adds ``(n + 1) * outputs``.
+    ``last_units``: the last recurrent layer's units when they differ (a tied word model: ``E``)."""
+    g, d = _GATES.get(str(cell).lower(), 4), 2 if bidirectional else 1
+    n = int(vocab) * int(embedding_dim)
+    fan_in = int(embedding_dim) if embedding_dim else int(input_dim)
+    for i in range(int(layers)):
+        u = int(last_units) if (last_units is not None and i == int(layers) - 1) else int(units)
+        n += d * g * (fan_in * u + u * u + 2 * u)
+        fan_in = d * u
+    return n + (fan_in + 1) * int(outputs) if outputs else n
+
+
+def check_model_memory(args, command, optimizer=None, **sizes) -> int:
+    """Refuse a model whose parameter memory would not fit, before any layer is built: the parameters of
+    :func:`estimate_params` (``sizes``; ``units``/``layers``/``cell``/``bidirectional``/``embedding_dim`` default
+    to the flags in ``args``) times the float size times ``2 + slots`` (the weight, its gradient and the
+    optimizer's slots: Adam 2, RMSprop 1, SGD 0) is compared with :func:`rnnlab.io.available_memory`. Too
+    much: :class:`rnnlab.io.MemoryLimitError` naming the flag that weighs most (the one whose value set to 1
+    shrinks the estimate most), the estimate and the memory available; ``--force`` skips the check.
+    Returns the estimate in bytes."""
+    import numpy as np
+    from .. import backend
+    flags = {"units": "--units", "layers": "--layers", "embedding_dim": "--embedding-dim"}
+    for k in ("units", "layers", "cell", "bidirectional", "embedding_dim"):
+        if k not in sizes and getattr(args, k, None) is not None:
+            sizes[k] = getattr(args, k)
+    opt = str(optimizer or getattr(args, "optimizer", None) or "adam").lower()
+    slots = _SLOTS.get(opt, 2)
+    per = np.dtype(backend.floatx()).itemsize * (2 + slots)
+    n = estimate_params(**sizes)
+    nbytes = n * per
+    if getattr(args, "force", False) or _rio._ALLOW_LARGE or nbytes < MODEL_CHECK_MIN_BYTES:
+        return nbytes
+    avail = _rio.available_memory()
+    if nbytes <= avail:
+        return nbytes
+    shrink = {k: n - estimate_params(**dict(sizes, **{k: 1})) for k in flags if sizes.get(k)}
+    blame = max(shrink, key=shrink.get) if shrink else "units"
+    raise _rio.MemoryLimitError(
+        f"train {command}: {flags[blame]} {sizes.get(blame)} makes the model about {n:,} parameters; with their "
+        f"gradients and {slots} {opt} slot(s) that is an estimated {_rio.format_bytes(nbytes)}, more than the "
+        f"{_rio.format_bytes(avail)} of memory available; use a smaller {flags[blame]} (or --force to try anyway)")
+
+
 def epochs_to_run(args):
     """``--epochs``, or the open-ended cap when it was left to early stopping; checks ``--patience`` and turns a
     ``--max-minutes`` of 0 or less into "no limit"."""

@@ -281,6 +281,10 @@ def train(args):
     if args.dropout is None:
         s["dropout"] = default_dropout(len(corpus["train"]))
     out = output_dir(args.out, f"wordlm-{os.path.basename(os.path.dirname(os.path.abspath(args.train)))}")
+    from .common import check_model_memory
+    check_model_memory(args, "wordlm", units=s["units"], layers=s["layers"], cell=s["cell"], bidirectional=False,
+                       vocab=V, embedding_dim=s["embedding_dim"], outputs=0 if s["tie_weights"] else V,
+                       last_units=s["embedding_dim"] if s["tie_weights"] else None)
     backend.set_random_seed(args.seed)
     model = compile_model(build_model(V, s, s["batch_size"]), s)
     words = [None] * V
