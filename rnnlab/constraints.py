@@ -38,6 +38,7 @@ class Constraint:
 
 
 def _norms(w, axis):
+    axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis  # Keras allows a list of axes (Conv kernels)
     return np.sqrt(np.sum(np.square(w), axis=axis, keepdims=True))
 
 

@@ -137,34 +137,49 @@ def get(identifier, what="regularizer"):
 
 
 # ------------------------------------------------------------------ what the training engine applies
+class ActivityTape:
+    """What one step's activity regularizers write: ``losses`` (the penalties) and, when ``record`` (a step
+    with a backward pass), each layer's outputs for its backward. The engine sets it for one step only, so
+    nothing is left over when a step stops early."""
+
+    def __init__(self, record=True):
+        self.losses, self.record, self.outputs = [], record, {}
+
+    def total(self) -> float:
+        return float(sum(self.losses))
+
+
 def wrap_activity(layer):
     """Give ``layer`` (whose ``activity_regularizer`` is set) an instance ``forward``/``backward`` that, while a
-    training step collects penalties, add ``R(y) / batch`` for each output ``y`` to the step's loss and
+    step's :class:`ActivityTape` is set, add ``R(y) / batch`` for each output ``y`` to the step's loss and
     ``R'(y) / batch`` to the output gradient in backward (outputs kept on a stack: shared layers' calls
     are undone in reverse order)."""
     from .layers.base import _ACTIVITY_LOSSES
     fwd, bwd = type(layer).forward.__get__(layer), type(layer).backward.__get__(layer)
-    stack = []
+
+    def _batch(y):
+        return y.shape[0] if np.ndim(y) > 0 and y.shape[0] else 1
 
     def forward(inputs, *args, **kwargs):
         out = fwd(inputs, *args, **kwargs)
-        acc = _ACTIVITY_LOSSES.get()
-        if acc is not None:
+        tape = _ACTIVITY_LOSSES.get()
+        if tape is not None:
             reg = layer.activity_regularizer
             outs = list(out) if isinstance(out, (list, tuple)) else [out]
-            for y in outs:
-                acc.append(reg(y) / (y.shape[0] if np.ndim(y) > 0 and y.shape[0] else 1))
-            stack.append(outs)
+            tape.losses.extend(reg(y) / _batch(y) for y in outs)
+            if tape.record:
+                tape.outputs.setdefault(id(layer), []).append(outs)
         return out
 
     def backward(grad):
+        tape = _ACTIVITY_LOSSES.get()
+        stack = None if tape is None else tape.outputs.get(id(layer))
         if stack:
             outs, reg = stack.pop(), layer.activity_regularizer
             grads = list(grad) if isinstance(grad, (list, tuple)) else [grad]
             new = []
             for y, g in zip(outs, grads):
-                n = y.shape[0] if np.ndim(y) > 0 and y.shape[0] else 1
-                d = reg.gradient(y) / y.dtype.type(n)
+                d = reg.gradient(y) / y.dtype.type(_batch(y))
                 new.append(d if g is None else g + d)
             grad = new if isinstance(grad, (list, tuple)) else new[0]
         return bwd(grad)

@@ -212,3 +212,50 @@ def test_bad_input_errors():
         LSTM(2, bias_constraint="positive")
     with pytest.raises(ValueError, match="unknown regularizer class 'Ortho'"):
         regularizers.get({"class_name": "Ortho", "config": {}})
+
+
+def test_evaluate_includes_penalties_as_keras(float64_keras):
+    km, rm, shape = _models("lstm", "l2")
+    rng = np.random.default_rng(10)
+    x, y = rng.normal(size=(8,) + shape), rng.normal(size=(8, 2))
+    ke = km.evaluate(x, y, batch_size=4, verbose=0)
+    re = rm.evaluate(x, y, batch_size=4)
+    assert re == pytest.approx(ke, rel=1e-6)  # Keras reports through a float32 metric
+    out = km(x, training=False)
+    k64 = float(np.mean((np.asarray(out.detach()) - y) ** 2)) + sum(float(l) for l in km.losses)
+    # one batch of 8 vs two of 4: the activity penalty is a per-batch mean, so use batch_size=8 for float64
+    assert rm.evaluate(x, y, batch_size=8) == pytest.approx(k64, abs=1e-7)
+
+
+def test_early_stop_leaves_no_stale_activity_outputs():
+    m = rnnlab.Sequential([Dense(2, activity_regularizer="l2", input_shape=(3,), dtype="float64")])
+    m.compile("sgd", "mse")
+    x = np.ones((2, 3))
+    with pytest.raises(Exception):
+        m.train_on_batch(3 * x, np.full((2, 2), np.nan))  # non-finite loss: stops before backward
+    from rnnlab.layers.base import _ACTIVITY_LOSSES
+    assert _ACTIVITY_LOSSES.get() is None  # the step's tape (and the outputs it kept) is gone
+    m.compute_gradients(x, np.zeros((2, 2)))
+    g = m.layers[0].grads["kernel"].copy()
+    out = m.predict(x)
+    # dL/dy = 2 (y - 0) / (B*units) + 2 * 0.01 * y / B, then through the Dense kernel: x^T dL/dy
+    dy = 2 * out / out.size + 2 * 0.01 * out / 2
+    np.testing.assert_allclose(g, x.T @ dy, rtol=1e-12)
+
+
+def test_conv1d_regularizer_and_constraint_match_keras(float64_keras):
+    kl = keras.layers.Conv1D(3, 2, kernel_regularizer=keras.regularizers.L1L2(0.01, 0.02),
+                             bias_regularizer="l2", kernel_constraint=keras.constraints.MaxNorm(0.4, axis=[0, 1]))
+    km = keras.Sequential([keras.Input((6, 2)), kl, keras.layers.GlobalAveragePooling1D()])
+    rm = rnnlab.Sequential([rnnlab.layers.Conv1D(3, 2, kernel_regularizer=regularizers.L1L2(0.01, 0.02),
+                                                 bias_regularizer="l2", input_shape=(6, 2), dtype="float64",
+                                                 kernel_constraint=constraints.MaxNorm(0.4, axis=[0, 1])),
+                            rnnlab.layers.GlobalAveragePooling1D()])
+    km.compile(keras.optimizers.SGD(0.25), "mse")
+    rm.compile(rnnlab.optimizers.SGD(0.25), "mse")
+    rm.set_weights(km.get_weights())
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(4, 6, 2)), rng.normal(size=(4, 3))
+    assert rm.train_on_batch(x, y) == pytest.approx(km.train_on_batch(x, y), rel=1e-6)
+    for a, b in zip(km.get_weights(), rm.get_weights()):
+        np.testing.assert_allclose(b, a, atol=1e-7, rtol=0)

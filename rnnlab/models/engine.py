@@ -213,12 +213,12 @@ class Engine:
         dist = _distributed.current()
         if dist is not None:  # under mpiexec: this rank's shard, gradients averaged (rnnlab.distributed)
             return _distributed.train_batch(dist, self, xs, ys, sws, epoch, step, time_mask)
-        token = _ACTIVITY_LOSSES.set([])  # activity regularizers add their penalties here (rnnlab.regularizers)
+        token = _ACTIVITY_LOSSES.set(_regularizers.ActivityTape())  # activity regularizers add their penalties here (rnnlab.regularizers)
         try:
             outs, masks = self._run(xs, True)
             total, per, grads, lmasks = self._loss_and_grads(outs, masks, ys, sws, time_mask)
             refs = list(self.trainable_weight_refs())
-            total += sum(_ACTIVITY_LOSSES.get()) + _regularizers.weight_penalty(refs)  # Keras: loss + sum(losses)
+            total += _ACTIVITY_LOSSES.get().total() + _regularizers.weight_penalty(refs)  # Keras: loss + sum(losses)
             if not math.isfinite(total):
                 raise NonFiniteLoss("loss", total, epoch, step)
             self._backprop(grads)
@@ -255,12 +255,12 @@ class Engine:
         checks; ``training`` switches dropout on."""
         self._require_compiled("compute_gradients")
         xs, ys, sws = self._prepare(x, y, sample_weight, "compute_gradients")
-        token = _ACTIVITY_LOSSES.set([])
+        token = _ACTIVITY_LOSSES.set(_regularizers.ActivityTape())
         try:
             outs, masks = self._run(xs, training)
             total, _, grads, _ = self._loss_and_grads(outs, masks, ys, sws)
             refs = list(self.trainable_weight_refs())
-            total += sum(_ACTIVITY_LOSSES.get()) + _regularizers.weight_penalty(refs)
+            total += _ACTIVITY_LOSSES.get().total() + _regularizers.weight_penalty(refs)
             self._backprop(grads)
         finally:
             _ACTIVITY_LOSSES.reset(token)
@@ -294,9 +294,18 @@ class Engine:
         n_out = len(self._losses)
         total, per_sum, count = 0.0, [0.0] * n_out, 0
         n = len(xs[0])
+        penalty = None  # the weight penalties (Keras' evaluate loss includes sum(model.losses) too)
         for sl in batch_slices(n, batch_size):
-            outs, masks = self._run([a[sl] for a in xs], False)
+            token = _ACTIVITY_LOSSES.set(_regularizers.ActivityTape(record=False))
+            try:
+                outs, masks = self._run([a[sl] for a in xs], False)
+                if penalty is None:  # once built
+                    penalty = _regularizers.weight_penalty(list(self.trainable_weight_refs()))
+                reg_loss = penalty + _ACTIVITY_LOSSES.get().total()
+            finally:
+                _ACTIVITY_LOSSES.reset(token)
             bs = sl.stop - sl.start
+            total += reg_loss * bs
             for j, (out, m) in enumerate(zip(outs, masks)):
                 lmask = self._loss_mask(out, m)
                 sw = take(sws[j], sl)
