@@ -61,6 +61,9 @@ import numpy as np
 
 from .backend import RowSparseGrad
 
+#: seconds a rank with an uncaught exception waits, after printing it, before it aborts the MPI job
+ABORT_GRACE_SECONDS = 1.0
+
 __all__ = ["Context", "init", "current", "launched", "rank", "size", "is_root", "shard", "broadcast_weights",
            "DistributedError", "BUCKET_BYTES"]
 
@@ -159,6 +162,10 @@ class Context:
             sys.stderr.write(f"rnnlab.distributed: rank {ctx.rank}/{ctx.size} stopped with an uncaught "
                              f"{etype.__name__}; aborting the MPI job so the other ranks do not wait for it\n")
             sys.stderr.flush()
+            # An error raised on every rank at once (a DistributedError from a collective check) is printed by each;
+            # the first MPI_Abort ends the whole job and MPI's launcher drops output it has not forwarded yet, so
+            # give the others a moment to print theirs before aborting.
+            time.sleep(ABORT_GRACE_SECONDS)
             ctx.comm.Abort(1)
 
         sys.excepthook = hook
