@@ -253,3 +253,21 @@ def test_estimate_params_counts_the_built_model_exactly_and_force_skips_the_chec
         common.check_model_memory(args, "x", vocab=100, outputs=100)
     args.force = True
     assert common.check_model_memory(args, "x", vocab=100, outputs=100) > 2 ** 30
+
+
+def test_every_rnn_train_command_estimates_its_model_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(rio, "available_memory", lambda: 2 * 2 ** 30)
+    words = ["abc", "bca", "cab", "aab", "bba", "ccb"] * 5
+    (tmp_path / "p.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words))
+    (tmp_path / "s.csv").write_text("value\n" + "".join(f"{np.sin(i / 5):.4f}\n" for i in range(200)))
+    (tmp_path / "t.conll").write_text("the DET\ncat NOUN\nsat VERB\n\n" * 20)
+    (tmp_path / "w.txt").write_text(TEXT)
+    cases = {"seq2seq": ["--pairs", str(tmp_path / "p.tsv")],
+             "forecast": ["--csv", str(tmp_path / "s.csv"), "--column", "value", "--window", "8", "--horizon", "1"],
+             "tag": ["--train", str(tmp_path / "t.conll"), "--valid", str(tmp_path / "t.conll")],
+             "wordlm": ["--train", str(tmp_path / "w.txt"), "--valid", str(tmp_path / "w.txt")]}
+    for command, data in cases.items():
+        argv = ["train", command] + data + ["--units", "100000", "--out", str(tmp_path / command), "--verbose", "0"]
+        assert cli.main(argv) == 1, command
+        _one_line_error(capsys, f"train {command}: --units 100000 makes the model about ",
+                        "more than the 2.00 GB of memory available", "(or --force")

@@ -82,14 +82,15 @@ def estimate_params(*, units, layers=1, cell="lstm", bidirectional=False, vocab=
     return n + (fan_in + 1) * int(outputs) if outputs else n
 
 
-def check_model_memory(args, command, optimizer=None, **sizes) -> int:
+def check_model_memory(args, command, optimizer=None, extra_params=0, **sizes) -> int:
     """Refuse a model whose parameter memory would not fit, before any layer is built: the parameters of
     :func:`estimate_params` (``sizes``; ``units``/``layers``/``cell``/``bidirectional``/``embedding_dim`` default
     to the flags in ``args``) times the float size times ``2 + slots`` (the weight, its gradient and the
     optimizer's slots: Adam 2, RMSprop 1, SGD 0) is compared with :func:`rnnlab.io.available_memory`. Too
     much: :class:`rnnlab.io.MemoryLimitError` naming the flag that weighs most (the one whose value set to 1
     shrinks the estimate most), the estimate and the memory available; ``--force`` skips the check.
-    Returns the estimate in bytes."""
+    ``extra_params``: parameters of a second part estimated separately (a seq2seq decoder). Returns the
+    estimate in bytes."""
     import numpy as np
     from .. import backend
     flags = {"units": "--units", "layers": "--layers", "embedding_dim": "--embedding-dim"}
@@ -99,14 +100,14 @@ def check_model_memory(args, command, optimizer=None, **sizes) -> int:
     opt = str(optimizer or getattr(args, "optimizer", None) or "adam").lower()
     slots = _SLOTS.get(opt, 2)
     per = np.dtype(backend.floatx()).itemsize * (2 + slots)
-    n = estimate_params(**sizes)
+    n = estimate_params(**sizes) + int(extra_params)
     nbytes = n * per
     if getattr(args, "force", False) or _rio._ALLOW_LARGE or nbytes < MODEL_CHECK_MIN_BYTES:
         return nbytes
     avail = _rio.available_memory()
     if nbytes <= avail:
         return nbytes
-    shrink = {k: n - estimate_params(**dict(sizes, **{k: 1})) for k in flags if sizes.get(k)}
+    shrink = {k: n - extra_params - estimate_params(**dict(sizes, **{k: 1})) for k in flags if sizes.get(k)}
     blame = max(shrink, key=shrink.get) if shrink else "units"
     raise _rio.MemoryLimitError(
         f"train {command}: {flags[blame]} {sizes.get(blame)} makes the model about {n:,} parameters; with their "

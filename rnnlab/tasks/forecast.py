@@ -242,6 +242,8 @@ def train(args):
     if args.model == "rnn":
         from .runstate import TrainLoop, load_sequential_task_file
 
+        from .common import check_model_memory    # the parameter memory, before building a layer
+        check_model_memory(args, "forecast", embedding_dim=0, input_dim=1, outputs=args.horizon)
         model = _build_rnn(args, args.window, args.horizon)
         target = (lambda X, Y: scaler.transform(Y) - zx(X[:, -1, :])) if args.residual else \
             (lambda X, Y: scaler.transform(Y))

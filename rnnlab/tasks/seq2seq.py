@@ -104,6 +104,10 @@ def train(args):
     tv = Vocabulary.build([t for _, t in train_pairs], level=args.level)
     max_src = args.max_source_len or max(len(sv.tokenize(s)) for s, _ in train_pairs)
     max_tgt = max(len(tv.tokenize(t)) for _, t in train_pairs)
+    from .common import check_model_memory, estimate_params   # encoder + decoder (a lower bound: no attention)
+    check_model_memory(args, "seq2seq", vocab=len(sv), extra_params=estimate_params(
+        vocab=len(tv), embedding_dim=args.embedding_dim, units=args.units, layers=args.layers, cell=args.cell,
+        outputs=len(tv)))
     model = Seq2Seq(sv, tv, embedding_dim=args.embedding_dim, units=args.units, cell=args.cell,
                     num_layers=args.layers, bidirectional=args.bidirectional, attention=args.attention,
                     reverse_source=args.reverse_source, max_source_len=max_src, max_target_len=max_tgt + 2)

@@ -265,6 +265,8 @@ def train(args):
 
     entity = _entity_like(sorted({t for s in train_s for t in s.tags}))   # chunk tags: F1 picks the best epoch
     use_crf = args.crf == "on" or (args.crf == "auto" and entity)
+    from .common import check_model_memory     # the word model's parameter memory (vocabulary not yet counted)
+    check_model_memory(args, "tag", bidirectional=not args.unidirectional, outputs=len(known))
     model = build_tagger(train_s, char_features=args.char_features, lowercase=args.lowercase,
                          min_count=args.min_count, embedding_dim=args.embedding_dim, units=args.units, cell=args.cell,
                          layers=args.layers, bidirectional=not args.unidirectional, char_dim=args.char_dim,
