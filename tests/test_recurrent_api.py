@@ -347,7 +347,7 @@ def test_constructor_errors():
     with pytest.raises(ValueError, match="Unknown activation"):
         SimpleRNN(2, activation="nope")
     with pytest.raises(TypeError, match="unexpected keyword"):
-        LSTM(2, kernel_regularizer="l2")
+        LSTM(2, W_regularizer="l2")  # Keras 1's name; kernel_regularizer is supported (tests/test_regularizers.py)
 
 
 def test_torch_tensor_input():
