@@ -92,3 +92,26 @@ def test_working_with_rnns_guide_runs_unchanged(capsys):
     assert not np.allclose(new_output, layers.LSTM(64, weights=new_lstm_layer.get_weights())(paragraph3))
     out = capsys.readouterr().out
     assert "Total params" in out and "Epoch 1/1" in out
+
+
+def test_recurrent_seed_fixes_the_dropout_masks():
+    """Keras 3's ``seed=`` on LSTM/GRU/SimpleRNN: the same seed gives the same dropout masks, another seed others."""
+    x = np.random.default_rng(0).standard_normal((4, 6, 5)).astype("float32")
+    for cls in (layers.LSTM, layers.GRU, layers.SimpleRNN):
+        def run(seed):
+            layer = cls(3, dropout=0.5, recurrent_dropout=0.3, seed=seed, kernel_initializer="ones",
+                        recurrent_initializer="ones")
+            return layer(x, training=True), layer
+        a, la = run(7)
+        b, _ = run(7)
+        c, _ = run(8)
+        np.testing.assert_array_equal(a, b)
+        assert not np.allclose(a, c)
+        cfg = la.get_config()
+        assert cfg["seed"] == 7 and cls.from_config(cfg).seed == 7
+    try:
+        layers.LSTM(3, seed="7")
+    except TypeError as e:
+        assert "seed must be an int or None" in str(e)
+    else:
+        raise AssertionError("a string seed was accepted")

@@ -109,7 +109,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
 
     _n_gates = 1
     _state_names: tuple = ("h",)
-    _extra_kwargs = frozenset({"zero_output_for_mask", "unroll", "backend"})
+    _extra_kwargs = frozenset({"zero_output_for_mask", "unroll", "backend", "seed"})
     _float_input = False  # integer ids into an RNN are a mistake (missing Embedding): reject them
     #: diagnostics hook (rnnlab.diagnostics): when True, backward keeps ``self.state_grads``, one
     #: (T, B, U) array per state with dL/dS[t+1] (the gradient w.r.t. the state after processing
@@ -128,6 +128,12 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             self.implementation = check_implementation(type(self).__name__, kwargs.pop("implementation", 2))
             #: Keras argument (its cuDNN kernel); no effect in rnnlab, which runs on the CPU
             self.use_cudnn = kwargs.pop("use_cudnn", "auto")
+        #: Keras's ``seed``: the layer draws its dropout masks from its own generator seeded with it
+        #: (else from rnnlab.backend.rng(), which rnnlab.set_random_seed fixes)
+        self.seed = kwargs.pop("seed", None)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))):
+            raise TypeError(f"{type(self).__name__}: seed must be an int or None, got {type(self.seed).__name__}")
+        self._gen = None if self.seed is None else np.random.default_rng(int(self.seed))
         #: which loop ran the last forward call (see PATHS)
         self.last_path = None
         Layer.__init__(self, **kwargs)
@@ -380,7 +386,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         if self.go_backwards:
             xt = xt[::-1]
         np.copyto(ws.X, xt)
-        rng = backend.rng()
+        rng = self._gen if self._gen is not None else backend.rng()
         ws.in_mask = None
         if training and self.dropout > 0.0:
             keep = 1.0 - self.dropout
@@ -600,6 +606,8 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             unroll=self.unroll,
             backend=self.backend,
         )
+        if self.seed is not None:
+            cfg["seed"] = int(self.seed)
         if "implementation" in self._extra_kwargs:
             cfg.update(implementation=self.implementation, use_cudnn=self.use_cudnn)
         return cfg
