@@ -109,7 +109,9 @@ def _set_text(driver, text):
     n = driver.execute_script("return window.__renderCount || 0;")
     driver.execute_script("const t = document.getElementById('text'); t.value = arguments[0];"
                           "t.dispatchEvent(new Event('input'));", text)
-    _wait(driver, f"return (window.__renderCount || 0) > {n};", "the heat map to render")
+    # the page may still be finishing a trace of the previous text: wait for the render of this one
+    _wait(driver, f"return (window.__renderCount || 0) > {n} && window.__renderedText === {json.dumps(text)};",
+          "the heat map of the new text to render")
 
 
 def test_explore_charlm_page_in_chromium(driver, tmp_path):

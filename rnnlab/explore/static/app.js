@@ -151,12 +151,14 @@ async function doTrace() {
     d = await api("/api/trace", { text, layer: $("layer").value, series: $("series").value, units: chartUnits() });
   } catch (e) { showError(e.message); $("trace-status").textContent = ""; return; }
   if (seq !== state.seq) return;  // a newer request is on its way
+  if (text !== $("text").value) return;  // the box changed while this ran: its own trace is scheduled
   showError("");
   if (!state.trace || state.trace.tokens.join("\u0000") !== d.tokens.join("\u0000")) state.lastSpan = null;
   state.trace = d; state.tokens = d.tokens;
   renderHeatmap(d); renderChart(d); renderOutputs(d);
   const ms = performance.now() - t0;
   window.__lastRenderMs = ms;
+  window.__renderedText = text;
   window.__renderCount = (window.__renderCount || 0) + 1;
   $("trace-status").textContent = `${d.tokens.length} ${state.info.unit === "char" ? "characters" : "tokens"} · ` +
     `server ${d.server_ms} ms · request + render ${ms.toFixed(0)} ms`;
