@@ -58,21 +58,9 @@ SIDES = ("torch", "rnnlab", "baseline")
 
 # ----------------------------------------------------------------------------- worker side
 def _data(np, cfg):
-    rng = np.random.default_rng(0)
-    B, T = cfg["B"], cfg["T"]
-    if cfg["V"] is not None:
-        x = rng.integers(1, cfg["V"], size=(B, T))
-    elif cfg["loss"] == "cce":
-        x = np.eye(cfg["D"], dtype=np.float32)[rng.integers(0, cfg["D"], size=(B, T))]
-    else:
-        x = rng.standard_normal((B, T, cfg["D"])).astype(np.float32)
-    if cfg["loss"] == "bce":
-        y = rng.integers(0, 2, size=(B, 1)).astype(np.float32)
-    elif cfg["loss"] == "cce":
-        y = np.eye(cfg["out"], dtype=np.float32)[rng.integers(0, cfg["out"], size=B)]
-    else:
-        y = rng.standard_normal((B, cfg["out"])).astype(np.float32)
-    return x, y
+    """The same inputs and targets as run_all.py's rows (seeded), for one config."""
+    from run_all import _make_data  # benchmarks/ is this script's folder, first on sys.path
+    return _make_data(np, cfg)
 
 
 def _rnnlab_step(cell, cfg, mode):
