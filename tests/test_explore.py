@@ -558,3 +558,24 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "no such model file" in capsys.readouterr().err
     assert main(["explore", str(tmp_path / "missing.npz"), "--port", "70000"]) == 1
     assert "--port must be in [0, 65535]" in capsys.readouterr().err
+
+
+def test_functional_models_open_when_they_are_a_chain_and_are_refused_clearly_otherwise(tmp_path):
+    import rnnlab
+    from rnnlab import layers
+    from rnnlab.explore.session import open_model
+
+    ids = rnnlab.Input((None,), dtype="int32")
+    chain = rnnlab.Model(ids, layers.Dense(1)(layers.LSTM(4)(layers.Embedding(20, 3)(ids))))
+    chain.save(str(tmp_path / "chain.npz"))
+    ex = open_model(str(tmp_path / "chain.npz"))
+    tokens, series = ex.trace("1 2 19")[:2]
+    assert tokens == ["1", "2", "19"] and series      # token ids read through the Embedding after the InputLayer
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 19\]"):
+        ex.trace("1 20")
+
+    a, b = rnnlab.Input((None, 5)), rnnlab.Input((None, 5))
+    two = rnnlab.Model([a, b], layers.Dense(1)(layers.Concatenate()([layers.LSTM(4)(a), layers.GRU(3)(b)])))
+    two.save(str(tmp_path / "two.npz"))
+    with pytest.raises(ValueError, match="holds a model with 2 inputs"):
+        open_model(str(tmp_path / "two.npz"))

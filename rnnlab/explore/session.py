@@ -460,7 +460,12 @@ class SequentialExplorer(Explorer):
         from ..layers import Embedding
 
         self.model = model
-        first = model.layers[0] if model.layers else None
+        n_inputs = len(getattr(model, "inputs", None) or [None])
+        if n_inputs != 1:
+            raise ValueError(f"explore: {path} holds a model with {n_inputs} inputs; explore shows saved models with one "
+                             "input whose layers form a chain (Sequential, or a functional model of that shape)")
+        first = next((l for l in model.layers if type(l).__name__ != "InputLayer"), None)
+        self.first_layer = first
         self.ids_input = isinstance(first, Embedding)
         self.unit = "id" if self.ids_input else "step"
         self.n_features = None if self.ids_input else model.input_shape[-1]
@@ -479,7 +484,7 @@ class SequentialExplorer(Explorer):
                 ids = [int(p) for p in parts]
             except ValueError:
                 raise ValueError("this model reads token ids: give whitespace-separated integers") from None
-            V = int(self.model.layers[0].input_dim)
+            V = int(self.first_layer.input_dim)
             bad = [i for i in ids if not 0 <= i < V]
             if bad:
                 raise ValueError(f"token ids must be in [0, {V - 1}], got {bad[:5]}")
