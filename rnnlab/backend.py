@@ -70,6 +70,16 @@ def rng() -> np.random.Generator:
     return _RNG
 
 
+def seeded_rng(owner: str, seed) -> np.random.Generator | None:
+    """A layer's own generator for Keras's ``seed=`` argument (None: draw from :func:`rng`); a seed that is not an
+    int (or None) is a TypeError naming ``owner``."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{owner}: seed must be an int or None, got {type(seed).__name__}")
+    return np.random.default_rng(int(seed))
+
+
 def set_random_seed(seed: int) -> None:
     """Seed rnnlab's generator and Python's ``random`` so runs are reproducible.
 

@@ -324,22 +324,10 @@ class KerasCell(Cell):
     def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0,
                  **kwargs):
-        from .. import activations as _act
-        from .. import initializers
-        from .recurrent import check_rate
         self.seed = kwargs.pop("seed", None)  # Keras argument; rnnlab draws from rnnlab.backend.rng()
         super().__init__(**kwargs)
-        cls = type(self).__name__
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"{cls}: units must be a positive int, got {units!r}")
-        self.units = int(units)
-        self.activation = _act.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.dropout = check_rate(cls, "dropout", dropout)
-        self.recurrent_dropout = check_rate(cls, "recurrent_dropout", recurrent_dropout)
+        set_cell_arguments(self, units, activation, use_bias, kernel_initializer, recurrent_initializer,
+                           bias_initializer, dropout, recurrent_dropout)
         self._masks = (None, None)
 
     _extra_kwargs = frozenset({"seed"})
@@ -413,6 +401,27 @@ class KerasCell(Cell):
         layer.input_shape = (None, None, self.params["kernel"].shape[0])
         layer.built = True
         return layer
+
+
+def set_cell_arguments(obj, units, activation, use_bias, kernel_initializer, recurrent_initializer,
+                       bias_initializer, dropout, recurrent_dropout):
+    """Check and set the arguments every built-in cell and recurrent layer takes (Keras names), with errors
+    naming ``obj``'s class: ``units`` a positive int, the activation and initializers by name or object, the
+    dropout rates in [0, 1)."""
+    from .. import activations as _act
+    from .. import initializers
+    from .recurrent import check_rate
+    cls = type(obj).__name__
+    if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+        raise ValueError(f"{cls}: units must be a positive int, got {units!r}")
+    obj.units = int(units)
+    obj.activation = _act.get(activation)
+    obj.use_bias = bool(use_bias)
+    obj.kernel_initializer = initializers.get(kernel_initializer)
+    obj.recurrent_initializer = initializers.get(recurrent_initializer)
+    obj.bias_initializer = initializers.get(bias_initializer)
+    obj.dropout = check_rate(cls, "dropout", dropout)
+    obj.recurrent_dropout = check_rate(cls, "recurrent_dropout", recurrent_dropout)
 
 
 def check_implementation(cls_name, value):

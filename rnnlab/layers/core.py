@@ -117,10 +117,8 @@ class Dropout(Layer):
             raise ValueError(f"Dropout: rate must be a float in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.noise_shape = None if noise_shape is None else tuple(None if d is None else int(d) for d in noise_shape)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(f"Dropout: seed must be an int or None, got {type(seed).__name__}")
+        self._gen = backend.seeded_rng("Dropout", seed)
         self.seed = seed
-        self._gen = None if seed is None else np.random.default_rng(int(seed))
 
     def _mask_shape(self, x):
         if self.noise_shape is None:

@@ -61,10 +61,10 @@ import numpy as np
 from .. import activations as _act
 from .. import backend, initializers
 from .base import Layer, format_shape
-from .cells import check_implementation
+from .cells import check_implementation, set_cell_arguments
 from .fused_native import NATIVE_MAX_BATCH, NativePaths, addr  # noqa: F401
 from .fused_workspace import Workspace, WorkspaceOwner  # noqa: F401
-from .recurrent import RNN, act_backward_, act_forward_, as_float_input, check_rate as _check_rate  # noqa: F401
+from .recurrent import RNN, act_backward_, act_forward_, as_float_input  # noqa: F401
 
 
 #: The values of ``layer.last_path``, the loop the last forward call ran (fastest first):
@@ -131,23 +131,12 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         #: Keras's ``seed``: the layer draws its dropout masks from its own generator seeded with it
         #: (else from rnnlab.backend.rng(), which rnnlab.set_random_seed fixes)
         self.seed = kwargs.pop("seed", None)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))):
-            raise TypeError(f"{type(self).__name__}: seed must be an int or None, got {type(self.seed).__name__}")
-        self._gen = None if self.seed is None else np.random.default_rng(int(self.seed))
+        self._gen = backend.seeded_rng(type(self).__name__, self.seed)
         #: which loop ran the last forward call (see PATHS)
         self.last_path = None
         Layer.__init__(self, **kwargs)
-        cls = type(self).__name__
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"{cls}: units must be a positive int, got {units!r}")
-        self.units = int(units)
-        self.activation = _act.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.dropout = _check_rate(cls, "dropout", dropout)
-        self.recurrent_dropout = _check_rate(cls, "recurrent_dropout", recurrent_dropout)
+        set_cell_arguments(self, units, activation, use_bias, kernel_initializer, recurrent_initializer,
+                           bias_initializer, dropout, recurrent_dropout)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
