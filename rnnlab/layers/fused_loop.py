@@ -64,7 +64,7 @@ from .base import Layer, format_shape
 from .cells import check_implementation, set_cell_arguments
 from .fused_native import NATIVE_MAX_BATCH, NativePaths, addr  # noqa: F401
 from .fused_workspace import Workspace, WorkspaceOwner  # noqa: F401
-from .recurrent import RNN, act_backward_, act_forward_, as_float_input  # noqa: F401
+from .recurrent import RNN, act_backward_, act_forward_, as_float_input, validate_mask  # noqa: F401
 
 
 #: The values of ``layer.last_path``, the loop the last forward call ran (fastest first):
@@ -252,19 +252,6 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             x = x.astype(self.dtype)
         return x
 
-    def _validate_mask(self, mask, B, T):
-        if mask is None:
-            return None
-        if hasattr(mask, "detach") and hasattr(mask, "numpy"):
-            mask = mask.detach().cpu().numpy()
-        mask = np.asarray(mask)
-        if mask.shape != (B, T):
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): mask must have shape "
-                             f"(batch, timesteps) = ({B}, {T}), got {mask.shape}")
-        if mask.dtype.kind not in "biuf":
-            raise TypeError(f"Layer '{self.name}': mask must be boolean (batch, timesteps), got dtype {mask.dtype}")
-        return mask.astype(bool)
-
     def _validate_states(self, states, B, arg="initial_state"):
         n = len(self._state_names)
         names = ", ".join(self._state_names)
@@ -348,7 +335,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             raise RuntimeError(f"Layer '{self.name}' is not built: call it on data (layer(x)) or build() first")
         x = self._validate_input(x)
         B, T, D = x.shape
-        mask = self._validate_mask(mask, B, T)
+        mask = validate_mask(self, mask, B, T)
         given_state = initial_state is not None
         if self.stateful:
             fixed = self._fixed_batch()

@@ -69,6 +69,23 @@ def act_backward_(act, y, g, tmp):
     return g
 
 
+def validate_mask(layer, mask, B, T):
+    """A (batch, timesteps) mask as a bool array (None stays None); a wrong shape or a non-numeric dtype is an
+    error naming ``layer``. Used by every recurrent loop and wrapper that takes ``mask=``."""
+    if mask is None:
+        return None
+    if hasattr(mask, "detach") and hasattr(mask, "numpy"):
+        mask = mask.detach().cpu().numpy()
+    mask = np.asarray(mask)
+    if mask.shape != (B, T):
+        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): mask must have shape "
+                         f"(batch, timesteps) = ({B}, {T}), got {mask.shape}")
+    if mask.dtype.kind not in "biuf":
+        raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}): mask must be boolean "
+                        f"(batch, timesteps), got dtype {mask.dtype}")
+    return mask.astype(bool)
+
+
 def check_rate(cls_name, arg, value):
     """A dropout rate: a float in [0, 1), else a TypeError/ValueError naming the class and argument."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
@@ -296,15 +313,7 @@ class RNN(Layer):
             raise ValueError(f"Input to layer '{self.name}' (RNN) is incompatible: expected features "
                              f"{tuple(self.input_shape[2:])} (built for {format_shape(self.input_shape)}), "
                              f"found shape {xs[0].shape}")
-        if mask is not None:
-            if hasattr(mask, "detach") and hasattr(mask, "numpy"):
-                mask = mask.detach().cpu().numpy()
-            mask = np.asarray(mask)
-            if mask.shape != (B, T):
-                raise ValueError(f"Layer '{self.name}' (RNN): mask must have shape (batch, timesteps) = "
-                                 f"({B}, {T}), got {mask.shape}")
-            mask = mask.astype(bool)
-        return xs, multi, B, T, mask
+        return xs, multi, B, T, validate_mask(self, mask, B, T)
 
     def forward(self, x, training=False, mask=None, initial_state=None):
         """Run the cell over time (module docstring). Returns the output, or ``[output, *states]``."""

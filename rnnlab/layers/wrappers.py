@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Layer, format_shape, get_layer_class, register
+from .recurrent import validate_mask
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -51,21 +52,6 @@ def _deserialize(cfg, what) -> Layer:
     if not isinstance(cfg, dict) or not isinstance(cfg.get("class_name"), str) or not isinstance(cfg.get("config"), dict):
         raise ValueError(f"{what} must be a Layer or a dict {{'class_name': str, 'config': dict}}, got {cfg!r:.200}")
     return get_layer_class(cfg["class_name"]).from_config(dict(cfg["config"]))
-
-
-def _validate_mask(layer, mask, B, T):
-    if mask is None:
-        return None
-    if hasattr(mask, "detach") and hasattr(mask, "numpy"):
-        mask = mask.detach().cpu().numpy()
-    mask = np.asarray(mask)
-    if mask.shape != (B, T):
-        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): mask must have shape "
-                         f"(batch, timesteps) = ({B}, {T}), got {mask.shape}")
-    if mask.dtype.kind not in "biuf":
-        raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}): mask must be boolean "
-                        f"(batch, timesteps), got dtype {mask.dtype}")
-    return mask.astype(bool)
 
 
 @register
@@ -236,7 +222,7 @@ class Bidirectional(Layer):
         if not self.built:
             raise RuntimeError(f"Layer '{self.name}' is not built: call it on data (layer(x)) or build() first")
         if isinstance(x, np.ndarray) and x.ndim == 3:
-            mask = _validate_mask(self, mask, x.shape[0], x.shape[1])
+            mask = validate_mask(self, mask, x.shape[0], x.shape[1])
         fs = bs = None
         given_state = initial_state is not None
         if given_state:
@@ -396,7 +382,7 @@ class TimeDistributed(Layer):
             raise ValueError(f"Input to layer '{self.name}' (TimeDistributed) is incompatible: expected ndim>=3 "
                              f"(batch, timesteps, ...), found ndim={x.ndim} with shape {x.shape}")
         B, T = x.shape[:2]
-        mask = _validate_mask(self, mask, B, T)
+        mask = validate_mask(self, mask, B, T)
         # Keras hands the wrapped layer the mask of each step; here the steps are folded into the batch,
         # so a (B, T) mask becomes one entry per folded sample, (B*T,), given when each sample is a vector
         step_mask = mask.reshape(B * T) if mask is not None and x.ndim == 3 else None
