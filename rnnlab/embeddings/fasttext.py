@@ -36,9 +36,6 @@ window (a long word weighs more). Chunked updates and the exact sigmoid as in rn
 """
 from __future__ import annotations
 
-import sys
-import time
-
 import numpy as np
 
 from .. import _native
@@ -279,6 +276,8 @@ class FastText(Word2Vec):
     check of :class:`Word2Vec`.
     """
 
+    _progress_label = "fastText"
+
     _WHO = "FastText"
 
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
@@ -367,15 +366,3 @@ class FastText(Word2Vec):
         out = super().train(epochs)
         self.wv.recompute_word_vectors()
         return out
-
-    def _progress(self, state, total, start, epoch, epochs, alpha):
-        now = time.perf_counter()
-        if now - state["last"] < 0.5 and state["done"] < total:
-            return
-        state["last"] = now
-        el = now - start
-        rate = state["done"] / el if el > 0 else 0.0
-        eta = (total - state["done"]) / rate if rate > 0 else 0.0
-        print(f"\rfastText {'skip-gram' if self.sg else 'CBOW'}: epoch {epoch + 1}/{epochs} "
-              f"{100.0 * state['done'] / total:5.1f}%  alpha {alpha:.5f}  {rate:,.0f} words/s  "
-              f"ETA {eta:.0f}s ", end="", file=sys.stderr, flush=True)

@@ -524,6 +524,9 @@ class Word2Vec:
             print(file=sys.stderr, flush=True)
         return total, secs
 
+    #: the name the progress line starts with
+    _progress_label = "word2vec"
+
     def _progress(self, state, total, start, epoch, epochs, alpha):
         now = time.perf_counter()
         if now - state["last"] < 0.5 and state["done"] < total:
@@ -532,6 +535,6 @@ class Word2Vec:
         el = now - start
         rate = state["done"] / el if el > 0 else 0.0
         eta = (total - state["done"]) / rate if rate > 0 else 0.0
-        print(f"\rword2vec {'skip-gram' if self.sg else 'CBOW'}: epoch {epoch + 1}/{epochs} "
+        print(f"\r{self._progress_label} {'skip-gram' if self.sg else 'CBOW'}: epoch {epoch + 1}/{epochs} "
               f"{100.0 * state['done'] / total:5.1f}%  alpha {alpha:.5f}  {rate:,.0f} words/s  "
               f"ETA {eta:.0f}s ", end="", file=sys.stderr, flush=True)
