@@ -79,48 +79,50 @@ class LearningRateSchedule:
     __hash__ = object.__hash__
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _RateDecay(LearningRateSchedule):
+    """The shared arguments of :class:`ExponentialDecay` and :class:`InverseTimeDecay`: the decay progress is
+    ``p = step / decay_steps`` (floored with ``staircase``); a subclass maps ``p`` to the rate in ``_decay(p)``."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
+        cls = type(self).__name__
+        self.initial_learning_rate = _real(cls, "initial_learning_rate", initial_learning_rate, nonneg=True)
+        self.decay_steps = _real(cls, "decay_steps", decay_steps, positive=True)
+        self.decay_rate = _real(cls, "decay_rate", decay_rate, nonneg=True)
+        self.staircase = bool(staircase)
+        self.name = cls if name is None else name
+
+    def _value(self, step):
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self._decay(p)
+
+    def _decay(self, p):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_RateDecay):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (floored exponent with ``staircase``)."""
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
-        cls = type(self).__name__
-        self.initial_learning_rate = _real(cls, "initial_learning_rate", initial_learning_rate, nonneg=True)
-        self.decay_steps = _real(cls, "decay_steps", decay_steps, positive=True)
-        self.decay_rate = _real(cls, "decay_rate", decay_rate, nonneg=True)
-        self.staircase = bool(staircase)
-        self.name = name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
-    def _value(self, step):
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
+    def _decay(self, p):
         return self.initial_learning_rate * self.decay_rate ** p
 
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
-
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (floored ratio with ``staircase``)."""
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"):
-        cls = type(self).__name__
-        self.initial_learning_rate = _real(cls, "initial_learning_rate", initial_learning_rate, nonneg=True)
-        self.decay_steps = _real(cls, "decay_steps", decay_steps, positive=True)
-        self.decay_rate = _real(cls, "decay_rate", decay_rate, nonneg=True)
-        self.staircase = bool(staircase)
-        self.name = name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
-    def _value(self, step):
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
+    def _decay(self, p):
         return self.initial_learning_rate / (1.0 + self.decay_rate * p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
