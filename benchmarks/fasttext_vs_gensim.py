@@ -143,6 +143,9 @@ def main():
                     help="also train Facebook's fasttext package (skipgram/cbow, lr = alpha, t = sample, 1 thread) "
                          "on the same tokens, as a third reference")
     ap.add_argument("--batch-words", type=int, default=None, help="rnnlab's chunk size (default: Word2Vec's)")
+    ap.add_argument("--subword-norm", default="gensim",
+                    help="rnnlab's skip-gram divisor of the summed subword rows: gensim (n-grams, the default), "
+                         "facebook (n-grams + 1), or both comma-separated (one rnnlab run each)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     try:
@@ -171,15 +174,18 @@ def main():
         res["fasttext package"] = run_fasttext_package(sents, hp, ft, n, args, test_dir, forms)
         print("fasttext package", json.dumps(res["fasttext package"]), flush=True)
 
-    t, c = time.perf_counter(), time.process_time()
-    m = FastText(sents, **hp, **ft, batch_words=args.batch_words)
-    o_wall, o_cpu = time.perf_counter() - t, time.process_time() - c
-    res["ours"] = {"wall_s": o_wall, "cpu_s": o_cpu, "words_per_cpu_s": n * args.epochs / o_cpu,
-                   "words_per_s": n * args.epochs / o_wall, **evaluate(m.wv, test_dir),
-                   "same_vocab": None if gkv is None else set(m.wv.index_to_key) == set(gkv.index_to_key),
-                   "rare": rare_word_scores(lambda w: m.wv[w] if w in m.wv else None, m.wv, forms, 0)}
-    print("ours", json.dumps(res["ours"]), flush=True)
-    del m
+    norms = args.subword_norm.split(",")
+    for norm in norms:
+        side = "ours" if len(norms) == 1 else f"ours ({norm})"
+        t, c = time.perf_counter(), time.process_time()
+        m = FastText(sents, **hp, **ft, batch_words=args.batch_words, subword_norm=norm)
+        o_wall, o_cpu = time.perf_counter() - t, time.process_time() - c
+        res[side] = {"wall_s": o_wall, "cpu_s": o_cpu, "words_per_cpu_s": n * args.epochs / o_cpu,
+                     "words_per_s": n * args.epochs / o_wall, **evaluate(m.wv, test_dir),
+                     "same_vocab": None if gkv is None else set(m.wv.index_to_key) == set(gkv.index_to_key),
+                     "rare": rare_word_scores(lambda w: m.wv[w] if w in m.wv else None, m.wv, forms, 0)}
+        print(side, json.dumps(res[side]), flush=True)
+        del m
 
     if not args.skip_word2vec:
         t, c = time.perf_counter(), time.process_time()
@@ -192,7 +198,7 @@ def main():
     print(f"\n| model | words/CPU-s | words/s (wall) | CPU s / wall s | analogy | WS353 | SimLex | held-out forms "
           f"covered | cos(form, lemma) | cos(form, random) | lemma in top 10 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for side in ("gensim", "ours", "fasttext package", "word2vec"):
+    for side in ("gensim", *(k for k in res if k.startswith("ours")), "fasttext package", "word2vec"):
         if side not in res:
             continue
         e, r = res[side], res[side]["rare"]
@@ -202,9 +208,10 @@ def main():
               f"({e['analogy_questions']} q) | {e['wordsim353_spearman']:.3f} | {e['simlex999_spearman']:.3f} | "
               f"{r['covered']} / {r['held_out']} | {fmt(r['mean_cos_lemma'])} | {fmt(r['mean_cos_random'])} | "
               f"{fmt(r['lemma_in_top10'])} |")
-    if "ours" in res and "gensim" in res:
-        print(f"\nspeed ratio (words/CPU-s, ours / gensim): "
-              f"{res['ours']['words_per_cpu_s'] / res['gensim']['words_per_cpu_s']:.2f}")
+    for side in (k for k in res if k.startswith("ours")):
+        if "gensim" in res:
+            print(f"speed ratio (words/CPU-s, {side} / gensim): "
+                  f"{res[side]['words_per_cpu_s'] / res['gensim']['words_per_cpu_s']:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

@@ -68,16 +68,18 @@ def _dense(shape, idx, rows):
     return G
 
 
-@pytest.mark.parametrize("sg", [0, 1])
-def test_gradients_through_ngram_sums_match_finite_differences(sg):
+@pytest.mark.parametrize("sg,norm", [(0, "gensim"), (1, "facebook"), (1, "gensim")])
+def test_gradients_through_ngram_sums_match_finite_differences(sg, norm):
     W, syn1, kv, words, sid, reduced, neg, window = _problem(5 + sg)
     csr = (kv.subword_rows, kv.subword_offsets, kv.subword_lengths)
     assert kv.subword_lengths.min() >= 2          # every word has n-gram rows besides its own
+    assert len(set(kv.subword_lengths)) > 1       # CBOW's all-rows mean differs from a mean of word means
 
     def f(a, b):
-        return fasttext_loss_and_grads(a, b, *csr, words, sid, reduced, neg, sg, window)[0]
+        return fasttext_loss_and_grads(a, b, *csr, words, sid, reduced, neg, sg, window, subword_norm=norm)[0]
 
-    loss, ii, ir, oi, orows = fasttext_loss_and_grads(W, syn1, *csr, words, sid, reduced, neg, sg, window)
+    loss, ii, ir, oi, orows = fasttext_loss_and_grads(W, syn1, *csr, words, sid, reduced, neg, sg, window,
+                                                      subword_norm=norm)
     gW, g1 = _dense(W.shape, ii, ir), _dense(syn1.shape, oi, orows)
     assert np.isclose(loss, f(W, syn1))
     ngram_rows = np.unique(kv.subword_rows[kv.subword_rows >= len(kv)])
@@ -93,16 +95,121 @@ def test_gradients_through_ngram_sums_match_finite_differences(sg):
         np.testing.assert_allclose(G, num, rtol=1e-5, atol=1e-7)
 
 
-def test_fasttext_update_gives_every_subword_row_the_full_input_gradient():
+@pytest.mark.parametrize("norm", ["facebook", "gensim"])
+def test_fasttext_update_gives_every_subword_row_the_full_input_gradient(norm):
     W, syn1, kv, words, sid, reduced, neg, window = _problem(6)
     csr = (kv.subword_rows, kv.subword_offsets, kv.subword_lengths)
-    _, ii, exact, _, _ = fasttext_loss_and_grads(W, syn1, *csr, words, sid, reduced, neg, 1, window)
+    _, ii, exact, _, _ = fasttext_loss_and_grads(W, syn1, *csr, words, sid, reduced, neg, 1, window,
+                                                 subword_norm=norm)
     _, ii2, full, _, _ = fasttext_loss_and_grads(W, syn1, *csr, words, sid, reduced, neg, 1, window,
-                                                 fasttext_update=True)
+                                                 fasttext_update=True, subword_norm=norm)
     np.testing.assert_array_equal(ii, ii2)
     uniq = np.unique(words)
-    n = np.repeat(kv.subword_lengths[uniq], kv.subword_lengths[uniq])
-    np.testing.assert_allclose(full, exact * n[:, None], rtol=1e-12)
+    lens = kv.subword_lengths[uniq]
+    div = lens if norm == "facebook" else lens - 1           # gensim divides by the n-grams alone
+    np.testing.assert_allclose(full, exact * np.repeat(div, lens)[:, None], rtol=1e-12)
+
+
+def _one_pair_problem():
+    rng = np.random.default_rng(11)
+    vocab = ["cat", "running", "x"]
+    V, bucket, D = 3, 40, 5
+    W = rng.normal(0, 0.5, (V + bucket, D))
+    syn1 = rng.normal(0, 0.5, (V, D))
+    kv = FastTextKeyedVectors(np.zeros((V, D)), vocab, W[:V], W[V:], 3, 6)
+    return W, syn1, kv, (kv.subword_rows, kv.subword_offsets, kv.subword_lengths)
+
+
+def _sig(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@pytest.mark.parametrize("norm", ["facebook", "gensim"])
+def test_skipgram_hidden_vector_by_hand(norm):
+    """Skip-gram input of a word: its summed rows over n_w (Facebook) or over its n-gram count (gensim)."""
+    W, syn1, kv, csr = _one_pair_problem()
+    i = kv.key_to_index["running"]
+    rows = kv.subword_rows[kv.subword_offsets[i]:kv.subword_offsets[i] + kv.subword_lengths[i]]
+    n = len(rows)
+    x = W[rows].sum(axis=0) / (n if norm == "facebook" else n - 1)
+    # "running" predicts "cat" (target 0) with noise word "x" (2); "cat" predicts "running" (the other pair)
+    words, sid, red, neg = np.array([i, 0]), np.zeros(2, int), np.ones(2, int), np.array([[2], [2]])
+    loss, ii, ir, oi, orows = fasttext_loss_and_grads(W, syn1, *csr, words, sid, red, neg, 1, 1,
+                                                      subword_norm=norm)
+    j = kv.key_to_index["cat"]
+    cat_rows = kv.subword_rows[kv.subword_offsets[j]:kv.subword_offsets[j] + kv.subword_lengths[j]]
+    xc = W[cat_rows].sum(axis=0) / (len(cat_rows) if norm == "facebook" else len(cat_rows) - 1)
+    expect = -np.log(_sig(x @ syn1[j])) - np.log(_sig(-x @ syn1[2])) \
+        - np.log(_sig(xc @ syn1[i])) - np.log(_sig(-xc @ syn1[2]))
+    assert np.isclose(loss, expect, rtol=1e-12)
+    gY = _dense(syn1.shape, oi, orows)
+    # output row of "cat" gets (s(x.Y_cat) - 1) x only from the pair whose input is "running"
+    np.testing.assert_allclose(gY[j], (_sig(x @ syn1[j]) - 1) * x, rtol=1e-12)
+
+
+def test_cbow_hidden_vector_is_the_mean_of_all_subword_rows_of_the_window():
+    """CBOW (Facebook's computeHidden and gensim's cbow_mean=1): h averages every row of the window, so a
+    context word with more n-grams weighs more; not the mean of the context words' vectors."""
+    W, syn1, kv, csr = _one_pair_problem()
+    i, j = kv.key_to_index["running"], kv.key_to_index["cat"]
+    # sentence "running x cat", window 1: the centre "x" (position 1) has context {running, cat}
+    words, sid, red = np.array([i, 2, j]), np.zeros(3, int), np.ones(3, int)
+    neg = np.array([[2], [j], [2]])
+    _, _, _, oi, orows = fasttext_loss_and_grads(W, syn1, *csr, words, sid, red, neg, 0, 1)
+    ri = kv.subword_rows[kv.subword_offsets[i]:kv.subword_offsets[i] + kv.subword_lengths[i]]
+    rj = kv.subword_rows[kv.subword_offsets[j]:kv.subword_offsets[j] + kv.subword_lengths[j]]
+    assert len(ri) != len(rj)
+    h = np.concatenate([W[ri], W[rj]]).mean(axis=0)
+    # output row "x": the centre "x" adds (s(h . Y_x) - 1) h; the centres "running" and "cat" (context {x},
+    # hidden h0 = mean of x's rows) have "x" as their noise word and add s(h0 . Y_x) h0 each
+    h0 = W[kv.subword_rows[kv.subword_offsets[2]:kv.subword_offsets[2] + kv.subword_lengths[2]]].mean(axis=0)
+    expect = (_sig(h @ syn1[2]) - 1) * h + 2 * _sig(h0 @ syn1[2]) * h0
+    np.testing.assert_allclose(_dense(syn1.shape, oi, orows)[2], expect, rtol=1e-10)
+
+
+@pytest.mark.parametrize("sg", [0, 1])
+def test_one_update_matches_gensim_train_batch(sg):
+    """Trace against gensim's own Cython step (fasttext_inner.train_batch_any) from the same weights: window 1,
+    no subsampling, the noise word forced through gensim's cum_table. One small step of both agree to the
+    first order (gensim's 512-entry sigmoid table and its per-pair sequential updates leave ~1%);
+    skip-gram with Facebook's divisor n_w instead of gensim's n-gram count is 30% off on the output rows."""
+    gensim_ft = pytest.importorskip("gensim.models.fasttext", reason="gensim not installed (optional test dependency)")
+    from gensim.models.fasttext_inner import train_batch_any
+
+    D, bucket, alpha = 8, 50, 1e-3
+    g = gensim_ft.FastText(vector_size=D, window=1, min_count=1, sample=0, negative=1, sg=sg, bucket=bucket,
+                           seed=0, workers=1, min_n=3, max_n=6)
+    g.build_vocab(corpus_iterable=[["is", "where"], ["is", "where"], ["zz"], ["a"]])
+    V = len(g.wv)
+    rng = np.random.default_rng(0)
+    g.wv.vectors_vocab[:] = rng.normal(0, 0.5, (V, D))
+    g.wv.vectors_ngrams[:] = rng.normal(0, 0.5, (bucket, D))
+    g.syn1neg[:] = rng.normal(0, 0.5, (V, D))
+    k = g.wv.key_to_index["zz"]
+    g.cum_table[:k] = 0                 # every draw x in [1, 2**31) bisects to k (x = 0: probability 2**-31)
+    g.cum_table[k:] = 2 ** 31
+    W0 = np.vstack([g.wv.vectors_vocab, g.wv.vectors_ngrams]).astype(np.float64)
+    Y0 = g.syn1neg.astype(np.float64)
+    sent = ["is", "where"] if sg else ["is", "a", "where"]
+    train_batch_any(g, [sent], alpha, *g._get_thread_working_mem())
+    dW_ref = np.vstack([g.wv.vectors_vocab, g.wv.vectors_ngrams]) - W0
+    dY_ref = g.syn1neg - Y0
+    kv = FastTextKeyedVectors(np.zeros((V, D)), list(g.wv.index_to_key), W0[:V], W0[V:], 3, 6)
+    csr = (kv.subword_rows, kv.subword_offsets, kv.subword_lengths)
+    words = np.array([g.wv.key_to_index[w] for w in sent])
+    N = len(words)
+
+    def rel_err(norm):
+        _, ii, ir, oi, orows = fasttext_loss_and_grads(W0, Y0, *csr, words, np.zeros(N, int), np.ones(N, int),
+                                                       np.full((N, 1), k), sg, 1, scale=-alpha,
+                                                       fasttext_update=True, subword_norm=norm)
+        dW, dY = _dense(W0.shape, ii, ir), _dense(Y0.shape, oi, orows)
+        return (np.abs(dW - dW_ref).max() / np.abs(dW_ref).max(), np.abs(dY - dY_ref).max() / np.abs(dY_ref).max())
+
+    eW, eY = rel_err("gensim")
+    assert eW < 0.03 and eY < 0.03, (eW, eY)
+    if sg:
+        assert rel_err("facebook")[1] > 0.2
 
 
 # ------------------------------------------------------------------------------------- model
@@ -179,6 +286,25 @@ def test_bad_arguments():
         FastText(SENTS, bucket=-1)
     with pytest.raises(TypeError, match=r"FastText: sentences must be an iterable of token lists"):
         FastText("just a string")
+    with pytest.raises(ValueError, match=r"FastText: subword_norm must be one of \('facebook', 'gensim'\), "
+                                         r"got 'fb'"):
+        FastText(SENTS, subword_norm="fb")
+
+
+@pytest.mark.parametrize("sg", [0, 1])
+def test_subword_norm_changes_skipgram_training_only(sg):
+    kw = dict(vector_size=8, min_count=1, sg=sg, epochs=1, bucket=300, seed=4)
+    a = FastText(SENTS, subword_norm="gensim", **kw)
+    b = FastText(SENTS, subword_norm="facebook", **kw)
+    if sg:
+        assert np.abs(a.input_matrix - b.input_matrix).max() > 1e-4
+    else:
+        np.testing.assert_array_equal(a.input_matrix, b.input_matrix)
+    # the saved vectors are the mean of the rows either way
+    V = len(b.wv)
+    i = b.wv.key_to_index["cat"]
+    rows = [i] + [V + h for h in ngram_hashes("cat", 3, 6, 300)]
+    np.testing.assert_allclose(b.wv["cat"], b.input_matrix[rows].mean(axis=0), rtol=1e-5, atol=1e-7)
 
 
 def test_data_parallel_mode_is_refused(monkeypatch):

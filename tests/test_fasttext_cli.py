@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from rnnlab import cli
 from rnnlab.embeddings import load_facebook_model, load_word2vec_format
@@ -45,3 +46,26 @@ def test_train_fasttext_bad_input(tmp_path, capsys):
     assert "empty.txt: no words in the text (the corpus is empty)" in capsys.readouterr().err
     assert cli.main(["train", "fasttext", "--text", str(tmp_path / "missing.txt")]) == 1
     assert "missing.txt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "fasttext", "--text", str(text), "--subword-norm", "fb"])
+    assert "--subword-norm: invalid choice: 'fb'" in capsys.readouterr().err
+
+
+def test_train_fasttext_subword_norm_flag_reaches_the_model(tmp_path, capsys, monkeypatch):
+    from rnnlab.embeddings import fasttext as ft
+
+    seen = []
+    orig = ft.FastText.__init__
+
+    def spy(self, *a, **kw):
+        seen.append(kw.get("subword_norm"))
+        orig(self, *a, **kw)
+
+    monkeypatch.setattr(ft.FastText, "__init__", spy)
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    for flag in ([], ["--subword-norm", "facebook"]):
+        assert cli.main(["train", "fasttext", "--text", str(text), "--out", str(tmp_path / "r"), "--min-count", "1",
+                         "--vector-size", "8", "--bucket", "100", "--epochs", "1", "--no-bin", "--verbose", "0",
+                         *flag]) == 0
+    assert seen == ["gensim", "facebook"]

@@ -9,30 +9,39 @@ bytes >= 0x80: ``h = (h ^ int8(byte)) * 16777619 mod 2**32``, start ``h = 216613
 Parameters: one input matrix ``W`` of shape ``(V + bucket, D)`` in Facebook's layout (rows ``0..V-1`` the
 vocabulary words, row ``V + b`` the n-gram bucket ``b``) and the output vectors ``Y`` (V, D). With
 ``S(w) = [w] + [V + hash(g) % bucket for g in ngrams(w)]`` (duplicates kept, as both reference
-implementations do) and ``n_w = |S(w)|``, the input vector of ``w`` is the mean
+implementations do), ``n_w = |S(w)|`` and the summed rows ``s(w) = sum_{r in S(w)} W[r]``:
 
-    x(w) = (1 / n_w) sum_{s in S(w)} W[s]
+* **skip-gram** predicts every context word from ``x(w) = s(w) / d_w`` of the centre ``w``, where
+  ``subword_norm="gensim"`` (the default) divides by the number of n-grams, ``d_w = max(n_w - 1, 1)``, as
+  gensim's training does (``fasttext_inner.pyx``: the word row plus the n-gram rows, scaled by
+  ``1 / len(ngrams)``), and ``subword_norm="facebook"`` by all rows, ``d_w = n_w`` (Facebook's
+  ``Model::computeHidden``). The exact gradient is ``dL/dW[r] = sum_{positions p of w} dL/dx_p / d_w``.
+* **CBOW** predicts the centre from the mean of *every* subword row of the window,
+  ``h = sum_{ctx j} s(w_j) / sum_{ctx j} n_{w_j}`` (Facebook and gensim alike: a word with more n-grams
+  weighs more); the exact gradient of a row of a context word is ``dL/dh / sum_ctx n``.
 
-and everything else is word2vec with negative sampling (:mod:`rnnlab.embeddings.word2vec`, whose batched
-loss, sampling tables, learning-rate schedule, subsampling and dynamic windows are reused): skip-gram
-predicts every context word from ``x(centre)``, CBOW predicts the centre from the mean of the context
-words' ``x``. The exact gradient of one subword row is ``dL/dW[s] = sum_{positions p of w} dL/dx_p / n_w``.
+Everything else is word2vec with negative sampling (:mod:`rnnlab.embeddings.word2vec`, whose batched loss,
+sampling tables, learning-rate schedule, subsampling and dynamic windows are reused, and are gensim's).
 
-Training applies fastText's update instead (Facebook's ``Model::update`` for the unsupervised models and
-gensim's ``fasttext_inner``): every subword row of a position gets the *full* ``-alpha dL/dx_p`` (not
-divided by ``n_w``). :func:`fasttext_loss_and_grads` returns either, ``fasttext_update=False`` giving the
-exact gradient that the tests check by finite differences.
+Training applies fastText's update instead of the exact gradient (Facebook's ``Model::update`` for the
+unsupervised models and gensim's ``fasttext_inner``): every subword row of a position gets the *full*
+``-alpha dL/dx_p`` (CBOW: the full ``-alpha dL/dh``), not divided by ``d_w`` (or the window's row count).
+:func:`fasttext_loss_and_grads` returns either, ``fasttext_update=False`` giving the exact gradient that the
+tests check by finite differences; a test traces one step against gensim's own Cython ``train_batch_any``.
 
-Word vectors (:class:`FastTextKeyedVectors`): an in-vocabulary word's vector is ``x(w)``; a word never seen
-(out of vocabulary) gets the mean of its n-gram rows ``(1/|G|) sum_{g in G(w)} W[V + hash(g) % bucket]``
-(Facebook's ``getWordVector``, gensim's ``wv[word]``), so ``wv["unseeable"]`` works for any string with at
+Word vectors (:class:`FastTextKeyedVectors`): an in-vocabulary word's vector is the mean of its rows,
+``s(w) / n_w`` (gensim's ``adjust_vectors`` and Facebook's ``getWordVector``, with either ``subword_norm``);
+a word never seen (out of vocabulary) gets the mean of its n-gram rows
+``(1/|G|) sum_{g in G(w)} W[V + hash(g) % bucket]``, so ``wv["unseeable"]`` works for any string with at
 least one n-gram.
 
-Differences from gensim (4.x), deliberate: gensim's training divides the summed subword rows by the number of
-n-grams (``1 / len(ngrams)``, one less than the rows summed) where the saved vectors and Facebook use
-``1 / n_w``; rnnlab uses ``1 / n_w`` for both. CBOW's hidden vector is the mean of the context words'
-``x(w)`` (each context word weighs the same), where gensim and Facebook average all subword rows of the
-window (a long word weighs more). Chunked updates and the exact sigmoid as in rnnlab's word2vec.
+Why the divisor matters (the one training difference between gensim and Facebook): gensim's skip-gram
+input ``s(w) / (n_w - 1)`` is ``n_w / (n_w - 1)`` times the saved vector (3..6-grams: 2x for "a", whose only
+n-gram is ``<a>``; 7/6 for "the"; 23/22 for "running"), so short, frequent words have larger inputs while
+training.
+The SimLex-999 / WS353 / analogy figures of both settings against gensim are in docs/results.md. Remaining
+differences from gensim: chunked updates and the exact
+sigmoid as in rnnlab's word2vec.
 """
 from __future__ import annotations
 
@@ -126,8 +135,17 @@ def _gather_subwords(sub_flat, sub_off, sub_len, uniq):
     return sub_flat[flat], seg, lens
 
 
+_SUBWORD_NORMS = ("facebook", "gensim")
+
+
+def _check_subword_norm(who, subword_norm):
+    if not isinstance(subword_norm, str) or subword_norm not in _SUBWORD_NORMS:
+        raise ValueError(f"{who}: subword_norm must be one of {_SUBWORD_NORMS}, got {subword_norm!r}")
+
+
 def fasttext_loss_and_grads(W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids, reduced_windows,
-                            negatives, sg, window, scale=1.0, compute_loss=True, fasttext_update=False):
+                            negatives, sg, window, scale=1.0, compute_loss=True, fasttext_update=False,
+                            subword_norm="gensim"):
     """Loss of one chunk and the gradients with respect to the input matrix ``W`` (subword rows) and ``syn1neg``.
 
     Args:
@@ -136,30 +154,43 @@ def fasttext_loss_and_grads(W, syn1neg, sub_flat, sub_off, sub_len, words, sente
             ``sub_flat[sub_off[w]:sub_off[w] + sub_len[w]]`` (its own row first, each ``sub_len >= 1``).
         words, sentence_ids, reduced_windows, negatives, sg, window, scale, compute_loss: as
             :func:`rnnlab.embeddings.word2vec.batch_loss_and_grads`.
-        fasttext_update: False gives the exact gradient ``dL/dW[s] = sum_p dL/dx_p / n_w`` (CBOW: of the mean
-            hidden vector); True gives fastText's update direction, every subword row receiving the full
-            ``dL/dx_p`` (CBOW: the full ``dL/dh`` for every context word, as word2vec's ``cbow_mean_update``).
+        fasttext_update: False gives the exact gradient; True gives fastText's update direction, every
+            subword row receiving the full ``dL/dx_p`` (skip-gram) or the full ``dL/dh`` (CBOW).
+        subword_norm: skip-gram only, the divisor of the summed rows ``S(w)``: ``"facebook"`` ``n_w`` (all
+            rows), ``"gensim"`` ``max(n_w - 1, 1)`` (the n-grams only, as gensim's training).
+
+    The model: skip-gram ``x(w) = S(w) / d_w`` (``d_w`` from ``subword_norm``) predicts each context word;
+    CBOW ``h = sum_ctx S(w_j) / sum_ctx n_{w_j}``, the mean of *all* subword rows of the window (Facebook
+    and gensim), predicts the centre. Exact gradients: ``dL/dW[s] = sum_p dL/dx_p / d_w`` and
+    ``dL/dW[s] = sum_(centres n) dL/dh_n / C_n`` (``C_n`` the rows in the window of ``n``).
 
     Returns ``(loss, in_idx, in_rows, out_idx, out_rows)`` as word2vec's function: the (scaled) gradient
     with respect to ``W`` is ``sum_i e_{in_idx[i]} in_rows[i]`` with repeated indices adding up.
     """
+    _check_subword_norm("fasttext_loss_and_grads", subword_norm)
     words = np.asarray(words)
     uniq, inv = np.unique(words, return_inverse=True)
     rows, seg, lens = _gather_subwords(sub_flat, sub_off, sub_len, uniq)
     dtype = W.dtype
     S = np.add.reduceat(W[rows], seg, axis=0)                      # (U, D) summed subword rows
-    X = S / lens[:, None].astype(dtype)                              # x(w) = mean of the subword rows
+    if sg:
+        div = lens if subword_norm == "facebook" else np.maximum(lens - 1, 1)
+        X = S / div[:, None].astype(dtype)                           # x(w) = S(w) / d_w
+        cbow_weights = None
+    else:
+        X = S                                                        # CBOW: h = sum of S / rows in the window
+        cbow_weights = lens[inv]
     # word2vec's batched loss reads the input vectors as rows ``words`` of a (V, D) table; only the rows of
     # this chunk's words are written into an uninitialised buffer (never read elsewhere)
     Xtab = np.empty(syn1neg.shape, dtype=dtype)
     Xtab[uniq] = X
     loss, _, gX, out_idx, out_rows = batch_loss_and_grads(
         Xtab, syn1neg, words, sentence_ids, reduced_windows, negatives, sg, window, scale=scale,
-        compute_loss=compute_loss, cbow_mean_update=fasttext_update)
+        compute_loss=compute_loss, cbow_mean_update=fasttext_update, cbow_weights=cbow_weights)
     GU = np.zeros((len(uniq), W.shape[1]), dtype=gX.dtype)
-    _native.scatter_add(GU, inv, np.ascontiguousarray(gX))          # dL/dx per distinct word
-    if not fasttext_update:
-        GU /= lens[:, None].astype(GU.dtype)                        # d x(w) / d W[s] = 1 / n_w
+    _native.scatter_add(GU, inv, np.ascontiguousarray(gX))          # dL/dx (CBOW: dL/dS) per distinct word
+    if sg and not fasttext_update:
+        GU /= div[:, None].astype(GU.dtype)                         # d x(w) / d W[s] = 1 / d_w
     return loss, rows, np.repeat(GU, lens, axis=0), out_idx, out_rows
 
 
@@ -267,7 +298,9 @@ class FastText(Word2Vec):
     ``FastText(sentences, vector_size=100, window=5, min_count=5, sg=0, min_n=3, max_n=6, bucket=2000000)``
     takes every argument of :class:`rnnlab.embeddings.Word2Vec` (gensim's names and defaults) plus the
     n-gram settings of gensim's ``FastText`` and Facebook's ``-minn -maxn -bucket``. ``max_n=0`` trains
-    without subwords (then ``bucket`` may be 0). The vectors are in ``model.wv``, a
+    without subwords (then ``bucket`` may be 0). ``subword_norm`` (skip-gram only): ``"gensim"`` (default)
+    trains the input ``s(w) / (number of n-grams)`` as gensim does, ``"facebook"`` ``s(w) / (n-grams + 1)``
+    as Facebook's fastText; the saved vectors are ``s(w) / (n-grams + 1)`` either way. The vectors are in ``model.wv``, a
     :class:`FastTextKeyedVectors`; the raw input matrix in Facebook's layout is ``model.input_matrix``
     ((V + bucket, D); ``wv.vectors_vocab`` and ``wv.vectors_ngrams`` are views of it). See the module
     docstring for the math and the update rule.
@@ -283,8 +316,10 @@ class FastText(Word2Vec):
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
                  min_n=3, max_n=6, bucket=2000000, negative=5, ns_exponent=0.75, sample=1e-3, alpha=0.025,
                  min_alpha=0.0001, epochs=5, seed=1, workers=1, batch_words=None, max_vocab_size=None,
-                 compute_loss=False, verbose=False):
+                 compute_loss=False, verbose=False, subword_norm="gensim"):
         _check_ngram_args("FastText", min_n, max_n, bucket)
+        _check_subword_norm("FastText", subword_norm)
+        self.subword_norm = subword_norm
         self.min_n, self.max_n, self.bucket = int(min_n), int(max_n), int(bucket)
         if max_n == 0:
             self.bucket = 0
@@ -341,7 +376,8 @@ class FastText(Word2Vec):
         neg = self._draw_noise(rng, (len(ids), self.negative))
         loss, in_idx, in_rows, out_idx, out_rows = fasttext_loss_and_grads(
             self.input_matrix, self.syn1neg, self._sub_flat, self._sub_off, self._sub_len, ids, sid, reduced,
-            neg, self.sg, self.window, scale=-alpha, compute_loss=self.compute_loss, fasttext_update=True)
+            neg, self.sg, self.window, scale=-alpha, compute_loss=self.compute_loss, fasttext_update=True,
+            subword_norm=self.subword_norm)
         self._check_finite(chunk, alpha, loss, in_rows, out_rows)
         _native.scatter_add(self.syn1neg, out_idx, np.ascontiguousarray(out_rows))
         _native.scatter_add(self.input_matrix, in_idx, in_rows)

@@ -134,7 +134,8 @@ def _pair_mask(reduced_windows, sentence_ids, window):
 
 
 def batch_loss_and_grads(syn0, syn1neg, words, sentence_ids, reduced_windows, negatives, sg, window,
-                         scale=1.0, compute_loss=True, cbow_mean_update=False, factored_output=False):
+                         scale=1.0, compute_loss=True, cbow_mean_update=False, factored_output=False,
+                         cbow_weights=None):
     """Loss of one chunk and its gradients, by hand (the training step is ``param += -alpha * grad``).
 
     Args:
@@ -152,6 +153,9 @@ def batch_loss_and_grads(syn0, syn1neg, words, sentence_ids, reduced_windows, ne
         factored_output: CBOW only. Return the output-vector gradient as ``(targets (N, K+1), d (N, K+1),
             H (N, D))`` meaning rows ``d[n, k] * H[n]`` at ``targets[n, k]``, instead of materialising the
             ``(N*(K+1), D)`` rows (training hands the factors to :func:`rnnlab._native.scatter_add_outer`).
+        cbow_weights: CBOW only, (N,) or None. None: ``h`` is the mean of the context rows (``c`` = their
+            number). Given: ``h = sum_ctx syn0[w_j] / sum_ctx cbow_weights[j]``, i.e. ``syn0`` rows are sums of
+            ``cbow_weights`` vectors each (fastText: a word's summed subword rows) and ``h`` their overall mean.
 
     How (no per-pair loop): ``Xw = windows(syn0[words])`` is a strided (N, 2w+1, D) view (row ``n`` = the
     input vectors around centre ``n``) and ``T = syn1neg[[words, negatives]]`` (N, K+1, D) the targets of
@@ -202,7 +206,10 @@ def batch_loss_and_grads(syn0, syn1neg, words, sentence_ids, reduced_windows, ne
         return loss, words, gX, targets.ravel(), gT.reshape(-1, D)
 
     # CBOW: mean of the context vectors
-    cnt = valid.sum(axis=1).astype(dtype)
+    if cbow_weights is None:
+        cnt = valid.sum(axis=1).astype(dtype)
+    else:                                                                # rows each summing cbow_weights vectors
+        cnt = np.sum(valid * _windows(np.asarray(cbow_weights, dtype=dtype), w), axis=1)
     active = cnt > 0
     inv = np.zeros(N, dtype=dtype)
     inv[active] = 1.0 / cnt[active]

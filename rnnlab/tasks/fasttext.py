@@ -35,6 +35,9 @@ def add_train_arguments(p):
     p.add_argument("--min-n", type=int, default=3, help="shortest character n-gram")
     p.add_argument("--max-n", type=int, default=6, help="longest character n-gram (0: no subwords)")
     p.add_argument("--bucket", type=int, default=2000000, help="number of hashed n-gram rows")
+    p.add_argument("--subword-norm", choices=["gensim", "facebook"], default="gensim",
+                   help="skip-gram training input: summed subword rows over the n-gram count (gensim, default) "
+                        "or over the n-grams + 1 (Facebook's fastText); saved vectors are the mean either way")
     p.add_argument("--negative", type=int, default=5)
     p.add_argument("--sample", type=float, default=1e-3)
     p.add_argument("--alpha", type=float, default=0.025)
@@ -67,7 +70,7 @@ def train(args):
                      sg=args.sg, min_n=args.min_n, max_n=args.max_n, bucket=args.bucket, negative=args.negative,
                      sample=args.sample, alpha=args.alpha, min_alpha=args.min_alpha, epochs=args.epochs,
                      seed=args.seed, workers=args.workers, batch_words=args.batch_words,
-                     verbose=bool(args.verbose))
+                     verbose=bool(args.verbose), subword_norm=args.subword_norm)
     out = output_dir(args.out, "fasttext")
     save_vec(model.wv, os.path.join(out, "vectors.vec"))
     if args.write_bin:
