@@ -249,10 +249,12 @@ class Engine:
         total, per = self._train_batch(xs, ys, sws, epoch, step, time_mask)
         return self._logs(total, per)
 
-    def compute_gradients(self, x, y, sample_weight=None, training=False):
+    def compute_gradients(self, x, y, sample_weight=None, training=False, return_outputs=False):
         """Forward, loss and backward on one batch *without* an update: afterwards every layer's ``grads``
-        holds dL/dW (summed over a shared layer's calls). Returns the loss. For diagnostics and gradient
-        checks; ``training`` switches dropout on."""
+        holds dL/dW (summed over a shared layer's calls). Returns the loss ``L`` (with the regularizers'
+        penalties), or ``(L, outputs)`` with ``return_outputs=True`` (as the model packs them: an array, a list
+        or a dict). For diagnostics, gradient checks and a custom ``train_step``; ``training`` switches dropout
+        on. Follow it with :meth:`apply_gradients` to update."""
         self._require_compiled("compute_gradients")
         xs, ys, sws = self._prepare(x, y, sample_weight, "compute_gradients")
         token = _ACTIVITY_LOSSES.set(_regularizers.ActivityTape())
@@ -265,14 +267,75 @@ class Engine:
         finally:
             _ACTIVITY_LOSSES.reset(token)
         _regularizers.add_penalty_gradients(refs)
-        return total
+        return (total, self._pack_outputs(outs)) if return_outputs else total
+
+    # ------------------------------------------------------------------ public pieces of a step
+    # (what a custom train_step, rnnlab.distributed or a diagnostic loop composes; the built-in step is
+    # prepare_data -> loss_step -> backpropagate -> apply_gradients -> update_metrics)
+    def apply_gradients(self, loss=0.0, epoch=0, step=0):
+        """Update every trainable weight from the gradients its layer holds (after :meth:`compute_gradients` or
+        :meth:`backpropagate`), with the one NaN policy (:func:`rnnlab.training.checked_update`: a non-finite
+        ``loss`` or gradient norm raises :class:`~rnnlab.training.NonFiniteLoss` *before* the update), then the
+        weights' constraints. ``epoch``/``step`` only name the place in the error message."""
+        refs = list(self.trainable_weight_refs())
+        checked_update(self.optimizer, refs, loss, epoch, step)
+        _regularizers.apply_constraints(refs)
+
+    def prepare_data(self, x, y=None, sample_weight=None, what="prepare_data"):
+        """``(xs, ys, sws)``: lists with one array per input / output (``None`` for an output without targets
+        or weights), checked and converted as ``fit`` does; ``y=None`` gives ``ys = sws = None``."""
+        if y is None:
+            return self._prepare_inputs(x, what), None, None
+        return self._prepare(x, y, sample_weight, what)
+
+    @property
+    def output_losses(self):
+        """The compiled loss object of each output (``None`` for an output without a loss)."""
+        return list(self._losses)
+
+    @property
+    def output_loss_weights(self):
+        """The compiled ``loss_weights``, one float per output."""
+        return list(self._loss_weights)
+
+    @property
+    def output_metrics(self):
+        """The compiled metric objects, one list per output."""
+        return [list(ms) for ms in self._out_metrics]
+
+    def loss_step(self, xs, ys, sws=None, time_mask=None, training=True):
+        """Forward and the loss on one prepared batch (lists from :meth:`prepare_data`), no backward:
+
+        returns ``(outputs, loss_masks, losses, output_grads)``, lists per output: the outputs ``o_j``, the
+        mask each loss used (an output mask from ``Embedding(mask_zero)``, and'ed with ``time_mask``), the
+        losses ``L_j`` (``None`` where there is none) and ``w_j dL_j/do_j`` (``w_j`` the loss weight), ready
+        for :meth:`backpropagate` (scale them first to combine shards, as :mod:`rnnlab.distributed` does)."""
+        sws = [None] * len(xs) if sws is None else sws
+        outs, masks = self._run(xs, training)
+        _, per, grads, lmasks = self._loss_and_grads(outs, masks, ys, sws, time_mask)
+        return outs, lmasks, per, grads
+
+    def backpropagate(self, output_grads):
+        """The backward pass from dL/d(output) (one array per output, ``None`` for none) after
+        :meth:`loss_step`: every layer's ``grads`` then holds dL/dW."""
+        self._backprop(list(output_grads))
+
+    def update_metrics(self, ys, outputs, sws=None, loss_masks=None):
+        """Feed one batch to the compiled metrics of every output that has targets (lists per output)."""
+        n = len(self._out_metrics)
+        sws = [None] * n if sws is None else sws
+        loss_masks = [None] * n if loss_masks is None else loss_masks
+        for j, ms in enumerate(self._out_metrics):
+            if ys[j] is not None:
+                for m in ms:
+                    m.update(ys[j], outputs[j], sample_weight=sws[j], mask=loss_masks[j])
 
     def test_step(self, data):
         """Loss and metrics of one batch ``(x, y[, sample_weight])`` in inference mode (no update)."""
         x, y, sw = self._unpack(data, "test_step")
         self._require_compiled("test_step")
         xs, ys, sws = self._prepare(x, y, sw, "test_step")
-        return self._evaluate_arrays(xs, ys, sws, max(len(xs[0]), 1))
+        return self._evaluate_arrays(xs, ys, sws, max(len(xs[0]), 1), reset=False)
 
     @staticmethod
     def _unpack(data, what):
@@ -288,9 +351,10 @@ class Engine:
             logs.update(self._metric_logs())
         return logs
 
-    def _evaluate_arrays(self, xs, ys, sws, batch_size, bar=None):
-        for m in self.metrics:
-            m.reset()
+    def _evaluate_arrays(self, xs, ys, sws, batch_size, bar=None, reset=True):
+        if reset:
+            for m in self.metrics:
+                m.reset()
         n_out = len(self._losses)
         total, per_sum, count = 0.0, [0.0] * n_out, 0
         n = len(xs[0])
@@ -378,6 +442,8 @@ class Engine:
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """Loss (and metrics) of one batch in inference mode; no update."""
         self._require_compiled("test_on_batch")
+        for m in self.metrics:
+            m.reset()
         return self._return(self.test_step((x, y, sample_weight)), return_dict)
 
     def predict_on_batch(self, x):
@@ -390,10 +456,34 @@ class Engine:
             return logs
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
-    def predict(self, x, batch_size=32, verbose=0):
-        """Outputs for ``x`` in batches of ``batch_size`` (inference mode): one array, a list, or a dict (as the
-        model's outputs were given)."""
-        batch_size = check_batch_size(batch_size)
+    def predict_step(self, data):
+        """The outputs for one batch ``data`` (``x``, or ``(x,)``/``(x, y, ...)`` from a dataset: its ``x`` is
+        used), in inference mode. :meth:`predict` calls it per batch when a subclass overrides it."""
+        if isinstance(data, tuple) and 1 <= len(data) <= 3:
+            data = data[0]
+        return self.predict_on_batch(data)
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None):
+        """Outputs for ``x`` in batches of ``batch_size`` (default 32; inference mode): one array, a list, or a
+        dict (as the model's outputs were given). ``x`` may also be a dataset/generator of batches (``steps``:
+        how many)."""
+        from .data_adapters import BatchSource, is_dataset
+
+        if is_dataset(x) or self._overrides("predict_step"):
+            if is_dataset(x):
+                if batch_size is not None:
+                    raise ValueError("predict: x is a dataset of batches, so batch_size must not be given")
+                batches = BatchSource(x, steps, "predict").epoch_batches()
+            else:
+                bs = check_batch_size(32 if batch_size is None else batch_size)
+                xs = self._prepare_inputs(x, "predict")
+                batches = ((xs[0][sl] if len(xs) == 1 else [a[sl] for a in xs])
+                           for sl in batch_slices(len(xs[0]), bs))
+            parts = [self.predict_step(b) for b in batches]
+            if not parts:
+                raise ValueError("predict: no batch to predict")
+            return _concat_outputs(parts)
+        batch_size = check_batch_size(32 if batch_size is None else batch_size)
         xs = self._prepare_inputs(x, "predict")
         n = len(xs[0])
         steps = math.ceil(n / batch_size)
@@ -414,10 +504,27 @@ class Engine:
                                        for s in self._output_shapes()])
         return self._pack_outputs([np.concatenate(p, axis=0) for p in parts])
 
-    def evaluate(self, x, y, batch_size=32, verbose=0, sample_weight=None, return_dict=False):
-        """Loss (and metrics) over ``x``/``y``: a float, ``[loss, ...]``, or a dict."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None, return_dict=False,
+                 steps=None):
+        """Loss (and metrics) over ``x``/``y`` (batches of ``batch_size``, default 32), or over the batches of a
+        dataset/generator ``x`` (``steps``: how many): a float, ``[loss, ...]``, or a dict. A subclass's
+        overridden ``test_step(data)`` runs per batch."""
+        from .data_adapters import BatchSource, is_dataset
+
+        if is_dataset(x):
+            if not getattr(self, "compiled", False):
+                raise RuntimeError(f"{type(self).__name__}.evaluate: call model.compile(optimizer, loss, metrics) "
+                                   "first")
+            for arg, val in (("y", y), ("sample_weight", sample_weight), ("batch_size", batch_size)):
+                if val is not None:
+                    raise ValueError(f"evaluate: x is a {type(x).__name__} of batches, so {arg} must not be given")
+            return self._return(self._evaluate_source(BatchSource(x, steps, "evaluate")), return_dict)
+        if self._overrides("test_step"):
+            xs, ys, sws = self._prepare(x, y, sample_weight, "evaluate")
+            logs = self._evaluate_custom((xs, ys, sws), check_batch_size(32 if batch_size is None else batch_size))
+            return self._return(logs, return_dict)
         self._require_compiled("evaluate")
-        batch_size = check_batch_size(batch_size)
+        batch_size = check_batch_size(32 if batch_size is None else batch_size)
         xs, ys, sws = self._prepare(x, y, sample_weight, "evaluate")
         steps = math.ceil(len(xs[0]) / batch_size)
         bar = ProgressBar(steps) if verbose else None
@@ -428,14 +535,31 @@ class Engine:
             print(bar.summary_line(steps, logs, len(xs[0])), file=bar.stream, flush=True)
         return self._return(logs, return_dict)
 
-    def fit(self, x, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, sample_weight=None, initial_epoch=0, stream=None,
-            tbptt_steps=None, class_weight=None):
+            tbptt_steps=None, class_weight=None, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None):
         """Train for ``epochs`` passes over the data; returns a :class:`~rnnlab.callbacks.History`.
+
+        ``x``: arrays (one, a list in input order or a dict keyed by input name) with ``y`` the same way, or a
+        :class:`~rnnlab.models.data_adapters.PyDataset` / generator / iterable of ``(x, y[, sample_weight])``
+        batches (then ``y``, ``sample_weight`` and ``batch_size`` must not be given; ``steps_per_epoch`` caps or
+        sets the batches per epoch). ``validation_data`` is ``(x_val, y_val[, sw])`` or such a dataset
+        (``validation_steps`` batches of it). ``batch_size`` defaults to 32 (arrays only).
+
+        Every batch runs :meth:`train_step`: a subclass that overrides ``train_step(self, data)`` (Keras 3's
+        "customizing what happens in fit") receives each batch ``data`` as the dataset gave it, or
+        ``(x, y)``/``(x, y, sample_weight)`` sliced from arrays (one array per input/output, a list for
+        several), and returns a dict of logs: ``loss`` and any ``*_loss`` entry is averaged over the epoch
+        (weighted by the batch size), every other entry is shown as returned (metrics' running results).
+        Likewise evaluate runs an overridden ``test_step(data)``, predict an overridden ``predict_step(data)``.
 
         ``validation_split`` holds out the *last* fraction of the data (before shuffling), as Keras.
         A NaN/inf loss or gradient stops training before the bad update, with a warning naming the
         epoch and step; the weights keep their last finite values (``history.stop_reason`` says why).
+        A callback that sets ``model.stop_training`` in ``on_train_batch_begin`` stops training *before* that
+        batch runs (e.g. :class:`~rnnlab.callbacks.TimeBudget`); the epoch, if it ran a batch, still ends with
+        validation and ``on_epoch_end``, its logs over the batches run (``history.partial_epochs`` lists it).
 
         ``class_weight``: ``{class: weight}`` (one output); each sample's weight is multiplied by the weight of
         its class (integer labels, one-hot rows or a 0/1 column; per time step for ``(N, T)`` labels). A class of
@@ -448,19 +572,54 @@ class Engine:
         window; the epoch loss is the mean over all steps. Validation runs whole sequences from reset
         states (``len(x_val)`` must be a multiple of ``batch_size``).
         """
-        self._require_compiled("fit")
-        batch_size = check_batch_size(batch_size)
+        from .data_adapters import BatchSource, is_dataset
+
+        custom = self._overrides("train_step")
+        if custom:
+            if not getattr(self, "compiled", False):
+                raise RuntimeError(f"{type(self).__name__}.fit: call model.compile(optimizer) first")
+        else:
+            self._require_compiled("fit")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
-        xs, ys, sws = self._prepare(x, y, sample_weight, "fit")
-        if class_weight is not None:
+        dist = _distributed.current()  # data-parallel under mpiexec: rank 0 logs, calls back and validates
+        if custom and dist is not None:
+            raise ValueError(f"fit: {type(self).__name__} overrides train_step; a custom step is not data-parallel "
+                             "(rnnlab.distributed averages the built-in step's gradients): run it in one process")
+        source = None
+        if is_dataset(x):
+            for arg, val in (("y", y), ("sample_weight", sample_weight), ("batch_size", batch_size)):
+                if val is not None:
+                    raise ValueError(f"fit: x is a {type(x).__name__} of batches, so {arg} must not be given (each "
+                                     f"batch carries it)")
+            if validation_split:
+                raise ValueError("fit: validation_split needs arrays; give validation_data for a dataset")
+            if tbptt_steps is not None:
+                raise ValueError("fit: tbptt_steps needs arrays x, y of whole sequences, not a dataset of batches")
+            if dist is not None:
+                raise ValueError("fit: under mpiexec give arrays (each rank takes its shard of every batch), not a "
+                                 "dataset")
+            source = BatchSource(x, steps_per_epoch, "fit")
+            xs = ys = sws = None
+        else:
+            if steps_per_epoch is not None:
+                raise ValueError("fit: steps_per_epoch applies to a dataset or generator x; with arrays every epoch "
+                                 "is one pass over the data")
+            batch_size = check_batch_size(32 if batch_size is None else batch_size)
+            xs, ys, sws = self._prepare(x, y, sample_weight, "fit")
+        if class_weight is not None and xs is not None:
             sws = self._apply_class_weight(class_weight, ys, sws)
-        val = None
+        val = val_source = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("fit: validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight)")
-            val = self._prepare(validation_data[0], validation_data[1],
-                                validation_data[2] if len(validation_data) == 3 else None, "fit(validation_data)")
+            if is_dataset(validation_data):
+                val_source = BatchSource(validation_data, validation_steps, "fit(validation_data)")
+            else:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                    raise ValueError("fit: validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) "
+                                     "or a dataset of such batches")
+                val = self._prepare(validation_data[0], validation_data[1],
+                                    validation_data[2] if len(validation_data) == 3 else None,
+                                    "fit(validation_data)")
         elif validation_split:
             if not 0.0 < validation_split < 1.0:
                 raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
@@ -473,19 +632,26 @@ class Engine:
             val = ([a[cut] for a in xs], [take(a, cut) for a in ys], [take(a, cut) for a in sws])
             cut = slice(None, split)
             xs, ys, sws = [a[cut] for a in xs], [take(a, cut) for a in ys], [take(a, cut) for a in sws]
-        n = len(xs[0])
-        if n == 0:
-            raise ValueError("fit: no training samples")
-        dist = _distributed.current()  # data-parallel under mpiexec: rank 0 logs, calls back and validates
+        n = None
+        if xs is not None:
+            n = len(xs[0])
+            if n == 0:
+                raise ValueError("fit: no training samples")
+        val_bs = batch_size or 32
+        if validation_batch_size is not None:
+            val_bs = check_batch_size(validation_batch_size)
         if dist is not None:
             _distributed.fit_begin(dist, self, xs)
             if not dist.is_root:
-                verbose, callbacks = 0, None
+                verbose = 0
+                callbacks = [cb for cb in (callbacks or []) if getattr(cb, "runs_on_every_rank", False)]
         tbptt = None
         windows = [None]
-        local_bs = batch_size
         if tbptt_steps is not None:
             from ..training import TBPTT
+            if custom:
+                raise ValueError(f"fit: tbptt_steps runs the built-in train_step window by window; "
+                                 f"{type(self).__name__} overrides train_step")
             if len(xs) != 1 or len(ys) != 1:
                 raise ValueError("fit: tbptt_steps needs a model with one input and one output")
             tbptt = TBPTT.from_steps(self, tbptt_steps)
@@ -493,12 +659,13 @@ class Engine:
                 raise ValueError(f"fit: truncated BPTT on {dist.size} MPI ranks needs batch_size ({batch_size}) to be a "
                                  f"multiple of the number of ranks and to divide the number of sequences ({n}); "
                                  f"each rank owns batch_size / {dist.size} of the streams")
-            local_bs = batch_size if dist is None else batch_size // dist.size
-            _, T = tbptt.check_data(xs[0], ys[0], local_bs, sws[0])
+            val_bs = batch_size if dist is None else batch_size // dist.size
+            _, T = tbptt.check_data(xs[0], ys[0], val_bs, sws[0])
             windows = tbptt.windows(T)
             if val is not None:
-                tbptt.check_data(val[0][0], val[1][0], local_bs, val[2][0], "fit(validation)")
+                tbptt.check_data(val[0][0], val[1][0], val_bs, val[2][0], "fit(validation)")
         history = History()
+        history.partial_epochs = []
         cbs = list(callbacks or []) + [history]
         for cb in cbs:
             if not isinstance(cb, Callback):
@@ -508,15 +675,22 @@ class Engine:
         self.stop_training = False
         self.stop_reason = None
         stream = stream or sys.stdout
-        steps = math.ceil(n / batch_size) if tbptt is None else n // batch_size * len(windows)
+        if source is not None:
+            steps = source.steps
+        else:
+            steps = math.ceil(n / batch_size) if tbptt is None else n // batch_size * len(windows)
         params = {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size, "samples": n}
         for cb in cbs:
             if hasattr(cb, "set_params"):
                 cb.set_params(params)
+        self._initial_epoch = None
         for cb in cbs:
             cb.on_train_begin({})
+        if self._initial_epoch is not None:  # a callback restored a backup (BackupAndRestore): go on from there
+            initial_epoch = max(int(initial_epoch), int(self._initial_epoch))
         last_logs: dict = {}
-        loss_names, _ = self._log_names()
+        loss_names, _ = self._log_names() if not custom else ([], [])
+        pack = self._batch_packer() if custom and source is None else None
         for epoch in range(initial_epoch, epochs):
             if self.stop_training:
                 break
@@ -524,43 +698,83 @@ class Engine:
                 cb.on_epoch_begin(epoch, {})
             if dist is not None:
                 dist.sync_control(self)  # e.g. LearningRateScheduler ran on rank 0
+            if self.stop_training:
+                break
             for m in self.metrics:
                 m.reset()
-            order = backend.rng().permutation(n) if shuffle else None
-            if dist is not None and order is not None:
-                dist.bcast_(order)  # rank 0's order: the global batches of one process
+            if source is None:
+                order = backend.rng().permutation(n) if shuffle else None
+                if dist is not None and order is not None:
+                    dist.bcast_(order)  # rank 0's order: the global batches of one process
             if verbose in (1, 2):
                 print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
-            bar = ProgressBar(steps, stream=stream) if verbose in (1, 2) else None
-            loss_sum, per_sum, seen, wsum = 0.0, None, 0, 0
+            bar = ProgressBar(steps or 0, stream=stream) if verbose in (1, 2) else None
+            sums, wsum, seen, latest = {}, 0, 0, {}
             step = -1
-            units = ((sl, w) for sl in batch_slices(n, batch_size) for w in windows)
-            for step, (sl, win) in enumerate(units):
-                idx = order[sl] if order is not None else sl
-                if dist is not None:
-                    idx = _distributed.local_rows(dist, idx)
+            ran = 0
+            if source is None:
+                units = ((sl, w) for sl in batch_slices(n, batch_size) for w in windows)
+            else:
+                units = ((b, None) for b in source.epoch_batches())
+            for step, (item, win) in enumerate(units):
                 for cb in cbs:
                     cb.on_train_batch_begin(step, {})
+                if dist is not None:
+                    dist.sync_control(self)  # rank 0's callbacks decide, before the batch runs
+                if self.stop_training:
+                    break
                 try:
-                    if win is None:
-                        total, per = self._train_batch([a[idx] for a in xs], [take(a, idx) for a in ys],
-                                                       [take(a, idx) for a in sws], epoch, step)
+                    if source is not None:
+                        if custom:
+                            r = self.train_step(item)
+                            bs = _batch_len(item)
+                        else:
+                            bx, by, bw = self._unpack(item, "fit (a batch of the dataset)")
+                            bxs, bys, bws = self._prepare(bx, by, bw, "fit (a batch of the dataset)")
+                            if class_weight is not None:
+                                bws = self._apply_class_weight(class_weight, bys, bws)
+                            total, per = self._train_batch(bxs, bys, bws, epoch, step)
+                            r = None
+                            bs = len(bxs[0])
+                        wt = bs
                     else:
-                        total = tbptt.train_window(xs[0], ys[0], sws[0], idx, win, epoch, step)
-                        per = []
+                        sl = item
+                        idx = order[sl] if order is not None else sl
+                        if dist is not None:
+                            idx = _distributed.local_rows(dist, idx)
+                        bs = sl.stop - sl.start
+                        if custom:
+                            r = self.train_step(pack(xs, ys, sws, idx))
+                            wt = bs
+                        elif win is None:
+                            total, per = self._train_batch([a[idx] for a in xs], [take(a, idx) for a in ys],
+                                                           [take(a, idx) for a in sws], epoch, step)
+                            r, wt = None, bs
+                        else:
+                            total = tbptt.train_window(xs[0], ys[0], sws[0], idx, win, epoch, step)
+                            per, r = [], None
+                            wt = bs * (win[1] - win[2])  # TBPTT: weight by the window's new steps
                 except NonFiniteLoss as e:
                     history.stop_reason = self.stop_reason = warn_stop(e, bar)
                     self.stop_training = True
                     break
-                bs = sl.stop - sl.start
-                wt = bs if win is None else bs * (win[1] - win[2])  # TBPTT: weight by the window's new steps
-                loss_sum += total * wt
-                per = [p for p in per if p is not None]
-                per_sum = [p * wt for p in per] if per_sum is None else [a + p * wt for a, p in zip(per_sum, per)]
+                ran += 1
+                if r is None:  # the built-in step: the batch's losses, the metrics' running results
+                    sums["loss"] = sums.get("loss", 0.0) + total * wt
+                    for nm, p in zip(loss_names, [p for p in per if p is not None]):
+                        sums[nm] = sums.get(nm, 0.0) + p * wt
+                else:
+                    if not isinstance(r, dict):
+                        raise TypeError(f"fit: {type(self).__name__}.train_step must return a dict of logs, got "
+                                        f"{type(r).__name__}")
+                    for k, v in r.items():
+                        if k == "loss" or k.endswith("_loss"):
+                            sums[k] = sums.get(k, 0.0) + float(v) * wt
+                        else:
+                            latest[k] = v
                 wsum += wt
                 seen += bs if win is None or win[1] == windows[-1][1] else 0
-                logs = {"loss": loss_sum / wsum, **dict(zip(loss_names, [p / wsum for p in per_sum])),
-                        **self._metric_logs()}
+                logs = self._epoch_logs(sums, wsum, latest, custom)
                 for cb in cbs:
                     cb.on_train_batch_end(step, dict(logs))
                 if bar and verbose == 1:
@@ -571,27 +785,141 @@ class Engine:
                     break
             if wsum == 0:
                 break
-            logs = {"loss": loss_sum / wsum, **dict(zip(loss_names, [p / wsum for p in per_sum or []])),
-                    **self._metric_logs()}
-            if val is not None and (dist is None or dist.is_root):
+            logs = self._epoch_logs(sums, wsum, latest, custom)
+            done = ran
+            partial = (source is None and seen < n) or (source is not None and steps is not None and ran < steps)
+            if partial and self.stop_reason is None:
+                history.partial_epochs.append(epoch)
+            if (val is not None or val_source is not None) and (dist is None or dist.is_root):
                 if tbptt is not None:
                     self.reset_states()
-                vlogs = self._evaluate_arrays(val[0], val[1], val[2], local_bs)
+                if val_source is not None:
+                    vlogs = self._evaluate_source(val_source)
+                elif self._overrides("test_step"):
+                    vlogs = self._evaluate_custom(val, val_bs)
+                else:
+                    vlogs = self._evaluate_arrays(val[0], val[1], val[2], val_bs)
                 if tbptt is not None:
                     self.reset_states()
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
-            done = step + 1 if seen < n else steps
             if verbose == 1:
+                bar.target = bar.target or done
                 bar.finish(done, logs, seen)
             elif verbose == 2:
+                bar.target = bar.target or done
                 print(bar.summary_line(done, logs, seen), file=stream, flush=True)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if dist is not None:
                 dist.sync_control(self)
             last_logs = logs
+            if source is not None and source.exhausted:
+                break
         for cb in cbs:
             cb.on_train_end(dict(last_logs))
         if dist is not None:  # e.g. EarlyStopping(restore_best_weights) set rank 0's weights
             _distributed.fit_end(dist, self)
         return history
+
+    def _epoch_logs(self, sums, wsum, latest, custom):
+        logs = {k: v / wsum for k, v in sums.items()}
+        if custom:
+            logs.update(latest)
+        else:
+            logs.update(self._metric_logs())
+        return logs
+
+    def _overrides(self, name):
+        """True when the model's class replaces the engine's ``name`` step (Keras' custom train/test/predict)."""
+        return getattr(type(self), name, None) is not getattr(Engine, name)
+
+    def _batch_packer(self):
+        """For an overridden ``train_step`` on arrays: rows ``idx`` as ``(x, y[, sample_weight])``, one array per
+        input/output (a list when there are several)."""
+        def one(a):
+            return a[0] if len(a) == 1 else a
+
+        def pack(xs, ys, sws, idx):
+            data = (one([a[idx] for a in xs]), one([take(a, idx) for a in ys]))
+            if any(s is not None for s in sws):
+                data += (one([take(a, idx) for a in sws]),)
+            return data
+        return pack
+
+    def _evaluate_custom(self, val, batch_size):
+        """Validation through an overridden ``test_step`` on arrays."""
+        pack = self._batch_packer()
+        return self._run_test_steps(pack(val[0], val[1], val[2], sl) for sl in batch_slices(len(val[0][0]),
+                                                                                             batch_size))
+
+    def _evaluate_source(self, source):
+        """Loss and metrics over the batches of a dataset (``test_step`` per batch)."""
+        if self._overrides("test_step"):
+            return self._run_test_steps(source.epoch_batches())
+        for m in self.metrics:
+            m.reset()
+        sums, wsum = {}, 0
+        logs = {}
+        for b in source.epoch_batches():
+            bx, by, bw = self._unpack(b, "evaluate (a batch of the dataset)")
+            xs, ys, sws = self._prepare(bx, by, bw, "evaluate (a batch of the dataset)")
+            logs = self._evaluate_arrays(xs, ys, sws, max(len(xs[0]), 1), reset=False)
+            bs = len(xs[0])
+            for k, v in logs.items():
+                if k == "loss" or k.endswith("_loss"):
+                    sums[k] = sums.get(k, 0.0) + v * bs
+            wsum += bs
+        if wsum == 0:
+            raise ValueError("evaluate: the dataset gave no batch")
+        logs.update({k: v / wsum for k, v in sums.items()})
+        return logs
+
+    def _run_test_steps(self, batches):
+        for m in self.metrics:
+            m.reset()
+        sums, wsum, latest = {}, 0, {}
+        for b in batches:
+            r = self.test_step(b)
+            if not isinstance(r, dict):
+                raise TypeError(f"evaluate: {type(self).__name__}.test_step must return a dict of logs, got "
+                                f"{type(r).__name__}")
+            bs = _batch_len(b)
+            for k, v in r.items():
+                if k == "loss" or k.endswith("_loss"):
+                    sums[k] = sums.get(k, 0.0) + float(v) * bs
+                else:
+                    latest[k] = v
+            wsum += bs
+        if wsum == 0:
+            raise ValueError("evaluate: no batch to evaluate")
+        return {**{k: v / wsum for k, v in sums.items()}, **latest}
+
+
+def _concat_outputs(parts):
+    """The per-batch outputs of ``predict_step`` joined along the batch axis (arrays, lists or dicts of them)."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in first}
+    if isinstance(first, (list, tuple)):
+        return [np.concatenate([np.asarray(p[j]) for p in parts], axis=0) for j in range(len(first))]
+    return np.concatenate([np.asarray(p) for p in parts], axis=0)
+
+
+def _batch_len(batch):
+    """The number of samples of a batch ``(x, ...)`` or ``x`` (arrays, lists or dicts): the first array's length."""
+    a = batch
+    while True:
+        if isinstance(a, dict):
+            if not a:
+                return 1
+            a = next(iter(a.values()))
+        elif isinstance(a, (tuple, list)):
+            if not a:
+                return 1
+            a = a[0]
+        else:
+            break
+    try:
+        return max(int(len(a)), 1)
+    except TypeError:
+        return 1
