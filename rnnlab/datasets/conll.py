@@ -37,11 +37,14 @@ import numpy as np
 
 @dataclass
 class Sentence:
-    """One sentence: tokens, tags (same length) and the file line of its first token (None if generated)."""
+    """One sentence: tokens, tags (same length), the file line of its first token (None if generated) and,
+    when the file was read with ``feature_columns``, ``features``: one list of strings per feature column (each
+    as long as ``tokens``, e.g. the POS column of CoNLL-2000), else None."""
 
     tokens: list
     tags: list
     line: int | None = None
+    features: list | None = None
 
 
 def _resolve(col, ncols, name, path, lineno):
@@ -51,8 +54,14 @@ def _resolve(col, ncols, name, path, lineno):
     return i
 
 
-def read_conll(path, token_column=None, tag_column=None, format="conll", encoding="utf-8"):
+def read_conll(path, token_column=None, tag_column=None, format="conll", encoding="utf-8", feature_columns=None):
     """Read a CoNLL or CoNLL-U file into a list of :class:`Sentence` (see the module docstring).
+
+    ``feature_columns``: None or ``[]`` (no features), a list of column indices (negative counts from the end),
+    or ``"auto"``: for ``format="conll"`` the columns strictly between the token column and the tag column (the
+    POS column of CoNLL-2000, POS and chunk of CoNLL-2003; none for two-column files), for CoNLL-U none. Their
+    values land in ``Sentence.features`` (one list per column). A feature column equal to the token or the tag
+    column, or out of range, is a ``ValueError`` naming the file and line.
 
     Bytes that are not ``encoding`` are a ``ValueError`` naming the file, line and byte offset."""
     if format not in ("conll", "conllu"):
@@ -62,16 +71,21 @@ def read_conll(path, token_column=None, tag_column=None, format="conll", encodin
     conllu = format == "conllu"
     tok_col = (1 if conllu else 0) if token_column is None else int(token_column)
     tag_col = (3 if conllu else -1) if tag_column is None else int(tag_column)
+    if isinstance(feature_columns, str) and feature_columns != "auto":
+        raise ValueError(f"feature_columns must be None, 'auto' or a list of column indices, got {feature_columns!r}")
     sentences: list[Sentence] = []
     tokens, tags, first, last_id = [], [], None, 0
+    feats: list = []
+    fcols: list = []
     ncols = None
     id_column = None  # CoNLL files: whether column 0 holds running token ids (decided on the first line)
 
     def flush():
-        nonlocal tokens, tags, first, last_id
+        nonlocal tokens, tags, first, last_id, feats
         if tokens:
-            sentences.append(Sentence(tokens, tags, first))
+            sentences.append(Sentence(tokens, tags, first, feats if fcols else None))
         tokens, tags, first, last_id = [], [], None, 0
+        feats = [[] for _ in fcols]
 
     from .text_corpus import decode_bytes
 
@@ -111,6 +125,15 @@ def read_conll(path, token_column=None, tag_column=None, format="conll", encodin
                 if ti == gi:
                     raise ValueError(f"token column and tag column are the same column ({ti})")
                 id_column = conllu or (ncols > 2 and cols[0].isdigit() and ti != 0 and gi != 0)
+                if feature_columns == "auto":
+                    lo, hi = sorted((ti, gi))
+                    fcols = [] if conllu else [i for i in range(lo + 1, hi) if not (id_column and i == 0)]
+                else:
+                    fcols = [_resolve(int(k), ncols, "feature column", path, lineno) for k in feature_columns or []]
+                    clash = [k for k in fcols if k in (ti, gi)]
+                    if clash:
+                        raise ValueError(f"{path}: feature column {clash[0]} is also the token or the tag column")
+                feats = [[] for _ in fcols]
             elif len(cols) != ncols:
                 raise ValueError(f"{path}, line {lineno}: {len(cols)} columns, but the file's first token line has "
                                  f"{ncols} (ragged columns)")
@@ -129,6 +152,8 @@ def read_conll(path, token_column=None, tag_column=None, format="conll", encodin
                 first = lineno
             tokens.append(cols[ti])
             tags.append(cols[gi])
+            for lst, k in zip(feats, fcols):
+                lst.append(cols[k])
     flush()
     if not sentences:
         raise ValueError(f"{path}: no sentences found")

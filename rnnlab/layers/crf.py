@@ -42,9 +42,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..losses import Loss
 from .base import Layer, register
 
-__all__ = ["CRF", "scheme_constraints", "SCHEMES"]
+__all__ = ["CRF", "CRFLoss", "scheme_constraints", "SCHEMES"]
 
 SCHEMES = ("iob1", "iob2", "iobes")
 _NEG = -np.inf
@@ -360,3 +361,41 @@ class CRF(Layer):
     def backward(self, grad):
         raise NotImplementedError(f"CRF '{self.name}': the CRF is a loss layer; train it with loss_and_grads("
                                   "emissions, tags, mask), which returns the gradient of its emissions")
+
+
+class CRFLoss(Loss):
+    """The mean negative log-likelihood of a :class:`CRF` as a loss that ``Model.compile(loss=...)`` takes.
+
+    ``loss(y_true, y_pred, mask=...)`` is ``mean_b (log Z(x_b) - score(x_b, y_b))`` for the emission scores
+    ``y_pred = x`` (B, T, K) and the tag ids ``y_true`` (B, T); ``forward_backward`` also returns
+    ``dL/dx`` (the forward-backward marginals minus the gold one-hots, over B) and writes the gradients of the
+    CRF's transition, start and end scores to ``crf.grads`` -- so the engine's one training step
+    (forward, loss, backward, the NaN check, the update) trains the CRF's weights with the rest of the model.
+    The mask (B, T) is the engine's output mask (the word embedding's ``mask_zero``). ``sample_weight`` is not
+    supported (a ``ValueError``)."""
+
+    name = "crf_loss"
+
+    def __init__(self, crf, name=None):
+        if not isinstance(crf, CRF):
+            raise TypeError(f"CRFLoss: crf must be a CRF layer, got {type(crf).__name__}")
+        super().__init__(name=name)
+        self.crf = crf
+
+    def _check_weight(self, sample_weight):
+        if sample_weight is not None:
+            raise ValueError("CRFLoss: sample_weight is not supported (the loss is a mean over whole sequences)")
+
+    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
+        self._check_weight(sample_weight)
+        x = np.asarray(y_pred)
+        nll = self.crf.log_partition(x, mask) - self.crf.sequence_score(x, np.asarray(y_true).astype(np.int64), mask)
+        return float(np.mean(nll))
+
+    def forward_backward(self, y_true, y_pred, sample_weight=None, mask=None):
+        """``(mean NLL, dNLL/dy_pred)``; fills ``crf.grads``."""
+        self._check_weight(sample_weight)
+        return self.crf.loss_and_grads(y_pred, np.asarray(y_true).astype(np.int64), mask)
+
+    def get_config(self):
+        return {"name": self.name}

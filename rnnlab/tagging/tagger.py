@@ -43,11 +43,18 @@ import time
 import numpy as np
 
 from .. import backend
+from ..callbacks import Callback, EarlyStopping
+from ..metrics import Metric
+from ..models.data_adapters import PyDataset
+from ..models.engine import Engine
+from ..layers.crf import CRFLoss
 from ..layers import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, SimpleRNN, TimeDistributed
 from ..losses import SparseCategoricalCrossentropy
 from .spans import chunk_tag, span_scores, token_accuracy
 
 _FORMAT = "rnnlab-tagger"
+#: the tagger file format: 1 = before feature columns (files without a "version" key), 2 = + "features"
+_VERSION = 2
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 PAD, UNK = "<pad>", "<unk>"
 
@@ -74,16 +81,27 @@ class Vocab:
         return [self.index.get(t, 1) for t in seq]
 
 
-class Tagger:
-    """(Bi)RNN tagger over word embeddings, optionally with a character BiLSTM per word (see module docstring)."""
+class Tagger(Engine):
+    """(Bi)RNN tagger over word embeddings, optionally with a character BiLSTM per word (see module docstring).
+
+    The tagger is a model of the one training engine (:class:`rnnlab.models.engine.Engine`): its inputs are
+    ``words`` (B, T) ids, ``chars`` (B, T, L) ids (with character features) and ``features`` (B, T, k) ids (with
+    feature columns), its one output ``tags`` the (B, T, n_tags) probabilities (emission scores with a CRF). It is
+    compiled with the masked cross-entropy or :class:`rnnlab.layers.crf.CRFLoss`, so the engine's one training
+    step (forward, loss, backward, the NaN policy, the update) trains it: :meth:`fit` on sentences runs
+    ``Engine.fit`` over a :class:`TaggingBatches` dataset, with early stopping on the validation F1/accuracy
+    (:class:`ValidationScores` + :class:`rnnlab.callbacks.EarlyStopping`). ``predict``/``evaluate`` take
+    sentences (lists of tokens / :class:`~rnnlab.datasets.conll.Sentence`), not arrays.
+    """
 
     def __init__(self, words, tags, chars=None, embedding_dim=50, units=64, cell="lstm", layers=1,
                  bidirectional=True, char_dim=16, char_units=16, dropout=0.0, lowercase=False, max_word_len=20,
-                 crf=False, tag_scheme=None, casing=False, word_dropout=0.0):
+                 crf=False, tag_scheme=None, casing=False, word_dropout=0.0, features=None, feature_dim=25):
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
         for name, v in (("embedding_dim", embedding_dim), ("units", units), ("layers", layers),
-                        ("char_dim", char_dim), ("char_units", char_units), ("max_word_len", max_word_len)):
+                        ("char_dim", char_dim), ("char_units", char_units), ("max_word_len", max_word_len),
+                        ("feature_dim", feature_dim)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"Tagger: {name} must be a positive int, got {v!r}")
         if not 0.0 <= dropout < 1.0:
@@ -101,11 +119,16 @@ class Tagger:
             self.tags = [PAD] + [t for t in self.tags if t != PAD]
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
         self.chars = None if chars is None else (chars if isinstance(chars, Vocab) else Vocab(chars))
+        if features is not None and (not isinstance(features, (list, tuple)) or
+                                     not all(isinstance(f, (list, tuple, Vocab)) for f in features)):
+            raise ValueError("Tagger: features must be a list with one list of values (a vocabulary) per feature "
+                             f"column, got {type(features).__name__}")
+        self.features = [f if isinstance(f, Vocab) else Vocab(f) for f in features or []]
         self.config = dict(embedding_dim=int(embedding_dim), units=int(units), cell=cell, layers=int(layers),
                            bidirectional=bool(bidirectional), char_dim=int(char_dim), char_units=int(char_units),
                            dropout=float(dropout), lowercase=bool(lowercase), max_word_len=int(max_word_len),
                            crf=bool(crf), tag_scheme=None if tag_scheme is None else str(tag_scheme).lower(),
-                           casing=bool(casing), word_dropout=float(word_dropout))
+                           casing=bool(casing), word_dropout=float(word_dropout), feature_dim=int(feature_dim))
         self.singletons = np.zeros(0, dtype=np.int64)   # word ids seen once in training (set by build_tagger)
         self.lowercase = bool(lowercase)
         self.max_word_len = int(max_word_len)
@@ -123,6 +146,12 @@ class Tagger:
             if cfg["casing"]:
                 feat += N_CASING
                 self._case_tables = _casing_tables(self.chars.items)
+        self.feature_embs = []
+        for k, vocab in enumerate(self.features):
+            emb = Embedding(len(vocab), cfg["feature_dim"], name=f"feature_embedding_{k}")
+            emb.build((None, None))
+            self.feature_embs.append(emb)
+            feat += cfg["feature_dim"]
         self.dropout = Dropout(cfg["dropout"], name="input_dropout") if cfg["dropout"] else None
         self.rnns = []
         for k in range(cfg["layers"]):
@@ -147,8 +176,9 @@ class Tagger:
                 al = st[:, None] & st[None, :]
             self.crf = CRF(K, allowed=al, allowed_start=st, allowed_end=en, name="crf")
             self.crf._maybe_build((None, None, K))
-        self.loss = SparseCategoricalCrossentropy()
-        self.history: list = []
+        self.loss_fn = SparseCategoricalCrossentropy()
+        self.loss = self.default_loss()   # what compile() uses by default (Keras: model.loss, the compiled loss)
+        self.history = None
 
     # ----------------------------------------------------------------------------------- layers
     @property
@@ -156,7 +186,7 @@ class Tagger:
         out = [self.word_emb]
         if self.chars is not None:
             out += [self.char_emb, self.char_rnn]
-        return out + self.rnns + [self.out] + ([self.crf] if self.crf is not None else [])
+        return out + self.feature_embs + self.rnns + [self.out] + ([self.crf] if self.crf is not None else [])
 
     def trainable_weight_refs(self):
         return [r for layer in self.layers for r in layer.trainable_weight_refs()]
@@ -167,6 +197,104 @@ class Tagger:
 
     def count_params(self):
         return sum(layer.count_params() for layer in self.layers)
+
+    def get_weights(self):
+        """Copies of every weight, in :meth:`iter_weights` order (what ``EarlyStopping`` keeps)."""
+        return [owner.params[w].copy() for _, owner, w in self.iter_weights()]
+
+    def set_weights(self, weights):
+        refs = list(self.iter_weights())
+        if len(weights) != len(refs):
+            raise ValueError(f"Tagger.set_weights: {len(weights)} arrays for a tagger with {len(refs)} weights")
+        for (path, owner, w), arr in zip(refs, weights):
+            arr = np.asarray(arr)
+            if arr.shape != owner.params[w].shape:
+                raise ValueError(f"Tagger.set_weights: weight {path} has shape {owner.params[w].shape}, got "
+                                 f"{arr.shape}")
+            owner.params[w][...] = arr
+        for layer in self.layers:
+            layer._weights_changed()
+
+    def reset_states(self):
+        """Nothing to reset (the tagger's recurrent layers are not stateful)."""
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, loss_weights=None):
+        """As ``Model.compile``; ``loss`` defaults to the tagger's own loss (:meth:`default_loss`), ``metrics`` to
+        the token accuracy of the decoded tags (:class:`TagAccuracy`, Viterbi with a CRF)."""
+        super().compile(optimizer, loss=self.default_loss() if loss is None else loss,
+                        metrics=[TagAccuracy(self)] if metrics is None else metrics, loss_weights=loss_weights)
+
+    def default_loss(self):
+        """The masked sparse cross-entropy, or the CRF's negative log-likelihood (:class:`CRFLoss`)."""
+        return self.loss_fn if self.crf is None else _SchemeCheckedLoss(self.crf, self)
+
+    # the engine's model hooks: inputs words [, chars] [, features]; one output "tags"
+    def _inputs_names(self):
+        return ["words"] + (["chars"] if self.chars is not None else []) + (["features"] if self.features else [])
+
+    def _outputs_names(self):
+        return ["tags"]
+
+    def _output_shapes(self):
+        return [(None, None, len(self.tags))]
+
+    def _prepare_inputs(self, x, what):
+        names = self._inputs_names()
+        if isinstance(x, dict):
+            unknown = [k for k in x if k not in names]
+            missing = [k for k in names if k not in x]
+            if unknown or missing:
+                raise ValueError(f"{what}: the tagger's inputs are {names}; got keys {sorted(x)}")
+            xs = [x[k] for k in names]
+        elif isinstance(x, (list, tuple)):
+            xs = list(x)
+        else:
+            xs = [x]
+        if len(xs) != len(names):
+            raise ValueError(f"{what}: the tagger has {len(names)} input(s) {names}, got {len(xs)} array(s)")
+        xs = [np.asarray(a) for a in xs]
+        for nm, a in zip(names, xs):
+            nd = 2 if nm == "words" else 3
+            if a.ndim != nd or a.dtype.kind not in "iu" or a.shape[:2] != xs[0].shape[:2]:
+                raise ValueError(f"{what}: input '{nm}' must be integer ids of shape (B, T{', k' if nd == 3 else ''}) "
+                                 f"with (B, T) = {xs[0].shape[:2]} of 'words'; got {a.dtype} {a.shape}")
+        if self.features and xs[-1].shape[2] != len(self.features):
+            raise ValueError(f"{what}: input 'features' must have {len(self.features)} columns, got {xs[-1].shape}")
+        return xs
+
+    def _split_inputs(self, xs):
+        w, rest = xs[0], list(xs[1:])
+        c = rest.pop(0) if self.chars is not None else None
+        f = rest.pop(0) if self.features else None
+        return w, c, f
+
+    def _run(self, xs, training):
+        w, c, f = self._split_inputs(xs)
+        if training:
+            w = self.drop_words(w, backend.rng())
+        p, mask = self.forward(w, c, training=training, f=f)
+        return [p], [mask]
+
+    def _backprop(self, grads):
+        self.backward(grads[0])
+
+    def _pack_outputs(self, outs):
+        return outs[0]
+
+    def arrays(self, sentences, unknown_tags="error"):
+        """``(x, y)`` for a batch of :class:`~rnnlab.datasets.conll.Sentence`: the input arrays (see
+        :meth:`inputs_for`) and the tag ids (B, T), padded to the longest sentence."""
+        xs = self.inputs_for([s.tokens for s in sentences], [s.features for s in sentences] if self.features else None)
+        _, _, y = self.encode([s.tokens for s in sentences], [s.tags for s in sentences], unknown_tags=unknown_tags)
+        return xs, y
+
+    def inputs_for(self, token_lists, feature_lists=None):
+        """The engine's input arrays (a list: words [, chars] [, features]) for lists of tokens."""
+        w, c, _ = self.encode(token_lists)
+        xs = [w] + ([c] if c is not None else [])
+        if self.features:
+            xs.append(self.encode_features(feature_lists, w.shape[1]))
+        return xs
 
     # ----------------------------------------------------------------------------------- encoding
     def _norm(self, tok):
@@ -205,6 +333,26 @@ class Tagger:
                     y[i, j] = k
         return w, c, y
 
+    def encode_features(self, feature_lists, T=None):
+        """Feature-column ids (B, T, k) for ``feature_lists`` (per sentence: one list of values per feature
+        column, as :attr:`Sentence.features`); None for a tagger without feature columns. Unseen values -> 1."""
+        k = len(self.features)
+        if not k:
+            return None
+        if feature_lists is None:
+            raise ValueError(f"Tagger: this tagger reads {k} feature column(s) besides the words (e.g. POS tags); "
+                             "give them (features=..., one list per column for each sentence)")
+        B = len(feature_lists)
+        T = max(1, max((len(f[0]) if f else 0 for f in feature_lists), default=1)) if T is None else T
+        out = np.zeros((B, T, k), dtype=np.int64)
+        for i, cols in enumerate(feature_lists):
+            if cols is None or len(cols) != k:
+                raise ValueError(f"Tagger: sentence {i} has {0 if cols is None else len(cols)} feature columns, the "
+                                 f"tagger reads {k}")
+            for j, (vocab, col) in enumerate(zip(self.features, cols)):
+                out[i, : len(col), j] = vocab.ids(col)
+        return out
+
     # ---------------------------------------------------------------------------- forward/backward
     def casing_features(self, c):
         """One-hot casing classes (B, T, 6) of the words whose character ids are ``c`` (B, T, L): all lower,
@@ -223,8 +371,9 @@ class Tagger:
         out *= (n > 0)[..., None]
         return out
 
-    def input_features(self, w, c=None, training=False):
-        """``h_0`` before dropout: word embeddings, char BiLSTM states and casing features (B, T, F)."""
+    def input_features(self, w, c=None, training=False, f=None):
+        """``h_0`` before dropout: word embeddings, char BiLSTM states, casing features and the embeddings of
+        the feature columns ``f`` (B, T, k) (B, T, F)."""
         h = self.word_emb.forward(w, training=training)
         if self.chars is not None:
             if c is None or c.shape[:2] != w.shape:
@@ -233,11 +382,17 @@ class Tagger:
             B, T, L = c.shape
             cf = c.reshape(B * T, L)
             ce = self.char_emb.forward(cf, training=training)
-            f = self.char_rnn.forward(ce, training=training, mask=cf != 0)
-            parts = [h, f.reshape(B, T, -1)]
+            cs = self.char_rnn.forward(ce, training=training, mask=cf != 0)
+            parts = [h, cs.reshape(B, T, -1)]
             if self.config["casing"]:
                 parts.append(self.casing_features(c).astype(h.dtype))
             h = np.concatenate(parts, axis=-1)
+        if self.feature_embs:
+            if f is None or f.shape != w.shape + (len(self.feature_embs),):
+                raise ValueError(f"Tagger: feature ids must have shape (B, T, k) = {w.shape + (len(self.features),)}"
+                                 f", got {None if f is None else f.shape}")
+            h = np.concatenate([h] + [emb.forward(f[..., k], training=training)
+                                      for k, emb in enumerate(self.feature_embs)], axis=-1)
         return h
 
     def drop_words(self, w, rng):
@@ -249,10 +404,10 @@ class Tagger:
         hit = np.isin(w, self.singletons) & (rng.random(w.shape) < q)
         return np.where(hit, 1, w)
 
-    def forward(self, w, c=None, training=False):
+    def forward(self, w, c=None, training=False, f=None):
         """Tag probabilities (B, T, n_tags) (emission scores with ``crf=True``) and the token mask (B, T)."""
         mask = w != 0
-        h = self.input_features(w, c, training=training)
+        h = self.input_features(w, c, training=training, f=f)
         if self.dropout is not None:
             h = self.dropout.forward(h, training=training)
         for rnn in self.rnns:
@@ -267,16 +422,21 @@ class Tagger:
         if self.dropout is not None:
             g = self.dropout.backward(g)
         E = self.config["embedding_dim"]
+        if self.feature_embs:
+            D = self.config["feature_dim"]
+            off = g.shape[-1] - D * len(self.feature_embs)
+            for k, emb in enumerate(self.feature_embs):
+                emb.backward(np.ascontiguousarray(g[..., off + k * D: off + (k + 1) * D]))
         if self.chars is not None:
             gf = g[..., E:E + 2 * self.config["char_units"]]
             gce = self.char_rnn.backward(np.ascontiguousarray(gf.reshape(-1, gf.shape[-1])))
             self.char_emb.backward(gce)
         self.word_emb.backward(np.ascontiguousarray(g[..., :E]))
 
-    def loss_and_grads(self, w, c, y, training=True):
+    def loss_and_grads(self, w, c, y, training=True, f=None):
         """Masked cross-entropy (the CRF's mean negative log-likelihood with ``crf=True``) of one batch; fills the
         gradients of every weight."""
-        p, mask = self.forward(w, c, training=training)
+        p, mask = self.forward(w, c, training=training, f=f)
         loss, grad = self.loss_from_outputs(y, p, mask)
         self.backward(grad)
         return loss
@@ -291,7 +451,7 @@ class Tagger:
                     raise
                 raise ValueError(f"Tagger: a training sentence breaks the {self.config['tag_scheme']} tag scheme "
                                  f"({e}); tags: {self.tags}") from None
-        return self.loss.forward_backward(y, p, mask=mask)
+        return self.loss_fn.forward_backward(y, p, mask=mask)
 
     def decode(self, p, mask):
         """Tag ids (B, T) from :meth:`forward`'s outputs: Viterbi with a CRF, else the arg-max (never padding)."""
@@ -303,82 +463,58 @@ class Tagger:
 
     # ----------------------------------------------------------------------------------- training
     def fit(self, train, valid=None, epochs=10, batch_size=32, optimizer=None, time_budget=None, verbose=1,
-            seed=0, stream=None, unknown_tags="error"):
-        """Train on lists of :class:`~rnnlab.datasets.conll.Sentence`; keep the weights of the best validation
-        epoch (entity F1 for B/I/E/S tags, else token accuracy). Returns the history (list of dicts)."""
+            seed=None, stream=None, unknown_tags="error", patience=None, callbacks=None):
+        """Train on lists of :class:`~rnnlab.datasets.conll.Sentence` through the engine (``Engine.fit`` over a
+        :class:`TaggingBatches` dataset: shuffled each epoch, padded per batch); keep the weights of the best
+        validation epoch (entity F1 for B/I/E/S tags, else token accuracy; :class:`ValidationScores` then
+        ``EarlyStopping(restore_best_weights=True)``, which also stops after ``patience`` epochs without a better
+        value when ``patience`` is given). ``time_budget`` (seconds) stops cleanly after the batch that crosses
+        it. ``optimizer``: default ``Adam(1e-3)``; a NaN/inf loss or gradient stops training before the update
+        (the engine's NaN policy, ``stop_reason`` says why). ``seed`` reseeds rnnlab's global generator (batch
+        order, dropout, word dropout) first. Returns the :class:`~rnnlab.callbacks.History`."""
         from ..optimizers import Adam
 
-        stream = stream or sys.stdout
-        opt = optimizer or Adam(1e-3)
-        self.stop_reason = None
-        rng = np.random.default_rng(seed)
-        toks = [s.tokens for s in train]
-        tags = [s.tags for s in train]
-        start = time.perf_counter()
-        best, best_weights = -math.inf, None
-        n = len(train)
-        from ..training import NonFiniteLoss, ProgressBar, checked_update, warn_stop
+        if seed is not None:
+            backend.set_random_seed(seed)
+        self.compile(optimizer or Adam(1e-3))
+        data = TaggingBatches(self, train, batch_size, shuffle=True)
+        cbs = []
+        if valid:
+            scores = ValidationScores(self, valid, unknown_tags=unknown_tags)
+            cbs += [scores, EarlyStopping(scores.monitor, mode="max", restore_best_weights=True,
+                                          patience=epochs if patience is None else patience)]
+        if time_budget is not None:
+            cbs.append(_TimeBudget(time_budget))
+        cbs += list(callbacks or [])
+        history = Engine.fit(self, data, epochs=epochs, verbose=verbose, callbacks=cbs, stream=stream)
+        return history
 
-        steps = math.ceil(n / batch_size)
-        stopped = False
-        for epoch in range(epochs):
-            order = rng.permutation(n)
-            total, count = 0.0, 0
-            bar = ProgressBar(steps, stream=stream) if verbose == 1 else None
-            if bar is not None:
-                print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
-            for step, b0 in enumerate(range(0, n, batch_size)):
-                idx = order[b0: b0 + batch_size]
-                w, c, y = self.encode([toks[i] for i in idx], [tags[i] for i in idx])
-                loss = self.loss_and_grads(self.drop_words(w, rng), c, y)
-                try:  # the one NaN policy of every loop: no update, warn, stop (rnnlab.training.checked_update)
-                    checked_update(opt, self.trainable_weight_refs(), loss, epoch, step)
-                except NonFiniteLoss as e:
-                    self.stop_reason = warn_stop(e, bar)
-                    stopped = True
-                    break
-                total += loss * len(idx)
-                count += len(idx)
-                if bar is not None:
-                    bar.update(step + 1, {"loss": total / count}, count)
-                if time_budget is not None and time.perf_counter() - start > time_budget:
-                    break
-            logs = {"epoch": epoch + 1, "loss": total / max(count, 1)}
-            if valid:
-                ev = self.evaluate(valid, unknown_tags=unknown_tags)
-                logs.update({f"val_{k}": v for k, v in ev.items() if isinstance(v, float)})
-                score = ev["f1"] if ev.get("entity_tags") else ev["token_accuracy"]
-                if score > best:
-                    best, best_weights = score, [owner.params[w].copy() for _, owner, w in self.iter_weights()]
-            logs["seconds"] = round(time.perf_counter() - start, 2)
-            self.history.append(logs)
-            if bar is not None:
-                bar.finish(step + 1, {"loss": logs["loss"]}, count)
-            if verbose:
-                print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items()),
-                      file=stream, flush=True)
-            if stopped or (time_budget is not None and time.perf_counter() - start > time_budget):
-                break
-        if best_weights is not None:
-            for (_, owner, w), arr in zip(self.iter_weights(), best_weights):
-                owner.params[w][...] = arr
-            for layer in self.layers:
-                layer._weights_changed()
-        return self.history
-
-    def predict(self, token_lists, batch_size=64):
-        """Tags for lists of tokens (one list per sentence)."""
+    def predict(self, token_lists, batch_size=64, features=None):
+        """Tags for lists of tokens (one list per sentence); ``features``: per sentence, one list of values per
+        feature column (only for a tagger trained with feature columns, e.g. POS tags)."""
         out = []
         for b0 in range(0, len(token_lists), batch_size):
             batch = token_lists[b0: b0 + batch_size]
             w, c, _ = self.encode(batch)
-            p, mask = self.forward(w, c, training=False)
+            f = self.encode_features(None if features is None else features[b0: b0 + batch_size], w.shape[1])
+            p, mask = self.forward(w, c, training=False, f=f)
             ids = self.decode(p, mask)
             out += [[self.tags[k] for k in ids[i, : len(s)]] for i, s in enumerate(batch)]
         return out
 
     def evaluate(self, sentences, unknown_tags="error"):
         """Token accuracy and (for B/I/E/S-prefixed tags) conlleval entity precision/recall/F1."""
+        self._check_tags(sentences, unknown_tags)
+        truth = [[t if t in self.tag_index else "O" for t in s.tags] for s in sentences]
+        pred = self.predict([s.tokens for s in sentences],
+                            features=[s.features for s in sentences] if self.features else None)
+        res = {"token_accuracy": token_accuracy(truth, pred), "entity_tags": _entity_like(self.tags[1:])}
+        if res["entity_tags"]:
+            sc = span_scores(truth, pred)
+            res.update(precision=sc.precision, recall=sc.recall, f1=sc.f1, per_type=sc.per_type)
+        return res
+
+    def _check_tags(self, sentences, unknown_tags):
         for i, s in enumerate(sentences):
             for tag in s.tags:
                 if tag not in self.tag_index or tag == PAD:
@@ -387,20 +523,39 @@ class Tagger:
                     where = f"line {s.line}" if getattr(s, "line", None) else f"sentence {i}"
                     raise ValueError(f"tag {tag!r} ({where}) was not seen in training; known tags: {self.tags[1:]}"
                                      " (pass unknown_tags='O' / --unknown-tags O to score it as O)")
-        truth = [[t if t in self.tag_index else "O" for t in s.tags] for s in sentences]
-        pred = self.predict([s.tokens for s in sentences])
-        res = {"token_accuracy": token_accuracy(truth, pred), "entity_tags": _entity_like(self.tags[1:])}
-        if res["entity_tags"]:
+
+    def validation_logs(self, sentences, unknown_tags="error", batch_size=64):
+        """``{"val_loss", "val_accuracy"[, "val_precision", "val_recall", "val_f1"]}`` of ``sentences`` from one
+        inference pass: the loss of :meth:`default_loss` (per sentence for the CRF, per token otherwise), the
+        token accuracy and the conlleval chunk scores."""
+        self._check_tags(sentences, unknown_tags)
+        loss = self.default_loss()
+        total = count = 0.0
+        truth, pred = [], []
+        for b0 in range(0, len(sentences), batch_size):
+            batch = sentences[b0: b0 + batch_size]
+            xs, y = self.arrays(batch, unknown_tags)
+            w, c, f = self._split_inputs(xs)
+            p, mask = self.forward(w, c, training=False, f=f)
+            k = float(len(batch)) if self.crf is not None else float(mask.sum())
+            total += float(loss(y, p, mask=mask)) * k
+            count += k
+            ids = self.decode(p, mask)
+            pred += [[self.tags[t] for t in ids[i, : len(s.tokens)]] for i, s in enumerate(batch)]
+            truth += [[t if t in self.tag_index else "O" for t in s.tags] for s in batch]
+        out = {"val_loss": total / max(count, 1.0), "val_accuracy": token_accuracy(truth, pred)}
+        if _entity_like(self.tags[1:]):
             sc = span_scores(truth, pred)
-            res.update(precision=sc.precision, recall=sc.recall, f1=sc.f1, per_type=sc.per_type)
-        return res
+            out.update(val_precision=sc.precision, val_recall=sc.recall, val_f1=sc.f1)
+        return out
 
     # ----------------------------------------------------------------------------------- files
     def save(self, path):
         from ..io import atomic_write_bytes
 
         doc = {"format": _FORMAT, "config": self.config, "words": self.words.items[2:], "tags": self.tags,
-               "chars": None if self.chars is None else self.chars.items[2:],
+               "chars": None if self.chars is None else self.chars.items[2:], "version": _VERSION,
+               "features": [v.items[2:] for v in self.features],
                "weights": [p for p, _, _ in self.iter_weights()]}
         arrays = {"__tagger__": np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)}
         for i, (_, owner, w) in enumerate(self.iter_weights()):
@@ -436,8 +591,17 @@ class Tagger:
                 raise rio.FileFormatError(f"{path}: the weight arrays {missing[:5]} are missing", path=path)
             rio.check_config_sizes(doc["config"], arc.max_dim(names), path, path=path, count_bound=len(names))
 
+            version = doc.get("version", 1)
+            if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= _VERSION:
+                raise rio.FileFormatError(f"{path}: tagger file format version {version!r}; this rnnlab reads "
+                                          f"versions 1 to {_VERSION} (a file from a newer rnnlab?)", path=path)
+            feats = doc.get("features") or []
+            if not isinstance(feats, list) or not all(isinstance(v, list) for v in feats):
+                raise rio.FileFormatError(f"{path}: corrupt __tagger__ entry (features must be a list of lists)",
+                                          path=path)
+
             def build():
-                return cls(doc["words"], doc["tags"], chars=doc["chars"], **doc["config"])
+                return cls(doc["words"], doc["tags"], chars=doc["chars"], features=feats or None, **doc["config"])
 
             try:
                 with rio.shape_only():
@@ -459,6 +623,106 @@ class Tagger:
         return model
 
 
+class _SchemeCheckedLoss(CRFLoss):
+    """:class:`~rnnlab.layers.crf.CRFLoss` whose broken-scheme error names the tagger's scheme and tags."""
+
+    def __init__(self, crf, tagger):
+        super().__init__(crf)
+        self.tagger = tagger
+
+    def forward_backward(self, y_true, y_pred, sample_weight=None, mask=None):
+        try:
+            return super().forward_backward(y_true, y_pred, sample_weight, mask)
+        except ValueError as e:
+            if "forbid" not in str(e):
+                raise
+            raise ValueError(f"Tagger: a training sentence breaks the {self.tagger.config['tag_scheme']} tag scheme "
+                             f"({e}); tags: {self.tagger.tags}") from None
+
+
+class TaggingBatches(PyDataset):
+    """The batches of a list of :class:`~rnnlab.datasets.conll.Sentence` for ``Engine.fit`` (a
+    :class:`~rnnlab.models.data_adapters.PyDataset`): batch ``i`` is ``(x, y)`` with ``x`` the tagger's input
+    arrays (words [, chars] [, features]) padded to the batch's longest sentence and ``y`` the tag ids (B, T).
+    With ``shuffle`` the order is redrawn from rnnlab's seeded generator before every epoch
+    (``on_epoch_begin``)."""
+
+    def __init__(self, model, sentences, batch_size=32, shuffle=True, unknown_tags="error"):
+        super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"TaggingBatches: batch_size must be a positive int, got {batch_size!r}")
+        if not sentences:
+            raise ValueError("TaggingBatches: no sentences")
+        self.model, self.sentences, self.batch_size = model, list(sentences), int(batch_size)
+        self.shuffle, self.unknown_tags = shuffle, unknown_tags
+        self.order = np.arange(len(self.sentences))
+
+    def __len__(self):
+        return math.ceil(len(self.sentences) / self.batch_size)
+
+    def on_epoch_begin(self):
+        if self.shuffle:
+            self.order = backend.rng().permutation(len(self.sentences))
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"TaggingBatches: batch {index} of {len(self)}")
+        batch = [self.sentences[i] for i in self.order[index * self.batch_size: (index + 1) * self.batch_size]]
+        return self.model.arrays(batch, self.unknown_tags)
+
+
+class ValidationScores(Callback):
+    """After every epoch, score the tagger on validation sentences and add to the epoch's logs (so that the
+    callbacks after it, e.g. ``EarlyStopping``, and the history see them): ``val_loss`` (the compiled loss),
+    ``val_accuracy`` (token accuracy) and, for chunk/entity tags, conlleval ``val_precision``/``val_recall``/
+    ``val_f1``. ``monitor`` is ``"val_f1"`` for chunk tags, else ``"val_accuracy"``."""
+
+    def __init__(self, model, sentences, unknown_tags="error", batch_size=64):
+        super().__init__()
+        self.tagger, self.sentences, self.unknown_tags, self.batch_size = model, list(sentences), unknown_tags, \
+            batch_size
+        self.monitor = "val_f1" if _entity_like(model.tags[1:]) else "val_accuracy"
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        logs.update(self.tagger.validation_logs(self.sentences, self.unknown_tags, self.batch_size))
+
+
+class TagAccuracy(Metric):
+    """Token accuracy of the *decoded* tags (Viterbi with a CRF, else the arg-max without padding) over the
+    unmasked steps: the ``accuracy`` of the tagger's logs."""
+
+    def __init__(self, tagger, name="accuracy"):
+        self.tagger = tagger
+        super().__init__(None, name)
+
+    def update(self, y_true, y_pred, sample_weight=None, mask=None):
+        y = np.asarray(y_true)
+        m = np.ones(y.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        ids = self.tagger.decode(np.asarray(y_pred), m)
+        self.total += float(np.sum((ids == y) & m))
+        self.count += float(m.sum())
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+class _TimeBudget(Callback):
+    """Stop after the batch that crosses ``seconds`` of training (the epoch still ends with validation)."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = float(seconds)
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() - self.start > self.seconds:
+            self.model.stop_training = True
+
+
 def _entity_like(tags):
     try:
         return any(chunk_tag(t)[0] != "O" for t in tags) and all(chunk_tag(t) for t in tags)
@@ -473,6 +737,12 @@ def build_tagger(train_sentences, char_features=False, lowercase=False, min_coun
     words = Vocab.build([[norm(t) for t in s.tokens] for s in train_sentences], min_count=min_count)
     tags = sorted({t for s in train_sentences for t in s.tags})
     chars = Vocab.build([list(t) for s in train_sentences for t in s.tokens]).items[2:] if char_features else None
+    ncols = {len(s.features) if s.features else 0 for s in train_sentences}
+    if len(ncols) > 1:
+        raise ValueError(f"build_tagger: the training sentences have different numbers of feature columns {ncols}")
+    k = ncols.pop() if ncols else 0
+    if k and "features" not in kwargs:
+        kwargs["features"] = [Vocab.build([s.features[j] for s in train_sentences]).items[2:] for j in range(k)]
     backend.rng()  # weights are drawn from the seeded global generator
     model = Tagger(words, tags, chars=chars, lowercase=lowercase, **kwargs)
     model.singletons = singleton_ids(model, train_sentences)

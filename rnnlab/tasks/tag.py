@@ -61,6 +61,11 @@ def add_train_arguments(parser):
     d.add_argument("--tag-column", type=int, default=None, help="default: last (conll) / 3 UPOS (conllu)")
     d.add_argument("--unknown-tags", choices=["error", "O"], default="error",
                    help="tags of valid/test data unseen in training: error (default) or score them as O")
+    d.add_argument("--feature-columns", default="auto",
+                   help="columns read as extra categorical inputs (each through its own embedding of --feature-dim): "
+                        "auto (default) = for --format conll the columns between the token and the tag column, "
+                        "e.g. the POS column of CoNLL-2000 (none for two-column files and for conllu), none, or "
+                        "a comma-separated list of column indices")
     d.add_argument("--num-sentences", type=int, default=3000, help="with --generate: training sentences")
     d.add_argument("--lowercase", action="store_true", help="lowercase words for the word vocabulary")
     d.add_argument("--min-count", type=int, default=1, help="words rarer than this in training become <unk>")
@@ -79,6 +84,7 @@ def add_train_arguments(parser):
                    help="leave out the 6 casing features (on with the character features)")
     m.add_argument("--char-dim", type=int, default=25)
     m.add_argument("--char-units", type=int, default=25)
+    m.add_argument("--feature-dim", type=int, default=25, help="embedding size of each feature column")
     m.add_argument("--crf", choices=["auto", "on", "off"], default="auto",
                    help="a linear-chain CRF output (Viterbi decoding): auto = on for chunk/entity tags "
                         "(B-/I-/E-/S- prefixes), off for other tags such as POS")
@@ -122,11 +128,21 @@ def _load(args):
     if not args.valid:
         raise ValueError("--valid is required with --train")
     kw = dict(token_column=args.token_column, tag_column=args.tag_column, format=args.format,
-              encoding=args.encoding)
+              encoding=args.encoding, feature_columns=_feature_columns(args.feature_columns))
     train = read_conll(args.train, **kw)
     valid = read_conll(args.valid, **kw)
     test = read_conll(args.test, **kw) if args.test else None
     return train, valid, test, os.path.splitext(os.path.basename(args.train))[0]
+
+
+def _feature_columns(value):
+    if value in ("auto", "none"):
+        return None if value == "none" else "auto"
+    try:
+        return [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--feature-columns must be auto, none or comma-separated column indices, got {value!r}") \
+            from None
 
 
 class _Adapter:
@@ -138,61 +154,39 @@ class _Adapter:
     def __init__(self, model, optimizer, train, valid, args, doc):
         self.model, self.optimizer, self.train, self.valid, self.args, self.doc = \
             model, optimizer, train, valid, args, doc
+        model.compile(optimizer)   # the tagger's loss (CRF NLL or masked cross-entropy) and decoded accuracy
 
     def train_epoch(self, epoch, timer):
-        import math
-
-        import numpy as np
-
-        from .. import backend
-        from ..training import NonFiniteLoss, checked_update
+        """One epoch of the engine's public step (``Tagger.train_step``: forward with word dropout, loss,
+        backward, the one NaN policy, the update) over batches in the order of rnnlab's generator."""
+        from ..training import NonFiniteLoss
         from .runstate import EpochBatches
 
         m = self.model
         ep = EpochBatches(len(self.train), self.args.batch_size, timer, self.args.verbose)
-        loss_sum = correct = tokens = seen = 0.0
+        loss_sum = seen = 0.0
         stop = None
+        for metric in m.metrics:
+            metric.reset()
+        logs = {"loss": 0.0, "accuracy": 0.0}
         for step, idx in ep:
-            w, c, y = m.encode([self.train[i].tokens for i in idx], [self.train[i].tags for i in idx])
-            p, mask = m.forward(m.drop_words(w, backend.rng()), c, training=True)
-            loss, grad = m.loss_from_outputs(y, p, mask)
-            try:  # the one NaN policy (rnnlab.training.checked_update): no update on a non-finite loss/gradient
-                if not math.isfinite(loss):
-                    raise NonFiniteLoss("loss", loss, epoch, step)
-                m.backward(grad)
-                checked_update(self.optimizer, m.trainable_weight_refs(), loss, epoch, step)
+            try:
+                step_logs = m.train_step(m.arrays([self.train[i] for i in idx]), epoch=epoch, step=step)
             except NonFiniteLoss as e:
                 stop = str(e)
                 break
-            loss_sum += loss * len(idx)
+            loss_sum += step_logs["loss"] * len(idx)
             seen += len(idx)
-            correct += float(np.sum((m.decode(p, mask) == y) & mask))
-            tokens += float(mask.sum())
-            ep.update({"loss": loss_sum / seen, "accuracy": correct / max(tokens, 1)}, seen)
-        logs = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(tokens, 1)}
-        return ep.close(logs, seen, stop)
+            logs = {"loss": loss_sum / seen, "accuracy": step_logs["accuracy"]}
+            ep.update(logs, seen)
+        return ep.close({"loss": loss_sum / max(seen, 1), "accuracy": logs["accuracy"]}, seen, stop)
 
     def evaluate(self):
-        """Validation ``loss`` (masked cross-entropy), ``accuracy`` (token accuracy) and, for entity tags,
-        ``precision`` / ``recall`` / ``f1``; the monitored value is ``f1`` (entity tags) or ``accuracy``."""
-        m, unknown = self.model, self.args.unknown_tags
-        ev = m.evaluate(self.valid, unknown_tags=unknown)
-        total = count = 0.0
-        for b0 in range(0, len(self.valid), 64):
-            batch = self.valid[b0: b0 + 64]
-            w, c, y = m.encode([s.tokens for s in batch], [s.tags for s in batch], unknown_tags=unknown)
-            p, mask = m.forward(w, c, training=False)
-            if m.crf is not None:   # the CRF's loss is per sentence: weight by sentences
-                k = float(len(batch))
-                total += float(m.loss_from_outputs(y, p, mask)[0]) * k
-            else:
-                k = float(mask.sum())
-                total += float(m.loss(y, p, mask=mask)) * k
-            count += k
-        out = {"loss": total / max(count, 1.0), "accuracy": ev["token_accuracy"]}
-        if ev["entity_tags"]:
-            out.update(precision=ev["precision"], recall=ev["recall"], f1=ev["f1"])
-        return out
+        """Validation ``loss`` (the CRF's NLL per sentence, else masked cross-entropy per token), ``accuracy``
+        (token accuracy) and, for entity tags, ``precision`` / ``recall`` / ``f1`` (one inference pass,
+        ``Tagger.validation_logs``); the monitored value is ``f1`` (entity tags) or ``accuracy``."""
+        logs = self.model.validation_logs(self.valid, self.args.unknown_tags)
+        return {k[4:]: v for k, v in logs.items()}
 
     def save(self, path, run):
         from .runstate import add_task_entry
@@ -211,6 +205,7 @@ class _Adapter:
         doc, arrays = read_task_file(path, TASK)
         self.model = Tagger.load(path)
         self.model.singletons = singleton_ids(self.model, self.train)   # word dropout's words (not in the file)
+        self.model.compile(self.optimizer)
         state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
         if state:
             self.optimizer.set_state(state)
@@ -222,7 +217,8 @@ def _settings(args):
     keys = ("train", "valid", "generate", "num_sentences", "format", "token_column", "tag_column", "encoding",
             "unknown_tags", "lowercase", "min_count", "unidirectional", "char_features", "char_dim", "char_units",
             "cell", "units", "layers", "embedding_dim", "dropout", "optimizer", "clipnorm", "seed", "batch_size",
-            "casing", "crf", "tag_scheme", "word_dropout", "vectors", "freeze_vectors")
+            "casing", "crf", "tag_scheme", "word_dropout", "vectors", "freeze_vectors", "feature_columns",
+            "feature_dim")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -238,7 +234,8 @@ def train(args):
 
     epochs = epochs_to_run(args)
     limit_blas_threads(threads(args))
-    for name in ("batch_size", "units", "layers", "embedding_dim", "char_dim", "char_units", "min_count"):
+    for name in ("batch_size", "units", "layers", "embedding_dim", "char_dim", "char_units", "min_count",
+                 "feature_dim"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0.0 <= args.word_dropout < 1.0:
@@ -272,7 +269,7 @@ def train(args):
                          layers=args.layers, bidirectional=not args.unidirectional, char_dim=args.char_dim,
                          char_units=args.char_units, dropout=args.dropout, crf=use_crf,
                          tag_scheme=scheme if use_crf else None, casing=args.char_features and args.casing,
-                         word_dropout=args.word_dropout)
+                         word_dropout=args.word_dropout, feature_dim=args.feature_dim)
     coverage = {}
     if args.vectors:
         coverage = apply_vectors(args.vectors, model.word_emb.params["embeddings"],
@@ -286,7 +283,9 @@ def train(args):
               f"{len(model.tags) - 1} tags{f' ({scheme})' if scheme else ''}; {model.count_params():,} parameters; "
               f"{'bi' if not args.unidirectional else 'uni'}directional {args.cell}"
               f"{' + char BiLSTM' if args.char_features else ''}"
-              f"{' + casing' if model.config['casing'] else ''}{' + CRF' if use_crf else ''}", flush=True)
+              f"{' + casing' if model.config['casing'] else ''}"
+              f"{f' + {len(model.features)} feature column(s)' if model.features else ''}"
+              f"{' + CRF' if use_crf else ''}", flush=True)
     adapter = _Adapter(model, _optimizer(args), train_s, valid_s, args, {"task": TASK})
     loop = TrainLoop(out, adapter, monitor="f1" if entity else "accuracy", mode="max",
                      max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes, verbose=args.verbose,
@@ -297,7 +296,7 @@ def train(args):
     best = Tagger.load(loop.model_path)
     path = loop.model_path
     metrics = {"bidirectional": not args.unidirectional, "cell": args.cell, "char_features": args.char_features,
-               "casing": model.config["casing"], "crf": use_crf, "tag_scheme": scheme, **coverage,
+               "casing": model.config["casing"], "feature_columns": len(model.features), "crf": use_crf, "tag_scheme": scheme, **coverage,
                "train_sentences": len(train_s), "epochs_run": len(run["history"]), "best_epoch": run["best_epoch"],
                "stop_reason": run.get("stop_reason"), "train_seconds": round(run["train_seconds"], 1),
                "train_cpu_seconds": round(run["train_cpu_seconds"], 1), "model": path}
@@ -341,7 +340,8 @@ def _tag_scheme(args, train_s, valid_s, test_s):
 
 def add_tag_arguments(parser):
     parser.add_argument("--model", required=True, help="model.npz written by rnnlab train tag")
-    parser.add_argument("text", nargs="+", help="sentence(s) to tag (tokens separated by whitespace)")
+    parser.add_argument("text", nargs="+", help="sentence(s) to tag (tokens separated by whitespace; for a model "
+                        "trained with feature columns each token is word|feature1|... e.g. He|PRP reckons|VBZ)")
 
 
 def tag(args):
@@ -351,7 +351,20 @@ def tag(args):
     read_task_file(args.model, TASK)   # a clear message for another task's model or a non-model file
     model = Tagger.load(args.model)
     sents = [t.split() for t in args.text]
-    for i, (toks, tags) in enumerate(zip(sents, model.predict(sents))):
+    feats = None
+    k = len(model.features)
+    if k:
+        feats = []
+        for i, toks in enumerate(sents):
+            parts = [t.split("|") for t in toks]
+            bad = [t for t, p in zip(toks, parts) if len(p) != k + 1]
+            if bad:
+                raise ValueError(f"{args.model} was trained with {k} feature column(s) besides the words: give each "
+                                 f"token as word|{'|'.join(['feature'] * k)} (e.g. He|PRP); got {bad[0]!r} in "
+                                 f"sentence {i + 1}")
+            sents[i] = [p[0] for p in parts]
+            feats.append([[p[j + 1] for p in parts] for j in range(k)])
+    for i, (toks, tags) in enumerate(zip(sents, model.predict(sents, features=feats))):
         if i:
             print()
         if not toks:
