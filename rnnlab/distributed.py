@@ -431,24 +431,26 @@ def fit_end(ctx, model):
 
 
 def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
-    """The engine's ``_train_batch`` on this rank's shard: forward, one small ``Allreduce`` of the loss counts
-    and sums, the scaled backward, the bucketed gradient ``Allreduce``, the NaN check and the update.
+    """The engine's training step on this rank's shard, composed of the engine's public step pieces
+    (:meth:`~rnnlab.models.engine.Engine.loss_step`, ``backpropagate``, ``output_losses``, ``output_metrics``,
+    ``output_loss_weights``): forward, one small ``Allreduce`` of the loss counts and sums, the scaled backward,
+    the bucketed gradient ``Allreduce``, the NaN check and the update.
     Returns ``(global total loss, [global loss per output or None])``."""
     from .training import NonFiniteLoss, checked_update
 
-    losses = model._losses
+    losses = model.output_losses
+    weights = model.output_loss_weights
     m = len(losses)
     empty = len(xs[0]) == 0
     # metrics with a (total, count) state are reduced too: their step deltas ride in the same small Allreduce
-    mets = [(j, met) for j, ms in enumerate(model._out_metrics) if ys[j] is not None for met in ms]
+    mets = [(j, met) for j, ms in enumerate(model.output_metrics) if ys[j] is not None for met in ms]
     summable = [(j, met) for j, met in mets if isinstance(getattr(met, "total", None), float)
                 and isinstance(getattr(met, "count", None), float)]
     stats = np.zeros(2 * m + 2 * len(summable), np.float64)
     old = [(met.total, met.count) for _, met in summable]
     active = [False] * m
     if not empty:
-        outs, masks = model._run(xs, True)
-        _, per, grads, lmasks = model._loss_and_grads(outs, masks, ys, sws, time_mask)
+        outs, lmasks, per, grads = model.loss_step(xs, ys, sws, time_mask, training=True)
         for k, ((j, met), (t0, c0)) in enumerate(zip(summable, old)):
             met.update(ys[j], outs[j], sample_weight=sws[j], mask=lmasks[j])
             stats[2 * m + 2 * k], stats[2 * m + 2 * k + 1] = met.total - t0, met.count - c0
@@ -472,7 +474,7 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
         mean = getattr(losses[j], "reduction", "sum_over_batch_size") == "sum_over_batch_size"
         lj = (0.0 if stats[j] == 0 else stats[m + j] / stats[j]) if mean else stats[m + j]
         per_g.append(lj)
-        total += model._loss_weights[j] * lj
+        total += weights[j] * lj
     if not math.isfinite(total):
         raise NonFiniteLoss("loss", total, epoch, step)
     refs = model.trainable_weight_refs()
@@ -488,7 +490,7 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
                 n_local = _count(outs[j], lmasks[j])
                 f = 0.0 if stats[j] == 0 else n_local / stats[j]
                 grads[j] = g * g.dtype.type(f)
-        model._backprop(grads)
+        model.backpropagate(grads)
     ctx.allreduce_gradients(refs)
     checked_update(model.optimizer, refs, total, epoch, step)
     for k, (_, met) in enumerate(summable):  # every rank: the metric over the global batch
