@@ -700,3 +700,41 @@ int rnnlab_gru_fwd_loop_f32(const float *Wp, const float *HR, int64_t hr_t, int6
     }
     return (int)use;
 }
+
+/* The T steps of the LSTM backward of the packed path (fused_loop's BPTT loop, lstm.py's _step_backward_fast with
+ * its C gate kernel) in one call, for steps without masking or recurrent dropout, doing per step t = T-1..0 what
+ * the Python loop does: dh += G[t] (when G: the output gradient of return_sequences), the gate kernel of
+ * rnnlab_lstm_gates_bwd_f32 (dh, dc, the activations A[t], C[t], TC[t] -> dA[t], written over A[t] as the loop
+ * stores it, and dc_prev), then dh_prev = dA[t] W_h^T (WpT: rnnlab_pack_f32 of W_h^T, _gemm.c). Same kernels in
+ * the same order: the same bits as the per-step loop.
+ *   B rows of each step, steps bt rows apart (bt = B for the whole batch; a caller may run a block of rows: rows
+ *   never interact); A (T, bt, 4U), C (T+1, bt, U), TC (T, bt, U): C-contiguous; G: step t row b at
+ *   G + t * g_t + b * g_b (NULL for none);
+ *   dh, dc (B, U, rows U apart): in: dL/dh_T, dL/dc_T; out: dL/dh_0, dL/dc_0; dh2, dc2 (B, U): scratch.
+ * Returns the gate path (as rnnlab_lstm_gates_bwd_f32), or 0 (nothing done) when the packed GEMM cannot run. */
+int rnnlab_lstm_bwd_loop_f32(const float *WpT, float *A, const float *C, const float *TC, const float *G,
+                             int64_t g_t, int64_t g_b, float *dh, float *dc, float *dh2, float *dc2, int64_t T,
+                             int64_t B, int64_t bt, int64_t U, int64_t isa) {
+    int64_t W = 4 * U;
+    int use = 0;
+    float *h = dh, *c = dc, *hp = dh2, *cp = dc2;
+    for (int64_t t = T - 1; t >= 0; t--) {
+        if (G)
+            for (int64_t b = 0; b < B; b++) {
+                const float *g = G + t * g_t + b * g_b;
+                float *d = h + b * U;
+                for (int64_t j = 0; j < U; j++) d[j] += g[j];
+            }
+        float *a = A + t * bt * W;
+        use = rnnlab_lstm_gates_bwd_f32(h, c, a, C + t * bt * U, TC + t * bt * U, a, cp, B, U, isa);
+        if (!rnnlab_gemm_packed_f32(a, W, 1, WpT, U, B, W, U, 0, hp))
+            return 0;  /* (only at the first step: the GEMM's path does not change) */
+        float *s = h; h = hp; hp = s;
+        s = c; c = cp; cp = s;
+    }
+    if (h != dh) {
+        memcpy(dh, h, (size_t)(B * U) * sizeof(float));
+        memcpy(dc, c, (size_t)(B * U) * sizeof(float));
+    }
+    return use;
+}

@@ -24,6 +24,8 @@ Ids have no gradient: ``backward`` returns ``None``.
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .. import initializers
@@ -44,6 +46,8 @@ class Embedding(Layer):
     """
 
     _float_input = False
+    #: ``(weakref to the output, embeddings matrix, flat ids)`` of the last inference lookup of any Embedding
+    last_lookup = None
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
                  input_length=None, **kwargs):
@@ -168,7 +172,13 @@ class Embedding(Layer):
         flat = ids.reshape(-1)
         out = np.take(self.params["embeddings"], flat, axis=0)
         self._cache = (flat, ids.shape)
-        return out.reshape(ids.shape + (self.output_dim,))
+        out = out.reshape(ids.shape + (self.output_dim,))
+        if not training:
+            # which rows this output holds, for a next layer that can take its input projection from rows of a
+            # cached table (the recurrent layers' inference path, rnnlab.layers.fused_native); that layer
+            # checks the rows themselves before using it, so a modified output only costs the check
+            Embedding.last_lookup = (weakref.ref(out), self.params["embeddings"], flat)
+        return out
 
     def backward(self, grad):
         flat, shape = self._need_cache()

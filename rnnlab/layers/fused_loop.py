@@ -333,6 +333,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         """
         if not self.built:
             raise RuntimeError(f"Layer '{self.name}' is not built: call it on data (layer(x)) or build() first")
+        x_in = x
         x = self._validate_input(x)
         B, T, D = x.shape
         mask = validate_mask(self, mask, B, T)
@@ -357,30 +358,32 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         ws = self._workspace(T, B, D, rec_drop)
         dt, U = self.dtype, self.units
 
-        # 1. time-major (and reversed) input, input dropout
-        xt = x.transpose(1, 0, 2)
-        if self.go_backwards:
-            xt = xt[::-1]
-        np.copyto(ws.X, xt)
-        rng = self._gen if self._gen is not None else backend.rng()
-        ws.in_mask = None
-        if training and self.dropout > 0.0:
-            keep = 1.0 - self.dropout
-            ws.in_mask = ((rng.random((B, D)) < keep) / keep).astype(dt)
-            ws.X *= ws.in_mask
-        ws.rec_mask = None
-        if rec_drop:
-            keep = 1.0 - self.recurrent_dropout
-            ws.rec_mask = ((rng.random((B, U)) < keep) / keep).astype(dt)
-
-        # 2. input projection of all steps: one GEMM (decided first: the native loop may want other weights)
+        # (decided first: the native loop may want other projection weights)
         ws.native = False
         small = B <= NATIVE_MAX_BATCH or self.backend == "native"
         ws.native_ok = (not training and not rec_drop and small) and self._native_ready(ws)
         # (the compiled loops take the raw kernel and add the bias, and any gate scaling, themselves)
         kernel, b_in = (self.params["kernel"], None) if ws.native_ok else self._projection_weights(ws)
-        if not self._packed_projection(ws, kernel):
-            np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
+        ws.in_mask = ws.rec_mask = None
+        # inference on an Embedding's output: steps 1-2 as rows of a cached table (fused_native), when it pays
+        if training or not self._table_projection(ws, x_in, kernel):
+            # 1. time-major (and reversed) input, input dropout
+            xt = x.transpose(1, 0, 2)
+            if self.go_backwards:
+                xt = xt[::-1]
+            np.copyto(ws.X, xt)
+            rng = self._gen if self._gen is not None else backend.rng()
+            if training and self.dropout > 0.0:
+                keep = 1.0 - self.dropout
+                ws.in_mask = ((rng.random((B, D)) < keep) / keep).astype(dt)
+                ws.X *= ws.in_mask
+            if rec_drop:
+                keep = 1.0 - self.recurrent_dropout
+                ws.rec_mask = ((rng.random((B, U)) < keep) / keep).astype(dt)
+
+            # 2. input projection of all steps: one GEMM
+            if not self._packed_projection(ws, kernel):
+                np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
         if not self._steps_add_bias(ws, b_in) and b_in is not None:
             ws.A += b_in                  # (else the compiled steps add it: one pass over A less)
         ws.pk = None if ws.native_ok else self._packed_forward(ws)
@@ -507,7 +510,10 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             np.copyto(ws.WhT, rk.T)
         step = self._step_backward
         rec = [np.empty((T, B, self.units), self.dtype) for _ in carry] if self._record_state_grads else None
-        for t in range(T - 1, -1, -1):
+        # the whole loop in one compiled call (LSTM, packed path, no mask / recurrent dropout / recording)
+        fused = (not masked and rec is None and ws.rec_mask is None and ws.pkb is not None
+                 and self._fused_backward(ws, g_out if seq else None))
+        for t in range(T - 1, -1, -1) if not fused else ():
             if gT is not None:
                 if masked:
                     np.multiply(gT[t], ws.fac[t], out=tmp)
@@ -530,6 +536,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             np.copyto(ws.A[t], ws.dA_t)  # A[t] is not read again: it now holds dA[t]
         ws.carry, ws.dprev = carry, dprev
         ws.dA = ws.A
+        self.last_backward_path = "fused_loop" if fused else "steps"
         if rec is not None:
             self.state_grads = rec
 
