@@ -1,7 +1,7 @@
 """rnnlab's supervised fastText vs the `fasttext` package on the official IMDB split, same tokens and settings.
 
     .venv/bin/pip install fasttext        # optional, benchmark only
-    .venv/bin/python benchmarks/fasttext_supervised.py --dim 10 --word-ngrams 2 --epochs 5 --lr 0.1
+    .venv/bin/python benchmarks/fasttext_supervised.py --dim 10 --word-ngrams 2 --epochs 5 --lr 0.1 [--loss hs]
 
 Data: rows 1-25,000 of ../shared/data/imdb_reviews.csv.gz (the aclImdb train split) for training, rows
 25,001-50,000 (the test split) for testing; ``<br />`` removed, lowercased, letters/digits tokens
@@ -49,6 +49,7 @@ def main():
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--loss", choices=["softmax", "hs"], default="softmax", help="both sides' loss")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     (xtr, ytr), (xte, yte) = load(args.data)
@@ -70,7 +71,8 @@ def main():
             if fasttext is not None:
                 t, c = time.perf_counter(), time.process_time()
                 m = fasttext.train_supervised(tr_file, dim=args.dim, wordNgrams=args.word_ngrams, bucket=args.bucket,
-                                              lr=args.lr, epoch=args.epochs, minCount=1, thread=1, verbose=0)
+                                              lr=args.lr, epoch=args.epochs, minCount=1, thread=1, verbose=0,
+                                              loss=args.loss)
                 wall, cpu = time.perf_counter() - t, time.process_time() - c
                 n, prec, _ = m.test(te_file)
                 res["runs"].append({"side": "fasttext package", "repeat": rep, "accuracy": prec, "test_texts": n,
@@ -88,7 +90,7 @@ def main():
                 print(json.dumps(res["runs"][-1]), flush=True)
                 del m
             ours = FastTextClassifier(dim=args.dim, word_ngrams=args.word_ngrams, bucket=args.bucket, lr=args.lr,
-                                      epochs=args.epochs, min_count=1, seed=rep)
+                                      epochs=args.epochs, min_count=1, seed=rep, loss=args.loss)
             ours.fit(xtr, ytr)
             ev = ours.evaluate(xte, yte)
             res["runs"].append({"side": "rnnlab", "repeat": rep, "accuracy": ev["accuracy"], "test_texts": len(xte),

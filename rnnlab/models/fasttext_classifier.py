@@ -16,10 +16,22 @@ Gradients (hand-written; :func:`loss_and_grads`, checked by finite differences i
 
     dL/dz = p - e_y,   dL/dO = (p - e_y) h^T,   dL/dh = O^T (p - e_y),   dL/dW[f] = dL/dh / |F| per occurrence.
 
+Hierarchical softmax (``loss="hs"``, fastText's ``-loss hs``): the classes are the leaves of a Huffman tree
+built from their training counts (Facebook's ``Model::buildTree``: the two least frequent nodes merged first,
+the second one taking code 1); its ``K - 1`` inner nodes own the rows ``O[0..K-2]``. With ``path(y)`` the inner
+nodes from leaf ``y`` to the root, ``c_n`` in {0, 1} the code of the step below node ``n`` and
+``s(x) = 1 / (1 + exp(-x))``,
+
+    p(y) = prod_{n in path(y)} s(f_n)^{c_n} (1 - s(f_n))^{1 - c_n},   f_n = O[n] . h,
+    L = -log p(y),   dL/df_n = s(f_n) - c_n,   dL/dO[n] = (s(f_n) - c_n) h,   dL/dh = sum_n (s(f_n) - c_n) O[n]
+
+(:func:`hs_loss_and_grads`). A text costs ``O(D log K)`` instead of ``O(D K)``; the probabilities of all
+leaves sum to 1, so ``predict_proba`` returns them all (fastText's ``predict`` picks the best leaf).
+
 Training is fastText's: plain SGD one text at a time, in order (as one fastText thread reads its file), the
 learning rate decaying linearly ``lr_t = lr (1 - t / (epochs * n_tokens))`` over the tokens seen,
 ``W ~ U(-1/D, 1/D)``, ``O = 0``. Each text is its tokens plus ``</s>`` (fastText reads one text per line and
-counts the line end as a word). Only the softmax loss is implemented (no hierarchical softmax).
+counts the line end as a word). Losses: ``"softmax"`` (default) and ``"hs"``.
 """
 from __future__ import annotations
 
@@ -30,7 +42,7 @@ import numpy as np
 
 from .. import _native
 
-__all__ = ["FastTextClassifier", "word_ngram_features", "loss_and_grads"]
+__all__ = ["FastTextClassifier", "word_ngram_features", "loss_and_grads", "hs_loss_and_grads", "huffman_paths"]
 
 EOS = "</s>"
 _NGRAM_MUL = np.uint64(116049371)
@@ -89,18 +101,86 @@ def loss_and_grads(W, O, feats, y):
     return loss, O.T @ d, np.outer(d, h), p
 
 
+def huffman_paths(counts):
+    """Huffman tree of ``K >= 2`` classes with these counts, built as Facebook's ``Model::buildTree``.
+
+    The leaves are the classes in order of decreasing count (ties: the earlier class first, which keeps the
+    order of a Facebook dictionary, already sorted that way); the two smallest of (next leaf, next inner
+    node) are merged, the second taking code 1. Returns ``(paths, codes)``: for class ``k``, ``paths[k]``
+    the inner-node rows (``0..K-2``) from its leaf up to the root and ``codes[k]`` the codes (0/1) of the
+    steps, as int64 arrays.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    K = len(counts)
+    if K < 2:
+        raise ValueError(f"huffman_paths: need at least 2 classes, got {K}")
+    order = np.argsort(-counts, kind="stable")             # leaf position -> class
+    n = 2 * K - 1
+    cnt = np.full(n, np.iinfo(np.int64).max // 4, dtype=np.int64)
+    cnt[:K] = counts[order]
+    parent = np.full(n, -1, dtype=np.int64)
+    binary = np.zeros(n, dtype=np.int64)
+    leaf, node = K - 1, K
+    for i in range(K, n):
+        mini = []
+        for _ in range(2):
+            if leaf >= 0 and cnt[leaf] < cnt[node]:
+                mini.append(leaf)
+                leaf -= 1
+            else:
+                mini.append(node)
+                node += 1
+        cnt[i] = cnt[mini[0]] + cnt[mini[1]]
+        parent[mini[0]] = parent[mini[1]] = i
+        binary[mini[1]] = 1
+    paths, codes = [None] * K, [None] * K
+    for pos in range(K):
+        p, c, j = [], [], pos
+        while parent[j] != -1:
+            p.append(parent[j] - K)
+            c.append(binary[j])
+            j = parent[j]
+        paths[order[pos]], codes[order[pos]] = np.array(p, dtype=np.int64), np.array(c, dtype=np.int64)
+    return paths, codes
+
+
+def _log_sigmoid(x):
+    return -np.logaddexp(0.0, -x)
+
+
+def hs_loss_and_grads(W, O, feats, path, code):
+    """Hierarchical-softmax loss of one text whose class has inner nodes ``path`` and codes ``code`` (from
+    :func:`huffman_paths`): ``(loss, dL/dh (D,), dL/dO (rows of O, D))``; the gradient of ``W`` is
+    ``dL/dh / len(feats)`` added at every row of ``feats``."""
+    feats = np.asarray(feats, dtype=np.int64)
+    D = W.shape[1]
+    h = W[feats].mean(axis=0) if len(feats) else np.zeros(D, dtype=W.dtype)
+    f = O[path] @ h
+    sign = 2.0 * code - 1.0                                  # p(step) = s(sign * f)
+    loss = -float(np.sum(_log_sigmoid(sign * f)))
+    d = 1.0 / (1.0 + np.exp(-f)) - code                      # dL/df
+    gO = np.zeros_like(O)
+    np.add.at(gO, path, d[:, None] * h[None, :])
+    return loss, O[path].T @ d, gO
+
+
 class FastTextClassifier:
     """Supervised fastText: ``FastTextClassifier(dim=10, word_ngrams=2, bucket=2000000, lr=0.1, epochs=5)``.
 
     ``fit(texts, labels)`` with ``texts`` a list of token lists and ``labels`` a list of hashable labels;
     ``predict_proba(texts)`` (N, K), ``predict(texts)`` labels, ``evaluate(texts, labels)`` accuracy and mean
     loss. Names and defaults of Facebook's ``fasttext supervised`` (``-dim -wordNgrams -bucket -lr -epoch
-    -minCount -lrUpdateRate``) except ``dim`` (fastText: 100; 10 is the paper's sentiment setting).
-    ``bucket`` is set to 0 when ``word_ngrams == 1`` (as fastText). See the module docstring for the math.
+    -minCount -lrUpdateRate -loss``) except ``dim`` (fastText: 100; 10 is the paper's sentiment setting).
+    ``bucket`` is set to 0 when ``word_ngrams == 1`` (as fastText). ``loss``: ``"softmax"`` or ``"hs"``
+    (hierarchical softmax over a Huffman tree of the class counts). See the module docstring for the math.
     """
 
     def __init__(self, dim=10, word_ngrams=2, bucket=2000000, lr=0.1, epochs=5, min_count=1, lr_update_rate=100,
-                 seed=0, verbose=False):
+                 seed=0, verbose=False, loss="softmax"):
+        if not isinstance(loss, str) or loss not in ("softmax", "hs"):
+            raise ValueError(f"FastTextClassifier: loss must be 'softmax' or 'hs', got {loss!r}")
+        self.loss = loss
+        self.class_counts = None
         for name, val, low in (("dim", dim, 1), ("word_ngrams", word_ngrams, 1), ("bucket", bucket, 0),
                                ("epochs", epochs, 1), ("min_count", min_count, 1),
                                ("lr_update_rate", lr_update_rate, 1)):
@@ -168,6 +248,8 @@ class FastTextClassifier:
         self.word_index = {w: i for i, w in enumerate(self.words)}
         cls_index = {c: i for i, c in enumerate(self.classes)}
         y = np.array([cls_index[c] for c in labels], dtype=np.int64)
+        self.class_counts = np.bincount(y, minlength=len(self.classes)).astype(np.int64)
+        self._set_tree()
         feats = [self.features(t) for t in texts]
         ntokens = ntok + len(texts)
         rng = np.random.default_rng(self.seed)
@@ -178,6 +260,11 @@ class FastTextClassifier:
         self.train_seconds = time.perf_counter() - t0
         self.train_cpu_seconds = time.process_time() - c0
         return self
+
+    def _set_tree(self):
+        self._paths = self._codes = None
+        if self.loss == "hs":
+            self._paths, self._codes = huffman_paths(self.class_counts)
 
     def _sgd(self, feats, y, lens, ntokens):
         W, O = self.input_matrix, self.output_matrix
@@ -190,7 +277,17 @@ class FastTextClassifier:
         for epoch in range(self.epochs):
             for i in range(len(feats)):
                 f = feats[i]
-                if len(f):
+                if len(f) and self.loss == "hs":
+                    h = W[f].mean(axis=0)
+                    path, code = self._paths[y[i]], self._codes[y[i]]
+                    Op = O[path]
+                    z = Op @ h
+                    loss_sum -= float(np.sum(_log_sigmoid((2.0 * code - 1.0) * z)))
+                    d = 1.0 / (1.0 + np.exp(-z)) - code           # dL/df per inner node
+                    gh = (Op.T @ d) * (-lr / len(f))
+                    O[path] = Op - (lr * d)[:, None] * h[None, :]
+                    scatter(W, f, np.broadcast_to(gh, (len(f), gh.shape[0])))
+                elif len(f):
                     h = W[f].mean(axis=0)
                     z = O @ h
                     z -= z.max()
@@ -233,6 +330,12 @@ class FastTextClassifier:
             f = self.features(t)
             if len(f):
                 H[i] = W[f].mean(axis=0)
+        if self.loss == "hs":
+            F = H @ O.T.astype(np.float64)                   # (N, K) scores of the inner nodes (last unused)
+            logP = np.zeros((len(texts), len(self.classes)))
+            for k, (path, code) in enumerate(zip(self._paths, self._codes)):
+                logP[:, k] = _log_sigmoid(F[:, path] * (2.0 * code - 1.0)).sum(axis=1)
+            return np.exp(logP)
         Z = H @ O.T.astype(np.float64)
         Z -= Z.max(axis=1, keepdims=True)
         P = np.exp(Z)
@@ -264,7 +367,8 @@ class FastTextClassifier:
         meta = {"kind": "rnnlab.FastTextClassifier", "dim": self.dim, "word_ngrams": self.word_ngrams,
                 "bucket": self.bucket, "lr": self.lr, "epochs": self.epochs, "min_count": self.min_count,
                 "lr_update_rate": self.lr_update_rate, "seed": self.seed, "words": self.words,
-                "classes": [str(c) for c in self.classes]}
+                "classes": [str(c) for c in self.classes], "loss": self.loss,
+                "class_counts": [int(c) for c in self.class_counts]}
         with open(path, "wb") as f:
             np.savez(f, input_matrix=self.input_matrix, output_matrix=self.output_matrix,
                      meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8))
@@ -273,7 +377,8 @@ class FastTextClassifier:
     def from_facebook(cls, path):
         """A classifier with the vocabulary, labels, n-gram settings and matrices of a supervised Facebook
         fastText ``.bin`` (read by :func:`rnnlab.embeddings.load_facebook_model`); its predictions are the
-        model's (softmax loss; character n-grams, ``maxn > 0``, are not supported here)."""
+        model's (softmax or hierarchical-softmax loss, the tree rebuilt from the label counts of the file;
+        character n-grams, ``maxn > 0``, and the ns/ova losses are not supported here)."""
         from ..embeddings.fasttext_io import load_facebook_model
 
         fb = load_facebook_model(path)
@@ -283,13 +388,20 @@ class FastTextClassifier:
         if a["maxn"] > 0:
             raise ValueError(f"{path}: the model uses character n-grams (minn={a['minn']}, maxn={a['maxn']}), "
                              "which FastTextClassifier does not compute")
+        if a["loss"] not in ("softmax", "hs"):
+            raise ValueError(f"{path}: the model was trained with loss={a['loss']}; FastTextClassifier reads "
+                             "the softmax and hs losses only")
         m = cls(dim=a["dim"], word_ngrams=a["wordNgrams"], bucket=max(a["bucket"], 1), lr=0.1,
-                epochs=max(a["epoch"], 1), min_count=max(a["minCount"], 1))
+                epochs=max(a["epoch"], 1), min_count=max(a["minCount"], 1), loss=a["loss"])
         m.bucket = a["bucket"] if a["wordNgrams"] > 1 else 0
         m.words, m.classes = list(fb.words), list(fb.labels)
         m.word_index = {w: i for i, w in enumerate(m.words)}
         m.input_matrix = fb.input_matrix[:len(m.words) + m.bucket]
         m.output_matrix = fb.output_matrix
+        m.class_counts = np.asarray(fb.label_counts, dtype=np.int64)
+        if m.loss == "hs" and len(m.classes) < 2:
+            raise ValueError(f"{path}: a hierarchical-softmax model needs at least 2 labels, got {len(m.classes)}")
+        m._set_tree()
         return m
 
     @classmethod
@@ -302,8 +414,9 @@ class FastTextClassifier:
                 raise ValueError(f"{path}: not a FastTextClassifier file (kind {meta.get('kind')!r})")
             m = cls(dim=meta["dim"], word_ngrams=meta["word_ngrams"], bucket=meta["bucket"] or 1,
                     lr=meta["lr"], epochs=meta["epochs"], min_count=meta["min_count"],
-                    lr_update_rate=meta["lr_update_rate"], seed=meta["seed"])
+                    lr_update_rate=meta["lr_update_rate"], seed=meta["seed"], loss=meta.get("loss", "softmax"))
             m.bucket = meta["bucket"]
+            m.class_counts = np.asarray(meta.get("class_counts", [1] * len(meta["classes"])), dtype=np.int64)
             m.words, m.classes = meta["words"], meta["classes"]
             m.word_index = {w: i for i, w in enumerate(m.words)}
             m.input_matrix, m.output_matrix = z["input_matrix"], z["output_matrix"]
@@ -311,4 +424,8 @@ class FastTextClassifier:
         if m.input_matrix.shape != exp or m.output_matrix.shape != (len(m.classes), m.dim):
             raise ValueError(f"{path}: matrix shapes {m.input_matrix.shape} / {m.output_matrix.shape} do not "
                              f"match the settings ({exp} / {(len(m.classes), m.dim)})")
+        if m.class_counts.shape != (len(m.classes),) or (m.class_counts < 0).any():
+            raise ValueError(f"{path}: class_counts {m.class_counts.tolist()[:10]} do not match the "
+                             f"{len(m.classes)} classes")
+        m._set_tree()
         return m

@@ -114,6 +114,8 @@ def add_classify_arguments(parser):
     g.add_argument("--ft-lr", type=float, default=0.1, help="fastText: SGD learning rate (linear decay to 0)")
     g.add_argument("--ft-epochs", type=int, default=5, help="fastText: epochs")
     g.add_argument("--ft-min-count", type=int, default=1, help="fastText: minimum word count")
+    g.add_argument("--ft-loss", choices=["softmax", "hs"], default="softmax",
+                   help="fastText: softmax (default) or hs, a hierarchical softmax over a Huffman tree of the classes")
 
 
 def train_classify(args):
@@ -131,7 +133,7 @@ def train_classify(args):
 
     model = FastTextClassifier(dim=args.ft_dim, word_ngrams=args.word_ngrams, bucket=args.bucket, lr=args.ft_lr,
                                epochs=args.ft_epochs, min_count=args.ft_min_count, seed=args.seed,
-                               verbose=bool(args.verbose))
+                               verbose=bool(args.verbose), loss=args.ft_loss)
     texts, labels, lines, (tcol, lcol) = read_labelled_file(args.data, args.text_column, args.label_column,
                                                            args.delimiter, args.encoding)
     n = len(texts)
@@ -177,5 +179,5 @@ def train_classify(args):
         "model_type": "fasttext", "test_accuracy": test["accuracy"], "test_loss": test["loss"],
         "train_accuracy": train_acc, "train_seconds": round(train_wall, 2), "train_cpu_seconds": round(train_cpu, 2),
         "epochs_run": args.ft_epochs, "classes": len(model.classes), "train_texts": len(x_train),
-        "test_texts": len(te_texts), "vocab_size": len(model.words), "model": path,
+        "test_texts": len(te_texts), "vocab_size": len(model.words), "ft_loss": model.loss, "model": path,
     })
