@@ -485,14 +485,27 @@ def test_wordlm_classify_tag_seq2seq_and_saved_sequential(tmp_path):
     out, att = ex.model.translate(["abc"])[0]
     assert d["output"] == out and d["source"] == ["a", "b", "c"]
     np.testing.assert_allclose(d["attention"], att, atol=1e-4)
+    # the default encoder is bidirectional: both directions are traced, each in reading order, and together
+    # they are the encoder's output H = [forward; backward]
+    assert ex.model.bidirectional
+    assert [(l["label"], l["direction"]) for l in ex.info()["layers"]] == [
+        ("forward_encoder_0", "left-to-right"), ("backward_encoder_0", "right-to-left")]
     tokens, series, _, _ = ex.trace("abc")
     X = ex.model.encode_sources(["abc"])
     H, _, _ = ex.model._encode(X)
-    np.testing.assert_allclose(series["encoder_0"]["h"], H[0], atol=1e-5)
+    np.testing.assert_allclose(series["forward_encoder_0"]["h"], H[0][:, :8], atol=1e-5)
+    np.testing.assert_allclose(series["backward_encoder_0"]["h"], H[0][:, 8:], atol=1e-5)
     shown, norms = ex.gradient_norms("abc", "cba")
-    assert shown == ["a", "b", "c"] and set(norms) == {"encoder_0", "decoder_0"}
-    assert len(norms["encoder_0"]) == 3 and len(norms["decoder_0"]) == 4     # <start> c b a
-    assert min(norms["encoder_0"] + norms["decoder_0"]) > 0
+    assert shown == ["a", "b", "c"] and set(norms) == {"forward_encoder_0", "backward_encoder_0", "decoder_0"}
+    assert len(norms["forward_encoder_0"]) == len(norms["backward_encoder_0"]) == 3
+    assert len(norms["decoder_0"]) == 4     # <start> c b a
+    assert min(norms["forward_encoder_0"] + norms["backward_encoder_0"] + norms["decoder_0"]) > 0
+    assert main(["train", "seq2seq", "--pairs", _write(tmp_path, "p.tsv", pairs), "--epochs", "1", "--units", "8",
+                 "--embedding-dim", "4", "--unidirectional", "--out", str(tmp_path / "s2s_uni"), "--verbose", "0"]) == 0
+    uni = open_model(str(tmp_path / "s2s_uni" / "model.npz"))
+    assert [(l["label"], l["direction"]) for l in uni.info()["layers"]] == [("encoder_0", "left-to-right")]
+    np.testing.assert_allclose(uni.trace("abc")[1]["encoder_0"]["h"], uni.model._encode(X)[0][0], atol=1e-5)
+    assert set(uni.gradient_norms("abc", "cba")[1]) == {"encoder_0", "decoder_0"}
     greedy = ex.model.translate(["abc"])[0][0]     # default label: the model's own output, cut at max_target_len
     assert len(ex.gradient_norms("abc")[1]["decoder_0"]) == min(len(greedy), ex.model.max_target_len) + 1
 

@@ -228,8 +228,10 @@ def test_explore_seq2seq_attention_in_chromium(driver, tmp_path):
         assert [c for c, _ in _heat(driver)] == ["a", "b", "c"]
         driver.find_element(By.ID, "grad-text").send_keys("cba")
         driver.find_element(By.ID, "grad-btn").click()
-        _wait(driver, "return document.querySelectorAll('#grad-chart polyline').length === 2;",
-              "the encoder and decoder gradient norms")
+        # the default bidirectional encoder: its two directions and the decoder
+        _wait(driver, "return document.querySelectorAll('#grad-chart polyline').length === 3;",
+              "the encoder's (both directions) and the decoder's gradient norms")
+        assert "backward_encoder_0 (LSTM 8, reads right to left)" in driver.find_element(By.ID, "model-info").text
         driver.find_element(By.ID, "view-attention").screenshot(os.path.join(_shots_dir(tmp_path),
                                                                               "explore_seq2seq_attention.png"))
         assert _severe(_console(driver)) == []

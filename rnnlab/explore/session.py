@@ -113,7 +113,11 @@ class Stack:
     def describe(self):
         return [{"label": label, "cell": _trace.cell_type(rnn), "units": _trace.units(rnn),
                  "series": list(_trace.SERIES[_trace.cell_type(rnn)]),
-                 "gates": list(_trace.GATES[_trace.cell_type(rnn)])} for label, rnn, _ in self.parts]
+                 "gates": list(_trace.GATES[_trace.cell_type(rnn)]),
+                 # a go_backwards layer (the backward half of a bidirectional encoder) reads right to left; its
+                 # series are shown in reading order like every other layer's
+                 "direction": "right-to-left" if getattr(rnn, "go_backwards", False) else "left-to-right"}
+                for label, rnn, _ in self.parts]
 
     def run(self, x, states=None, upto=None):
         states = states or {}

@@ -3,34 +3,44 @@
 Shapes: B batch, Ts source length, Tt target length, E embedding size, U ``units``,
 Ud = U (or 2U with ``bidirectional``, whose two directions are concatenated), V target vocabulary.
 
-Training (teacher forcing; the whole target sequence in one call of each layer)::
+The training model is a functional :class:`rnnlab.Model` built from public layers
+(:attr:`Seq2Seq.training_model`), and :meth:`Seq2Seq.fit` trains it with the one engine
+(:meth:`rnnlab.models.engine.Engine.fit`: batching, progress bar, callbacks, clipping, the NaN policy)::
 
-    x      = Embedding_src(src ids)                            (B, Ts, E)   source mask m = ids != 0
-    H, s_l = encoder layers l = 1..L (LSTM/GRU/SimpleRNN, return_sequences, masked;
-             bidirectional: a forward and a go_backwards layer, outputs/states concatenated)
-                                                                (B, Ts, Ud), final states per layer
-    y      = Embedding_tgt([<start>, y_1 .. y_n])               (B, Tt, E)
-    S      = decoder layers l = 1..L, layer l starts from the encoder's final states s_l
-                                                                (B, Tt, Ud)
-    a_t    = softmax_j(score(S_t, H_j))  with score ``dot`` S_t.H_j, ``general`` S_t W H_j, or ``concat``
-             v . tanh(W_q S_t + W_k H_j); padded source positions get -1e9   (B, Tt, Ts)
-    c_t    = sum_j a_tj H_j                                     (B, Tt, Ud)   (``attention="none"``:
-                                                                c_t = the encoder's last top-layer state)
-    h~_t   = tanh(W_c [c_t; S_t])                               (B, Tt, Ud)
-    logits = h~ W_o + b_o  ->  softmax cross-entropy against [y_1 .. y_n, <end>], pads masked out
+    source ids (B, Ts) --Embedding(mask_zero)--> x (B, Ts, E)           source mask m = ids != 0
+    encoder layers l = 1..L: LSTM/GRU/SimpleRNN(U, return_sequences, return_state) on the masked x
+        (bidirectional: Bidirectional(RNN, merge_mode="concat"); the final states of the two directions
+        are concatenated: Concatenate()([h_fwd, h_bwd]), ...)       H (B, Ts, Ud), final states s_l
+    decoder input ids [<start>, y_1 .. y_n] --Embedding(mask_zero)--> (B, Tt, E)   target mask
+    decoder layers l = 1..L: RNN(Ud, return_sequences) with initial_state = s_l      S (B, Tt, Ud)
+    context, a = Attention(score_mode)([S, H], return_attention_scores=True)
+        score ``dot`` S_t.H_j, ``general`` S_t W H_j; ``concat``: AdditiveAttention over
+        Dense(Ud)(S) (query) and Dense(Ud)(H) (key), v . tanh(q_t + k_j); padded sources get -1e9
+        (``attention="none"``: context c_t = the encoder's last top-layer state h_L at every step)
+    h~_t   = Dense(Ud, tanh, no bias)(Concatenate()([c_t, S_t])) = tanh(W_c [c_t; S_t])
+    logits = Dense(V)(h~)       loss: SparseCategoricalCrossentropy(from_logits=True) against
+                                [y_1 .. y_n, <end>], averaged over the non-padded target steps (the target
+                                mask reaches the loss along the graph, as in Keras)
 
-Backward runs the same layers in reverse (each layer's hand-written ``backward``): the output and
-combination Dense layers, the attention layer (gradients for query -> S and values -> H), the decoder
-RNNs (returning gradients for their initial states, which flow into the encoder's final states), the
-encoder RNNs and the embeddings. This is Luong et al. (2015) global attention without input feeding
-(h~_t is not fed to the next decoder input), which keeps the teacher-forced decoder one call per layer.
+The gradient is the graph's backward (:mod:`rnnlab.models.functional`): each layer's hand-written
+``backward`` in reverse order -- the output and combination Dense layers, the attention layer (gradients for
+query -> S and values -> H), the decoder RNNs (returning gradients for their initial states, which flow through
+the Concatenate into the encoder's final states), the encoder RNNs and the embeddings. This is Luong et al.
+(2015) global attention without input feeding (h~_t is not fed to the next decoder input), which keeps the
+teacher-forced decoder one call per layer.
 
 Decoding: greedy (:meth:`Seq2Seq.greedy_decode`, batched) or beam search (:meth:`Seq2Seq.beam_decode`);
-both return the attention weights of every produced token. ``reverse_source=True`` feeds the source
-tokens in reverse order (Sutskever et al. 2014); returned attention maps are always in reading order.
+the encoder runs as its own functional model on the trained layers (:attr:`Seq2Seq.encoder_model`, as the
+keras-io ``lstm_seq2seq`` inference models) and the decoder steps each layer's cell, sharing its weights. Both
+return the attention weights of every produced token. ``reverse_source=True`` feeds the source tokens in
+reverse order (Sutskever et al. 2014); returned attention maps are always in reading order.
 
 Inputs longer than ``max_source_len`` (the longest training source, unless given) are truncated with a
 warning. Unknown tokens map to ``<unk>`` with a warning. An empty input gives an empty output.
+
+Files: one ``.npz`` (every weight under ``<name>/<layer>/<weight>`` plus ``__config__``, JSON, no pickle),
+format version 2. Version 1 files (written before Seq2Seq trained through the engine) have the same weight
+names and load unchanged; a file of a newer version is refused with a message naming both versions.
 """
 from __future__ import annotations
 
@@ -44,22 +54,135 @@ import warnings
 import numpy as np
 
 from .. import backend
+from ..callbacks import Callback
 from ..datasets.seq2seq_data import END_ID, PAD_ID, START_ID, Vocabulary, pad_ids
-from ..layers import GRU, LSTM, AdditiveAttention, Attention, Dense, Embedding, SimpleRNN
+from ..layers import (GRU, LSTM, AdditiveAttention, Attention, Bidirectional, Concatenate, Dense, Embedding,
+                      SimpleRNN)
+from ..layers.base import Layer, register
 from ..losses import SparseCategoricalCrossentropy
+from .functional import Input, Model
 
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 ATTENTION_MODES = ("dot", "general", "concat", "none")
-FORMAT_VERSION = 1
+#: the version :meth:`Seq2Seq.save` writes; :meth:`Seq2Seq.load` reads versions 1 .. FORMAT_VERSION
+FORMAT_VERSION = 2
+
+
+@register
+class StateOverTime(Layer):
+    """``[state (B, U), sequence (B, T, D)] -> (B, T, U)``: the state repeated at each of the sequence's T steps
+    (the context of ``attention="none"``: the encoder's last state at every decoder step).
+
+    Forward ``y[:, t] = state``; backward ``dL/dstate = sum_t dL/dy[:, t]`` (the sequence gets no gradient: only
+    its length is read). The output mask is the sequence's mask."""
+
+    def compute_output_shape(self, input_shape):
+        (b, u), seq = input_shape[0], input_shape[1]
+        return (b, seq[1], u)
+
+    def compute_mask(self, inputs, mask=None):
+        return None if mask is None else mask[1]
+
+    def forward(self, inputs, training=False, mask=None):
+        state, seq = inputs
+        state = np.asarray(state)
+        seq_shape = np.shape(seq)
+        if state.ndim != 2 or len(seq_shape) != 3 or state.shape[0] != seq_shape[0]:
+            raise ValueError(f"Layer '{self.name}' (StateOverTime): expected [state (batch, units), sequence (batch, "
+                             f"time, features)], got shapes {state.shape} and {seq_shape}")
+        self._cache = (state.shape, seq_shape)
+        return np.ascontiguousarray(np.broadcast_to(state[:, None, :], (state.shape[0], seq_shape[1],
+                                                                        state.shape[1])))
+
+    def backward(self, grad):
+        state_shape, seq_shape = self._need_cache()
+        grad = np.asarray(grad)
+        expected = (state_shape[0], seq_shape[1], state_shape[1])
+        if grad.shape != expected:
+            raise ValueError(f"Layer '{self.name}' (StateOverTime): gradient must have shape {expected}, got "
+                             f"{grad.shape}")
+        return [grad.sum(axis=1), None]
+
+
+class _Epochs(Callback):
+    """What :meth:`Seq2Seq.fit` adds to the engine's loop: the time budget (stop after the running batch), the
+    validation exact match, Seq2Seq's history records and epoch lines, and the ``on_epoch_end`` hook."""
+
+    def __init__(self, s2s, time_budget, validation_pairs, on_epoch_end, verbose, stream):
+        super().__init__()
+        self.s2s, self.budget, self.val = s2s, time_budget, validation_pairs
+        self.hook, self.verbose, self.stream = on_epoch_end, verbose, stream
+        self.t0 = time.perf_counter()
+        self.steps = 0
+        self.budget_hit = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps = 0
+        if self.verbose == 2:
+            print(f"Epoch {epoch + 1}/{self.params.get('epochs')}", file=self.stream, flush=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.budget is not None and time.perf_counter() - self.t0 > self.budget:
+            self.budget_hit = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        rec = {"epoch": epoch + 1, "loss": float(logs["loss"]), "token_acc": float(logs.get("token_acc", 0.0)),
+               "steps": self.steps, "seconds": time.perf_counter() - self.t0}
+        if self.val:
+            ev = self.s2s.evaluate(self.val)
+            rec["val_exact_match"] = ev["exact_match_accuracy"]
+            rec["val_token_accuracy"] = ev["token_accuracy"]
+        if self.verbose:
+            extra = f" - val exact match {rec['val_exact_match'] * 100:.2f}%" if self.val else ""
+            print(f"  epoch {epoch + 1}: loss {rec['loss']:.4f} - token acc {rec['token_acc']:.4f}{extra} - "
+                  f"{rec['seconds']:.0f}s elapsed", file=self.stream, flush=True)
+        self.s2s.history.append(rec)
+        if self.hook is not None and self.hook(epoch, rec):
+            self.model.stop_training = True
+        if self.budget_hit and self.verbose:
+            print(f"  time budget of {self.budget:.0f}s reached: training stopped", file=self.stream, flush=True)
+
+
+class _PairBatches:
+    """The training pairs as batches for the engine, in the order of the old Seq2Seq loop: a permutation of
+    the pairs per epoch from ``np.random.default_rng(seed)``, each batch cut to its own longest source and
+    target (no work on padding beyond the batch's longest sequence). The Keras ``PyDataset`` protocol:
+    ``len()``, ``[i] -> ([source ids, decoder input ids], decoder targets)``, ``on_epoch_end()``."""
+
+    def __init__(self, X, Yin, Yout, batch_size, seed):
+        self.X, self.Yin, self.Yout, self.batch_size = X, Yin, Yout, int(batch_size)
+        self.src_len = np.count_nonzero(X, axis=1)
+        self.tgt_len = np.count_nonzero(Yout, axis=1)
+        self.gen = np.random.default_rng(seed)
+        self.order = self.gen.permutation(len(X))
+
+    def __len__(self):
+        return math.ceil(len(self.X) / self.batch_size)
+
+    def __getitem__(self, k):
+        idx = self.order[k * self.batch_size:(k + 1) * self.batch_size]
+        ts, tt = int(self.src_len[idx].max()), int(self.tgt_len[idx].max())
+        return [self.X[idx, :ts], self.Yin[idx, :tt]], self.Yout[idx, :tt]
+
+    def on_epoch_end(self):
+        self.order = self.gen.permutation(len(self.X))
 
 
 class Seq2Seq:
-    """Encoder-decoder with attention; see the module docstring for the equations.
+    """Encoder-decoder with attention; see the module docstring for the equations and the graph.
 
     Args: ``source_vocab``/``target_vocab`` (:class:`~rnnlab.datasets.seq2seq_data.Vocabulary`),
     ``embedding_dim``, ``units``, ``cell`` ("lstm" | "gru" | "rnn"), ``num_layers``, ``bidirectional``,
     ``attention`` ("dot" | "general" | "concat" | "none"), ``reverse_source``, ``max_source_len``,
     ``max_target_len`` (decoding stops after this many tokens plus one), ``name``.
+
+    Attributes: :attr:`training_model` (the functional model ``[source ids, decoder input ids] -> logits``
+    that :meth:`fit` trains; ``summary()``, ``predict``, ``compute_gradients`` work on it as on any Model),
+    :attr:`encoder_model` (``source ids -> [H, final states...]``), the layers ``src_emb``, ``encoder`` (per
+    layer, the list of its directions), ``tgt_emb``, ``decoder``, ``att``, ``combine``, ``out``.
     """
 
     def __init__(self, source_vocab, target_vocab, embedding_dim=32, units=64, cell="lstm", num_layers=1,
@@ -82,24 +205,40 @@ class Seq2Seq:
         self.max_source_len, self.max_target_len = int(max_source_len), int(max_target_len)
         self.name = name
         self.dtype = backend.floatx()
+        self.history = []
+        self.stop_reason = None
+        self._make_layers()
+        self._make_graph()
+
+    # ------------------------------------------------------------------ the layers and the graph
+    def _make_layers(self):
+        """The layers, built in a fixed order (the same order, and so the same initial weights for a seed, as
+        the format-1 Seq2Seq)."""
         E, U = self.embedding_dim, self.units
         Ud = self.dec_units = U * (2 if self.bidirectional else 1)
-        RNNCls = _CELLS[cell]
-        self.src_emb = Embedding(len(source_vocab), E, name="source_embedding")
-        self.tgt_emb = Embedding(len(target_vocab), E, name="target_embedding")
+        RNNCls = _CELLS[self.cell]
+        self.src_emb = Embedding(len(self.source_vocab), E, mask_zero=True, name="source_embedding")
+        self.tgt_emb = Embedding(len(self.target_vocab), E, mask_zero=True, name="target_embedding")
         self.src_emb._maybe_build((None, None))
         self.tgt_emb._maybe_build((None, None))
-        self.encoder, self.decoder = [], []
+        self.encoder, self.encoder_layers = [], []
         d_in = E
         for i in range(self.num_layers):
-            dirs = [RNNCls(U, return_sequences=True, return_state=True, name=f"encoder_{i}")]
+            rnn = RNNCls(U, return_sequences=True, return_state=True, name=f"encoder_{i}")
             if self.bidirectional:
-                dirs.append(RNNCls(U, return_sequences=True, return_state=True, go_backwards=True,
-                                   name=f"encoder_{i}_backward"))
+                back = RNNCls(U, return_sequences=True, return_state=True, go_backwards=True,
+                              name=f"backward_encoder_{i}")
+                wrapper = Bidirectional(rnn, backward_layer=back, name=f"bidirectional_encoder_{i}")
+                dirs = [wrapper.forward_layer, wrapper.backward_layer]
+            else:
+                wrapper, dirs = rnn, [rnn]
             for r in dirs:
                 r._maybe_build((None, None, d_in))
+            wrapper._maybe_build((None, None, d_in))
             self.encoder.append(dirs)
+            self.encoder_layers.append(wrapper)
             d_in = Ud
+        self.decoder = []
         d_in = E
         for i in range(self.num_layers):
             r = RNNCls(Ud, return_sequences=True, return_state=True, name=f"decoder_{i}")
@@ -107,10 +246,10 @@ class Seq2Seq:
             self.decoder.append(r)
             d_in = Ud
         self.att = self.att_q = self.att_k = None
-        if attention in ("dot", "general"):
-            self.att = Attention(score_mode=attention, name="attention")
+        if self.attention in ("dot", "general"):
+            self.att = Attention(score_mode=self.attention, name="attention")
             self.att._maybe_build([(None, None, Ud), (None, None, Ud)])
-        elif attention == "concat":
+        elif self.attention == "concat":
             self.att_q = Dense(Ud, use_bias=False, name="attention_query")
             self.att_k = Dense(Ud, use_bias=False, name="attention_key")
             self.att = AdditiveAttention(name="attention")
@@ -119,10 +258,41 @@ class Seq2Seq:
             self.att._maybe_build([(None, None, Ud)] * 3)
         self.combine = Dense(Ud, activation="tanh", use_bias=False, name="attention_combine")
         self.combine._maybe_build((None, None, 2 * Ud))
-        self.out = Dense(len(target_vocab), name="output")
+        self.out = Dense(len(self.target_vocab), name="output")
         self.out._maybe_build((None, None, Ud))
         self.loss_fn = SparseCategoricalCrossentropy(from_logits=True)
-        self.history = []
+
+    def _make_graph(self):
+        """Wire the layers with the functional API: the training model, the same graph with the attention
+        weights as a second output (:meth:`forward`), and the inference encoder."""
+        src = Input((None,), dtype="int32", name="source_ids")
+        yin = Input((None,), dtype="int32", name="decoder_input_ids")
+        h = self.src_emb(src)
+        finals = []
+        for wrapper in self.encoder_layers:
+            res = wrapper(h)
+            h, states = res[0], res[1:]
+            if self.bidirectional:   # [h_f, c_f, h_b, c_b] -> [h_f;h_b], [c_f;c_b]: the decoder's initial state
+                n = len(states) // 2
+                states = [Concatenate(name=f"{wrapper.name}_state_{j}")([states[j], states[n + j]])
+                          for j in range(n)]
+            finals.append(list(states))
+        H = h
+        d = self.tgt_emb(yin)
+        for layer, st in zip(self.decoder, finals):
+            d = layer(d, initial_state=st)[0]
+        S = d
+        if self.attention == "none":
+            ctx, A = StateOverTime(name="last_encoder_state")([finals[-1][0], S]), None
+        elif self.attention == "concat":
+            ctx, A = self.att([self.att_q(S), H, self.att_k(H)], return_attention_scores=True)
+        else:
+            ctx, A = self.att([S, H], return_attention_scores=True)
+        logits = self.out(self.combine(Concatenate(name="context_and_state")([ctx, S])))
+        self.training_model = Model([src, yin], logits, name=self.name)
+        self._forward_model = Model([src, yin], [logits] if A is None else [logits, A], name=f"{self.name}_forward")
+        self.encoder_model = Model(src, [H] + [s for st in finals for s in st], name=f"{self.name}_encoder")
+        self._state_counts = [len(st) for st in finals]
 
     # ------------------------------------------------------------------ weights
     @property
@@ -131,9 +301,22 @@ class Seq2Seq:
         ls += [x for x in (self.att_q, self.att_k, self.att) if x is not None]
         return ls + [self.combine, self.out]
 
+    def _file_label(self, layer):
+        """A layer's name in weight paths: the format-1 names (``encoder_0``, ``encoder_0_backward``)."""
+        for i, dirs in enumerate(self.encoder):
+            if layer is dirs[0]:
+                return f"encoder_{i}"
+            if len(dirs) > 1 and layer is dirs[1]:
+                return f"encoder_{i}_backward"
+        return layer.name
+
     def iter_weights(self):
+        """``(path, owner, weight)`` for every weight, paths ``<name>/<layer>/<weight>`` (as format 1)."""
         for layer in self.layers:
-            yield from layer.iter_weights(f"{self.name}/")
+            label = self._file_label(layer)
+            head = f"{self.name}/{layer.name}/"
+            for path, owner, w in layer.iter_weights(f"{self.name}/"):
+                yield f"{self.name}/{label}/{path[len(head):]}", owner, w
 
     def trainable_weight_refs(self):
         for path, owner, w in self.iter_weights():
@@ -185,83 +368,46 @@ class Seq2Seq:
 
     # ------------------------------------------------------------------ forward pieces
     def _encode(self, X, training=False):
-        mask = X != PAD_ID
-        h = self.src_emb.forward(X, training=training)
-        finals = []
-        for dirs in self.encoder:
-            res = dirs[0].forward(h, training=training, mask=mask)
-            if len(dirs) == 1:
-                h, st = res[0], res[1:]
-            else:
-                rb = dirs[1].forward(h, training=training, mask=mask)
-                h = np.concatenate([res[0], rb[0][:, ::-1]], axis=-1)
-                st = [np.concatenate([a, b], axis=-1) for a, b in zip(res[1:], rb[1:])]
-            finals.append(list(st))
-        return h, finals, mask
-
-    def _attend(self, S, H, mask):
-        """Context (B, Tq, Ud) and attention weights (B, Tq, Ts) for decoder states S."""
-        if self.attention == "concat":
-            qp = self.att_q.forward(S)
-            kp = self.att_k.forward(H)
-            return self.att.forward([qp, H, kp], mask=[None, mask], return_attention_scores=True)
-        return self.att.forward([S, H], mask=[None, mask], return_attention_scores=True)
+        """The inference encoder: ``(H (B, Ts, Ud), final states per layer, source mask)``."""
+        outs = self.encoder_model.forward(X, training=training)
+        H, flat = outs[0], outs[1:]
+        finals, k = [], 0
+        for n in self._state_counts:
+            finals.append(list(flat[k:k + n]))
+            k += n
+        return H, finals, X != PAD_ID
 
     def _output(self, S, H, mask, finals):
+        """Logits and attention weights for decoder states S (the head of the graph, for the decoding steps)."""
         if self.attention == "none":
             top = finals[-1][0]
             ctx = np.broadcast_to(top[:, None, :], S.shape)
             A = None
+        elif self.attention == "concat":
+            ctx, A = self.att.forward([self.att_q.forward(S), H, self.att_k.forward(H)], mask=[None, mask],
+                                      return_attention_scores=True)
         else:
-            ctx, A = self._attend(S, H, mask)
+            ctx, A = self.att.forward([S, H], mask=[None, mask], return_attention_scores=True)
         hc = self.combine.forward(np.concatenate([ctx, S], axis=-1))
         return self.out.forward(hc), A
 
     def forward(self, X, Yin, training=False):
-        """Teacher-forced logits (B, Tt, V) and attention weights (B, Tt, Ts) (None without attention)."""
-        H, finals, mask = self._encode(X, training)
-        d = self.tgt_emb.forward(Yin, training=training)
-        for layer, st in zip(self.decoder, finals):
-            d = layer.forward(d, training=training, initial_state=st)[0]
-        self._fwd = (H.shape, finals)
-        return self._output(d, H, mask, finals)
+        """Teacher-forced logits (B, Tt, V) and attention weights (B, Tt, Ts) (None without attention): the
+        training graph run on source ids ``X`` and decoder input ids ``Yin``."""
+        out = self._forward_model.forward([X, Yin], training=training)
+        if isinstance(out, list):
+            return out[0], out[1]
+        return out, None
 
     def backward(self, dlogits):
-        """Back-propagate dL/dlogits through everything; fills every layer's ``grads``."""
-        H_shape, finals = self._fwd
-        Ud = self.dec_units
-        dcat = self.combine.backward(self.out.backward(dlogits))
-        dctx, dS = dcat[..., :Ud], np.ascontiguousarray(dcat[..., Ud:])
-        d_top = None
-        if self.attention == "none":
-            dH = np.zeros(H_shape, self.dtype)
-            d_top = dctx.sum(axis=1)
-        elif self.attention == "concat":
-            dqp, dH, dkp = self.att.backward([dctx, None])
-            dS += self.att_q.backward(dqp)
-            dH = dH + self.att_k.backward(dkp)
-        else:
-            dq, dH = self.att.backward([dctx, None])
-            dS += dq
-        g = dS
-        dinit = [None] * self.num_layers
-        for i in range(self.num_layers - 1, -1, -1):
-            res = self.decoder[i].backward([g] + [None] * len(finals[i]))
-            g, dinit[i] = res[0], list(res[1:])
-        self.tgt_emb.backward(g)
-        if d_top is not None:
-            dinit[-1][0] = dinit[-1][0] + d_top
-        g = dH
-        U = self.units
-        for i in range(self.num_layers - 1, -1, -1):
-            dirs = self.encoder[i]
-            if len(dirs) == 1:
-                g = dirs[0].backward([g] + dinit[i])
-            else:
-                gf = dirs[0].backward([g[..., :U]] + [s[:, :U] for s in dinit[i]])
-                gb = dirs[1].backward([g[..., U:][:, ::-1]] + [s[:, U:] for s in dinit[i]])
-                g = gf + gb
-        self.src_emb.backward(g)
+        """Back-propagate dL/dlogits through the graph of the last :meth:`forward`; fills every layer's
+        ``grads``."""
+        m = self._forward_model
+        m.input_grad_needed = False     # token ids have no gradient
+        try:
+            m.backward([dlogits, None] if self.attention != "none" else dlogits)
+        finally:
+            m.input_grad_needed = True
 
     def loss_and_grads(self, X, Yin, Yout, training=True):
         """Masked mean token cross-entropy of a batch; fills the gradients. Returns (loss, token accuracy)."""
@@ -271,7 +417,6 @@ class Seq2Seq:
         self.backward(dlogits)
         acc = float(np.sum((logits.argmax(-1) == Yout) & tmask) / max(1, tmask.sum()))
         return loss, acc
-
     # ------------------------------------------------------------------ decoding
     def _dec_step(self, tokens, states, H, mask, finals):
         """One decoding step: each decoder layer's cell (sharing the layer's weights) steps once,
@@ -409,12 +554,18 @@ class Seq2Seq:
 
     # ------------------------------------------------------------------ training
     def fit(self, pairs, epochs=10, batch_size=64, optimizer=None, validation_pairs=None, time_budget=None,
-            verbose=1, seed=0, stream=None, on_epoch_end=None):
+            verbose=1, seed=0, stream=None, on_epoch_end=None, callbacks=None):
         """Train on (source, target) pairs with teacher forcing, masked token loss and ``optimizer``
-        (default Adam(1e-3, clipnorm=1)). ``time_budget`` (seconds) stops cleanly after the running batch.
-        ``on_epoch_end(epoch, logs) -> bool`` may return True to stop. Returns the history list."""
+        (default Adam(1e-3, clipnorm=1)), through the engine: ``training_model.fit`` on the batches of the pairs
+        (shuffled per epoch by ``np.random.default_rng(seed)``, each cut to its longest sequences).
+
+        ``time_budget`` (seconds) stops cleanly after the running batch. ``validation_pairs``: the greedy exact
+        match after every epoch. ``on_epoch_end(epoch, logs) -> bool`` may return True to stop. ``callbacks``:
+        more :class:`rnnlab.callbacks.Callback` objects for the engine (their ``model`` is
+        :attr:`training_model`). The NaN policy is the engine's: a non-finite loss or gradient stops training
+        before the update with a RuntimeWarning, and :attr:`stop_reason` says why. Returns the history list."""
         from ..optimizers import Adam
-        from ..training import NonFiniteLoss, ProgressBar, checked_update, warn_stop
+        from ..metrics import SparseCategoricalAccuracy
 
         if not pairs:
             raise ValueError("Seq2Seq.fit: no training pairs")
@@ -425,60 +576,12 @@ class Seq2Seq:
         self.stop_reason = None
         X = self.encode_sources([s for s, _ in pairs], warn=False)
         Yin, Yout = self.encode_targets([t for _, t in pairs])
-        src_len = np.count_nonzero(X, axis=1)
-        tgt_len = np.count_nonzero(Yout, axis=1)
-        n = len(pairs)
-        steps = math.ceil(n / batch_size)
-        gen = np.random.default_rng(seed)
-        refs = list(self.trainable_weight_refs())
-        t0 = time.perf_counter()
-        stop = False
-        for epoch in range(epochs):
-            order = gen.permutation(n)
-            bar = ProgressBar(steps, stream=stream) if verbose == 1 else None
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}", file=stream, flush=True)
-            tot_loss = tot_acc = 0.0
-            done = 0
-            for k in range(steps):
-                idx = order[k * batch_size:(k + 1) * batch_size]
-                ts, tt = int(src_len[idx].max()), int(tgt_len[idx].max())
-                loss, acc = self.loss_and_grads(X[idx, :ts], Yin[idx, :tt], Yout[idx, :tt])
-                try:  # the one NaN policy of every loop: no update, warn, stop (rnnlab.training.checked_update)
-                    checked_update(opt, refs, loss, epoch, k)
-                except NonFiniteLoss as e:
-                    self.stop_reason = warn_stop(e, bar)
-                    stop = True
-                    break
-                tot_loss += loss
-                tot_acc += acc
-                done += 1
-                if bar is not None:
-                    bar.update(done, {"loss": tot_loss / done, "token_acc": tot_acc / done}, samples=done * batch_size)
-                if time_budget is not None and time.perf_counter() - t0 > time_budget:
-                    stop = True
-                    break
-            if done == 0:
-                break
-            logs = {"epoch": epoch + 1, "loss": tot_loss / done, "token_acc": tot_acc / done, "steps": done,
-                    "seconds": time.perf_counter() - t0}
-            if bar is not None:
-                bar.finish(done, {"loss": logs["loss"], "token_acc": logs["token_acc"]})
-            if validation_pairs:
-                ev = self.evaluate(validation_pairs)
-                logs["val_exact_match"] = ev["exact_match_accuracy"]
-                logs["val_token_accuracy"] = ev["token_accuracy"]
-            if verbose:
-                extra = (f" - val exact match {logs['val_exact_match'] * 100:.2f}%" if validation_pairs else "")
-                print(f"  epoch {epoch + 1}: loss {logs['loss']:.4f} - token acc {logs['token_acc']:.4f}"
-                      f"{extra} - {logs['seconds']:.0f}s elapsed", file=stream, flush=True)
-            self.history.append(logs)
-            if on_epoch_end is not None and on_epoch_end(epoch, logs):
-                stop = True
-            if stop:
-                if verbose and time_budget is not None and time.perf_counter() - t0 > time_budget:
-                    print(f"  time budget of {time_budget:.0f}s reached: training stopped", file=stream, flush=True)
-                break
+        tm = self.training_model
+        tm.compile(optimizer=opt, loss=self.loss_fn, metrics=[SparseCategoricalAccuracy(name="token_acc")])
+        hooks = _Epochs(self, time_budget, validation_pairs, on_epoch_end, verbose, stream)
+        tm.fit(_PairBatches(X, Yin, Yout, batch_size, seed), epochs=epochs, verbose=1 if verbose == 1 else 0,
+               callbacks=list(callbacks or []) + [hooks], stream=stream)
+        self.stop_reason = tm.stop_reason
         return self.history
 
     # ------------------------------------------------------------------ saving
@@ -497,10 +600,11 @@ class Seq2Seq:
 
     @classmethod
     def load(cls, path):
-        """Load a model written by :meth:`save` (no pickle). Read through :class:`rnnlab.io.NpzArchive`: the
-        config's sizes are bounded by the file's arrays, the model is built shape-only and its weight names and
-        shapes compared with the array headers before anything is allocated; every problem is an
-        :class:`rnnlab.io.FileFormatError` (a ``ValueError``) naming the file."""
+        """Load a model written by :meth:`save` (no pickle), format version 1 or 2. Read through
+        :class:`rnnlab.io.NpzArchive`: the config's sizes are bounded by the file's arrays, the model is built
+        shape-only and its weight names and shapes compared with the array headers before anything is allocated;
+        every problem is an :class:`rnnlab.io.FileFormatError` (a ``ValueError``) naming the file; a file of a
+        newer format version is refused naming its version and the versions this rnnlab reads."""
         from .. import io as rio
 
         what = "rnnlab Seq2Seq model file"
@@ -518,6 +622,12 @@ class Seq2Seq:
                 fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
                 raise rio.FileFormatError(f"Seq2Seq.load: {path} holds a {fmt!r:.60}, not an rnnlab.Seq2Seq",
                                           path=path)
+            version = meta.get("version")
+            if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+                raise rio.FileFormatError(
+                    f"Seq2Seq.load: {path} is an rnnlab.Seq2Seq file of format version {version!r:.40}; this "
+                    f"rnnlab reads versions 1 to {FORMAT_VERSION} (a newer rnnlab wrote it, or it is damaged)",
+                    path=path)
             cfg = meta.get("config")
             if not isinstance(cfg, dict):
                 raise rio.FileFormatError(f"Seq2Seq.load: {path}: corrupt config ({type(cfg).__name__})", path=path)

@@ -32,12 +32,14 @@ async function init() {
   let info;
   try { info = await api("/api/info"); } catch (e) { showError(e.message); return; }
   state.info = info;
-  const layerNames = info.layers.map((l) => `${l.label} (${l.cell} ${l.units})`).join(", ");
+  // a layer that reads right to left (the backward half of a bidirectional layer) says so
+  const layerText = (l) => `${l.label} (${l.cell} ${l.units}${l.direction === "right-to-left" ? ", reads right to left" : ""})`;
+  const layerNames = info.layers.map(layerText).join(", ");
   $("model-info").textContent = `${info.kind} model ${info.file} · ${info.unit} level · ${layerNames}`;
   const layerSel = $("layer");
   for (const l of info.layers) {
     const o = document.createElement("option");
-    o.value = l.label; o.textContent = `${l.label} (${l.cell} ${l.units})`;
+    o.value = l.label; o.textContent = layerText(l);
     layerSel.appendChild(o);
   }
   fillSeries();
