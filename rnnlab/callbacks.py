@@ -9,14 +9,24 @@ in a hook ends training after the current batch (batch hooks) or epoch (epoch ho
 
 Provided: :class:`History` (always installed by ``fit``), :class:`EarlyStopping`, :class:`ModelCheckpoint`,
 :class:`TerminateOnNaN`, :class:`ReduceLROnPlateau`, :class:`LearningRateScheduler`, :class:`LambdaCallback`,
-:class:`CSVLogger`.
+:class:`CSVLogger`, :class:`TimeBudget` (stop cleanly between batches after a wall-clock or CPU budget) and
+:class:`BackupAndRestore` (resume an interrupted ``fit`` exactly: weights, optimizer slots, epoch, the random
+generator and the callbacks' state).
+
+Callback state. A callback whose decisions depend on past epochs (:class:`EarlyStopping`,
+:class:`ReduceLROnPlateau`, :class:`ModelCheckpoint` with ``save_best_only``) has ``get_state()`` -> a JSON-able
+dict and ``set_state(state)``; :class:`BackupAndRestore` saves and restores it, so a resumed run stops, decays
+and saves exactly when an uninterrupted one would.
 """
 from __future__ import annotations
 
 import csv
+import io
+import json
 import math
 import os
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -95,6 +105,18 @@ def _resolve_mode(mode, monitor, who):
     return mode
 
 
+def _num_out(v):
+    """A float for JSON (inf/nan as strings), or None."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else repr(v)
+
+
+def _num_in(v):
+    return None if v is None else float(v)
+
+
 def _monitor_value(logs, monitor, who):
     value = (logs or {}).get(monitor)
     if value is None:
@@ -164,6 +186,20 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
+    def get_state(self):
+        """``wait``, ``best``, ``best_epoch``, ``stopped_epoch`` and (``restore_best_weights``) the best weights."""
+        st = {"wait": self.wait, "best": _num_out(self.best), "best_epoch": self.best_epoch,
+              "stopped_epoch": self.stopped_epoch}
+        if self.restore_best_weights and self.best_weights is not None:
+            st["best_weights"] = [np.array(w) for w in self.best_weights]   # arrays: stored as npz members
+        return st
+
+    def set_state(self, state):
+        self.wait, self.best_epoch = int(state["wait"]), int(state["best_epoch"])
+        self.best, self.stopped_epoch = _num_in(state["best"]), int(state.get("stopped_epoch", 0))
+        if "best_weights" in state:
+            self.best_weights = [np.array(w) for w in state["best_weights"]]
+
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
@@ -198,6 +234,12 @@ class ModelCheckpoint(Callback):
         self.initial_value_threshold = initial_value_threshold
         self.best = None if initial_value_threshold is None else float(initial_value_threshold)
 
+    def get_state(self):
+        return {"best": _num_out(self.best)}
+
+    def set_state(self, state):
+        self.best = _num_in(state["best"])
+
     def _format(self, epoch, logs):
         try:
             return self.filepath.format(epoch=epoch + 1, **logs)
@@ -225,6 +267,10 @@ class ModelCheckpoint(Callback):
             print(f"Epoch {epoch + 1}: saving model to {path}")
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
+        self._save(path, epoch, logs)
+
+    def _save(self, path, epoch, logs):
+        """Write the file (override to save in another format, e.g. a task file with its run state)."""
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
@@ -267,6 +313,13 @@ class ReduceLROnPlateau(Callback):
 
     def _better(self, value):
         return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+
+    def get_state(self):
+        return {"best": _num_out(self.best), "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+
+    def set_state(self, state):
+        self.best, self.wait = _num_in(state["best"]), int(state["wait"])
+        self.cooldown_counter = int(state["cooldown_counter"])
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -427,6 +480,188 @@ class CSVLogger(Callback):
         if self._file is not None and not self._file.closed:
             self._file.close()
         self._writer = None
+
+
+class TimeBudget(Callback):
+    """Stop training cleanly when a wall-clock and/or CPU-time budget is spent (checked between batches).
+
+    ``max_minutes``: wall clock since ``on_train_begin``; ``max_cpu_minutes``: CPU time of the process (all its
+    threads, ``time.process_time``), a load-independent budget on a shared machine. Either limit ends training.
+    ``timer``: instead of the two limits, any object with ``expired()`` (asked once before every epoch and once
+    before every batch).
+
+    The check runs in ``on_epoch_begin`` and ``on_train_batch_begin``: ``fit`` then stops *before* that epoch
+    or batch (no step is cut short). An epoch that ran some batches still ends with its validation and
+    ``on_epoch_end`` (its logs over the batches run; ``fit``'s ``history.partial_epochs`` lists it, and
+    ``self.stopped_during_epoch`` names it), so the best model of a partial epoch can still be kept.
+    ``model.stop_reason`` says ``"time budget (...) reached during epoch k"`` / ``"... before epoch k"``
+    (1-based), which :class:`BackupAndRestore` reads as an interruption to resume from (it keeps its backup).
+    """
+
+    def __init__(self, max_minutes=None, max_cpu_minutes=None, timer=None):
+        super().__init__()
+        for name, v in (("max_minutes", max_minutes), ("max_cpu_minutes", max_cpu_minutes)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+                raise ValueError(f"TimeBudget: {name} must be a number > 0 or None, got {v!r}")
+        if timer is not None and not callable(getattr(timer, "expired", None)):
+            raise TypeError(f"TimeBudget: timer must have an expired() method, got {type(timer).__name__}")
+        self.max_minutes, self.max_cpu_minutes, self.timer = max_minutes, max_cpu_minutes, timer
+        self.stopped_before_epoch = self.stopped_during_epoch = None
+        self._epoch = 0
+        self._ran = False
+
+    def describe(self):
+        """``"100 wall minutes"`` / ``"5 CPU minutes"`` / both."""
+        parts = []
+        if self.max_minutes is not None:
+            parts.append(f"{self.max_minutes:g} wall minutes")
+        if self.max_cpu_minutes is not None:
+            parts.append(f"{self.max_cpu_minutes:g} CPU minutes")
+        return " / ".join(parts) or "the timer's budget"
+
+    def expired(self):
+        if self.timer is not None:
+            return bool(self.timer.expired())
+        if self.max_minutes is not None and time.perf_counter() - self._t0 >= 60.0 * self.max_minutes:
+            return True
+        return self.max_cpu_minutes is not None and time.process_time() - self._c0 >= 60.0 * self.max_cpu_minutes
+
+    def on_train_begin(self, logs=None):
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
+        self.stopped_before_epoch = self.stopped_during_epoch = None
+
+    def _stop(self, during):
+        self.model.stop_training = True
+        where = "during" if during else "before"
+        if during:
+            self.stopped_during_epoch = self._epoch
+        else:
+            self.stopped_before_epoch = self._epoch
+        self.model.stop_reason = f"time budget ({self.describe()}) reached {where} epoch {self._epoch + 1}"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._ran = epoch, False
+        if self.expired():
+            self._stop(False)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.model.stop_training:
+            return
+        if self.expired():
+            self._stop(self._ran)
+        self._ran = True
+
+
+class BackupAndRestore(Callback):
+    """Resume an interrupted ``fit`` where it stopped (Keras' ``BackupAndRestore``), exactly.
+
+    After every epoch (``save_freq="epoch"``) it writes ``backup_dir/backup.npz`` atomically: the weights, the
+    optimizer state (slots, iteration count, learning rate), the next epoch, the state of rnnlab's random
+    generator (shuffles, dropout masks) and the state of every other callback that has ``get_state()``
+    (:class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :class:`ModelCheckpoint`). When ``fit`` starts and the
+    file exists, all of it is restored (its ``on_train_begin`` runs after the other callbacks' so their state
+    is not reset afterwards) and ``fit`` continues at the saved epoch: the remaining epochs draw the same
+    shuffles and dropout masks, so the final weights equal an uninterrupted run's (same code, same data, same
+    callbacks in the same order). A partial epoch (a :class:`TimeBudget` stop) is not backed up: it is
+    repeated from its start.
+
+    ``delete_checkpoint=True`` removes the backup when ``fit`` ends normally (not when ``model.stop_reason``
+    says it was interrupted: a time budget or a non-finite loss), as Keras. The model must be built and
+    compiled the same way (and from the same seed) in the run that resumes.
+    """
+
+    _restores_state = True   # fit runs its on_train_begin after the other callbacks'
+    runs_on_every_rank = True  # under mpiexec every rank restores the backup (rank 0 alone writes it)
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+        super().__init__()
+        if save_freq != "epoch":
+            raise ValueError(f"BackupAndRestore: only save_freq='epoch' is supported, got {save_freq!r}")
+        if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
+            raise ValueError(f"BackupAndRestore: backup_dir must be a folder path, got {backup_dir!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self.path = os.path.join(self.backup_dir, "backup.npz")
+        self.restored_epoch = None
+        self._callbacks = []
+
+    def set_callbacks(self, callbacks):
+        """The other callbacks of this ``fit`` (set by ``fit``): their ``get_state()`` is backed up."""
+        self._callbacks = [cb for cb in callbacks if cb is not self]
+
+    def _stateful(self):
+        return [(i, cb) for i, cb in enumerate(self._callbacks) if callable(getattr(cb, "get_state", None))]
+
+    def on_train_begin(self, logs=None):
+        self.restored_epoch = None
+        if not os.path.exists(self.path):
+            return
+        from . import backend
+        from .io import read_npz_arrays
+
+        arrays = read_npz_arrays(self.path, "BackupAndRestore backup")
+        try:
+            run = json.loads(arrays.pop("__run__").tobytes().decode("utf-8"))
+        except (KeyError, UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"BackupAndRestore: {self.path} is not a backup written by this callback ({e})") \
+                from None
+        n = sum(1 for k in arrays if k.startswith("w:"))
+        self.model.set_weights([arrays[f"w:{i}"] for i in range(n)])
+        opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
+        paths = {p for p, _, _ in self.model.iter_weights()}
+        unknown = sorted({k.rpartition("/")[0] for k in opt if "/" in k} - paths)
+        if unknown:
+            raise ValueError(f"BackupAndRestore: {self.path} holds optimizer slots of weights {unknown[:3]} that "
+                             f"this model does not have (its weights: {sorted(paths)[:3]} ...); the optimizer "
+                             "state is keyed by weight path: build the model with the same layer names")
+        if opt:
+            self.model.optimizer.set_state(opt)
+        backend.rng().bit_generator.state = run["rng"]
+        states = run.get("callbacks", {})
+        for key, st in states.items():      # lists of arrays were stored as members cb:<key>:<name>:<j>
+            for name, count in st.pop("__arrays__", {}).items():
+                st[name] = [arrays[f"cb:{key}:{name}:{j}"] for j in range(count)]
+        for i, cb in self._stateful():
+            st = states.get(f"{i}:{type(cb).__name__}")
+            if st is not None:
+                cb.set_state(st)
+        self.restored_epoch = int(run["epoch"])
+        self.model._initial_epoch = self.restored_epoch   # fit goes on from here
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch in (getattr(self.model.history, "partial_epochs", None) or []) or \
+                getattr(self.model, "stop_reason", None):
+            return   # a partial epoch: the backup stays at the last complete one
+        from . import backend, distributed
+        from .io import atomic_write_bytes
+
+        if not distributed.is_root():
+            return
+        arrays = {f"w:{i}": w for i, w in enumerate(self.model.get_weights())}
+        for k, v in self.model.optimizer.get_state().items():
+            arrays[f"opt:{k}"] = np.asarray(v)
+        states = {}
+        for i, cb in self._stateful():
+            key, st = f"{i}:{type(cb).__name__}", dict(cb.get_state())
+            for name in [k for k, v in st.items() if isinstance(v, list) and v and
+                         all(isinstance(a, np.ndarray) for a in v)]:
+                for j, a in enumerate(st[name]):
+                    arrays[f"cb:{key}:{name}:{j}"] = a
+                st.setdefault("__arrays__", {})[name] = len(st.pop(name))
+            states[key] = st
+        run = {"epoch": epoch + 1, "rng": backend.rng().bit_generator.state, "callbacks": states}
+        arrays["__run__"] = np.frombuffer(json.dumps(run).encode("utf-8"), dtype=np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        os.makedirs(self.backup_dir, exist_ok=True)
+        atomic_write_bytes(self.path, buf.getvalue())
+
+    def on_train_end(self, logs=None):
+        from . import distributed
+
+        if self.delete_checkpoint and not getattr(self.model, "stop_reason", None) and distributed.is_root() \
+                and os.path.exists(self.path):
+            os.unlink(self.path)
 
 
 def __getattr__(name):  # only for names that do not exist: an AttributeError naming the rnnlab equivalent

@@ -685,6 +685,10 @@ class Engine:
                 cb.set_params(params)
         self._initial_epoch = None
         for cb in cbs:
+            if hasattr(cb, "set_callbacks"):
+                cb.set_callbacks(cbs)
+        # a callback that restores state (BackupAndRestore) begins last, so no other callback resets it afterwards
+        for cb in sorted(cbs, key=lambda c: bool(getattr(c, "_restores_state", False))):
             cb.on_train_begin({})
         if self._initial_epoch is not None:  # a callback restored a backup (BackupAndRestore): go on from there
             initial_epoch = max(int(initial_epoch), int(self._initial_epoch))
@@ -788,7 +792,7 @@ class Engine:
             logs = self._epoch_logs(sums, wsum, latest, custom)
             done = ran
             partial = (source is None and seen < n) or (source is not None and steps is not None and ran < steps)
-            if partial and self.stop_reason is None:
+            if partial:
                 history.partial_epochs.append(epoch)
             if (val is not None or val_source is not None) and (dist is None or dist.is_root):
                 if tbptt is not None:
@@ -815,6 +819,7 @@ class Engine:
             last_logs = logs
             if source is not None and source.exhausted:
                 break
+        history.stop_reason = self.stop_reason   # a non-finite loss, or a callback's reason (TimeBudget)
         for cb in cbs:
             cb.on_train_end(dict(last_logs))
         if dist is not None:  # e.g. EarlyStopping(restore_best_weights) set rank 0's weights
