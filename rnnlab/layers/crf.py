@@ -289,8 +289,8 @@ class CRF(Layer):
         A, s, e = self._scores()
         B, T, K = x.shape
         gold = self._gold(x, m, y)
-        if not np.isfinite(gold).all():
-            b = int(np.flatnonzero(~np.isfinite(gold))[0])
+        if np.isneginf(gold).any() and np.isfinite(x[m]).all():   # a forbidden step (NaN emissions: a NaN loss)
+            b = int(np.flatnonzero(np.isneginf(gold))[0])
             n = int(m[b].sum())
             seq = y[b, :n]
             if not self.allowed_start[seq[0]]:
