@@ -9,7 +9,8 @@ Architecture, for a padded batch of word ids ``w`` (B, T) (0 = padding) and, opt
           reshaped to (B, T, 2 Uc)                              last states of a char BiLSTM per word
     k   = casing(word) one-hot (B, T, 6), with ``casing=True`` (needs the characters): all lower, all upper,
           initial upper, all digits, contains a digit, other (punctuation, mixed) -- fixed features, no weights
-    h_0 = [e ; f ; k]  (concatenated on the feature axis; just e without characters), then Dropout
+    g_j = Embedding(V_j, D)(features[..., j])                   (B, T, D) per feature column j (e.g. POS tags)
+    h_0 = [e ; f ; k ; g_1 .. g_k]  (concatenated on the feature axis; just e without characters), then Dropout
     h_k = [Bidirectional](LSTM|GRU|SimpleRNN(U, return_sequences=True))(h_{k-1}, mask=m)   k = 1..layers
     p   = TimeDistributed(Dense(n_tags, softmax))(h_layers)    (B, T, n_tags)
     L   = masked sparse categorical cross-entropy(tags, p, mask=m)   (padding steps do not count)
@@ -25,11 +26,20 @@ seen once in the training data (``Tagger.singletons``) is replaced by ``<unk>`` 
 ``<unk>`` embedding is trained on words like the unseen ones of the test data.
 
 Backward runs the same layers in reverse order; the gradient of ``h_0`` is split back into ``dL/de`` (to the
-word embedding) and ``dL/df`` (reshaped to (B*T, 2 Uc), through the char BiLSTM to the char embedding). Every
-layer's own backward is the hand-written one in :mod:`rnnlab.layers`; this module only routes gradients.
+word embedding), ``dL/df`` (reshaped to (B*T, 2 Uc), through the char BiLSTM to the char embedding) and
+``dL/dg_j`` (to each feature column's embedding). Every layer's own backward is the hand-written one in
+:mod:`rnnlab.layers`; this module only routes gradients.
+
+Training runs in the one engine (:class:`rnnlab.models.engine.Engine`, issue 16): the tagger is an engine model
+whose hooks run the forward/backward above (word dropout in the training forward), compiled with the masked
+cross-entropy or :class:`rnnlab.layers.crf.CRFLoss`; :meth:`Tagger.fit` is ``Engine.fit`` over a
+:class:`TaggingBatches` dataset (padded per batch) with :class:`ValidationScores` and
+``EarlyStopping(restore_best_weights=True)``; ``train_on_batch``/``train_step`` take the arrays of
+:meth:`Tagger.arrays`.
 
 Files: :meth:`Tagger.save` writes one ``.npz`` (weights + a JSON document with the vocabularies and
-hyper-parameters); :meth:`Tagger.load` reads it with ``allow_pickle=False``.
+hyper-parameters, ``"version": 2``); :meth:`Tagger.load` reads it with ``allow_pickle=False``. Files without a
+version (version 1, before feature columns) load unchanged; a newer version is a ``FileFormatError`` naming it.
 """
 from __future__ import annotations
 

@@ -16,12 +16,19 @@ from the training file; a declared scheme is strict (e.g. ``I-X`` after ``O`` un
 file and line, which says that conlleval would read it as the start of a new chunk). Scoring is conlleval's for
 every scheme. ``--epochs`` defaults to early stopping (3 epochs without a better validation value) within
 ``--max-minutes 15``; ``--threads`` defaults to the cores (``--threads 1`` on a shared machine).
+Feature columns (``--feature-columns auto``): in ``--format conll`` files the columns between the token and the
+tag column (CoNLL-2000's POS tags; CoNLL-2003's POS and chunk tags; none in two-column files such as WNUT-17,
+none for CoNLL-U) are read as categorical inputs, each through its own embedding (``--feature-dim 25``)
+concatenated to the word features (``none`` or a list of column indices to choose); such a model tags
+``word|POS`` tokens in ``rnnlab tag``.
 ``--vectors FILE`` (word2vec text/binary or GloVe, e.g. from ``rnnlab train word2vec``) initialises the word
 embeddings (dimension = ``--embedding-dim``; ``--freeze-vectors`` keeps them fixed); the coverage is reported.
 
 The model is :class:`rnnlab.tagging.tagger.Tagger` (bidirectional by default; ``--unidirectional`` for a
 left-to-right tagger). Padded batches are masked (padding steps neither feed the recurrent layers nor count in
-the loss). Training runs in :class:`rnnlab.tasks.runstate.TrainLoop` like classify/charlm/wordlm: the model of the
+the loss). Each batch is one engine step (``Tagger.train_step``, the public step of
+:class:`rnnlab.models.engine.Engine`: forward, loss, backward, the one NaN policy, the update); the epochs run
+in :class:`rnnlab.tasks.runstate.TrainLoop` like classify/charlm/wordlm: the model of the
 best validation epoch (entity F1 for BIO/IOB/IOBES tags, else token accuracy) is saved to ``OUT/model.npz`` (a
 tagger file with a ``__task__`` entry), every completed epoch to ``OUT/checkpoint.npz`` (weights, optimizer state,
 RNG state: ``--resume`` continues exactly where an uninterrupted run would be), the per-epoch metrics to
