@@ -11,6 +11,7 @@ import pytest
 import rnnlab
 from rnnlab import _native
 from rnnlab import layers as L
+from rnnlab.layers.fused_native import NativePaths
 
 U24 = 2.0 ** -24
 
@@ -145,6 +146,8 @@ def test_policy():
 # ------------------------------------------------------------------ the layers' packed products
 def _layer_run(cell, kw, x, g, packed, monkeypatch):
     monkeypatch.setattr(_native, "packed_gemm_wins", (lambda *a: True) if packed else (lambda *a: False))
+    # (with several BLAS threads the layers also split their products over rnnlab's threads: off for the reference)
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", packed)
     rnnlab.set_random_seed(0)
     layer = getattr(L, cell)(32, return_sequences=True, **kw)
     layer(x)
@@ -280,8 +283,10 @@ def _run_cell(cell, x, mask, g, training, seed=0, **kw):
 def test_row_split_forward_same_bits(cell, B, threads, training, monkeypatch):
     """With several BLAS threads the fused forward loop runs its batch rows in blocks on threads
     (``_native.row_blocks`` / ``run_blocks``): the same outputs, states, gate buffers and gradients as one
-    block, bit for bit (uneven blocks, a mask with padded and holed rows)."""
+    block, bit for bit (uneven blocks, a mask with padded and holed rows). (The layer's other products held on
+    the BLAS, whose sums differ from the packed kernel's: the split products have their own test.)"""
     rnnlab.set_floatx("float32")
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", False)
     rng = np.random.default_rng(B)
     T, D, U = 6, 5, 32
     x = rng.standard_normal((B, T, D)).astype(np.float32)
@@ -315,9 +320,11 @@ def test_row_split_forward_same_bits(cell, B, threads, training, monkeypatch):
 def test_row_split_policy(monkeypatch):
     """Several BLAS threads: a per-step product too large for the single-threaded kernel alone still takes
     the packed path when the fused loop can split its rows; not with recurrent dropout (no fused loop), not
-    for a batch too small for two blocks of 8 rows, not for SimpleRNN (no fused loop)."""
+    for a batch too small for two blocks of 8 rows, not for SimpleRNN (no fused loop). Smaller products: one
+    block when the layer leaves its other products to the BLAS pool, split when it keeps them off it."""
     rnnlab.set_floatx("float32")
     monkeypatch.setattr(_native, "blas_threads", lambda: 2)
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", False)
     rng = np.random.default_rng(0)
     U = 512                                               # 16 x 512 x 2048: above PACKED_MAX_MULADDS_THREADED
     assert not _native.packed_gemm_wins(16, U, 4 * U) and not _native.packed_gemm_wins(17, U, U)
@@ -335,6 +342,13 @@ def test_row_split_policy(monkeypatch):
     layer(x)
     layer.forward(x)
     assert layer._ws.pk is not None and not layer._ws.fused_split and layer._fused_rows(layer._ws) == [(0, 32)]
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", True)
+    layer.forward(x)
+    assert layer._ws.pk is not None and layer._ws.fused_split and layer._fused_rows(layer._ws) == [(0, 16), (16, 32)]
+    monkeypatch.setattr(_native, "blas_threads", lambda: 1)        # one BLAS thread: nothing to split over
+    layer.forward(x)
+    assert layer._ws.pk is not None and not layer._ws.fused_split
+    monkeypatch.setattr(_native, "blas_threads", lambda: 2)
     assert _native.row_blocks(16) == [(0, 8), (8, 16)] and _native.row_blocks(15) == [(0, 15)]
     monkeypatch.setattr(_native, "blas_threads", lambda: None)      # another BLAS: one block
     assert _native.row_blocks(64) == [(0, 64)]
@@ -371,9 +385,11 @@ def test_small_batch_inference_projection_packed(cell, monkeypatch):
     """Batch <= 4 inference with a multi-threaded BLAS: the input projection X W_x runs in the packed kernel on
     this thread (W_x packed into a buffer kept on the workspace); it agrees with the NumPy-matmul projection to
     float32 rounding, follows an in-place edit of the kernel, and is left to the BLAS in training, above the
-    size limit, below 8 rows and when the BLAS has one thread."""
+    size limit, below 8 rows and when the BLAS has one thread (the layer's split products held off: their own test
+    is test_split_products)."""
     rnnlab.set_floatx("float32")
     monkeypatch.setattr(_native, "blas_threads", lambda: 2)
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", False)
     rng = np.random.default_rng(6)
     x = rng.standard_normal((1, 40, 24)).astype(np.float32)
     layer = getattr(L, cell)(32, return_sequences=True)
@@ -418,3 +434,53 @@ def test_small_batch_inference_projection_packed(cell, monkeypatch):
     short = getattr(L, cell)(32)
     short(x[:, :7])
     assert short._ws.native and getattr(short._ws, "packed_x", None) is None
+
+
+@pytest.mark.native_gemm
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
+def test_split_products(cell, monkeypatch):
+    """Several BLAS threads: the layer's input projection, dX and weight gradients run in the packed kernel over
+    rnnlab's threads (rows of X and dA, columns of the gradients); they agree with NumPy's BLAS to float32 rounding,
+    and the column-split weight gradients are the bits of the unsplit packed pass."""
+    rnnlab.set_floatx("float32")
+    rng = np.random.default_rng(11)
+    B, T, D = 20, 30, 5                                   # T * B = 600 rows of dA: three chunks
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    g = rng.standard_normal((B, T, 32)).astype(np.float32)
+    monkeypatch.setattr(_native, "blas_threads", lambda: 2)
+    ref = _layer_run(cell, {}, x, g, False, monkeypatch)
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", True)
+    monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: False)      # only the split can take the kernel
+    rnnlab.set_random_seed(0)
+    layer = getattr(L, cell)(32, return_sequences=True)
+    layer(x)
+    b = layer.params["bias"]
+    b[...] = np.linspace(-0.5, 0.5, b.size).reshape(b.shape)
+    rnnlab.set_random_seed(1)
+    y = layer.forward(x, training=True)
+    dx = layer.backward(g)
+    ws = layer._ws
+    assert ws.packed_x is not None and ws.packed_dx is not None
+    assert any(k[0] == "split" for k in ws.packed_grad)
+    np.testing.assert_allclose(y, ref[0], rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(dx, ref[1], rtol=2e-6, atol=2e-6)
+    for k in ref[2]:
+        np.testing.assert_allclose(layer.grads[k], ref[2][k], rtol=2e-6, atol=2e-5, err_msg=k)
+    # the split gradient products against the unsplit packed pass: the same bits
+    dA2 = rng.standard_normal((T * B, 200)).astype(np.float32)      # 200 columns: blocks of 2 and 2 panels (partial)
+    lhs = [rng.standard_normal((T * B, n)).astype(np.float32) for n in (5, 32)]
+    outs = [[np.full((n, 200), np.nan, np.float32) for n in (5, 32)] for _ in range(2)]
+    layer._grad_products_split(ws, dA2, list(zip(lhs, outs[0])))
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", False)
+    monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: True)
+    layer._grad_products(ws, dA2, list(zip(lhs, outs[1])))
+    for left, a, c in zip(lhs, *outs):
+        np.testing.assert_array_equal(a, c)
+        exact = left.T.astype(np.float64) @ dA2.astype(np.float64)
+        assert np.all(np.abs(a - exact) <= _bound(left.T, dA2, T * B))
+    # split_matmul: row blocks of one packed product, the bits of one call
+    pm = _native.PackedMatrix(200, 7).pack(rng.standard_normal((200, 7)).astype(np.float32))
+    o1, o2 = np.empty((T * B, 7), np.float32), np.empty((T * B, 7), np.float32)
+    _native.split_matmul(pm, dA2, o1)
+    pm.matmul(dA2, o2)
+    np.testing.assert_array_equal(o1, o2)

@@ -79,8 +79,15 @@ def test_fused_backward_blocks_and_fallbacks(monkeypatch):
     layer(x)
     layer.forward(x, training=True)
     calls.clear()
+    real_fb = type(layer)._fused_backward
+
+    def fb(self, ws, g_out):
+        calls.append("loop")
+        return real_fb(self, ws, g_out)
+    monkeypatch.setattr(type(layer), "_fused_backward", fb)
     layer.backward(np.ones((32, 16), np.float32))
-    assert layer.last_backward_path == "fused_loop" and calls == [[(0, 16), (16, 32)]]
+    assert layer.last_backward_path == "fused_loop"
+    assert calls[calls.index("loop") + 1] == [(0, 16), (16, 32)]
     mask = np.ones((32, 5), bool)
     mask[3, 2:] = False
     layer.forward(x, training=True, mask=mask)
@@ -240,3 +247,43 @@ def test_numpy_backend_and_float64_take_no_table():
             m.predict_on_batch(ids)
         assert m.layers[1].__dict__.get("_proj_table") is None
     rnnlab.set_floatx("float32")
+
+
+# ----------------------------------------------------------------------------- Adam over row blocks
+@pytest.mark.native
+@pytest.mark.parametrize("kind", ["dense", "sparse", "lazy", "amsgrad", "unsorted"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_row_blocks_same_bits(monkeypatch, kind, dtype):
+    """The fused Adam step split over row blocks (several BLAS threads, large arrays) gives the bits of one call;
+    unsorted sparse indices are not split."""
+    rng = np.random.default_rng(8)
+    R, D = 37, 5
+    w0, m0, v0 = (rng.standard_normal((R, D)).astype(dtype) for _ in range(3))
+    v0 = np.abs(v0)
+    vh0 = np.abs(rng.standard_normal((R, D))).astype(dtype) if kind == "amsgrad" else None
+    if kind == "dense" or kind == "amsgrad":
+        idx, g = None, rng.standard_normal((R, D)).astype(dtype)
+    else:
+        idx = np.sort(rng.choice(R, 11, replace=False))
+        if kind == "unsorted":
+            idx = idx[::-1].copy()
+        g = rng.standard_normal((idx.size, D)).astype(dtype)
+    seen = []
+    real = _native.run_blocks
+
+    def spy(fn, blocks):
+        seen.append(len(blocks))
+        return real(fn, blocks)
+    monkeypatch.setattr(_native, "run_blocks", spy)
+    out = []
+    for threads, split_min in [(1, 1 << 18), (3, 8)]:
+        monkeypatch.setattr(_native, "blas_threads", lambda: threads)
+        monkeypatch.setattr(_native, "ADAM_SPLIT_MIN", split_min)
+        w, m, v = w0.copy(), m0.copy(), v0.copy()
+        vh = None if vh0 is None else vh0.copy()
+        assert _native.adam_update(w, m, v, vh, g, idx, 0.9, 0.999, 0.1, 0.001, 1e-7, 3e-3, lazy=kind == "lazy")
+        out.append([w, m, v] + ([] if vh is None else [vh]))
+    assert seen == [1, 1 if kind == "unsorted" else 3]
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(out[0][0], w0)

@@ -194,13 +194,52 @@ def adam_update(w, m, v, vh, g, idx, b1, b2, c1, c2, eps, alpha, lazy=False) -> 
         idx = np.ascontiguousarray(idx, dtype=np.int64)
         g = np.ascontiguousarray(g)
         (R, D), n, idx_ptr = w.shape, idx.size, idx.ctypes.data
-    rc = getattr(_LIB, f"rnnlab_adam{'_lazy' if lazy else ''}_{_SUFFIX[dt]}")(
-        w.ctypes.data, m.ctypes.data, v.ctypes.data, None if vh is None else vh.ctypes.data,
-        g.ctypes.data, idx_ptr, n, R, D, float(b1), float(b2), float(c1), float(c2), float(eps),
-        float(alpha))
-    if rc != 0:
+    fn = getattr(_LIB, f"rnnlab_adam{'_lazy' if lazy else ''}_{_SUFFIX[dt]}")
+    scalars = (float(b1), float(b2), float(c1), float(c2), float(eps), float(alpha))
+    its = w.itemsize
+    ptrs = [a.ctypes.data for a in (w, m, v)] + [None if vh is None else vh.ctypes.data]
+
+    def run(block):
+        # rows [r0, r1) of every array, gradient rows [k0, k1) (their indices shifted by -r0, in a copy)
+        r0, r1, k0, k1, idx_part = block
+        off = r0 * D * its
+        p = [None if q is None else q + off for q in ptrs]
+        gp = g.ctypes.data + (k0 * D * its if idx_ptr is not None else off)
+        ip = None if idx_ptr is None else idx_part.ctypes.data
+        return fn(p[0], p[1], p[2], p[3], gp, ip, k1 - k0, r1 - r0, D, *scalars)
+
+    blocks = _adam_blocks(R, D, idx if idx_ptr is not None else None)
+    rcs = run_blocks(run, blocks)
+    if any(rc != 0 for rc in rcs):
         raise MemoryError("rnnlab._native.adam_update: cannot allocate the row map")
     return True
+
+
+#: Fewest elements per thread for which :func:`adam_update` splits its rows over NumPy's BLAS thread count (the
+#: step is a stream over w, m, v: a second core adds bandwidth; below this the hand-off costs more than it saves)
+ADAM_SPLIT_MIN = 1 << 18
+
+
+def _adam_blocks(R, D, idx):
+    """The row blocks of :func:`adam_update`: ``[(r0, r1, k0, k1, idx_part)]``, one per BLAS thread when the arrays
+    are large (:data:`ADAM_SPLIT_MIN` elements a thread) and a sparse gradient's indices are strictly increasing
+    (RowSparseGrad's sorted unique ids: block b's gradient rows are one slice), else the whole. Every element goes
+    through the same operations whatever the blocks: the same bits."""
+    whole = [(0, R, 0, 0 if idx is None else idx.size, idx)]
+    n = min(blas_threads() or 1, (R * D) // ADAM_SPLIT_MIN, R)
+    if n < 2:
+        return whole
+    if idx is not None and idx.size > 1 and not bool(np.all(idx[1:] > idx[:-1])):
+        return whole
+    out = []
+    for b in range(n):
+        r0, r1 = b * R // n, (b + 1) * R // n
+        if idx is None:
+            out.append((r0, r1, 0, 0, None))
+        else:
+            k0, k1 = (int(k) for k in np.searchsorted(idx, [r0, r1]))
+            out.append((r0, r1, k0, k1, idx[k0:k1] - r0))
+    return out
 
 
 # ------------------------------------------------------------------ recurrent cells (_cells.c)
@@ -463,6 +502,17 @@ def row_blocks(B):
     n = blas_threads() or 1
     n = max(1, min(n, B // SPLIT_MIN_ROWS))
     return [(i * B // n, (i + 1) * B // n) for i in range(n)]
+
+
+def split_matmul(pm, a, out, accumulate=False):
+    """``out = a @ B`` (or ``+=``) with B packed in ``pm`` (:class:`PackedMatrix`), a's rows split into one block per
+    thread of NumPy's BLAS (:func:`run_blocks`; each block at least :data:`SPLIT_MIN_ROWS` rows). Each row is the same
+    sum whatever the blocks: the same bits as one ``pm.matmul``."""
+    M = a.shape[0]
+    n = max(1, min(blas_threads() or 1, M // SPLIT_MIN_ROWS))
+    blocks = [(i * M // n, (i + 1) * M // n) for i in range(n)]
+    run_blocks(lambda b: pm.matmul(a[b[0]:b[1]], out[b[0]:b[1]], accumulate), blocks)
+    return out
 
 
 _POOL = None        # (pid, workers, ThreadPoolExecutor) for run_blocks (made anew in a forked child)

@@ -544,7 +544,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         if not (self.input_grad_needed or given_state):
             return None  # the input is data: skip the (T*B, kU) @ (kU, D) GEMM
         # X is not needed after the weight gradients: dX goes into its buffer
-        dX = np.matmul(ws.dA.reshape(T * B, -1), self.params["kernel"].T, out=ws.X.reshape(T * B, D)).reshape(T, B, D)
+        dX = self._input_grad_product(ws, ws.dA.reshape(T * B, -1), ws.X.reshape(T * B, D)).reshape(T, B, D)
         if ws.in_mask is not None:
             dX *= ws.in_mask
         if self.go_backwards:

@@ -93,6 +93,31 @@ class NativePaths:
         return m, rk, b, ws.native_wp
 
     # ------------------------------------------------------- packed products
+    #: With several BLAS threads, run every large product of the layer (input projection, dX, weight gradients,
+    #: the per-step products) in the packed kernel on rnnlab's own threads (row or column blocks) instead of
+    #: NumPy's BLAS pool; see :meth:`_split_products`
+    SPLIT_PRODUCTS = True
+
+    def _split_products(self):
+        """True when this call's large products run in the packed kernel split over rnnlab's own threads
+        (:func:`rnnlab._native.split_matmul`, :meth:`_grad_products`), not in NumPy's multi-threaded BLAS:
+        float32 compiled path, AVX-512, several BLAS threads, :attr:`SPLIT_PRODUCTS`. Why: OpenBLAS's worker spins
+        ~130 ms after each call (docs/benchmarks.md), taking the core that the fused loops' second row block
+        needs; with no product of the layer in its pool it stays asleep, and both loops split their rows."""
+        return (self.SPLIT_PRODUCTS and (_native.blas_threads() or 1) > 1 and self._native_float32()
+                and _native.gemm_available())
+
+    def _input_grad_product(self, ws, dA2, out):
+        """``out = dA W_x^T`` ((T*B, W) @ (W, D), the input gradient): the packed kernel over row blocks when
+        :meth:`_split_products`, else NumPy's matmul."""
+        kernel = self.params["kernel"]
+        if dA2.dtype != np.float32 or kernel.dtype != np.float32 or not self._split_products():
+            return np.matmul(dA2, kernel.T, out=out)
+        pm = ws.packed_dx
+        if pm is None or (pm.K, pm.N) != kernel.T.shape:
+            ws.packed_dx = pm = _native.PackedMatrix(*kernel.T.shape)
+        return _native.split_matmul(pm.pack(kernel.T), dA2, out)
+
     # (the batch <= NATIVE_MAX_BATCH inference path: products up to this size run on the calling thread)
     PACKED_PROJECTION_MAX_MULADDS = 1 << 24
 
@@ -106,13 +131,19 @@ class NativePaths:
         was the faster of the two, so it keeps the product, as it does above ``PACKED_PROJECTION_MAX_MULADDS``
         (long sequences, wide layers). Measurements: docs/benchmarks.md, "Fast-path thresholds"."""
         M, (K, N) = ws.T * ws.B, kernel.shape
-        if (not ws.native_ok or kernel.dtype != np.float32 or M < 8 or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS
-                or not _native.gemm_available() or _native.blas_threads() == 1):
+        split = not ws.native_ok and kernel.dtype == np.float32 and M >= 8 and self._split_products()
+        if not split and (not ws.native_ok or kernel.dtype != np.float32 or M < 8
+                          or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS or not _native.gemm_available()
+                          or _native.blas_threads() == 1):
             return False
         pm = ws.packed_x
         if pm is None or (pm.K, pm.N) != (K, N):
             ws.packed_x = pm = _native.PackedMatrix(K, N)
-        pm.pack(kernel).matmul(ws.X.reshape(M, K), ws.A.reshape(M, N))
+        pm.pack(kernel)
+        if split:       # (any batch, several BLAS threads: over rnnlab's row blocks, see _split_products)
+            _native.split_matmul(pm, ws.X.reshape(M, K), ws.A.reshape(M, N))
+        else:
+            pm.matmul(ws.X.reshape(M, K), ws.A.reshape(M, N))
         return True
 
     #: Largest input-projection table (vocabulary x gate width) :meth:`_table_projection` keeps per layer
@@ -192,6 +223,10 @@ class NativePaths:
         taken for the split (``ws.fused_split``, see :meth:`_packed_forward`), else the whole batch."""
         return _native.row_blocks(ws.B) if ws.fused_split else [(0, ws.B)]
 
+    def _has_fused_backward(self, ws):
+        """Whether :meth:`_fused_backward` exists for this layer (LSTM: where its fused forward does)."""
+        return False
+
     def _has_fused_forward(self, ws):
         """Whether :meth:`_fused_forward` can run on this workspace: its compiled step kernels are set up
         (``ws.fast.cptr``: LSTM and GRU with their default activations, float32) and loaded."""
@@ -228,13 +263,15 @@ class NativePaths:
         B, U = ws.B, self.units
         if W is None or not self._native_float32():
             return None
-        # products too large for the single-threaded kernel next to a multi-threaded BLAS: the packed path all
-        # the same when the fused loop can split its rows over as many threads; for smaller ones one block
         # (docs/benchmarks.md, "Fast-path thresholds")
-        ws.fused_split = not _native.packed_gemm_wins(B, U, W.shape[1])
-        if ws.fused_split and not (ws.rec_mask is None and self._has_fused_forward(ws) and _native.gemm_available()
-                                   and len(_native.row_blocks(B)) > 1):
-            ws.fused_split = False
+        # products too large for the single-threaded kernel next to a multi-threaded BLAS: the packed path all
+        # the same when the fused loop can split its rows over as many threads; smaller ones split too when the
+        # layer keeps all its products off the BLAS pool (_split_products), else one block
+        can_split = (ws.rec_mask is None and self._has_fused_forward(ws) and _native.gemm_available()
+                     and len(_native.row_blocks(B)) > 1)
+        wins = _native.packed_gemm_wins(B, U, W.shape[1])
+        ws.fused_split = can_split and (not wins or self._split_products())
+        if not wins and not can_split:
             return None
         pk = ws.packed_fwd
         if pk is None or len(pk.step) < ws.T:   # (made at the first call's T: a longer one, up to cap, extends it)
@@ -253,7 +290,12 @@ class NativePaths:
         theirs), or None for NumPy's matmul on the ``ws.WhT`` copy."""
         W = self._step_weight(ws)
         B, U = ws.B, self.units
-        if W is None or not self._native_float32() or not _native.packed_gemm_wins(B, W.shape[1], U):
+        if W is None or not self._native_float32():
+            return None
+        # (a product too large for one thread: packed all the same when the compiled loop splits its rows)
+        if not _native.packed_gemm_wins(B, W.shape[1], U) and not (
+                ws.m is None and ws.rec_mask is None and self._has_fused_backward(ws) and self._split_products()
+                and len(_native.row_blocks(B)) > 1):
             return None
         pkb = ws.packed_bwd
         if pkb is None or len(pkb.src) < ws.T:
@@ -288,6 +330,9 @@ class NativePaths:
         (a chunk-sized buffer, not a second dA; same chunks as the kernel's own, so the same sums)."""
         K, N = dA2.shape
         M = max(lhs.shape[1] for lhs, _ in pairs)
+        if dA2.dtype == np.float32 and all(out.dtype == np.float32 for _, out in pairs) and self._split_products():
+            self._grad_products_split(ws, dA2, pairs)
+            return
         if not (dA2.dtype == np.float32 and self._native_float32() and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES
                 and _native.packed_gemm_wins(M, K, N)):
             for lhs, out in pairs:
@@ -305,3 +350,29 @@ class NativePaths:
             pm.pack(chunk)
             for lhs, out in pairs:
                 pm.matmul(lhs[k0:k0 + kc].T, out, accumulate=k0 > 0)
+
+    def _grad_products_split(self, ws, dA2, pairs):
+        """:meth:`_grad_products` over rnnlab's threads: the columns of dA (and of every ``out``) split into one block
+        per BLAS thread (whole 64-column panels), each thread running the whole chunked pass over its columns with
+        its own packed chunk buffers. Each element is the same sum as in the unsplit packed pass: the same bits."""
+        K, N = dA2.shape
+        n = max(1, min(_native.blas_threads() or 1, (N + 63) // 64))
+        panels = (N + 63) // 64
+        cols = [(min(N, 64 * (i * panels // n)), min(N, 64 * ((i + 1) * panels // n))) for i in range(n)]
+        kc = _native.PACK_KC
+        if ws.packed_grad is None:
+            ws.packed_grad = {}
+
+        def run(block):
+            i, (n0, n1) = block
+            for k0 in range(0, K, kc):
+                chunk = dA2[k0:k0 + kc, n0:n1]
+                key = ("split", i, chunk.shape[0], n1 - n0)
+                pm = ws.packed_grad.get(key)
+                if pm is None:
+                    pm = ws.packed_grad[key] = _native.PackedMatrix(chunk.shape[0], n1 - n0)
+                pm.pack(chunk)
+                for lhs, out in pairs:
+                    pm.matmul(lhs[k0:k0 + kc].T, out[:, n0:n1], accumulate=k0 > 0)
+
+        _native.run_blocks(run, list(enumerate(cols)))

@@ -38,7 +38,7 @@ class Workspace:
         # a cell's own fast-path views and constants (LSTM, GRU reset_after=True; None otherwise)
         "fast",
         # filled lazily by the packed / compiled paths (fused_native)
-        "packed_grad", "packed_x", "packed_fwd", "packed_bwd", "WhT", "native_wp", "fused_scratch", "fused_split",
+        "packed_grad", "packed_x", "packed_dx", "packed_fwd", "packed_bwd", "WhT", "native_wp", "fused_scratch", "fused_split",
     )
 
     #: per batch size (they hold (B, .) arrays, views or raw addresses of this batch size): kept for the last
@@ -59,7 +59,7 @@ class Workspace:
         self.in_mask = self.rec_mask = self.pk = self.pkb = None
         self.native = self.native_ok = False
         self.fast = None
-        self.packed_grad = self.packed_x = self.packed_fwd = self.packed_bwd = None
+        self.packed_grad = self.packed_x = self.packed_dx = self.packed_fwd = self.packed_bwd = None
         self.WhT = self.native_wp = self.fused_scratch = None
         self.fused_split = False
 

@@ -238,6 +238,9 @@ class LSTMSteps:
         cp.fwd_isa = uses[0]
         return True
 
+    def _has_fused_backward(self, ws):
+        return self._has_fused_forward(ws)
+
     def _fused_backward(self, ws, g_out):
         # the BPTT loop in C (_cells.c: the gate kernel of _step_backward_fast, dA over A[t], the packed dA W_h^T),
         # by blocks of rows; the carried gradients come back in ws.carry (ws.dprev is the scratch)
