@@ -330,7 +330,8 @@ class NativePaths:
         (a chunk-sized buffer, not a second dA; same chunks as the kernel's own, so the same sums)."""
         K, N = dA2.shape
         M = max(lhs.shape[1] for lhs, _ in pairs)
-        if dA2.dtype == np.float32 and all(out.dtype == np.float32 for _, out in pairs) and self._split_products():
+        if (dA2.dtype == np.float32 and all(out.dtype == np.float32 for _, out in pairs)
+                and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES and self._split_products()):
             self._grad_products_split(ws, dA2, pairs)
             return
         if not (dA2.dtype == np.float32 and self._native_float32() and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES
