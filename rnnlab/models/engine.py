@@ -583,7 +583,7 @@ class Engine:
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
         dist = _distributed.current()  # data-parallel under mpiexec: rank 0 logs, calls back and validates
-        if custom and dist is not None:
+        if custom and dist is not None and not getattr(self, "_steps_are_collective", False):
             raise ValueError(f"fit: {type(self).__name__} overrides train_step; a custom step is not data-parallel "
                              "(rnnlab.distributed averages the built-in step's gradients): run it in one process")
         source = None
@@ -596,9 +596,6 @@ class Engine:
                 raise ValueError("fit: validation_split needs arrays; give validation_data for a dataset")
             if tbptt_steps is not None:
                 raise ValueError("fit: tbptt_steps needs arrays x, y of whole sequences, not a dataset of batches")
-            if dist is not None:
-                raise ValueError("fit: under mpiexec give arrays (each rank takes its shard of every batch), not a "
-                                 "dataset")
             source = BatchSource(x, steps_per_epoch, "fit")
             xs = ys = sws = None
         else:

@@ -17,7 +17,7 @@ U+FFFD). Two ways to train:
 
     The recurrent layers are ``stateful``: the state at the end of a window is the initial state of the
     next window (the states are reset at the start of every epoch), while the gradient stops at the
-    window's first step -- truncated BPTT with k1 = k2 = k, run by :class:`rnnlab.training.TBPTT`. So every
+    window's first step -- truncated BPTT with k1 = k2 = k (``Model.fit(..., tbptt_steps=k)``). So every
     character is a target once per epoch and sees an unbounded left context in the forward pass.
     ``--clipnorm`` clips each weight's gradient norm separately (Keras ``clipnorm``).
 
@@ -154,66 +154,26 @@ class _Adapter(SequentialTaskAdapter):
                 raise ValueError(f"the training text ({len(train_ids)} characters) is shorter than --maxlen "
                                  f"{settings['maxlen']}")
 
-    def _tbptt(self):
-        from ..training import TBPTT
-
-        if getattr(self, "_tb", None) is None or self._tb.model is not self.model:
-            self._tb = TBPTT(self.model, self.settings["bptt"])
-        return self._tb
-
-    def _step(self, xb, yb, epoch, step):
-        # forward, loss, backward, finite checks (NonFiniteLoss), update: the step of Sequential.fit
-        return self.model.train_step((xb, yb), epoch=epoch, step=step)["loss"]
-
-    def _batches(self):
-        """Window mode: shuffled one-hot windows and their next characters."""
+    def fit_arguments(self):
+        """``Model.fit``'s data (TrainLoop). Stream mode: truncated BPTT over the B streams (``tbptt_steps``:
+        states carried window to window, reset at the first window, gradient cut at each window's start). Window
+        mode: one-hot windows and their next characters, shuffled every epoch from rnnlab's generator."""
         from .. import backend
-
-        s = self.settings
-        order = self.starts[backend.rng().permutation(len(self.starts))]
-        for a in range(0, len(order), s["batch_size"]):
-            st = order[a:a + s["batch_size"]]
-            yield (one_hot_windows(self.train_ids, st, s["maxlen"], self.vocab),
-                   self.train_ids[st + s["maxlen"]])
-
-    def train_epoch(self, epoch, timer):
-        from ..training import NonFiniteLoss, ProgressBar
-        from .runstate import close_epoch
+        from .runstate import EpochBatchSet
 
         s = self.settings
         if s["mode"] == "stream":
-            # truncated BPTT over the B streams: states carried window to window (reset at the first
-            # window), gradient cut at each window's start
-            windows = self._tbptt().windows(self.x.shape[1])
-            rows = slice(0, self.x.shape[0])
-            steps = len(windows)
-            items = ((w, None) for w in windows)
-        else:
-            steps = math.ceil(len(self.starts) / s["batch_size"])
-            items = self._batches()
-        bar = ProgressBar(steps) if self.verbose else None
-        total = seen = 0.0
-        partial, stop, step = False, None, 0
-        for step, (xb, yb) in enumerate(items):
-            if timer.expired():
-                partial = True
-                break
-            try:
-                if yb is None:
-                    loss = self._tbptt().train_window(self.x, self.y, None, rows, xb, epoch, step)
-                    n = self.x.shape[0] * (xb[1] - xb[2])
-                else:
-                    loss = self._step(xb, yb, epoch, step)
-                    n = yb.size
-            except NonFiniteLoss as e:
-                stop = str(e)
-                break
-            total += loss * n
-            seen += n
-            if bar is not None:
-                bar.update(step + 1, {"loss": total / seen}, int(seen))
-        logs = {"loss": total / max(seen, 1)}
-        return close_epoch(logs, bar, step, seen, partial, stop)
+            return {"x": self.x, "y": self.y, "batch_size": self.x.shape[0], "tbptt_steps": s["bptt"],
+                    "shuffle": False}
+        bs = s["batch_size"]
+
+        def draw():
+            order = self.starts[backend.rng().permutation(len(self.starts))]
+            return [order[a:a + bs] for a in range(0, len(order), bs)]
+
+        def batch(st):
+            return one_hot_windows(self.train_ids, st, s["maxlen"], self.vocab), self.train_ids[st + s["maxlen"]]
+        return {"x": EpochBatchSet(math.ceil(len(self.starts) / bs), draw, batch)}
 
     def evaluate(self):
         if self.valid_ids is None or len(self.valid_ids) < 2:

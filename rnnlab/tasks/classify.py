@@ -282,39 +282,23 @@ class _Adapter(SequentialTaskAdapter):
         self.valid = valid
         self.lengths = np.array([len(s) for s in self.x])
 
-    def train_epoch(self, epoch, timer):
+    def fit_arguments(self):
+        """``Model.fit``'s data (TrainLoop): length-bucketed, padded batches drawn every epoch from rnnlab's
+        generator (so a checkpoint's RNG state repeats them on ``--resume``)."""
         from .. import backend
-        from ..training import NonFiniteLoss, ProgressBar
-        from .runstate import close_epoch
+        from .runstate import EpochBatchSet
 
         m = self.model
         if not any(met.name == "accuracy" for met in m.metrics):  # models saved before the metric was compiled in
             m.compile(optimizer=m.optimizer, loss=m.loss, metrics=["accuracy"])
-        for met in m.metrics:
-            met.reset()
-        batches = bucket_batches(self.lengths, self.args.batch_size, backend.rng())
-        bar = ProgressBar(len(batches)) if self.args.verbose else None
-        loss_sum = correct = seen = 0.0
-        partial, stop = False, None
-        step = 0
-        for step, idx in enumerate(batches):
-            if timer.expired():
-                partial = True
-                break
-            xb, yb = pad_batch(self.x, idx), self.y[idx]
-            yt = yb.reshape(-1, 1).astype(np.float32) if self.doc["n_classes"] == 2 else yb
-            try:   # forward, loss, backward, finite checks (NonFiniteLoss), update: the model's public step
-                logs = self.model.train_step((xb, yt), epoch=epoch, step=step)
-            except NonFiniteLoss as e:
-                stop = str(e)
-                break
-            loss_sum += logs["loss"] * len(idx)
-            seen += len(idx)
-            correct = logs["accuracy"] * seen      # the accuracy metric runs over the epoch so far
-            if bar is not None:
-                bar.update(step + 1, {"loss": loss_sum / seen, "accuracy": correct / seen}, int(seen))
-        logs = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
-        return close_epoch(logs, bar, step, seen, partial, stop)
+        bs, two = self.args.batch_size, self.doc["n_classes"] == 2
+        chunk = bs * 50                                           # bucket_batches' chunks of 50 batches
+        count = sum(-(-min(chunk, len(self.x) - c) // bs) for c in range(0, len(self.x), chunk))
+
+        def batch(idx):
+            yb = self.y[idx]
+            return pad_batch(self.x, idx), (yb.reshape(-1, 1).astype(np.float32) if two else yb)
+        return {"x": EpochBatchSet(count, lambda: bucket_batches(self.lengths, bs, backend.rng()), batch)}
 
     def evaluate(self):
         if self.valid is None:

@@ -14,7 +14,8 @@ What it does, in order:
 3. Fit the scaler (``--scaler standard|minmax``) on the training part only; scale everything with it.
 4. ``--model rnn``: ``Input((W, 1)) -> [cell(units)] x layers -> Dense(H)`` (direct multi-step output: all ``H``
    values at once), MSE, early stopping on the validation loss (``--patience``) with the best weights kept.
-   Training runs in the epoch loop of the other train commands (:class:`~rnnlab.tasks.runstate.TrainLoop`):
+   Training runs in ``Model.fit`` with the run callbacks of the other train commands
+   (:class:`~rnnlab.tasks.runstate.TrainLoop`):
    ``OUT/checkpoint.npz`` after every epoch, ``--resume`` continuing exactly where an uninterrupted run would
    be, ``--max-minutes`` / ``--max-cpu-minutes`` stopping between batches.
    ``--model esn``: an :class:`~rnnlab.models.EchoStateNetwork` fitted one step ahead (teacher forcing) on the
@@ -156,8 +157,8 @@ def _build_rnn(args, window, horizon):
 
 
 class _Adapter(SequentialTaskAdapter):
-    """What :class:`~rnnlab.tasks.runstate.TrainLoop` needs from the forecasting task (``--model rnn``): epochs
-    over the training windows in an order drawn from rnnlab's generator (so a checkpoint's RNG state makes
+    """What :class:`~rnnlab.tasks.runstate.TrainLoop` needs from the forecasting task (``--model rnn``): the data
+    for ``Model.fit`` (the training windows, shuffled from rnnlab's generator, so a checkpoint's RNG state makes
     ``--resume`` repeat what an uninterrupted run does), the validation MSE (scaled units, the early-stopping
     value), and model files with a ``__task__`` entry (+ the optimizer state in ``checkpoint.npz``)."""
 
@@ -168,24 +169,10 @@ class _Adapter(SequentialTaskAdapter):
         self.x, self.y = train
         self.valid = valid
 
-    def train_epoch(self, epoch, timer):
-        from ..training import NonFiniteLoss
-        from .runstate import EpochBatches
-
-        m = self.model
-        ep = EpochBatches(len(self.x), self.args.batch_size, timer, self.args.verbose)
-        loss_sum = seen = 0.0
-        stop = None
-        for step, idx in ep:
-            try:   # forward, loss, backward, finite checks, update: the step of Sequential.fit
-                loss = m.train_step((self.x[idx], self.y[idx]), epoch=epoch, step=step)["loss"]
-            except NonFiniteLoss as e:
-                stop = str(e)
-                break
-            loss_sum += loss * len(idx)
-            seen += len(idx)
-            ep.update({"loss": loss_sum / seen}, seen)
-        return ep.close({"loss": loss_sum / max(seen, 1)}, seen, stop)
+    def fit_arguments(self):
+        """What :class:`~rnnlab.tasks.runstate.TrainLoop` passes to ``Model.fit``: the windows, shuffled every epoch
+        from rnnlab's generator (the checkpoint's RNG state repeats the order on ``--resume``)."""
+        return {"x": self.x, "y": self.y, "batch_size": self.args.batch_size, "shuffle": True}
 
     def evaluate(self):
         if self.valid is None:

@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -342,78 +343,52 @@ class TrainLoop:
             print(f"resuming from {self.checkpoint_path} after epoch {run['epoch']}", flush=True)
 
     def fit(self, epochs):
-        """Run epochs ``run["epoch"] .. epochs-1``; returns the run dict (history, best, stop reason)."""
-        timer = BudgetTimer(self.max_minutes, self.max_cpu_minutes)
-        cpu0 = time.process_time()
-        start_secs, start_cpu = self.run["train_seconds"], self.run["train_cpu_seconds"]
-        stop_reason = None
+        """Run epochs ``run["epoch"] .. epochs-1`` in :meth:`rnnlab.Model.fit` with this run's callbacks; returns
+        the run dict (history, best, stop reason).
+
+        The engine runs every batch (and the NaN policy); the run's bookkeeping is callbacks: a
+        :class:`~rnnlab.callbacks.TimeBudget` on the run's clocks, the task's validation and history record,
+        the best model (a ``save_best_only`` :class:`~rnnlab.callbacks.ModelCheckpoint` writing ``model.npz``),
+        :class:`~rnnlab.callbacks.ReduceLROnPlateau` (``lr_decay``), :class:`~rnnlab.callbacks.EarlyStopping`
+        (``patience``) and the checkpoint (``checkpoint.npz``, the run state beside the weights and optimizer).
+        An adapter with ``fit_arguments()`` gives ``fit`` its data (arrays, a PyDataset, ``tbptt_steps``); an
+        adapter with only ``train_epoch(epoch, timer)`` runs each epoch as one step of an engine
+        (:class:`EpochSteps`), so both go through the same ``fit`` and the same callbacks."""
+        from .. import callbacks as _cb
         from .. import distributed as _dist
-        if _dist.current() is not None and getattr(self.adapter, "model", None) is not None:
-            _dist.broadcast_weights(self.adapter.model)  # every rank starts from rank 0's (or resumed) weights
-        opt = self.adapter.optimizer
-        for epoch in range(self.run["epoch"], epochs):
-            if timer.expired():
-                stop_reason = f"time budget ({self._budget()}) reached before epoch {epoch + 1}"
-                break
-            t0 = time.perf_counter()
-            if self.verbose:
-                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-            lr = float(opt.learning_rate)
-            tr = dict(self.adapter.train_epoch(epoch, timer))
-            partial = bool(tr.pop("partial", False))
-            va = self.adapter.evaluate()
-            rec = {"epoch": epoch + 1, **tr, **{f"val_{k}": v for k, v in va.items()}, "learning_rate": lr,
-                   "seconds": round(time.perf_counter() - t0, 2)}
-            if partial:
-                rec["partial"] = True
-            self.run["history"].append(rec)
-            value = va.get(self.monitor, tr.get(self.monitor))
-            if value is not None and not math.isfinite(value):
-                value = None
-            self.run["train_seconds"] = start_secs + timer.elapsed
-            self.run["train_cpu_seconds"] = start_cpu + time.process_time() - cpu0
-            if value is not None and self._better(value, self.run["best"]):
-                self.run["best"], self.run["best_epoch"], self.run["wait"] = value, epoch + 1, 0
-                if not partial:
-                    self.run["stale"] = 0
-                if self._root:
-                    self.adapter.save(self.model_path, self._run_doc())
-                improved = True
-            else:
-                improved = False
-                self.run["wait"] += 1
-                if not partial:
-                    self.run["stale"] = self.run.get("stale", 0) + 1
-                if self.lr_decay and self.run["wait"] >= max(self.lr_patience, 1) and not partial:
-                    new = max(float(opt.learning_rate) * self.lr_decay, self.min_lr)
-                    if new < float(opt.learning_rate):
-                        opt.learning_rate = new
-                        if self.verbose:
-                            print(f"  no improvement of val {self.monitor} for {self.run['wait']} epoch(s): "
-                                  f"learning rate -> {new:.4g}", flush=True)
-                    self.run["wait"] = 0
-            if self.verbose:
-                shown = {k: v for k, v in rec.items() if k not in ("epoch",)}
-                print("  " + " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
-                                        for k, v in shown.items()) + ("  (best, saved)" if improved else ""),
-                      flush=True)
-            if not partial:
-                self.run["epoch"] = epoch + 1
-                self.run["rng"] = rng_state()
-                if self._root:
-                    self.adapter.save(self.checkpoint_path, self._run_doc())
-            if self._root:
-                atomic_write_json(os.path.join(self.out, "history.json"), self.run["history"])
-            if partial:
-                stop_reason = f"time budget ({self._budget()}) reached during epoch {epoch + 1}"
-                break
-            if tr.get("stop_reason"):
-                stop_reason = tr["stop_reason"]
-                break
-            if self.patience is not None and self.run.get("stale", 0) >= self.patience:
-                stop_reason = (f"early stopping: no better {'val ' if va else ''}{self.monitor} for "
-                               f"{self.patience} epoch(s) (best: epoch {self.run['best_epoch']})")
-                break
+
+        timer = BudgetTimer(self.max_minutes, self.max_cpu_minutes)
+        self._cpu0 = time.process_time()
+        self._start_secs, self._start_cpu = self.run["train_seconds"], self.run["train_cpu_seconds"]
+        self._timer = timer
+        engine_data = getattr(self.adapter, "fit_arguments", None)
+        model = self.adapter.model if engine_data is not None else EpochSteps(self.adapter, timer)
+        key = "_monitor"   # _RunRecord resolves it per epoch: validation value, else the training value
+        budget = _cb.TimeBudget(self.max_minutes, self.max_cpu_minutes, timer=timer)
+        record = _RunRecord(self, budget, epochs, printing_epochs=engine_data is None)
+        if engine_data is None:
+            model.loop = self
+        best = _BestModel(self, key)
+        cbs = [budget, record, best]
+        self._decay = self._stopper = None
+        if self.lr_decay:
+            self._decay = _cb.ReduceLROnPlateau(key, factor=self.lr_decay, patience=max(self.lr_patience, 1),
+                                                mode=self.mode, min_delta=0.0, min_lr=self.min_lr)
+            cbs.append(self._decay)
+        if self.patience is not None:
+            self._stopper = _cb.EarlyStopping(key, patience=self.patience, mode=self.mode)
+            cbs.append(self._stopper)
+        cbs += [_RunCheckpoint(self, record), _RunRestore(self, best)]
+        kwargs = dict(engine_data()) if engine_data is not None else {"x": EpochSteps.Epochs()}
+        verbose = self.verbose if engine_data is not None else 0
+        self._improved = False
+        with warnings.catch_warnings():   # a non-finite stop is reported as the run's stop_reason (stderr, rc 3)
+            warnings.filterwarnings("ignore", message=r".*update skipped, training stopped", category=RuntimeWarning)
+            model.fit(**kwargs, epochs=epochs, initial_epoch=self.run["epoch"], verbose=verbose, callbacks=cbs)
+        stop_reason = model.stop_reason
+        if self._stopper is not None and self._stopper.stopped_epoch > 0:
+            stop_reason = (f"early stopping: no better {'val ' if record.had_validation else ''}{self.monitor} for "
+                           f"{self.patience} epoch(s) (best: epoch {self.run['best_epoch']})")
         if stop_reason and self.verbose:
             print(f"stopped: {stop_reason}", flush=True)
         self.run["stop_reason"] = stop_reason
@@ -433,3 +408,213 @@ class TrainLoop:
 
     def _run_doc(self):
         return {k: v for k, v in self.run.items()}
+
+
+# ------------------------------------------------------------------------ the run as engine callbacks
+from ..callbacks import Callback as _Callback, ModelCheckpoint as _ModelCheckpoint  # noqa: E402
+from ..models.engine import Engine as _Engine  # noqa: E402
+
+
+class EpochSteps(_Engine):
+    """An adapter that trains its own epochs (``train_epoch(epoch, timer)``, e.g. a tagger with its own batches)
+    as an engine whose one step is one epoch: ``fit`` then runs its epochs, callbacks and budget exactly as for a
+    model, so every ``rnnlab train`` command goes through :meth:`rnnlab.Model.fit`. ``partial``/``stop_reason``
+    in the epoch's logs mean what they mean for :class:`TrainLoop`."""
+
+    _steps_are_collective = True   # under mpiexec every rank runs the adapter's epoch (its steps reduce)
+
+    class Epochs:
+        """One batch per epoch (the adapter's whole epoch)."""
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return ()
+
+    def __init__(self, adapter, timer):
+        self.adapter, self.timer = adapter, timer
+        self.compiled, self.metrics = True, []
+        self.stop_training, self.stop_reason, self.history = False, None, None
+        self._epoch = 0
+        self.loop = None
+
+    @property
+    def optimizer(self):
+        return self.adapter.optimizer
+
+    @property
+    def built(self):
+        return True
+
+    def iter_weights(self, prefix=""):
+        m = getattr(self.adapter, "model", None)
+        return iter(()) if m is None or not hasattr(m, "iter_weights") else m.iter_weights(prefix)
+
+    def train_step(self, data):
+        logs = dict(self.adapter.train_epoch(self._epoch, self.timer))
+        if logs.get("stop_reason"):
+            self.stop_reason = logs["stop_reason"]
+            self.stop_training = True
+        if logs.get("partial"):
+            self.stop_training = True
+            if self.stop_reason is None:
+                self.stop_reason = f"time budget ({self.loop._budget()}) reached during epoch {self._epoch + 1}"
+        return logs
+
+
+class _RunRecord(_Callback):
+    """First at every epoch end: the task's validation (``adapter.evaluate()`` -> ``val_*`` logs), the history
+    record (training logs, validation, the epoch's starting learning rate, seconds, ``partial``) and the run's
+    clocks."""
+
+    def __init__(self, loop, budget, epochs, printing_epochs):
+        super().__init__()
+        self.loop, self.budget, self.epochs, self.printing_epochs = loop, budget, epochs, printing_epochs
+        self.had_validation = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if isinstance(self.model, EpochSteps):
+            self.model._epoch = epoch
+        self.t0 = time.perf_counter()
+        self.lr = float(self.loop.adapter.optimizer.learning_rate)
+        if self.printing_epochs and self.loop.verbose and not self.model.stop_training:
+            print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loop = self.loop
+        tr = {k: v for k, v in logs.items() if not k.startswith("val_") and k != "learning_rate"}
+        partial = bool(tr.pop("partial", False)) or self.budget.stopped_during_epoch == epoch
+        tr.pop("stop_reason", None)
+        if hasattr(loop.adapter, "train_logs"):
+            tr = loop.adapter.train_logs(tr)
+        va = loop.adapter.evaluate()
+        self.had_validation = self.had_validation or bool(va)
+        logs.clear()
+        logs.update(tr)
+        logs.update({f"val_{k}": v for k, v in va.items()})
+        value = va.get(loop.monitor, tr.get(loop.monitor))
+        logs["_monitor"] = value if value is not None and math.isfinite(value) else math.nan
+        rec = {"epoch": epoch + 1, **tr, **{f"val_{k}": v for k, v in va.items()}, "learning_rate": self.lr,
+               "seconds": round(time.perf_counter() - self.t0, 2)}
+        if partial:
+            rec["partial"] = True
+        self.partial = partial
+        loop.run["history"].append(rec)
+        loop.run["train_seconds"] = loop._start_secs + loop._timer.elapsed
+        loop.run["train_cpu_seconds"] = loop._start_cpu + time.process_time() - loop._cpu0
+
+
+class _BestModel(_ModelCheckpoint):
+    """``ModelCheckpoint(save_best_only=True)`` writing the task's ``model.npz`` (with the run state) through the
+    adapter whenever the monitored value improves (a non-finite value never does)."""
+
+    def __init__(self, loop, key):
+        super().__init__(loop.model_path, monitor=key, mode=loop.mode, save_best_only=True)
+        self.loop = loop
+
+    def on_epoch_end(self, epoch, logs=None):
+        loop = self.loop
+        value = logs.get(self.monitor)
+        loop._improved = value is not None and math.isfinite(value) and loop._better(value, self.best)
+        if loop._improved:
+            self.best = value
+            loop.run["best"], loop.run["best_epoch"], loop.run["wait"] = value, epoch + 1, 0
+            if not loop._record.partial:
+                loop.run["stale"] = 0
+            if loop._root:
+                self._save(self.filepath, epoch, logs)
+        else:
+            loop.run["wait"] += 1
+            if not loop._record.partial:
+                loop.run["stale"] = loop.run.get("stale", 0) + 1
+
+    def _save(self, path, epoch, logs):
+        self.loop.adapter.save(path, self.loop._run_doc())
+
+
+class _RunCheckpoint(_Callback):
+    """Last at every epoch end: the learning-rate message, the summary line, ``checkpoint.npz`` after a complete
+    epoch (weights, optimizer state and the run: epoch, history, best, counters, clocks, the random generator)
+    and ``history.json``."""
+
+    def __init__(self, loop, record):
+        super().__init__()
+        self.loop, self.record = loop, record
+        loop._record = record
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.lr0 = float(self.loop.adapter.optimizer.learning_rate)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loop = self.loop
+        decay = loop._decay
+        if decay is not None:
+            loop.run["wait"] = decay.wait
+            new = float(loop.adapter.optimizer.learning_rate)
+            if new < self.lr0 and loop.verbose:
+                print(f"  no improvement of val {loop.monitor} for {decay.patience} epoch(s): "
+                      f"learning rate -> {new:.4g}", flush=True)
+        if loop._stopper is not None and not self.record.partial:
+            loop.run["stale"] = loop._stopper.wait
+        rec = loop.run["history"][-1]
+        if loop.verbose:
+            shown = {k: v for k, v in rec.items() if k not in ("epoch",)}
+            print("  " + " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
+                                    for k, v in shown.items()) + ("  (best, saved)" if loop._improved else ""),
+                  flush=True)
+        if not self.record.partial:
+            loop.run["epoch"] = epoch + 1
+            loop.run["rng"] = rng_state()
+            if loop._root:
+                loop.adapter.save(loop.checkpoint_path, loop._run_doc())
+        if loop._root:
+            atomic_write_json(os.path.join(loop.out, "history.json"), loop.run["history"])
+
+
+class _RunRestore(_Callback):
+    """Begins after the other callbacks (``_restores_state``): a resumed run's best value, plateau and
+    early-stopping counters (from ``checkpoint.npz``'s run state) go into the callbacks that decide on them."""
+
+    _restores_state = True
+    runs_on_every_rank = False
+
+    def __init__(self, loop, best):
+        super().__init__()
+        self.loop, self.best = loop, best
+
+    def on_train_begin(self, logs=None):
+        run = self.loop.run
+        self.best.best = run["best"]
+        inf = math.inf if self.loop.mode == "min" else -math.inf
+        b = inf if run["best"] is None else float(run["best"])
+        if self.loop._decay is not None:
+            self.loop._decay.set_state({"best": b, "wait": int(run.get("wait", 0)), "cooldown_counter": 0})
+        if self.loop._stopper is not None:
+            self.loop._stopper.set_state({"best": b, "wait": int(run.get("stale", 0)),
+                                          "best_epoch": max(int(run.get("best_epoch") or 1) - 1, 0)})
+
+
+from ..models.data_adapters import PyDataset as _PyDataset  # noqa: E402
+
+
+class EpochBatchSet(_PyDataset):
+    """A task's training batches for ``Model.fit``: ``draw()`` (called at every epoch's start, so it may use
+    rnnlab's generator: a checkpoint's RNG state repeats it on ``--resume``) returns the epoch's ``count`` batch
+    keys (e.g. index arrays), ``make(key)`` builds the batch ``(x, y)``."""
+
+    def __init__(self, count, draw, make):
+        super().__init__()
+        self.count, self.draw, self.make = int(count), draw, make
+        self.keys = None
+
+    def __len__(self):
+        return self.count
+
+    def on_epoch_begin(self):
+        self.keys = list(self.draw())
+        if len(self.keys) != self.count:
+            raise RuntimeError(f"EpochBatchSet: draw() gave {len(self.keys)} batches, expected {self.count}")
+
+    def __getitem__(self, i):
+        return self.make(self.keys[i])

@@ -24,7 +24,7 @@ the sum of two gradients each step, the sparse rows of the lookup plus the dense
 V*E fewer parameters.
 
 Training: the training id stream is cut into ``--batch-size`` contiguous streams and walked in windows of
-``--bptt`` steps with :class:`rnnlab.training.TBPTT` (state carried between windows, gradient cut at each
+``--bptt`` steps by ``Model.fit(..., tbptt_steps=bptt)`` (state carried between windows, gradient cut at each
 window's start; states reset every epoch). ``--clipnorm C`` clips the *global* gradient norm (all weights
 together) to C. After each epoch the validation perplexity is measured (``--eval-batch-size`` streams); when it
 does not improve for ``--lr-patience`` epochs the learning rate is multiplied by ``--lr-decay``; the best model
@@ -136,40 +136,20 @@ class _Adapter(SequentialTaskAdapter):
     task = TASK
 
     def __init__(self, model, doc, train_ids, valid_ids, s, verbose):
-        from ..training import TBPTT
-
         self.model, self.doc, self.s, self.verbose = model, doc, s, verbose
         self.x, self.y = stream_batches(train_ids, s["batch_size"])
         self.valid_ids = valid_ids
-        self.tbptt = TBPTT(model, s["bptt"])
         self.eval_model = None
 
-    def train_epoch(self, epoch, timer):
-        from ..training import NonFiniteLoss, ProgressBar
-        from .runstate import close_epoch
+    def fit_arguments(self):
+        """``Model.fit``'s data (TrainLoop): truncated BPTT over the B streams in windows of ``--bptt`` steps
+        (states carried between windows, gradient cut at each window's start)."""
+        return {"x": self.x, "y": self.y, "batch_size": self.x.shape[0], "tbptt_steps": self.s["bptt"],
+                "shuffle": False}
 
-        windows = self.tbptt.windows(self.x.shape[1])
-        bar = ProgressBar(len(windows)) if self.verbose else None
-        total = seen = 0.0
-        partial, stop, step = False, None, 0
-        rows = slice(0, self.x.shape[0])
-        for step, w in enumerate(windows):
-            if timer.expired():
-                partial = True
-                break
-            try:
-                loss = self.tbptt.train_window(self.x, self.y, None, rows, w, epoch, step)
-            except NonFiniteLoss as e:
-                stop = str(e)
-                break
-            n = self.x.shape[0] * (w[1] - w[2])
-            total += loss * n
-            seen += n
-            if bar is not None:
-                bar.update(step + 1, {"loss": total / seen, "perplexity": _ppl(total / seen)}, int(seen))
-        nll = total / max(seen, 1)
-        logs = {"loss": nll, "perplexity": _ppl(nll)}
-        return close_epoch(logs, bar, step, seen, partial, stop)
+    def train_logs(self, logs):
+        """The epoch's training logs with the perplexity of its loss."""
+        return {**logs, "perplexity": _ppl(logs["loss"])}
 
     def _evaluation_model(self):
         """The model for ``--eval-batch-size`` streams, with the current weights."""
@@ -194,9 +174,6 @@ class _Adapter(SequentialTaskAdapter):
     def load(self, path):
         model, doc = load_wordlm(path)
         self.model = model
-        from ..training import TBPTT
-
-        self.tbptt = TBPTT(model, self.s["bptt"])
         return doc.get("run")
 
 
