@@ -1,4 +1,15 @@
-"""The training engine of functional models: compile / fit / evaluate / predict and the ``*_on_batch`` methods.
+"""The one training engine of every model: compile / fit / evaluate / predict and the ``*_on_batch`` methods.
+
+``Sequential`` and functional ``Model`` inherit it; the ``rnnlab train`` commands run their epochs in
+:meth:`Engine.fit` (through :class:`rnnlab.tasks.runstate.TrainLoop`'s callbacks), truncated BPTT is
+``fit(..., tbptt_steps=k)``, and data-parallel training under ``mpiexec`` (:mod:`rnnlab.distributed`) composes
+the public step pieces below. There is no other training loop.
+
+``fit`` takes arrays or a dataset of batches (:mod:`rnnlab.models.data_adapters`: ``PyDataset``, generators);
+run control is callbacks (:mod:`rnnlab.callbacks`: ``EarlyStopping``, ``ModelCheckpoint``,
+``ReduceLROnPlateau``, ``TimeBudget``, ``BackupAndRestore``, ...). A subclass may override
+``train_step(data)``/``test_step(data)``/``predict_step(data)`` as in Keras 3 and build its step from
+:meth:`Engine.compute_gradients` and :meth:`Engine.apply_gradients`.
 
 Data for a model with inputs ``x_1..x_k`` and outputs ``y_1..y_m`` is given as Keras takes it: one array (one
 input/output), a list in the order of ``model.inputs``/``model.outputs``, or a dict keyed by input names /
@@ -60,9 +71,12 @@ def _per_output(value, names, what, default=None):
 class Engine:
     """compile/fit/evaluate/predict for a model with ``forward``/``backward`` over lists of inputs/outputs.
 
-    A subclass provides: ``_inputs_names()``, ``_outputs_names()``, ``_prepare_inputs(x, what)`` (-> list of
-    arrays), ``_run(xs, training)`` (-> list of outputs, list of output masks), ``_backprop(grads)`` and
-    ``_pack_outputs(list)``."""
+    A model class provides the hooks ``_inputs_names()``, ``_outputs_names()``, ``_prepare_inputs(x, what)``
+    (-> list of arrays), ``_run(xs, training)`` (-> list of outputs, list of output masks), ``_backprop(grads)``
+    and ``_pack_outputs(list)`` (private to ``rnnlab.models``). Code outside uses the public API: ``fit``,
+    ``evaluate``, ``predict``, the ``*_on_batch`` methods, ``train_step``/``test_step``/``predict_step``, and the
+    step pieces ``prepare_data``, ``loss_step``, ``backpropagate``, ``apply_gradients``, ``update_metrics``,
+    ``compute_gradients``, ``output_losses``, ``output_loss_weights``, ``output_metrics``."""
 
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
@@ -571,6 +585,10 @@ class Engine:
         model's stateful recurrent layers (reset at the start of each batch). One progress step is one
         window; the epoch loss is the mean over all steps. Validation runs whole sequences from reset
         states (``len(x_val)`` must be a multiple of ``batch_size``).
+
+        Under ``mpiexec`` arrays are sharded (each rank trains on its rows of every global batch); the batches
+        of a dataset run whole on every rank (every rank must then build the same batches, e.g. drawn from
+        rnnlab's seeded generator), their gradients averaged as for arrays.
         """
         from .data_adapters import BatchSource, is_dataset
 

@@ -7,6 +7,10 @@ Task model files
     rnnlab model file (``rnnlab.load_model`` reads it and ignores ``__task__``). :func:`read_task_file` checks
     the task name, so a charlm model passed to ``predict`` is refused with a clear message.
 
+Training
+    Every command trains in :meth:`rnnlab.Model.fit` (the one engine, :mod:`rnnlab.models.engine`);
+    :class:`TrainLoop` is the run around it: one ``fit`` call with the callbacks below.
+
 Checkpoints and resume
     After every completed epoch :class:`TrainLoop` writes ``OUT/checkpoint.npz``: weights, optimizer state
     (slots, iteration count, learning rate) and, in ``__task__["run"]``, the epoch count, the history, the
@@ -19,7 +23,8 @@ Checkpoints and resume
 
 Time budget
     ``--max-minutes M`` (wall clock) and/or ``--max-cpu-minutes C`` (process CPU time, independent of the
-    machine's load): the epoch's batch loop checks the clocks before each batch; when the budget is spent
+    machine's load): a :class:`rnnlab.callbacks.TimeBudget` checks the clocks before each epoch and each
+    batch (``fit`` stops before the batch, never inside a step); when the budget is spent
     the partial epoch is evaluated (its model kept only if it beats the best so far), marked ``partial``
     in the history, and training ends. The checkpoint stays at the last completed epoch, so ``--resume``
     repeats the interrupted epoch from its start.
@@ -261,13 +266,17 @@ def add_budget_arguments(parser):
 
 # ----------------------------------------------------------------------------------------- loop
 class TrainLoop:
-    """The epoch loop of the text tasks: evaluation, best model, checkpoints, resume, time budget,
-    learning-rate decay on plateau.
+    """A task's run around :meth:`rnnlab.Model.fit`: evaluation, best model, checkpoints, resume, time budget,
+    learning-rate decay on plateau, early stopping -- as the engine's callbacks (see :meth:`fit`).
 
     The task supplies an *adapter* with
 
-    * ``train_epoch(epoch, timer) -> dict``: one pass over the training data (stop between batches when
-      ``timer.expired()``; put ``"partial": True`` in the result then), returning training metrics;
+    * ``model`` and ``fit_arguments() -> dict``: the data ``fit`` trains on (``x``/``y``/``batch_size``/
+      ``shuffle``/``tbptt_steps``, or ``x`` a PyDataset such as :class:`EpochBatchSet`); optionally
+      ``train_logs(logs) -> logs`` to add entries derived from the epoch's training logs (a perplexity);
+    * or, instead, ``train_epoch(epoch, timer) -> dict``: one pass over the training data run by the adapter
+      (stop between batches when ``timer.expired()``; put ``"partial": True`` in the result then); each such
+      epoch is then one step of :class:`EpochSteps` in the same ``fit``;
     * ``evaluate() -> dict``: validation metrics (empty dict when there is no validation data);
     * ``save(path, run)``: write the model (+ optimizer state) with ``run`` (a JSON-able dict) in its file;
     * ``load(path) -> run``: restore model and optimizer from a checkpoint, return its ``run`` dict;
