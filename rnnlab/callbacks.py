@@ -254,10 +254,13 @@ class ModelCheckpoint(Callback):
             value = _monitor_value(logs, self.monitor, "ModelCheckpoint")
             if value is None:
                 return
-            improved = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            # a NaN/inf value never improves (as Keras, whose best starts at +-inf)
+            improved = math.isfinite(value) and (self.best is None or
+                                                 (value < self.best if self.mode == "min" else value > self.best))
             if not improved:
                 if self.verbose:
-                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                    prev = "inf" if self.best is None else f"{self.best:.5f}"
+                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {prev}")
                 return
             if self.verbose:
                 prev = "inf" if self.best is None else f"{self.best:.5f}"
@@ -626,7 +629,7 @@ class BackupAndRestore(Callback):
             if st is not None:
                 cb.set_state(st)
         self.restored_epoch = int(run["epoch"])
-        self.model._initial_epoch = self.restored_epoch   # fit goes on from here
+        self.model.continue_from_epoch(self.restored_epoch)   # fit goes on from here
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch in (getattr(self.model.history, "partial_epochs", None) or []) or \

@@ -118,3 +118,21 @@ def test_callback_states_round_trip():
     rl2 = callbacks.ReduceLROnPlateau("loss", cooldown=2)
     rl2.set_state(rl.get_state())
     assert (rl2.best, rl2.wait, rl2.cooldown_counter) == (1.5, 1, 2)
+
+
+def test_model_checkpoint_never_saves_a_non_finite_value(tmp_path):
+    m = _model()
+    cb = callbacks.ModelCheckpoint(str(tmp_path / "m.npz"), monitor="val_loss", save_best_only=True)
+    cb.set_model(m)
+    cb.on_epoch_end(0, {"val_loss": float("nan")})
+    assert not (tmp_path / "m.npz").exists() and cb.best is None
+    cb.on_epoch_end(1, {"val_loss": 0.5})
+    assert (tmp_path / "m.npz").exists() and cb.best == 0.5
+    cb.on_epoch_end(2, {"val_loss": float("-inf")})
+    assert cb.best == 0.5
+
+
+def test_continue_from_epoch_checks_its_argument():
+    m = _model()
+    with pytest.raises(ValueError, match="non-negative int"):
+        m.continue_from_epoch(-1)

@@ -841,6 +841,13 @@ class Engine:
             _distributed.fit_end(dist, self)
         return history
 
+    def continue_from_epoch(self, epoch):
+        """Called by a callback's ``on_train_begin`` (e.g. :class:`~rnnlab.callbacks.BackupAndRestore` after
+        restoring a backup): this ``fit`` starts at ``epoch`` (0-based) instead of ``initial_epoch``."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"continue_from_epoch: epoch must be a non-negative int, got {epoch!r}")
+        self._initial_epoch = int(epoch)
+
     def _epoch_logs(self, sums, wsum, latest, custom):
         logs = {k: v / wsum for k, v in sums.items()}
         if custom:

@@ -445,7 +445,7 @@ class EpochSteps(_Engine):
         self.adapter, self.timer = adapter, timer
         self.compiled, self.metrics = True, []
         self.stop_training, self.stop_reason, self.history = False, None, None
-        self._epoch = 0
+        self.current_epoch = 0
         self.loop = None
 
     @property
@@ -461,14 +461,14 @@ class EpochSteps(_Engine):
         return iter(()) if m is None or not hasattr(m, "iter_weights") else m.iter_weights(prefix)
 
     def train_step(self, data):
-        logs = dict(self.adapter.train_epoch(self._epoch, self.timer))
+        logs = dict(self.adapter.train_epoch(self.current_epoch, self.timer))
         if logs.get("stop_reason"):
             self.stop_reason = logs["stop_reason"]
             self.stop_training = True
         if logs.get("partial"):
             self.stop_training = True
             if self.stop_reason is None:
-                self.stop_reason = f"time budget ({self.loop._budget()}) reached during epoch {self._epoch + 1}"
+                self.stop_reason = f"time budget ({self.loop._budget()}) reached during epoch {self.current_epoch + 1}"
         return logs
 
 
@@ -484,7 +484,7 @@ class _RunRecord(_Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if isinstance(self.model, EpochSteps):
-            self.model._epoch = epoch
+            self.model.current_epoch = epoch
         self.t0 = time.perf_counter()
         self.lr = float(self.loop.adapter.optimizer.learning_rate)
         if self.printing_epochs and self.loop.verbose and not self.model.stop_training:
