@@ -183,6 +183,10 @@ static void lstm_fwd_row_generic(float *a, const float *r, const float *c_old, f
     {                                                                                                        \
         const float *i = a, *f = a + U, *g = a + 2 * U, *o = a + 3 * U;                                      \
         float *di = da, *df = da + U, *dg = da + 2 * U, *dout = da + 3 * U;                                  \
+        /* ivdep: every element j reads its inputs before writing its outputs, nothing crosses elements, so  \
+         * vectors are safe even with da == a (the fused backward loop): without it GCC's alias checks sent  \
+         * that in-place call to the scalar loop (80 steps at B32 U128: 2.1-2.4 vs 1.5-1.9 ms) */            \
+        _Pragma("GCC ivdep")                                                                                 \
         for (int64_t j = 0; j < U; j++) {                                                                    \
             float iv = i[j], fv = f[j], gv = g[j], ov = o[j], t = tc[j], h = dh[j];                          \
             float dov = h * t;                                                                               \
@@ -243,6 +247,7 @@ static void gru_fwd_row_generic(float *a, float *q, const float *bx, const float
     {                                                                                                        \
         const float *z = a, *r = a + U, *hh = a + 2 * U;                                                     \
         float *dz = da, *dr = da + U, *dAh = da + 2 * U, *qh = q + 2 * U;                                    \
+        _Pragma("GCC ivdep") /* as in LSTM_BWD_ROW_BODY: element j reads before it writes, nothing crosses */ \
         for (int64_t j = 0; j < U; j++) {                                                                    \
             float h = dh[j], zv = z[j], rv = r[j], hv = hh[j];                                               \
             float dzv = (h_old[j] - hv) * h;                                                                 \
