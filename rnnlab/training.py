@@ -106,6 +106,10 @@ class ProgressBar:
     def line(self, step: int, values: dict, samples: int | None = None, final=False) -> str:
         now = time.perf_counter()
         elapsed = now - self.start
+        if not self.target and not final:   # a generator without steps_per_epoch: the epoch's length is unknown
+            parts = [f"{step}/Unknown", f"{_fmt_time(elapsed)} {_fmt_per_step(elapsed / max(step, 1))}"]
+            parts += [f"{k}: {_fmt_value(v)}" for k, v in values.items()]
+            return " - ".join(parts)
         n = len(str(self.target))
         frac = step / self.target if self.target else 1.0
         filled = int(self.width * frac)

@@ -186,3 +186,15 @@ def test_a_nan_in_a_custom_step_stops_training_before_the_update():
     assert "loss is nan" in h.stop_reason
     for a, b in zip(m.get_weights(), w0):
         np.testing.assert_array_equal(a, b)
+
+
+def test_progress_of_a_generator_of_unknown_length(capsys):
+    from rnnlab.training import ProgressBar
+
+    bar = ProgressBar(0, interactive=True)
+    assert bar.line(3, {"loss": 0.5}).startswith("3/Unknown - ")
+    x, y = _data()
+    m = _model()
+    m.fit(((x[i:i + 10], y[i:i + 10]) for i in range(0, 40, 10)), epochs=1, verbose=2)
+    out = capsys.readouterr().out
+    assert "Epoch 1/1" in out and "4/4 - " in out
