@@ -287,3 +287,27 @@ def test_adam_row_blocks_same_bits(monkeypatch, kind, dtype):
     for a, b in zip(*out):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(out[0][0], w0)
+
+
+@pytest.mark.native_gemm
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kw", [{}, dict(go_backwards=True, return_sequences=True),
+                                dict(mask_zero=True, return_sequences=True)])
+def test_table_rows_copied_in_the_loop_same_bits(monkeypatch, threads, kw):
+    """LSTM: the fused loop copies each step's rows from the table itself (rnnlab_lstm_fwd_loop_f32 with P, ids),
+    by row blocks at 2 threads; the same bits as gathering all of A before the loop."""
+    monkeypatch.setattr(_native, "blas_threads", lambda: threads)
+    m, emb, rec = _model(U=32, **kw)
+    ids = np.random.default_rng(9).integers(0 if kw.get("mask_zero") else 1, 50, (20, 7))
+    ids[2, 4:] = 0
+    for _ in range(3):
+        m.predict_on_batch(ids)
+    taken = []
+    real = type(rec)._takes_table_rows
+    monkeypatch.setattr(type(rec), "_takes_table_rows", lambda self, ws: taken.append(real(self, ws)) or taken[-1])
+    got = rec.forward(emb.forward(ids), mask=emb.compute_mask(ids))
+    assert taken == [True] and rec.last_path == "fused_loop" and rec._ws.fused_split == (threads == 2)
+    monkeypatch.setattr(type(rec), "_takes_table_rows", lambda self, ws: False)
+    ref = rec.forward(emb.forward(ids), mask=emb.compute_mask(ids))
+    for a, b in zip(got if isinstance(got, list) else [got], ref if isinstance(ref, list) else [ref]):
+        np.testing.assert_array_equal(a, b)

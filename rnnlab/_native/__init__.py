@@ -61,7 +61,7 @@ def _load():
     lib.rnnlab_gru_gates_fwd_f32.restype = ctypes.c_int
     lib.rnnlab_gru_gates_bwd_f32.argtypes = [p, p, p, p, p, p, i64, i64, i64]
     lib.rnnlab_gru_gates_bwd_f32.restype = ctypes.c_int
-    lib.rnnlab_lstm_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, p, i64, i64, i64, i64, i64]
+    lib.rnnlab_lstm_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, p, i64, i64, i64, i64, i64, p, p]
     lib.rnnlab_lstm_fwd_loop_f32.restype = ctypes.c_int
     lib.rnnlab_lstm_bwd_loop_f32.argtypes = [p, p, p, p, p, i64, i64, p, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_lstm_bwd_loop_f32.restype = ctypes.c_int

@@ -670,13 +670,30 @@ static void carry_masked_rows(float *S, const uint8_t *mask, int64_t t, int64_t 
  *   HR: h_{t-1} as it enters the product, step t at HR + t * hr_t, rows ldhr apart (H[:T] itself here);
  *   A (T, bt, 4U), H and C (T+1, bt, U), TC (T, bt, U): C-contiguous; tmp (B, 4U) scratch.
  * Returns the gate path (as rnnlab_lstm_gates_fwd_f32), or 0 (nothing done) when the packed GEMM cannot run. */
+/* Table rows (P, ids non-NULL; inference on an Embedding's output, rnnlab/layers/fused_native.py): A[t]'s rows are
+ * first copied from P (V, 4U): row b of step t is P[ids[t * bt + b]] (ids time-major, (T, bt)), the rows of step
+ * t + 1 prefetched meanwhile; the same values as gathering all of A before the loop, without streaming A through
+ * memory twice. */
+static void gather_step_rows(float *A, const float *P, const int64_t *ids, int64_t t, int64_t T, int64_t B,
+                             int64_t bt, int64_t W) {
+    for (int64_t b = 0; b < B; b++)
+        memcpy(A + (t * bt + b) * W, P + ids[t * bt + b] * W, (size_t)W * sizeof(float));
+    if (t + 1 < T)
+        for (int64_t b = 0; b < B; b++) {
+            const char *row = (const char *)(P + ids[(t + 1) * bt + b] * W);
+            for (int64_t k = 0; k < W * (int64_t)sizeof(float); k += 64) __builtin_prefetch(row + k, 0, 1);
+        }
+}
+
 int rnnlab_lstm_fwd_loop_f32(const float *Wp, const float *HR, int64_t hr_t, int64_t ldhr, float *A, float *tmp,
                              float *H, float *C, float *TC, const float *bias, const uint8_t *mask, int64_t T,
-                             int64_t B, int64_t bt, int64_t U, int64_t isa) {
+                             int64_t B, int64_t bt, int64_t U, int64_t isa, const float *P, const int64_t *ids) {
     int64_t W = 4 * U, use = 0;
     for (int64_t t = 0; t < T; t++) {
         if (!rnnlab_gemm_packed_f32(HR + t * hr_t, ldhr, 1, Wp, W, B, U, W, 0, tmp))
             return 0;  /* (only at t == 0: the GEMM's path does not change) */
+        if (P && ids)
+            gather_step_rows(A, P, ids, t, T, B, bt, W);
         use = rnnlab_lstm_gates_fwd_f32(A + t * bt * W, tmp, C + t * bt * U, C + (t + 1) * bt * U,
                                         TC + t * bt * U, H + (t + 1) * bt * U, bias, B, U, isa);
         if (mask) {

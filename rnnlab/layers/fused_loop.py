@@ -365,6 +365,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         # (the compiled loops take the raw kernel and add the bias, and any gate scaling, themselves)
         kernel, b_in = (self.params["kernel"], None) if ws.native_ok else self._projection_weights(ws)
         ws.in_mask = ws.rec_mask = None
+        ws.table_rows = None
         # inference on an Embedding's output: steps 1-2 as rows of a cached table (fused_native), when it pays
         if training or not self._table_projection(ws, x_in, kernel):
             # 1. time-major (and reversed) input, input dropout
@@ -385,6 +386,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             if not self._packed_projection(ws, kernel):
                 np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
         if not self._steps_add_bias(ws, b_in) and b_in is not None:
+            self._gather_table_rows(ws)   # (rows the loop would have copied from the table: needed now)
             ws.A += b_in                  # (else the compiled steps add it: one pass over A less)
         ws.pk = None if ws.native_ok else self._packed_forward(ws)
 
@@ -413,6 +415,9 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         if ws.native_ok:
             ws.native = self._native_loop(ws)
         fused = not ws.native and rec_mask is None and ws.pk is not None and self._fused_forward(ws)
+        if not fused:
+            self._gather_table_rows(ws)   # (rows the fused loop would have copied from the table: the loops read A)
+        ws.table_rows = None
         if not ws.native and not fused:
             step = self._step_forward
             for t in range(T):

@@ -227,10 +227,14 @@ class LSTMSteps:
         m = None if ws.m is None else addr(ws.m)
         fn = _native.fused_loop_kernel("lstm")
 
+        # inference on an Embedding's output: each step's rows of A copied from the table in the loop (_cells.c)
+        P, ids = (addr(ws.table_rows[0]), addr(ws.table_rows[1])) if ws.table_rows is not None else (None, None)
+
         def run(block):
             (b0, b1), tmp = block
             return fn(wp, h + 4 * b0 * ldhr, hr_t, ldhr, a + 4 * b0 * W, addr(tmp), h + 4 * b0 * U, c + 4 * b0 * U,
-                      tc + 4 * b0 * U, cp.bias, None if m is None else m + b0, ws.T, b1 - b0, B, U, cp.isa)
+                      tc + 4 * b0 * U, cp.bias, None if m is None else m + b0, ws.T, b1 - b0, B, U, cp.isa,
+                      P, None if ids is None else ids + 8 * b0)
 
         uses = _native.run_blocks(run, self._fused_blocks(ws, ws.tmpW))
         if not all(uses):
@@ -240,6 +244,12 @@ class LSTMSteps:
 
     def _has_fused_backward(self, ws):
         return self._has_fused_forward(ws)
+
+    def _takes_table_rows(self, ws):
+        # the fused loop copies each step's rows from the table (rnnlab_lstm_fwd_loop_f32); the bias is then added
+        # by its gate kernel (cptr.bias), so A need not exist before the loop. (If the loop does not run after all,
+        # FusedRNN.forward gathers the rows first.)
+        return not ws.native_ok and ws.rec_mask is None and self._has_fused_forward(ws)
 
     def _fused_backward(self, ws, g_out):
         # the BPTT loop in C (_cells.c: the gate kernel of _step_backward_fast, dA over A[t], the packed dA W_h^T),
