@@ -217,3 +217,80 @@ def test_nan_policy_is_the_engines():
     assert any("loss is nan at epoch 1, step 1" in str(r.message) for r in rec)
     assert m.stop_reason == m.training_model.stop_reason and "loss is nan" in m.stop_reason
     assert m.history == []
+
+
+# ------------------------------------------------------------------------------------------ Keras parity
+def _keras_seq2seq(K, m):
+    """Seq2Seq's training graph written with Keras 3 layers (the same names), for a model ``m``."""
+    E, U, Ud, V = m.embedding_dim, m.units, m.dec_units, len(m.target_vocab)
+    src = K.Input((None,), dtype="int32", name="source_ids")
+    yin = K.Input((None,), dtype="int32", name="decoder_input_ids")
+    h = K.layers.Embedding(len(m.source_vocab), E, mask_zero=True, name="source_embedding")(src)
+    rnn = K.layers.LSTM(U, return_sequences=True, return_state=True, name="encoder_0")
+    if m.bidirectional:
+        H, hf, cf, hb, cb = K.layers.Bidirectional(rnn, name="bidirectional_encoder_0")(h)
+        states = [K.layers.Concatenate(name="bidirectional_encoder_0_state_0")([hf, hb]),
+                  K.layers.Concatenate(name="bidirectional_encoder_0_state_1")([cf, cb])]
+    else:
+        H, hs, cs = rnn(h)
+        states = [hs, cs]
+    d = K.layers.Embedding(V, E, mask_zero=True, name="target_embedding")(yin)
+    S = K.layers.LSTM(Ud, return_sequences=True, return_state=True, name="decoder_0")(d, initial_state=states)[0]
+    if m.attention == "concat":
+        q = K.layers.Dense(Ud, use_bias=False, name="attention_query")(S)
+        k = K.layers.Dense(Ud, use_bias=False, name="attention_key")(H)
+        ctx = K.layers.AdditiveAttention(name="attention")([q, H, k])
+    else:
+        ctx = K.layers.Attention(name="attention")([S, H])
+    hc = K.layers.Dense(Ud, activation="tanh", use_bias=False, name="attention_combine")(
+        K.layers.Concatenate(name="context_and_state")([ctx, S]))
+    return K.Model([src, yin], K.layers.Dense(V, name="output")(hc))
+
+
+@pytest.mark.parametrize("kw", [dict(bidirectional=True, attention="dot"),
+                                dict(bidirectional=False, attention="concat")], ids=str)
+def test_training_model_matches_the_same_graph_in_keras(kw):
+    """The training model and the same graph built with Keras 3 (torch backend), weights copied: the same logits
+    on padded batches and the same weights after one SGD step of the masked loss, in float64."""
+    keras = pytest.importorskip("keras")
+    from rnnlab.testing import rel_error
+
+    old_policy = keras.config.dtype_policy()
+    rnnlab.set_floatx("float64")
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        m = _model(**kw)
+        km = _keras_seq2seq(keras, m)
+        rm = m.training_model
+        # rnnlab's weights, moved away from the initial values (which leave the additive query path nearly flat:
+        # tanh(q + k) ~ q + k and q cancels in the softmax), copied into the Keras layers of the same names
+        gen = np.random.default_rng(0)
+        for _, owner, w in m.iter_weights():
+            owner.params[w] += 0.3 * gen.standard_normal(owner.params[w].shape)
+        for layer in rm.layers:
+            if layer.count_params():
+                km.get_layer(layer.name).set_weights(layer.get_weights())
+        pairs = [("abc", "cba"), ("edcba", "abcde"), ("a", ""), ("bb", "bb")]
+        X = m.encode_sources([s for s, _ in pairs], warn=False)
+        Yin, Yout = m.encode_targets([t for _, t in pairs])
+        assert (X == 0).any() and (Yout == 0).any()          # padded sources and targets: masks matter
+        mask = Yout != 0
+        kl = np.asarray(keras.ops.convert_to_numpy(km.predict([X, Yin], verbose=0)))
+        rl = rm.predict([X, Yin])
+        assert rel_error(rl[mask], kl[mask]) < 1e-7
+        w0 = [w.copy() for w in rm.get_weights()]
+        km.compile(optimizer=keras.optimizers.SGD(0.5),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        rm.compile(optimizer=SGD(0.5), loss=m.loss_fn)
+        k_loss, r_loss = float(km.train_on_batch([X, Yin], Yout)), float(rm.train_on_batch([X, Yin], Yout))
+        assert abs(k_loss - r_loss) < 1e-7 * max(1.0, abs(k_loss))
+        for layer in rm.layers:
+            if layer.count_params():
+                for a, b in zip(layer.get_weights(), km.get_layer(layer.name).get_weights()):
+                    assert rel_error(a, np.asarray(b)) < 1e-7, layer.name
+        assert all(rel_error(a, b) > 1e-6 for a, b in zip(rm.get_weights(), w0))   # the step moved every weight
+    finally:
+        keras.config.set_dtype_policy(old_policy)
+        keras.config.set_floatx("float32")
+        rnnlab.set_floatx("float32")
