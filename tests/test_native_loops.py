@@ -311,3 +311,16 @@ def test_table_rows_copied_in_the_loop_same_bits(monkeypatch, threads, kw):
     ref = rec.forward(emb.forward(ids), mask=emb.compute_mask(ids))
     for a, b in zip(got if isinstance(got, list) else [got], ref if isinstance(ref, list) else [ref]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.native
+def test_table_released_with_the_workspaces():
+    m, emb, rec = _model()
+    ids = np.random.default_rng(3).integers(1, 50, (9, 7))
+    for _ in range(3):
+        m.predict_on_batch(ids)
+    assert rec._proj_table.table is not None
+    before = m.predict_on_batch(ids)
+    rec.release_workspaces()
+    assert "_proj_table" not in rec.__dict__
+    np.testing.assert_allclose(m.predict_on_batch(ids), before, rtol=2e-6, atol=2e-6)    # (the GEMM again)

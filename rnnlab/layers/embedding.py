@@ -46,7 +46,8 @@ class Embedding(Layer):
     """
 
     _float_input = False
-    #: ``(weakref to the output, embeddings matrix, flat ids)`` of the last inference lookup of any Embedding
+    #: ``(weakref to the output, weakref to the embeddings matrix, flat ids)`` of the last inference lookup of any
+    #: Embedding
     last_lookup = None
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
@@ -177,7 +178,7 @@ class Embedding(Layer):
             # which rows this output holds, for a next layer that can take its input projection from rows of a
             # cached table (the recurrent layers' inference path, rnnlab.layers.fused_native); that layer
             # checks the rows themselves before using it, so a modified output only costs the check
-            Embedding.last_lookup = (weakref.ref(out), self.params["embeddings"], flat)
+            Embedding.last_lookup = (weakref.ref(out), weakref.ref(self.params["embeddings"]), flat)
         return out
 
     def backward(self, grad):

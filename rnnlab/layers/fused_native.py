@@ -14,6 +14,7 @@ summation order: results agree with NumPy's to float32 rounding.
 from __future__ import annotations
 
 import types
+import weakref
 
 import numpy as np
 
@@ -166,15 +167,17 @@ class NativePaths:
         look = Embedding.last_lookup
         if look is None or look[0]() is not x_in or not self._native_float32():
             return False
-        _, E, flat = look
+        E, flat = look[1](), look[2]
         T, B = ws.T, ws.B
+        if E is None:
+            return False
         if (E.dtype != kernel.dtype or x_in.dtype != kernel.dtype or E.ndim != 2 or E.shape[1] != kernel.shape[0]
                 or flat.size != B * T or E.shape[0] * kernel.shape[1] * kernel.itemsize > self.TABLE_MAX_BYTES):
             return False
         st = self.__dict__.get("_proj_table")
-        if st is None or st.E is not E or st.kernel.shape != kernel.shape:
-            self.__dict__["_proj_table"] = types.SimpleNamespace(E=E, kernel=kernel.copy(), snapE=None, table=None,
-                                                                 rows=0, need=E.shape[0])
+        if st is None or st.E() is not E or st.kernel.shape != kernel.shape:
+            self.__dict__["_proj_table"] = types.SimpleNamespace(E=weakref.ref(E), kernel=kernel.copy(), snapE=None,
+                                                                 table=None, rows=0, need=E.shape[0])
             return False
         if not np.array_equal(st.kernel, kernel):
             np.copyto(st.kernel, kernel)

@@ -205,8 +205,10 @@ class WorkspaceOwner:
         return ws
 
     def release_workspaces(self):
-        """Drop the kept workspaces (their memory); the next call allocates afresh."""
+        """Drop the kept workspaces (their memory) and any input-projection table (fused_native); the next call
+        allocates afresh."""
         self.__dict__.pop("_ws_pool", None)
+        self.__dict__.pop("_proj_table", None)
         self._ws = None
 
     def _alloc_cell(self, ws):
