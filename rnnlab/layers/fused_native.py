@@ -10,6 +10,12 @@ forward, ``dA_t W_h^T`` backward) and the weight gradients sharing one dA run in
 that matrix packed once per call (a BLAS call repacks it every step), where
 :func:`rnnlab._native.packed_gemm_wins` says the kernel is faster for the shape. Same products, another
 summation order: results agree with NumPy's to float32 rounding.
+
+With several BLAS threads (:meth:`NativePaths._split_products`) the layer's large products (input projection, dX,
+weight gradients) also run in the packed kernel, over rnnlab's own row or column blocks, and the fused loops split
+their batch rows at any batch size: no product of the layer wakes NumPy's BLAS pool, whose worker would spin beside
+rnnlab's second thread. Inference on an Embedding's output takes the input projection from rows of a cached table
+``E W_x`` (:meth:`NativePaths._table_projection`, checked bit for bit against the weights it was built from).
 """
 from __future__ import annotations
 

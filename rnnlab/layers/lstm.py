@@ -27,7 +27,10 @@ the same buffers; it agrees with the NumPy loop to ~1e-6 relative (tanh approxim
 In training (float32, these activations, kernel built) each fast-path step keeps its recurrent GEMM in
 NumPy and does the elementwise gate math in one C call (``rnnlab_lstm_gates_fwd_f32`` /
 ``rnnlab_lstm_gates_bwd_f32``), writing the same buffers: forward equal up to the tanh approximation,
-backward step bit-identical (gains: docs/benchmarks.md).
+backward step bit-identical (gains: docs/benchmarks.md). On the packed path the whole forward and, without a mask
+or recurrent dropout, the whole backward time loop each run in one compiled call (``rnnlab_lstm_fwd_loop_f32``,
+``rnnlab_lstm_bwd_loop_f32``), by blocks of batch rows with several BLAS threads; the backward loop gives the bits
+of the per-step loop.
 
 ``unit_forget_bias=True`` (default, as Keras) initialises the forget slice of the bias to 1.
 The time loop, masking, states and the weight-gradient GEMMs are in :mod:`rnnlab.layers.recurrent`.
