@@ -478,6 +478,13 @@ def test_split_products(cell, monkeypatch):
         np.testing.assert_array_equal(a, c)
         exact = left.T.astype(np.float64) @ dA2.astype(np.float64)
         assert np.all(np.abs(a - exact) <= _bound(left.T, dA2, T * B))
+    # a W_x above SPLIT_MAX_PACKED_FLOATS stays on the BLAS (the kernel has no M blocking for large packed B)
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", True)
+    monkeypatch.setattr(NativePaths, "SPLIT_MAX_PACKED_FLOATS", layer.params["kernel"].size - 1)
+    layer.release_workspaces()
+    layer.forward(x, training=True)
+    layer.backward(g)
+    assert layer._ws.packed_x is None and layer._ws.packed_dx is None
     # split_matmul: row blocks of one packed product, the bits of one call
     pm = _native.PackedMatrix(200, 7).pack(rng.standard_normal((200, 7)).astype(np.float32))
     o1, o2 = np.empty((T * B, 7), np.float32), np.empty((T * B, 7), np.float32)

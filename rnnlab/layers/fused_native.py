@@ -114,11 +114,17 @@ class NativePaths:
         return (self.SPLIT_PRODUCTS and (_native.blas_threads() or 1) > 1 and self._native_float32()
                 and _native.gemm_available())
 
+    #: Largest packed matrix (K x N floats) a split product (input projection, dX) takes: 1 MB, half the L2 of this
+    #: machine's cores. Above it the kernel streams B from L3 for every row block (no M blocking: 48-61 GFLOP/s on
+    #: the large config's 10240 x 512 x 2048 projection against OpenBLAS's 86-104, docs/benchmarks.md)
+    SPLIT_MAX_PACKED_FLOATS = 1 << 18
+
     def _input_grad_product(self, ws, dA2, out):
         """``out = dA W_x^T`` ((T*B, W) @ (W, D), the input gradient): the packed kernel over row blocks when
-        :meth:`_split_products`, else NumPy's matmul."""
+        :meth:`_split_products` (and W_x is at most :attr:`SPLIT_MAX_PACKED_FLOATS`), else NumPy's matmul."""
         kernel = self.params["kernel"]
-        if dA2.dtype != np.float32 or kernel.dtype != np.float32 or not self._split_products():
+        if (dA2.dtype != np.float32 or kernel.dtype != np.float32 or kernel.size > self.SPLIT_MAX_PACKED_FLOATS
+                or not self._split_products()):
             return np.matmul(dA2, kernel.T, out=out)
         pm = ws.packed_dx
         if pm is None or (pm.K, pm.N) != kernel.T.shape:
@@ -138,7 +144,8 @@ class NativePaths:
         was the faster of the two, so it keeps the product, as it does above ``PACKED_PROJECTION_MAX_MULADDS``
         (long sequences, wide layers). Measurements: docs/benchmarks.md, "Fast-path thresholds"."""
         M, (K, N) = ws.T * ws.B, kernel.shape
-        split = not ws.native_ok and kernel.dtype == np.float32 and M >= 8 and self._split_products()
+        split = (not ws.native_ok and kernel.dtype == np.float32 and M >= 8
+                 and K * N <= self.SPLIT_MAX_PACKED_FLOATS and self._split_products())
         if not split and (not ws.native_ok or kernel.dtype != np.float32 or M < 8
                           or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS or not _native.gemm_available()
                           or _native.blas_threads() == 1):
