@@ -294,3 +294,19 @@ def test_training_model_matches_the_same_graph_in_keras(kw):
         keras.config.set_dtype_policy(old_policy)
         keras.config.set_floatx("float32")
         rnnlab.set_floatx("float32")
+
+
+# ------------------------------------------------------------------------------------------ the command
+def test_cli_encoder_is_bidirectional_by_default(tmp_path, capsys):
+    from rnnlab.cli import main
+
+    common = ["train", "seq2seq", "--generate", "addition", "--num-pairs", "300", "--digits", "2", "--epochs", "1",
+              "--units", "4", "--embedding-dim", "3", "--verbose", "0", "--threads", "1"]
+    for extra, want in (([], True), (["--unidirectional"], False), (["--bidirectional"], True)):
+        out = str(tmp_path / f"run{len(extra)}{want}")
+        assert main(common + extra + ["--out", out]) == 0
+        metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert metrics["bidirectional"] is want
+        assert Seq2Seq.load(os.path.join(out, "model.npz")).bidirectional is want
+    assert main(common + ["--unidirectional", "--bidirectional", "--out", str(tmp_path / "bad")]) == 1
+    assert "--unidirectional and --bidirectional contradict" in capsys.readouterr().err
