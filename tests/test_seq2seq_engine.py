@@ -310,3 +310,14 @@ def test_cli_encoder_is_bidirectional_by_default(tmp_path, capsys):
         assert Seq2Seq.load(os.path.join(out, "model.npz")).bidirectional is want
     assert main(common + ["--unidirectional", "--bidirectional", "--out", str(tmp_path / "bad")]) == 1
     assert "--unidirectional and --bidirectional contradict" in capsys.readouterr().err
+
+
+def test_cli_cpu_budget_stops_through_the_engine(tmp_path, capsys):
+    from rnnlab.cli import main
+
+    assert main(["train", "seq2seq", "--generate", "addition", "--num-pairs", "2000", "--digits", "2", "--units", "4",
+                 "--embedding-dim", "3", "--batch-size", "8", "--max-cpu-minutes", "0.0001", "--verbose", "0",
+                 "--threads", "1", "--out", str(tmp_path / "o")]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["stop_reason"].startswith("time budget") and metrics["epochs_run"] == 1
+    assert os.path.exists(metrics["model"])

@@ -50,8 +50,10 @@ def add_train_arguments(parser):
     src.add_argument("--valid-fraction", type=float, default=0.05,
                      help="part of the training pairs (at most 2000) held out to pick the best epoch and stop early")
     from .common import add_threads_argument
+    from .runstate import add_budget_arguments
 
     add_threads_argument(m)
+    add_budget_arguments(parser)
     add_common_train_arguments(parser, epochs=None, patience=10, max_minutes=15.0, batch_size=64, units=64,
                                embedding_dim=32, lr=0.005)
 
@@ -153,8 +155,13 @@ def train(args):
             return True
         return False
 
+    extra = []
+    if args.max_cpu_minutes is not None:   # a load-independent budget: the engine's TimeBudget callback
+        from ..callbacks import TimeBudget
+
+        extra.append(TimeBudget(max_cpu_minutes=args.max_cpu_minutes))
     model.fit(train_pairs, epochs=epochs, batch_size=args.batch_size, optimizer=_optimizer(args),
-              time_budget=budget, verbose=args.verbose, seed=args.seed, on_epoch_end=on_epoch_end)
+              time_budget=budget, verbose=args.verbose, seed=args.seed, on_epoch_end=on_epoch_end, callbacks=extra)
     train_secs = timer.elapsed
     cpu_secs = time.process_time() - cpu0
     epochs_run = len(model.history)
