@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rnnlab.embeddings.fasttext import (FastText, FastTextKeyedVectors, compute_ngrams_bytes,
-                                        fasttext_loss_and_grads, ft_hash_bytes, ngram_hashes)
+                                        fasttext_loss_and_grads, ft_hash_bytes, ngram_hashes, skipgram_pairs)
 
 WORDS = ["hello", "naïve", "日本語", "a", "", "x-y", "café✓", "running", "zürich", "\U0001F600ok"]
 
@@ -68,18 +68,24 @@ def _dense(shape, idx, rows):
     return G
 
 
-@pytest.mark.parametrize("sg,norm", [(0, "gensim"), (1, "facebook"), (1, "gensim")])
-def test_gradients_through_ngram_sums_match_finite_differences(sg, norm):
+@pytest.mark.parametrize("sg,norm,pairs", [(0, "gensim", False), (1, "facebook", False), (1, "gensim", False),
+                                           (1, "gensim", True), (1, "facebook", True)])
+def test_gradients_through_ngram_sums_match_finite_differences(sg, norm, pairs):
     W, syn1, kv, words, sid, reduced, neg, window = _problem(5 + sg)
     csr = (kv.subword_rows, kv.subword_offsets, kv.subword_lengths)
     assert kv.subword_lengths.min() >= 2          # every word has n-gram rows besides its own
     assert len(set(kv.subword_lengths)) > 1       # CBOW's all-rows mean differs from a mean of word means
+    if pairs:                                     # one row of noise words per (centre, partner) pair
+        P = len(skipgram_pairs(sid, reduced, window)[0])
+        neg = np.random.default_rng(1).integers(0, len(kv), (P, 3))
+        assert P > len(words)
 
     def f(a, b):
-        return fasttext_loss_and_grads(a, b, *csr, words, sid, reduced, neg, sg, window, subword_norm=norm)[0]
+        return fasttext_loss_and_grads(a, b, *csr, words, sid, reduced, neg, sg, window, subword_norm=norm,
+                                       pair_negatives=pairs)[0]
 
     loss, ii, ir, oi, orows = fasttext_loss_and_grads(W, syn1, *csr, words, sid, reduced, neg, sg, window,
-                                                      subword_norm=norm)
+                                                      subword_norm=norm, pair_negatives=pairs)
     gW, g1 = _dense(W.shape, ii, ir), _dense(syn1.shape, oi, orows)
     assert np.isclose(loss, f(W, syn1))
     ngram_rows = np.unique(kv.subword_rows[kv.subword_rows >= len(kv)])
@@ -108,6 +114,40 @@ def test_fasttext_update_gives_every_subword_row_the_full_input_gradient(norm):
     lens = kv.subword_lengths[uniq]
     div = lens if norm == "facebook" else lens - 1           # gensim divides by the n-grams alone
     np.testing.assert_allclose(full, exact * np.repeat(div, lens)[:, None], rtol=1e-12)
+
+
+def test_skipgram_pairs_and_per_pair_loss_by_hand():
+    # sentence 0 = positions 0..2, sentence 1 = 3..4; windows 1, 2, 1 | 2, 1
+    sid, red = np.array([0, 0, 0, 1, 1]), np.array([1, 2, 1, 2, 1])
+    c, p = skipgram_pairs(sid, red, 2)
+    assert list(zip(c.tolist(), p.tolist())) == [(0, 1), (1, 0), (1, 2), (2, 1), (3, 4), (4, 3)]
+    W, syn1, kv, words, _, _, _, _ = _problem(3, N=5)
+    csr = (kv.subword_rows, kv.subword_offsets, kv.subword_lengths)
+    neg = np.random.default_rng(2).integers(0, len(kv), (6, 2))
+    neg[0, 0] = words[0]                              # a noise word equal to its target is skipped
+    loss = fasttext_loss_and_grads(W, syn1, *csr, words, sid, red, neg, 1, 2, pair_negatives=True)[0]
+
+    def x(w):
+        rows = kv.subword_rows[kv.subword_offsets[w]:kv.subword_offsets[w] + kv.subword_lengths[w]]
+        return W[rows].sum(axis=0) / (len(rows) - 1)  # gensim's divisor (the default)
+
+    expect = 0.0
+    for q, (cn, pj) in enumerate(zip(c, p)):          # input: the partner's x; target: the centre's word
+        t = words[cn]
+        expect -= np.log(_sig(x(words[pj]) @ syn1[t]))
+        expect -= sum(np.log(_sig(-x(words[pj]) @ syn1[k])) for k in neg[q] if k != t)
+    assert np.isclose(loss, expect, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"one row of noise words per pair, \(6, K\), got \(5, 2\)"):
+        fasttext_loss_and_grads(W, syn1, *csr, words, sid, red, neg[:5], 1, 2, pair_negatives=True)
+
+
+def test_training_with_pair_negatives():
+    kw = dict(vector_size=8, min_count=1, sg=1, epochs=1, bucket=300, seed=4)
+    a = FastText(SENTS, pair_negatives=True, **kw)
+    b = FastText(SENTS, pair_negatives=True, **kw)
+    c = FastText(SENTS, pair_negatives=False, **kw)
+    np.testing.assert_array_equal(a.input_matrix, b.input_matrix)
+    assert np.isfinite(a.input_matrix).all() and np.abs(a.input_matrix - c.input_matrix).max() > 1e-4
 
 
 def _one_pair_problem():
@@ -261,11 +301,15 @@ def test_max_n_zero_is_plain_word2vec_style():
         m.wv["catz"]
 
 
-def test_loss_decreases():
-    m = FastText(SENTS, vector_size=16, min_count=1, sg=1, epochs=1, bucket=2000, compute_loss=True, seed=2)
+@pytest.mark.parametrize("pair_negatives", [True, False])
+def test_loss_decreases(pair_negatives):
+    # sample=0: subsampling keeps ~4% of this 20-word corpus, so the summed loss of an epoch would mostly
+    # measure which words the draw kept
+    m = FastText(SENTS, vector_size=16, min_count=1, sg=1, epochs=1, bucket=2000, compute_loss=True, seed=2,
+                 sample=0, pair_negatives=pair_negatives)
     first = m.training_loss
     m.train(epochs=4)
-    assert m.training_loss < first
+    assert m.training_loss < 0.8 * first
 
 
 # ------------------------------------------------------------------------------------- bad input

@@ -49,10 +49,10 @@ import numpy as np
 
 from .. import _native
 from .keyed_vectors import KeyedVectors
-from .word2vec import Word2Vec, batch_loss_and_grads
+from .word2vec import Word2Vec, _log_sigmoid, _pair_mask, _sigmoid, batch_loss_and_grads
 
 __all__ = ["FastText", "FastTextKeyedVectors", "ft_hash_bytes", "compute_ngrams_bytes", "ngram_hashes",
-           "fasttext_loss_and_grads"]
+           "fasttext_loss_and_grads", "skipgram_pairs"]
 
 _FNV_OFFSET = 2166136261
 _FNV_PRIME = 16777619
@@ -143,9 +143,47 @@ def _check_subword_norm(who, subword_norm):
         raise ValueError(f"{who}: subword_norm must be one of {_SUBWORD_NORMS}, got {subword_norm!r}")
 
 
+def skipgram_pairs(sentence_ids, reduced_windows, window):
+    """The skip-gram pairs of a chunk in centre-major order: ``(centres, partners)`` position arrays, one
+    entry per pair (centre ``n``, partner ``j``) with ``0 < |j - n| <= reduced_windows[n]`` inside one
+    sentence. With ``pair_negatives=True`` :func:`fasttext_loss_and_grads` takes one row of noise words per
+    pair, in this order."""
+    valid = _pair_mask(reduced_windows, sentence_ids, window)
+    n, a = np.nonzero(valid)
+    return n, n + a - int(window)
+
+
+def _sg_pairs_loss_and_grads(X, syn1neg, words, centres, partners, negatives, scale, compute_loss):
+    """Skip-gram with its own noise words per pair (gensim's and Facebook's draws): input ``X[partner]``
+    (X: (N, D), one row per position), target the centre's word and ``negatives[p]``. Returns ``(loss,
+    dL/dX (N, D), out_idx, out_rows)``, all gradients times ``scale``."""
+    N, D = X.shape
+    tgt = words[centres]
+    Xp = X[partners]                                                 # (P, D)
+    Tpos = syn1neg[tgt]                                              # (P, D)
+    Tneg = syn1neg[negatives]                                        # (P, K, D)
+    fpos = np.einsum("pd,pd->p", Xp, Tpos)
+    fneg = np.matmul(Tneg, Xp[:, :, None])[:, :, 0]                  # (P, K)
+    nmask = (negatives != tgt[:, None]).astype(X.dtype)              # a noise word equal to the target: skipped
+    loss = 0.0
+    if compute_loss:
+        loss = -float(_log_sigmoid(fpos).sum() + np.sum(_log_sigmoid(-fneg) * nmask))
+    gpos = _sigmoid(fpos) - 1.0                                      # dL/df, label 1
+    gneg = _sigmoid(fneg) * nmask                                    # label 0
+    if scale != 1.0:
+        gpos *= scale
+        gneg *= scale
+    gXp = gpos[:, None] * Tpos + np.matmul(gneg[:, None, :], Tneg)[:, 0]
+    gX = np.zeros((N, D), dtype=gXp.dtype)
+    _native.scatter_add(gX, partners, gXp)
+    out_idx = np.concatenate([tgt, negatives.ravel()])
+    out_rows = np.concatenate([gpos[:, None] * Xp, (gneg[:, :, None] * Xp[:, None, :]).reshape(-1, D)])
+    return loss, gX, out_idx, out_rows
+
+
 def fasttext_loss_and_grads(W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids, reduced_windows,
                             negatives, sg, window, scale=1.0, compute_loss=True, fasttext_update=False,
-                            subword_norm="gensim"):
+                            subword_norm="gensim", pair_negatives=False):
     """Loss of one chunk and the gradients with respect to the input matrix ``W`` (subword rows) and ``syn1neg``.
 
     Args:
@@ -158,6 +196,9 @@ def fasttext_loss_and_grads(W, syn1neg, sub_flat, sub_off, sub_len, words, sente
             subword row receiving the full ``dL/dx_p`` (skip-gram) or the full ``dL/dh`` (CBOW).
         subword_norm: skip-gram only, the divisor of the summed rows ``S(w)``: ``"facebook"`` ``n_w`` (all
             rows), ``"gensim"`` ``max(n_w - 1, 1)`` (the n-grams only, as gensim's training).
+        pair_negatives: skip-gram only. False: ``negatives`` is (N, K), the noise words of each centre,
+            shared by its pairs (word2vec's batched loss). True: ``negatives`` is (P, K), one row per pair of
+            :func:`skipgram_pairs` (centre-major order), each pair scored against its own noise words.
 
     The model: skip-gram ``x(w) = S(w) / d_w`` (``d_w`` from ``subword_norm``) predicts each context word;
     CBOW ``h = sum_ctx S(w_j) / sum_ctx n_{w_j}``, the mean of *all* subword rows of the window (Facebook
@@ -182,11 +223,20 @@ def fasttext_loss_and_grads(W, syn1neg, sub_flat, sub_off, sub_len, words, sente
         cbow_weights = lens[inv]
     # word2vec's batched loss reads the input vectors as rows ``words`` of a (V, D) table; only the rows of
     # this chunk's words are written into an uninitialised buffer (never read elsewhere)
-    Xtab = np.empty(syn1neg.shape, dtype=dtype)
-    Xtab[uniq] = X
-    loss, _, gX, out_idx, out_rows = batch_loss_and_grads(
-        Xtab, syn1neg, words, sentence_ids, reduced_windows, negatives, sg, window, scale=scale,
-        compute_loss=compute_loss, cbow_mean_update=fasttext_update, cbow_weights=cbow_weights)
+    if sg and pair_negatives:
+        centres, partners = skipgram_pairs(sentence_ids, reduced_windows, window)
+        negatives = np.asarray(negatives)
+        if negatives.ndim != 2 or negatives.shape[0] != len(centres):
+            raise ValueError(f"fasttext_loss_and_grads: pair_negatives=True needs one row of noise words per "
+                             f"pair, ({len(centres)}, K), got {negatives.shape}")
+        loss, gX, out_idx, out_rows = _sg_pairs_loss_and_grads(X[inv], syn1neg, words, centres, partners,
+                                                               negatives, scale, compute_loss)
+    else:
+        Xtab = np.empty(syn1neg.shape, dtype=dtype)
+        Xtab[uniq] = X
+        loss, _, gX, out_idx, out_rows = batch_loss_and_grads(
+            Xtab, syn1neg, words, sentence_ids, reduced_windows, negatives, sg, window, scale=scale,
+            compute_loss=compute_loss, cbow_mean_update=fasttext_update, cbow_weights=cbow_weights)
     GU = np.zeros((len(uniq), W.shape[1]), dtype=gX.dtype)
     _native.scatter_add(GU, inv, np.ascontiguousarray(gX))          # dL/dx (CBOW: dL/dS) per distinct word
     if sg and not fasttext_update:
@@ -300,7 +350,11 @@ class FastText(Word2Vec):
     n-gram settings of gensim's ``FastText`` and Facebook's ``-minn -maxn -bucket``. ``max_n=0`` trains
     without subwords (then ``bucket`` may be 0). ``subword_norm`` (skip-gram only): ``"gensim"`` (default)
     trains the input ``s(w) / (number of n-grams)`` as gensim does, ``"facebook"`` ``s(w) / (n-grams + 1)``
-    as Facebook's fastText; the saved vectors are ``s(w) / (n-grams + 1)`` either way. The vectors are in ``model.wv``, a
+    as Facebook's fastText; the saved vectors are ``s(w) / (n-grams + 1)`` either way. ``pair_negatives``
+    (skip-gram only): False (default) draws the ``negative`` noise words once per centre word and shares them
+    among its pairs, as rnnlab's word2vec; True draws them per (centre, context) pair as gensim and Facebook
+    do (the same expected gradient; ~1.5x the training time, no measurable change of the vectors' scale on
+    IMDB, see docs/results.md). The vectors are in ``model.wv``, a
     :class:`FastTextKeyedVectors`; the raw input matrix in Facebook's layout is ``model.input_matrix``
     ((V + bucket, D); ``wv.vectors_vocab`` and ``wv.vectors_ngrams`` are views of it). See the module
     docstring for the math and the update rule.
@@ -316,10 +370,11 @@ class FastText(Word2Vec):
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
                  min_n=3, max_n=6, bucket=2000000, negative=5, ns_exponent=0.75, sample=1e-3, alpha=0.025,
                  min_alpha=0.0001, epochs=5, seed=1, workers=1, batch_words=None, max_vocab_size=None,
-                 compute_loss=False, verbose=False, subword_norm="gensim"):
+                 compute_loss=False, verbose=False, subword_norm="gensim", pair_negatives=False):
         _check_ngram_args("FastText", min_n, max_n, bucket)
         _check_subword_norm("FastText", subword_norm)
         self.subword_norm = subword_norm
+        self.pair_negatives = bool(pair_negatives)
         self.min_n, self.max_n, self.bucket = int(min_n), int(max_n), int(bucket)
         if max_n == 0:
             self.bucket = 0
@@ -373,11 +428,15 @@ class FastText(Word2Vec):
         if len(ids) < 2:
             return 0.0
         reduced = self.window - rng.integers(0, self.window, len(ids))
-        neg = self._draw_noise(rng, (len(ids), self.negative))
+        per_pair = bool(self.sg) and self.pair_negatives
+        n_rows = len(skipgram_pairs(sid, reduced, self.window)[0]) if per_pair else len(ids)
+        if n_rows == 0:
+            return 0.0
+        neg = self._draw_noise(rng, (n_rows, self.negative))
         loss, in_idx, in_rows, out_idx, out_rows = fasttext_loss_and_grads(
             self.input_matrix, self.syn1neg, self._sub_flat, self._sub_off, self._sub_len, ids, sid, reduced,
             neg, self.sg, self.window, scale=-alpha, compute_loss=self.compute_loss, fasttext_update=True,
-            subword_norm=self.subword_norm)
+            subword_norm=self.subword_norm, pair_negatives=per_pair)
         self._check_finite(chunk, alpha, loss, in_rows, out_rows)
         _native.scatter_add(self.syn1neg, out_idx, np.ascontiguousarray(out_rows))
         _native.scatter_add(self.input_matrix, in_idx, in_rows)
