@@ -94,3 +94,25 @@ def test_an_adapter_with_its_own_epochs_runs_as_engine_steps(tmp_path, fit_calls
     assert ad.epochs == [0, 1, 2] and run["best_epoch"] == 3 and run["best"] == pytest.approx(1 / 3)
     assert ad.saved.count("checkpoint.npz") == 3 and ad.saved.count("model.npz") == 3
     assert [h["loss"] for h in run["history"]] == pytest.approx([1.0, 0.5, 1 / 3])
+
+
+def test_no_module_outside_models_calls_the_engines_private_methods():
+    """Issue 16: the step other modules use is public API (train_step, loss_step, backpropagate, ...)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "rnnlab"
+    private = re.compile(r"\.(_run|_backprop|_loss_and_grads|_train_batch|_train_step|_out_metrics|_prepare_x|"
+                         r"_prepare_inputs|_evaluate_arrays|_forward)\b(?!_)")
+    bad = []
+    for p in sorted(root.rglob("*.py")):
+        rel = p.relative_to(root).as_posix()
+        if rel.startswith("models/"):
+            continue
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if private.search(code) and "self._" not in code:
+                bad.append(f"{rel}:{i}: {line.strip()}")
+    assert not bad, bad
+    dist = (root / "distributed.py").read_text(encoding="utf-8")
+    assert not re.search(r"\bmodel\._", dist)
