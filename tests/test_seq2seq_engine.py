@@ -47,7 +47,8 @@ def test_training_model_is_a_functional_model_of_public_layers():
     ids_tm = {(id(o), w) for _, o, w in tm.iter_weights()}
     assert ids_tm == {(id(o), w) for _, o, w in m.iter_weights()}
     lines = []
-    tm.summary(print_fn=lines.append)
+    m.summary(print_fn=lines.append)
+    assert any(l.startswith("Total params: " + f"{m.count_params():,}") for l in lines)
     assert any("bidirectional_encoder_0" in l and "source_embedding" in l for l in lines)
     # the graph's output equals Seq2Seq.forward and a Keras-style predict on [source ids, decoder input ids]
     X = m.encode_sources(["abc", "edcba"], warn=False)

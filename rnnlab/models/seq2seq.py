@@ -326,6 +326,10 @@ class Seq2Seq:
     def count_params(self):
         return int(sum(owner.params[w].size for _, owner, w in self.iter_weights()))
 
+    def summary(self, print_fn=None):
+        """The training model's Keras-style table (layers, output shapes, parameters, "Connected to")."""
+        self.training_model.summary(print_fn=print_fn)
+
     def get_config(self):
         return {"source_vocab": self.source_vocab.get_config(), "target_vocab": self.target_vocab.get_config(),
                 "embedding_dim": self.embedding_dim, "units": self.units, "cell": self.cell,
