@@ -269,3 +269,41 @@ def test_version_1_files_load_and_newer_versions_are_refused(tmp_path):
     with pytest.raises(rio.FileFormatError, match=r"v99.npz: tagger file format version 99; this rnnlab reads "
                                                   r"versions 1 to 2"):
         Tagger.load(new)
+
+
+def test_train_tag_runs_model_fit_with_one_engine_step_per_batch(tmp_path, capsys, monkeypatch):
+    train = _with_pos(generate_two_sided_tagging(40, seed=0))
+    a = _write3(tmp_path / "train.txt", train)
+    b = _write3(tmp_path / "valid.txt", _with_pos(generate_two_sided_tagging(10, seed=1)))
+    calls = {"fit": [], "batches": 0}
+    real_fit, real_batch = Engine.fit, Engine._train_batch
+
+    def spy_fit(self, *args, **kw):
+        calls["fit"].append(type(self).__name__)
+        return real_fit(self, *args, **kw)
+
+    def spy_batch(self, *args, **kw):
+        calls["batches"] += 1
+        return real_batch(self, *args, **kw)
+
+    monkeypatch.setattr(Engine, "fit", spy_fit)
+    monkeypatch.setattr(Engine, "_train_batch", spy_batch)
+    assert cli.main(["train", "tag", "--train", a, "--valid", b, "--out", str(tmp_path / "o"), "--epochs", "2",
+                     "--batch-size", "8", "--units", "4", "--embedding-dim", "4", "--char-dim", "3",
+                     "--char-units", "3", "--verbose", "0", "--threads", "1"]) == 0
+    assert calls["fit"] == ["Tagger"]          # one Model.fit call, on the tagger itself
+    assert calls["batches"] == 2 * 5           # 40 sentences / 8 = 5 engine steps per epoch
+    hist = json.loads((tmp_path / "o" / "history.json").read_text())
+    rows = hist if isinstance(hist, list) else hist.get("history", hist)
+    assert len(rows) == 2
+
+
+def test_tagger_fit_on_a_dataset_is_engine_fit():
+    train = generate_two_sided_tagging(48, seed=0)
+    backend.set_random_seed(0)
+    m = build_tagger(train, embedding_dim=4, units=4)
+    m.compile(Adam(0.01))
+    hist = m.fit(x=TaggingBatches(m, train, batch_size=16), epochs=2, verbose=0)
+    assert len(hist.history["loss"]) == 2 and "accuracy" in hist.history
+    with pytest.raises(TypeError, match=r"unexpected arguments \['initial_epoch'\] for sentences"):
+        m.fit(train, epochs=1, verbose=0, initial_epoch=0)

@@ -472,8 +472,8 @@ class Tagger(Engine):
         return p.argmax(-1)
 
     # ----------------------------------------------------------------------------------- training
-    def fit(self, train, valid=None, epochs=10, batch_size=32, optimizer=None, time_budget=None, verbose=1,
-            seed=None, stream=None, unknown_tags="error", patience=None, callbacks=None):
+    def fit(self, train=None, valid=None, epochs=10, batch_size=32, optimizer=None, time_budget=None, verbose=1,
+            seed=None, stream=None, unknown_tags="error", patience=None, callbacks=None, **engine_kwargs):
         """Train on lists of :class:`~rnnlab.datasets.conll.Sentence` through the engine (``Engine.fit`` over a
         :class:`TaggingBatches` dataset: shuffled each epoch, padded per batch); keep the weights of the best
         validation epoch (entity F1 for B/I/E/S tags, else token accuracy; :class:`ValidationScores` then
@@ -481,8 +481,28 @@ class Tagger(Engine):
         value when ``patience`` is given). ``time_budget`` (seconds) stops cleanly after the batch that crosses
         it. ``optimizer``: default ``Adam(1e-3)``; a NaN/inf loss or gradient stops training before the update
         (the engine's NaN policy, ``stop_reason`` says why). ``seed`` reseeds rnnlab's global generator (batch
-        order, dropout, word dropout) first. Returns the :class:`~rnnlab.callbacks.History`."""
+        order, dropout, word dropout) first. Returns the :class:`~rnnlab.callbacks.History`.
+
+        Given arrays or a dataset of batches instead of sentences (``x=`` / ``train``, e.g. a
+        :class:`TaggingBatches`), this is ``Engine.fit`` itself on a compiled tagger (``valid`` is then ``y``,
+        and ``engine_kwargs`` are ``Engine.fit``'s: ``initial_epoch``, ``validation_data`` ...): what
+        ``rnnlab train tag`` runs inside its :class:`~rnnlab.tasks.runstate.TrainLoop`."""
         from ..optimizers import Adam
+
+        sentences = isinstance(train, (list, tuple)) and bool(train) and all(hasattr(s, "tokens") for s in train)
+        if not sentences:
+            x = engine_kwargs.pop("x", train)
+            y = engine_kwargs.pop("y", valid)
+            if not getattr(self, "compiled", False):
+                self.compile(optimizer or Adam(1e-3))
+            if y is None and "batch_size" not in engine_kwargs:   # a dataset of batches carries its own
+                return Engine.fit(self, x, epochs=epochs, verbose=verbose, callbacks=callbacks, stream=stream,
+                                  **engine_kwargs)
+            return Engine.fit(self, x, y, epochs=epochs, verbose=verbose, callbacks=callbacks, stream=stream,
+                              batch_size=batch_size, **engine_kwargs)
+        if engine_kwargs:
+            raise TypeError(f"Tagger.fit: unexpected arguments {sorted(engine_kwargs)} for sentences (they are "
+                            "Engine.fit's, for arrays or a dataset of batches)")
 
         if seed is not None:
             backend.set_random_seed(seed)

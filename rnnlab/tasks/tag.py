@@ -26,9 +26,10 @@ embeddings (dimension = ``--embedding-dim``; ``--freeze-vectors`` keeps them fix
 
 The model is :class:`rnnlab.tagging.tagger.Tagger` (bidirectional by default; ``--unidirectional`` for a
 left-to-right tagger). Padded batches are masked (padding steps neither feed the recurrent layers nor count in
-the loss). Each batch is one engine step (``Tagger.train_step``, the public step of
-:class:`rnnlab.models.engine.Engine`: forward, loss, backward, the one NaN policy, the update); the epochs run
-in :class:`rnnlab.tasks.runstate.TrainLoop` like classify/charlm/wordlm: the model of the
+the loss). Training is one ``Model.fit`` call of the engine (:class:`rnnlab.models.engine.Engine`; the tagger
+is an engine model) over a :class:`~rnnlab.tagging.tagger.TaggingBatches` dataset, every batch one engine step
+(forward, loss, backward, the one NaN policy, the update), inside :class:`rnnlab.tasks.runstate.TrainLoop`'s
+callbacks like classify/charlm/wordlm: the model of the
 best validation epoch (entity F1 for BIO/IOB/IOBES tags, else token accuracy) is saved to ``OUT/model.npz`` (a
 tagger file with a ``__task__`` entry), every completed epoch to ``OUT/checkpoint.npz`` (weights, optimizer state,
 RNG state: ``--resume`` continues exactly where an uninterrupted run would be), the per-epoch metrics to
@@ -163,30 +164,14 @@ class _Adapter:
             model, optimizer, train, valid, args, doc
         model.compile(optimizer)   # the tagger's loss (CRF NLL or masked cross-entropy) and decoded accuracy
 
-    def train_epoch(self, epoch, timer):
-        """One epoch of the engine's public step (``Tagger.train_step``: forward with word dropout, loss,
-        backward, the one NaN policy, the update) over batches in the order of rnnlab's generator."""
-        from ..training import NonFiniteLoss
-        from .runstate import EpochBatches
+    def fit_arguments(self):
+        """The data of the run's one ``Model.fit`` call: the training sentences as a
+        :class:`~rnnlab.tagging.tagger.TaggingBatches` dataset (shuffled from rnnlab's generator before every
+        epoch, so ``--resume`` repeats it); each batch is one step of the engine (forward with word dropout,
+        loss, backward, the one NaN policy, the update)."""
+        from ..tagging.tagger import TaggingBatches
 
-        m = self.model
-        ep = EpochBatches(len(self.train), self.args.batch_size, timer, self.args.verbose)
-        loss_sum = seen = 0.0
-        stop = None
-        for metric in m.metrics:
-            metric.reset()
-        logs = {"loss": 0.0, "accuracy": 0.0}
-        for step, idx in ep:
-            try:
-                step_logs = m.train_step(m.arrays([self.train[i] for i in idx]), epoch=epoch, step=step)
-            except NonFiniteLoss as e:
-                stop = str(e)
-                break
-            loss_sum += step_logs["loss"] * len(idx)
-            seen += len(idx)
-            logs = {"loss": loss_sum / seen, "accuracy": step_logs["accuracy"]}
-            ep.update(logs, seen)
-        return ep.close({"loss": loss_sum / max(seen, 1), "accuracy": logs["accuracy"]}, seen, stop)
+        return {"x": TaggingBatches(self.model, self.train, self.args.batch_size, shuffle=True)}
 
     def evaluate(self):
         """Validation ``loss`` (the CRF's NLL per sentence, else masked cross-entropy per token), ``accuracy``
