@@ -307,3 +307,12 @@ def test_tagger_fit_on_a_dataset_is_engine_fit():
     assert len(hist.history["loss"]) == 2 and "accuracy" in hist.history
     with pytest.raises(TypeError, match=r"unexpected arguments \['initial_epoch'\] for sentences"):
         m.fit(train, epochs=1, verbose=0, initial_epoch=0)
+
+
+def test_tagger_fit_time_budget_stops_with_the_engines_timebudget():
+    train = generate_two_sided_tagging(64, seed=0)
+    backend.set_random_seed(0)
+    m = build_tagger(train, embedding_dim=4, units=4)
+    hist = m.fit(train, train[:10], epochs=5, batch_size=8, verbose=0, time_budget=1e-9)
+    assert len(hist.history.get("loss", [])) <= 1
+    assert m.stop_reason and "time budget" in m.stop_reason

@@ -53,7 +53,7 @@ import time
 import numpy as np
 
 from .. import backend
-from ..callbacks import Callback, EarlyStopping
+from ..callbacks import Callback, EarlyStopping, TimeBudget
 from ..metrics import Metric
 from ..models.data_adapters import PyDataset
 from ..models.engine import Engine
@@ -478,8 +478,8 @@ class Tagger(Engine):
         :class:`TaggingBatches` dataset: shuffled each epoch, padded per batch); keep the weights of the best
         validation epoch (entity F1 for B/I/E/S tags, else token accuracy; :class:`ValidationScores` then
         ``EarlyStopping(restore_best_weights=True)``, which also stops after ``patience`` epochs without a better
-        value when ``patience`` is given). ``time_budget`` (seconds) stops cleanly after the batch that crosses
-        it. ``optimizer``: default ``Adam(1e-3)``; a NaN/inf loss or gradient stops training before the update
+        value when ``patience`` is given). ``time_budget`` (seconds): a :class:`~rnnlab.callbacks.TimeBudget`
+        stops cleanly before the first batch after it is spent. ``optimizer``: default ``Adam(1e-3)``; a NaN/inf loss or gradient stops training before the update
         (the engine's NaN policy, ``stop_reason`` says why). ``seed`` reseeds rnnlab's global generator (batch
         order, dropout, word dropout) first. Returns the :class:`~rnnlab.callbacks.History`.
 
@@ -513,8 +513,8 @@ class Tagger(Engine):
             scores = ValidationScores(self, valid, unknown_tags=unknown_tags)
             cbs += [scores, EarlyStopping(scores.monitor, mode="max", restore_best_weights=True,
                                           patience=epochs if patience is None else patience)]
-        if time_budget is not None:
-            cbs.append(_TimeBudget(time_budget))
+        if time_budget is not None:   # checked before every batch; the partial epoch is still validated
+            cbs.append(TimeBudget(max_minutes=time_budget / 60.0))
         cbs += list(callbacks or [])
         history = Engine.fit(self, data, epochs=epochs, verbose=verbose, callbacks=cbs, stream=stream)
         return history
@@ -736,21 +736,6 @@ class TagAccuracy(Metric):
 
     def get_config(self):
         return {"name": self.name}
-
-
-class _TimeBudget(Callback):
-    """Stop after the batch that crosses ``seconds`` of training (the epoch still ends with validation)."""
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds = float(seconds)
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
 
 
 def _entity_like(tags):
