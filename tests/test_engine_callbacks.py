@@ -136,3 +136,31 @@ def test_continue_from_epoch_checks_its_argument():
     m = _model()
     with pytest.raises(ValueError, match="non-negative int"):
         m.continue_from_epoch(-1)
+
+
+def test_backup_and_restore_with_truncated_bptt(tmp_path):
+    """Resume composes with fit(tbptt_steps=k): windows interrupted mid-epoch, then resumed, end as one run."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 12, 2)), rng.normal(size=(8, 12, 1))
+
+    def model():
+        rnnlab.set_random_seed(2)
+        m = rnnlab.Sequential([rnnlab.Input((None, 2), batch_size=4, dtype="float64"),
+                               LSTM(3, stateful=True, return_sequences=True, dtype="float64", name="rec"),
+                               Dense(1, dtype="float64", name="head")])
+        m.compile(rnnlab.optimizers.Adam(0.01), "mse")
+        return m
+
+    full = model()
+    full.fit(x, y, batch_size=4, tbptt_steps=4, epochs=3, verbose=0,
+             callbacks=[callbacks.BackupAndRestore(str(tmp_path / "a"))])
+    part = model()
+    # 2 batches x 3 windows = 6 steps per epoch: 1 + 6 (epoch 1), 8 (epoch 2 begin), 9, 10 -> stop before step 2
+    h = part.fit(x, y, batch_size=4, tbptt_steps=4, epochs=3, verbose=0,
+                 callbacks=[callbacks.BackupAndRestore(str(tmp_path / "b")), callbacks.TimeBudget(timer=Clock(10))])
+    assert h.partial_epochs == [1]
+    resumed = model()
+    resumed.fit(x, y, batch_size=4, tbptt_steps=4, epochs=3, verbose=0,
+                callbacks=[callbacks.BackupAndRestore(str(tmp_path / "b"))])
+    for a, b in zip(full.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
