@@ -188,3 +188,50 @@ def test_non_utf8_and_directory_errors_point_to_the_flags(tmp_path, capsys):
     assert main(["generate", "--model", str(garbage)]) == 1
     err = capsys.readouterr().err
     assert f"{garbage} is not an rnnlab model file" in err and "pickle" not in err
+
+
+# ------------------------------------------------------------------ the default model's size rule (issue 20)
+def test_size_rule_follows_the_data_and_the_budget():
+    from rnnlab.models.lm import charlm_default_size, charlm_params
+
+    # Nietzsche (541k training characters, ~80 distinct): the 15-minute budget on one thread limits the size
+    # (sqrt(15 * 60 * 8e10 / 120) = 774,597 < 2 x 540,806), no budget: the data does (1,081,612)
+    assert charlm_default_size(540806, 80, 15) == (1, 384, 774596)
+    assert charlm_default_size(540806, 80, None) == (1, 512, 1081612)
+    assert charlm_default_size(540806, 80, 0) == charlm_default_size(540806, 80, -1) == (1, 512, 1081612)
+    # a tiny text: the data limit (2 parameters a character), the narrowest width
+    assert charlm_default_size(1000, 30, 15) == (1, 64, 2000)
+    # more data and more budget (or threads): deeper and wider
+    sizes = [charlm_default_size(n, 100, minutes, threads) for n, minutes, threads in
+             [(540806, 15, 1), (10_000_000, 240, 1), (10_000_000, 600, 1), (100_000_000, 600, 16)]]
+    assert [s[0] for s in sizes] == [1, 2, 2, 3]
+    assert [s[2] for s in sizes] == sorted(s[2] for s in sizes)
+    # the width is the multiple of 64 whose parameter count is nearest the target
+    for layers, units, target in sizes:
+        here = abs(charlm_params(units, layers, 100) - target)
+        assert units % 64 == 0
+        assert here <= abs(charlm_params(units + 64, layers, 100) - target)
+        assert units == 64 or here <= abs(charlm_params(units - 64, layers, 100) - target)
+    # given layers are kept, and the width is solved for them
+    assert charlm_default_size(540806, 80, None, layers=2)[:2] == (2, 320)
+    # by hand: Embedding 80 x 32, LSTM 4 (32 U + U U + 2 U), Dense (U + 1) 80
+    assert charlm_params(384, 1, 80) == 80 * 32 + 4 * (32 * 384 + 384 * 384 + 2 * 384) + 385 * 80
+    with pytest.raises(ValueError, match="train_chars must be >= 1, got 0"):
+        charlm_default_size(0, 80, 15)
+
+
+def test_cli_uses_the_size_rule_unless_the_flags_set_the_size(tmp_path, capsys):
+    from rnnlab.tasks.runstate import read_task_file
+
+    common = ["--epochs", "1", "--embedding-dim", "8", "--batch-size", "4", "--bptt", "20", "--verbose", "1"]
+    assert main(["train", "charlm", "--text", _text(tmp_path), "--out", str(tmp_path / "a")] + common) == 0
+    out = capsys.readouterr().out
+    doc, _ = read_task_file(str(tmp_path / "a" / "model.npz"), "charlm", arrays=False)
+    # 1,404 training characters -> the data limit 2,808 parameters -> one layer of the narrowest width
+    assert (doc["settings"]["layers"], doc["settings"]["units"]) == (1, 64)
+    assert "1 x LSTM(64) by the size rule: target 2,808 parameters" in out
+    assert main(["train", "charlm", "--text", _text(tmp_path), "--out", str(tmp_path / "b"), "--units", "12",
+                 "--layers", "2"] + common) == 0
+    assert "by the size rule" not in capsys.readouterr().out
+    doc, _ = read_task_file(str(tmp_path / "b" / "model.npz"), "charlm", arrays=False)
+    assert (doc["settings"]["layers"], doc["settings"]["units"]) == (2, 12)

@@ -332,3 +332,61 @@ def test_resume_after_a_mid_epoch_budget_stop_equals_uninterrupted(tmp_path, cap
     hb = json.loads((tmp_path / "part" / "history.json").read_text())
     ha = json.loads((tmp_path / "full" / "history.json").read_text())
     assert [h["loss"] for h in hb if not h.get("partial")] == [h["loss"] for h in ha]
+
+
+# ------------------------------------------------------------- the default ensemble with fastText (issue 20)
+def test_default_ensemble_with_fasttext_is_written_and_used_by_evaluate(tmp_path, capsys):
+    from rnnlab.tasks.classify import ENSEMBLE_WEIGHTS, load_classifier, load_ensemble_part
+
+    data = write_data(tmp_path / "d.csv", n=200)
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", data, "--train-rows", "150", "--out", str(out)] + SMALL) == 0
+    m = _last_json(capsys)
+    assert m["ensemble_rnn_weight"] in ENSEMBLE_WEIGHTS
+    assert 0 <= m["fasttext_test_accuracy"] <= 1 and 0 <= m["rnn_test_accuracy"] <= 1
+    assert (out / "model_fasttext.npz").exists()
+    model, doc, tok = load_classifier(out / "model.npz")
+    assert doc["ensemble"] == {"kind": "fasttext", "fasttext_file": "model_fasttext.npz",
+                               "rnn_weight": m["ensemble_rnn_weight"]}
+    ft, w = load_ensemble_part(out / "model.npz", doc)
+    assert w == m["ensemble_rnn_weight"] and ft.epochs == 10
+    assert ft.bucket <= 4 * 150 * 20      # ensemble_bucket: at most 4 x the training tokens, not 2,000,000
+    # evaluate on the test rows gives the metrics line's (combined) test accuracy
+    assert main(["evaluate", "--model", str(out / "model.npz"), "--data", data, "--skip-rows", "150"]) == 0
+    assert _last_json(capsys)["accuracy"] == pytest.approx(m["test_accuracy"])
+    # the model file without its fastText part is a clear error
+    (out / "model_fasttext.npz").rename(tmp_path / "elsewhere.npz")
+    assert main(["predict", "--model", str(out / "model.npz"), "a great film"]) == 1
+    err = capsys.readouterr().err
+    assert "model_fasttext.npz, which is missing from the same folder" in err and "copy both files together" in err
+
+
+def test_ensemble_none_is_the_recurrent_model_alone(tmp_path, capsys):
+    data = write_data(tmp_path / "d.csv", n=120)
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", data, "--out", str(out), "--ensemble", "none"] + SMALL) == 0
+    m = _last_json(capsys)
+    assert m["test_accuracy"] == m["rnn_test_accuracy"] and "ensemble_rnn_weight" not in m
+    assert not (out / "model_fasttext.npz").exists()
+    from rnnlab.tasks.classify import load_classifier
+    assert "ensemble" not in load_classifier(out / "model.npz")[1]
+
+
+def test_pick_ensemble_weight():
+    from rnnlab.tasks.classify import pick_ensemble_weight
+
+    y = np.array([0, 1, 1, 0])
+    good = np.eye(2)[y] * 0.8 + 0.1
+    bad = np.eye(2)[1 - y] * 0.8 + 0.1
+    assert pick_ensemble_weight(good, bad, y)[0] == 1.0      # the recurrent model alone is right
+    assert pick_ensemble_weight(bad, good, y)[0] == 0.0      # fastText alone is right
+    # both right with the same accuracy for every w >= 0.5: the lower cross-entropy wins (the sharper mix)
+    sharp = np.eye(2)[y] * 0.98 + 0.01
+    w, sc = pick_ensemble_weight(sharp, good, y)
+    assert w == 1.0 and sc["accuracy"] == 1.0
+    # one text each: the mix is right on both only in the middle
+    y2 = np.array([0, 1])
+    a = np.array([[0.9, 0.1], [0.6, 0.4]])       # right, wrong (weakly)
+    b = np.array([[0.4, 0.6], [0.1, 0.9]])       # wrong (weakly), right
+    w, sc = pick_ensemble_weight(a, b, y2)
+    assert sc["accuracy"] == 1.0 and 0.2 < w < 0.8

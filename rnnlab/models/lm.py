@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["build_charlm_stream_model", "build_charlm_window_model", "build_wordlm_model", "log_softmax",
-           "one_hot_windows", "sample_next", "generate_chars"]
+           "one_hot_windows", "sample_next", "generate_chars", "charlm_default_size", "charlm_params"]
 
 
 def _cell(name):
@@ -50,6 +50,57 @@ def build_charlm_stream_model(vocab, settings, batch_size):
         layers.append(Dropout(settings["dropout"], name="dropout_out"))
     layers.append(Dense(vocab, name="logits"))
     return Sequential(layers, name="charlm")
+
+
+#: floating-point operations per second of one thread in a character-model training step, measured with
+#: ``LSTM(512)`` and ``2 x LSTM(512)`` stream models (batch 64, bptt 100) on the 2-core development machine:
+#: 77-82 GFLOP/s (11,500 and 4,270 characters per CPU-second)
+CHARLM_FLOPS_PER_THREAD = 8e10
+#: training characters per parameter at the compute-optimal size (Hoffmann et al. 2022: ~20 tokens per parameter)
+CHARLM_CHARS_PER_PARAM = 20
+#: at most this many parameters per training character (more over-fits the text despite dropout)
+CHARLM_PARAMS_PER_CHAR = 2
+
+
+def charlm_params(units, layers, vocab, embedding_dim=32, cell="lstm"):
+    """Parameters of the stream model ``Embedding(V, E) -> RNN(U) x L -> Dense(V)``: a recurrent layer with
+    ``g`` gate blocks (LSTM 4, GRU 3, SimpleRNN 1), input ``n`` and ``U`` units has ``g (n U + U U + 2 U)``."""
+    g = {"lstm": 4, "gru": 3, "rnn": 1}.get(cell, 4)
+    n, total = embedding_dim, vocab * embedding_dim
+    for _ in range(layers):
+        total += g * (n * units + units * units + 2 * units)
+        n = units
+    return total + (units + 1) * vocab
+
+
+def charlm_default_size(train_chars, vocab, max_minutes, threads=1, embedding_dim=32, cell="lstm", layers=None):
+    """The size rule of ``rnnlab train charlm``'s default model: ``(layers, units, target parameters)``.
+
+    The target parameter count is the smaller of
+
+    * the data limit ``P_data = 2 x training characters`` (:data:`CHARLM_PARAMS_PER_CHAR`), and
+    * the compute-optimal size for the budget, ``P_compute = sqrt(C / (6 x 20))`` with the budget's operations
+      ``C = max_minutes x 60 x threads x 8e10`` (:data:`CHARLM_FLOPS_PER_THREAD`, measured): a training step
+      costs about 6 operations per parameter and character, and a model is best trained on about 20 characters
+      per parameter (:data:`CHARLM_CHARS_PER_PARAM`). No budget (``max_minutes`` None or <= 0): ``P_data``.
+
+    Layers grow with the target (unless ``layers`` is given): 1 below 2M parameters, 2 below 8M, else 3. The
+    width ``U`` is the multiple of 64 (64 to 2048) whose :func:`charlm_params` is nearest the target. So a small
+    text or a short budget gives one layer, a large text with a long budget (or many threads) a deeper and
+    wider model. Nietzsche (541k training characters) with the 15-minute default on one thread: ``P_compute``
+    775k < ``P_data`` 1.08M -> ``LSTM(448)``; without a budget ``LSTM(512)``.
+    """
+    if train_chars < 1:
+        raise ValueError(f"charlm_default_size: train_chars must be >= 1, got {train_chars}")
+    target = float(CHARLM_PARAMS_PER_CHAR * train_chars)
+    if max_minutes is not None and max_minutes > 0:
+        ops = float(max_minutes) * 60.0 * max(1, int(threads)) * CHARLM_FLOPS_PER_THREAD
+        target = min(target, (ops / (6.0 * CHARLM_CHARS_PER_PARAM)) ** 0.5)
+    if layers is None:
+        layers = 1 if target < 2e6 else (2 if target < 8e6 else 3)
+    widths = range(64, 2049, 64)
+    units = min(widths, key=lambda u: (abs(charlm_params(u, layers, vocab, embedding_dim, cell) - target), u))
+    return int(layers), int(units), int(target)
 
 
 def build_charlm_window_model(vocab, settings):

@@ -223,7 +223,8 @@ def add_train_arguments(parser):
 
 def resolve_settings(args, argv_flags=None):
     """Defaults < preset < flags given on the command line."""
-    s = {"mode": "stream", "cell": "lstm", "units": 512, "layers": 1, "embedding_dim": 32, "dropout": 0.2,
+    # units/layers None: the size rule (rnnlab.models.lm.charlm_default_size) once the text is read
+    s = {"mode": "stream", "cell": "lstm", "units": None, "layers": None, "embedding_dim": 32, "dropout": 0.2,
          "optimizer": "adam", "lr": 2e-3, "batch_size": 64, "maxlen": 40, "step": 3, "bptt": 100,
          "clipnorm": 5.0, "eval_streams": 8}
     if args.preset:
@@ -236,6 +237,8 @@ def resolve_settings(args, argv_flags=None):
     if args.preset and args.clipnorm is None and s["mode"] == "window":
         s["clipnorm"] = None      # the Keras example has no clipping
     for k in ("units", "layers", "embedding_dim", "batch_size", "maxlen", "step", "bptt", "eval_streams"):
+        if s[k] is None and k in ("units", "layers"):
+            continue
         if isinstance(s[k], bool) or not isinstance(s[k], int) or s[k] < 1:
             raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {s[k]!r}")
     if not 0.0 <= s["dropout"] < 1.0:
@@ -247,6 +250,26 @@ def resolve_settings(args, argv_flags=None):
                          "has to predict)")
     s["seed"] = args.seed
     return s
+
+
+def apply_size_rule(settings, train_chars, vocab, max_minutes):
+    """Fill ``settings["units"]``/``["layers"]`` left unset (no flag, no preset): in stream mode by
+    :func:`rnnlab.models.lm.charlm_default_size` (the data and the ``--max-minutes`` budget on one thread set the
+    size; one thread, not ``--threads``, whose default follows the machine's load, so that the same command
+    builds the same model and ``--resume`` finds it), in window mode the former fixed ``LSTM(512)``. Returns the
+    rule's target parameter count, or None when it was not used."""
+    if settings["units"] is not None and settings["layers"] is not None:
+        return None
+    if settings["mode"] != "stream":
+        settings["units"] = settings["units"] or 512
+        settings["layers"] = settings["layers"] or 1
+        return None
+    layers, units, target = _lm.charlm_default_size(train_chars, vocab, max_minutes, 1, settings["embedding_dim"],
+                                                    settings["cell"], settings["layers"])
+    if settings["units"] is None:
+        settings["units"] = units
+    settings["layers"] = layers
+    return target
 
 
 def train(args):
@@ -272,6 +295,7 @@ def train(args):
     tok = CharTokenizer(unknown="replace").fit(train_text)
     train_ids, valid_ids = tok.encode(train_text), tok.encode(valid_text)
     V = tok.vocab_size
+    sized = apply_size_rule(settings, len(train_ids), V, args.max_minutes)
     name = os.path.splitext(os.path.basename(args.text).replace(".gz", ""))[0]
     out = output_dir(args.out, f"charlm-{name}")
     from .common import check_model_memory
@@ -291,7 +315,9 @@ def train(args):
            "lower": bool(args.lower)}
     if args.verbose:
         print(f"{len(train_ids):,} training / {len(valid_ids):,} held-out characters; {V} distinct; mode "
-              f"{settings['mode']}; {model.count_params():,} parameters", flush=True)
+              f"{settings['mode']}; {model.count_params():,} parameters"
+              + (f" ({settings['layers']} x {settings['cell'].upper()}({settings['units']}) by the size rule: "
+                 f"target {sized:,} parameters)" if sized else ""), flush=True)
     adapter = _Adapter(model, doc, train_ids, valid_ids, settings, args.verbose)
     loop = TrainLoop(out, adapter, monitor="loss", mode="min", max_minutes=args.max_minutes, verbose=args.verbose,
                      max_cpu_minutes=args.max_cpu_minutes,
