@@ -210,53 +210,6 @@ class BudgetTimer(Timer):
         return super().expired() or (self.max_cpu_seconds is not None and self.cpu_elapsed >= self.max_cpu_seconds)
 
 
-def close_epoch(logs, bar, step, seen, partial, stop):
-    """End of a task's ``train_epoch``: finish the progress bar at the last step run and mark a
-    budget-stopped (``partial``) epoch or a non-finite stop (``stop``, its message) in ``logs``."""
-    if bar is not None and seen:
-        bar.finish(step + (0 if partial or stop else 1), logs, int(seen))
-    if partial:
-        logs["partial"] = True
-    if stop:
-        logs["stop_reason"] = stop
-    return logs
-
-
-class EpochBatches:
-    """One epoch of a task's ``train_epoch`` over ``n`` examples: the order drawn from rnnlab's generator (so a
-    checkpoint's RNG state repeats it on ``--resume``), ``batch_size`` at a time, a progress bar at
-    ``verbose == 1`` and the budget check before each batch::
-
-        ep = EpochBatches(n, batch_size, timer, verbose)
-        for step, idx in ep:                 # stops (ep.partial) once timer.expired()
-            ...                              # train on the examples idx; ep.update(logs, seen)
-        return ep.close(logs, seen, stop)    # close_epoch: the bar, "partial", "stop_reason"
-    """
-
-    def __init__(self, n, batch_size, timer, verbose):
-        from ..training import ProgressBar
-
-        self.order = backend.rng().permutation(n)
-        self.n, self.batch_size, self.timer = n, batch_size, timer
-        self.bar = ProgressBar(math.ceil(n / batch_size)) if verbose == 1 else None
-        self.partial, self.step = False, 0
-
-    def __iter__(self):
-        for step, b0 in enumerate(range(0, self.n, self.batch_size)):
-            self.step = step
-            if self.timer.expired():
-                self.partial = True
-                return
-            yield step, self.order[b0: b0 + self.batch_size]
-
-    def update(self, logs, seen):
-        if self.bar is not None:
-            self.bar.update(self.step + 1, logs, int(seen))
-
-    def close(self, logs, seen, stop):
-        return close_epoch(logs, self.bar, self.step, seen, self.partial, stop)
-
-
 def add_budget_arguments(parser):
     """``--max-cpu-minutes`` (the wall-clock ``--max-minutes`` is a common train flag)."""
     parser.add_argument("--max-cpu-minutes", type=float, default=None,
