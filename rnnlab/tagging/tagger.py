@@ -510,7 +510,7 @@ class Tagger(Engine):
         data = TaggingBatches(self, train, batch_size, shuffle=True)
         cbs = []
         if valid:
-            scores = ValidationScores(self, valid, unknown_tags=unknown_tags)
+            scores = ValidationScores(self, valid, unknown_tags=unknown_tags, verbose=verbose, stream=stream)
             cbs += [scores, EarlyStopping(scores.monitor, mode="max", restore_best_weights=True,
                                           patience=epochs if patience is None else patience)]
         if time_budget is not None:   # checked before every batch; the partial epoch is still validated
@@ -707,16 +707,21 @@ class ValidationScores(Callback):
     ``val_accuracy`` (token accuracy) and, for chunk/entity tags, conlleval ``val_precision``/``val_recall``/
     ``val_f1``. ``monitor`` is ``"val_f1"`` for chunk tags, else ``"val_accuracy"``."""
 
-    def __init__(self, model, sentences, unknown_tags="error", batch_size=64):
+    def __init__(self, model, sentences, unknown_tags="error", batch_size=64, verbose=0, stream=None):
         super().__init__()
         self.tagger, self.sentences, self.unknown_tags, self.batch_size = model, list(sentences), unknown_tags, \
             batch_size
+        self.verbose, self.stream = verbose, stream
         self.monitor = "val_f1" if _entity_like(model.tags[1:]) else "val_accuracy"
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        logs.update(self.tagger.validation_logs(self.sentences, self.unknown_tags, self.batch_size))
+        val = self.tagger.validation_logs(self.sentences, self.unknown_tags, self.batch_size)
+        logs.update(val)
+        if self.verbose:   # the engine's progress line was printed before the callbacks ran
+            print("  " + " - ".join(f"{k}: {v:.4f}" for k, v in val.items()), file=self.stream or sys.stdout,
+                  flush=True)
 
 
 class TagAccuracy(Metric):
