@@ -27,7 +27,8 @@ from . import backend
 from .backend import set_random_seed  # noqa: F401  (re-export)
 from .text.sequence import pad_sequences  # noqa: F401  (re-export: keras.utils.pad_sequences)
 
-__all__ = ["to_categorical", "one_hot", "normalize", "pad_sequences", "set_random_seed", "get_file", "plot_model"]
+__all__ = ["to_categorical", "one_hot", "normalize", "pad_sequences", "set_random_seed", "get_file", "plot_model",
+           "PyDataset"]
 
 
 def _int_labels(y, fn):
@@ -223,3 +224,11 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, 
 def __getattr__(name):  # only for names that do not exist: an AttributeError naming the rnnlab equivalent
     from ._compat import missing
     raise missing("rnnlab.utils", name)
+
+
+def __getattr__(name):
+    # keras.utils.PyDataset: re-exported lazily (rnnlab.models imports this module while rnnlab initialises)
+    if name == "PyDataset":
+        from .models.data_adapters import PyDataset
+        return PyDataset
+    raise AttributeError(f"module 'rnnlab.utils' has no attribute {name!r}")
