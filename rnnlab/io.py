@@ -44,6 +44,15 @@ Writes
     there, complete. Temporary files left by a killed process (:func:`remove_stale_temp_files`: the pid in
     the name is no longer running) are removed by the next write to the same folder and by ``--resume``.
 
+rnnlab's ``.npz`` files: one writer, one reader
+    Every rnnlab file that holds arrays (model, weights, task model, checkpoint, ``BackupAndRestore`` backup,
+    Seq2Seq, echo state network, tagger, fastText classifier) is written by :func:`write_npz`: named arrays
+    (``<name>.npy`` members, never object arrays) and named JSON documents stored as 1-D uint8 arrays of
+    UTF-8 text (:func:`encode_json`: a value JSON cannot hold is refused naming the file, the member and the
+    place in the document), written through :func:`atomic_open`. :func:`read_npz` reads such a file back
+    through :class:`NpzArchive`; loaders that validate a config against the array headers first use
+    :class:`NpzArchive` directly.
+
 Run locks
     :class:`RunLock` (``OUT/.rnnlab.lock``, holding the pid and host) keeps two ``rnnlab train`` runs out
     of the same ``--out`` folder. A lock whose process is gone (same host, pid not running) is stale and is
@@ -68,7 +77,7 @@ __all__ = ["RnnlabError", "FileFormatError", "FileTooLargeError", "FileEncodingE
            "RunLockedError", "NpzArchive", "read_npz_arrays", "check_npz_file", "decode_json", "check_config_sizes",
            "shape_only", "max_read_bytes", "available_memory", "check_allocation", "allow_large_allocations",
            "atomic_write_bytes", "atomic_write_json", "remove_stale_temp_files", "RunLock", "format_bytes",
-           "decode_error", "gunzip_bytes"]
+           "decode_error", "gunzip_bytes", "atomic_open", "encode_json", "write_npz", "read_npz"]
 
 #: the largest size-like integer a config read from a file may hold (the sanity limit)
 MAX_DIM = 2 ** 31 - 1
@@ -649,9 +658,11 @@ def remove_stale_temp_files(folder) -> list:
     return removed
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder (fsynced, umask permissions),
-    renamed over ``path``, then the folder fsynced. A failure leaves any old file intact and no temporary."""
+@contextlib.contextmanager
+def atomic_open(path):
+    """``with atomic_open(path) as f: f.write(...)``: a binary file object on a temporary file in ``path``'s
+    folder; when the block ends normally the file is fsynced (umask permissions), renamed over ``path`` and the
+    folder fsynced. An exception in the block (or in the rename) leaves any old file intact and no temporary."""
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     remove_stale_temp_files(folder)
@@ -659,7 +670,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the umask applies, as for open()
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -670,8 +681,131 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder (fsynced, umask permissions),
+    renamed over ``path``, then the folder fsynced. A failure leaves any old file intact and no temporary."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
 def atomic_write_json(path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+# ------------------------------------------------------------------------ npz files: one writer, one reader
+def _json_problem(obj, allow_nan, trail="", depth=0):
+    """``(trail, value, reason)`` of the first value in ``obj`` that ``json.dumps`` refuses; None if none."""
+    if depth > 500:
+        return trail or "the document", obj, "nested more than 500 levels deep"
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return None
+    if isinstance(obj, float):
+        return None if allow_nan or math.isfinite(obj) else (trail or "the document", obj, "not finite")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not (k is None or isinstance(k, (str, bool, int, float))):
+                return f"{trail}{k!r:.40}", k, f"a {type(k).__name__} key (JSON keys are strings)"
+            found = _json_problem(v, allow_nan, f"{trail}{k}.", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            found = _json_problem(v, allow_nan, f"{trail}{i}.", depth + 1)
+            if found:
+                return found
+        return None
+    return trail or "the document", obj, f"a {type(obj).__module__}.{type(obj).__qualname__}, not a JSON value"
+
+
+def encode_json(doc, where="JSON document", allow_nan=False) -> np.ndarray:
+    """``doc`` as the 1-D uint8 array of its JSON text (UTF-8), the form every rnnlab ``.npz`` stores its
+    documents in. A value JSON cannot hold is refused naming ``where`` and its place in the document
+    (``config.layers.0.units``): :class:`TypeError` for a type (a NumPy scalar: use ``.item()``; an array:
+    store it as an array member), :class:`ValueError` for NaN/Infinity unless ``allow_nan`` (then Python's
+    ``NaN``/``Infinity`` tokens are written, which :func:`decode_json` reads back) and for a circular reference."""
+    try:
+        text = json.dumps(doc, allow_nan=bool(allow_nan))
+    except (TypeError, ValueError, RecursionError) as e:
+        found = _json_problem(doc, allow_nan)
+        if found is None:
+            raise ValueError(f"{where}: cannot be written as JSON ({type(e).__name__}: {e})") from None
+        at, value, reason = found
+        at = at.rstrip(".")
+        if reason == "not finite":
+            raise ValueError(f"{where}: {at} = {value!r} is not finite; JSON has no NaN/Infinity (store None or a "
+                             "string, or write with allow_nan=True: Python's NaN/Infinity tokens, which rnnlab reads "
+                             "back)") from None
+        if reason.startswith("nested"):
+            raise ValueError(f"{where}: {at} is {reason}") from None
+        hint = " (use .item() for a NumPy scalar)" if isinstance(value, np.generic) else \
+            " (store an array as an array member, not inside a JSON document)" if isinstance(value, np.ndarray) else ""
+        raise TypeError(f"{where}: {at} is {reason}: {value!r:.60}{hint}") from None
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def write_npz(path, arrays=None, docs=None, *, compress=False, allow_nan=False) -> str:
+    """Write one rnnlab ``.npz`` file, atomically (:func:`atomic_open`); returns ``path`` as a string.
+
+    ``arrays``: name -> array (numeric, bool or fixed-width string; never object arrays: nothing is pickled),
+    each stored as the member ``<name>.npy`` exactly as ``np.save`` writes it. ``docs``: name -> a JSON-able
+    document, stored as a 1-D uint8 array of its UTF-8 JSON text (:func:`encode_json`; ``allow_nan`` as
+    there). ``compress=True`` deflates the members (``np.savez_compressed``'s format), otherwise they are stored.
+
+    Every value is checked before the file is opened: a bad name, an object array, a document JSON cannot hold
+    is a :class:`TypeError`/:class:`ValueError` naming the file and the member, and any old file at ``path``
+    stays as it was. Read back with :func:`read_npz` (or :class:`NpzArchive` for lazy, header-first reading).
+    """
+    path = os.fspath(path)
+    arrays, docs = dict(arrays or {}), dict(docs or {})
+    members = {}
+    for key, value in list(arrays.items()) + list(docs.items()):
+        if not isinstance(key, str) or not key or "\0" in key:
+            raise TypeError(f"{path}: member names must be non-empty strings, got {key!r:.60}")
+    for key, a in arrays.items():
+        if key in docs:
+            raise ValueError(f"{path}: member '{key}' is given both as an array and as a JSON document")
+        arr = np.asarray(a)
+        if arr.dtype.hasobject:
+            raise TypeError(f"{path}: array member '{key}' has dtype object (from a {type(a).__name__}); rnnlab "
+                            "files hold only numeric, bool and string arrays (nothing is pickled): store Python "
+                            "values in a JSON document (docs=)")
+        members[key] = arr
+    for key, doc in docs.items():
+        members[key] = encode_json(doc, f"{path}: member '{key}'", allow_nan)
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with atomic_open(path) as f:
+        with zipfile.ZipFile(f, mode="w", compression=method, allowZip64=True) as zf:
+            for key, arr in members.items():
+                with zf.open(key + ".npy", "w", force_zip64=True) as fp:
+                    np.lib.format.write_array(fp, arr, allow_pickle=False)
+    return path
+
+
+def read_npz(path, what="rnnlab file", docs=(), arrays=True, max_json_bytes=MAX_JSON_BYTES):
+    """``(arrays, documents)`` of an ``.npz`` written by :func:`write_npz`, through :class:`NpzArchive` (the
+    one checked reading path: headers and sizes checked before anything is inflated, no pickle).
+
+    ``docs``: names of the JSON documents wanted; each must be present (else :class:`FileFormatError` naming
+    the file, ``what`` and the member) and is decoded by :meth:`NpzArchive.read_json` (a uint8 UTF-8 array,
+    or the 0-d string array some older files hold), at most ``max_json_bytes`` (:class:`FileTooLargeError`).
+    ``arrays``: True = every other member, False = none (only the documents are read), or a list of names.
+    """
+    with NpzArchive(path, what) as arc:
+        out_docs = {}
+        for name in docs:
+            if name not in arc:
+                raise FileFormatError(f"{arc.path} is not an {what} (no '{name}' entry; it holds "
+                                      f"{sorted(arc.names)[:8]})", path=arc.path, member=name)
+            out_docs[name] = arc.read_json(name, max_bytes=max_json_bytes)
+        if arrays is True:
+            names = [n for n in arc.names if n not in out_docs]
+        elif not arrays:
+            names = []
+        else:
+            names = list(arrays)
+        out = {n: arc.read(n) for n in names}
+    return out, out_docs
 
 
 # ------------------------------------------------------------------------------------------- locks

@@ -1,6 +1,6 @@
 """One-file model saving without pickle.
 
-A model file is an ``.npz`` archive (``np.savez``) that holds only numeric arrays:
+A model file is an ``.npz`` archive (written by :func:`rnnlab.io.write_npz`) that holds only numeric arrays:
 
 * ``__rnnlab__``: a JSON document encoded as a uint8 array (format version, rnnlab version,
   model config = layer class names + ``get_config()``, compile settings, weight paths);
@@ -13,15 +13,10 @@ Writes are atomic (temporary file, then rename).
 """
 from __future__ import annotations
 
-import io
-import json
-import os
-
 import numpy as np
 
 from .. import __version__, losses as _losses, optimizers as _optimizers
 from .. import io as _rio
-from ..io import atomic_write_bytes
 from ..layers.base import get_layer_class
 
 FORMAT = "rnnlab-model"
@@ -29,14 +24,10 @@ FORMAT_VERSION = 1
 _META = "__rnnlab__"
 
 
-def _encode(doc) -> np.ndarray:
-    return np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
-
-
-def _write_npz(path, arrays: dict) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(os.fspath(path), buf.getvalue())
+def _write_npz(path, arrays: dict, doc) -> None:
+    """The weights (and optimizer slots) as arrays and ``doc`` as the ``__rnnlab__`` JSON entry, written by the
+    one writer (:func:`rnnlab.io.write_npz`: atomic; a value JSON cannot hold is refused naming the file)."""
+    _rio.write_npz(path, arrays, {_META: doc})
 
 
 def _weights_dict(model) -> dict:
@@ -64,8 +55,7 @@ def save_model(model, path, include_optimizer=True) -> None:
         if include_optimizer:
             for k, v in model.optimizer.get_state().items():
                 arrays[f"opt:{k}"] = np.asarray(v)
-    arrays[_META] = _encode(doc)
-    _write_npz(path, arrays)
+    _write_npz(path, arrays, doc)
 
 
 def save_weights(model, path) -> None:
@@ -73,9 +63,8 @@ def save_weights(model, path) -> None:
     if not model.built:
         raise ValueError("save_weights: the model is not built yet (no weights to save)")
     arrays = _weights_dict(model)
-    arrays[_META] = _encode({"format": FORMAT + "-weights", "format_version": FORMAT_VERSION,
-                             "weights": [p for p, _, _ in model.iter_weights()]})
-    _write_npz(path, arrays)
+    _write_npz(path, arrays, {"format": FORMAT + "-weights", "format_version": FORMAT_VERSION,
+                              "weights": [p for p, _, _ in model.iter_weights()]})
 
 
 def check_npz_file(path) -> str:

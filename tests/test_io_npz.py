@@ -1,0 +1,232 @@
+"""rnnlab.io.write_npz / read_npz: the one writer and reader of rnnlab's "arrays + JSON documents" .npz files."""
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from rnnlab import io as rio
+
+
+def _arrays():
+    return {"w:lstm/kernel": np.arange(12, dtype=np.float32).reshape(3, 4),
+            "f64": np.linspace(-1, 1, 5), "ids": np.array([3, -1, 7], dtype=np.int64),
+            "flags": np.array([True, False]), "scalar": np.float64(2.5), "empty": np.zeros((0, 4), np.float32),
+            "words": np.array(["ab", "é", ""]), "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+            # names that np.savez would take as its own keyword arguments
+            "file": np.int64(7), "allow_pickle": np.array([1.0])}
+
+
+DOC = {"format": "x", "config": {"units": 4, "rate": 0.5, "name": "lstm é", "layers": [None, True, [1, 2]]}}
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_round_trip(tmp_path, compress):
+    path = tmp_path / "m.npz"
+    assert rio.write_npz(path, _arrays(), {"__config__": DOC, "__run__": [1, "two"]}, compress=compress) == str(path)
+    arrays, docs = rio.read_npz(path, docs=("__config__", "__run__"))
+    assert docs == {"__config__": DOC, "__run__": [1, "two"]}
+    assert sorted(arrays) == sorted(_arrays())
+    for k, want in _arrays().items():
+        assert arrays[k].dtype == np.asarray(want).dtype and arrays[k].shape == np.shape(want), k
+        np.testing.assert_array_equal(arrays[k], want)
+    # the standard .npz format: NumPy reads it without pickle; documents are 1-D uint8 UTF-8 JSON
+    with np.load(path, allow_pickle=False) as z:
+        assert set(z.files) == set(_arrays()) | {"__config__", "__run__"}
+        assert z["__config__"].dtype == np.uint8 and z["__config__"].ndim == 1
+        assert json.loads(z["__config__"].tobytes().decode("utf-8")) == DOC
+    with zipfile.ZipFile(path) as zf:
+        kinds = {i.compress_type for i in zf.infolist()}
+    assert kinds == {zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED}
+
+
+def test_read_subsets(tmp_path):
+    path = tmp_path / "m.npz"
+    rio.write_npz(path, {"a": np.ones(3), "b": np.zeros(2)}, {"d": {"k": 1}})
+    arrays, docs = rio.read_npz(path, docs=["d"], arrays=False)
+    assert arrays == {} and docs == {"d": {"k": 1}}
+    arrays, docs = rio.read_npz(path, arrays=["b"])
+    assert list(arrays) == ["b"] and docs == {}
+    arrays, _ = rio.read_npz(path)       # no docs asked for: the document is just another (uint8) array
+    assert arrays["d"].dtype == np.uint8
+
+
+def test_reads_the_older_unicode_document_form(tmp_path):
+    # Seq2Seq files before the one writer stored their JSON as a 0-d unicode array
+    path = tmp_path / "old.npz"
+    np.savez(path, w=np.ones(2), __config__=np.array(json.dumps({"format": "old", "v": [1, 2]})))
+    arrays, docs = rio.read_npz(path, docs=["__config__"])
+    assert docs["__config__"] == {"format": "old", "v": [1, 2]}
+    np.testing.assert_array_equal(arrays["w"], np.ones(2))
+
+
+def test_output_permissions_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        rio.write_npz(tmp_path / "p.npz", {"a": np.ones(1)})
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "p.npz").st_mode & 0o777 == 0o640
+
+
+# ----------------------------------------------------------------------------------- atomicity
+def _old_file(tmp_path):
+    path = tmp_path / "m.npz"
+    rio.write_npz(path, {"a": np.arange(4.0)}, {"d": {"old": True}})
+    return path, path.read_bytes()
+
+
+def _left(tmp_path):
+    return sorted(n for n in os.listdir(tmp_path) if n.startswith(".tmp-"))
+
+
+def test_failing_write_leaves_the_old_file(tmp_path, monkeypatch):
+    path, before = _old_file(tmp_path)
+    real = np.lib.format.write_array
+    calls = []
+
+    def fail_on_second(fp, arr, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(fp, arr, **kw)
+
+    monkeypatch.setattr(np.lib.format, "write_array", fail_on_second)
+    with pytest.raises(OSError, match="No space left"):
+        rio.write_npz(path, {"a": np.zeros(1000), "b": np.ones(5)}, {"d": {"new": True}})
+    assert len(calls) == 2                 # it failed in the middle of the archive
+    assert path.read_bytes() == before and _left(tmp_path) == []
+
+
+def test_failing_rename_leaves_the_old_file(tmp_path, monkeypatch):
+    path, before = _old_file(tmp_path)
+
+    def no_replace(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(rio.os, "replace", no_replace)
+    with pytest.raises(PermissionError):
+        rio.write_npz(path, {"a": np.zeros(3)})
+    monkeypatch.undo()
+    assert path.read_bytes() == before and _left(tmp_path) == []
+    assert rio.read_npz(path, docs=["d"])[1] == {"d": {"old": True}}
+
+
+def test_atomic_open_keeps_old_file_on_exception(tmp_path):
+    path = tmp_path / "t.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with rio.atomic_open(path) as f:
+            f.write(b"new, half written")
+            raise RuntimeError("killed")
+    assert path.read_bytes() == b"old" and _left(tmp_path) == []
+    with rio.atomic_open(path) as f:
+        f.write(b"new")
+    assert path.read_bytes() == b"new"
+
+
+# ----------------------------------------------------------------------------------- bad values
+@pytest.mark.parametrize("doc, err, where, words", [
+    ({"config": {"units": np.int64(4)}}, TypeError, "config.units", "numpy.int64"),
+    ({"config": {"rate": np.float32(0.5)}}, TypeError, "config.rate", ".item()"),
+    ({"layers": [{"w": np.ones(2)}]}, TypeError, "layers.0.w", "array member"),
+    ({"tags": {"a", "b"}}, TypeError, "tags", "builtins.set"),
+    ({"history": [1.0, float("nan")]}, ValueError, "history.1", "not finite"),
+    ({"best": float("-inf")}, ValueError, "best", "allow_nan=True"),
+    ({(1, 2): 3}, TypeError, "(1, 2)", "JSON keys are strings"),
+])
+def test_non_json_values_name_file_member_and_place(tmp_path, doc, err, where, words):
+    path, before = _old_file(tmp_path)
+    with pytest.raises(err) as e:
+        rio.write_npz(path, {"a": np.zeros(2)}, {"__config__": doc})
+    msg = str(e.value)
+    assert str(path) in msg and "member '__config__'" in msg and where in msg and words in msg, msg
+    assert path.read_bytes() == before and _left(tmp_path) == []
+
+
+def test_circular_document_is_refused(tmp_path):
+    doc = {"a": []}
+    doc["a"].append(doc)
+    with pytest.raises(ValueError, match=r"member 'd'"):
+        rio.write_npz(tmp_path / "c.npz", docs={"d": doc})
+    assert not (tmp_path / "c.npz").exists()
+
+
+def test_allow_nan_round_trips_python_tokens(tmp_path):
+    path = tmp_path / "n.npz"
+    rio.write_npz(path, docs={"__run__": {"best": float("inf"), "h": [float("nan"), -float("inf")]}}, allow_nan=True)
+    doc = rio.read_npz(path, docs=["__run__"])[1]["__run__"]
+    assert doc["best"] == float("inf") and np.isnan(doc["h"][0]) and doc["h"][1] == -float("inf")
+
+
+def test_object_arrays_and_bad_names_are_refused(tmp_path):
+    path = tmp_path / "o.npz"
+    with pytest.raises(TypeError, match=r"o\.npz: array member 'x' has dtype object.*nothing is pickled"):
+        rio.write_npz(path, {"x": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(TypeError, match="non-empty strings"):
+        rio.write_npz(path, {3: np.ones(1)})
+    with pytest.raises(TypeError, match="non-empty strings"):
+        rio.write_npz(path, {"": np.ones(1)})
+    with pytest.raises(ValueError, match="member 'x' is given both as an array and as a JSON document"):
+        rio.write_npz(path, {"x": np.ones(1)}, {"x": {}})
+    assert not path.exists() and _left(tmp_path) == []
+
+
+# -------------------------------------------------------------------------- hostile files, read back
+def _zip(path, members):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name + ".npy", data)
+
+
+def _npy(header, payload=b""):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + payload
+
+
+def test_document_declaring_a_huge_size_is_refused_before_reading(tmp_path):
+    path = tmp_path / "h.npz"
+    _zip(path, {"__config__": _npy({"descr": "|u1", "fortran_order": False, "shape": (10 ** 12,)}, b"{}")})
+    with pytest.raises(rio.FileTooLargeError) as e:
+        rio.read_npz(path, "rnnlab test file", docs=["__config__"])
+    assert str(path) in str(e.value) and "'__config__'" in str(e.value) and e.value.member == "__config__"
+
+
+def test_document_over_the_json_limit_is_refused(tmp_path):
+    path = tmp_path / "big.npz"
+    rio.write_npz(path, docs={"d": {"pad": "x" * 5000}})
+    with pytest.raises(rio.FileTooLargeError, match=r"big\.npz.*member 'd'.*document"):
+        rio.read_npz(path, docs=["d"], max_json_bytes=1000)
+    assert rio.read_npz(path, docs=["d"])[1]["d"]["pad"] == "x" * 5000
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b"{\"a\": ", "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "JSON"),
+])
+def test_damaged_documents_are_file_format_errors(tmp_path, payload, words):
+    path = tmp_path / "bad.npz"
+    _zip(path, {"d": _npy({"descr": "|u1", "fortran_order": False, "shape": (len(payload),)}, payload)})
+    with pytest.raises(rio.FileFormatError, match=words) as e:
+        rio.read_npz(path, docs=["d"])
+    assert str(path) in str(e.value)
+
+
+def test_missing_document_object_member_and_non_zip(tmp_path):
+    path = tmp_path / "m.npz"
+    rio.write_npz(path, {"a": np.ones(2)})
+    with pytest.raises(rio.FileFormatError, match=r"m\.npz is not an rnnlab backup \(no '__run__' entry") as e:
+        rio.read_npz(path, "rnnlab backup", docs=["__run__"])
+    assert e.value.member == "__run__"
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, x=np.array([None], dtype=object))   # would need unpickling
+    with pytest.raises(rio.FileFormatError, match="never unpickles"):
+        rio.read_npz(obj)
+    txt = tmp_path / "t.npz"
+    txt.write_text("not a zip")
+    with pytest.raises(rio.FileFormatError, match=r"t\.npz"):
+        rio.read_npz(txt)
