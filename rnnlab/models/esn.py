@@ -33,9 +33,6 @@ uint8; :meth:`load` reads it with ``allow_pickle=False``.
 """
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 
 _FORMAT = "rnnlab-esn"
@@ -347,20 +344,15 @@ class EchoStateNetwork:
         """Write config and arrays to one ``.npz`` (no pickle); returns the path."""
         if not self.built:
             raise ValueError("EchoStateNetwork.save: nothing to save, the reservoir is not built yet")
-        from ..io import atomic_write_bytes
-        import io
+        from ..io import write_npz
 
         doc = {"format": _FORMAT, "config": self.get_config(), "input_dim": self.input_dim,
                "output_dim": self.output_dim}
-        arrays = {"__config__": np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8),
-                  "W": self.W, "W_in": self.W_in}
+        arrays = {"W": self.W, "W_in": self.W_in}
         for name in ("W_out", "state", "last_output"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(os.fspath(path), buf.getvalue())
-        return os.fspath(path)
+        return write_npz(path, arrays, {"__config__": doc})   # atomic; the config as a uint8 JSON entry
 
     @classmethod
     def load(cls, path):
