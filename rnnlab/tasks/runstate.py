@@ -31,7 +31,6 @@ Time budget
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -42,21 +41,21 @@ import warnings
 import numpy as np
 
 from .. import backend, io as _rio
-from .common import Timer, atomic_write_bytes, atomic_write_json
+from .common import Timer, atomic_write_json
 
 TASK_KEY = "__task__"
 
 
 # ---------------------------------------------------------------------------------------- files
 def encode_json(doc) -> np.ndarray:
-    return np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
+    """``doc`` as a uint8 JSON array (:func:`rnnlab.io.encode_json`; a run's history may hold NaN/inf)."""
+    return _rio.encode_json(doc, allow_nan=True)
 
 
-def write_npz(path, arrays: dict) -> None:
-    """Write ``arrays`` (name -> numeric array) as one ``.npz``, atomically."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(os.fspath(path), buf.getvalue())
+def write_npz(path, arrays: dict, docs=None) -> None:
+    """Write ``arrays`` (name -> numeric array) and ``docs`` (name -> JSON document) as one ``.npz``, atomically,
+    through the library's one writer :func:`rnnlab.io.write_npz` (run documents may hold NaN/inf losses)."""
+    _rio.write_npz(path, arrays, docs, allow_nan=True)
 
 
 def read_npz(path) -> dict:
@@ -117,9 +116,9 @@ def add_task_entry(path, doc, extra_arrays=None) -> None:
     """Add (or replace) the ``__task__`` document of an existing ``.npz`` model file, atomically, with
     ``extra_arrays`` (e.g. a checkpoint's optimizer state) beside it."""
     arrays = read_npz(path)
-    arrays[TASK_KEY] = encode_json(doc)
+    arrays.pop(TASK_KEY, None)
     arrays.update(extra_arrays or {})
-    write_npz(path, arrays)
+    write_npz(path, arrays, {TASK_KEY: doc})
 
 
 def save_sequential_task_file(model, path, doc, include_optimizer=True) -> None:
@@ -133,8 +132,7 @@ def save_sequential_task_file(model, path, doc, include_optimizer=True) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    arrays[TASK_KEY] = encode_json(doc)
-    write_npz(path, arrays)
+    write_npz(path, arrays, {TASK_KEY: doc})
 
 
 def load_sequential_task_file(path, task):
