@@ -600,14 +600,11 @@ class BackupAndRestore(Callback):
         if not os.path.exists(self.path):
             return
         from . import backend
-        from .io import read_npz_arrays
+        from .io import read_npz
 
-        arrays = read_npz_arrays(self.path, "BackupAndRestore backup")
-        try:
-            run = json.loads(arrays.pop("__run__").tobytes().decode("utf-8"))
-        except (KeyError, UnicodeDecodeError, ValueError) as e:
-            raise ValueError(f"BackupAndRestore: {self.path} is not a backup written by this callback ({e})") \
-                from None
+        # the one checked reading path; a file without the __run__ document is a FileFormatError (a ValueError)
+        arrays, docs = read_npz(self.path, "rnnlab BackupAndRestore backup", docs=("__run__",))
+        run = docs["__run__"]
         n = sum(1 for k in arrays if k.startswith("w:"))
         self.model.set_weights([arrays[f"w:{i}"] for i in range(n)])
         opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
@@ -636,7 +633,7 @@ class BackupAndRestore(Callback):
                 getattr(self.model, "stop_reason", None):
             return   # a partial epoch: the backup stays at the last complete one
         from . import backend, distributed
-        from .io import atomic_write_bytes
+        from .io import write_npz
 
         if not distributed.is_root():
             return
@@ -653,11 +650,9 @@ class BackupAndRestore(Callback):
                 st.setdefault("__arrays__", {})[name] = len(st.pop(name))
             states[key] = st
         run = {"epoch": epoch + 1, "rng": backend.rng().bit_generator.state, "callbacks": states}
-        arrays["__run__"] = np.frombuffer(json.dumps(run).encode("utf-8"), dtype=np.uint8)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
         os.makedirs(self.backup_dir, exist_ok=True)
-        atomic_write_bytes(self.path, buf.getvalue())
+        # the one writer, atomically; allow_nan: a callback's state may hold inf (EarlyStopping's first best)
+        write_npz(self.path, arrays, {"__run__": run}, allow_nan=True)
 
     def on_train_end(self, logs=None):
         from . import distributed
