@@ -230,3 +230,34 @@ def test_missing_document_object_member_and_non_zip(tmp_path):
     txt.write_text("not a zip")
     with pytest.raises(rio.FileFormatError, match=r"t\.npz"):
         rio.read_npz(txt)
+
+
+# ------------------------------------------------------------------- the modules that write through it
+def test_fasttext_classifier_file_through_the_one_writer(tmp_path):
+    from rnnlab.models.fasttext_classifier import FastTextClassifier
+
+    texts = [t.split() for t in ["good film", "bad film", "very good", "very bad"] * 5]
+    labels = ["pos", "neg", "pos", "neg"] * 5
+    m = FastTextClassifier(dim=3, bucket=101, word_ngrams=2, epochs=1, seed=0).fit(texts, labels)
+    path = tmp_path / "ft.npz"
+    before = path.write_bytes(b"old") and b"old"
+    m.save(path)
+    arrays, docs = rio.read_npz(path, docs=["meta"])
+    assert docs["meta"]["kind"] == "rnnlab.FastTextClassifier" and set(arrays) == {"input_matrix", "output_matrix"}
+    np.testing.assert_array_equal(FastTextClassifier.load(path).predict_proba(texts), m.predict_proba(texts))
+    # a matrix whose header does not match the settings is refused from the header, naming file and member
+    bad = tmp_path / "bad.npz"
+    rio.write_npz(bad, {"input_matrix": np.zeros((3, 3)), "output_matrix": arrays["output_matrix"]}, docs)
+    with pytest.raises(rio.FileFormatError, match=r"bad\.npz: matrix input_matrix is float64 \(3, 3\)") as e:
+        FastTextClassifier.load(bad)
+    assert e.value.member == "input_matrix"
+    # a meta document without its settings: a FileFormatError naming the file, not a KeyError
+    rio.write_npz(bad, arrays, {"meta": {"kind": "rnnlab.FastTextClassifier"}})
+    with pytest.raises(rio.FileFormatError, match=r"bad\.npz: the saved FastTextClassifier config is not valid"):
+        FastTextClassifier.load(bad)
+    # a failing save (a value JSON cannot hold) leaves the old file
+    path.write_bytes(before)
+    m.lr_update_rate = np.float32(100)
+    with pytest.raises(TypeError, match=r"ft\.npz: member 'meta': lr_update_rate is a numpy.float32"):
+        m.save(path)
+    assert path.read_bytes() == before

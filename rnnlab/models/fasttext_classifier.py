@@ -362,16 +362,18 @@ class FastTextClassifier:
 
     # ------------------------------------------------------------------ files
     def save(self, path):
-        """Write an ``.npz`` (no pickle): both matrices and the settings/vocabulary/classes as JSON."""
+        """Write an ``.npz`` (no pickle) through :func:`rnnlab.io.write_npz`, atomically: both matrices and the
+        settings/vocabulary/classes as the JSON entry ``meta``; returns the path."""
+        from ..io import write_npz
+
         self._require_fit("save")
         meta = {"kind": "rnnlab.FastTextClassifier", "dim": self.dim, "word_ngrams": self.word_ngrams,
                 "bucket": self.bucket, "lr": self.lr, "epochs": self.epochs, "min_count": self.min_count,
                 "lr_update_rate": self.lr_update_rate, "seed": self.seed, "words": self.words,
                 "classes": [str(c) for c in self.classes], "loss": self.loss,
                 "class_counts": [int(c) for c in self.class_counts]}
-        with open(path, "wb") as f:
-            np.savez(f, input_matrix=self.input_matrix, output_matrix=self.output_matrix,
-                     meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8))
+        return write_npz(path, {"input_matrix": self.input_matrix, "output_matrix": self.output_matrix},
+                         {"meta": meta})
 
     @classmethod
     def from_facebook(cls, path):
@@ -406,24 +408,35 @@ class FastTextClassifier:
 
     @classmethod
     def load(cls, path):
-        with np.load(path, allow_pickle=False) as z:
-            if "meta" not in z.files:
-                raise ValueError(f"{path}: not a FastTextClassifier file (no 'meta' entry)")
-            meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-            if meta.get("kind") != "rnnlab.FastTextClassifier":
-                raise ValueError(f"{path}: not a FastTextClassifier file (kind {meta.get('kind')!r})")
-            m = cls(dim=meta["dim"], word_ngrams=meta["word_ngrams"], bucket=meta["bucket"] or 1,
-                    lr=meta["lr"], epochs=meta["epochs"], min_count=meta["min_count"],
-                    lr_update_rate=meta["lr_update_rate"], seed=meta["seed"], loss=meta.get("loss", "softmax"))
-            m.bucket = meta["bucket"]
-            m.class_counts = np.asarray(meta.get("class_counts", [1] * len(meta["classes"])), dtype=np.int64)
-            m.words, m.classes = meta["words"], meta["classes"]
-            m.word_index = {w: i for i, w in enumerate(m.words)}
-            m.input_matrix, m.output_matrix = z["input_matrix"], z["output_matrix"]
-        exp = (len(m.words) + m.bucket, m.dim)
-        if m.input_matrix.shape != exp or m.output_matrix.shape != (len(m.classes), m.dim):
-            raise ValueError(f"{path}: matrix shapes {m.input_matrix.shape} / {m.output_matrix.shape} do not "
-                             f"match the settings ({exp} / {(len(m.classes), m.dim)})")
+        """Read a file written by :meth:`save` through :class:`rnnlab.io.NpzArchive` (no pickle; the matrix
+        shapes are checked from the array headers against the settings before anything is read); every problem
+        is an :class:`rnnlab.io.FileFormatError` (a ``ValueError``) naming the file."""
+        from .. import io as rio
+
+        with rio.NpzArchive(path, "rnnlab FastTextClassifier file") as arc:
+            if "meta" not in arc:
+                raise rio.FileFormatError(f"{path}: not a FastTextClassifier file (no 'meta' entry)", path=path)
+            meta = arc.read_json("meta")
+            if not isinstance(meta, dict) or meta.get("kind") != "rnnlab.FastTextClassifier":
+                kind = meta.get("kind") if isinstance(meta, dict) else type(meta).__name__
+                raise rio.FileFormatError(f"{path}: not a FastTextClassifier file (kind {kind!r:.60})", path=path)
+            try:
+                m = cls(dim=meta["dim"], word_ngrams=meta["word_ngrams"], bucket=meta["bucket"] or 1,
+                        lr=meta["lr"], epochs=meta["epochs"], min_count=meta["min_count"],
+                        lr_update_rate=meta["lr_update_rate"], seed=meta["seed"], loss=meta.get("loss", "softmax"))
+                m.bucket = meta["bucket"]
+                m.class_counts = np.asarray(meta.get("class_counts", [1] * len(meta["classes"])), dtype=np.int64)
+                m.words, m.classes = list(meta["words"]), list(meta["classes"])
+                m.word_index = {w: i for i, w in enumerate(m.words)}
+                exp = (len(m.words) + m.bucket, m.dim)
+            except rio.BUILD_ERRORS as e:
+                raise rio.build_error(path, "FastTextClassifier", e) from None
+            for name, want in (("input_matrix", exp), ("output_matrix", (len(m.classes), m.dim))):
+                if name not in arc or arc.shape(name) != want or arc.dtype(name).kind != "f":
+                    got = f"{arc.dtype(name)} {arc.shape(name)}" if name in arc else "missing"
+                    raise rio.FileFormatError(f"{path}: matrix {name} is {got}; the settings need a float array of "
+                                              f"shape {want}", path=path, member=name)
+            m.input_matrix, m.output_matrix = arc.read("input_matrix"), arc.read("output_matrix")
         if m.class_counts.shape != (len(m.classes),) or (m.class_counts < 0).any():
             raise ValueError(f"{path}: class_counts {m.class_counts.tolist()[:10]} do not match the "
                              f"{len(m.classes)} classes")
