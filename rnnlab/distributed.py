@@ -65,7 +65,7 @@ from .backend import RowSparseGrad
 ABORT_GRACE_SECONDS = 1.0
 
 __all__ = ["Context", "init", "current", "launched", "rank", "size", "is_root", "shard", "broadcast_weights",
-           "DistributedError", "BUCKET_BYTES"]
+           "DistributedError", "BUCKET_BYTES", "local_rows", "local_batch", "StreamShards"]
 
 # environment variables a launcher sets: MPICH/Intel MPI (hydra), Open MPI, PMIx, Slurm's PMI
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
@@ -128,6 +128,10 @@ class Context:
         self._deadline = None
         self._what = ""
         self._watchdog = None
+        #: ``(B, slice)`` of the next step's shard (set by local_rows/local_batch, used once by train_batch) and of
+        #: the TBPTT streams while a StreamShards epoch runs: the step's dropout masks are drawn for all B rows
+        self.batch_rows = None
+        self.stream_rows = None
 
     @property
     def is_root(self) -> bool:
@@ -417,11 +421,15 @@ def _count(out, lmask):
 
 def fit_begin(ctx, model, xs):
     """Before the first step of ``fit``: build an unbuilt model from the data's shape (every rank the same
-    way), then take rank 0's weights."""
+    way), then take rank 0's weights. Returns False (nothing done yet) for an unbuilt model when ``xs`` is
+    ``None`` (a dataset: ``fit`` calls again with its first batch)."""
     if not getattr(model, "built", True) and hasattr(model, "build"):
+        if xs is None:
+            return False
         model.build((None,) + tuple(xs[0].shape[1:]))
     arrays = [owner.params[w] for _, owner, w in _all_refs(model)]
     ctx.broadcast_arrays(arrays)
+    return True
 
 
 def fit_end(ctx, model):
@@ -446,11 +454,21 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
     mets = [(j, met) for j, ms in enumerate(model.output_metrics) if ys[j] is not None for met in ms]
     summable = [(j, met) for j, met in mets if isinstance(getattr(met, "total", None), float)
                 and isinstance(getattr(met, "count", None), float)]
-    stats = np.zeros(2 * m + 2 * len(summable), np.float64)
+    stats = np.zeros(2 * m + 2 * len(summable) + 1, np.float64)
+    stats[-1] = 1.0 if empty else 0.0  # ranks without rows: they draw no dropout mask (the generator is re-synced)
     old = [(met.total, met.count) for _, met in summable]
     active = [False] * m
+    rows = ctx.batch_rows or ctx.stream_rows
+    ctx.batch_rows = None
     if not empty:
-        outs, lmasks, per, grads = model.loss_step(xs, ys, sws, time_mask, training=True)
+        from . import backend
+        gen = backend._RNG
+        if rows is not None and rows[1].stop - rows[1].start == len(xs[0]) and rows[0] != len(xs[0]):
+            backend._RNG = RowDraws(gen, *rows)  # the whole batch's dropout masks, this rank's rows of them
+        try:
+            outs, lmasks, per, grads = model.loss_step(xs, ys, sws, time_mask, training=True)
+        finally:
+            backend._RNG = gen
         for k, ((j, met), (t0, c0)) in enumerate(zip(summable, old)):
             met.update(ys[j], outs[j], sample_weight=sws[j], mask=lmasks[j])
             stats[2 * m + 2 * k], stats[2 * m + 2 * k + 1] = met.total - t0, met.count - c0
@@ -466,6 +484,8 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
     else:
         active = [l is not None and y is not None for l, y in zip(losses, ys)]
     ctx.allreduce_(stats)
+    if stats[-1] > 0:
+        _rng_state_sync(ctx)
     per_g, total = [], 0.0
     for j in range(m):
         if not active[j]:
@@ -505,10 +525,140 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
 
 
 def local_rows(ctx, idx):
-    """This rank's rows of a global batch ``idx`` (an index array or a slice)."""
+    """This rank's rows of a global batch ``idx`` (an index array or a slice); the next :func:`train_batch`
+    draws its dropout masks for the whole batch and keeps these rows (:class:`RowDraws`)."""
     if isinstance(idx, slice):
         idx = np.arange(idx.start or 0, idx.stop)
-    return idx[ctx.shard(len(idx))]
+    sl = ctx.shard(len(idx))
+    ctx.batch_rows = (len(idx), sl)
+    return idx[sl]
+
+
+class RowDraws:
+    """rnnlab's random generator during one sharded step: a draw ``random(shape)`` whose first axis is this rank's
+    ``B_r`` rows (every dropout mask: ``Dropout``, ``SpatialDropout1D``, the recurrent layers' input and recurrent
+    masks, attention dropout) is drawn for all ``B`` rows of the global batch and this rank's rows are returned.
+    Every rank therefore uses the masks one process draws for those rows, and the generator advances exactly as
+    one process's does (the next shuffle, the next batch of a dataset are the same). Other calls go to the
+    generator unchanged. (A layer built with its own ``seed=`` draws from its own generator, per rank.)"""
+
+    def __init__(self, gen, total, rows):
+        self.gen, self.total, self.rows = gen, int(total), rows
+        self.local = rows.stop - rows.start
+
+    def random(self, size=None, dtype=np.float64, out=None):
+        if out is None and size is not None:
+            shape = tuple(int(d) for d in np.atleast_1d(size))
+            if shape and shape[0] == self.local:
+                return self.gen.random((self.total,) + shape[1:], dtype=dtype)[self.rows].copy()
+        return self.gen.random(size, dtype=dtype, out=out)
+
+    def __getattr__(self, name):
+        return getattr(self.gen, name)
+
+
+def _rng_state_sync(ctx):
+    """Every rank takes rank 0's generator state (after a step that left a rank without rows, which drew no
+    dropout masks): a JSON document in one uint8 ``Bcast`` (no pickle)."""
+    import json
+    from . import backend
+
+    state = backend.rng().bit_generator.state
+    raw = np.frombuffer(json.dumps(state).encode("utf-8"), np.uint8)
+    n = ctx.bcast_(np.array([raw.size], np.int64))[0]
+    buf = raw.copy() if ctx.is_root else np.zeros(int(n), np.uint8)
+    ctx.bcast_(buf)
+    if not ctx.is_root:
+        backend.rng().bit_generator.state = json.loads(buf.tobytes().decode("utf-8"))
+
+
+def local_batch(ctx, xs, ys, sws):
+    """This rank's rows of one whole prepared batch (the lists ``fit`` makes of a dataset's batch: one array per
+    input, one array or ``None`` per output's targets and sample weights): the contiguous shard
+    :meth:`Context.shard` of its ``B`` rows. Every rank builds the same whole batch (a dataset drawn from
+    rnnlab's seeded generator), then trains on ``B / N`` of its rows; :func:`train_batch` weights the shards by
+    their loss counts, so the summed gradient is the whole batch's."""
+    sl = ctx.shard(len(xs[0]))
+    ctx.batch_rows = (len(xs[0]), sl)
+    return ([a[sl] for a in xs], [None if a is None else a[sl] for a in ys],
+            [None if a is None else a[sl] for a in sws])
+
+
+def _layer_batch(layer):
+    """The batch size a stateful recurrent layer is set up for: its carried states' rows, else its built batch."""
+    states = layer.states
+    if states:
+        return int(states[0].shape[0])
+    shape = layer.batch_input_shape if layer.batch_input_shape is not None else layer.input_shape
+    if shape is None or isinstance(shape, list):
+        return None
+    return shape[0]
+
+
+class StreamShards:
+    """Truncated BPTT under ``mpiexec``: rank ``r`` owns the rows :meth:`Context.shard` of every batch of ``B``
+    streams and its stateful layers carry only those rows' states.
+
+    ``StreamShards(ctx, layers, batch_size, n)``: ``layers`` are the model's stateful recurrent layers,
+    ``batch_size`` the global ``B`` (at least one stream per rank, dividing the ``n`` sequences). The layers may
+    be built for the global ``B`` (as one process builds them: ``rnnlab train charlm/wordlm`` do) -- then
+    :meth:`begin` gives them zero states of this rank's ``B_r`` rows before an epoch's training and :meth:`end`
+    gathers every rank's rows back into ``(B, ...)`` states afterwards (``Allgatherv``; the states one process
+    would hold, e.g. for validation on rank 0) -- or for this rank's ``B_r`` alone (``batch_size=B // N``, then
+    nothing is swapped). The gradient of each window is the whole batch's (:func:`train_batch` weights the
+    shards by their loss counts), so the updates equal one process's."""
+
+    def __init__(self, ctx, layers, batch_size, n):
+        self.ctx, self.layers, self.batch_size = ctx, list(layers), int(batch_size)
+        if self.batch_size < ctx.size:
+            raise ValueError(f"fit: truncated BPTT on {ctx.size} MPI ranks needs at least one stream per rank: "
+                             f"batch_size ({self.batch_size}) must be >= {ctx.size}")
+        if n % self.batch_size:
+            raise ValueError(f"fit: truncated BPTT on stateful layers needs the number of sequences ({n}) to be a "
+                             f"multiple of batch_size ({self.batch_size}); every batch must hold exactly "
+                             f"{self.batch_size} sequences")
+        self.rows = ctx.shard(self.batch_size)
+        self.local = self.rows.stop - self.rows.start
+        fixed = {_layer_batch(layer) for layer in self.layers} - {None}
+        if len(fixed) > 1 or (fixed and next(iter(fixed)) not in (self.batch_size, self.local)):
+            raise ValueError(f"fit: truncated BPTT on {ctx.size} MPI ranks: the stateful layers are set up for batch "
+                             f"size(s) {sorted(_layer_batch(l) or 0 for l in self.layers)}; build them for the "
+                             f"global batch_size ({self.batch_size}: each rank then carries its "
+                             f"{self.local} streams) or for this rank's {self.local} streams")
+        self.swap = self.local != self.batch_size and (not fixed or self.batch_size in fixed)
+        #: the batch size the layers are set up for outside training (validation batches use it)
+        self.layer_batch = self.batch_size if self.swap else self.local
+        self._is_local = False
+
+    def begin(self):
+        """Before an epoch's training windows: this rank's rows of zero states."""
+        if not self.swap or self._is_local:
+            return
+        from .layers.cells import state_shapes
+
+        for layer in self.layers:
+            layer.states = [np.zeros((self.local,) + tuple(s), layer.dtype) for s in state_shapes(layer.cell)]
+        self._is_local = True
+        self.ctx.stream_rows = (self.batch_size, self.rows)
+
+    def end(self):
+        """After an epoch's training windows: every rank's rows gathered into the ``(B, ...)`` states (the same on
+        every rank; those one process would hold)."""
+        self.ctx.stream_rows = None
+        if not self._is_local:
+            return
+        counts = np.array([(lambda s: s.stop - s.start)(shard(self.batch_size, r, self.ctx.size))
+                           for r in range(self.ctx.size)], np.int64)
+        for layer in self.layers:
+            whole = []
+            for s in layer.states:
+                s = np.ascontiguousarray(s)
+                row = int(np.prod(s.shape[1:]))
+                out = np.empty((self.batch_size,) + s.shape[1:], s.dtype)
+                self.ctx._call("Allgatherv", self.ctx.comm.Allgatherv, s, (out, counts * row))
+                whole.append(out)
+            layer.states = whole
+        self._is_local = False
 
 
 # ---------------------------------------------------------------------- word2vec: shards + periodic averaging

@@ -105,11 +105,69 @@ def run_callbacks(m):
                             EarlyStopping(monitor="loss", patience=1, restore_best_weights=True)])
 
 
+def build_streams(dtype, batch=B):
+    """A stateful LM built for the *global* batch (as one process and ``rnnlab train charlm/wordlm`` build it):
+    under mpiexec each rank carries its rows of the streams; dropout masks must be the one process's rows."""
+    rnnlab.set_floatx(dtype)
+    rnnlab.set_random_seed(13)
+    m = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32", batch_size=batch), Embedding(V, 6),
+                           rnnlab.layers.SpatialDropout1D(0.3),
+                           LSTM(5, stateful=True, return_sequences=True, dropout=0.2, recurrent_dropout=0.2),
+                           rnnlab.layers.Dropout(0.25), Dense(V, activation="softmax")])
+    m.compile(rnnlab.optimizers.Adam(0.05), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def run_streams(m):
+    # 2 batches of B streams of 12 steps, windows of 5 (5, 5, 2 new steps): states reset per batch, carried
+    # between windows; 2 epochs
+    r = np.random.default_rng(8)
+    stream = r.integers(0, V, size=(2 * B, 13))
+    return m.fit(stream[:, :-1], stream[:, 1:], batch_size=B, epochs=2, verbose=0, shuffle=True, tbptt_steps=5)
+
+
+class _Batches(rnnlab.utils.PyDataset):
+    """Padded, masked batches with sample weights drawn from rnnlab's generator every epoch (the train commands'
+    EpochBatchSet): 17 samples in batches of 8, 8 and 1 (the last leaves rank 1 without a row)."""
+
+    def __init__(self):
+        super().__init__()
+        self.x, self.y, self.sw = _seq_data(17)
+        self.order = None
+
+    def __len__(self):
+        return 3
+
+    def on_epoch_begin(self):
+        from rnnlab import backend
+        self.order = backend.rng().permutation(len(self.x))
+
+    def __getitem__(self, i):
+        idx = self.order[i * B:(i + 1) * B]
+        return self.x[idx], self.y[idx], self.sw[idx]
+
+
+def build_dataset_model(dtype):
+    rnnlab.set_floatx(dtype)
+    rnnlab.set_random_seed(17)
+    m = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32"), Embedding(V_SEQ, 6, mask_zero=True),
+                           LSTM(5, return_sequences=True, dropout=0.2), rnnlab.layers.Dropout(0.3),
+                           Dense(3, activation="softmax")])
+    m.compile(rnnlab.optimizers.Adam(0.05), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def run_dataset(m):
+    return m.fit(_Batches(), epochs=2, verbose=0)
+
+
 CASES = {
     "seq": (lambda dt, n: build_seq(dt), run_seq),
     "tbptt": (lambda dt, n: build_tbptt(dt, B // n), run_tbptt),
     "func": (lambda dt, n: build_func(dt), run_func),
     "callbacks": (lambda dt, n: build_seq_sgd(dt), run_callbacks),
+    "streams": (lambda dt, n: build_streams(dt), run_streams),
+    "dataset": (lambda dt, n: build_dataset_model(dt), run_dataset),
 }
 
 
@@ -119,7 +177,7 @@ def build_seq_sgd(dtype):
     return m
 
 
-def train(case, dtype, nranks=1, logs=None):
+def train(case, dtype, nranks=1, logs=None, states=None):
     build, run = CASES[case]
     m = build(dtype, nranks)
     if nranks > 1 and distributed.rank() != 0:
@@ -127,9 +185,20 @@ def train(case, dtype, nranks=1, logs=None):
         for _, owner, w in m.iter_weights():
             owner.params[w][...] = np.random.default_rng(99 + distributed.rank()).normal(
                 size=owner.params[w].shape)
+    rows = []  # the rows each training step's forward pass ran on (a rank runs only its shard)
+    run_model = m._run
+
+    def counting(xs, training, *a, **k):
+        if training:
+            rows.append(len(xs[0]))
+        return run_model(xs, training, *a, **k)
+    m._run = counting
     h = run(m)
     if logs is not None:
+        logs["_rows"] = np.array(rows, np.float64)
         logs.update({k: np.array(v, np.float64) for k, v in h.history.items()})
+    if states is not None:  # the stateful layers' states after fit (under MPI: every rank's rows gathered)
+        states.extend(s.copy() for layer in m.layers if getattr(layer, "stateful", False) for s in layer.states)
     return [owner.params[w].copy() for _, owner, w in m.iter_weights()]
 
 
@@ -172,7 +241,7 @@ def _floatx():
     rnnlab.set_floatx(old)
 
 
-EQUIV_CASES = ["seq", "tbptt", "func", "callbacks"]
+EQUIV_CASES = ["seq", "tbptt", "func", "callbacks", "streams", "dataset"]
 
 
 @pytest.fixture(scope="module")
@@ -188,12 +257,29 @@ def two_rank_runs(tmp_path_factory):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_two_ranks_equal_one_process(case, dtype, two_rank_runs):
     tmp_path = two_rank_runs / f"{case}-{dtype}"
-    ref_logs = {}
-    ref = train(case, dtype, logs=ref_logs)
+    ref_logs, ref_states = {}, []
+    ref = train(case, dtype, logs=ref_logs, states=ref_states)
     got = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
+    # the stateful layers end with one process's states (each rank carried its rows; gathered after the epoch)
+    if case == "tbptt":  # layers built for B // 2 streams per rank keep their own rows
+        ref_states = []
+    else:
+        assert len(ref_states) == len([k for k in got[0].files if k.startswith("state")])
+    if case == "streams":
+        assert len(ref_states) == 2 and ref_states[0].shape == (B, 5)
+    for i, st in enumerate(ref_states):
+        np.testing.assert_array_equal(got[0][f"state{i}"], got[1][f"state{i}"])
+        np.testing.assert_allclose(got[0][f"state{i}"], st, **(dict(rtol=1e-10, atol=1e-12) if dtype == "float64"
+                                                                else dict(rtol=1e-3, atol=1e-5)))
     # both ways of reducing Embedding rows are covered: gathered rows (seq, V=400), the dense matrix (V=20)
     # the epoch's logs (loss and the metrics, reduced over the ranks) are those of one process
     assert set(ref_logs) == {k[4:] for k in got[0].files if k.startswith("log_")}, ref_logs
+    # each rank's forward passes ran on its shard of every global batch (rank 1 has no row of a 1-row batch)
+    one, r0, r1 = ref_logs.pop("_rows"), got[0]["log__rows"], got[1]["log__rows"]
+    assert list(r0) == [b - b // 2 for b in one], (one, r0)
+    assert list(r1) == [b // 2 for b in one if b // 2], (one, r1)
+    if case == "dataset":
+        assert list(one) == [8, 8, 1] * 2
     for k, v in ref_logs.items():
         np.testing.assert_allclose(got[0][f"log_{k}"], v, rtol=1e-9 if dtype == "float64" else 1e-4)
     if case in ("seq", "func"):
@@ -394,10 +480,11 @@ def _worker(what, dtype, out):
                 d = out / f"{case}-{dt}"
                 d.mkdir(exist_ok=True)
                 ctx.row_paths = {"gather": 0, "dense": 0}
-                logs = {}
-                ws = train(case, dt, ctx.size, logs)
+                logs, states = {}, []
+                ws = train(case, dt, ctx.size, logs, states)
                 np.savez(d / f"rank{r}.npz", gather=ctx.row_paths["gather"], dense=ctx.row_paths["dense"],
-                         **{f"w{i}": w for i, w in enumerate(ws)}, **{f"log_{k}": v for k, v in logs.items()})
+                         **{f"w{i}": w for i, w in enumerate(ws)}, **{f"log_{k}": v for k, v in logs.items()},
+                         **{f"state{i}": a for i, a in enumerate(states)})
     elif what == "w2v":
         m = train_w2v()
         np.savez(out / f"w2v{r}.npz", X=m.wv.vectors, Y=m.syn1neg, syncs=m.sync_count)

@@ -586,9 +586,10 @@ class Engine:
         window; the epoch loss is the mean over all steps. Validation runs whole sequences from reset
         states (``len(x_val)`` must be a multiple of ``batch_size``).
 
-        Under ``mpiexec`` arrays are sharded (each rank trains on its rows of every global batch); the batches
-        of a dataset run whole on every rank (every rank must then build the same batches, e.g. drawn from
-        rnnlab's seeded generator), their gradients averaged as for arrays.
+        Under ``mpiexec`` every global batch is sharded: each rank trains on its contiguous rows of it (arrays:
+        of the rank-0 shuffle; a dataset: every rank builds the same whole batch, e.g. drawn from rnnlab's seeded
+        generator, and keeps its rows; truncated BPTT: its rows of the streams, whose states it carries), and
+        the gradients are summed weighted by the shards' loss counts (:mod:`rnnlab.distributed`).
         """
         from .data_adapters import BatchSource, is_dataset
 
@@ -655,12 +656,13 @@ class Engine:
         val_bs = batch_size or 32
         if validation_batch_size is not None:
             val_bs = check_batch_size(validation_batch_size)
+        pending = False  # an unbuilt model given a dataset under mpiexec: built from its first batch, then Bcast
         if dist is not None:
-            _distributed.fit_begin(dist, self, xs)
+            pending = not _distributed.fit_begin(dist, self, xs)
             if not dist.is_root:
                 verbose = 0
                 callbacks = [cb for cb in (callbacks or []) if getattr(cb, "runs_on_every_rank", False)]
-        tbptt = None
+        tbptt = streams = None
         windows = [None]
         if tbptt_steps is not None:
             from ..training import TBPTT
@@ -670,11 +672,10 @@ class Engine:
             if len(xs) != 1 or len(ys) != 1:
                 raise ValueError("fit: tbptt_steps needs a model with one input and one output")
             tbptt = TBPTT.from_steps(self, tbptt_steps)
-            if dist is not None and (batch_size % dist.size or n % batch_size):
-                raise ValueError(f"fit: truncated BPTT on {dist.size} MPI ranks needs batch_size ({batch_size}) to be a "
-                                 f"multiple of the number of ranks and to divide the number of sequences ({n}); "
-                                 f"each rank owns batch_size / {dist.size} of the streams")
-            val_bs = batch_size if dist is None else batch_size // dist.size
+            val_bs = batch_size
+            if dist is not None:  # each rank carries its rows of every batch's streams (rnnlab.distributed)
+                streams = _distributed.StreamShards(dist, tbptt.recurrent, batch_size, n)
+                val_bs = streams.layer_batch
             _, T = tbptt.check_data(xs[0], ys[0], val_bs, sws[0])
             windows = tbptt.windows(T)
             if val is not None:
@@ -721,6 +722,8 @@ class Engine:
                 break
             for m in self.metrics:
                 m.reset()
+            if streams is not None:
+                streams.begin()
             if source is None:
                 order = backend.rng().permutation(n) if shuffle else None
                 if dist is not None and order is not None:
@@ -752,9 +755,13 @@ class Engine:
                             bxs, bys, bws = self._prepare(bx, by, bw, "fit (a batch of the dataset)")
                             if class_weight is not None:
                                 bws = self._apply_class_weight(class_weight, bys, bws)
+                            bs = len(bxs[0])
+                            if dist is not None:  # this rank's rows of the whole batch (rnnlab.distributed)
+                                if pending:
+                                    pending = not _distributed.fit_begin(dist, self, bxs)
+                                bxs, bys, bws = _distributed.local_batch(dist, bxs, bys, bws)
                             total, per = self._train_batch(bxs, bys, bws, epoch, step)
                             r = None
-                            bs = len(bxs[0])
                         wt = bs
                     else:
                         sl = item
@@ -802,6 +809,8 @@ class Engine:
                     dist.sync_control(self)  # rank 0's callbacks decide: stop, learning rate
                 if self.stop_training:
                     break
+            if streams is not None:
+                streams.end()  # the ranks' stream states gathered: those of one process
             if wsum == 0:
                 break
             logs = self._epoch_logs(sums, wsum, latest, custom)
