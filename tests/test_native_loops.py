@@ -324,3 +324,45 @@ def test_table_released_with_the_workspaces():
     rec.release_workspaces()
     assert "_proj_table" not in rec.__dict__
     np.testing.assert_allclose(m.predict_on_batch(ids), before, rtol=2e-6, atol=2e-6)    # (the GEMM again)
+
+
+# ----------------------------------------------------------------------------- the Embedding's gradient
+@pytest.mark.native
+@pytest.mark.parametrize("V,shape", [(20000, (32, 80)), (60, (16, 40)), (7, (3, 5)), (5, (1, 1))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_grad_kernel_same_bits_as_numpy(monkeypatch, V, shape, dtype):
+    """The compiled row-sparse gradient (distinct ids ascending, each id's rows summed in original order) against
+    embedding.py's NumPy code, bit for bit (where repeats dominate, V = 60 and 7, the kernel declines and NumPy's
+    reduceat route runs: then both sides are that route)."""
+    rnnlab.set_floatx("float64" if dtype == np.float64 else "float32")
+    rng = np.random.default_rng(V)
+    ids = rng.integers(0, V, shape)
+    g = rng.standard_normal(shape + (6,)).astype(dtype) * np.float32(1e3) ** rng.integers(-1, 2, shape + (6,))
+    emb = L.Embedding(V, 6)
+    emb.build(shape)
+    res = []
+    for native in (True, False):
+        if not native:
+            monkeypatch.setattr(_native, "embedding_grad", lambda *a: None)
+        emb.forward(ids, training=True)
+        emb.backward(g)
+        gr = emb.grads["embeddings"]
+        res.append((np.asarray(gr.indices), np.asarray(gr.values)))
+    np.testing.assert_array_equal(res[0][0], res[1][0])
+    assert res[0][1].dtype == res[1][1].dtype == dtype
+    np.testing.assert_array_equal(res[0][1], res[1][1])
+    assert np.all(np.diff(res[0][0]) > 0)
+    dense = np.zeros((V, 6))
+    np.add.at(dense, ids.reshape(-1), g.reshape(-1, 6).astype(np.float64))
+    np.testing.assert_allclose(res[0][1], dense[res[0][0]], rtol=1e-5, atol=1e-3)
+
+
+def test_embedding_grad_kernel_declines_bad_input():
+    g = np.ones((3, 2), np.float32)
+    assert _native.embedding_grad(np.array([0, 1, 5]), g, 5) is None          # an id out of range
+    assert _native.embedding_grad(np.array([0, 1]), g, 5) is None             # ids and rows disagree
+    assert _native.embedding_grad(np.array([0, 1, 2]), g.astype(np.int32), 5) is None
+    assert _native.embedding_grad(np.array([1, 1, 1]), g, 5) is None          # repeats the majority: NumPy's route
+    uid, rows = _native.embedding_grad(np.array([4, 1, 4, 0, 3]), np.arange(10, dtype=np.float32).reshape(5, 2), 5)
+    np.testing.assert_array_equal(uid, [0, 1, 3, 4])
+    np.testing.assert_array_equal(rows, [[6, 7], [2, 3], [8, 9], [0 + 4, 1 + 5]])

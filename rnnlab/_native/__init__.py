@@ -43,6 +43,8 @@ def _load():
     for suffix in ("f32", "f64"):
         getattr(lib, f"rnnlab_scatter_add_{suffix}").argtypes = [p, p, p, i64, i64]
         getattr(lib, f"rnnlab_scatter_add_outer_{suffix}").argtypes = [p, p, p, p, i64, i64, i64]
+        getattr(lib, f"rnnlab_embedding_grad_{suffix}").argtypes = [p, p, i64, i64, i64, p, p, p, p]
+        getattr(lib, f"rnnlab_embedding_grad_{suffix}").restype = i64
         for kind in ("adam", "adam_lazy"):
             fn = getattr(lib, f"rnnlab_{kind}_{suffix}")
             fn.argtypes = [p, p, p, p, p, p, i64, i64, i64] + [ctypes.c_double] * 6
@@ -150,6 +152,30 @@ def scatter_add_outer(W, idx, coef, H):
             W.ctypes.data, idx.ctypes.data, coef.ctypes.data, H.ctypes.data, N, K, D)
         return
     scatter_add(W, idx, (coef[:, :, None] * H[:, None, :]).reshape(N * K, D))
+
+
+def embedding_grad(ids, g, V):
+    """The Embedding's row-sparse gradient in one compiled pass: ``(uid, rows)`` with the distinct ``ids`` ascending
+    and, for each, the sum of its rows of ``g`` (n, D) in their original order: the bits of embedding.py's NumPy
+    route for mostly distinct ids (each id's first row, the repeats added one by one). ``ids`` (n,) integers in
+    [0, V). None when the kernel is not loaded, g is not float32/float64, or repeats are the majority (NumPy's
+    other route, np.add.reduceat, sums in another order): the caller's NumPy code then runs."""
+    if _LIB is None or not isinstance(g, np.ndarray) or g.dtype not in _SUFFIX or g.ndim != 2:
+        return None
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    g = np.ascontiguousarray(g)
+    n, D = g.shape
+    if ids.shape != (n,) or n == 0 or ids.min() < 0 or ids.max() >= V:
+        return None
+    uid = np.empty(n, np.int64)
+    rows = np.empty((n, D), g.dtype)
+    head, nxt = np.empty(int(V), np.int64), np.empty(n, np.int64)
+    u = getattr(_LIB, f"rnnlab_embedding_grad_{_SUFFIX[g.dtype]}")(
+        ids.ctypes.data, g.ctypes.data, n, D, int(V), uid.ctypes.data, rows.ctypes.data, head.ctypes.data,
+        nxt.ctypes.data)
+    if 2 * (n - u) >= n:
+        return None
+    return uid[:u], rows[:u]
 
 
 def _fusable(a, dtype):

@@ -219,6 +219,52 @@
         return 0;                                                                              \
     }
 
+/* The Embedding's row-sparse weight gradient (rnnlab/layers/embedding.py, backward): ids (n) in [0, V), g (n, D).
+ * Writes the distinct ids in ascending order to uid (at most n) and, to rows (at most n x D), for each of them the
+ * sum of its rows of g in their original order, ((g_a + g_b) + g_c) ..., as the NumPy code computes it (a stable
+ * argsort, the first row of each id then the repeats added one by one, or np.add.reduceat over the sorted rows;
+ * both sum sequentially in that order): the same bits. head, nxt: int64 scratch of V and n elements. Returns the
+ * number of distinct ids. */
+#define EMBEDDING_GRAD(NAME, T)                                                                \
+    int64_t NAME(const int64_t *ids, const T *g, int64_t n, int64_t D, int64_t V, int64_t *uid, T *rows, \
+                 int64_t *head, int64_t *nxt) {                                                \
+        for (int64_t v = 0; v < V; v++) head[v] = -1;                                          \
+        /* per id, its rows as a list in original order: built backwards, so head is the first */ \
+        for (int64_t i = n - 1; i >= 0; i--) {                                                 \
+            nxt[i] = head[ids[i]];                                                             \
+            head[ids[i]] = i;                                                                  \
+        }                                                                                      \
+        int64_t u = 0;                                                                         \
+        if (2 * n < V) { /* few ids: sort the distinct ones instead of scanning all V */        \
+            for (int64_t i = 0; i < n; i++)                                                    \
+                if (head[ids[i]] == i) uid[u++] = ids[i];                                      \
+            int64_t gap = 1;                                                                   \
+            while (gap < u / 3) gap = 3 * gap + 1;                                             \
+            for (; gap > 0; gap /= 3)                                                          \
+                for (int64_t a = gap; a < u; a++) {                                            \
+                    int64_t x = uid[a], b = a;                                                 \
+                    while (b >= gap && uid[b - gap] > x) { uid[b] = uid[b - gap]; b -= gap; }  \
+                    uid[b] = x;                                                                \
+                }                                                                              \
+        } else {                                                                               \
+            for (int64_t v = 0; v < V; v++)                                                    \
+                if (head[v] >= 0) uid[u++] = v;                                                \
+        }                                                                                      \
+        for (int64_t k = 0; k < u; k++) {                                                      \
+            int64_t i = head[uid[k]];                                                          \
+            T *r = rows + k * D;                                                               \
+            const T *src = g + i * D;                                                          \
+            for (int64_t j = 0; j < D; j++) r[j] = src[j];                                     \
+            for (i = nxt[i]; i >= 0; i = nxt[i]) {                                             \
+                src = g + i * D;                                                               \
+                for (int64_t j = 0; j < D; j++) r[j] += src[j];                                \
+            }                                                                                  \
+        }                                                                                      \
+        return u;                                                                              \
+    }
+
+EMBEDDING_GRAD(rnnlab_embedding_grad_f32, float)
+EMBEDDING_GRAD(rnnlab_embedding_grad_f64, double)
 SCATTER_ADD(rnnlab_scatter_add_f32, float)
 SCATTER_ADD(rnnlab_scatter_add_f64, double)
 SCATTER_ADD_OUTER(rnnlab_scatter_add_outer_f32, float)

@@ -28,7 +28,7 @@ import weakref
 
 import numpy as np
 
-from .. import initializers
+from .. import _native, initializers
 from ..backend import RowSparseGrad
 from .base import Layer, register
 
@@ -192,6 +192,10 @@ class Embedding(Layer):
         w = self.params["embeddings"]
         if flat.size == 0:
             self.grads["embeddings"] = RowSparseGrad(np.zeros(0, np.intp), np.zeros((0, self.output_dim), w.dtype), w.shape)
+            return None
+        fast = _native.embedding_grad(flat, g, w.shape[0]) if g.dtype == w.dtype else None
+        if fast is not None:      # the compiled kernel (rnnlab/_native): the same sums in the same order, one pass
+            self.grads["embeddings"] = RowSparseGrad(fast[0].astype(np.intp, copy=False), fast[1], w.shape)
             return None
         order = np.argsort(flat, kind="stable")
         ids_sorted = flat[order]
