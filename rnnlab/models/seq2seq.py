@@ -60,6 +60,7 @@ from ..layers import (GRU, LSTM, AdditiveAttention, Attention, Bidirectional, Co
                       SimpleRNN)
 from ..layers.base import Layer, register
 from ..losses import SparseCategoricalCrossentropy
+from .data_adapters import PyDataset
 from .functional import Input, Model
 
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
@@ -146,13 +147,14 @@ class _Epochs(Callback):
             print(f"  time budget of {self.budget:.0f}s reached: training stopped", file=self.stream, flush=True)
 
 
-class _PairBatches:
+class _PairBatches(PyDataset):
     """The training pairs as batches for the engine, in the order of the old Seq2Seq loop: a permutation of
     the pairs per epoch from ``np.random.default_rng(seed)``, each batch cut to its own longest source and
-    target (no work on padding beyond the batch's longest sequence). The Keras ``PyDataset`` protocol:
+    target (no work on padding beyond the batch's longest sequence). A Keras-style ``PyDataset``:
     ``len()``, ``[i] -> ([source ids, decoder input ids], decoder targets)``, ``on_epoch_end()``."""
 
     def __init__(self, X, Yin, Yout, batch_size, seed):
+        super().__init__()
         self.X, self.Yin, self.Yout, self.batch_size = X, Yin, Yout, int(batch_size)
         self.src_len = np.count_nonzero(X, axis=1)
         self.tgt_len = np.count_nonzero(Yout, axis=1)
