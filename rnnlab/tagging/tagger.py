@@ -581,19 +581,16 @@ class Tagger(Engine):
 
     # ----------------------------------------------------------------------------------- files
     def save(self, path):
-        from ..io import atomic_write_bytes
+        """One ``.npz`` through :func:`rnnlab.io.write_npz` (atomic): the ``__tagger__`` JSON entry (config,
+        vocabularies, tags, weight paths) and the weights ``w0``, ``w1``, ...; returns the path."""
+        from ..io import write_npz
 
         doc = {"format": _FORMAT, "config": self.config, "words": self.words.items[2:], "tags": self.tags,
                "chars": None if self.chars is None else self.chars.items[2:], "version": _VERSION,
                "features": [v.items[2:] for v in self.features],
                "weights": [p for p, _, _ in self.iter_weights()]}
-        arrays = {"__tagger__": np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)}
-        for i, (_, owner, w) in enumerate(self.iter_weights()):
-            arrays[f"w{i}"] = owner.params[w]
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(os.fspath(path), buf.getvalue())
-        return os.fspath(path)
+        arrays = {f"w{i}": owner.params[w] for i, (_, owner, w) in enumerate(self.iter_weights())}
+        return write_npz(path, arrays, {"__tagger__": doc})
 
     @classmethod
     def load(cls, path):
