@@ -202,7 +202,12 @@ class NativePaths:
             if st.rows < st.need:
                 return False
             st.snapE = E.copy()
-            st.table = np.matmul(st.snapE, st.kernel)
+            if kernel.size <= self.SPLIT_MAX_PACKED_FLOATS and self._split_products():
+                # (on rnnlab's threads like the layer's other products: NumPy's BLAS pool stays asleep)
+                st.table = np.empty((E.shape[0], kernel.shape[1]), kernel.dtype)
+                _native.split_matmul(_native.PackedMatrix(*kernel.shape).pack(st.kernel), st.snapE, st.table)
+            else:
+                st.table = np.matmul(st.snapE, st.kernel)
         rows = np.take(st.snapE, flat, axis=0)
         if not np.array_equal(rows, x_in.reshape(B * T, -1)):
             st.table = st.snapE = None   # stale: E (or the lookup's output) changed since the table was built
