@@ -316,3 +316,11 @@ def test_tagger_fit_time_budget_stops_with_the_engines_timebudget():
     hist = m.fit(train, train[:10], epochs=5, batch_size=8, verbose=0, time_budget=1e-9)
     assert len(hist.history.get("loss", [])) <= 1
     assert m.stop_reason and "time budget" in m.stop_reason
+
+
+def test_tagging_package_exports_the_tagger():
+    import rnnlab.tagging as tagging
+
+    assert tagging.Tagger is Tagger and tagging.TaggingBatches is TaggingBatches
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        tagging.Nope
