@@ -173,8 +173,8 @@ class NativePaths:
         equal the rows of the copy of E it was built from (one gather and compare, bit for bit), so any change of
         either weight, or of the Embedding's output after the lookup, only costs that check; the products are the
         same sums as the GEMM's rows (agreement to float32 rounding). Cost: building P is V/(B*T) projections'
-        worth of GEMM, so it is built only once the same weights have served V projection rows (doubled after
-        each table found stale), and only while it fits in :attr:`TABLE_MAX_BYTES`. Float32 paths only."""
+        worth of GEMM, so it is built only after V projection rows by GEMM (doubled after each table found stale),
+        and only while it fits in :attr:`TABLE_MAX_BYTES`. Float32 paths only."""
         from .embedding import Embedding
 
         look = Embedding.last_lookup
@@ -192,15 +192,13 @@ class NativePaths:
             self.__dict__["_proj_table"] = types.SimpleNamespace(E=weakref.ref(E), kernel=kernel.copy(), snapE=None,
                                                                  table=None, rows=0, need=E.shape[0])
             return False
-        if not np.array_equal(st.kernel, kernel):
-            np.copyto(st.kernel, kernel)
-            st.table = st.snapE = None
-            st.rows = 0
-            return False
         if st.table is None:
+            # (no check while counting: the table is built from the weights of the call that builds it, and a
+            # change before its next use is caught there; tiny batches pay nothing until it exists)
             st.rows += B * T
             if st.rows < st.need:
                 return False
+            np.copyto(st.kernel, kernel)
             st.snapE = E.copy()
             if kernel.size <= self.SPLIT_MAX_PACKED_FLOATS and self._split_products():
                 # (on rnnlab's threads like the layer's other products: NumPy's BLAS pool stays asleep)
@@ -209,8 +207,8 @@ class NativePaths:
             else:
                 st.table = np.matmul(st.snapE, st.kernel)
         rows = np.take(st.snapE, flat, axis=0)
-        if not np.array_equal(rows, x_in.reshape(B * T, -1)):
-            st.table = st.snapE = None   # stale: E (or the lookup's output) changed since the table was built
+        if not (np.array_equal(st.kernel, kernel) and np.array_equal(rows, x_in.reshape(B * T, -1))):
+            st.table = st.snapE = None   # stale: W_x, E or the lookup's output changed since the table was built
             st.rows, st.need = 0, 2 * st.need
             return False
         ids = flat.reshape(B, T).T
