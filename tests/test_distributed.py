@@ -399,7 +399,8 @@ def _charlm(tmp_path, out, epochs, resume=False):
 
 def test_rnnlab_train_under_mpiexec_with_resume(tmp_path):
     """mpiexec -n 2 rnnlab train charlm: one log (rank 0's), one set of files, --resume continues; the model
-    equals one process's (every rank runs the whole batch here and the gradients are averaged)."""
+    equals one process's (each rank trains its rows of every batch; float32 here, float64 to 1e-10 in
+    test_train_commands_two_ranks_equal_one_process)."""
     why = _mpi_ready()
     if why:
         pytest.skip(why)
@@ -424,6 +425,93 @@ def test_rnnlab_train_under_mpiexec_with_resume(tmp_path):
     assert keys
     for k in keys:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def _cli_data(d):
+    """Tiny files for the train commands (classify CSV, a text, word LM train/valid)."""
+    d = Path(d)
+    r = np.random.default_rng(6)
+    good, bad = ["fine", "great", "lovely", "good", "fun"], ["awful", "bad", "dull", "poor", "boring"]
+    filler = ["the", "film", "was", "a", "plot", "and", "it", "story", "very", "cast"]
+    rows = ["text,label"]
+    for i in range(90):
+        words = list(r.choice(filler, size=int(r.integers(3, 14)))) + [str(r.choice(good if i % 2 else bad))]
+        r.shuffle(words)
+        rows.append(f"{' '.join(words)},{'pos' if i % 2 else 'neg'}")
+    (d / "reviews.csv").write_text("\n".join(rows) + "\n")
+    (d / "tiny.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    sent = [" ".join(r.choice(filler + good, size=int(r.integers(4, 10)))) for _ in range(120)]
+    (d / "lm.train.txt").write_text("\n".join(sent[:100]) + "\n")
+    (d / "lm.valid.txt").write_text("\n".join(sent[100:]) + "\n")
+
+
+def cli_commands(d):
+    """``rnnlab train`` argument lists (dropout on: the masks must be one process's rows); each batch is split."""
+    d = Path(d)
+    common = ["--seed", "3", "--verbose", "0", "--epochs", "2", "--units", "6", "--dropout", "0.2"]
+    return {
+        # classify: length-bucketed padded batches from an EpochBatchSet (a PyDataset), 9 rows in the last batch
+        "classify": ["train", "classify", "--data", str(d / "reviews.csv"), "--batch-size", "9",
+                     "--embedding-dim", "8", "--vocab-size", "100", "--maxlen", "16", "--ensemble", "none",
+                     "--test-fraction", "0.1"] + common,
+        # charlm window mode: one-hot windows from an EpochBatchSet
+        "charlm-window": ["train", "charlm", "--text", str(d / "tiny.txt"), "--mode", "window", "--maxlen", "10",
+                          "--step", "7", "--batch-size", "16"] + common,
+        # charlm stream mode: truncated BPTT over 6 streams built for the global batch (3 per rank)
+        "charlm-stream": ["train", "charlm", "--text", str(d / "tiny.txt"), "--mode", "stream", "--bptt", "20",
+                          "--batch-size", "6", "--embedding-dim", "8"] + common,
+        # wordlm: truncated BPTT over 4 streams, variational dropout
+        "wordlm": ["train", "wordlm", "--train", str(d / "lm.train.txt"), "--valid", str(d / "lm.valid.txt"),
+                   "--bptt", "8", "--batch-size", "4", "--embedding-dim", "6", "--layers", "1"] + common,
+    }
+
+
+def run_cli(args, out):
+    from rnnlab.cli import main
+    rc = main(list(args) + ["--out", str(out)])
+    assert rc in (0, None), rc
+
+
+@pytest.fixture(scope="module")
+def two_rank_cli(tmp_path_factory):
+    """Every train command of cli_commands run once with mpiexec -n 2 in float64 (one launch)."""
+    d = tmp_path_factory.mktemp("cli")
+    _cli_data(d)
+    p = launch(["cli", "float64", str(d)], timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return d, p.stdout
+
+
+@pytest.mark.parametrize("name", ["classify", "charlm-window", "charlm-stream", "wordlm"])
+def test_train_commands_two_ranks_equal_one_process(name, two_rank_cli, tmp_path):
+    """mpiexec -n 2 rnnlab train ... in float64 (each rank its rows of every batch, TBPTT streams split, dropout
+    masks the one process's rows) writes the model and checkpoint one process writes, to 1e-10."""
+    from rnnlab.tasks.runstate import read_npz
+    d, stdout = two_rank_cli
+    assert f"rows per rank {name}: " in stdout
+    r0, r1 = (int(v) for v in stdout.split(f"rows per rank {name}: ")[1].split()[:2])
+    rnnlab.set_floatx("float64")
+    from rnnlab.models.sequential import Sequential
+    real, one = Sequential._run, [0]
+
+    def counting(self, xs, training, *a, **k):
+        one[0] += len(xs[0]) if training else 0
+        return real(self, xs, training, *a, **k)
+    Sequential._run = counting   # the train commands' models are Sequential
+    try:
+        run_cli(cli_commands(d)[name], tmp_path / "one")
+    finally:
+        Sequential._run = real
+    # the ranks' training forward passes together ran the one process's rows, split (not each the whole batch)
+    assert r0 + r1 == one[0] and 0 < r1 <= r0, (r0, r1, one[0])
+    for f in ("model.npz", "checkpoint.npz"):
+        a, b = read_npz(d / name / f), read_npz(tmp_path / "one" / f)
+        keys = [k for k in b if b[k].dtype.kind == "f"]
+        assert keys and set(keys) <= set(a)
+        assert any(k.startswith("w:") for k in keys) or len(keys) > 2
+        for k in keys:
+            assert b[k].dtype == np.float64 or b[k].ndim == 0, (k, b[k].dtype)
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-10, atol=1e-12, err_msg=f"{name} {f} {k}")
 
 
 # ------------------------------------------------------------------------ single-process units
@@ -485,6 +573,27 @@ def _worker(what, dtype, out):
                 np.savez(d / f"rank{r}.npz", gather=ctx.row_paths["gather"], dense=ctx.row_paths["dense"],
                          **{f"w{i}": w for i, w in enumerate(ws)}, **{f"log_{k}": v for k, v in logs.items()},
                          **{f"state{i}": a for i, a in enumerate(states)})
+    elif what == "cli":
+        # every command in float64, counting the rows each rank's training forward passes ran on
+        from rnnlab.models.engine import Engine
+        rnnlab.set_floatx(dtype)
+        real = Engine.loss_step
+        for name, args in cli_commands(out).items():
+            rows = [0]
+
+            def counting(self, xs, *a, **k):
+                rows[0] += len(xs[0])
+                return real(self, xs, *a, **k)
+            Engine.loss_step = counting
+            try:
+                run_cli(args, out / name)
+            finally:
+                Engine.loss_step = real
+            got = np.zeros(ctx.size, np.int64)
+            ctx.comm.Gather(np.array([rows[0]], np.int64), got, root=0)
+            if r == 0:
+                sys.__stdout__.write(f"rows per rank {name}: {got[0]} {got[1]}\n")
+                sys.__stdout__.flush()
     elif what == "w2v":
         m = train_w2v()
         np.savez(out / f"w2v{r}.npz", X=m.wv.vectors, Y=m.syn1neg, syncs=m.sync_count)
