@@ -718,9 +718,10 @@ def _json_problem(obj, allow_nan, trail="", depth=0):
     return trail or "the document", obj, f"a {type(obj).__module__}.{type(obj).__qualname__}, not a JSON value"
 
 
-def encode_json(doc, where="JSON document", allow_nan=False) -> np.ndarray:
-    """``doc`` as the 1-D uint8 array of its JSON text (UTF-8), the form every rnnlab ``.npz`` stores its
-    documents in. A value JSON cannot hold is refused naming ``where`` and its place in the document
+def encode_json(doc, where="JSON document", allow_nan=False, form="uint8") -> np.ndarray:
+    """``doc`` as the 1-D uint8 array of its JSON text (UTF-8), the form rnnlab ``.npz`` files store their
+    documents in (``form="str"``: a 0-d unicode array of the text, the form Seq2Seq files have always used;
+    :meth:`NpzArchive.read_json` reads both). A value JSON cannot hold is refused naming ``where`` and its place in the document
     (``config.layers.0.units``): :class:`TypeError` for a type (a NumPy scalar: use ``.item()``; an array:
     store it as an array member), :class:`ValueError` for NaN/Infinity unless ``allow_nan`` (then Python's
     ``NaN``/``Infinity`` tokens are written, which :func:`decode_json` reads back) and for a circular reference."""
@@ -741,16 +742,20 @@ def encode_json(doc, where="JSON document", allow_nan=False) -> np.ndarray:
         hint = " (use .item() for a NumPy scalar)" if isinstance(value, np.generic) else \
             " (store an array as an array member, not inside a JSON document)" if isinstance(value, np.ndarray) else ""
         raise TypeError(f"{where}: {at} is {reason}: {value!r:.60}{hint}") from None
+    if form == "str":
+        return np.array(text)
+    if form != "uint8":
+        raise ValueError(f"encode_json: form must be 'uint8' or 'str', got {form!r}")
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 
-def write_npz(path, arrays=None, docs=None, *, compress=False, allow_nan=False) -> str:
+def write_npz(path, arrays=None, docs=None, *, compress=False, allow_nan=False, doc_form="uint8") -> str:
     """Write one rnnlab ``.npz`` file, atomically (:func:`atomic_open`); returns ``path`` as a string.
 
     ``arrays``: name -> array (numeric, bool or fixed-width string; never object arrays: nothing is pickled),
     each stored as the member ``<name>.npy`` exactly as ``np.save`` writes it. ``docs``: name -> a JSON-able
     document, stored as a 1-D uint8 array of its UTF-8 JSON text (:func:`encode_json`; ``allow_nan`` as
-    there). ``compress=True`` deflates the members (``np.savez_compressed``'s format), otherwise they are stored.
+    there; ``doc_form="str"``: 0-d unicode arrays instead, Seq2Seq's form). ``compress=True`` deflates the members (``np.savez_compressed``'s format), otherwise they are stored.
 
     Every value is checked before the file is opened: a bad name, an object array, a document JSON cannot hold
     is a :class:`TypeError`/:class:`ValueError` naming the file and the member, and any old file at ``path``
@@ -758,6 +763,8 @@ def write_npz(path, arrays=None, docs=None, *, compress=False, allow_nan=False) 
     """
     path = os.fspath(path)
     arrays, docs = dict(arrays or {}), dict(docs or {})
+    if doc_form not in ("uint8", "str"):
+        raise ValueError(f"write_npz: doc_form must be 'uint8' or 'str', got {doc_form!r}")
     members = {}
     for key, value in list(arrays.items()) + list(docs.items()):
         if not isinstance(key, str) or not key or "\0" in key:
@@ -772,7 +779,7 @@ def write_npz(path, arrays=None, docs=None, *, compress=False, allow_nan=False) 
                             "values in a JSON document (docs=)")
         members[key] = arr
     for key, doc in docs.items():
-        members[key] = encode_json(doc, f"{path}: member '{key}'", allow_nan)
+        members[key] = encode_json(doc, f"{path}: member '{key}'", allow_nan, doc_form)
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with atomic_open(path) as f:
         with zipfile.ZipFile(f, mode="w", compression=method, allowZip64=True) as zf:

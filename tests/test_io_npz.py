@@ -261,3 +261,32 @@ def test_fasttext_classifier_file_through_the_one_writer(tmp_path):
     with pytest.raises(TypeError, match=r"ft\.npz: member 'meta': lr_update_rate is a numpy.float32"):
         m.save(path)
     assert path.read_bytes() == before
+
+
+def test_seq2seq_document_forms_both_load(tmp_path):
+    """Seq2Seq keeps writing its __config__ as a 0-d unicode array (the form of every Seq2Seq file so far);
+    its loader reads that and the uint8 form of the other rnnlab files, to the same model."""
+    from rnnlab.datasets import Vocabulary
+    from rnnlab.models.seq2seq import Seq2Seq
+
+    m = Seq2Seq(Vocabulary(list("abcdef")), Vocabulary(list("xyz")), embedding_dim=3, units=3, max_source_len=8,
+                max_target_len=6)
+    m.history = [{"loss": float("nan")}]          # a diverged run still saves (allow_nan)
+    path = tmp_path / "s.npz"
+    m.save(str(path))
+    with np.load(path, allow_pickle=False) as z:
+        assert z["__config__"].dtype.kind == "U" and z["__config__"].shape == ()
+    arrays, docs = rio.read_npz(path, docs=["__config__"])
+    assert docs["__config__"]["format"] == "rnnlab.Seq2Seq" and np.isnan(docs["__config__"]["history"][0]["loss"])
+    u8 = tmp_path / "u8.npz"
+    rio.write_npz(u8, arrays, docs, allow_nan=True)
+    with np.load(u8, allow_pickle=False) as z:
+        assert z["__config__"].dtype == np.uint8
+    want = [o for o, _ in m.translate(["abc", "fed"])]
+    for p in (path, u8):
+        back = Seq2Seq.load(str(p))
+        assert back.get_config() == m.get_config() and [o for o, _ in back.translate(["abc", "fed"])] == want
+        for (k, owner, w), (_, o2, w2) in zip(m.iter_weights(), back.iter_weights()):
+            np.testing.assert_array_equal(owner.params[w], o2.params[w2], err_msg=k)
+    with pytest.raises(ValueError, match="doc_form must be 'uint8' or 'str'"):
+        rio.write_npz(u8, docs={"d": {}}, doc_form="json")

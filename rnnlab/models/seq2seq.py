@@ -592,16 +592,16 @@ class Seq2Seq:
 
     # ------------------------------------------------------------------ saving
     def save(self, path):
-        """One ``.npz``: every weight under its path plus ``__config__`` (JSON); written atomically."""
-        from ..io import atomic_write_bytes
+        """One ``.npz``: every weight under its path plus ``__config__`` (JSON), written atomically through
+        :func:`rnnlab.io.write_npz`. The document stays the 0-d unicode array Seq2Seq files have always held
+        (:meth:`load` reads it and the uint8 form of the other rnnlab files); ``allow_nan``: the history may
+        hold a NaN loss."""
+        from ..io import write_npz
 
         arrays = {path_: owner.params[w] for path_, owner, w in self.iter_weights()}
         meta = {"format": "rnnlab.Seq2Seq", "version": FORMAT_VERSION, "config": self.get_config(),
                 "history": self.history}
-        arrays["__config__"] = np.array(json.dumps(meta))
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(path, buf.getvalue())
+        write_npz(path, arrays, {"__config__": meta}, allow_nan=True, doc_form="str")
         return path
 
     @classmethod
