@@ -125,8 +125,9 @@ def main(argv=None):
     add("embedding gather (fwd)", timed(lambda: emb.forward(ids, training=True)), 0, 2 * B * T * D * 4)
     xe = emb.forward(ids, training=True)
     kern = lstm.params["kernel"]
-    add("input projection X W_x (GEMM)", timed(lambda: np.matmul(X2, kern, out=A2)), fl_proj,
-        (T * B * (D + W)) * 4)
+    # (the layer's own choice: the packed kernel over rnnlab's row blocks with several BLAS threads, else NumPy)
+    add("input projection X W_x (GEMM)", timed(lambda: lstm._packed_projection(ws, kern)
+                                              or np.matmul(X2, kern, out=A2)), fl_proj, (T * B * (D + W)) * 4)
     h = lstm.forward(xe, training=True)
     gh = np.ones_like(h) * 1e-3
     lstm.backward(gh)
@@ -144,10 +145,10 @@ def main(argv=None):
     if ws.pk is not None and lstm._has_fused_forward(ws):
         add("forward loop (C, fused)", timed(lambda: lstm._fused_forward(ws)), fl_loop)
         pk = ws.pk
-        add("  its T recurrent products", timed(lambda: [pk.step[t]() for t in range(T)]), fl_loop)
+        add("  its T recurrent products (whole batch, one thread)", timed(lambda: [pk.step[t]() for t in range(T)]), fl_loop)
         cp = ws.fast.cptr
         f = cp.kernels[0]
-        add("  its T gate kernels", timed(lambda: [f(*cp.fwd[t], cp.bias, B, U, 0) for t in range(T)]), 0,
+        add("  its T gate kernels (one thread)", timed(lambda: [f(*cp.fwd[t], cp.bias, B, U, 0) for t in range(T)]), 0,
             T * B * (3 * W + 5 * U) * 4)
     add("LSTM forward, whole (copy-in, projection, loop, outputs)", fwd_total, fl_proj + fl_loop)
     lstm.backward(gh)
@@ -155,7 +156,7 @@ def main(argv=None):
     lstm.backward(gh)
     add("weight gradients X^T dA, H^T dA, db", timed(lambda: lstm._weight_grads(ws)), fl_proj + fl_loop)
     dX = np.empty_like(X2)
-    add("dX = dA W_x^T (GEMM)", timed(lambda: np.matmul(A2, kern.T, out=dX)), fl_proj)
+    add("dX = dA W_x^T (GEMM)", timed(lambda: lstm._input_grad_product(ws, A2, dX)), fl_proj)
     pkb = lstm._packed_backward(ws)
     if pkb is not None and ws.fast is not None and ws.fast.cptr is not None:
         lstm.forward(xe, training=True)       # A holds the activations again (the loop overwrites them with dA)
@@ -166,14 +167,14 @@ def main(argv=None):
             - restore, 2 * fl_loop - fl_loop)
         lstm.backward(gh)
     if pkb is not None:
-        add("  backward loop's T products dA_t W_h^T",
+        add("  backward loop's T products dA_t W_h^T (one thread)",
             timed(lambda: [pkb.prod(pkb.src[t], pkb.addr[id(ws.tmpU)]) for t in range(T)]), fl_loop)
     cp = ws.fast.cptr
     if cp is not None:
         fb = cp.kernels[1]
         dh, dc = ws.carry
         pdh, pdc, pdp = cp.grads[id(dh)], cp.grads[id(dc)], cp.grads[id(ws.dprev[1])]
-        add("  backward loop's T gate kernels",
+        add("  backward loop's T gate kernels (one thread)",
             timed(lambda: [fb(pdh, pdc, *cp.bwd[t][:1], cp.bwd[t][1], cp.bwd[t][2], cp.da, pdp, B, U, 0)
                            for t in range(T)]), 0, T * B * (3 * W + 5 * U) * 4)
     add("LSTM backward, whole (loop, weight gradients, dX)", bwd_total, 2 * fl_loop + 2 * fl_proj)
@@ -197,8 +198,10 @@ def main(argv=None):
         x_i = emb.forward(ids, training=False)
         ws_i = lstm._ws
         fk = lstm._projection_weights(ws_i)[0]
-        add("inference: projection rows from the table (check + gather)",
-            timed(lambda: lstm._table_projection(ws_i, x_i, fk)), 0, B * T * (D * 2 + 2 * W) * 4)
+        add("inference: projection rows from the table (check + gather of all of A; the fused loop copies them "
+            "step by step instead)", timed(lambda: (lstm._table_projection(ws_i, x_i, fk), lstm._gather_table_rows(ws_i))),
+            0, B * T * (D * 2 + 2 * W) * 4)
+        ws_i.table_rows = None
     add(f"inference: LSTM forward (path {lstm.last_path}, table {st is not None and st.table is not None})",
         both - emb_i, fl_loop)
     add("inference step, whole", infer, fl_loop)
