@@ -482,7 +482,9 @@ def _ragged(path, arc, key):
 
 
 def save_imdb_npz(path, x_train, y_train, x_test, y_test):
-    """Write the pickle-free flat layout (raw word ranks, as in Keras' file, without start/oov shifts)."""
+    """Write the pickle-free flat layout (raw word ranks, as in Keras' file, without start/oov shifts): a
+    compressed ``.npz`` (``.npz`` is appended to a path without it, as ``np.savez_compressed`` does) written
+    atomically by :func:`rnnlab.io.write_npz`; returns the path."""
     arrays = {}
     for key, xs in (("x_train", x_train), ("x_test", x_test)):
         lengths = np.array([len(x) for x in xs], dtype=np.int64)
@@ -491,7 +493,8 @@ def save_imdb_npz(path, x_train, y_train, x_test, y_test):
                                    if len(xs) else np.zeros(0, np.int32))
     arrays["y_train"] = np.asarray(y_train, dtype=np.int64)
     arrays["y_test"] = np.asarray(y_test, dtype=np.int64)
-    np.savez_compressed(path, **arrays)
+    path = os.fspath(path)
+    return _rio.write_npz(path if path.endswith(".npz") else path + ".npz", arrays, compress=True)
 
 
 def load_imdb_npz(path, num_words=None, skip_top=0, maxlen=None, seed=113, start_char=1, oov_char=2,
