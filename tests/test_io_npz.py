@@ -288,5 +288,8 @@ def test_seq2seq_document_forms_both_load(tmp_path):
         assert back.get_config() == m.get_config() and [o for o, _ in back.translate(["abc", "fed"])] == want
         for (k, owner, w), (_, o2, w2) in zip(m.iter_weights(), back.iter_weights()):
             np.testing.assert_array_equal(owner.params[w], o2.params[w2], err_msg=k)
+    from rnnlab.explore import open_model      # rnnlab explore recognises both forms too
+
+    assert {type(open_model(str(p))).__name__ for p in (path, u8)} == {"Seq2SeqExplorer"}
     with pytest.raises(ValueError, match="doc_form must be 'uint8' or 'str'"):
         rio.write_npz(u8, docs={"d": {}}, doc_form="json")

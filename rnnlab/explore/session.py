@@ -621,17 +621,21 @@ def open_model(path) -> Explorer:
         if not os.path.isfile(cand):
             raise ValueError(f"explore: {path} is a folder without a model.npz")
         path = cand
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-    except Exception as e:
+    from .. import io as rio
+
+    try:     # the checked reading path (headers only; nothing inflated but the __config__ document)
+        with rio.NpzArchive(path, "rnnlab model file") as arc:
+            keys = set(arc.names)
+            fmt = None
+            if "__config__" in keys:
+                try:    # Seq2Seq's 0-d unicode form or the uint8 form of the other files
+                    doc = arc.read_json("__config__")
+                    fmt = doc.get("format") if isinstance(doc, dict) else None
+                except rio.FileFormatError:
+                    fmt = None
+    except rio.RnnlabError as e:
         raise ValueError(f"explore: {path} is not an rnnlab .npz model file ({e})") from None
     if "__config__" in keys:
-        with np.load(path, allow_pickle=False) as z:
-            try:
-                fmt = json.loads(str(z["__config__"])).get("format")
-            except (ValueError, AttributeError):
-                fmt = None
         if fmt == "rnnlab.Seq2Seq":
             from ..models.seq2seq import Seq2Seq
 
