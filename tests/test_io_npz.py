@@ -293,3 +293,30 @@ def test_seq2seq_document_forms_both_load(tmp_path):
     assert {type(open_model(str(p))).__name__ for p in (path, u8)} == {"Seq2SeqExplorer"}
     with pytest.raises(ValueError, match="doc_form must be 'uint8' or 'str'"):
         rio.write_npz(u8, docs={"d": {}}, doc_form="json")
+
+
+def test_no_module_writes_or_opens_npz_files_by_hand():
+    """rnnlab.io is the one writer and reader of .npz files: no other library module calls np.save/np.savez/
+    np.savez_compressed/np.load or hand-encodes a JSON document into an array (np.frombuffer(json.dumps(...)))."""
+    import ast
+    import pathlib
+
+    import rnnlab
+
+    root = pathlib.Path(rnnlab.__file__).parent
+    found = []
+    for f in sorted(root.rglob("*.py")):
+        if f.relative_to(root).as_posix() == "io.py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in ("np", "numpy")):
+                continue
+            name = node.func.attr
+            hand_json = name == "frombuffer" and any(isinstance(n, ast.Attribute) and n.attr == "dumps"
+                                                     for a in node.args for n in ast.walk(a))
+            # (distributed.py sends the RNG state to the other MPI ranks as JSON bytes: a message, not a file)
+            hand_json = hand_json and f.relative_to(root).as_posix() != "distributed.py"
+            if name in ("save", "savez", "savez_compressed", "load") or hand_json:
+                found.append(f"{f.relative_to(root)}:{node.lineno} np.{name}")
+    assert found == [], found
