@@ -324,3 +324,50 @@ def test_tagging_package_exports_the_tagger():
     assert tagging.Tagger is Tagger and tagging.TaggingBatches is TaggingBatches
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         tagging.Nope
+
+
+def test_keras_parity_of_the_tagger_with_a_feature_column(float64):
+    """Words + one feature column (its own Embedding) -> Concatenate -> BiLSTM -> softmax, built in Keras 3
+    (functional, torch backend, float64) with our weights: same probabilities, masked loss and weight gradients."""
+    keras = pytest.importorskip("keras")
+    torch = pytest.importorskip("torch")
+    train = _with_pos(generate_two_sided_tagging(3, seed=0))
+    model = build_tagger(train, embedding_dim=3, units=4, feature_dim=2)
+    rng = np.random.default_rng(0)
+    for _, owner, name in model.iter_weights():
+        p = owner.params[name]
+        p[...] = rng.standard_normal(p.shape) * 0.5
+    (w, f), y = model.arrays(train)
+    T = w.shape[1]
+    L_ = keras.layers
+    w_in = keras.Input((T,), dtype="int64")
+    f_in = keras.Input((T,), dtype="int64")
+    k_emb = L_.Embedding(len(model.words), 3, mask_zero=True, dtype="float64")
+    # mask_zero on the feature embedding too: Keras' Concatenate merges its inputs' masks with *any*, so an
+    # unmasked input would unmask the padding; feature id 0 is padding exactly where word id 0 is
+    k_femb = L_.Embedding(len(model.features[0]), 2, mask_zero=True, dtype="float64")
+    k_rnn = L_.Bidirectional(L_.LSTM(4, return_sequences=True, dtype="float64"), dtype="float64")
+    k_out = L_.TimeDistributed(L_.Dense(len(model.tags), activation="softmax", dtype="float64"), dtype="float64")
+    h = L_.Concatenate(dtype="float64")([k_emb(w_in), k_femb(f_in)])
+    kmodel = keras.Model([w_in, f_in], k_out(k_rnn(h)))
+    for k, ours in ((k_emb, model.word_emb), (k_femb, model.feature_embs[0]), (k_rnn, model.rnns[0]),
+                    (k_out, model.out)):
+        k.set_weights(ours.get_weights())
+    ours_p, mask = model.forward(w, None, training=True, f=f)
+    loss, grad = model.loss.forward_backward(y, ours_p, mask=mask)
+    model.backward(grad)
+    kp = kmodel([torch.tensor(w), torch.tensor(f[..., 0])])
+    assert np.max(np.abs(ours_p - keras.ops.convert_to_numpy(kp))) < 1e-6 * np.max(np.abs(ours_p))
+    m = torch.tensor(mask, dtype=torch.float64)
+    picked = torch.gather(kp, 2, torch.tensor(y)[..., None])[..., 0]
+    kloss = -(torch.log(picked) * m).sum() / m.sum()
+    assert abs(kloss.item() - loss) < 1e-6 * abs(loss)
+    kvars = [v for l in (k_emb, k_femb, k_rnn, k_out) for v in l.weights]
+    grads = torch.autograd.grad(kloss, [v.value for v in kvars])
+    refs = list(model.iter_weights())
+    assert len(refs) == len(grads)
+    for (path, owner, name), kg in zip(refs, grads):
+        g = owner.grads[name]
+        g = g.to_dense() if hasattr(g, "to_dense") else np.asarray(g)
+        kg = kg.detach().numpy()
+        assert np.max(np.abs(g - kg)) <= 1e-6 * max(np.max(np.abs(kg)), 1e-12), path
