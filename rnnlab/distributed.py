@@ -411,8 +411,20 @@ def finite_all(value: float) -> bool:
 
 
 # ---------------------------------------------------------------------- the engine's hooks
-def _count(out, lmask):
-    """N of ``sum_over_batch_size`` for one output: its non-masked per-element losses (all without a mask)."""
+def _means_over_samples(loss):
+    """True for a loss whose mean is over the batch's samples (rows) whatever the mask: a loss that sets
+    ``mean_over = "samples"``, and :class:`~rnnlab.layers.crf.CRFLoss` (the mean NLL over whole sentences)."""
+    if getattr(loss, "mean_over", None) == "samples":
+        return True
+    from .layers.crf import CRFLoss
+    return isinstance(loss, CRFLoss)
+
+
+def _count(out, lmask, loss=None):
+    """N of ``sum_over_batch_size`` for one output: its non-masked per-element losses (all without a mask); the
+    batch's rows for a loss that averages over samples (:func:`_means_over_samples`)."""
+    if loss is not None and _means_over_samples(loss):
+        return int(np.shape(out)[0])
     if lmask is not None:
         return int(np.count_nonzero(lmask))
     shape = np.shape(out)
@@ -478,7 +490,7 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
                 continue
             active[j] = True
             mean = getattr(losses[j], "reduction", "sum_over_batch_size") == "sum_over_batch_size"
-            n = _count(outs[j], lmasks[j]) if mean else 1
+            n = _count(outs[j], lmasks[j], losses[j]) if mean else 1
             stats[j] = n
             stats[m + j] = per[j] * n
     else:
@@ -502,15 +514,27 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
         for _, owner, w in refs:
             owner.grads[w] = None
     else:
+        factors = {}
         for j, g in enumerate(grads):
             if g is None:
                 continue
             mean = getattr(losses[j], "reduction", "sum_over_batch_size") == "sum_over_batch_size"
-            if mean:
-                n_local = _count(outs[j], lmasks[j])
-                f = 0.0 if stats[j] == 0 else n_local / stats[j]
-                grads[j] = g * g.dtype.type(f)
-        model.backpropagate(grads)
+            n_local = _count(outs[j], lmasks[j], losses[j])
+            factors[j] = (0.0 if stats[j] == 0 else n_local / stats[j]) if mean else 1.0
+        if len(set(factors.values())) <= 1:
+            # one factor (one output, or equal shares): scale the weights' gradients after the backward pass, which
+            # also covers gradients a loss writes itself (CRFLoss fills its CRF's transition gradients)
+            model.backpropagate(grads)
+            f = next(iter(factors.values()), 1.0)
+            if f != 1.0:
+                for _, owner, w in refs:
+                    g = owner.grads.get(w)
+                    if isinstance(g, RowSparseGrad):
+                        owner.grads[w] = RowSparseGrad(g.indices, g.values * g.values.dtype.type(f), g.shape)
+                    elif g is not None:
+                        owner.grads[w] = g * g.dtype.type(f)
+        else:
+            model.backpropagate([g if g is None else g * g.dtype.type(factors[j]) for j, g in enumerate(grads)])
     ctx.allreduce_gradients(refs)
     checked_update(model.optimizer, refs, total, epoch, step)
     for k, (_, met) in enumerate(summable):  # every rank: the metric over the global batch

@@ -463,6 +463,9 @@ def cli_commands(d):
         # wordlm: truncated BPTT over 4 streams, variational dropout
         "wordlm": ["train", "wordlm", "--train", str(d / "lm.train.txt"), "--valid", str(d / "lm.valid.txt"),
                    "--bptt", "8", "--batch-size", "4", "--embedding-dim", "6", "--layers", "1"] + common,
+        # tag: TaggingBatches (a PyDataset), a CRF output (its loss is a mean over sentences), word dropout
+        "tag": ["train", "tag", "--generate", "two-sided", "--num-sentences", "40", "--crf", "on",
+                "--batch-size", "7", "--embedding-dim", "6", "--char-dim", "4", "--char-units", "3"] + common,
     }
 
 
@@ -482,7 +485,7 @@ def two_rank_cli(tmp_path_factory):
     return d, p.stdout
 
 
-@pytest.mark.parametrize("name", ["classify", "charlm-window", "charlm-stream", "wordlm"])
+@pytest.mark.parametrize("name", ["classify", "charlm-window", "charlm-stream", "wordlm", "tag"])
 def test_train_commands_two_ranks_equal_one_process(name, two_rank_cli, tmp_path):
     """mpiexec -n 2 rnnlab train ... in float64 (each rank its rows of every batch, TBPTT streams split, dropout
     masks the one process's rows) writes the model and checkpoint one process writes, to 1e-10."""
@@ -492,16 +495,23 @@ def test_train_commands_two_ranks_equal_one_process(name, two_rank_cli, tmp_path
     r0, r1 = (int(v) for v in stdout.split(f"rows per rank {name}: ")[1].split()[:2])
     rnnlab.set_floatx("float64")
     from rnnlab.models.sequential import Sequential
-    real, one = Sequential._run, [0]
+    from rnnlab.tagging.tagger import Tagger
+    one = [0]
+    classes = [Sequential, Tagger]   # the train commands' models
+    reals = [c.__dict__["_run"] for c in classes]
 
-    def counting(self, xs, training, *a, **k):
-        one[0] += len(xs[0]) if training else 0
-        return real(self, xs, training, *a, **k)
-    Sequential._run = counting   # the train commands' models are Sequential
+    def counter(real):
+        def counting(self, xs, training, *a, **k):
+            one[0] += len(xs[0]) if training else 0
+            return real(self, xs, training, *a, **k)
+        return counting
+    for c, real in zip(classes, reals):
+        c._run = counter(real)
     try:
         run_cli(cli_commands(d)[name], tmp_path / "one")
     finally:
-        Sequential._run = real
+        for c, real in zip(classes, reals):
+            c._run = real
     # the ranks' training forward passes together ran the one process's rows, split (not each the whole batch)
     assert r0 + r1 == one[0] and 0 < r1 <= r0, (r0, r1, one[0])
     for f in ("model.npz", "checkpoint.npz"):
