@@ -39,9 +39,16 @@ Why the divisor matters (the one training difference between gensim and Facebook
 input ``s(w) / (n_w - 1)`` is ``n_w / (n_w - 1)`` times the saved vector (3..6-grams: 2x for "a", whose only
 n-gram is ``<a>``; 7/6 for "the"; 23/22 for "running"), so short, frequent words have larger inputs while
 training.
-The SimLex-999 / WS353 / analogy figures of both settings against gensim are in docs/results.md. Remaining
-differences from gensim: chunked updates and the exact
-sigmoid as in rnnlab's word2vec.
+The SimLex-999 / WS353 / analogy figures of both settings against gensim are in docs/results.md.
+
+Remaining differences from gensim: the exact sigmoid (gensim: a 512-entry table, and no update for a score
+beyond +-8, which never occurred in the IMDB runs), and chunked updates as in rnnlab's word2vec (every
+update of a chunk of ~1000 words is computed from the chunk's starting weights; gensim updates after every
+pair). The latter is the one difference measured to change the trained vectors: both sides reach the same
+mean scores ``x . y`` of true and noise pairs, but gensim's training inputs ``x`` end ~1.6x longer and its
+output vectors ``y`` ~1.6x shorter; cutting the text into 12-word pieces trained one at a time moves rnnlab
+halfway towards gensim's split (docs/results.md), which needs per-pair sequential updates (a compiled loop)
+to match.
 """
 from __future__ import annotations
 
