@@ -749,11 +749,16 @@ def encode_json(doc, where="JSON document", allow_nan=False, form="uint8") -> np
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 
+#: member names write_npz refuses: they are np.savez's own keyword arguments
+_RESERVED_NAMES = frozenset({"file", "allow_pickle"})
+
+
 def write_npz(path, arrays=None, docs=None, *, compress=False, allow_nan=False, doc_form="uint8") -> str:
     """Write one rnnlab ``.npz`` file, atomically (:func:`atomic_open`); returns ``path`` as a string.
 
     ``arrays``: name -> array (numeric, bool or fixed-width string; never object arrays: nothing is pickled),
-    each stored as the member ``<name>.npy`` exactly as ``np.save`` writes it. ``docs``: name -> a JSON-able
+    each stored as the member ``<name>.npy`` by ``np.savez`` (the names ``file`` and ``allow_pickle`` are
+    reserved). ``docs``: name -> a JSON-able
     document, stored as a 1-D uint8 array of its UTF-8 JSON text (:func:`encode_json`; ``allow_nan`` as
     there; ``doc_form="str"``: 0-d unicode arrays instead, Seq2Seq's form). ``compress=True`` deflates the members (``np.savez_compressed``'s format), otherwise they are stored.
 
@@ -769,6 +774,9 @@ def write_npz(path, arrays=None, docs=None, *, compress=False, allow_nan=False, 
     for key, value in list(arrays.items()) + list(docs.items()):
         if not isinstance(key, str) or not key or "\0" in key:
             raise TypeError(f"{path}: member names must be non-empty strings, got {key!r:.60}")
+        if key in _RESERVED_NAMES:
+            raise ValueError(f"{path}: member name '{key}' is reserved (np.savez's own arguments "
+                             f"{sorted(_RESERVED_NAMES)}); choose another name")
     for key, a in arrays.items():
         if key in docs:
             raise ValueError(f"{path}: member '{key}' is given both as an array and as a JSON document")
@@ -780,12 +788,8 @@ def write_npz(path, arrays=None, docs=None, *, compress=False, allow_nan=False, 
         members[key] = arr
     for key, doc in docs.items():
         members[key] = encode_json(doc, f"{path}: member '{key}'", allow_nan, doc_form)
-    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with atomic_open(path) as f:
-        with zipfile.ZipFile(f, mode="w", compression=method, allowZip64=True) as zf:
-            for key, arr in members.items():
-                with zf.open(key + ".npy", "w", force_zip64=True) as fp:
-                    np.lib.format.write_array(fp, arr, allow_pickle=False)
+    with atomic_open(path) as f:       # NumPy's own .npz writer, straight into the temporary file
+        (np.savez_compressed if compress else np.savez)(f, allow_pickle=False, **members)
     return path
 
 

@@ -15,8 +15,7 @@ def _arrays():
             "f64": np.linspace(-1, 1, 5), "ids": np.array([3, -1, 7], dtype=np.int64),
             "flags": np.array([True, False]), "scalar": np.float64(2.5), "empty": np.zeros((0, 4), np.float32),
             "words": np.array(["ab", "é", ""]), "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
-            # names that np.savez would take as its own keyword arguments
-            "file": np.int64(7), "allow_pickle": np.array([1.0])}
+            "w:a/b:c": np.int64(7)}
 
 
 DOC = {"format": "x", "config": {"units": 4, "rate": 0.5, "name": "lstm é", "layers": [None, True, [1, 2]]}}
@@ -82,21 +81,21 @@ def _left(tmp_path):
     return sorted(n for n in os.listdir(tmp_path) if n.startswith(".tmp-"))
 
 
-def test_failing_write_leaves_the_old_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_failing_write_leaves_the_old_file(tmp_path, monkeypatch, exc):
     path, before = _old_file(tmp_path)
-    real = np.lib.format.write_array
-    calls = []
+    real = np.savez
+    seen = []
 
-    def fail_on_second(fp, arr, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        return real(fp, arr, **kw)
+    def half_then_fail(f, **members):
+        real(f, **members)                 # the whole archive goes into the temporary file ...
+        seen.append(sorted(os.listdir(tmp_path)))
+        raise exc                          # ... and the process dies before the rename
 
-    monkeypatch.setattr(np.lib.format, "write_array", fail_on_second)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(np, "savez", half_then_fail)
+    with pytest.raises(type(exc)):
         rio.write_npz(path, {"a": np.zeros(1000), "b": np.ones(5)}, {"d": {"new": True}})
-    assert len(calls) == 2                 # it failed in the middle of the archive
+    assert len(seen) == 1 and any(n.startswith(".tmp-") for n in seen[0])   # it was written, beside the file
     assert path.read_bytes() == before and _left(tmp_path) == []
 
 
@@ -169,6 +168,10 @@ def test_object_arrays_and_bad_names_are_refused(tmp_path):
         rio.write_npz(path, {3: np.ones(1)})
     with pytest.raises(TypeError, match="non-empty strings"):
         rio.write_npz(path, {"": np.ones(1)})
+    with pytest.raises(ValueError, match="member name 'file' is reserved"):
+        rio.write_npz(path, {"file": np.ones(1)})
+    with pytest.raises(ValueError, match="member name 'allow_pickle' is reserved"):
+        rio.write_npz(path, docs={"allow_pickle": {}})
     with pytest.raises(ValueError, match="member 'x' is given both as an array and as a JSON document"):
         rio.write_npz(path, {"x": np.ones(1)}, {"x": {}})
     assert not path.exists() and _left(tmp_path) == []
