@@ -466,21 +466,47 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
     mets = [(j, met) for j, ms in enumerate(model.output_metrics) if ys[j] is not None for met in ms]
     summable = [(j, met) for j, met in mets if isinstance(getattr(met, "total", None), float)
                 and isinstance(getattr(met, "count", None), float)]
-    stats = np.zeros(2 * m + 2 * len(summable) + 1, np.float64)
+    from . import backend, regularizers
+    from .layers.base import _ACTIVITY_LOSSES
+
+    # the tail of the small Allreduce: [activity penalty x rows, rows, has activity penalties, ranks without rows]
+    stats = np.zeros(2 * m + 2 * len(summable) + 4, np.float64)
     stats[-1] = 1.0 if empty else 0.0  # ranks without rows: they draw no dropout mask (the generator is re-synced)
+    stats[-3] = len(xs[0])
     old = [(met.total, met.count) for _, met in summable]
     active = [False] * m
     rows = ctx.batch_rows or ctx.stream_rows
     ctx.batch_rows = None
+    tape = regularizers.ActivityTape()  # activity regularizers add R(y) / B_r here and R'(y) / B_r in backward
+    token = _ACTIVITY_LOSSES.set(tape)
+    try:
+        if not empty:
+            gen = backend._RNG
+            if rows is not None and rows[1].stop - rows[1].start == len(xs[0]) and rows[0] != len(xs[0]):
+                backend._RNG = RowDraws(gen, *rows)  # the whole batch's dropout masks, this rank's rows of them
+            try:
+                outs, lmasks, per, grads = model.loss_step(xs, ys, sws, time_mask, training=True)
+            finally:
+                backend._RNG = gen
+            if tape.losses:
+                stats[-4], stats[-2] = tape.total() * len(xs[0]), 1.0
+        total, per_g = _reduced_step(ctx, model, stats, xs, ys, sws, epoch, step, empty, active, summable, old, mets,
+                                     None if empty else (outs, lmasks, per, grads))
+    finally:
+        _ACTIVITY_LOSSES.reset(token)
+    return total, per_g
+
+
+def _reduced_step(ctx, model, stats, xs, ys, sws, epoch, step, empty, active, summable, old, mets, local):
+    """The rest of :func:`train_batch` (the activity tape still set for the backward pass)."""
+    from . import regularizers
+    from .training import NonFiniteLoss, checked_update
+
+    losses = model.output_losses
+    weights = model.output_loss_weights
+    m = len(losses)
     if not empty:
-        from . import backend
-        gen = backend._RNG
-        if rows is not None and rows[1].stop - rows[1].start == len(xs[0]) and rows[0] != len(xs[0]):
-            backend._RNG = RowDraws(gen, *rows)  # the whole batch's dropout masks, this rank's rows of them
-        try:
-            outs, lmasks, per, grads = model.loss_step(xs, ys, sws, time_mask, training=True)
-        finally:
-            backend._RNG = gen
+        outs, lmasks, per, grads = local
         for k, ((j, met), (t0, c0)) in enumerate(zip(summable, old)):
             met.update(ys[j], outs[j], sample_weight=sws[j], mask=lmasks[j])
             stats[2 * m + 2 * k], stats[2 * m + 2 * k + 1] = met.total - t0, met.count - c0
@@ -498,6 +524,7 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
     ctx.allreduce_(stats)
     if stats[-1] > 0:
         _rng_state_sync(ctx)
+    B = stats[-3]
     per_g, total = [], 0.0
     for j in range(m):
         if not active[j]:
@@ -507,20 +534,31 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
         lj = (0.0 if stats[j] == 0 else stats[m + j] / stats[j]) if mean else stats[m + j]
         per_g.append(lj)
         total += weights[j] * lj
+    refs = list(model.trainable_weight_refs())
+    # Keras: loss + sum(model.losses). The activity penalties R(y_r) / B_r of the shards, weighted B_r / B, are the
+    # whole batch's R(y) / B; the weight penalties are the same on every rank (added once, not reduced)
+    total += (stats[-4] / B if B else 0.0) + regularizers.weight_penalty(refs)
     if not math.isfinite(total):
         raise NonFiniteLoss("loss", total, epoch, step)
-    refs = model.trainable_weight_refs()
     if empty:
         for _, owner, w in refs:
             owner.grads[w] = None
     else:
-        factors = {}
+        factors, shares = {}, {}
         for j, g in enumerate(grads):
             if g is None:
                 continue
             mean = getattr(losses[j], "reduction", "sum_over_batch_size") == "sum_over_batch_size"
             n_local = _count(outs[j], lmasks[j], losses[j])
             factors[j] = (0.0 if stats[j] == 0 else n_local / stats[j]) if mean else 1.0
+            shares[j] = (n_local, stats[j]) if mean else (1, 1)
+        if stats[-2] > 0 and any(n * B != len(xs[0]) * N for n, N in shares.values()):
+            raise ValueError(
+                f"rnnlab.distributed: model '{getattr(model, 'name', type(model).__name__)}' has activity "
+                f"regularizers (a penalty per row, R(y) / batch) and a loss whose share of this batch is not this "
+                f"rank's share of the rows (masks or per-time-step losses: {sorted(factors.values())} against "
+                f"{len(xs[0])}/{int(B)} rows); the two gradients cannot be combined exactly: train it in one "
+                "process, or without the activity regularizer")
         if len(set(factors.values())) <= 1:
             # one factor (one output, or equal shares): scale the weights' gradients after the backward pass, which
             # also covers gradients a loss writes itself (CRFLoss fills its CRF's transition gradients)
@@ -536,7 +574,9 @@ def train_batch(ctx, model, xs, ys, sws, epoch=0, step=0, time_mask=None):
         else:
             model.backpropagate([g if g is None else g * g.dtype.type(factors[j]) for j, g in enumerate(grads)])
     ctx.allreduce_gradients(refs)
+    regularizers.add_penalty_gradients(refs)  # after the reduction: dR/dW once, as one process adds it
     checked_update(model.optimizer, refs, total, epoch, step)
+    regularizers.apply_constraints(refs)  # Keras: each weight's constraint after the update
     for k, (_, met) in enumerate(summable):  # every rank: the metric over the global batch
         met.total = old[k][0] + float(stats[2 * m + 2 * k])
         met.count = old[k][1] + float(stats[2 * m + 2 * k + 1])

@@ -161,8 +161,29 @@ def run_dataset(m):
     return m.fit(_Batches(), epochs=2, verbose=0)
 
 
+def build_regularized(dtype):
+    """Weight and activity regularizers and a constraint: the penalties enter the loss and gradient once, the
+    constraint runs after every update, on every rank."""
+    rnnlab.set_floatx(dtype)
+    rnnlab.set_random_seed(19)
+    m = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32"), Embedding(V, 6),
+                           LSTM(5, kernel_regularizer=rnnlab.regularizers.L2(0.05),
+                                recurrent_constraint=rnnlab.constraints.MaxNorm(0.3)),
+                           Dense(3, activation="softmax", activity_regularizer=rnnlab.regularizers.L1(0.1),
+                                 kernel_regularizer=rnnlab.regularizers.L1L2(0.01, 0.02))])
+    m.compile(rnnlab.optimizers.Adam(0.05), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def run_regularized(m):
+    r = np.random.default_rng(9)
+    x, y = r.integers(0, V, size=(17, T)), r.integers(0, 3, size=17)
+    return m.fit(x, y, batch_size=B, epochs=2, verbose=0, shuffle=True)
+
+
 CASES = {
     "seq": (lambda dt, n: build_seq(dt), run_seq),
+    "regularized": (lambda dt, n: build_regularized(dt), run_regularized),
     "tbptt": (lambda dt, n: build_tbptt(dt, B // n), run_tbptt),
     "func": (lambda dt, n: build_func(dt), run_func),
     "callbacks": (lambda dt, n: build_seq_sgd(dt), run_callbacks),
@@ -241,7 +262,7 @@ def _floatx():
     rnnlab.set_floatx(old)
 
 
-EQUIV_CASES = ["seq", "tbptt", "func", "callbacks", "streams", "dataset"]
+EQUIV_CASES = ["seq", "tbptt", "func", "callbacks", "streams", "dataset", "regularized"]
 
 
 @pytest.fixture(scope="module")
@@ -348,6 +369,13 @@ def test_exception_on_one_rank_aborts_the_job(tmp_path):
     p = launch(["raise", "float64", str(tmp_path)], timeout=90)
     assert p.returncode != 0
     assert "rank 1/2 stopped with an uncaught ValueError" in p.stderr, p.stderr[-2000:]
+
+
+def test_activity_regularizer_with_masked_loss_is_refused(tmp_path):
+    """R(y) / batch and a masked per-step loss weight the shards differently: a clear error, not a wrong step."""
+    p = launch(["activity-mask", "float64", str(tmp_path)], timeout=90)
+    assert p.returncode != 0
+    assert "has activity regularizers" in p.stderr and "train it in one process" in p.stderr, p.stderr[-2000:]
 
 
 def _topic_corpus():
@@ -604,6 +632,14 @@ def _worker(what, dtype, out):
             if r == 0:
                 sys.__stdout__.write(f"rows per rank {name}: {got[0]} {got[1]}\n")
                 sys.__stdout__.flush()
+    elif what == "activity-mask":
+        rnnlab.set_floatx(dtype)
+        m = rnnlab.Sequential([rnnlab.Input((None,), dtype="int32"), Embedding(V_SEQ, 6, mask_zero=True),
+                               LSTM(5, return_sequences=True, activity_regularizer=rnnlab.regularizers.L2(0.1)),
+                               Dense(3, activation="softmax")])
+        m.compile("adam", "sparse_categorical_crossentropy")
+        x, y, sw = _seq_data()
+        m.fit(x, y, batch_size=B, epochs=1, verbose=0, shuffle=False)
     elif what == "w2v":
         m = train_w2v()
         np.savez(out / f"w2v{r}.npz", X=m.wv.vectors, Y=m.syn1neg, syncs=m.sync_count)
