@@ -33,30 +33,34 @@ def _grads(layer, x, g, fused, initial_state=None, monkeypatch=None):
 
 
 @pytest.mark.native_gemm
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("kw", [{}, dict(return_sequences=True), dict(go_backwards=True),
                                 dict(return_sequences=True, go_backwards=True), dict(initial_state=True),
                                 dict(return_state=True)])
-def test_fused_backward_same_bits_as_step_loop(monkeypatch, threads, kw):
+def test_fused_backward_same_bits_as_step_loop(monkeypatch, cell, threads, kw):
     kw = dict(kw)
     init = kw.pop("initial_state", False)
     monkeypatch.setattr(_native, "blas_threads", lambda: threads)
     rng = np.random.default_rng(threads)
     B, T, D, U = 27, 6, 10, 32
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    h0 = [rng.standard_normal((B, U)).astype(np.float32) for _ in range(2)] if init else None
+    n_states = 2 if cell == "LSTM" else 1
+    h0 = [rng.standard_normal((B, U)).astype(np.float32) for _ in range(n_states)] if init else None
     res = []
     for fused in (False, True):
         rnnlab.set_random_seed(3)
-        layer = L.LSTM(U, **kw)
+        layer = getattr(L, cell)(U, **kw)
         layer(x)
+        b = layer.params["bias"]
+        b[...] = np.linspace(-0.5, 0.5, b.size).reshape(b.shape)
         out = layer.forward(x, training=True, initial_state=h0)
         outs = out if isinstance(out, list) else [out]
         g = [np.random.default_rng(7 + i).standard_normal(o.shape).astype(np.float32) for i, o in enumerate(outs)]
         got, _ = _grads(layer, x, g if isinstance(out, list) else g[0], fused, h0, monkeypatch)
         assert layer.last_backward_path == ("fused_loop" if fused else "steps")
         res.append(got)
-    assert len(res[0]) == len(res[1]) == (6 if init else 4)
+    assert len(res[0]) == len(res[1]) == (4 + n_states if init else 4)
     for a, b in zip(*res):
         np.testing.assert_array_equal(a, b)
 

@@ -67,6 +67,8 @@ def _load():
     lib.rnnlab_lstm_fwd_loop_f32.restype = ctypes.c_int
     lib.rnnlab_lstm_bwd_loop_f32.argtypes = [p, p, p, p, p, i64, i64, p, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_lstm_bwd_loop_f32.restype = ctypes.c_int
+    lib.rnnlab_gru_bwd_loop_f32.argtypes = [p, p, p, p, p, i64, i64, p, p, p, i64, i64, i64, i64, i64]
+    lib.rnnlab_gru_bwd_loop_f32.restype = ctypes.c_int
     lib.rnnlab_gru_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_gru_fwd_loop_f32.restype = ctypes.c_int
     lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
@@ -344,11 +346,11 @@ def fused_loop_kernel(cell):
 
 
 def fused_bwd_loop_kernel(cell):
-    """The ctypes function ``rnnlab_{cell}_bwd_loop_f32`` of _cells.c ("lstm": the packed-path backward time loop
-    in one call, see rnnlab/layers/lstm.py), or None when the kernel is not loaded."""
+    """The ctypes function ``rnnlab_{cell}_bwd_loop_f32`` of _cells.c ("lstm" or "gru": the packed-path backward
+    time loop in one call, see rnnlab/layers/lstm.py, gru.py), or None when the kernel is not loaded."""
     if _LIB is None:
         return None
-    return {"lstm": _LIB.rnnlab_lstm_bwd_loop_f32}[cell]
+    return {"lstm": _LIB.rnnlab_lstm_bwd_loop_f32, "gru": _LIB.rnnlab_gru_bwd_loop_f32}[cell]
 
 
 def gru_step_kernels():

@@ -760,3 +760,33 @@ int rnnlab_lstm_bwd_loop_f32(const float *WpT, float *A, const float *C, const f
     }
     return use;
 }
+
+/* The same for the GRU (reset_after=True, gru.py's _step_backward_fast with its C gate kernel): per step t = T-1..0,
+ * dh += G[t] (when G), the gate kernel of rnnlab_gru_gates_bwd_f32 (dh, the gates A[t], H[t], Q[t] -> dA[t] written
+ * over A[t], dQ[t] over Q[t], dh_prev = its direct part), then dh_prev += dQ[t] W_h^T (WpT packed, through the (B, U)
+ * scratch tmp). Same kernels and additions in the same order as the per-step loop: the same bits.
+ *   A and Q (T, bt, 3U), H (T+1, bt, U); dh (B, U) in: dL/dh_T, out: dL/dh_0; dh2, tmp (B, U) scratch. */
+int rnnlab_gru_bwd_loop_f32(const float *WpT, float *A, const float *H, float *Q, const float *G, int64_t g_t,
+                            int64_t g_b, float *dh, float *dh2, float *tmp, int64_t T, int64_t B, int64_t bt,
+                            int64_t U, int64_t isa) {
+    int64_t W = 3 * U;
+    int use = 0;
+    float *h = dh, *hp = dh2;
+    for (int64_t t = T - 1; t >= 0; t--) {
+        if (G)
+            for (int64_t b = 0; b < B; b++) {
+                const float *g = G + t * g_t + b * g_b;
+                float *d = h + b * U;
+                for (int64_t j = 0; j < U; j++) d[j] += g[j];
+            }
+        float *a = A + t * bt * W, *q = Q + t * bt * W;
+        use = rnnlab_gru_gates_bwd_f32(h, a, H + t * bt * U, q, a, hp, B, U, isa);
+        if (!rnnlab_gemm_packed_f32(q, W, 1, WpT, U, B, W, U, 0, tmp))
+            return 0;  /* (only at the first step) */
+        for (int64_t k = 0; k < B * U; k++) hp[k] += tmp[k];
+        float *s = h; h = hp; hp = s;
+    }
+    if (h != dh)
+        memcpy(dh, h, (size_t)(B * U) * sizeof(float));
+    return use;
+}

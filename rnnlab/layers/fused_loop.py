@@ -515,7 +515,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             np.copyto(ws.WhT, rk.T)
         step = self._step_backward
         rec = [np.empty((T, B, self.units), self.dtype) for _ in carry] if self._record_state_grads else None
-        # the whole loop in one compiled call (LSTM, packed path, no mask / recurrent dropout / recording)
+        # the whole loop in one compiled call (LSTM, GRU; packed path, no mask / recurrent dropout / recording)
         fused = (not masked and rec is None and ws.rec_mask is None and ws.pkb is not None
                  and self._fused_backward(ws, g_out if seq else None))
         for t in range(T - 1, -1, -1) if not fused else ():

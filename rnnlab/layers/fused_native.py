@@ -250,7 +250,7 @@ class NativePaths:
         compiled call doing per step what the Python loop does, by the row blocks of :func:`rnnlab._native.row_blocks`
         (rows never interact: the same bits); ``g_out`` the (B, T, U) output gradient of return_sequences, or None.
         On return ``ws.carry`` holds dL/dS[0] and ``ws.A`` holds dA, as after the Python loop. True when done; the
-        base class has none (LSTM does)."""
+        base class has none (LSTM and GRU reset_after=True do)."""
         return False
 
     @staticmethod
@@ -260,7 +260,7 @@ class NativePaths:
         return _native.row_blocks(ws.B) if ws.fused_split else [(0, ws.B)]
 
     def _has_fused_backward(self, ws):
-        """Whether :meth:`_fused_backward` exists for this layer (LSTM: where its fused forward does)."""
+        """Whether :meth:`_fused_backward` exists for this layer (LSTM, GRU: where their fused forward does)."""
         return False
 
     def _has_fused_forward(self, ws):
