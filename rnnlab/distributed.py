@@ -7,7 +7,9 @@ Launch any training script (or ``rnnlab train ...``) with ``mpiexec -n N``; noth
 2. draws the epoch's shuffle order and takes rank 0's (``Bcast``), so the *global* batches are exactly the
    batches one process with the same ``batch_size`` would see;
 3. takes its contiguous shard of every global batch of ``B`` samples: rank ``r`` of ``N`` gets rows
-   ``[lo_r, hi_r)`` of ``np.array_split`` (``B mod N`` ranks get one row more);
+   ``[lo_r, hi_r)`` of ``np.array_split`` (``B mod N`` ranks get one row more) -- of arrays (:func:`local_rows`),
+   of each whole batch a ``PyDataset``/generator gives every rank alike (:func:`local_batch`), and of the streams
+   of truncated BPTT, whose states the rank carries (:class:`StreamShards`);
 4. runs the ordinary forward and hand-written backward on its shard;
 5. averages the gradients with ``Allreduce`` over a few large flat buckets (not one call per weight);
 6. applies the same optimizer update (the weights stay bit-identical across ranks).
@@ -46,8 +48,13 @@ waits longer than ``timeout`` seconds (``RNNLAB_MPI_TIMEOUT``, default 600).
 
 The training metrics whose state is a ``(total, count)`` pair (every built-in metric) are reduced in the same
 small ``Allreduce`` as the loss, so the logs are those of the global batch; other metric states stay per rank.
-Not reduced: dropout masks are drawn per rank (so runs with dropout are statistically, not bitwise, equal to
-one process).
+
+Dropout: during a sharded step rnnlab's generator is wrapped (:class:`RowDraws`): a mask whose first axis is the
+rank's ``B_r`` rows is drawn for all ``B`` rows and the rank keeps its own, so the masks -- and the generator's
+state afterwards -- are one process's; after a step that left a rank without rows its generator takes rank 0's
+state. A loss that averages over samples, not entries (:class:`~rnnlab.layers.crf.CRFLoss`, or
+``mean_over = "samples"``), counts rows. Weight penalties enter once after the reduction; activity penalties
+``R(y_r) / B_r`` are reduced with weights ``B_r / B``; constraints run after the update.
 """
 from __future__ import annotations
 

@@ -123,7 +123,9 @@ def run_streams(m):
     # between windows; 2 epochs
     r = np.random.default_rng(8)
     stream = r.integers(0, V, size=(2 * B, 13))
-    return m.fit(stream[:, :-1], stream[:, 1:], batch_size=B, epochs=2, verbose=0, shuffle=True, tbptt_steps=5)
+    val = r.integers(0, V, size=(B, 13))  # rank 0 validates from the gathered (B, units) states
+    return m.fit(stream[:, :-1], stream[:, 1:], batch_size=B, epochs=2, verbose=0, shuffle=True, tbptt_steps=5,
+                 validation_data=(val[:, :-1], val[:, 1:]))
 
 
 class _Batches(rnnlab.utils.PyDataset):
@@ -305,6 +307,8 @@ def test_two_ranks_equal_one_process(case, dtype, two_rank_runs):
         np.testing.assert_allclose(got[0][f"log_{k}"], v, rtol=1e-9 if dtype == "float64" else 1e-4)
     if case in ("seq", "func"):
         assert "accuracy" in ref_logs
+    if case == "streams":
+        assert "val_loss" in ref_logs and "val_accuracy" in ref_logs
     if case == "seq":
         assert int(got[0]["gather"]) >= 3
     if case == "func":

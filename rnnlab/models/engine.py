@@ -830,6 +830,8 @@ class Engine:
                 if tbptt is not None:
                     self.reset_states()
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
+            elif streams is not None and (val is not None or val_source is not None):
+                self.reset_states()  # the other ranks end where rank 0's validation leaves its states
             if verbose == 1:
                 bar.target = bar.target or done
                 bar.finish(done, logs, seen)
