@@ -479,8 +479,8 @@ class Tagger(Engine):
         validation epoch (entity F1 for B/I/E/S tags, else token accuracy; :class:`ValidationScores` then
         ``EarlyStopping(restore_best_weights=True)``, which also stops after ``patience`` epochs without a better
         value when ``patience`` is given). ``time_budget`` (seconds): a :class:`~rnnlab.callbacks.TimeBudget`
-        stops cleanly before the first batch after it is spent. ``optimizer``: default ``Adam(1e-3)``; a NaN/inf loss or gradient stops training before the update
-        (the engine's NaN policy, ``stop_reason`` says why). ``seed`` reseeds rnnlab's global generator (batch
+        stops cleanly before the first batch after it is spent. ``optimizer``: default ``Adam(1e-3)``; a NaN/inf
+        loss or gradient stops training before the update (the engine's NaN policy, ``stop_reason`` says why). ``seed`` reseeds rnnlab's global generator (batch
         order, dropout, word dropout) first. Returns the :class:`~rnnlab.callbacks.History`.
 
         Given arrays or a dataset of batches instead of sentences (``x=`` / ``train``, e.g. a
@@ -495,7 +495,7 @@ class Tagger(Engine):
             y = engine_kwargs.pop("y", valid)
             if not getattr(self, "compiled", False):
                 self.compile(optimizer or Adam(1e-3))
-            if y is None and "batch_size" not in engine_kwargs:   # a dataset of batches carries its own
+            if y is None:   # a dataset of batches: each batch carries its targets and its size
                 return Engine.fit(self, x, epochs=epochs, verbose=verbose, callbacks=callbacks, stream=stream,
                                   **engine_kwargs)
             return Engine.fit(self, x, y, epochs=epochs, verbose=verbose, callbacks=callbacks, stream=stream,
