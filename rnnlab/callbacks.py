@@ -21,8 +21,6 @@ and saves exactly when an uninterrupted one would.
 from __future__ import annotations
 
 import csv
-import io
-import json
 import math
 import os
 import sys

@@ -35,7 +35,6 @@ counts the line end as a word). Losses: ``"softmax"`` (default) and ``"hs"``.
 """
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np

@@ -44,8 +44,6 @@ names and load unchanged; a file of a newer version is refused with a message na
 """
 from __future__ import annotations
 
-import io
-import json
 import math
 import sys
 import time

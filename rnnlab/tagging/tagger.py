@@ -43,8 +43,6 @@ version (version 1, before feature columns) load unchanged; a newer version is a
 """
 from __future__ import annotations
 
-import io
-import json
 import math
 import os
 import sys
