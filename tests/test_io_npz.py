@@ -384,3 +384,22 @@ def test_files_of_the_old_hand_writers_still_load(tmp_path, make, load):
     old = fn(str(path))
     np.testing.assert_array_equal(out(old), out(m))
     np.testing.assert_array_equal(out(new), out(m))
+
+
+def test_task_file_is_one_write_of_the_model_file_plus_its_task_document(tmp_path):
+    from rnnlab.models.saving import load_model
+    from rnnlab.tasks.runstate import load_sequential_task_file, save_sequential_task_file
+
+    m, out = _sequential()
+    plain, task = tmp_path / "plain.npz", tmp_path / "task.npz"
+    m.save(plain)
+    save_sequential_task_file(m, task, {"task": "fake", "run": {"history": [{"loss": float("nan")}]}})
+    assert _left(tmp_path) == []
+    with np.load(plain, allow_pickle=False) as a, np.load(task, allow_pickle=False) as b:
+        assert set(b.files) == set(a.files) | {"__task__"}
+        for k in a.files:                  # the model part is byte for byte the model file's
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    back, doc = load_sequential_task_file(task, "fake")
+    assert np.isnan(doc["run"]["history"][0]["loss"])      # a run's history may hold NaN
+    np.testing.assert_array_equal(out(back), out(m))
+    np.testing.assert_array_equal(out(load_model(str(task))), out(m))

@@ -37,6 +37,14 @@ def _weights_dict(model) -> dict:
 def save_model(model, path, include_optimizer=True) -> None:
     """Write ``model`` to ``path`` as one ``.npz``: config + compile settings as JSON, every weight, and
     (with ``include_optimizer``) the optimizer state. Atomic: a failure leaves any old file intact."""
+    arrays, docs = model_file_contents(model, include_optimizer)
+    _rio.write_npz(path, arrays, docs)
+
+
+def model_file_contents(model, include_optimizer=True):
+    """``(arrays, docs)``: what :func:`save_model` writes through :func:`rnnlab.io.write_npz`, the arrays
+    (``w:<path>``, ``opt:<key>``) and ``{"__rnnlab__": document}``, for a writer that adds its own entries
+    (``rnnlab train``'s task files)."""
     if not model.built:
         raise ValueError("save: the model is not built yet (no weights to save)")
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "rnnlab_version": __version__,
@@ -55,7 +63,7 @@ def save_model(model, path, include_optimizer=True) -> None:
         if include_optimizer:
             for k, v in model.optimizer.get_state().items():
                 arrays[f"opt:{k}"] = np.asarray(v)
-    _write_npz(path, arrays, doc)
+    return arrays, {_META: doc}
 
 
 def save_weights(model, path) -> None:

@@ -122,16 +122,13 @@ def add_task_entry(path, doc, extra_arrays=None) -> None:
 
 
 def save_sequential_task_file(model, path, doc, include_optimizer=True) -> None:
-    """Save a Sequential model as a normal rnnlab model file plus the ``__task__`` document, atomically."""
-    from ..models.saving import save_model
+    """Save a Sequential model as a normal rnnlab model file plus the ``__task__`` document, atomically, in one
+    write (the model file's arrays and its ``__rnnlab__`` document, checked as strictly as ``save_model`` does)."""
+    from ..models.saving import model_file_contents
 
-    tmp = _rio.temp_path(path) + ".npz"     # .tmp-<pid>-...: removed by the next run if this one is killed
-    try:
-        save_model(model, tmp, include_optimizer=include_optimizer)
-        arrays = read_npz(tmp)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    arrays, model_docs = model_file_contents(model, include_optimizer=include_optimizer)
+    for key, model_doc in model_docs.items():      # strict JSON, as save_model writes it
+        arrays[key] = _rio.encode_json(model_doc, f"{os.fspath(path)}: member '{key}'")
     write_npz(path, arrays, {TASK_KEY: doc})
 
 
