@@ -301,30 +301,35 @@ def test_hs_matches_the_fasttext_package(tmp_path):
     lines = []
     for i in range(1000):
         k = int(rng.integers(0, 4)) if i % 3 else 0           # label 0 most frequent
-        toks = [vocab[(k * 7 + int(j)) % 30] for j in rng.integers(0, 8, 6)]
+        toks = [vocab[(k * 3 + int(j)) % 30] for j in rng.integers(0, 12, 6)]   # overlapping vocabularies
         lines.append(f"__label__{k} " + " ".join(toks))
     (tmp_path / "t.txt").write_text("\n".join(lines) + "\n")
-    # the package raises "Encountered NaN" at random on small files (see test_fasttext_io): retry, then skip
-    for _ in range(6):
+    texts = [line.split()[1:] for line in lines[:40]]
+    # This build of the package is erratic on small files (see test_fasttext_io): it raises "Encountered NaN"
+    # at random, and some trainings end saturated (every probability 0 or 1, nothing to compare). Retry
+    # (a training takes ~0.1 s) until one gives intermediate probabilities for most texts, else skip.
+    for _ in range(20):
         try:
-            ft = fasttext.train_supervised(str(tmp_path / "t.txt"), loss="hs", dim=5, epoch=5, lr=0.2,
+            ft = fasttext.train_supervised(str(tmp_path / "t.txt"), loss="hs", dim=5, epoch=5, lr=0.05,
                                            wordNgrams=2, bucket=10000, thread=1, verbose=0)
-            break
         except RuntimeError as e:
             if "NaN" not in str(e):
                 raise
+            continue
+        # a list goes through multilinePredict (the one-line path uses np.array(copy=False), refused by NumPy 2)
+        all_labs, all_probs = ft.predict([" ".join(t) for t in texts], k=-1, threshold=0.0)
+        if sum(len(labs) == 4 and max(p) < 0.99 for labs, p in zip(all_labs, all_probs)) >= 20:
+            break
     else:
-        pytest.skip("the fasttext package kept failing with 'Encountered NaN' on the small test corpus")
+        pytest.skip("the fasttext package kept failing ('Encountered NaN' or saturated) on the small test corpus")
     ft.save_model(str(tmp_path / "m.bin"))
     m = FastTextClassifier.from_facebook(tmp_path / "m.bin")
     assert m.loss == "hs" and len(m.classes) == 4
-    texts = [line.split()[1:] for line in lines[:40]]
-    # a list goes through multilinePredict (the one-line path uses np.array(copy=False), refused by NumPy 2)
-    all_labs, all_probs = ft.predict([" ".join(t) for t in texts], k=-1, threshold=0.0)
     P = m.predict_proba(texts)
-    assert max(max(p) for p in all_probs) > 0.5                  # the model learnt something to compare
+    assert max(max(p) for p in all_probs) > 0.5                   # a model that learnt something
+    # (the package's search may leave out leaves far below the best one, so it can return fewer labels)
     for labs, probs, row in zip(all_labs, all_probs, P):
-        assert sorted(labs) == sorted(m.classes)
+        assert set(labs) <= set(m.classes) and labs[0] == m.classes[int(np.argmax(row))]
         ours = dict(zip(m.classes, row))
         # the package clips each probability at 1e-5 (std_log of fastText) and returns float32 values
         for lab, p in zip(labs, probs):
