@@ -221,14 +221,9 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, 
     return os.fspath(to_file)
 
 
-def __getattr__(name):  # only for names that do not exist: an AttributeError naming the rnnlab equivalent
-    from ._compat import missing
-    raise missing("rnnlab.utils", name)
-
-
-def __getattr__(name):
-    # keras.utils.PyDataset: re-exported lazily (rnnlab.models imports this module while rnnlab initialises)
-    if name == "PyDataset":
+def __getattr__(name):  # only for names that do not exist here
+    if name == "PyDataset":  # keras.utils.PyDataset, imported lazily: rnnlab.models imports this module at start-up
         from .models.data_adapters import PyDataset
         return PyDataset
-    raise AttributeError(f"module 'rnnlab.utils' has no attribute {name!r}")
+    from ._compat import missing  # an AttributeError naming the rnnlab equivalent
+    raise missing("rnnlab.utils", name)
