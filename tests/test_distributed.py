@@ -566,6 +566,50 @@ def test_shard_covers_the_batch_contiguously():
             assert max(lens) - min(lens) <= 1
 
 
+def test_row_draws_give_the_whole_batch_masks_rows_and_advance_as_one_process():
+    one, two = np.random.default_rng(4), np.random.default_rng(4)
+    full = one.random((7, 3), dtype=np.float32)
+    after = one.random(5)
+    rows = distributed.shard(7, 1, 2)  # rows 4..6
+    d = distributed.RowDraws(two, 7, rows)
+    np.testing.assert_array_equal(d.random((3, 3), dtype=np.float32), full[rows])
+    np.testing.assert_array_equal(d.random(5), after)  # not this rank's rows: drawn as asked
+    assert two.bit_generator.state == one.bit_generator.state  # the generator advanced exactly as one process's
+    assert d.bit_generator is two.bit_generator  # other attributes and methods are the generator's
+    assert d.integers(1000) == one.integers(1000)
+
+
+class _FakeContext:
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+        self.stream_rows = self.batch_rows = None
+
+    def shard(self, n):
+        return distributed.shard(n, self.rank, self.size)
+
+
+def test_stream_shards_check_the_batch_and_swap_states():
+    rnnlab.set_floatx("float64")
+    m = build_streams("float64", batch=B)
+    lstm = [layer for layer in m.layers if getattr(layer, "stateful", False)]
+    with pytest.raises(ValueError, match=r"at least one stream per rank: batch_size \(2\) must be >= 3"):
+        distributed.StreamShards(_FakeContext(0, 3), lstm, 2, 4)
+    with pytest.raises(ValueError, match=r"number of sequences \(12\) to be a multiple of batch_size \(8\)"):
+        distributed.StreamShards(_FakeContext(0, 2), lstm, B, 12)
+    with pytest.raises(ValueError, match=r"set up for batch size\(s\) \[8\]; build them for the global batch_size "
+                                         r"\(6: each rank then carries its 3 streams\)"):
+        distributed.StreamShards(_FakeContext(0, 2), lstm, 6, 12)
+    ctx = _FakeContext(1, 3)
+    sh = distributed.StreamShards(ctx, lstm, B, 16)  # 8 streams over 3 ranks: rank 1 owns rows 3..5
+    assert sh.swap and sh.layer_batch == B and (sh.rows.start, sh.local) == (3, 3)
+    sh.begin()
+    assert [s.shape for s in lstm[0].states] == [(3, 5), (3, 5)] and ctx.stream_rows == (B, sh.rows)
+    built_per_rank = build_streams("float64", batch=3)
+    per = [layer for layer in built_per_rank.layers if getattr(layer, "stateful", False)]
+    sh2 = distributed.StreamShards(ctx, per, B, 16)
+    assert not sh2.swap and sh2.layer_batch == 3
+
+
 def test_outside_mpi_nothing_is_distributed(monkeypatch):
     for var in distributed._SIZE_VARS:
         monkeypatch.delenv(var, raising=False)
