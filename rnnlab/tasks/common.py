@@ -220,13 +220,16 @@ def take_failed_run():
 
 
 def finish_run(out_dir, metrics: dict) -> dict:
-    """Print the final metrics as one JSON line and write them to ``out_dir/metrics.json``. A run whose
+    """Print the final metrics as one JSON line and write them to ``out_dir/metrics.json`` (rank 0 alone under
+    ``mpiexec``; the other ranks' stdout is already silenced by the run loop). A run whose
     ``stop_reason`` is a non-finite loss also prints ``rnnlab: training stopped: <reason>`` on stderr, and the
     ``rnnlab`` command then exits with status 3 (the files are written as usual)."""
     global _failed_run
     clean = {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (bool, int, str)) else v)
              for k, v in metrics.items()}
-    atomic_write_json(os.path.join(out_dir, "metrics.json"), clean)
+    from .. import distributed
+    if distributed.is_root():  # under mpiexec rank 0 alone writes: the other ranks ran no run callbacks
+        atomic_write_json(os.path.join(out_dir, "metrics.json"), clean)
     print(json.dumps(clean, sort_keys=True), flush=True)
     reason = clean.get("stop_reason")
     if is_non_finite_stop(reason):
