@@ -44,11 +44,10 @@ The SimLex-999 / WS353 / analogy figures of both settings against gensim are in 
 Remaining differences from gensim: the exact sigmoid (gensim: a 512-entry table, and no update for a score
 beyond +-8, which never occurred in the IMDB runs), and chunked updates as in rnnlab's word2vec (every
 update of a chunk of ~1000 words is computed from the chunk's starting weights; gensim updates after every
-pair). The latter is the one difference measured to change the trained vectors: both sides reach the same
-mean scores ``x . y`` of true and noise pairs, but gensim's training inputs ``x`` end ~1.6x longer and its
-output vectors ``y`` ~1.6x shorter; cutting the text into 12-word pieces trained one at a time moves rnnlab
-halfway towards gensim's split (docs/results.md), which needs per-pair sequential updates (a compiled loop)
-to match.
+pair). Both sides reach the same mean scores ``x . y`` of true and noise pairs, but gensim's training
+inputs ``x`` end ~1.6x longer and its output vectors ``y`` ~1.6x shorter, most of all for rare words;
+updating after every 12 words moved rnnlab halfway towards that split, one review per chunk did not; the
+cause is not established (docs/results.md).
 """
 from __future__ import annotations
 
