@@ -45,9 +45,9 @@ Remaining differences from gensim: the exact sigmoid (gensim: a 512-entry table,
 beyond +-8, which never occurred in the IMDB runs), and chunked updates as in rnnlab's word2vec (every
 update of a chunk of ~1000 words is computed from the chunk's starting weights; gensim updates after every
 pair). Both sides reach the same mean scores ``x . y`` of true and noise pairs, but gensim's training
-inputs ``x`` end ~1.6x longer and its output vectors ``y`` ~1.6x shorter, most of all for rare words;
-updating after every 12 words moved rnnlab halfway towards that split, one review per chunk did not; the
-cause is not established (docs/results.md).
+inputs ``x`` end ~1.6x longer and its output vectors ``y`` ~1.6x shorter. A sequential NumPy reference
+with gensim's per-pair update order and rnnlab's tables and sigmoid reproduces gensim's norms
+(``benchmarks/fasttext_update_order.py``), so the update order is what remains (docs/results.md).
 """
 from __future__ import annotations
 
