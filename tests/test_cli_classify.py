@@ -336,7 +336,7 @@ def test_resume_after_a_mid_epoch_budget_stop_equals_uninterrupted(tmp_path, cap
 
 # ------------------------------------------------------------- the default ensemble with fastText (issue 20)
 def test_default_ensemble_with_fasttext_is_written_and_used_by_evaluate(tmp_path, capsys):
-    from rnnlab.tasks.classify import ENSEMBLE_WEIGHTS, load_classifier, load_ensemble_part
+    from rnnlab.tasks.classify import ENSEMBLE_FT_EPOCHS, ENSEMBLE_WEIGHTS, load_classifier, load_ensemble_part
 
     data = write_data(tmp_path / "d.csv", n=200)
     out = tmp_path / "run"
@@ -349,7 +349,7 @@ def test_default_ensemble_with_fasttext_is_written_and_used_by_evaluate(tmp_path
     assert doc["ensemble"] == {"kind": "fasttext", "fasttext_file": "model_fasttext.npz",
                                "rnn_weight": m["ensemble_rnn_weight"]}
     ft, w = load_ensemble_part(out / "model.npz", doc)
-    assert w == m["ensemble_rnn_weight"] and ft.epochs == 10
+    assert w == m["ensemble_rnn_weight"] and ft.epochs == ENSEMBLE_FT_EPOCHS == 20
     assert ft.bucket <= 4 * 150 * 20      # ensemble_bucket: at most 4 x the training tokens, not 2,000,000
     # evaluate on the test rows gives the metrics line's (combined) test accuracy
     assert main(["evaluate", "--model", str(out / "model.npz"), "--data", data, "--skip-rows", "150"]) == 0
@@ -390,3 +390,11 @@ def test_pick_ensemble_weight():
     b = np.array([[0.4, 0.6], [0.1, 0.9]])       # wrong (weakly), right
     w, sc = pick_ensemble_weight(a, b, y2)
     assert sc["accuracy"] == 1.0 and 0.2 < w < 0.8
+
+
+def test_fasttext_part_tokens_match_word2vec_and_model_fasttext():
+    from rnnlab.tasks.classify import fasttext_tokens
+    from rnnlab.tasks.word2vec import tokenize
+
+    texts = ["It's GREAT<br />the 2nd film... don't 'quote' me", "Ünïcode café 42x y'all ok'", ""]
+    assert fasttext_tokens(texts) == [tokenize(t) for t in texts]

@@ -21,6 +21,11 @@ U+FFFD). Two ways to train:
     character is a target once per epoch and sees an unbounded left context in the forward pass.
     ``--clipnorm`` clips each weight's gradient norm separately (Keras ``clipnorm``).
 
+    Without ``--units``/``--layers`` the size follows the text and the budget
+    (:func:`rnnlab.models.lm.charlm_default_size`): ``P = min(2 x training characters, sqrt(C / 120))``
+    parameters with ``C = --max-minutes x 60 x 8e10`` operations (one thread), 1 layer below 2M parameters, 2
+    below 8M, else 3, the width (a multiple of 64) nearest ``P``. Nietzsche, 15 minutes: ``LSTM(384)``.
+
 ``--mode window`` / ``--preset keras-nietzsche``, the classic Keras ``lstm_text_generation`` example
     Windows of ``--maxlen`` (40) characters taken every ``--step`` (3) characters, one-hot encoded, predict the
     one character that follows: ``LSTM(128) -> Dense(V, softmax)``, RMSprop(lr=0.01), batch 128. Each window
