@@ -26,7 +26,7 @@ By default (``--ensemble fasttext``) a fastText bag of words and word bigrams
 (:class:`rnnlab.models.fasttext_classifier.FastTextClassifier`, 20 epochs) is trained on the same rows too, and
 the command predicts with ``w * p_rnn + (1 - w) * p_fasttext``, ``w`` in {0, 0.1, ..., 1} picked on the
 validation rows (:func:`pick_ensemble_weight`); ``--ensemble none``: the recurrent model alone. On the IMDB
-official split: GRU 0.876, fastText 0.891, the mix 0.897 (docs/results.md, docs/task-defaults.md).
+official split: GRU 0.876, fastText 0.897, the mix 0.899 (docs/results.md, docs/task-defaults.md).
 
 Batches are bucketed by length (a shuffled chunk of 50 batches is sorted by length, then the batch order is
 shuffled), each batch padded ("pre") only to its own longest text; padded steps are masked everywhere, so
