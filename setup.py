@@ -9,7 +9,8 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
     "rnnlab._native._kernels",
-    sources=["rnnlab/_native/_kernels.c", "rnnlab/_native/_cells.c", "rnnlab/_native/_gemm.c"],
+    sources=["rnnlab/_native/_kernels.c", "rnnlab/_native/_cells.c", "rnnlab/_native/_gemm.c",
+             "rnnlab/_native/_fasttext.c"],
     depends=["rnnlab/_native/_cells_vec.h"],   # included twice by _cells.c (AVX2, AVX-512)
     extra_compile_args=["-O3", "-ffp-contract=off"],
     optional=True,

@@ -7,7 +7,8 @@ mean norms of the training inputs ``x`` (a word's summed subword rows over its n
 vectors ``y``, by word count:
 
 * gensim's ``FastText`` (its Cython loop: one (centre, context) pair at a time, weights updated after each);
-* rnnlab's ``FastText`` (chunks of ~1000 words, every update of a chunk computed from the chunk's start);
+* rnnlab's ``FastText(update="chunk")`` (chunks of ~1000 words, every update of a chunk computed from the
+  chunk's start) and ``FastText(update="pair")`` (the compiled per-pair loop, when it is built);
 * a sequential reference in plain NumPy: gensim's loop order and update rule (the centre's subword rows
   predict each context word with its own noise words, every row updated after every pair), with rnnlab's
   sampling tables, windows, learning-rate schedule and the exact sigmoid. One Python step per pair: ~3k
@@ -27,6 +28,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from rnnlab import _native  # noqa: E402
 from rnnlab.embeddings import FastText  # noqa: E402
 from rnnlab.tasks.word2vec import read_sentences  # noqa: E402
 
@@ -53,7 +55,7 @@ def training_inputs(W, rows):
 
 def sequential_reference(sents, hp, seed=5):
     """gensim's per-pair loop in NumPy on an rnnlab model's vocabulary, tables and initial weights."""
-    m = FastText(**hp)
+    m = FastText(**hp, update="chunk")
     m.build_vocab(sents)
     kv = m.wv
     rows = [kv.subword_rows[kv.subword_offsets[i]:kv.subword_offsets[i] + kv.subword_lengths[i]]
@@ -110,11 +112,14 @@ def main():
                    / max(len(g.wv.buckets_word[i]), 1) for i in range(len(g.wv))])
     res["gensim (per pair)"] = norms_by_count(np.array([g.wv.get_vecattr(w, "count") for w in g.wv.index_to_key]),
                                               gx, g.syn1neg)
-    m = FastText(sents, **hp)
-    kv = m.wv
-    rows = [kv.subword_rows[kv.subword_offsets[i]:kv.subword_offsets[i] + kv.subword_lengths[i]]
-            for i in range(len(kv))]
-    res["rnnlab (chunks)"] = norms_by_count(m.counts, training_inputs(m.input_matrix, rows), m.syn1neg)
+    for update, name in (("chunk", "rnnlab (chunks)"), ("pair", "rnnlab (per pair, compiled)")):
+        if update == "pair" and _native.fasttext_sg_pairs_kernel() is None:
+            continue                                        # no compiled loop: the NumPy reference below is it
+        m = FastText(sents, **hp, update=update)
+        kv = m.wv
+        rows = [kv.subword_rows[kv.subword_offsets[i]:kv.subword_offsets[i] + kv.subword_lengths[i]]
+                for i in range(len(kv))]
+        res[name] = norms_by_count(m.counts, training_inputs(m.input_matrix, rows), m.syn1neg)
     t = time.perf_counter()
     res["reference (per pair, NumPy)"] = norms_by_count(*sequential_reference(sents, hp))
     print(f"{len(sents)} reviews, {sum(map(len, sents)):,} words, {args.epochs} epochs; reference "

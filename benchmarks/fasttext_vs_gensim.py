@@ -146,6 +146,10 @@ def main():
     ap.add_argument("--subword-norm", default="gensim",
                     help="rnnlab's skip-gram divisor of the summed subword rows: gensim (n-grams, the default), "
                          "facebook (n-grams + 1), or both comma-separated (one rnnlab run each)")
+    ap.add_argument("--update", default=None,
+                    help="rnnlab's update order: pair (one (centre, context) pair at a time, gensim's order; the "
+                         "compiled loop), chunk (batched chunks), or both comma-separated (one rnnlab run each); "
+                         "default: FastText's default")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     try:
@@ -175,12 +179,14 @@ def main():
         print("fasttext package", json.dumps(res["fasttext package"]), flush=True)
 
     norms = args.subword_norm.split(",")
-    for norm in norms:
-        side = "ours" if len(norms) == 1 else f"ours ({norm})"
+    updates = [None] if args.update is None else args.update.split(",")
+    for norm, upd in ((a, b) for a in norms for b in updates):
+        tags = ([norm] if len(norms) > 1 else []) + ([upd] if len(updates) > 1 else [])
+        side = "ours" + (f" ({', '.join(tags)})" if tags else "")
         t, c = time.perf_counter(), time.process_time()
-        m = FastText(sents, **hp, **ft, batch_words=args.batch_words, subword_norm=norm)
+        m = FastText(sents, **hp, **ft, batch_words=args.batch_words, subword_norm=norm, update=upd)
         o_wall, o_cpu = time.perf_counter() - t, time.process_time() - c
-        res[side] = {"wall_s": o_wall, "cpu_s": o_cpu, "words_per_cpu_s": n * args.epochs / o_cpu,
+        res[side] = {"update": m.update, "wall_s": o_wall, "cpu_s": o_cpu, "words_per_cpu_s": n * args.epochs / o_cpu,
                      "words_per_s": n * args.epochs / o_wall, **evaluate(m.wv, test_dir),
                      "same_vocab": None if gkv is None else set(m.wv.index_to_key) == set(gkv.index_to_key),
                      "rare": rare_word_scores(lambda w: m.wv[w] if w in m.wv else None, m.wv, forms, 0)}

@@ -142,7 +142,7 @@ def test_skipgram_pairs_and_per_pair_loss_by_hand():
 
 
 def test_training_with_pair_negatives():
-    kw = dict(vector_size=8, min_count=1, sg=1, epochs=1, bucket=300, seed=4)
+    kw = dict(vector_size=8, min_count=1, sg=1, epochs=1, bucket=300, seed=4, update="chunk")  # an option of the chunks
     a = FastText(SENTS, pair_negatives=True, **kw)
     b = FastText(SENTS, pair_negatives=True, **kw)
     c = FastText(SENTS, pair_negatives=False, **kw)

@@ -622,3 +622,19 @@ class PackedMatrix:
         them alive (the recurrent layers pass addresses of their workspace buffers)."""
         fn, bp, K, N = _LIB.rnnlab_gemm_packed_f32, self.buf.ctypes.data, self.K, self.N
         return lambda a, c: fn(a, lda, 1, bp, ldc, M, K, N, 0, c)
+
+
+def fasttext_sg_pairs_kernel():
+    """The ctypes function ``rnnlab_ft_sg_pairs_f32`` of _fasttext.c (fastText skip-gram, one pair at a time;
+    see rnnlab/embeddings/fasttext.py), or ``None`` when the library is not loaded or was built without it
+    (an older build): the caller then runs its NumPy loop."""
+    if _LIB is None:
+        return None
+    try:
+        fn = _LIB.rnnlab_ft_sg_pairs_f32
+    except AttributeError:
+        return None
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes = [p, p, p, p, p, p, p, p, i64, p, i64, i64, i64, ctypes.c_float, i64, p, p]
+    fn.restype = i64
+    return fn

@@ -41,13 +41,21 @@ n-gram is ``<a>``; 7/6 for "the"; 23/22 for "running"), so short, frequent words
 training.
 The SimLex-999 / WS353 / analogy figures of both settings against gensim are in docs/results.md.
 
-Remaining differences from gensim: the exact sigmoid (gensim: a 512-entry table, and no update for a score
-beyond +-8, which never occurred in the IMDB runs), and chunked updates as in rnnlab's word2vec (every
-update of a chunk of ~1000 words is computed from the chunk's starting weights; gensim updates after every
-pair). Both sides reach the same mean scores ``x . y`` of true and noise pairs, but gensim's training
-inputs ``x`` end ~1.6x longer and its output vectors ``y`` ~1.6x shorter. A sequential NumPy reference
-with gensim's per-pair update order and rnnlab's tables and sigmoid reproduces gensim's norms
-(``benchmarks/fasttext_update_order.py``), so the update order is what remains (docs/results.md).
+Update order (``update``). gensim and Facebook update one (centre, context) pair at a time: the centre's
+rows and the targets' output vectors change after every pair, and the next pair sees them.
+``update="pair"`` does the same (:func:`sg_pairs_update`: a compiled loop in ``rnnlab/_native/_fasttext.c``,
+the NumPy loop as the fallback and reference; skip-gram only) with rnnlab's tables, subsampling, reduced
+windows and learning rate (constant within a chunk of ``batch_words``), noise words drawn per pair in
+Python from the training generator and passed in, the exact sigmoid ``1 / (1 + exp(-f))`` in float32
+(gensim: a 512-entry table, and no update for a score beyond +-8, which never occurred in the IMDB runs),
+and, within one pair, every score computed from the output vectors before that pair's update (gensim
+updates the targets one after the other, which differs only when a noise word repeats in a pair).
+``update="chunk"`` is rnnlab's word2vec training: every update of a chunk of ~1000 words is computed from
+the chunk's starting weights (``fasttext_loss_and_grads``). The two learn the same scores ``x . y``, but
+with chunks the training inputs ``x`` end ~1.6x shorter and the output vectors ``y`` ~1.6x longer than
+gensim's; the per-pair loop lands on gensim's norms (``benchmarks/fasttext_update_order.py``). The default
+for skip-gram is ``"pair"`` when the compiled loop is built (measured against gensim in docs/results.md),
+else ``"chunk"`` (the NumPy per-pair loop runs ~3k words/s); CBOW always trains by chunks.
 """
 from __future__ import annotations
 
@@ -58,7 +66,7 @@ from .keyed_vectors import KeyedVectors
 from .word2vec import Word2Vec, _log_sigmoid, _pair_mask, _sigmoid, batch_loss_and_grads
 
 __all__ = ["FastText", "FastTextKeyedVectors", "ft_hash_bytes", "compute_ngrams_bytes", "ngram_hashes",
-           "fasttext_loss_and_grads", "skipgram_pairs"]
+           "fasttext_loss_and_grads", "skipgram_pairs", "sg_pairs_update", "sg_pair_count"]
 
 _FNV_OFFSET = 2166136261
 _FNV_PRIME = 16777619
@@ -142,6 +150,7 @@ def _gather_subwords(sub_flat, sub_off, sub_len, uniq):
 
 
 _SUBWORD_NORMS = ("facebook", "gensim")
+_UPDATES = ("pair", "chunk")
 
 
 def _check_subword_norm(who, subword_norm):
@@ -248,6 +257,128 @@ def fasttext_loss_and_grads(W, syn1neg, sub_flat, sub_off, sub_len, words, sente
     if sg and not fasttext_update:
         GU /= div[:, None].astype(GU.dtype)                         # d x(w) / d W[s] = 1 / d_w
     return loss, rows, np.repeat(GU, lens, axis=0), out_idx, out_rows
+
+
+_MAX_NEGATIVE_PAIR = 64     # the compiled per-pair loop keeps one pair's targets on its stack
+
+
+def sg_pair_count(sentence_ids, reduced_windows):
+    """Number of skip-gram pairs of a chunk: position ``i`` pairs with every ``j`` of its sentence with
+    ``0 < |j - i| <= reduced_windows[i]`` (``sentence_ids`` nondecreasing). Equals
+    ``len(skipgram_pairs(...)[0])`` without building the pairs."""
+    sid = np.asarray(sentence_ids, dtype=np.int64)
+    red = np.asarray(reduced_windows, dtype=np.int64)
+    pos = np.arange(len(sid), dtype=np.int64)
+    first = np.searchsorted(sid, sid, "left")
+    last = np.searchsorted(sid, sid, "right") - 1
+    return int((np.minimum(last, pos + red) - np.maximum(first, pos - red)).sum())
+
+
+def _sg_pairs_numpy(W, Y, sub_flat, sub_off, sub_len, ids, sid, red, neg, alpha, facebook_div, compute_loss):
+    """The per-pair loop of :func:`sg_pairs_update` in NumPy (the fallback, ~3k words/s, and the reference
+    of the compiled loop). Returns ``(pairs done or -(p + 1) on a non-finite score, loss)``."""
+    N, K = len(ids), neg.shape[1]
+    alpha = np.float32(alpha)
+    p, loss = 0, 0.0
+    for i in range(N):
+        rows = sub_flat[sub_off[ids[i]]:sub_off[ids[i]] + sub_len[ids[i]]]
+        n = len(rows)
+        div = np.float32(n if facebook_div else max(n - 1, 1))
+        for j in range(max(0, i - red[i]), min(N - 1, i + red[i]) + 1):
+            if j == i or sid[j] != sid[i]:
+                continue
+            if p >= len(neg):
+                return -(p + 1), loss
+            x = W[rows].sum(0) / div                       # the centre's input, fresh for every pair
+            tg = np.concatenate([ids[j:j + 1], neg[p][neg[p] != ids[j]]])
+            with np.errstate(invalid="ignore", over="ignore"):
+                f = Y[tg] @ x
+            if not np.isfinite(f).all():
+                return -(p + 1), loss
+            label = np.zeros(len(tg), np.float32)
+            label[0] = 1.0
+            sg = np.float32(1.0) / (np.float32(1.0) + np.exp(-f))
+            if compute_loss:
+                s64 = sg.astype(np.float64)
+                loss -= float(np.log(s64[0]) + np.log1p(-s64[1:]).sum())
+            g = (label - sg) * alpha
+            work = g @ Y[tg]                               # from Y before this pair's update
+            np.add.at(Y, tg, g[:, None] * x[None, :])
+            np.add.at(W, rows, np.broadcast_to(work, (n, len(work))))
+            p += 1
+    return p, loss
+
+
+def sg_pairs_update(W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids, reduced_windows, negatives,
+                    alpha, subword_norm="gensim", compute_loss=False, native=True):
+    """Skip-gram fastText updates of one chunk, one (centre, context) pair at a time, in place (gensim's order).
+
+    For every position ``i`` (in order) and partner ``j`` of :func:`skipgram_pairs` (``0 < |j - i| <=
+    reduced_windows[i]``, same sentence, increasing ``j``), pair number ``p``: ``x = s(w_i) / d`` from the
+    current ``W`` (``d`` from ``subword_norm``), targets ``w_j`` (label 1) and ``negatives[p]`` (label 0, a
+    noise word equal to ``w_j`` skipped), ``g_t = alpha (label_t - sigmoid(Y[t] . x))`` (exact sigmoid, float32)
+    with every score from ``Y`` before this pair's update, then ``Y[t] += g_t x`` and every row of ``S(w_i)``
+    ``+= sum_t g_t Y[t]``. The next pair sees these updates (unlike :func:`fasttext_loss_and_grads`, whose
+    chunk updates are all computed from the chunk's starting weights).
+
+    Args:
+        W: (V + bucket, D) float32 input matrix, C order (updated in place).
+        syn1neg: (V, D) float32 output vectors, C order (updated in place).
+        sub_flat, sub_off, sub_len: the subword lists in CSR form (as :func:`fasttext_loss_and_grads`).
+        words, sentence_ids, reduced_windows: (N,) the chunk's word ids, nondecreasing sentence numbers and
+            windows in ``[1, window]``.
+        negatives: (P, K) noise words, one row per pair (``P = sg_pair_count(sentence_ids, reduced_windows)``),
+            ``K <= 64``.
+        alpha: the learning rate of this chunk.
+        native: use the compiled loop (rnnlab/_native/_fasttext.c) when it is built; False (or no compiled
+            loop) runs the NumPy loop, which gives the same arrays to float32 rounding, ~40x slower.
+
+    Returns ``(pairs, loss)``: the pairs applied and, with ``compute_loss``, their summed negative-sampling
+    loss. Raises ``FloatingPointError`` on a non-finite score (the pairs before it stay applied).
+    """
+    _check_subword_norm("sg_pairs_update", subword_norm)
+    for name, a, shape in (("W", W, None), ("syn1neg", syn1neg, None)):
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 2 and a.flags.c_contiguous
+                and a.flags.writeable):
+            raise ValueError(f"sg_pairs_update: {name} must be a writeable C-contiguous float32 matrix, got "
+                             f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+    if W.shape[1] != syn1neg.shape[1]:
+        raise ValueError(f"sg_pairs_update: W has {W.shape[1]} columns and syn1neg {syn1neg.shape[1]}")
+    i64 = (lambda a: np.ascontiguousarray(a, dtype=np.int64))
+    ids, sid, red = i64(words), i64(sentence_ids), i64(reduced_windows)
+    sub_flat, sub_off, sub_len = i64(sub_flat), i64(sub_off), i64(sub_len)
+    neg = i64(negatives)
+    N = len(ids)
+    if sid.shape != (N,) or red.shape != (N,):
+        raise ValueError(f"sg_pairs_update: sentence_ids and reduced_windows must be ({N},) like words, got "
+                         f"{sid.shape} and {red.shape}")
+    if N and (np.any(np.diff(sid) < 0) or red.min() < 1):
+        raise ValueError("sg_pairs_update: sentence_ids must be nondecreasing and reduced_windows >= 1")
+    P = sg_pair_count(sid, red)
+    if neg.ndim != 2 or neg.shape[0] != P or neg.shape[1] > _MAX_NEGATIVE_PAIR:
+        raise ValueError(f"sg_pairs_update: negatives must be ({P}, K) with K <= {_MAX_NEGATIVE_PAIR}, one row "
+                         f"per pair, got {neg.shape}")
+    V = syn1neg.shape[0]
+    for name, a, hi in (("words", ids, V), ("negatives", neg, V), ("sub_flat", sub_flat, W.shape[0])):
+        if a.size and (a.min() < 0 or a.max() >= hi):
+            raise ValueError(f"sg_pairs_update: {name} must be in [0, {hi}), got [{a.min()}, {a.max()}]")
+    fb = subword_norm == "facebook"
+    fn = _native.fasttext_sg_pairs_kernel() if native else None
+    if fn is None:
+        done, loss = _sg_pairs_numpy(W, syn1neg, sub_flat, sub_off, sub_len, ids, sid, red, neg, alpha, fb,
+                                     compute_loss)
+    else:
+        scratch = np.empty(2 * W.shape[1], dtype=np.float32)
+        out = np.zeros(1, dtype=np.float64)
+        done = fn(W.ctypes.data, syn1neg.ctypes.data, sub_flat.ctypes.data, sub_off.ctypes.data,
+                  sub_len.ctypes.data, ids.ctypes.data, sid.ctypes.data, red.ctypes.data, N, neg.ctypes.data, P,
+                  neg.shape[1], W.shape[1], float(alpha), int(fb), scratch.ctypes.data,
+                  out.ctypes.data if compute_loss else None)
+        loss = float(out[0])
+    if done < 0:
+        raise FloatingPointError(f"sg_pairs_update: non-finite score at pair {-done - 1} of {P} (alpha "
+                                 f"{float(alpha):.5f}); the pairs before it were applied")
+    return done, loss
 
 
 # ------------------------------------------------------------------------------------------ vectors
@@ -360,13 +491,17 @@ class FastText(Word2Vec):
     (skip-gram only): False (default) draws the ``negative`` noise words once per centre word and shares them
     among its pairs, as rnnlab's word2vec; True draws them per (centre, context) pair as gensim and Facebook
     do (the same expected gradient; ~1.5x the training time, no measurable change of the vectors' scale on
-    IMDB, see docs/results.md). The vectors are in ``model.wv``, a
+    IMDB, see docs/results.md); it applies to ``update="chunk"`` (``"pair"`` always draws per pair).
+    ``update``: ``"pair"`` trains skip-gram one (centre, context) pair at a time, as gensim and Facebook do
+    (compiled loop; the default for skip-gram when it is built), ``"chunk"`` in vectorised chunks of
+    ``batch_words`` (rnnlab's word2vec; CBOW's only mode, and skip-gram's default without a compiler); see
+    the module docstring. The vectors are in ``model.wv``, a
     :class:`FastTextKeyedVectors`; the raw input matrix in Facebook's layout is ``model.input_matrix``
     ((V + bucket, D); ``wv.vectors_vocab`` and ``wv.vectors_ngrams`` are views of it). See the module
     docstring for the math and the update rule.
 
-    Errors (``ValueError``): ``min_n > max_n``, ``bucket=0`` with ``max_n > 0``, an empty corpus, and every
-    check of :class:`Word2Vec`.
+    Errors (``ValueError``): ``min_n > max_n``, ``bucket=0`` with ``max_n > 0``, an empty corpus, an unknown
+    ``update`` or ``update="pair"`` with ``sg=0``, and every check of :class:`Word2Vec`.
     """
 
     _progress_label = "fastText"
@@ -376,9 +511,16 @@ class FastText(Word2Vec):
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
                  min_n=3, max_n=6, bucket=2000000, negative=5, ns_exponent=0.75, sample=1e-3, alpha=0.025,
                  min_alpha=0.0001, epochs=5, seed=1, workers=1, batch_words=None, max_vocab_size=None,
-                 compute_loss=False, verbose=False, subword_norm="gensim", pair_negatives=False):
+                 compute_loss=False, verbose=False, subword_norm="gensim", pair_negatives=False, update=None):
         _check_ngram_args("FastText", min_n, max_n, bucket)
         _check_subword_norm("FastText", subword_norm)
+        if update is None:
+            update = self._default_update(sg)
+        if update not in _UPDATES:
+            raise ValueError(f"FastText: update must be one of {_UPDATES} or None, got {update!r}")
+        if update == "pair" and not sg:
+            raise ValueError("FastText: update='pair' is skip-gram only (sg=1); CBOW trains with update='chunk'")
+        self.update = update
         self.subword_norm = subword_norm
         self.pair_negatives = bool(pair_negatives)
         self.min_n, self.max_n, self.bucket = int(min_n), int(max_n), int(bucket)
@@ -424,6 +566,11 @@ class FastText(Word2Vec):
         kv.recompute_word_vectors()
         return self
 
+    @staticmethod
+    def _default_update(sg):
+        """``"pair"`` for skip-gram when the compiled per-pair loop is built, else ``"chunk"``."""
+        return "pair" if sg and _native.fasttext_sg_pairs_kernel() is not None else "chunk"
+
     def _train_chunk(self, chunk, alpha, rng):
         s0, s1, w0, w1 = chunk
         ids = self.corpus_ids[w0:w1]
@@ -434,6 +581,16 @@ class FastText(Word2Vec):
         if len(ids) < 2:
             return 0.0
         reduced = self.window - rng.integers(0, self.window, len(ids))
+        if self.update == "pair":
+            neg = self._draw_noise(rng, (sg_pair_count(sid, reduced), self.negative))
+            try:
+                _, loss = sg_pairs_update(self.input_matrix, self.syn1neg, self._sub_flat, self._sub_off,
+                                          self._sub_len, ids, sid, reduced, neg, alpha, self.subword_norm,
+                                          self.compute_loss)
+            except FloatingPointError as e:
+                raise FloatingPointError(f"FastText diverged in the chunk of corpus words {w0:,}-{w1:,}: {e}. "
+                                         f"Train again with a smaller alpha (now {self.alpha})") from None
+            return loss
         per_pair = bool(self.sg) and self.pair_negatives
         n_rows = len(skipgram_pairs(sid, reduced, self.window)[0]) if per_pair else len(ids)
         if n_rows == 0:
