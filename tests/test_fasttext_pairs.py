@@ -11,10 +11,11 @@ import pytest
 from rnnlab import _native
 from rnnlab.embeddings import FastText
 from rnnlab.embeddings import fasttext as ftmod
-from rnnlab.embeddings.fasttext import sg_pair_count, sg_pairs_update, skipgram_pairs
+from rnnlab.embeddings.fasttext import cbow_centres_update, sg_pair_count, sg_pairs_update, skipgram_pairs
 
 WORDS = ["the", "cat", "sat", "on", "mat", "running", "runner", "dogs", "dog", "a", "unbelievable", "é-clair"]
 HAS_KERNEL = _native.fasttext_sg_pairs_kernel() is not None
+HAS_CBOW_KERNEL = _native.fasttext_cbow_kernel() is not None
 
 
 def corpus(seed=0, n=40):
@@ -142,8 +143,8 @@ def test_pair_training_is_deterministic_and_learns():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="update must be one of"):
         FastText(corpus(0), min_count=1, sg=1, bucket=30, update="pairs")
-    with pytest.raises(ValueError, match="skip-gram only"):
-        FastText(corpus(0), min_count=1, sg=0, bucket=30, update="pair")
+    with pytest.raises(ValueError, match="update must be one of"):
+        FastText(corpus(0), min_count=1, sg=0, bucket=30, update=1)
     m, rows_of, ids, sid, red, neg, W, Y = setup_chunk()
     with pytest.raises(ValueError, match="one row per pair"):
         sg_pairs_update(W, Y, m._sub_flat, m._sub_off, m._sub_len, ids, sid, red, neg[1:], 0.1)
@@ -163,3 +164,63 @@ def test_divergence_raises_clearly():
     wide = np.zeros((len(neg), ftmod._MAX_NEGATIVE_PAIR + 1), dtype=np.int64)   # the C loop's stack bound
     with pytest.raises(ValueError, match="K <= 64"):
         sg_pairs_update(W, Y, m._sub_flat, m._sub_off, m._sub_len, ids, sid, red, wide, 0.1)
+
+
+def cbow_reference(W, Y, rows_of, ids, sid, red, neg, alpha, ngram_update=True, mean=True):
+    """gensim's fasttext_fast_sentence_cbow_neg order with the chunk's draws given (float32 throughout)."""
+    W, Y = W.copy(), Y.copy()
+    for i in range(len(ids)):
+        ctx = [j for j in range(max(0, i - red[i]), min(len(ids), i + red[i] + 1)) if j != i and sid[j] == sid[i]]
+        if not ctx:
+            continue
+        rows = np.concatenate([rows_of[ids[j]] if ngram_update else rows_of[ids[j]][:1] for j in ctx])
+        allrows = np.concatenate([rows_of[ids[j]] for j in ctx])
+        h = W[allrows].sum(0) / (len(allrows) if mean else len(ctx))
+        tg = np.concatenate([[ids[i]], neg[i]])
+        keep = np.ones(len(tg), bool)
+        keep[1:] = tg[1:] != ids[i]
+        tg = tg[keep]
+        label = np.zeros(len(tg), np.float32)
+        label[0] = 1.0
+        with np.errstate(over="ignore"):                 # the mean=False variant saturates
+            g = (label - 1.0 / (1.0 + np.exp(-(Y[tg] @ h)))) * np.float32(alpha)
+        work = g @ Y[tg]
+        np.add.at(Y, tg, g[:, None] * h[None, :])
+        np.add.at(W, rows, np.broadcast_to(work, (len(rows), len(work))))
+    return W, Y
+
+
+@pytest.mark.parametrize("native", [pytest.param(True, marks=pytest.mark.skipif(
+    not HAS_CBOW_KERNEL, reason="compiled CBOW loop not built")), False])
+def test_cbow_loop_equals_per_centre_reference(native):
+    m, rows_of, ids, sid, red, _, W0, Y0 = setup_chunk()
+    neg = np.random.default_rng(9).integers(0, len(rows_of), (len(ids), 5))
+    alpha = 0.2
+    Wr, Yr = cbow_reference(W0, Y0, rows_of, ids, sid, red, neg, alpha)
+    W, Y = W0.copy(), Y0.copy()
+    done, _ = cbow_centres_update(W, Y, m._sub_flat, m._sub_off, m._sub_len, ids, sid, red, neg, alpha,
+                                  native=native)
+    assert done == sum(1 for i in range(len(ids)) if np.sum(sid == sid[i]) > 1) > 30
+    tol = dict(rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(W, Wr, **tol)
+    np.testing.assert_allclose(Y, Yr, **tol)
+    V = len(rows_of)
+    Wn, _ = cbow_reference(W0, Y0, rows_of, ids, sid, red, neg, alpha, ngram_update=False)
+    assert not np.allclose(W[V:], Wn[V:], **tol)
+    Wd, Yd = cbow_reference(W0, Y0, rows_of, ids, sid, red, neg, alpha, mean=False)   # divisor: words, not rows
+    assert not np.allclose(W, Wd, **tol) and not np.allclose(Y, Yd, **tol)
+    with pytest.raises(ValueError, match="one row per position"):
+        cbow_centres_update(W, Y, m._sub_flat, m._sub_off, m._sub_len, ids, sid, red, neg[1:], alpha)
+
+
+@pytest.mark.skipif(not HAS_CBOW_KERNEL, reason="compiled CBOW loop not built")
+def test_cbow_compiled_and_numpy_loops_train_the_same_model(monkeypatch):
+    kw = dict(vector_size=12, min_count=1, sg=0, bucket=40, epochs=2, window=3, seed=5, update="pair",
+              compute_loss=True)
+    a = FastText(corpus(2), **kw)
+    monkeypatch.setattr(_native, "fasttext_cbow_kernel", lambda: None)
+    b = FastText(corpus(2), **kw)
+    np.testing.assert_allclose(a.input_matrix, b.input_matrix, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.syn1neg, b.syn1neg, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.training_loss, b.training_loss, rtol=1e-5)
+    assert a.training_loss > 0

@@ -638,3 +638,18 @@ def fasttext_sg_pairs_kernel():
     fn.argtypes = [p, p, p, p, p, p, p, p, i64, p, i64, i64, i64, ctypes.c_float, i64, p, p]
     fn.restype = i64
     return fn
+
+
+def fasttext_cbow_kernel():
+    """The ctypes function ``rnnlab_ft_cbow_f32`` of _fasttext.c (fastText CBOW, one centre at a time), or
+    ``None`` (library not loaded, or built without it)."""
+    if _LIB is None:
+        return None
+    try:
+        fn = _LIB.rnnlab_ft_cbow_f32
+    except AttributeError:
+        return None
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes = [p, p, p, p, p, p, p, p, i64, p, i64, i64, ctypes.c_float, p, p]
+    fn.restype = i64
+    return fn

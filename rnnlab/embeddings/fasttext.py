@@ -66,7 +66,8 @@ from .keyed_vectors import KeyedVectors
 from .word2vec import Word2Vec, _log_sigmoid, _pair_mask, _sigmoid, batch_loss_and_grads
 
 __all__ = ["FastText", "FastTextKeyedVectors", "ft_hash_bytes", "compute_ngrams_bytes", "ngram_hashes",
-           "fasttext_loss_and_grads", "skipgram_pairs", "sg_pairs_update", "sg_pair_count"]
+           "fasttext_loss_and_grads", "skipgram_pairs", "sg_pairs_update", "sg_pair_count",
+           "cbow_centres_update"]
 
 _FNV_OFFSET = 2166136261
 _FNV_PRIME = 16777619
@@ -309,6 +310,97 @@ def _sg_pairs_numpy(W, Y, sub_flat, sub_off, sub_len, ids, sid, red, neg, alpha,
     return p, loss
 
 
+def _cbow_numpy(W, Y, sub_flat, sub_off, sub_len, ids, sid, red, neg, alpha, compute_loss):
+    """The per-centre CBOW loop of :func:`cbow_centres_update` in NumPy (fallback and reference)."""
+    N = len(ids)
+    alpha = np.float32(alpha)
+    done, loss = 0, 0.0
+    for i in range(N):
+        ctx = [j for j in range(max(0, i - red[i]), min(N - 1, i + red[i]) + 1) if j != i and sid[j] == sid[i]]
+        if not ctx:
+            continue
+        rows = np.concatenate([sub_flat[sub_off[ids[j]]:sub_off[ids[j]] + sub_len[ids[j]]] for j in ctx])
+        h = W[rows].sum(0) / np.float32(len(rows))
+        tg = np.concatenate([ids[i:i + 1], neg[i][neg[i] != ids[i]]])
+        with np.errstate(invalid="ignore", over="ignore"):
+            f = Y[tg] @ h
+        if not np.isfinite(f).all():
+            return -(i + 1), loss
+        label = np.zeros(len(tg), np.float32)
+        label[0] = 1.0
+        sg = np.float32(1.0) / (np.float32(1.0) + np.exp(-f))
+        if compute_loss:
+            s64 = sg.astype(np.float64)
+            loss -= float(np.log(s64[0]) + np.log1p(-s64[1:]).sum())
+        g = (label - sg) * alpha
+        work = g @ Y[tg]
+        np.add.at(Y, tg, g[:, None] * h[None, :])
+        np.add.at(W, rows, np.broadcast_to(work, (len(rows), len(work))))
+        done += 1
+    return done, loss
+
+
+def _check_update_args(who, W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids, reduced_windows,
+                       negatives, n_rows):
+    for name, a in (("W", W), ("syn1neg", syn1neg)):
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 2 and a.flags.c_contiguous
+                and a.flags.writeable):
+            raise ValueError(f"{who}: {name} must be a writeable C-contiguous float32 matrix, got "
+                             f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+    if W.shape[1] != syn1neg.shape[1]:
+        raise ValueError(f"{who}: W has {W.shape[1]} columns and syn1neg {syn1neg.shape[1]}")
+    i64 = (lambda a: np.ascontiguousarray(a, dtype=np.int64))
+    ids, sid, red = i64(words), i64(sentence_ids), i64(reduced_windows)
+    sub = (i64(sub_flat), i64(sub_off), i64(sub_len))
+    neg = i64(negatives)
+    N = len(ids)
+    if sid.shape != (N,) or red.shape != (N,):
+        raise ValueError(f"{who}: sentence_ids and reduced_windows must be ({N},) like words, got "
+                         f"{sid.shape} and {red.shape}")
+    if N and (np.any(np.diff(sid) < 0) or red.min() < 1):
+        raise ValueError(f"{who}: sentence_ids must be nondecreasing and reduced_windows >= 1")
+    P = n_rows(sid, red)
+    if neg.ndim != 2 or neg.shape[0] != P or neg.shape[1] > _MAX_NEGATIVE_PAIR:
+        raise ValueError(f"{who}: negatives must be ({P}, K) with K <= {_MAX_NEGATIVE_PAIR}, one row per "
+                         f"{'pair' if who == 'sg_pairs_update' else 'position'}, got {neg.shape}")
+    V = syn1neg.shape[0]
+    for name, a, hi in (("words", ids, V), ("negatives", neg, V), ("sub_flat", sub[0], W.shape[0])):
+        if a.size and (a.min() < 0 or a.max() >= hi):
+            raise ValueError(f"{who}: {name} must be in [0, {hi}), got [{a.min()}, {a.max()}]")
+    return sub, ids, sid, red, neg, P
+
+
+def cbow_centres_update(W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids, reduced_windows,
+                        negatives, alpha, compute_loss=False, native=True):
+    """CBOW fastText updates of one chunk, one centre at a time, in place (gensim's order).
+
+    For every position ``i`` (in order) with at least one partner ``j`` (``0 < |j - i| <=
+    reduced_windows[i]``, same sentence): ``h`` = the mean of every ``W`` row of every partner's ``S(w_j)``
+    (from the current ``W``), targets ``w_i`` (label 1) and ``negatives[i]`` (label 0, one equal to ``w_i``
+    skipped), ``g_t = alpha (label_t - sigmoid(Y[t] . h))`` from ``Y`` before this centre's update, then
+    ``Y[t] += g_t h`` and every one of those rows ``+= sum_t g_t Y[t]`` (fastText's full update).
+    ``negatives``: (N, K), one row per position. Other arguments and the return value as
+    :func:`sg_pairs_update` (``(centres updated, loss)``).
+    """
+    sub, ids, sid, red, neg, _ = _check_update_args(
+        "cbow_centres_update", W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids, reduced_windows,
+        negatives, lambda s, r: len(s))
+    fn = _native.fasttext_cbow_kernel() if native else None
+    if fn is None:
+        done, loss = _cbow_numpy(W, syn1neg, *sub, ids, sid, red, neg, alpha, compute_loss)
+    else:
+        scratch = np.empty(2 * W.shape[1], dtype=np.float32)
+        out = np.zeros(1, dtype=np.float64)
+        done = fn(W.ctypes.data, syn1neg.ctypes.data, *(a.ctypes.data for a in sub), ids.ctypes.data,
+                  sid.ctypes.data, red.ctypes.data, len(ids), neg.ctypes.data, neg.shape[1], W.shape[1],
+                  float(alpha), scratch.ctypes.data, out.ctypes.data if compute_loss else None)
+        loss = float(out[0])
+    if done < 0:
+        raise FloatingPointError(f"cbow_centres_update: non-finite score at centre {-done - 1} of {len(ids)} "
+                                 f"(alpha {float(alpha):.5f}); the centres before it were applied")
+    return done, loss
+
+
 def sg_pairs_update(W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids, reduced_windows, negatives,
                     alpha, subword_norm="gensim", compute_loss=False, native=True):
     """Skip-gram fastText updates of one chunk, one (centre, context) pair at a time, in place (gensim's order).
@@ -337,31 +429,10 @@ def sg_pairs_update(W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids,
     loss. Raises ``FloatingPointError`` on a non-finite score (the pairs before it stay applied).
     """
     _check_subword_norm("sg_pairs_update", subword_norm)
-    for name, a, shape in (("W", W, None), ("syn1neg", syn1neg, None)):
-        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 2 and a.flags.c_contiguous
-                and a.flags.writeable):
-            raise ValueError(f"sg_pairs_update: {name} must be a writeable C-contiguous float32 matrix, got "
-                             f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
-    if W.shape[1] != syn1neg.shape[1]:
-        raise ValueError(f"sg_pairs_update: W has {W.shape[1]} columns and syn1neg {syn1neg.shape[1]}")
-    i64 = (lambda a: np.ascontiguousarray(a, dtype=np.int64))
-    ids, sid, red = i64(words), i64(sentence_ids), i64(reduced_windows)
-    sub_flat, sub_off, sub_len = i64(sub_flat), i64(sub_off), i64(sub_len)
-    neg = i64(negatives)
+    (sub_flat, sub_off, sub_len), ids, sid, red, neg, P = _check_update_args(
+        "sg_pairs_update", W, syn1neg, sub_flat, sub_off, sub_len, words, sentence_ids, reduced_windows,
+        negatives, sg_pair_count)
     N = len(ids)
-    if sid.shape != (N,) or red.shape != (N,):
-        raise ValueError(f"sg_pairs_update: sentence_ids and reduced_windows must be ({N},) like words, got "
-                         f"{sid.shape} and {red.shape}")
-    if N and (np.any(np.diff(sid) < 0) or red.min() < 1):
-        raise ValueError("sg_pairs_update: sentence_ids must be nondecreasing and reduced_windows >= 1")
-    P = sg_pair_count(sid, red)
-    if neg.ndim != 2 or neg.shape[0] != P or neg.shape[1] > _MAX_NEGATIVE_PAIR:
-        raise ValueError(f"sg_pairs_update: negatives must be ({P}, K) with K <= {_MAX_NEGATIVE_PAIR}, one row "
-                         f"per pair, got {neg.shape}")
-    V = syn1neg.shape[0]
-    for name, a, hi in (("words", ids, V), ("negatives", neg, V), ("sub_flat", sub_flat, W.shape[0])):
-        if a.size and (a.min() < 0 or a.max() >= hi):
-            raise ValueError(f"sg_pairs_update: {name} must be in [0, {hi}), got [{a.min()}, {a.max()}]")
     fb = subword_norm == "facebook"
     fn = _native.fasttext_sg_pairs_kernel() if native else None
     if fn is None:
@@ -518,8 +589,6 @@ class FastText(Word2Vec):
             update = self._default_update(sg)
         if update not in _UPDATES:
             raise ValueError(f"FastText: update must be one of {_UPDATES} or None, got {update!r}")
-        if update == "pair" and not sg:
-            raise ValueError("FastText: update='pair' is skip-gram only (sg=1); CBOW trains with update='chunk'")
         self.update = update
         self.subword_norm = subword_norm
         self.pair_negatives = bool(pair_negatives)
@@ -582,11 +651,15 @@ class FastText(Word2Vec):
             return 0.0
         reduced = self.window - rng.integers(0, self.window, len(ids))
         if self.update == "pair":
-            neg = self._draw_noise(rng, (sg_pair_count(sid, reduced), self.negative))
+            args = (self.input_matrix, self.syn1neg, self._sub_flat, self._sub_off, self._sub_len, ids, sid,
+                    reduced)
             try:
-                _, loss = sg_pairs_update(self.input_matrix, self.syn1neg, self._sub_flat, self._sub_off,
-                                          self._sub_len, ids, sid, reduced, neg, alpha, self.subword_norm,
-                                          self.compute_loss)
+                if self.sg:
+                    neg = self._draw_noise(rng, (sg_pair_count(sid, reduced), self.negative))
+                    _, loss = sg_pairs_update(*args, neg, alpha, self.subword_norm, self.compute_loss)
+                else:
+                    neg = self._draw_noise(rng, (len(ids), self.negative))
+                    _, loss = cbow_centres_update(*args, neg, alpha, self.compute_loss)
             except FloatingPointError as e:
                 raise FloatingPointError(f"FastText diverged in the chunk of corpus words {w0:,}-{w1:,}: {e}. "
                                          f"Train again with a smaller alpha (now {self.alpha})") from None
