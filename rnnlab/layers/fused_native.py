@@ -142,7 +142,9 @@ class NativePaths:
         unchanged since the last call only compared (_gemm.c). Why: waking a multi-threaded BLAS's pool for this
         small product cost more than the product when another pool's threads were spinning; a single-threaded BLAS
         was the faster of the two, so it keeps the product, as it does above ``PACKED_PROJECTION_MAX_MULADDS``
-        (long sequences, wide layers). Measurements: docs/benchmarks.md, "Fast-path thresholds"."""
+        (long sequences, wide layers). Measurements: docs/benchmarks.md, "Fast-path thresholds".
+        Any other call with several BLAS threads (:meth:`_split_products`, W_x at most
+        :attr:`SPLIT_MAX_PACKED_FLOATS`): the same product over rnnlab's row blocks (:func:`_native.split_matmul`)."""
         M, (K, N) = ws.T * ws.B, kernel.shape
         split = (not ws.native_ok and kernel.dtype == np.float32 and M >= 8
                  and K * N <= self.SPLIT_MAX_PACKED_FLOATS and self._split_products())
