@@ -224,3 +224,17 @@ def test_cbow_compiled_and_numpy_loops_train_the_same_model(monkeypatch):
     np.testing.assert_allclose(a.syn1neg, b.syn1neg, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(a.training_loss, b.training_loss, rtol=1e-5)
     assert a.training_loss > 0
+
+
+def test_pair_training_with_threads():
+    """workers=2: both threads run the per-pair loop on the shared arrays (Hogwild, as gensim's workers)."""
+    kw = dict(vector_size=8, min_count=1, sg=1, bucket=50, window=3, seed=7, update="pair", epochs=3,
+              batch_words=60)
+    one, two = FastText(corpus(5, 200), **kw), FastText(corpus(5, 200), workers=2, **kw)
+    assert np.isfinite(two.input_matrix).all()
+    # the same amount of training: the rows moved about as far from the common start
+    start = FastText(**{**kw, "epochs": 1})
+    start.build_vocab(corpus(5, 200))
+    d1 = np.linalg.norm(one.input_matrix - start.input_matrix)
+    d2 = np.linalg.norm(two.input_matrix - start.input_matrix)
+    assert 0.5 < d2 / d1 < 2.0

@@ -43,19 +43,22 @@ The SimLex-999 / WS353 / analogy figures of both settings against gensim are in 
 
 Update order (``update``). gensim and Facebook update one (centre, context) pair at a time: the centre's
 rows and the targets' output vectors change after every pair, and the next pair sees them.
-``update="pair"`` does the same (:func:`sg_pairs_update`: a compiled loop in ``rnnlab/_native/_fasttext.c``,
-the NumPy loop as the fallback and reference; skip-gram only) with rnnlab's tables, subsampling, reduced
-windows and learning rate (constant within a chunk of ``batch_words``), noise words drawn per pair in
-Python from the training generator and passed in, the exact sigmoid ``1 / (1 + exp(-f))`` in float32
+``update="pair"`` does the same (:func:`sg_pairs_update`; CBOW one centre at a time,
+:func:`cbow_centres_update`: compiled loops in ``rnnlab/_native/_fasttext.c``, NumPy loops as the fallback
+and reference) with rnnlab's tables, subsampling, reduced windows and learning rate (constant within a chunk
+of ``batch_words``), noise words drawn per pair (CBOW: per centre) in Python from the training generator
+and passed in, the exact sigmoid ``1 / (1 + exp(-f))`` in float32
 (gensim: a 512-entry table, and no update for a score beyond +-8, which never occurred in the IMDB runs),
 and, within one pair, every score computed from the output vectors before that pair's update (gensim
 updates the targets one after the other, which differs only when a noise word repeats in a pair).
 ``update="chunk"`` is rnnlab's word2vec training: every update of a chunk of ~1000 words is computed from
 the chunk's starting weights (``fasttext_loss_and_grads``). The two learn the same scores ``x . y``, but
 with chunks the training inputs ``x`` end ~1.6x shorter and the output vectors ``y`` ~1.6x longer than
-gensim's; the per-pair loop lands on gensim's norms (``benchmarks/fasttext_update_order.py``). The default
-for skip-gram is ``"pair"`` when the compiled loop is built (measured against gensim in docs/results.md),
-else ``"chunk"`` (the NumPy per-pair loop runs ~3k words/s); CBOW always trains by chunks.
+gensim's; the per-pair loop lands on gensim's norms (``benchmarks/fasttext_update_order.py``).
+Defaults (``update=None``, measured against gensim on IMDB in docs/results.md): skip-gram ``"pair"`` when
+the compiled loop is built (within one point of gensim on analogies, WS353 and SimLex, 1.27x its speed;
+the chunks were 2 SimLex points under), else ``"chunk"`` (the NumPy per-pair loop runs ~3k words/s); CBOW
+``"chunk"`` (both orders meet the targets, the chunks score higher on all three sets).
 """
 from __future__ import annotations
 
@@ -563,16 +566,16 @@ class FastText(Word2Vec):
     among its pairs, as rnnlab's word2vec; True draws them per (centre, context) pair as gensim and Facebook
     do (the same expected gradient; ~1.5x the training time, no measurable change of the vectors' scale on
     IMDB, see docs/results.md); it applies to ``update="chunk"`` (``"pair"`` always draws per pair).
-    ``update``: ``"pair"`` trains skip-gram one (centre, context) pair at a time, as gensim and Facebook do
-    (compiled loop; the default for skip-gram when it is built), ``"chunk"`` in vectorised chunks of
-    ``batch_words`` (rnnlab's word2vec; CBOW's only mode, and skip-gram's default without a compiler); see
-    the module docstring. The vectors are in ``model.wv``, a
+    ``update``: ``"pair"`` trains one (centre, context) pair (CBOW: one centre) at a time, as gensim and
+    Facebook do (compiled loops; the default for skip-gram when they are built), ``"chunk"`` in vectorised
+    chunks of ``batch_words`` (rnnlab's word2vec; the default for CBOW, and for skip-gram without a
+    compiler); ``None`` picks the default. See the module docstring. The vectors are in ``model.wv``, a
     :class:`FastTextKeyedVectors`; the raw input matrix in Facebook's layout is ``model.input_matrix``
     ((V + bucket, D); ``wv.vectors_vocab`` and ``wv.vectors_ngrams`` are views of it). See the module
     docstring for the math and the update rule.
 
     Errors (``ValueError``): ``min_n > max_n``, ``bucket=0`` with ``max_n > 0``, an empty corpus, an unknown
-    ``update`` or ``update="pair"`` with ``sg=0``, and every check of :class:`Word2Vec`.
+    ``update``, and every check of :class:`Word2Vec`.
     """
 
     _progress_label = "fastText"
@@ -637,7 +640,8 @@ class FastText(Word2Vec):
 
     @staticmethod
     def _default_update(sg):
-        """``"pair"`` for skip-gram when the compiled per-pair loop is built, else ``"chunk"``."""
+        """``"pair"`` for skip-gram when the compiled per-pair loop is built, else ``"chunk"`` (measured:
+        docs/results.md, fastText section)."""
         return "pair" if sg and _native.fasttext_sg_pairs_kernel() is not None else "chunk"
 
     def _train_chunk(self, chunk, alpha, rng):
