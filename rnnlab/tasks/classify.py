@@ -613,11 +613,11 @@ def _train_ensemble(args, out, model_path, best, best_doc, classes, tr_texts, y_
     p_te_ft = fasttext_proba(ft, fasttext_tokens(te_clean), classes)
     test = scores(w * p_test + (1.0 - w) * p_te_ft, y_test)
     ft_path = os.path.join(out, "model_fasttext.npz")
-    tmp = os.path.join(out, f".tmp-{os.getpid()}-model_fasttext.npz")
-    ft.save(tmp)
-    os.replace(tmp, ft_path)
     ens = {"kind": "fasttext", "fasttext_file": "model_fasttext.npz", "rnn_weight": w}
-    save_sequential_task_file(best, model_path, {**best_doc, "ensemble": ens}, include_optimizer=False)
+    from .. import distributed
+    if distributed.is_root():  # under mpiexec rank 0 alone writes the run's files
+        ft.save(ft_path)  # atomic (rnnlab.io.write_npz)
+        save_sequential_task_file(best, model_path, {**best_doc, "ensemble": ens}, include_optimizer=False)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     if args.verbose:
         print(f"fastText part ({ENSEMBLE_FT_EPOCHS} epochs, {ft.bucket:,} n-gram rows): validation accuracy "
