@@ -22,7 +22,7 @@ def _corpus(tmp_path):
 
 
 SMALL = ["--units", "24", "--embedding-dim", "16", "--layers", "1", "--batch-size", "4", "--bptt", "10",
-         "--lr", "0.01", "--verbose", "0", "--eval-batch-size", "2"]
+         "--optimizer", "adam", "--lr", "0.01", "--clipnorm", "5", "--verbose", "0", "--eval-batch-size", "2"]
 
 
 def _last_json(capsys):
