@@ -230,11 +230,14 @@ def test_pair_training_with_threads():
     """workers=2: both threads run the per-pair loop on the shared arrays (Hogwild, as gensim's workers)."""
     kw = dict(vector_size=8, min_count=1, sg=1, bucket=50, window=3, seed=7, update="pair", epochs=3,
               batch_words=60)
-    one, two = FastText(corpus(5, 200), **kw), FastText(corpus(5, 200), workers=2, **kw)
-    assert np.isfinite(two.input_matrix).all()
-    # the same amount of training: the rows moved about as far from the common start
+    one = FastText(corpus(5, 200), **kw)
+    twos = [FastText(corpus(5, 200), workers=2, **kw) for _ in range(5)]
+    assert all(np.isfinite(two.input_matrix).all() for two in twos)
+    # the same amount of training: the rows moved about as far from the common start. On this 50-row toy
+    # model the two threads' unlocked updates collide often, so one run's distance varies (0.5-1.3x of one
+    # thread's over 30 runs): the median of five runs is compared
     start = FastText(**{**kw, "epochs": 1})
     start.build_vocab(corpus(5, 200))
     d1 = np.linalg.norm(one.input_matrix - start.input_matrix)
-    d2 = np.linalg.norm(two.input_matrix - start.input_matrix)
+    d2 = np.median([np.linalg.norm(two.input_matrix - start.input_matrix) for two in twos])
     assert 0.5 < d2 / d1 < 2.0

@@ -278,6 +278,29 @@ def sg_pair_count(sentence_ids, reduced_windows):
     return int((np.minimum(last, pos + red) - np.maximum(first, pos - red)).sum())
 
 
+def _ns_step(W, Y, rows, tg, x, alpha, compute_loss):
+    """One negative-sampling update of the per-pair/per-centre NumPy loops: scores ``f = Y[tg] x`` (``tg[0]``
+    the target, the rest noise words), ``g = alpha (label - sigmoid(f))``, then ``Y[tg] += g x`` and every input
+    row ``W[rows] += g Y[tg]`` (from ``Y`` before this update). Returns the log-likelihood ``log s_0 +
+    sum log(1 - s_k)`` (0.0 unless ``compute_loss``), or ``None`` on a non-finite score (nothing updated)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        f = Y[tg] @ x
+    if not np.isfinite(f).all():
+        return None
+    label = np.zeros(len(tg), np.float32)
+    label[0] = 1.0
+    sg = np.float32(1.0) / (np.float32(1.0) + np.exp(-f))
+    ll = 0.0
+    if compute_loss:
+        s64 = sg.astype(np.float64)
+        ll = float(np.log(s64[0]) + np.log1p(-s64[1:]).sum())
+    g = (label - sg) * alpha
+    work = g @ Y[tg]                                       # from Y before this update
+    np.add.at(Y, tg, g[:, None] * x[None, :])
+    np.add.at(W, rows, np.broadcast_to(work, (len(rows), len(work))))
+    return ll
+
+
 def _sg_pairs_numpy(W, Y, sub_flat, sub_off, sub_len, ids, sid, red, neg, alpha, facebook_div, compute_loss):
     """The per-pair loop of :func:`sg_pairs_update` in NumPy (the fallback, ~3k words/s, and the reference
     of the compiled loop). Returns ``(pairs done or -(p + 1) on a non-finite score, loss)``."""
@@ -295,20 +318,10 @@ def _sg_pairs_numpy(W, Y, sub_flat, sub_off, sub_len, ids, sid, red, neg, alpha,
                 return -(p + 1), loss
             x = W[rows].sum(0) / div                       # the centre's input, fresh for every pair
             tg = np.concatenate([ids[j:j + 1], neg[p][neg[p] != ids[j]]])
-            with np.errstate(invalid="ignore", over="ignore"):
-                f = Y[tg] @ x
-            if not np.isfinite(f).all():
+            step = _ns_step(W, Y, rows, tg, x, alpha, compute_loss)
+            if step is None:
                 return -(p + 1), loss
-            label = np.zeros(len(tg), np.float32)
-            label[0] = 1.0
-            sg = np.float32(1.0) / (np.float32(1.0) + np.exp(-f))
-            if compute_loss:
-                s64 = sg.astype(np.float64)
-                loss -= float(np.log(s64[0]) + np.log1p(-s64[1:]).sum())
-            g = (label - sg) * alpha
-            work = g @ Y[tg]                               # from Y before this pair's update
-            np.add.at(Y, tg, g[:, None] * x[None, :])
-            np.add.at(W, rows, np.broadcast_to(work, (n, len(work))))
+            loss -= step
             p += 1
     return p, loss
 
@@ -325,20 +338,10 @@ def _cbow_numpy(W, Y, sub_flat, sub_off, sub_len, ids, sid, red, neg, alpha, com
         rows = np.concatenate([sub_flat[sub_off[ids[j]]:sub_off[ids[j]] + sub_len[ids[j]]] for j in ctx])
         h = W[rows].sum(0) / np.float32(len(rows))
         tg = np.concatenate([ids[i:i + 1], neg[i][neg[i] != ids[i]]])
-        with np.errstate(invalid="ignore", over="ignore"):
-            f = Y[tg] @ h
-        if not np.isfinite(f).all():
+        step = _ns_step(W, Y, rows, tg, h, alpha, compute_loss)
+        if step is None:
             return -(i + 1), loss
-        label = np.zeros(len(tg), np.float32)
-        label[0] = 1.0
-        sg = np.float32(1.0) / (np.float32(1.0) + np.exp(-f))
-        if compute_loss:
-            s64 = sg.astype(np.float64)
-            loss -= float(np.log(s64[0]) + np.log1p(-s64[1:]).sum())
-        g = (label - sg) * alpha
-        work = g @ Y[tg]
-        np.add.at(Y, tg, g[:, None] * h[None, :])
-        np.add.at(W, rows, np.broadcast_to(work, (len(rows), len(work))))
+        loss -= step
         done += 1
     return done, loss
 
