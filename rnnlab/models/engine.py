@@ -790,14 +790,7 @@ class Engine:
                     for nm, p in zip(loss_names, [p for p in per if p is not None]):
                         sums[nm] = sums.get(nm, 0.0) + p * wt
                 else:
-                    if not isinstance(r, dict):
-                        raise TypeError(f"fit: {type(self).__name__}.train_step must return a dict of logs, got "
-                                        f"{type(r).__name__}")
-                    for k, v in r.items():
-                        if k == "loss" or k.endswith("_loss"):
-                            sums[k] = sums.get(k, 0.0) + float(v) * wt
-                        else:
-                            latest[k] = v
+                    _add_step_logs(r, wt, sums, latest, f"fit: {type(self).__name__}.train_step")
                 wsum += wt
                 seen += bs if win is None or win[1] == windows[-1][1] else 0
                 logs = self._epoch_logs(sums, wsum, latest, custom)
@@ -918,15 +911,8 @@ class Engine:
         sums, wsum, latest = {}, 0, {}
         for b in batches:
             r = self.test_step(b)
-            if not isinstance(r, dict):
-                raise TypeError(f"evaluate: {type(self).__name__}.test_step must return a dict of logs, got "
-                                f"{type(r).__name__}")
             bs = _batch_len(b)
-            for k, v in r.items():
-                if k == "loss" or k.endswith("_loss"):
-                    sums[k] = sums.get(k, 0.0) + float(v) * bs
-                else:
-                    latest[k] = v
+            _add_step_logs(r, bs, sums, latest, f"evaluate: {type(self).__name__}.test_step")
             wsum += bs
         if wsum == 0:
             raise ValueError("evaluate: no batch to evaluate")
@@ -941,6 +927,19 @@ def _concat_outputs(parts):
     if isinstance(first, (list, tuple)):
         return [np.concatenate([np.asarray(p[j]) for p in parts], axis=0) for j in range(len(first))]
     return np.concatenate([np.asarray(p) for p in parts], axis=0)
+
+
+def _add_step_logs(logs, weight, sums, latest, who):
+    """Fold one custom step's logs into an epoch's: ``loss`` and ``*_loss`` are summed times ``weight`` (the
+    batch's rows; the caller divides by the total), any other value (a metric's running result) is kept as the
+    latest. ``who`` names the step in the error when it returns no dict."""
+    if not isinstance(logs, dict):
+        raise TypeError(f"{who} must return a dict of logs, got {type(logs).__name__}")
+    for k, v in logs.items():
+        if k == "loss" or k.endswith("_loss"):
+            sums[k] = sums.get(k, 0.0) + float(v) * weight
+        else:
+            latest[k] = v
 
 
 def _batch_len(batch):
