@@ -255,6 +255,31 @@ class NativePaths:
         base class has none (LSTM and GRU reset_after=True do)."""
         return False
 
+    def _compiled_backward_loop(self, ws, kind, before, after, g_out):
+        """Run ``rnnlab._native.fused_bwd_loop_kernel(kind)`` over the row blocks of
+        :func:`rnnlab._native.row_blocks`, as the LSTM and GRU :meth:`_fused_backward` call it. The kernel takes
+        ``(packed W_h^T, *before, g, g_t, g_b, *after, T, rows, B, U, isa)``; ``before`` and ``after`` are
+        ``(address, floats per batch row)`` pairs of the (B, ...) buffers, offset to each block's first row;
+        ``g`` is ``g_out`` (B, T, U) in float32 (row stride T U, step stride U) or None. Returns True."""
+        fn = _native.fused_bwd_loop_kernel(kind)
+        cp, B, U, T = ws.fast.cptr, ws.B, self.units, ws.T
+        wpt = addr(ws.pkb.pm.buf)
+        g = g_t = g_b = 0
+        if g_out is not None:
+            g_keep = np.ascontiguousarray(g_out, dtype=np.float32)      # (B, T, U): step t of row b at b T U + t U
+            g, g_t, g_b = addr(g_keep), U, T * U
+
+        def run(block):
+            b0, b1 = block
+            return fn(wpt, *[p + 4 * b0 * w for p, w in before], g + 4 * b0 * g_b if g else None, g_t, g_b,
+                      *[p + 4 * b0 * w for p, w in after], T, b1 - b0, B, U, cp.isa)
+
+        uses = _native.run_blocks(run, _native.row_blocks(B))
+        if not all(uses):   # (cannot happen: ws.pkb is only made where the packed GEMM runs; A[T-1] is spent)
+            raise RuntimeError(f"Layer '{self.name}': the compiled backward loop could not run its packed GEMM")
+        cp.bwd_isa = uses[0]
+        return True
+
     @staticmethod
     def _fused_rows(ws):
         """The row blocks of :meth:`_fused_forward`: :func:`rnnlab._native.row_blocks` when the packed path was

@@ -264,26 +264,10 @@ class GRUSteps:
         # packed dQ W_h^T added to the direct part), by blocks of rows; dL/dh_0 comes back in ws.carry[0]
         if not self._has_fused_forward(ws) or ws.pkb is None:
             return False
-        fn = _native.fused_bwd_loop_kernel("gru")
-        cp, S0, B, U, T = ws.fast.cptr, ws.S[0], ws.B, self.units, ws.T
-        W = 3 * U
-        wpt, a, h, q = addr(ws.pkb.pm.buf), addr(ws.A), addr(S0), addr(ws.Q)
-        dh, dh2, tmp = addr(ws.carry[0]), addr(ws.dprev[0]), addr(ws.tmpU)
-        g = g_t = g_b = 0
-        if g_out is not None:
-            g_keep = np.ascontiguousarray(g_out, dtype=np.float32)      # (B, T, U): step t of row b at b T U + t U
-            g, g_t, g_b = addr(g_keep), U, T * U
-
-        def run(block):
-            b0, b1 = block
-            return fn(wpt, a + 4 * b0 * W, h + 4 * b0 * U, q + 4 * b0 * W, g + 4 * b0 * g_b if g else None, g_t, g_b,
-                      dh + 4 * b0 * U, dh2 + 4 * b0 * U, tmp + 4 * b0 * U, T, b1 - b0, B, U, cp.isa)
-
-        uses = _native.run_blocks(run, _native.row_blocks(B))
-        if not all(uses):   # (cannot happen: ws.pkb is only made where the packed GEMM runs; A[T-1] is spent)
-            raise RuntimeError(f"Layer '{self.name}': the compiled backward loop could not run its packed GEMM")
-        cp.bwd_isa = uses[0]
-        return True
+        U, W = self.units, 3 * self.units
+        return self._compiled_backward_loop(ws, "gru", [(addr(ws.A), W), (addr(ws.S[0]), U), (addr(ws.Q), W)],
+                                            [(addr(ws.carry[0]), U), (addr(ws.dprev[0]), U), (addr(ws.tmpU), U)],
+                                            g_out)
 
     # ---------------------------------------------------------------- forward
     def _fused_forward(self, ws):

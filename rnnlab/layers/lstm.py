@@ -259,26 +259,10 @@ class LSTMSteps:
         # by blocks of rows; the carried gradients come back in ws.carry (ws.dprev is the scratch)
         if not self._has_fused_forward(ws) or ws.pkb is None:
             return False
-        fn = _native.fused_bwd_loop_kernel("lstm")
-        cp, (S0, S1), B, U, T = ws.fast.cptr, ws.S, ws.B, self.units, ws.T
-        W = 4 * U
-        wpt, a, c, tc = addr(ws.pkb.pm.buf), addr(ws.A), addr(S1), addr(ws.TC)
+        U, W = self.units, 4 * self.units
         (dh, dc), (dh2, dc2) = [addr(v) for v in ws.carry], [addr(v) for v in ws.dprev]
-        g = g_t = g_b = 0
-        if g_out is not None:
-            g_keep = np.ascontiguousarray(g_out, dtype=np.float32)      # (B, T, U): step t of row b at b T U + t U
-            g, g_t, g_b = addr(g_keep), U, T * U
-
-        def run(block):
-            b0, b1 = block
-            return fn(wpt, a + 4 * b0 * W, c + 4 * b0 * U, tc + 4 * b0 * U, g + 4 * b0 * g_b if g else None, g_t, g_b,
-                      dh + 4 * b0 * U, dc + 4 * b0 * U, dh2 + 4 * b0 * U, dc2 + 4 * b0 * U, T, b1 - b0, B, U, cp.isa)
-
-        uses = _native.run_blocks(run, _native.row_blocks(B))
-        if not all(uses):   # (cannot happen: ws.pkb is only made where the packed GEMM runs; A[T-1] is spent)
-            raise RuntimeError(f"Layer '{self.name}': the compiled backward loop could not run its packed GEMM")
-        cp.bwd_isa = uses[0]
-        return True
+        return self._compiled_backward_loop(ws, "lstm", [(addr(ws.A), W), (addr(ws.S[1]), U), (addr(ws.TC), U)],
+                                            [(dh, U), (dc, U), (dh2, U), (dc2, U)], g_out)
 
     def _step_forward(self, t, ws):
         fast = ws.fast
