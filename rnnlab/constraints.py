@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._config import ConfigObject
+
 __all__ = ["Constraint", "MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm", "get", "serialize", "deserialize"]
 
 EPSILON = 1e-7
 
 
-class Constraint:
+class Constraint(ConfigObject):
     """Base class: ``__call__(W) -> projected W`` (a new array, same shape and dtype)."""
 
     def __call__(self, w):
@@ -28,13 +30,6 @@ class Constraint:
 
     def get_config(self):
         return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
 def _norms(w, axis):

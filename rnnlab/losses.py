@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from ._config import ConfigObject
 
 _REDUCTIONS = ("sum_over_batch_size", "sum")
 
@@ -55,7 +56,7 @@ def _as_array(x, what):
         raise TypeError(f"{what} must be array-like, got {type(x).__name__}") from exc
 
 
-class Loss:
+class Loss(ConfigObject):
     """Base class: subclasses implement ``_elementwise(y_true, y_pred, need_grad)``.
 
     ``_elementwise`` gets validated arrays and returns ``(l, dl_dy)`` where ``l`` has shape
@@ -82,14 +83,6 @@ class Loss:
 
     def get_config(self) -> dict:
         return {"reduction": self.reduction}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
     # -------------------------------------------------------------- internals
     def _prepare_pred(self, y_pred):

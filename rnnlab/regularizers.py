@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from ._config import ConfigEquality, ConfigObject
+
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize", "l1", "l2", "l1_l2"]
 
 
@@ -28,7 +30,7 @@ def _factor(value, name, cls):
     return float(value)
 
 
-class Regularizer:
+class Regularizer(ConfigObject, ConfigEquality):
     """Base class: ``__call__(W) -> float`` and ``gradient(W) -> dR/dW`` (same shape and dtype as ``W``)."""
 
     def __call__(self, x) -> float:  # pragma: no cover - abstract
@@ -39,19 +41,6 @@ class Regularizer:
 
     def get_config(self) -> dict:
         return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    __hash__ = object.__hash__
 
 
 class L1L2(Regularizer):

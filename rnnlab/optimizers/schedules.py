@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from .._config import ConfigEquality, ConfigObject
+
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "InverseTimeDecay", "PiecewiseConstantDecay",
            "CosineDecay", "serialize", "deserialize"]
 
@@ -45,7 +47,7 @@ def _real(owner, name, value, positive=False, nonneg=False):
     return float(value) if not isinstance(value, numbers.Integral) else value
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(ConfigObject, ConfigEquality):
     """Base class: subclasses implement ``_value(step)`` for a float step >= 0 and ``get_config``."""
 
     def __call__(self, step):
@@ -65,18 +67,7 @@ class LearningRateSchedule:
     def get_config(self) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    __hash__ = object.__hash__
+    _repr_hidden = ("name",)
 
 
 class _RateDecay(LearningRateSchedule):
