@@ -96,6 +96,22 @@ def test_an_adapter_with_its_own_epochs_runs_as_engine_steps(tmp_path, fit_calls
     assert [h["loss"] for h in run["history"]] == pytest.approx([1.0, 0.5, 1 / 3])
 
 
+def test_an_own_epochs_adapter_cut_by_the_budget_names_it(tmp_path, fit_calls):
+    """An adapter whose epoch reports ``partial`` (its timer ran out) stops the run; the reason names the
+    loop's budget as the engine's TimeBudget words it."""
+    from rnnlab.tasks.runstate import TrainLoop
+
+    class Cut(_OwnEpochs):
+        def train_epoch(self, epoch, timer):
+            return {**super().train_epoch(epoch, timer), "partial": epoch == 1}
+
+    ad = Cut()
+    run = TrainLoop(str(tmp_path), ad, monitor="loss", mode="min", verbose=0, max_minutes=100,
+                    max_cpu_minutes=5).fit(4)
+    assert ad.epochs == [0, 1]
+    assert run["stop_reason"] == "time budget (100 wall minutes / 5 CPU minutes) reached during epoch 2"
+
+
 def test_no_module_outside_models_calls_the_engines_private_methods():
     """Issue 16: the step other modules use is public API (train_step, loss_step, backpropagate, ...)."""
     import re

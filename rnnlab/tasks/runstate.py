@@ -321,7 +321,7 @@ class TrainLoop:
         engine_data = getattr(self.adapter, "fit_arguments", None)
         model = self.adapter.model if engine_data is not None else EpochSteps(self.adapter, timer)
         key = "_monitor"   # _RunRecord resolves it per epoch: validation value, else the training value
-        budget = _cb.TimeBudget(self.max_minutes, self.max_cpu_minutes, timer=timer)
+        budget = self.time_budget = _cb.TimeBudget(self.max_minutes, self.max_cpu_minutes, timer=timer)
         record = _RunRecord(self, budget, epochs, printing_epochs=engine_data is None)
         if engine_data is None:
             model.loop = self
@@ -354,14 +354,6 @@ class TrainLoop:
         if _dist.current() is not None:
             _dist.current().barrier()  # the other ranks may read model.npz next: wait for rank 0's writes
         return self.run
-
-    def _budget(self):
-        parts = []
-        if self.max_minutes is not None:
-            parts.append(f"{self.max_minutes:g} wall minutes")
-        if self.max_cpu_minutes is not None:
-            parts.append(f"{self.max_cpu_minutes:g} CPU minutes")
-        return " / ".join(parts)
 
     def _run_doc(self):
         return {k: v for k, v in self.run.items()}
@@ -416,7 +408,7 @@ class EpochSteps(_Engine):
         if logs.get("partial"):
             self.stop_training = True
             if self.stop_reason is None:
-                self.stop_reason = f"time budget ({self.loop._budget()}) reached during epoch {self.current_epoch + 1}"
+                self.stop_reason = f"time budget ({self.loop.time_budget.describe()}) reached during epoch {self.current_epoch + 1}"
         return logs
 
 
