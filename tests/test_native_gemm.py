@@ -491,3 +491,53 @@ def test_split_products(cell, monkeypatch):
     _native.split_matmul(pm, dA2, o1)
     pm.matmul(dA2, o2)
     np.testing.assert_array_equal(o1, o2)
+
+
+@pytest.mark.native_gemm
+def test_dense_products_follow_the_recurrent_layers_threads(monkeypatch):
+    """fused_native.matmul, Dense's products: with several BLAS threads and SPLIT_PRODUCTS, a product large enough
+    to wake OpenBLAS's pool runs in the packed kernel over rnnlab's row blocks (the bits of one packed call, within
+    rounding of the exact product); small ones, float64, a too-large packed matrix, N < 16 or one BLAS thread stay
+    with NumPy. Dense's forward and backward agree with NumPy's products either way."""
+    from rnnlab.layers import fused_native
+    rng = np.random.default_rng(5)
+    calls = []
+    real = _native.split_matmul
+    monkeypatch.setattr(_native, "split_matmul", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    monkeypatch.setattr(_native, "blas_threads", lambda: 2)
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", True)
+    a = rng.standard_normal((128, 128)).astype(np.float32)
+    b = rng.standard_normal((128, 60)).astype(np.float32)
+    got = fused_native.matmul(a, b)
+    assert calls == [(128, 128)]
+    one = _native.PackedMatrix(128, 60).pack(b).matmul(a, np.empty((128, 60), np.float32))
+    np.testing.assert_array_equal(got, one)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.all(np.abs(got - exact) <= _bound(a, b, 128))
+    out = np.full((128, 60), np.nan, np.float32)
+    assert fused_native.matmul(a.T.copy().T, b, out=out) is out          # strided a, given out
+    np.testing.assert_array_equal(out, one)
+    calls.clear()
+    fused_native.matmul(a[:8, :8], b[:8, :])                             # small: OpenBLAS runs it on one thread
+    fused_native.matmul(a.astype(np.float64), b.astype(np.float64))      # float64
+    fused_native.matmul(a, b[:, :8])                                     # N < 16
+    monkeypatch.setattr(NativePaths, "SPLIT_MAX_PACKED_FLOATS", b.size - 1)
+    fused_native.matmul(a, b)                                            # packed matrix too large
+    monkeypatch.setattr(NativePaths, "SPLIT_MAX_PACKED_FLOATS", 1 << 18)
+    monkeypatch.setattr(_native, "blas_threads", lambda: 1)
+    fused_native.matmul(a, b)                                            # one BLAS thread
+    assert calls == []
+    # Dense through it: forward, kernel gradient and input gradient within float32 rounding of NumPy's
+    monkeypatch.setattr(_native, "blas_threads", lambda: 2)
+    rnnlab.set_floatx("float32")
+    dense = L.Dense(60)
+    x = rng.standard_normal((4, 32, 128)).astype(np.float32)
+    y = dense(x)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    dx = dense.backward(g)
+    assert len(calls) == 3
+    W = dense.params["kernel"]
+    x2, g2 = x.reshape(-1, 128), g.reshape(-1, 60)
+    np.testing.assert_allclose(y.reshape(-1, 60), x2 @ W + dense.params["bias"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dense.grads["kernel"], x2.T @ g2, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx.reshape(-1, 128), g2 @ W.T, rtol=1e-5, atol=1e-5)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import activations as _act
 from .. import backend, initializers
+from . import fused_native as _products
 from .base import Layer, register
 
 
@@ -51,7 +52,7 @@ class Dense(Layer):
             self._check_ndim(x, 2, "(batch, features)")
         self._check_last_dim(x, self.params["kernel"].shape[0])
         x2 = x.reshape(-1, x.shape[-1])
-        a = x2 @ self.params["kernel"]
+        a = _products.matmul(x2, self.params["kernel"])
         if self.use_bias:
             a += self.params["bias"]
         y = self.activation.forward(a, out=a)
@@ -61,12 +62,12 @@ class Dense(Layer):
     def backward(self, grad):
         x2, y, x_shape = self._need_cache()
         da = self.activation.backward(y, grad.reshape(y.shape))
-        np.matmul(x2.T, da, out=self.grads["kernel"])
+        _products.matmul(x2.T, da, out=self.grads["kernel"])
         if self.use_bias:
             np.sum(da, axis=0, out=self.grads["bias"])
         if not self.input_grad_needed:
             return None
-        return (da @ self.params["kernel"].T).reshape(x_shape)
+        return _products.matmul(da, self.params["kernel"].T).reshape(x_shape)
 
     def get_config(self):
         cfg = super().get_config()

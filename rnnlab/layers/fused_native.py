@@ -32,6 +32,33 @@ def addr(a):
     return a.ctypes.data
 
 
+#: Products below this many multiply-adds stay with NumPy in :func:`matmul`: OpenBLAS runs them on the calling
+#: thread anyway (its GEMM goes multi-threaded from 65536 * 4 multiply-adds), so they wake no pool
+OWNED_MIN_MULADDS = 1 << 18
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` for the products next to the recurrent layers (Dense and the layers built on it), on the same
+    threads as those layers' own products: when they keep theirs off NumPy's BLAS pool
+    (:meth:`NativePaths._split_products`: several BLAS threads, float32, AVX-512, :attr:`NativePaths.SPLIT_PRODUCTS`),
+    a float32 2-D product large enough for OpenBLAS to wake its pool (:data:`OWNED_MIN_MULADDS`), with b (K, N) at most
+    :attr:`NativePaths.SPLIT_MAX_PACKED_FLOATS` and N >= 16, runs in the packed kernel over rnnlab's row blocks
+    (:func:`rnnlab._native.split_matmul`, b packed at each call) instead. Why: one Dense(60) head in OpenBLAS woke
+    its worker, which then spun beside the recurrent layer's second row block for the rest of the train step (char
+    config, batch 128: 47 ms a step against 35 ms with every product in OpenBLAS). Otherwise ``np.matmul``.
+    Same products, another summation order: agreement with NumPy to float32 rounding. ``a`` may have any strides
+    (``x.T`` is fine); ``out``, when given, must be C-contiguous."""
+    if (a.dtype == np.float32 and b.dtype == np.float32 and a.ndim == 2 and b.ndim == 2
+            and b.shape[1] >= 16 and b.size <= NativePaths.SPLIT_MAX_PACKED_FLOATS
+            and a.shape[0] * a.shape[1] * b.shape[1] >= OWNED_MIN_MULADDS
+            and (out is None or (out.dtype == np.float32 and out.flags.c_contiguous))
+            and NativePaths.SPLIT_PRODUCTS and (_native.blas_threads() or 1) > 1 and _native.gemm_available()):
+        if out is None:
+            out = np.empty((a.shape[0], b.shape[1]), np.float32)
+        return _native.split_matmul(_native.PackedMatrix(*b.shape).pack(b), a, out)
+    return np.matmul(a, b, out=out)
+
+
 #: Largest batch for which the compiled inference loops (``_native_loop``) run with backend="auto". They do one
 #: matrix-vector product per batch row and step; from about 8 rows on, NumPy's one GEMM per step is faster
 #: (measurements: docs/benchmarks.md, "Fast-path thresholds").
