@@ -60,7 +60,7 @@ import numpy as np
 
 from .. import activations as _act
 from .. import backend, initializers
-from .base import Layer, format_shape
+from .base import Layer, _snake, format_shape
 from .cells import check_implementation, set_cell_arguments
 from .fused_native import NATIVE_MAX_BATCH, NativePaths, addr  # noqa: F401
 from .fused_workspace import Workspace, WorkspaceOwner  # noqa: F401
@@ -145,29 +145,44 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         self._ws = None
 
     # (the layer is its own cell: Layer's build/from_config, not RNN's, which build/deserialize a cell)
-    build = Layer.build
+    def build(self, input_shape):
+        Layer.build(self, input_shape)
+        cell = self.__dict__.get("_cell")
+        if cell is not None:   # made before the build (Keras: the cell exists from construction): it has the weights now
+            cell.built, cell.input_shape = True, (None, self.params["kernel"].shape[0])
+
+    def _build_from_cell(self, input_shape):
+        """The build of a cell made before its layer was built: building the cell (a one-step call) builds the
+        layer, which holds the one weight set (as in Keras, where the layer's weights are its cell's)."""
+        self._maybe_build((None, None, self.cell._input_dim(input_shape)))
+
     from_config = classmethod(Layer.from_config.__func__)
     states = None  # a plain attribute here (RNN's is a property over its cell loop's)
     #: the cell class of this layer (LSTMCell for LSTM, ...), see :attr:`cell`
     _cell_class = None
     _CELL_ARGS = ("units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
                   "recurrent_initializer", "bias_initializer", "unit_forget_bias", "dropout", "recurrent_dropout",
-                  "reset_after", "implementation", "dtype")
+                  "reset_after", "implementation", "dtype", "seed", "kernel_regularizer", "recurrent_regularizer",
+                  "bias_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint")
 
     @property
     def cell(self):
-        """The layer's cell (``LSTMCell`` for an LSTM, ...) with the same arguments, sharing this layer's weight
-        arrays: ``out, states = layer.cell(x_t, states)`` runs one step (step-by-step decoding) and equals
-        one step of the layer. Made on first use, once the layer is built."""
+        """The layer's cell (``LSTMCell`` for an LSTM, ...; named ``"lstm_cell"``, ... as in Keras) with the same
+        arguments, sharing this layer's weight arrays: ``out, states = layer.cell(x_t, states)`` runs one step
+        (step-by-step decoding) and equals one step of the layer. As in Keras it exists before the layer is
+        built (unbuilt, no weights, its arguments readable); building the layer builds that same cell object,
+        and a one-step call of the unbuilt cell builds the layer."""
         cell = self.__dict__.get("_cell")
         if cell is None:
-            if not self.built:
-                raise RuntimeError(f"Layer '{self.name}' is not built: its cell shares its weights, build it first")
             cfg = self.get_config()
-            cell = self._cell_class(**{k: cfg[k] for k in self._CELL_ARGS if k in cfg}, name=self.name + "_cell")
-            cell.params, cell.grads, cell.built = self.params, self.grads, True
-            cell.input_shape = (None, self.params["kernel"].shape[0])
+            cls = self._cell_class
+            cell = cls(**{k: cfg[k] for k in self._CELL_ARGS if k in cfg}, name=_snake(cls.__name__))
+            cell.params, cell.grads = self.params, self.grads
             self.__dict__["_cell"] = cell
+            if self.built:
+                cell.built, cell.input_shape = True, (None, self.params["kernel"].shape[0])
+            else:
+                cell.build = self._build_from_cell
         return cell
 
     # ------------------------------------------------------------------ shapes
@@ -515,8 +530,8 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             np.copyto(ws.WhT, rk.T)
         step = self._step_backward
         rec = [np.empty((T, B, self.units), self.dtype) for _ in carry] if self._record_state_grads else None
-        # the whole loop in one compiled call (LSTM, GRU; packed path, no mask / recurrent dropout / recording)
-        fused = (not masked and rec is None and ws.rec_mask is None and ws.pkb is not None
+        # the whole loop in one compiled call (LSTM, GRU; packed path, masked or not; no recurrent dropout / recording)
+        fused = (rec is None and ws.rec_mask is None and ws.pkb is not None
                  and self._fused_backward(ws, g_out if seq else None))
         for t in range(T - 1, -1, -1) if not fused else ():
             if gT is not None:
