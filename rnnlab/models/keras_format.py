@@ -19,7 +19,8 @@ with a known input shape, or a functional :class:`~rnnlab.models.Model` (calls o
 LSTM, GRU, Bidirectional, TimeDistributed, Dropout, SpatialDropout1D, Activation, Masking, RepeatVector, Conv1D,
 MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, BatchNormalization,
 LayerNormalization, Flatten, Reshape, Permute, and in functional models Add, Subtract, Multiply, Average,
-Maximum, Minimum, Concatenate, Dot). Anything else (rnnlab-only layers such as ``TiedDense``, nested models,
+Maximum, Minimum, Concatenate, Dot), with their regularizers and constraints (L1, L2, L1L2, MaxNorm, NonNeg,
+UnitNorm, MinMaxNorm, written as Keras writes them: module, class_name, config). Anything else (rnnlab-only layers such as ``TiedDense``, nested models,
 options Keras has no argument for) is refused with a ``ValueError`` naming the layer and
 offering the ``.npz`` format; nothing is written then.
 
@@ -84,6 +85,20 @@ KERAS_ARGS = {
     "Bidirectional": ("merge_mode", "layer", "backward_layer"),
     "TimeDistributed": ("layer",),
 }
+#: the ``<prefix>_regularizer`` / ``<prefix>_constraint`` arguments Keras 3 takes per class (``activity_regularizer``
+#: every class but SpatialDropout1D takes, through Keras' Layer); rnnlab's regularizers and constraints have Keras's
+#: class names and configs (rnnlab.regularizers, rnnlab.constraints)
+_WEIGHT_ARGS = {"Dense": ("kernel", "bias"), "Conv1D": ("kernel", "bias"), "Embedding": ("embeddings",),
+                "SimpleRNN": ("kernel", "recurrent", "bias"), "LSTM": ("kernel", "recurrent", "bias"),
+                "GRU": ("kernel", "recurrent", "bias")}
+_KERAS_MODULE = {"regularizer": "keras.regularizers", "constraint": "keras.constraints"}
+
+
+def _keras_reg_args(cls):
+    args = {f"{p}_{k}" for p in _WEIGHT_ARGS.get(cls, ()) for k in ("regularizer", "constraint")}
+    return args | ({"activity_regularizer"} if cls != "SpatialDropout1D" else set())
+
+
 #: rnnlab config keys that carry no meaning for Keras (shape hints, rnnlab's speed switches) and are dropped
 _DROPPED = {"batch_input_shape", "input_length", "backend", "implementation", "use_cudnn", "input_dim_hint"}
 _RNN_CELL = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell"}
@@ -152,7 +167,8 @@ def _layer_config(layer, path, nested_cfg=None):
     if cls not in KERAS_ARGS:
         _cannot(layer, f"Keras has no {cls} layer", path)
     cfg = dict(layer.get_config() if nested_cfg is None else nested_cfg)
-    allowed = set(KERAS_ARGS[cls]) | set(_COMMON)
+    reg_args = _keras_reg_args(cls)
+    allowed = set(KERAS_ARGS[cls]) | set(_COMMON) | reg_args
     out = {}
     for k, v in cfg.items():
         if k in _DROPPED:
@@ -161,6 +177,9 @@ def _layer_config(layer, path, nested_cfg=None):
             if v is None or v is False or v == 0:
                 continue      # an rnnlab option left at "off"
             _cannot(layer, f"its argument {k}={v!r} has no Keras counterpart", path)
+        if k in reg_args:   # Keras's form: {"module": "keras.regularizers", "class_name": "L2", "config": {...}, ...}
+            v = {"module": _KERAS_MODULE[k.rsplit("_", 1)[1]], "class_name": v["class_name"],
+                 "config": dict(v.get("config") or {}), "registered_name": None}
         out[k] = v
     for k in _INIT:
         if k in out:
