@@ -69,3 +69,33 @@ def test_train_fasttext_subword_norm_flag_reaches_the_model(tmp_path, capsys, mo
                          "--vector-size", "8", "--bucket", "100", "--epochs", "1", "--no-bin", "--verbose", "0",
                          *flag]) == 0
     assert seen == ["gensim", "facebook"]
+
+
+@pytest.mark.parametrize("sg", ["1", "0"])
+def test_train_fasttext_update_flag_reaches_the_model(tmp_path, capsys, monkeypatch, sg):
+    """``--update pair|chunk`` is FastText(update=...); without it the model's own default (skip-gram: "pair" when
+    the compiled loop is built); metrics.json records the order used."""
+    from rnnlab.embeddings import fasttext as ft
+
+    seen = []
+    orig = ft.FastText.__init__
+
+    def spy(self, *a, **kw):
+        seen.append(kw.get("update", "absent"))
+        orig(self, *a, **kw)
+
+    monkeypatch.setattr(ft.FastText, "__init__", spy)
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    used = []
+    for flag in ([], ["--update", "pair"], ["--update", "chunk"]):
+        out = tmp_path / f"r{len(used)}"
+        assert cli.main(["train", "fasttext", "--text", str(text), "--out", str(out), "--min-count", "1",
+                         "--vector-size", "8", "--bucket", "100", "--epochs", "1", "--no-bin", "--verbose", "0",
+                         "--sg", sg, *flag]) == 0
+        used.append(json.loads((out / "metrics.json").read_text())["update"])
+    assert seen == [None, "pair", "chunk"]
+    assert used == [ft.FastText._default_update(int(sg)), "pair", "chunk"]
+    with pytest.raises(SystemExit):
+        cli.main(["train", "fasttext", "--text", str(text), "--update", "batch"])
+    assert "--update: invalid choice: 'batch'" in capsys.readouterr().err

@@ -38,6 +38,11 @@ def add_train_arguments(p):
     p.add_argument("--subword-norm", choices=["gensim", "facebook"], default="gensim",
                    help="skip-gram training input: summed subword rows over the n-gram count (gensim, default) "
                         "or over the n-grams + 1 (Facebook's fastText); saved vectors are the mean either way")
+    p.add_argument("--update", choices=["pair", "chunk"], default=None,
+                   help="update order (FastText(update=...)): pair = one (centre, context) pair at a time, as "
+                        "gensim and Facebook's fastText (CBOW: one centre at a time); chunk = rnnlab's word2vec "
+                        "chunks of ~1000 words from the chunk's starting weights. Default: pair for skip-gram when "
+                        "the compiled loop is built, else chunk")
     p.add_argument("--negative", type=int, default=5)
     p.add_argument("--sample", type=float, default=1e-3)
     p.add_argument("--alpha", type=float, default=0.025)
@@ -70,14 +75,14 @@ def train(args):
                      sg=args.sg, min_n=args.min_n, max_n=args.max_n, bucket=args.bucket, negative=args.negative,
                      sample=args.sample, alpha=args.alpha, min_alpha=args.min_alpha, epochs=args.epochs,
                      seed=args.seed, workers=args.workers, batch_words=args.batch_words,
-                     verbose=bool(args.verbose), subword_norm=args.subword_norm)
+                     verbose=bool(args.verbose), subword_norm=args.subword_norm, update=args.update)
     out = output_dir(args.out, "fasttext")
     save_vec(model.wv, os.path.join(out, "vectors.vec"))
     if args.write_bin:
         save_facebook_model(model, os.path.join(out, "model.bin"))
     wv = model.wv
     used = np.unique(wv.subword_rows[wv.subword_rows >= len(wv)]).size
-    metrics = {"task": "fasttext", "sg": args.sg, "corpus_words": n, "vocab_size": len(wv),
+    metrics = {"task": "fasttext", "sg": args.sg, "update": model.update, "corpus_words": n, "vocab_size": len(wv),
                "vector_size": args.vector_size, "min_n": args.min_n, "max_n": args.max_n, "bucket": model.bucket,
                "ngram_buckets_used": int(used), "epochs": args.epochs, "workers": args.workers,
                "words_per_second": round(model.words_per_second, 1),
