@@ -67,8 +67,8 @@ def test_fused_backward_same_bits_as_step_loop(monkeypatch, cell, threads, kw):
 
 @pytest.mark.native_gemm
 def test_fused_backward_blocks_and_fallbacks(monkeypatch):
-    """Rows split over 2 blocks at 2 BLAS threads (each block its own loop); a mask, recurrent dropout or
-    recorded state gradients take the Python loop."""
+    """Rows split over 2 blocks at 2 BLAS threads (each block its own loop), with or without a mask (the masked
+    loop: tests/test_native_masked_loops.py); recurrent dropout or recorded state gradients take the Python loop."""
     calls = []
     real = _native.run_blocks
 
@@ -95,8 +95,10 @@ def test_fused_backward_blocks_and_fallbacks(monkeypatch):
     mask = np.ones((32, 5), bool)
     mask[3, 2:] = False
     layer.forward(x, training=True, mask=mask)
+    calls.clear()
     layer.backward(np.ones((32, 16), np.float32))
-    assert layer.last_backward_path == "steps"
+    assert layer.last_backward_path == "fused_loop"
+    assert calls[calls.index("loop") + 1] == [(0, 16), (16, 32)]
     drop = L.LSTM(16, recurrent_dropout=0.2)
     drop(x)
     drop.forward(x, training=True)

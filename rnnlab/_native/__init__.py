@@ -69,6 +69,11 @@ def _load():
     lib.rnnlab_lstm_bwd_loop_f32.restype = ctypes.c_int
     lib.rnnlab_gru_bwd_loop_f32.argtypes = [p, p, p, p, p, i64, i64, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_gru_bwd_loop_f32.restype = ctypes.c_int
+    if hasattr(lib, "rnnlab_lstm_bwd_loop_masked_f32"):   # (a library built before the masked loops: None below)
+        lib.rnnlab_lstm_bwd_loop_masked_f32.argtypes = lib.rnnlab_lstm_bwd_loop_f32.argtypes + [p, p, p, p, p]
+        lib.rnnlab_lstm_bwd_loop_masked_f32.restype = ctypes.c_int
+        lib.rnnlab_gru_bwd_loop_masked_f32.argtypes = lib.rnnlab_gru_bwd_loop_f32.argtypes + [p, p, p, p]
+        lib.rnnlab_gru_bwd_loop_masked_f32.restype = ctypes.c_int
     lib.rnnlab_gru_fwd_loop_f32.argtypes = [p, p, i64, i64, p, p, p, p, p, p, i64, i64, i64, i64, i64]
     lib.rnnlab_gru_fwd_loop_f32.restype = ctypes.c_int
     lib.rnnlab_tanh_approx_f32_isa.argtypes = [p, p, i64, i64]
@@ -345,12 +350,16 @@ def fused_loop_kernel(cell):
     return {"lstm": _LIB.rnnlab_lstm_fwd_loop_f32, "gru": _LIB.rnnlab_gru_fwd_loop_f32}[cell]
 
 
-def fused_bwd_loop_kernel(cell):
+def fused_bwd_loop_kernel(cell, masked=False):
     """The ctypes function ``rnnlab_{cell}_bwd_loop_f32`` of _cells.c ("lstm" or "gru": the packed-path backward
-    time loop in one call, see rnnlab/layers/lstm.py, gru.py), or None when the kernel is not loaded."""
+    time loop in one call, see rnnlab/layers/lstm.py, gru.py), or with ``masked`` its masked variant
+    ``rnnlab_{cell}_bwd_loop_masked_f32`` (the same arguments, then the mask, the partial-step flags, the output
+    factor and the scratch of the masked steps: :meth:`rnnlab.layers.fused_native.NativePaths._compiled_backward_loop`);
+    None when the kernel is not loaded (or, masked, built before that variant existed)."""
     if _LIB is None:
         return None
-    return {"lstm": _LIB.rnnlab_lstm_bwd_loop_f32, "gru": _LIB.rnnlab_gru_bwd_loop_f32}[cell]
+    name = {"lstm": "rnnlab_lstm_bwd_loop", "gru": "rnnlab_gru_bwd_loop"}[cell] + ("_masked_f32" if masked else "_f32")
+    return getattr(_LIB, name, None)
 
 
 def gru_step_kernels():

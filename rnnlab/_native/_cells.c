@@ -723,9 +723,40 @@ int rnnlab_gru_fwd_loop_f32(const float *Wp, const float *HR, int64_t hr_t, int6
     return (int)use;
 }
 
+/* Rows of a masked step (the Python loop's `masked and ws.partial[t]` branch, fused_loop.py): for each state, the
+ * gradient the step sees is dnew = carry * m, and the carried one keeps carry * (1 - m) (m = mask[b] as 1.0f or 0.0f,
+ * the same multiplications as NumPy's by ws.mf[t] / ws.notmf[t]); the caller then runs the step on dnew and adds
+ * its dL/dS[t] to the carry. B rows of U, contiguous. */
+static void split_masked_rows(float *carry, float *dnew, const uint8_t *m, int64_t B, int64_t U) {
+    for (int64_t b = 0; b < B; b++) {
+        float mv = m[b] ? 1.0f : 0.0f, nv = m[b] ? 0.0f : 1.0f;
+        float *cr = carry + b * U, *dn = dnew + b * U;
+        for (int64_t j = 0; j < U; j++) {
+            dn[j] = cr[j] * mv;
+            cr[j] = cr[j] * nv;
+        }
+    }
+}
+
+/* dh += G[t] (G: step t row b at G + t * g_t + b * g_b), each row's G times fac[t * bt + b] first when fac (masked
+ * layers: the output factor ws.fac, NumPy's tmp = G[t] * fac[t]; carry += tmp); B rows of U. */
+static void add_output_grad(float *dh, const float *G, int64_t g_t, int64_t g_b, const float *fac, int64_t t,
+                            int64_t B, int64_t bt, int64_t U) {
+    for (int64_t b = 0; b < B; b++) {
+        const float *g = G + t * g_t + b * g_b;
+        float *d = dh + b * U;
+        if (fac) {
+            float f = fac[t * bt + b];
+            for (int64_t j = 0; j < U; j++) d[j] += g[j] * f;
+        } else {
+            for (int64_t j = 0; j < U; j++) d[j] += g[j];
+        }
+    }
+}
+
 /* The T steps of the LSTM backward of the packed path (fused_loop's BPTT loop, lstm.py's _step_backward_fast with
- * its C gate kernel) in one call, for steps without masking or recurrent dropout, doing per step t = T-1..0 what
- * the Python loop does: dh += G[t] (when G: the output gradient of return_sequences), the gate kernel of
+ * its C gate kernel) in one call, for steps without recurrent dropout, doing per step t = T-1..0 what the Python
+ * loop does: dh += G[t] (when G: the output gradient of return_sequences), the gate kernel of
  * rnnlab_lstm_gates_bwd_f32 (dh, dc, the activations A[t], C[t], TC[t] -> dA[t], written over A[t] as the loop
  * stores it, and dc_prev), then dh_prev = dA[t] W_h^T (WpT: rnnlab_pack_f32 of W_h^T, _gemm.c). Same kernels in
  * the same order: the same bits as the per-step loop.
@@ -733,21 +764,34 @@ int rnnlab_gru_fwd_loop_f32(const float *Wp, const float *HR, int64_t hr_t, int6
  *   never interact); A (T, bt, 4U), C (T+1, bt, U), TC (T, bt, U): C-contiguous; G: step t row b at
  *   G + t * g_t + b * g_b (NULL for none);
  *   dh, dc (B, U, rows U apart): in: dL/dh_T, dL/dc_T; out: dL/dh_0, dL/dc_0; dh2, dc2 (B, U): scratch.
+ * Masked (rnnlab_lstm_bwd_loop_masked_f32; mask non-NULL): mask (T, bt) uint8, partial (T,) uint8 (step t has a
+ * masked row anywhere in the *whole* batch: the Python loop's ws.partial, which decides its branch), fac (T, bt)
+ * float the output factor (ws.fac), nh, nc (B, U) scratch (the Python loop's ws.dnew). G[t] is scaled by fac[t]
+ * before it is added; a partial step splits the carried gradients (split_masked_rows), runs the gate kernel and the
+ * product on the masked ones and adds dc_prev, dh_prev to the carry, exactly the Python loop's operations; a
+ * step without masked rows is the unmasked step.
  * Returns the gate path (as rnnlab_lstm_gates_bwd_f32), or 0 (nothing done) when the packed GEMM cannot run. */
-int rnnlab_lstm_bwd_loop_f32(const float *WpT, float *A, const float *C, const float *TC, const float *G,
-                             int64_t g_t, int64_t g_b, float *dh, float *dc, float *dh2, float *dc2, int64_t T,
-                             int64_t B, int64_t bt, int64_t U, int64_t isa) {
+static int lstm_bwd_loop(const float *WpT, float *A, const float *C, const float *TC, const float *G, int64_t g_t,
+                         int64_t g_b, float *dh, float *dc, float *dh2, float *dc2, int64_t T, int64_t B, int64_t bt,
+                         int64_t U, int64_t isa, const uint8_t *mask, const uint8_t *partial, const float *fac,
+                         float *nh, float *nc) {
     int64_t W = 4 * U;
     int use = 0;
     float *h = dh, *c = dc, *hp = dh2, *cp = dc2;
     for (int64_t t = T - 1; t >= 0; t--) {
         if (G)
-            for (int64_t b = 0; b < B; b++) {
-                const float *g = G + t * g_t + b * g_b;
-                float *d = h + b * U;
-                for (int64_t j = 0; j < U; j++) d[j] += g[j];
-            }
+            add_output_grad(h, G, g_t, g_b, mask ? fac : NULL, t, B, bt, U);
         float *a = A + t * bt * W;
+        if (mask && partial[t]) {
+            split_masked_rows(h, nh, mask + t * bt, B, U);
+            split_masked_rows(c, nc, mask + t * bt, B, U);
+            use = rnnlab_lstm_gates_bwd_f32(nh, nc, a, C + t * bt * U, TC + t * bt * U, a, cp, B, U, isa);
+            if (!rnnlab_gemm_packed_f32(a, W, 1, WpT, U, B, W, U, 0, hp))
+                return 0;  /* (only at the first step: the GEMM's path does not change) */
+            for (int64_t k = 0; k < B * U; k++) h[k] += hp[k];
+            for (int64_t k = 0; k < B * U; k++) c[k] += cp[k];
+            continue;
+        }
         use = rnnlab_lstm_gates_bwd_f32(h, c, a, C + t * bt * U, TC + t * bt * U, a, cp, B, U, isa);
         if (!rnnlab_gemm_packed_f32(a, W, 1, WpT, U, B, W, U, 0, hp))
             return 0;  /* (only at the first step: the GEMM's path does not change) */
@@ -761,32 +805,68 @@ int rnnlab_lstm_bwd_loop_f32(const float *WpT, float *A, const float *C, const f
     return use;
 }
 
+int rnnlab_lstm_bwd_loop_f32(const float *WpT, float *A, const float *C, const float *TC, const float *G,
+                             int64_t g_t, int64_t g_b, float *dh, float *dc, float *dh2, float *dc2, int64_t T,
+                             int64_t B, int64_t bt, int64_t U, int64_t isa) {
+    return lstm_bwd_loop(WpT, A, C, TC, G, g_t, g_b, dh, dc, dh2, dc2, T, B, bt, U, isa, NULL, NULL, NULL, NULL,
+                         NULL);
+}
+
+int rnnlab_lstm_bwd_loop_masked_f32(const float *WpT, float *A, const float *C, const float *TC, const float *G,
+                                    int64_t g_t, int64_t g_b, float *dh, float *dc, float *dh2, float *dc2,
+                                    int64_t T, int64_t B, int64_t bt, int64_t U, int64_t isa, const uint8_t *mask,
+                                    const uint8_t *partial, const float *fac, float *nh, float *nc) {
+    if (!mask || !partial || !fac || !nh || !nc)
+        return 0;
+    return lstm_bwd_loop(WpT, A, C, TC, G, g_t, g_b, dh, dc, dh2, dc2, T, B, bt, U, isa, mask, partial, fac, nh, nc);
+}
+
 /* The same for the GRU (reset_after=True, gru.py's _step_backward_fast with its C gate kernel): per step t = T-1..0,
  * dh += G[t] (when G), the gate kernel of rnnlab_gru_gates_bwd_f32 (dh, the gates A[t], H[t], Q[t] -> dA[t] written
  * over A[t], dQ[t] over Q[t], dh_prev = its direct part), then dh_prev += dQ[t] W_h^T (WpT packed, through the (B, U)
  * scratch tmp). Same kernels and additions in the same order as the per-step loop: the same bits.
- *   A and Q (T, bt, 3U), H (T+1, bt, U); dh (B, U) in: dL/dh_T, out: dL/dh_0; dh2, tmp (B, U) scratch. */
-int rnnlab_gru_bwd_loop_f32(const float *WpT, float *A, const float *H, float *Q, const float *G, int64_t g_t,
-                            int64_t g_b, float *dh, float *dh2, float *tmp, int64_t T, int64_t B, int64_t bt,
-                            int64_t U, int64_t isa) {
+ *   A and Q (T, bt, 3U), H (T+1, bt, U); dh (B, U) in: dL/dh_T, out: dL/dh_0; dh2, tmp (B, U) scratch.
+ * Masked (rnnlab_gru_bwd_loop_masked_f32): mask, partial, fac as for the LSTM, nh (B, U) scratch (ws.dnew[0]); a
+ * partial step runs the gate kernel and the product on nh = dh * m, keeps dh * (1 - m) and adds dh_prev to it. */
+static int gru_bwd_loop(const float *WpT, float *A, const float *H, float *Q, const float *G, int64_t g_t,
+                        int64_t g_b, float *dh, float *dh2, float *tmp, int64_t T, int64_t B, int64_t bt, int64_t U,
+                        int64_t isa, const uint8_t *mask, const uint8_t *partial, const float *fac, float *nh) {
     int64_t W = 3 * U;
     int use = 0;
     float *h = dh, *hp = dh2;
     for (int64_t t = T - 1; t >= 0; t--) {
         if (G)
-            for (int64_t b = 0; b < B; b++) {
-                const float *g = G + t * g_t + b * g_b;
-                float *d = h + b * U;
-                for (int64_t j = 0; j < U; j++) d[j] += g[j];
-            }
+            add_output_grad(h, G, g_t, g_b, mask ? fac : NULL, t, B, bt, U);
         float *a = A + t * bt * W, *q = Q + t * bt * W;
-        use = rnnlab_gru_gates_bwd_f32(h, a, H + t * bt * U, q, a, hp, B, U, isa);
+        int part = mask && partial[t];
+        if (part)
+            split_masked_rows(h, nh, mask + t * bt, B, U);
+        use = rnnlab_gru_gates_bwd_f32(part ? nh : h, a, H + t * bt * U, q, a, hp, B, U, isa);
         if (!rnnlab_gemm_packed_f32(q, W, 1, WpT, U, B, W, U, 0, tmp))
             return 0;  /* (only at the first step) */
         for (int64_t k = 0; k < B * U; k++) hp[k] += tmp[k];
+        if (part) {
+            for (int64_t k = 0; k < B * U; k++) h[k] += hp[k];
+            continue;
+        }
         float *s = h; h = hp; hp = s;
     }
     if (h != dh)
         memcpy(dh, h, (size_t)(B * U) * sizeof(float));
     return use;
+}
+
+int rnnlab_gru_bwd_loop_f32(const float *WpT, float *A, const float *H, float *Q, const float *G, int64_t g_t,
+                            int64_t g_b, float *dh, float *dh2, float *tmp, int64_t T, int64_t B, int64_t bt,
+                            int64_t U, int64_t isa) {
+    return gru_bwd_loop(WpT, A, H, Q, G, g_t, g_b, dh, dh2, tmp, T, B, bt, U, isa, NULL, NULL, NULL, NULL);
+}
+
+int rnnlab_gru_bwd_loop_masked_f32(const float *WpT, float *A, const float *H, float *Q, const float *G, int64_t g_t,
+                                   int64_t g_b, float *dh, float *dh2, float *tmp, int64_t T, int64_t B, int64_t bt,
+                                   int64_t U, int64_t isa, const uint8_t *mask, const uint8_t *partial,
+                                   const float *fac, float *nh) {
+    if (!mask || !partial || !fac || !nh)
+        return 0;
+    return gru_bwd_loop(WpT, A, H, Q, G, g_t, g_b, dh, dh2, tmp, T, B, bt, U, isa, mask, partial, fac, nh);
 }

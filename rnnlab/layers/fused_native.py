@@ -275,31 +275,39 @@ class NativePaths:
         return False
 
     def _fused_backward(self, ws, g_out):
-        """Run the whole BPTT time loop of the packed path (``ws.pkb`` set; no mask, no recurrent dropout) in one
+        """Run the whole BPTT time loop of the packed path (``ws.pkb`` set; no recurrent dropout) in one
         compiled call doing per step what the Python loop does, by the row blocks of :func:`rnnlab._native.row_blocks`
         (rows never interact: the same bits); ``g_out`` the (B, T, U) output gradient of return_sequences, or None.
         On return ``ws.carry`` holds dL/dS[0] and ``ws.A`` holds dA, as after the Python loop. True when done; the
         base class has none (LSTM and GRU reset_after=True do)."""
         return False
 
-    def _compiled_backward_loop(self, ws, kind, before, after, g_out):
+    def _compiled_backward_loop(self, ws, kind, before, after, g_out, dnew=()):
         """Run ``rnnlab._native.fused_bwd_loop_kernel(kind)`` over the row blocks of
         :func:`rnnlab._native.row_blocks`, as the LSTM and GRU :meth:`_fused_backward` call it. The kernel takes
         ``(packed W_h^T, *before, g, g_t, g_b, *after, T, rows, B, U, isa)``; ``before`` and ``after`` are
         ``(address, floats per batch row)`` pairs of the (B, ...) buffers, offset to each block's first row;
-        ``g`` is ``g_out`` (B, T, U) in float32 (row stride T U, step stride U) or None. Returns True."""
-        fn = _native.fused_bwd_loop_kernel(kind)
+        ``g`` is ``g_out`` (B, T, U) in float32 (row stride T U, step stride U) or None. With a mask (``ws.m``) the
+        kernel is the masked one, taking after ``isa`` the (T, B) mask and output factor ``ws.fac`` (offset to the
+        block's first row), the (T,) flags ``ws.partial`` (of the whole batch: they choose the Python loop's branch)
+        and ``dnew`` (pairs as ``after``: the masked steps' scratch, ``ws.dnew``). Returns True."""
+        fn = _native.fused_bwd_loop_kernel(kind, masked=ws.m is not None)
         cp, B, U, T = ws.fast.cptr, ws.B, self.units, ws.T
         wpt = addr(ws.pkb.pm.buf)
         g = g_t = g_b = 0
         if g_out is not None:
             g_keep = np.ascontiguousarray(g_out, dtype=np.float32)      # (B, T, U): step t of row b at b T U + t U
             g, g_t, g_b = addr(g_keep), U, T * U
+        if ws.m is not None:   # (uint8 (T, B), uint8 (T,), float32 (T, B), kept alive for the calls)
+            m_keep = [np.ascontiguousarray(ws.m, dtype=np.uint8), np.ascontiguousarray(ws.partial, dtype=np.uint8),
+                      np.ascontiguousarray(ws.fac, dtype=np.float32)]
+            mk, part, fac = [addr(v) for v in m_keep]
 
         def run(block):
             b0, b1 = block
+            tail = () if ws.m is None else (mk + b0, part, fac + 4 * b0, *[p + 4 * b0 * w for p, w in dnew])
             return fn(wpt, *[p + 4 * b0 * w for p, w in before], g + 4 * b0 * g_b if g else None, g_t, g_b,
-                      *[p + 4 * b0 * w for p, w in after], T, b1 - b0, B, U, cp.isa)
+                      *[p + 4 * b0 * w for p, w in after], T, b1 - b0, B, U, cp.isa, *tail)
 
         uses = _native.run_blocks(run, _native.row_blocks(B))
         if not all(uses):   # (cannot happen: ws.pkb is only made where the packed GEMM runs; A[T-1] is spent)
@@ -384,7 +392,7 @@ class NativePaths:
             return None
         # (a product too large for one thread: packed all the same when the compiled loop splits its rows)
         if not _native.packed_gemm_wins(B, W.shape[1], U) and not (
-                ws.m is None and ws.rec_mask is None and self._has_fused_backward(ws) and self._split_products()
+                ws.rec_mask is None and self._has_fused_backward(ws) and self._split_products()
                 and len(_native.row_blocks(B)) > 1):
             return None
         pkb = ws.packed_bwd

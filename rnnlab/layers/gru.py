@@ -262,12 +262,14 @@ class GRUSteps:
     def _fused_backward(self, ws, g_out):
         # the BPTT loop in C (_cells.c: the gate kernel of _step_backward_fast, dA over A[t], dQ over Q[t], the
         # packed dQ W_h^T added to the direct part), by blocks of rows; dL/dh_0 comes back in ws.carry[0]
-        if not self._has_fused_forward(ws) or ws.pkb is None:
+        # with a mask, its masked variant (the Python loop's masked steps, ws.dnew[0] their scratch)
+        if (not self._has_fused_forward(ws) or ws.pkb is None
+                or _native.fused_bwd_loop_kernel("gru", masked=ws.m is not None) is None):
             return False
         U, W = self.units, 3 * self.units
         return self._compiled_backward_loop(ws, "gru", [(addr(ws.A), W), (addr(ws.S[0]), U), (addr(ws.Q), W)],
                                             [(addr(ws.carry[0]), U), (addr(ws.dprev[0]), U), (addr(ws.tmpU), U)],
-                                            g_out)
+                                            g_out, dnew=[(addr(ws.dnew[0]), U)])
 
     # ---------------------------------------------------------------- forward
     def _fused_forward(self, ws):

@@ -27,10 +27,10 @@ the same buffers; it agrees with the NumPy loop to ~1e-6 relative (tanh approxim
 In training (float32, these activations, kernel built) each fast-path step keeps its recurrent GEMM in
 NumPy and does the elementwise gate math in one C call (``rnnlab_lstm_gates_fwd_f32`` /
 ``rnnlab_lstm_gates_bwd_f32``), writing the same buffers: forward equal up to the tanh approximation,
-backward step bit-identical (gains: docs/benchmarks.md). On the packed path the whole forward and, without a mask
-or recurrent dropout, the whole backward time loop each run in one compiled call (``rnnlab_lstm_fwd_loop_f32``,
-``rnnlab_lstm_bwd_loop_f32``), by blocks of batch rows with several BLAS threads; the backward loop gives the bits
-of the per-step loop.
+backward step bit-identical (gains: docs/benchmarks.md). On the packed path the whole forward and, without
+recurrent dropout, the whole backward time loop each run in one compiled call (``rnnlab_lstm_fwd_loop_f32``,
+``rnnlab_lstm_bwd_loop_f32``, with a mask ``rnnlab_lstm_bwd_loop_masked_f32``), by blocks of batch rows with several
+BLAS threads; the backward loop gives the bits of the per-step loop, masked or not.
 
 ``unit_forget_bias=True`` (default, as Keras) initialises the forget slice of the bias to 1.
 The time loop, masking, states and the weight-gradient GEMMs are in :mod:`rnnlab.layers.recurrent`.
@@ -257,12 +257,15 @@ class LSTMSteps:
     def _fused_backward(self, ws, g_out):
         # the BPTT loop in C (_cells.c: the gate kernel of _step_backward_fast, dA over A[t], the packed dA W_h^T),
         # by blocks of rows; the carried gradients come back in ws.carry (ws.dprev is the scratch)
-        if not self._has_fused_forward(ws) or ws.pkb is None:
+        # with a mask, its masked variant (the Python loop's masked steps, ws.dnew their scratch)
+        if (not self._has_fused_forward(ws) or ws.pkb is None
+                or _native.fused_bwd_loop_kernel("lstm", masked=ws.m is not None) is None):
             return False
         U, W = self.units, 4 * self.units
         (dh, dc), (dh2, dc2) = [addr(v) for v in ws.carry], [addr(v) for v in ws.dprev]
         return self._compiled_backward_loop(ws, "lstm", [(addr(ws.A), W), (addr(ws.S[1]), U), (addr(ws.TC), U)],
-                                            [(dh, U), (dc, U), (dh2, U), (dc2, U)], g_out)
+                                            [(dh, U), (dc, U), (dh2, U), (dc2, U)], g_out,
+                                            dnew=[(addr(v), U) for v in ws.dnew])
 
     def _step_forward(self, t, ws):
         fast = ws.fast
