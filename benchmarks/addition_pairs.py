@@ -18,28 +18,13 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
+from rnnlab.datasets import keras_addition_pairs
 
 
 def keras_io_addition_pairs(num=50000, digits=3, seed=0):
-    """``num`` distinct ``("a+b", "a+b evaluated")`` pairs drawn as the keras-io addition example draws them."""
-    gen = np.random.default_rng(seed)
-    seen, pairs = set(), []
-
-    def number():
-        return int("".join(str(d) for d in gen.integers(0, 10, size=gen.integers(1, digits + 1))))
-
-    limit = (10 ** digits) * (10 ** digits + 1) // 2
-    if num > limit:
-        raise ValueError(f"cannot draw {num} distinct unordered additions of up to {digits} digits (at most {limit})")
-    while len(pairs) < num:
-        a, b = number(), number()
-        key = (min(a, b), max(a, b))
-        if key in seen:
-            continue
-        seen.add(key)
-        pairs.append((f"{a}+{b}", str(a + b)))
-    return pairs
+    """``num`` distinct ``("a+b", "a+b evaluated")`` pairs drawn as the keras-io addition example draws them
+    (:func:`rnnlab.datasets.keras_addition_pairs`, what ``rnnlab train seq2seq --generate addition`` draws)."""
+    return keras_addition_pairs(num, digits, seed=seed)
 
 
 def main(argv=None):

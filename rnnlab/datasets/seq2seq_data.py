@@ -3,7 +3,9 @@
 * :func:`date_pairs` / :func:`date_splits`: dates written in many human formats -> ISO ``YYYY-MM-DD``
   (deterministic for a seed; the held-out set shares no source string with the training set).
 * :func:`addition_pairs` / :func:`addition_splits`: ``"123+45"`` -> ``"168"`` (held-out operand pairs are
-  disjoint from training).
+  disjoint from training); :func:`keras_addition_pairs`: the keras-io ``addition_rnn`` example's recipe
+  (operands of 1 to ``digits`` digits, ``a+b`` and ``b+a`` once), what ``rnnlab train seq2seq --generate
+  addition`` trains on.
 * :func:`load_pairs`: ``source<TAB>target`` lines (extra columns ignored, blank lines skipped; a line
   without a tab is an error naming its line number).
 * :class:`Vocabulary`: char- or word-level token <-> id maps with reserved ids ``<pad>=0``, ``<start>=1``,
@@ -156,6 +158,40 @@ def addition_splits(n_train, n_test, digits=3, seed=0):
     test = addition_pairs(n_test, digits, seed=seed + 1_000_003)
     train = addition_pairs(n_train, digits, seed=seed, exclude={s for s, _ in test})
     return train, test
+
+
+def keras_addition_pairs(n, digits=3, seed=0):
+    """``n`` distinct ``("a+b", "a+b evaluated")`` pairs drawn as the keras-io ``addition_rnn`` example draws
+    them (described, not copied): each operand has a length drawn uniformly from 1..``digits`` and digits drawn
+    uniformly from 0-9 (a leading zero gives a shorter number: ``int("07") == 7``), and a pair whose operands
+    were already drawn in either order is skipped (``a+b`` and ``b+a`` count once). Unlike :func:`addition_pairs`
+    (both operands uniform below ``10**digits``, so mostly ``digits`` long), short operands are common.
+
+    The example pads the question to ``2 * digits + 1`` characters for its fixed-length model; these are the
+    plain strings (a sequence-to-sequence model reads any length, and ``rnnlab translate "12+5"`` then asks in
+    the form it was trained on). ``rnnlab train seq2seq --generate addition`` splits them with
+    :func:`split_pairs`, as ``--pairs`` splits a file written by ``benchmarks/addition_pairs.py``."""
+    n = _check_count(n)
+    if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)) or not 1 <= digits <= 9:
+        raise ValueError(f"digits must be an int in [1, 9], got {digits!r}")
+    digits = int(digits)
+    limit = (10 ** digits) * (10 ** digits + 1) // 2
+    if n > limit:
+        raise ValueError(f"cannot draw {n} distinct unordered additions of up to {digits} digits (at most {limit})")
+    gen = np.random.default_rng(seed)
+    seen, pairs = set(), []
+
+    def number():
+        return int("".join(str(d) for d in gen.integers(0, 10, size=gen.integers(1, digits + 1))))
+
+    while len(pairs) < n:
+        a, b = number(), number()
+        key = (min(a, b), max(a, b))
+        if key in seen:
+            continue
+        seen.add(key)
+        pairs.append((f"{a}+{b}", str(a + b)))
+    return pairs
 
 
 # ------------------------------------------------------------------------------------------ TSV

@@ -6,6 +6,8 @@ Train::
                          [--level char|word] [--reverse-source] [--cell lstm|gru|rnn] [--units 64] ...
     rnnlab train seq2seq --generate dates|addition [--num-pairs 50000]     (built-in generated data)
 
+``--generate addition`` draws the keras-io ``addition_rnn`` example's pairs (operands of 1 to ``--digits`` digits,
+:func:`rnnlab.datasets.keras_addition_pairs`); ``--addition-recipe uniform`` gives the former uniform operands.
 The encoder is bidirectional by default (``--unidirectional`` for a left-to-right one): with defaults only, the
 keras-io addition data (3+3 digits, 45,000 training pairs) reach >= 99% held-out exact match (docs/results.md),
 which the unidirectional encoder did not within the budget. The model trains through the one engine
@@ -37,7 +39,13 @@ def add_train_arguments(parser):
     g.add_argument("--pairs", help="TSV file of source<TAB>target lines")
     g.add_argument("--generate", choices=["dates", "addition"], help="use generated pairs instead of a file")
     src.add_argument("--num-pairs", type=int, default=50000, help="with --generate: number of pairs")
-    src.add_argument("--digits", type=int, default=3, help="with --generate addition: digits per operand")
+    src.add_argument("--digits", type=int, default=3, help="with --generate addition: digits per operand (at most)")
+    src.add_argument("--addition-recipe", choices=["keras", "uniform"], default="keras",
+                     help="with --generate addition: keras (default) = the keras-io addition_rnn example's pairs "
+                          "(each operand 1 to --digits digits long, the length uniform; a+b and b+a once; the "
+                          "same pairs and split as --pairs on a file from benchmarks/addition_pairs.py with this "
+                          "--seed); uniform = both operands uniform in 0 .. 10**digits - 1 (rnnlab's former "
+                          "generator: mostly full-length operands)")
     src.add_argument("--test-fraction", type=float, default=0.1, help="held-out fraction (disjoint sources)")
     src.add_argument("--level", choices=["char", "word"], default="char", help="tokenisation level")
     src.add_argument("--max-source-len", type=int, default=None, help="default: longest training source")
@@ -72,7 +80,8 @@ def train(args):
     import numpy as np
 
     from .. import backend
-    from ..datasets.seq2seq_data import Vocabulary, addition_splits, date_splits, load_pairs, split_pairs
+    from ..datasets.seq2seq_data import (Vocabulary, addition_splits, date_splits, keras_addition_pairs, load_pairs,
+                                         split_pairs)
     from ..models.seq2seq import Seq2Seq
 
     from .common import epochs_to_run, threads
@@ -101,6 +110,9 @@ def train(args):
         n_train = args.num_pairs - n_test
         if args.generate == "dates":
             train_pairs, test_pairs = date_splits(n_train, n_test, seed=args.seed)
+        elif args.addition_recipe == "keras":
+            train_pairs, test_pairs = split_pairs(keras_addition_pairs(args.num_pairs, args.digits, seed=args.seed),
+                                                  args.test_fraction, seed=args.seed)
         else:
             train_pairs, test_pairs = addition_splits(n_train, n_test, digits=args.digits, seed=args.seed)
         name = args.generate
@@ -184,6 +196,7 @@ def train(args):
         print(f"model saved to {path}")
     return finish_run(out, {
         "exact_match_accuracy": ev["exact_match_accuracy"], "token_accuracy": ev["token_accuracy"],
+        "data": args.pairs or (f"addition ({args.addition_recipe})" if args.generate == "addition" else args.generate),
         "train_pairs": len(train_pairs), "test_pairs": len(test_pairs), "attention": args.attention,
         "bidirectional": bidirectional,
         "final_loss": final_loss,
