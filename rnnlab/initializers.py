@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from . import backend
+from ._config import ConfigObject
 
 
 def _fans(shape):
@@ -27,8 +28,9 @@ def _fans(shape):
     return shape[-2] * receptive, shape[-1] * receptive
 
 
-class Initializer:
-    """Base class: subclasses implement ``__call__(shape, dtype)``."""
+class Initializer(ConfigObject):
+    """Base class: subclasses implement ``__call__(shape, dtype)`` and ``get_config()`` (their arguments), which
+    gives ``from_config`` and the constructor-like ``repr`` (:class:`rnnlab._config.ConfigObject`)."""
 
     @property
     def seed(self):
@@ -47,10 +49,6 @@ class Initializer:
 
     def get_config(self) -> dict:
         return {}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class Zeros(Initializer):
@@ -98,66 +96,6 @@ class RandomNormal(Initializer):
 
     def get_config(self):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
-
-
-class GlorotUniform(Initializer):
-    """U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
-
-    def __init__(self, seed=None):
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        fan_in, fan_out = _fans(shape)
-        limit = math.sqrt(6.0 / max(1.0, fan_in + fan_out))
-        gen = self._rng()
-        return _chunked(shape, dtype, lambda n: gen.uniform(-limit, limit, size=n))
-
-    def get_config(self):
-        return {"seed": self.seed}
-
-
-class GlorotNormal(Initializer):
-    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / (fan_in + fan_out))."""
-
-    def __init__(self, seed=None):
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        fan_in, fan_out = _fans(shape)
-        std = math.sqrt(2.0 / max(1.0, fan_in + fan_out)) / 0.87962566103423978
-        return _truncated_normal(self._rng(), shape, std, dtype)
-
-    def get_config(self):
-        return {"seed": self.seed}
-
-
-class HeNormal(Initializer):
-    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / fan_in) (He et al. 2015), as Keras."""
-
-    def __init__(self, seed=None):
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        fan_in, _ = _fans(shape)
-        std = math.sqrt(2.0 / max(1.0, fan_in)) / 0.87962566103423978
-        return _truncated_normal(self._rng(), shape, std, dtype)
-
-    def get_config(self):
-        return {"seed": self.seed}
-
-
-class HeUniform(Initializer):
-    def __init__(self, seed=None):
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        fan_in, _ = _fans(shape)
-        limit = math.sqrt(6.0 / max(1.0, fan_in))
-        gen = self._rng()
-        return _chunked(shape, dtype, lambda n: gen.uniform(-limit, limit, size=n))
-
-    def get_config(self):
-        return {"seed": self.seed}
 
 
 class Orthogonal(Initializer):
@@ -240,24 +178,50 @@ class VarianceScaling(Initializer):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
 
 
-class LecunNormal(VarianceScaling):
+class _Preset(VarianceScaling):
+    """A :class:`VarianceScaling` with fixed ``(scale, mode, distribution)`` (``_args``), taking only ``seed``,
+    as Keras defines its Glorot, He and LeCun initializers."""
+
+    _args: tuple = ()
+
+    def __init__(self, seed=None):
+        super().__init__(*self._args, seed=seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class GlorotUniform(_Preset):
+    """U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010):
+    ``VarianceScaling(1.0, "fan_avg", "uniform")``."""
+    _args = (1.0, "fan_avg", "uniform")
+
+
+class GlorotNormal(_Preset):
+    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / (fan_in + fan_out)):
+    ``VarianceScaling(1.0, "fan_avg", "truncated_normal")``."""
+    _args = (1.0, "fan_avg", "truncated_normal")
+
+
+class HeNormal(_Preset):
+    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / fan_in) (He et al. 2015):
+    ``VarianceScaling(2.0, "fan_in", "truncated_normal")``."""
+    _args = (2.0, "fan_in", "truncated_normal")
+
+
+class HeUniform(_Preset):
+    """U(-limit, limit) with limit = sqrt(6 / fan_in): ``VarianceScaling(2.0, "fan_in", "uniform")``."""
+    _args = (2.0, "fan_in", "uniform")
+
+
+class LecunNormal(_Preset):
     """``VarianceScaling(1.0, "fan_in", "truncated_normal")`` (LeCun 1998)."""
-
-    def __init__(self, seed=None):
-        super().__init__(1.0, "fan_in", "truncated_normal", seed)
-
-    def get_config(self):
-        return {"seed": self.seed}
+    _args = (1.0, "fan_in", "truncated_normal")
 
 
-class LecunUniform(VarianceScaling):
+class LecunUniform(_Preset):
     """``VarianceScaling(1.0, "fan_in", "uniform")``: U(-sqrt(3 / fan_in), sqrt(3 / fan_in))."""
-
-    def __init__(self, seed=None):
-        super().__init__(1.0, "fan_in", "uniform", seed)
-
-    def get_config(self):
-        return {"seed": self.seed}
+    _args = (1.0, "fan_in", "uniform")
 
 
 class Identity(Initializer):
