@@ -90,20 +90,6 @@ def _compile(model, settings, from_logits):
     return model
 
 
-def log_softmax(z):
-    z = np.asarray(z, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
-def one_hot_windows(ids, starts, maxlen, vocab, dtype="float32"):
-    """(len(starts), maxlen, vocab) one-hot inputs of the windows ``ids[s:s+maxlen]``."""
-    idx = np.asarray(starts)[:, None] + np.arange(maxlen)[None, :]
-    x = np.zeros((len(starts), maxlen, vocab), dtype=dtype)
-    np.put_along_axis(x, ids[idx][..., None], 1.0, axis=2)
-    return x
-
-
 def stream_batches(ids, batch_size):
     """``(x, y)`` of shape (B, L): B contiguous streams of the text, y = x shifted by one character."""
     n = (len(ids) - 1) // batch_size
