@@ -227,18 +227,10 @@ def resolve_settings(args, argv_flags=None):
             s[k] = v
     if args.preset and args.clipnorm is None and s["mode"] == "window":
         s["clipnorm"] = None      # the Keras example has no clipping
-    for k in ("units", "layers", "embedding_dim", "batch_size", "maxlen", "step", "bptt", "eval_streams"):
-        if s[k] is None and k in ("units", "layers"):
-            continue
-        if isinstance(s[k], bool) or not isinstance(s[k], int) or s[k] < 1:
-            raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {s[k]!r}")
-    if not 0.0 <= s["dropout"] < 1.0:
-        raise ValueError(f"--dropout must be in [0, 1), got {s['dropout']}")
-    if not s["lr"] > 0:
-        raise ValueError(f"--lr must be > 0, got {s['lr']}")
-    if args.bidirectional:
-        raise ValueError("--bidirectional does not apply to a language model (it would see the character it "
-                         "has to predict)")
+    from .common import check_lm_settings
+    check_lm_settings(s, [k for k in ("units", "layers", "embedding_dim", "batch_size", "maxlen", "step", "bptt",
+                                      "eval_streams") if s[k] is not None or k not in ("units", "layers")],
+                      "character", args.bidirectional)
     s["seed"] = args.seed
     return s
 

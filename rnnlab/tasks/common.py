@@ -129,6 +129,23 @@ def epochs_to_run(args):
     return args.epochs
 
 
+def check_lm_settings(settings, positive, token, bidirectional):
+    """The checks ``train charlm`` and ``train wordlm`` share: the ``positive`` keys of ``settings`` positive ints,
+    dropout in [0, 1), lr > 0, and no ``--bidirectional`` (a language model would see the ``token`` it has to
+    predict). Errors name the flag."""
+    for k in positive:
+        v = settings[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {v!r}")
+    if not 0.0 <= settings["dropout"] < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {settings['dropout']}")
+    if not settings["lr"] > 0:
+        raise ValueError(f"--lr must be > 0, got {settings['lr']}")
+    if bidirectional:
+        raise ValueError(f"--bidirectional does not apply to a language model (it would see the {token} it has to "
+                         "predict)")
+
+
 def add_threads_argument(group):
     """``--threads`` (BLAS threads), default: the cores this process may use."""
     group.add_argument("--threads", type=int, default=None,

@@ -229,18 +229,11 @@ def _settings(args):
                                        "vocab_size", "variational_dropout")}
     if s["dropout"] is None:
         s["dropout"] = 0.3   # replaced by the size rule (default_dropout) once the corpus is read
-    for k in ("units", "layers", "embedding_dim", "batch_size", "bptt", "eval_batch_size"):
-        if isinstance(s[k], bool) or not isinstance(s[k], int) or s[k] < 1:
-            raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {s[k]!r}")
+    from .common import check_lm_settings
     if s["vocab_size"] is not None and s["vocab_size"] < 3:
         raise ValueError(f"--vocab-size must be >= 3 (<unk>, <eos> and a word), got {s['vocab_size']}")
-    if not 0.0 <= s["dropout"] < 1.0:
-        raise ValueError(f"--dropout must be in [0, 1), got {s['dropout']}")
-    if not s["lr"] > 0:
-        raise ValueError(f"--lr must be > 0, got {s['lr']}")
-    if args.bidirectional:
-        raise ValueError("--bidirectional does not apply to a language model (it would see the word it has to "
-                         "predict)")
+    check_lm_settings(s, ("units", "layers", "embedding_dim", "batch_size", "bptt", "eval_batch_size"), "word",
+                      args.bidirectional)
     return s
 
 
