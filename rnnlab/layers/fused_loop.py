@@ -59,7 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations as _act
-from .. import backend, initializers
+from .. import _native, backend, initializers
 from .base import Layer, _snake, format_shape
 from .cells import check_implementation, set_cell_arguments
 from .fused_native import NATIVE_MAX_BATCH, NativePaths, addr  # noqa: F401
@@ -397,9 +397,14 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
                 keep = 1.0 - self.recurrent_dropout
                 ws.rec_mask = ((rng.random((B, U)) < keep) / keep).astype(dt)
 
-            # 2. input projection of all steps: one GEMM
-            if not self._packed_projection(ws, kernel):
+            # 2. input projection of all steps: one GEMM (a row lookup when every input row is one-hot)
+            ws.onehot = self._onehot_ids(ws, kernel)
+            if ws.onehot is not None:
+                np.take(kernel, ws.onehot, axis=0, out=ws.A.reshape(T * B, -1), mode="clip")
+            elif not self._packed_projection(ws, kernel):
                 np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
+        else:
+            ws.onehot = None
         if not self._steps_add_bias(ws, b_in) and b_in is not None:
             self._gather_table_rows(ws)   # (rows the loop would have copied from the table: needed now)
             ws.A += b_in                  # (else the compiled steps add it: one pass over A less)
@@ -574,12 +579,48 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             return [dx] + [c.copy() for c in carry]
         return dx
 
+    #: Whether one-hot inputs take the row lookup (:meth:`_onehot_ids`); False: always the GEMM
+    ONEHOT_ROWS = True
+
+    def _onehot_ids(self, ws, kernel):
+        """The time-major ids (T*B,) of the input rows when every row of ``ws.X`` (after input dropout) is one-hot,
+        exactly one 1 and zeros elsewhere (a character model's one-hot characters; Keras's bool arrays), and W_x
+        is finite; else None. Then ``X W_x`` is a row lookup, ``A[r] = W_x[id_r]`` (one-hot . W, the material's
+        Embedding identity): ``1 * w + sum of 0 * w_k`` is w exactly, so the rows equal the GEMM's (a -0.0 in
+        W_x stays -0.0 where the GEMM gives +0.0; an inf or NaN in W_x would make the GEMM's zeros NaN, hence
+        the finiteness check), and the backward's ``dW_x = X^T dA`` becomes a scatter-add of dA's rows
+        (:meth:`_input_kernel_grad`). Cost when the input is not one-hot: a look at the first row; when it is,
+        one argmax and one count over X (T*B*D), against the GEMM's T*B*D*W multiply-adds."""
+        if not self.ONEHOT_ROWS or ws.D < 2:
+            return None
+        X2 = ws.X.reshape(-1, ws.D)
+        first = X2[0]
+        if np.count_nonzero(first) != 1 or first.max() != 1:
+            return None
+        ids = X2.argmax(axis=1)
+        if (np.count_nonzero(X2) != X2.shape[0] or not (X2[np.arange(X2.shape[0]), ids] == 1).all()
+                or not np.isfinite(kernel).all()):
+            return None
+        return ids
+
+    def _input_kernel_grad(self, ws, dA2, pairs):
+        """``dW_x = X^T dA``: appended to the ``pairs`` of :meth:`_grad_products`, or, for one-hot input rows
+        (``ws.onehot``), done here as ``dW_x[id_r] += dA[r]`` (the same terms: X^T dA's other products are
+        zeros; rows added in time-major order)."""
+        out = self.grads["kernel"]
+        if ws.onehot is None:
+            pairs.insert(0, (ws.X.reshape(dA2.shape[0], -1), out))
+            return
+        out[...] = 0
+        _native.scatter_add(out, ws.onehot, dA2)
+
     def _weight_grads(self, ws):
         """Common case (SimpleRNN, LSTM): dW_x = X^T dA, dW_h = HR^T dA, db = sum dA."""
         T, B = ws.T, ws.B
         dA2 = ws.dA.reshape(T * B, -1)
-        self._grad_products(ws, dA2, [(ws.X.reshape(T * B, -1), self.grads["kernel"]),
-                                      (ws.HR.reshape(T * B, -1), self.grads["recurrent_kernel"])])
+        pairs = [(ws.HR.reshape(T * B, -1), self.grads["recurrent_kernel"])]
+        self._input_kernel_grad(ws, dA2, pairs)
+        self._grad_products(ws, dA2, pairs)
         if self.use_bias:
             np.sum(dA2, axis=0, out=self.grads["bias"])
 

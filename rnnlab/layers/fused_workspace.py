@@ -35,7 +35,7 @@ class Workspace:
         "X", "A", "S", "HR", "dA", "dA_t", "tmpW", "tmpU", "tmpU2", "carry", "dnew", "dprev",
         # set by each forward call
         "m", "notm", "mf", "notmf", "partial", "fac", "in_mask", "rec_mask", "pk", "pkb", "native", "native_ok",
-        "table_rows",
+        "table_rows", "onehot",
         # a cell's own fast-path views and constants (LSTM, GRU reset_after=True; None otherwise)
         "fast",
         # filled lazily by the packed / compiled paths (fused_native)
@@ -60,6 +60,7 @@ class Workspace:
         self.in_mask = self.rec_mask = self.pk = self.pkb = None
         self.native = self.native_ok = False
         self.table_rows = None
+        self.onehot = None   # time-major ids of one-hot input rows (FusedRNN._onehot_ids), else None
         self.fast = None
         self.packed_grad = self.packed_x = self.packed_dx = self.packed_fwd = self.packed_bwd = None
         self.WhT = self.native_wp = self.fused_scratch = None

@@ -435,7 +435,10 @@ class GRUSteps:
         T, B, U = ws.T, ws.B, self.units
         dA2 = ws.dA.reshape(T * B, -1)
         HR2 = ws.HR.reshape(T * B, U)
-        self._grad_products(ws, dA2, [(ws.X.reshape(T * B, -1), self.grads["kernel"])])
+        pairs = []
+        self._input_kernel_grad(ws, dA2, pairs)
+        if pairs:
+            self._grad_products(ws, dA2, pairs)
         dWh = self.grads["recurrent_kernel"]
         if self.reset_after:
             dQ2 = ws.Q.reshape(T * B, -1)  # holds dQ after the loop

@@ -1,0 +1,146 @@
+"""One-hot inputs into SimpleRNN / LSTM / GRU: the input projection as a row lookup of W_x and dW_x as a
+scatter-add (FusedRNN._onehot_ids): the same outputs and gradients as the GEMM, and the GEMM whenever the rows
+are not exactly one-hot."""
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import layers as L
+from rnnlab.layers.fused_loop import FusedRNN
+
+CELLS = [("SimpleRNN", {}), ("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False}),
+         ("LSTM", {"go_backwards": True, "return_sequences": True})]
+
+
+def _run(cell, kw, x, g, onehot, monkeypatch, dtype, mask=None, training=True):
+    monkeypatch.setattr(FusedRNN, "ONEHOT_ROWS", onehot)
+    rnnlab.set_floatx(dtype)
+    rnnlab.set_random_seed(0)
+    layer = getattr(L, cell)(6, **kw)
+    layer.input_grad_needed = True
+    layer(x[:1])
+    y = layer.forward(x, training=training, mask=mask)
+    ids = layer._ws.onehot
+    dx = layer.backward(g[:, :, :] if layer.return_sequences else g[:, -1])
+    return y, dx, {k: np.array(v) for k, v in layer.grads.items()}, ids
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell,kw", CELLS)
+def test_onehot_rows_match_the_gemm(cell, kw, dtype, monkeypatch):
+    rng = np.random.default_rng(3)
+    B, T, D = 5, 7, 9
+    x = np.eye(D, dtype=dtype)[rng.integers(0, D, (B, T))]
+    g = rng.standard_normal((B, T, 6)).astype(dtype)
+    try:
+        y1, dx1, gr1, ids = _run(cell, kw, x, g, True, monkeypatch, dtype)
+        assert ids is not None and ids.shape == (T * B,)
+        y0, dx0, gr0, ids0 = _run(cell, kw, x, g, False, monkeypatch, dtype)
+        assert ids0 is None
+    finally:
+        rnnlab.set_floatx("float32")
+    np.testing.assert_array_equal(y1, y0)          # the rows of the lookup are the GEMM's rows exactly
+    np.testing.assert_array_equal(dx1, dx0)        # dX = dA W_x^T is still the GEMM
+    tol = 1e-6 if dtype == "float32" else 1e-13    # dW_x: the same terms, summed in another order
+    for k in gr0:
+        np.testing.assert_allclose(gr1[k], gr0[k], rtol=tol, atol=tol, err_msg=k)
+        if k != "kernel":
+            np.testing.assert_array_equal(gr1[k], gr0[k], err_msg=k)
+
+
+def test_onehot_rows_masked_and_finite_differences(monkeypatch):
+    """A masked one-hot batch takes the lookup too; float64 finite differences of the loss w.r.t. W_x."""
+    rng = np.random.default_rng(4)
+    B, T, D = 3, 5, 4
+    x = np.eye(D)[rng.integers(0, D, (B, T))]
+    mask = np.ones((B, T), bool)
+    mask[0, 3:] = False
+    g = rng.standard_normal((B, T, 6))
+    rnnlab.set_floatx("float64")
+    try:
+        y, _, grads, ids = _run("LSTM", {"return_sequences": True}, x, g, True, monkeypatch, "float64", mask=mask)
+        assert ids is not None
+        rnnlab.set_random_seed(0)
+        layer = L.LSTM(6, return_sequences=True)
+        layer(x[:1])
+        W = layer.params["kernel"]
+        eps = 1e-6
+        for idx in [(0, 0), (1, 5), (3, 20), (2, 23)]:
+            old = W[idx]
+            W[idx] = old + eps
+            lp = float((layer.forward(x, mask=mask) * g).sum())
+            W[idx] = old - eps
+            lm = float((layer.forward(x, mask=mask) * g).sum())
+            W[idx] = old
+            assert abs((lp - lm) / (2 * eps) - grads["kernel"][idx]) < 1e-7
+    finally:
+        rnnlab.set_floatx("float32")
+
+
+def test_not_onehot_takes_the_gemm(monkeypatch):
+    """Rows that are not exactly one-hot (a 2, two ones, an all-zero row, a NaN, input dropout's scaled ones)
+    and a non-finite W_x keep the GEMM."""
+    rng = np.random.default_rng(5)
+    B, T, D = 4, 3, 5
+    base = np.eye(D, dtype=np.float32)[rng.integers(0, D, (B, T))]
+    monkeypatch.setattr(FusedRNN, "ONEHOT_ROWS", True)
+    layer = L.LSTM(6)
+    layer(base)
+    assert layer._ws.onehot is not None
+    for bad in [(1, 2, 2.0), (2, 1, None), (3, 0, np.nan)]:
+        x = base.copy()
+        b, t, v = bad
+        if v is None:
+            x[b, t] = 0                                    # an all-zero row
+        else:
+            x[b, t, int(np.argmax(x[b, t]))] = v
+        layer(x)
+        assert layer._ws.onehot is None, bad
+    x = base.copy()
+    x[0, 1, :2] = 1                                        # two ones in one row
+    layer(x)
+    assert layer._ws.onehot is None
+    drop = L.LSTM(6, dropout=0.5)
+    drop(base)
+    drop.forward(base, training=True)
+    assert drop._ws.onehot is None                         # input dropout scales the ones by 1 / keep
+    layer.params["kernel"][0, 0] = np.inf
+    layer(base)
+    assert layer._ws.onehot is None
+
+
+def test_bool_onehot_model_trains_the_same(monkeypatch):
+    """Keras's character-model input (bool one-hot arrays) through a Sequential model: one train step with and
+    without the lookup gives the same loss and weights to float32 rounding."""
+    rng = np.random.default_rng(6)
+    x = np.zeros((8, 10, 12), bool)
+    x[np.arange(8)[:, None], np.arange(10)[None], rng.integers(0, 12, (8, 10))] = True
+    y = np.eye(12, dtype=np.float32)[rng.integers(0, 12, 8)]
+    out = []
+    for onehot in (True, False):
+        monkeypatch.setattr(FusedRNN, "ONEHOT_ROWS", onehot)
+        rnnlab.set_random_seed(1)
+        m = rnnlab.Sequential([L.Input((10, 12)), L.LSTM(16), L.Dense(12, activation="softmax")])
+        m.compile(optimizer="adam", loss="categorical_crossentropy")
+        loss = m.train_on_batch(x, y)
+        out.append((loss, [w.copy() for w in m.get_weights()]))
+        assert (m.layers[0]._ws.onehot is not None) == onehot
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-6)
+    for a, b in zip(out[0][1], out[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("B", [2, 40])
+def test_onehot_inference_paths(cell, B, monkeypatch):
+    """Inference: the small-batch compiled loop (batch <= 4) and the fused loop give the GEMM's outputs."""
+    rng = np.random.default_rng(7)
+    x = np.eye(11, dtype=np.float32)[rng.integers(0, 11, (B, 9))]
+    outs = []
+    for onehot in (True, False):
+        monkeypatch.setattr(FusedRNN, "ONEHOT_ROWS", onehot)
+        rnnlab.set_random_seed(2)
+        layer = getattr(L, cell)(16, return_sequences=True)
+        outs.append(layer(x))
+        assert (layer._ws.onehot is not None) == onehot
+    np.testing.assert_array_equal(outs[0], outs[1])
