@@ -21,17 +21,14 @@ import os
 import numpy as np
 
 from .common import finish_run, output_dir
-from .word2vec import read_sentences
+from .word2vec import (add_corpus_arguments, add_evaluation_arguments, add_sgns_arguments, evaluate_vectors,
+                       read_sentences, sgns_kwargs)
 
 
 def add_train_arguments(p):
-    p.add_argument("--text", required=True, help="text file (one sentence per line), .gz allowed")
-    p.add_argument("--csv-column", default=None, help="read this CSV column instead of lines (e.g. review)")
-    p.add_argument("--max-words", type=int, default=None, help="use only the first N words")
+    add_corpus_arguments(p)
     p.add_argument("--sg", type=int, choices=[0, 1], default=1, help="1 = skip-gram (default), 0 = CBOW")
-    p.add_argument("--vector-size", type=int, default=100)
-    p.add_argument("--window", type=int, default=5)
-    p.add_argument("--min-count", type=int, default=5)
+    add_sgns_arguments(p)
     p.add_argument("--min-n", type=int, default=3, help="shortest character n-gram")
     p.add_argument("--max-n", type=int, default=6, help="longest character n-gram (0: no subwords)")
     p.add_argument("--bucket", type=int, default=2000000, help="number of hashed n-gram rows")
@@ -43,19 +40,10 @@ def add_train_arguments(p):
                         "gensim and Facebook's fastText (CBOW: one centre at a time); chunk = rnnlab's word2vec "
                         "chunks of ~1000 words from the chunk's starting weights. Default: pair for skip-gram when "
                         "the compiled loop is built, else chunk")
-    p.add_argument("--negative", type=int, default=5)
-    p.add_argument("--sample", type=float, default=1e-3)
-    p.add_argument("--alpha", type=float, default=0.025)
-    p.add_argument("--min-alpha", type=float, default=0.0001)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--workers", type=int, default=1, help="threads")
-    p.add_argument("--batch-words", type=int, default=None)
-    p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-bin", dest="write_bin", action="store_false", help="do not write model.bin")
-    p.add_argument("--analogies", default=None, help="questions-words.txt style file to evaluate")
-    p.add_argument("--pairs", default=None, help="word pairs with human scores (tab separated)")
     p.add_argument("--show", nargs="*", default=[], metavar="WORD",
                    help="print the 5 nearest words of each WORD (out-of-vocabulary words allowed)")
+    add_evaluation_arguments(p)
     p.add_argument("--out", default=None)
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1])
 
@@ -71,11 +59,8 @@ def train(args):
         raise ValueError(f"{args.text}: no words in the text (the corpus is empty)")
     if args.verbose:
         print(f"fastText: {n:,} words in {len(sents):,} sentences from {args.text}", flush=True)
-    model = FastText(sents, vector_size=args.vector_size, window=args.window, min_count=args.min_count,
-                     sg=args.sg, min_n=args.min_n, max_n=args.max_n, bucket=args.bucket, negative=args.negative,
-                     sample=args.sample, alpha=args.alpha, min_alpha=args.min_alpha, epochs=args.epochs,
-                     seed=args.seed, workers=args.workers, batch_words=args.batch_words,
-                     verbose=bool(args.verbose), subword_norm=args.subword_norm, update=args.update)
+    model = FastText(sents, min_n=args.min_n, max_n=args.max_n, bucket=args.bucket, subword_norm=args.subword_norm,
+                     update=args.update, **sgns_kwargs(args))
     out = output_dir(args.out, "fasttext")
     save_vec(model.wv, os.path.join(out, "vectors.vec"))
     if args.write_bin:
@@ -87,12 +72,7 @@ def train(args):
                "ngram_buckets_used": int(used), "epochs": args.epochs, "workers": args.workers,
                "words_per_second": round(model.words_per_second, 1),
                "train_seconds": round(model.train_seconds, 3)}
-    if args.analogies:
-        a = wv.evaluate_word_analogies(args.analogies)
-        metrics.update(analogy_accuracy=a["accuracy"], analogy_questions=a["total"], analogy_oov=a["oov"])
-    if args.pairs:
-        r = wv.evaluate_word_pairs(args.pairs)
-        metrics.update(pairs_spearman=r["spearman"], pairs_oov_ratio=r["oov_ratio"])
+    evaluate_vectors(wv, args, metrics)
     if args.verbose:
         print(f"vocabulary {len(wv):,} words, {used:,} of {model.bucket:,} n-gram buckets used; "
               f"{model.words_per_second:,.0f} words/s; vectors in {out}", flush=True)

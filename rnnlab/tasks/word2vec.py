@@ -47,11 +47,15 @@ def read_sentences(path, csv_column=None, max_words=None):
     return sents, n
 
 
-def add_train_arguments(p):
+def add_corpus_arguments(p):
+    """The text arguments of ``train word2vec`` and ``train fasttext`` (read by :func:`read_sentences`)."""
     p.add_argument("--text", required=True, help="text file (one sentence per line), .gz allowed")
     p.add_argument("--csv-column", default=None, help="read this CSV column instead of lines (e.g. review)")
     p.add_argument("--max-words", type=int, default=None, help="use only the first N words")
-    p.add_argument("--sg", type=int, choices=[0, 1], default=0, help="0 = CBOW, 1 = skip-gram")
+
+
+def add_sgns_arguments(p):
+    """The negative-sampling training arguments Word2Vec and FastText share (gensim's names and defaults)."""
     p.add_argument("--vector-size", type=int, default=100)
     p.add_argument("--window", type=int, default=5)
     p.add_argument("--min-count", type=int, default=5)
@@ -63,9 +67,38 @@ def add_train_arguments(p):
     p.add_argument("--workers", type=int, default=1, help="threads")
     p.add_argument("--batch-words", type=int, default=None)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--binary", action="store_true", help="also write vectors.bin (word2vec binary)")
+
+
+def sgns_kwargs(args):
+    """The keyword arguments of Word2Vec / FastText from :func:`add_sgns_arguments`'s flags (and ``--sg``)."""
+    return dict(vector_size=args.vector_size, window=args.window, min_count=args.min_count, sg=args.sg,
+                negative=args.negative, sample=args.sample, alpha=args.alpha, min_alpha=args.min_alpha,
+                epochs=args.epochs, seed=args.seed, workers=args.workers, batch_words=args.batch_words,
+                verbose=bool(args.verbose))
+
+
+def add_evaluation_arguments(p):
     p.add_argument("--analogies", default=None, help="questions-words.txt style file to evaluate")
     p.add_argument("--pairs", default=None, help="word pairs with human scores (tab separated)")
+
+
+def evaluate_vectors(wv, args, metrics):
+    """Add the ``--analogies`` / ``--pairs`` scores of the vectors ``wv`` to ``metrics``."""
+    if args.analogies:
+        a = wv.evaluate_word_analogies(args.analogies)
+        metrics.update(analogy_accuracy=a["accuracy"], analogy_questions=a["total"], analogy_oov=a["oov"])
+    if args.pairs:
+        r = wv.evaluate_word_pairs(args.pairs)
+        metrics.update(pairs_spearman=r["spearman"], pairs_oov_ratio=r["oov_ratio"])
+    return metrics
+
+
+def add_train_arguments(p):
+    add_corpus_arguments(p)
+    p.add_argument("--sg", type=int, choices=[0, 1], default=0, help="0 = CBOW, 1 = skip-gram")
+    add_sgns_arguments(p)
+    p.add_argument("--binary", action="store_true", help="also write vectors.bin (word2vec binary)")
+    add_evaluation_arguments(p)
     p.add_argument("--plot", nargs="*", default=None, metavar="WORD", help="write word_map.png of these words")
     p.add_argument("--out", default=None)
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1])
@@ -75,10 +108,7 @@ def train(args):
     from ..embeddings import Word2Vec, plot_word_map
 
     sents, n = read_sentences(args.text, args.csv_column, args.max_words)
-    model = Word2Vec(sents, vector_size=args.vector_size, window=args.window, min_count=args.min_count,
-                     sg=args.sg, negative=args.negative, sample=args.sample, alpha=args.alpha,
-                     min_alpha=args.min_alpha, epochs=args.epochs, seed=args.seed, workers=args.workers,
-                     batch_words=args.batch_words, verbose=bool(args.verbose))
+    model = Word2Vec(sents, **sgns_kwargs(args))
     out = output_dir(args.out, "word2vec")
     model.wv.save_word2vec_format(os.path.join(out, "vectors.txt"))
     if args.binary:
@@ -87,12 +117,7 @@ def train(args):
                "vector_size": args.vector_size, "epochs": args.epochs, "workers": args.workers,
                "words_per_second": round(model.words_per_second, 1),
                "train_seconds": round(model.train_seconds, 3)}
-    if args.analogies:
-        a = model.wv.evaluate_word_analogies(args.analogies)
-        metrics.update(analogy_accuracy=a["accuracy"], analogy_questions=a["total"], analogy_oov=a["oov"])
-    if args.pairs:
-        r = model.wv.evaluate_word_pairs(args.pairs)
-        metrics.update(pairs_spearman=r["spearman"], pairs_oov_ratio=r["oov_ratio"])
+    evaluate_vectors(model.wv, args, metrics)
     if args.plot:
         plot_word_map(model.wv, [w for w in args.plot if w in model.wv], os.path.join(out, "word_map.png"))
     return finish_run(out, metrics)
