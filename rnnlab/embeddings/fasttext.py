@@ -648,15 +648,11 @@ class FastText(Word2Vec):
         return "pair" if sg and _native.fasttext_sg_pairs_kernel() is not None else "chunk"
 
     def _train_chunk(self, chunk, alpha, rng):
-        s0, s1, w0, w1 = chunk
-        ids = self.corpus_ids[w0:w1]
-        sid = np.repeat(np.arange(s1 - s0, dtype=np.int32), self.sentence_lengths[s0:s1])
-        if self.sample > 0:
-            keep = rng.random(len(ids)) < self._keep[ids]
-            ids, sid = ids[keep], sid[keep]
-        if len(ids) < 2:
+        words = self._chunk_words(chunk, rng)
+        if words is None:
             return 0.0
-        reduced = self.window - rng.integers(0, self.window, len(ids))
+        ids, sid, reduced = words
+        w0, w1 = chunk[2], chunk[3]
         if self.update == "pair":
             args = (self.input_matrix, self.syn1neg, self._sub_flat, self._sub_off, self._sub_len, ids, sid,
                     reduced)

@@ -425,17 +425,26 @@ class Word2Vec:
             s0, w0 = int(s1), w1
         return chunks
 
-    def _train_chunk(self, chunk, alpha, rng):
+    def _chunk_words(self, chunk, rng):
+        """``(ids, sid, reduced)`` of a chunk ``(s0, s1, w0, w1)``: its corpus ids and their sentence numbers
+        after subsampling (a word is kept with probability ``_keep[id]``), and each position's reduced window
+        ``window - U{0 .. window-1}`` (gensim's); ``None`` when fewer than two words are left."""
         s0, s1, w0, w1 = chunk
         ids = self.corpus_ids[w0:w1]
         sid = np.repeat(np.arange(s1 - s0, dtype=np.int32), self.sentence_lengths[s0:s1])
         if self.sample > 0:
             keep = rng.random(len(ids)) < self._keep[ids]
             ids, sid = ids[keep], sid[keep]
-        N = len(ids)
-        if N < 2:
+        if len(ids) < 2:
+            return None
+        return ids, sid, self.window - rng.integers(0, self.window, len(ids))
+
+    def _train_chunk(self, chunk, alpha, rng):
+        words = self._chunk_words(chunk, rng)
+        if words is None:
             return 0.0
-        reduced = self.window - rng.integers(0, self.window, N)
+        ids, sid, reduced = words
+        N = len(ids)
         neg = self._draw_noise(rng, (N, self.negative))
         if self.sg:
             loss, in_idx, in_rows, out_idx, out_rows = batch_loss_and_grads(
