@@ -42,6 +42,25 @@ def rel_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
 
 
+def numerical_gradient(f, arr, eps=1e-6):
+    """Central differences ``(f() with arr[i] + eps  -  f() with arr[i] - eps) / (2 eps)`` for every element ``i``
+    of the array ``arr``, which the no-argument scalar function ``f`` reads: ``arr`` is changed in place and each
+    element restored after its two evaluations. Returns a float64 array of ``arr``'s shape."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"numerical_gradient: arr must be the NumPy array f reads (changed in place), got "
+                        f"{type(arr).__name__}")
+    g = np.zeros(arr.shape, dtype=np.float64)
+    for i in np.ndindex(arr.shape):
+        old = arr[i]
+        arr[i] = old + eps
+        lp = f()
+        arr[i] = old - eps
+        lm = f()
+        arr[i] = old
+        g[i] = (lp - lm) / (2 * eps)
+    return g
+
+
 def check_layer_gradients(layer, inputs, *, initial_state=None, mask=None, training=True,
                           eps=1e-6, tol=1e-6, seed=1234, check_weights=True, **forward_kwargs):
     """Compare ``layer.backward`` with finite differences; raise AssertionError on mismatch.
@@ -101,16 +120,7 @@ def check_layer_gradients(layer, inputs, *, initial_state=None, mask=None, train
         if g_an.shape != arr.shape:
             failures.append(f"{name}: gradient shape {g_an.shape} != value shape {arr.shape}")
             continue
-        g_num = np.zeros(arr.shape, dtype=np.float64)
-        flat, gflat = arr.reshape(-1), g_num.reshape(-1)
-        for k in range(flat.size):
-            old = flat[k]
-            flat[k] = old + eps
-            lp = loss()
-            flat[k] = old - eps
-            lm = loss()
-            flat[k] = old
-            gflat[k] = (lp - lm) / (2 * eps)
+        g_num = numerical_gradient(loss, arr, eps)
         layer._weights_changed()
         err = rel_error(g_an, g_num)
         errors[name] = err

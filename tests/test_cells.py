@@ -12,7 +12,7 @@ import rnnlab
 from rnnlab import initializers
 from rnnlab.layers import (GRU, LSTM, RNN, Bidirectional, Cell, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell,
                            StackedRNNCells, register)
-from rnnlab.testing import check_layer_gradients, rel_error
+from rnnlab.testing import check_layer_gradients, numerical_gradient, rel_error
 
 
 # ----------------------------------------------------------------- the cells of Keras's rnn_test.py
@@ -418,18 +418,8 @@ def test_one_step_cell_backward(float64):
         o, (a, b) = cell.forward(xx, [hh, cc])
         return np.sum(o * g[0]) + np.sum(a * g[1]) + np.sum(b * g[2])
 
-    eps = 1e-6
     for arr, grad in ((x, dx), (h, dh), (c, dc)):
-        num = np.zeros_like(arr)
-        for i in np.ndindex(arr.shape):
-            old = arr[i]
-            arr[i] = old + eps
-            lp = loss(x, h, c)
-            arr[i] = old - eps
-            lm = loss(x, h, c)
-            arr[i] = old
-            num[i] = (lp - lm) / (2 * eps)
-        assert rel_error(num, grad) < 1e-8
+        assert rel_error(numerical_gradient(lambda: loss(x, h, c), arr), grad) < 1e-8
 
 
 # ---------------------------------------------------------------------------------------- errors

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from rnnlab.layers.crf import CRF, scheme_constraints
+from rnnlab.testing import numerical_gradient
 
 
 def _crf(K, seed=0, **kw):
@@ -95,35 +96,15 @@ def test_gradient_check_float64():
     mask = np.arange(T)[None] < np.array([5, 2, 4])[:, None]
     loss, gx = crf.loss_and_grads(x, y, mask)
     grads = {k: v.copy() for k, v in crf.grads.items()}
-    eps = 1e-6
 
     def f():
         return float(np.mean(crf.log_partition(x, mask) - crf.sequence_score(x, y, mask)))
 
     assert loss == pytest.approx(f(), rel=1e-12)
-    num = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + eps
-        fp = f()
-        x[idx] = old - eps
-        fm = f()
-        x[idx] = old
-        num[idx] = (fp - fm) / (2 * eps)
-    assert np.max(np.abs(num - gx)) < 1e-8
+    assert np.max(np.abs(numerical_gradient(f, x) - gx)) < 1e-8
     assert np.all(gx[~mask] == 0)
     for w in ("transitions", "start_transitions", "end_transitions"):
-        P = crf.params[w]
-        num = np.zeros_like(P)
-        for idx in np.ndindex(P.shape):
-            old = P[idx]
-            P[idx] = old + eps
-            fp = f()
-            P[idx] = old - eps
-            fm = f()
-            P[idx] = old
-            num[idx] = (fp - fm) / (2 * eps)
-        assert np.max(np.abs(num - grads[w])) < 1e-8, w
+        assert np.max(np.abs(numerical_gradient(f, crf.params[w]) - grads[w])) < 1e-8, w
 
 
 def test_gradients_equal_torch_autograd():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rnnlab.embeddings.fasttext import ft_hash_bytes
+from rnnlab.testing import numerical_gradient
 from rnnlab.models.fasttext_classifier import (FastTextClassifier, hs_loss_and_grads, huffman_paths, loss_and_grads,
                                                word_ngram_features)
 
@@ -39,18 +40,8 @@ def test_loss_gradients_match_finite_differences():
     gW = np.zeros_like(W)
     np.add.at(gW, feats, gh / len(feats))
     assert np.isclose(p.sum(), 1.0) and np.isclose(loss, -np.log(p[y]))
-    eps = 1e-6
     for M, G in ((W, gW), (O, gO)):
-        num = np.zeros_like(M)
-        for idx in np.ndindex(M.shape):
-            old = M[idx]
-            M[idx] = old + eps
-            lp = loss_and_grads(W, O, feats, y)[0]
-            M[idx] = old - eps
-            lm = loss_and_grads(W, O, feats, y)[0]
-            M[idx] = old
-            num[idx] = (lp - lm) / (2 * eps)
-        np.testing.assert_allclose(G, num, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(G, numerical_gradient(lambda: loss_and_grads(W, O, feats, y)[0], M), rtol=1e-6, atol=1e-9)
     assert np.abs(gW[5]).max() > 0 and np.all(gW[[0, 2, 3]] == 0)
 
 
@@ -223,18 +214,8 @@ def test_hs_probabilities_sum_to_one_and_gradients_match_finite_differences(coun
     loss, gh, gO = hs_loss_and_grads(W, O, feats, paths[y], codes[y])
     gW = np.zeros_like(W)
     np.add.at(gW, feats, gh / len(feats))
-    eps = 1e-6
     for M, G in ((W, gW), (O, gO)):
-        num = np.zeros_like(M)
-        for idx in np.ndindex(M.shape):
-            old = M[idx]
-            M[idx] = old + eps
-            lp = hs_loss_and_grads(W, O, feats, paths[y], codes[y])[0]
-            M[idx] = old - eps
-            lm = hs_loss_and_grads(W, O, feats, paths[y], codes[y])[0]
-            M[idx] = old
-            num[idx] = (lp - lm) / (2 * eps)
-        np.testing.assert_allclose(G, num, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(G, numerical_gradient(lambda: hs_loss_and_grads(W, O, feats, paths[y], codes[y])[0], M), rtol=1e-6, atol=1e-9)
     assert np.abs(gO[paths[y]]).min() > 0 and np.all(gO[K - 1] == 0)       # the last row is no inner node
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab import losses
-from rnnlab.testing import rel_error
+from rnnlab.testing import numerical_gradient, rel_error
 
 TOL = 1e-6
 
@@ -15,17 +15,7 @@ def _torch(x, grad=True):
 
 
 def _num_grad(loss, y_true, y_pred, eps=1e-6, **kw):
-    g = np.zeros_like(y_pred)
-    flat, gf = y_pred.reshape(-1), g.reshape(-1)
-    for k in range(flat.size):
-        old = flat[k]
-        flat[k] = old + eps
-        lp = loss(y_true, y_pred, **kw)
-        flat[k] = old - eps
-        lm = loss(y_true, y_pred, **kw)
-        flat[k] = old
-        gf[k] = (lp - lm) / (2 * eps)
-    return g
+    return numerical_gradient(lambda: loss(y_true, y_pred, **kw), y_pred, eps)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 
 from rnnlab import cli
 from rnnlab.embeddings import LineSentence, Word2Vec, batch_loss_and_grads
+from rnnlab.testing import numerical_gradient
 
 
 def _dense(V, D, idx, rows):
@@ -39,18 +40,8 @@ def test_batch_gradients_match_finite_differences(sg):
         return batch_loss_and_grads(a, b, words, sid, reduced, neg, sg, window)[0]
 
     assert np.isclose(loss, f(syn0, syn1))
-    eps = 1e-6
     for W, G, which in ((syn0, g0, 0), (syn1, g1, 1)):
-        num = np.zeros_like(W)
-        for i in range(V):
-            for j in range(D):
-                old = W[i, j]
-                W[i, j] = old + eps
-                lp = f(syn0, syn1)
-                W[i, j] = old - eps
-                lm = f(syn0, syn1)
-                W[i, j] = old
-                num[i, j] = (lp - lm) / (2 * eps)
+        num = numerical_gradient(lambda: f(syn0, syn1), W)
         np.testing.assert_allclose(G, num, rtol=1e-6, atol=1e-8, err_msg=f"parameter {which}")
 
 
