@@ -544,3 +544,17 @@ def test_dense_products_follow_the_recurrent_layers_threads(monkeypatch):
     np.testing.assert_allclose(y.reshape(-1, 60), x2 @ W + dense.params["bias"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dense.grads["kernel"], x2.T @ g2, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(dx.reshape(-1, 128), g2 @ W.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.native_gemm
+@pytest.mark.parametrize("K,N", [(1, 1), (15, 63), (17, 65), (512, 128), (33, 200)])
+def test_transposed_pack_is_the_contiguous_pack(K, N):
+    """Packing a transposed view (rsb == 1, the blocked path of rnnlab_pack_f32) and packing its contiguous copy
+    give the same packed buffer, zero-padded past N."""
+    rng = np.random.default_rng(K * 1000 + N)
+    bt = rng.standard_normal((N, K)).astype(np.float32)
+    a = _native.PackedMatrix(K, N)
+    a.buf[...] = np.nan
+    a.pack(bt.T)
+    b = _native.PackedMatrix(K, N).pack(np.ascontiguousarray(bt.T))
+    np.testing.assert_array_equal(a.buf, b.buf)
