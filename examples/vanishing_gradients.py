@@ -76,9 +76,9 @@ def main(argv=None):
                   f"n_0/n_{half} = {n[0] / n[half]:.2e}  n_0/n_{T - 1} = {n[0] / n[T - 1]:.2e}")
     plt_path = a.out
     try:
-        from rnnlab.diagnostics import _pyplot
+        from rnnlab.plotting import _pyplot, save_figure
 
-        plt = _pyplot()
+        plt = _pyplot("the plot")
     except ImportError as e:
         print(e)
         return
@@ -94,9 +94,7 @@ def main(argv=None):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(plt_path)), exist_ok=True)
-    fig.savefig(plt_path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, plt_path, dpi=120)
     print(f"wrote {plt_path}")
 
 

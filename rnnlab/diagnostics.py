@@ -25,8 +25,6 @@ their carried states as in any forward call; call ``model.reset_states()`` first
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .layers.recurrent import RNN
@@ -106,18 +104,6 @@ def gradient_norms_over_time(model, x, y, sample_weight=None, state="h", reduce=
             layer.__dict__.pop("state_grads", None)
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("plot_gradient_norms needs matplotlib: pip install matplotlib (or the 'plot' extra: "
-                          "pip install -e '.[plot]')") from None
-    return plt
-
-
 def plot_gradient_norms(norms, path, title=None, logy=True, ylabel="||dL/dh_t||"):
     """Draw ``{label: (T,) norms}`` (e.g. from :func:`gradient_norms_over_time`, several models merged)
     as one line per label against the time step, log scale by default; save a PNG at ``path``.
@@ -132,7 +118,9 @@ def plot_gradient_norms(norms, path, title=None, logy=True, ylabel="||dL/dh_t||"
         if v.ndim != 1 or v.size == 0:
             raise ValueError(f"plot_gradient_norms: norms[{label!r}] must be a 1-D (T,) array, got shape {v.shape}")
         curves[label] = v
-    plt = _pyplot()
+    from .plotting import _pyplot, save_figure
+
+    plt = _pyplot("plot_gradient_norms")
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, v in curves.items():
         ax.plot(np.arange(v.size), v, label=label, lw=1.6)
@@ -145,8 +133,4 @@ def plot_gradient_norms(norms, path, title=None, logy=True, ylabel="||dL/dh_t||"
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -1,7 +1,9 @@
 """Plot helpers (matplotlib is imported lazily, only when a plot is drawn).
 
 :func:`attention_heatmap` draws an attention matrix (output tokens x source tokens) to a PNG;
-:func:`attention_text` renders the same matrix as text for a terminal.
+:func:`attention_text` renders the same matrix as text for a terminal. Every plot in rnnlab gets pyplot from
+``_pyplot(what)`` (the Agg backend; a missing matplotlib is an ImportError saying how to install it) and writes
+its file with :func:`save_figure` (the folder made, the file written atomically, the figure closed).
 """
 from __future__ import annotations
 
@@ -10,16 +12,36 @@ import os
 import numpy as np
 
 
-def _pyplot():
+def _pyplot(what="plotting"):
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs matplotlib: pip install matplotlib (or the 'plot' extra: "
+        raise ImportError(f"{what} needs matplotlib: pip install matplotlib (or the 'plot' extra: "
                           "pip install -e '.[plot]')") from None
     return plt
+
+
+def save_figure(fig, path, dpi=120, **savefig_kwargs):
+    """Write ``fig`` to ``path`` (the format from its suffix, PNG without one) and close it: the folder is
+    created, and the file is written atomically (rnnlab.io), so a failed save leaves any old plot intact.
+    Returns ``path``."""
+    import io as _bio
+
+    from .io import atomic_write_bytes
+
+    plt = _pyplot()
+    try:
+        fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+        buf = _bio.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi, **savefig_kwargs)
+        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+    finally:
+        plt.close(fig)
+    return path
 
 
 def _check(att, source_tokens, output_tokens):
@@ -52,11 +74,7 @@ def attention_heatmap(att, source_tokens, output_tokens, path, title=None):
         ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def attention_text(att, source_tokens, output_tokens):

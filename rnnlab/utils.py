@@ -159,8 +159,8 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, 
     layers, edges = _model_graph(model)
     if not layers:
         raise ValueError("plot_model: the model has no layers to draw")
-    from .plotting import _pyplot
-    plt = _pyplot()
+    from .plotting import _pyplot, save_figure
+    plt = _pyplot("plot_model")
     depth = [0] * len(layers)
     for i, j in sorted(edges, key=lambda e: e[1]):
         depth[j] = max(depth[j], depth[i] + 1)
@@ -213,12 +213,10 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, 
         ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
         ax.set_ylim(min(ys) - pad_y, max(ys) + pad_y)
         ax.axis("off")
-        folder = os.path.dirname(os.path.abspath(os.fspath(to_file)))
-        os.makedirs(folder, exist_ok=True)
-        fig.savefig(os.fspath(to_file), dpi=dpi, bbox_inches="tight")
-    finally:
+    except BaseException:
         plt.close(fig)
-    return os.fspath(to_file)
+        raise
+    return save_figure(fig, os.fspath(to_file), dpi=dpi, bbox_inches="tight")
 
 
 def __getattr__(name):  # only for names that do not exist here

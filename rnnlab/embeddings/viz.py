@@ -45,12 +45,9 @@ def plot_word_map(kv, words, path, title=None, groups=None):
         raise ValueError(f"plot_word_map: {len(groups)} group labels for {len(words)} words")
     X = np.stack([kv.get_vector(w, norm=True) for w in words])
     coords, ratio = pca_2d(X)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("plot_word_map needs matplotlib: pip install 'rnnlab[plot]'") from None
+    from ..plotting import _pyplot, save_figure
+
+    plt = _pyplot("plot_word_map")
     fig, ax = plt.subplots(figsize=(8, 6), dpi=110)
     if groups is None:
         ax.scatter(coords[:, 0], coords[:, 1], s=18, color="tab:blue")
@@ -68,6 +65,5 @@ def plot_word_map(kv, words, path, title=None, groups=None):
     ax.set_title(title or "word vectors, PCA")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)    # (the figure's own dpi, as before)
     return coords

@@ -305,7 +305,7 @@ def plot_forecast(series, starts, preds, horizon, path, dates=None, bounds=None,
     """Draw the series and forecast paths (every ``horizon``-th test window, so they tile the test part)."""
     import numpy as np
 
-    from ..plotting import _pyplot
+    from ..plotting import _pyplot, save_figure
 
     plt = _pyplot()
     x = np.asarray(series)
@@ -328,6 +328,4 @@ def plot_forecast(series, starts, preds, horizon, path, dates=None, bounds=None,
     ax.set_title(title or "forecast vs truth")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -47,7 +47,7 @@ def read_history(run_dir):
 
 def plot_history(hist, path, title=None):
     """Draw the panels for ``hist`` to ``path`` (PNG); returns the list of metrics drawn."""
-    from ..plotting import _pyplot
+    from ..plotting import _pyplot, save_figure
 
     names = [m for m in METRICS if any(isinstance(h.get(m), (int, float)) or isinstance(h.get("val_" + m), (int, float))
                                        for h in hist)]
@@ -78,16 +78,7 @@ def plot_history(hist, path, title=None):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-plot-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_figure(fig, path, dpi=110)
     return names
 
 
