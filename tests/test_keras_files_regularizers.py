@@ -10,7 +10,8 @@ import pytest
 
 import rnnlab
 from rnnlab import constraints, regularizers
-from rnnlab.layers import GRU, LSTM, Conv1D, Dense, Embedding, GlobalAveragePooling1D, SimpleRNN, SpatialDropout1D
+from rnnlab.layers import (GRU, LSTM, Bidirectional, Conv1D, Dense, Embedding, GlobalAveragePooling1D, SimpleRNN,
+                           SpatialDropout1D, TimeDistributed)
 from rnnlab.models.keras_format import KerasFormatError
 
 pytest.importorskip("h5py")
@@ -136,3 +137,22 @@ def test_arguments_keras_has_not_are_refused(layer, arg, tmp_path):
     with pytest.raises(KerasFormatError, match=rf"Keras cannot express layer .*{arg}=.*e\.g\. '.*m\.npz'"):
         m.save(os.fspath(tmp_path / "m.keras"))
     assert not (tmp_path / "m.keras").exists()
+
+
+def test_wrapped_layers_keep_theirs(tmp_path):
+    """Bidirectional and TimeDistributed write their inner layers' regularizers and constraints too."""
+    m = rnnlab.Sequential([
+        Bidirectional(GRU(3, kernel_regularizer=regularizers.L2(0.05), return_sequences=True), input_shape=(4, 2)),
+        TimeDistributed(Dense(2, bias_regularizer="l1", kernel_constraint="non_neg"))])
+    m.build((None, 4, 2))
+    for w in m.weights:
+        w.assign(np.random.default_rng(0).standard_normal(w.shape).astype("float32"))
+    path = os.fspath(tmp_path / "w.keras")
+    m.save(path)
+    km = keras.saving.load_model(path)
+    assert isinstance(km.layers[0].forward_layer.kernel_regularizer, keras.regularizers.L2)
+    assert isinstance(km.layers[1].layer.kernel_constraint, keras.constraints.NonNeg)
+    np.testing.assert_allclose(_keras_penalty(km), _penalty(m), rtol=1e-6)
+    back = rnnlab.load_model(path)
+    assert isinstance(back.layers[1].layer.kernel_constraint, constraints.NonNeg)
+    np.testing.assert_allclose(_penalty(back), _penalty(m), rtol=1e-7)
