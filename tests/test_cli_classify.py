@@ -334,13 +334,14 @@ def test_resume_after_a_mid_epoch_budget_stop_equals_uninterrupted(tmp_path, cap
     assert [h["loss"] for h in hb if not h.get("partial")] == [h["loss"] for h in ha]
 
 
-# ------------------------------------------------------------- the default ensemble with fastText (issue 20)
-def test_default_ensemble_with_fasttext_is_written_and_used_by_evaluate(tmp_path, capsys):
+# ------------------------------------------------- the ensembles: NBSVM (the default) and fastText (issue 20)
+def test_ensemble_with_fasttext_is_written_and_used_by_evaluate(tmp_path, capsys):
     from rnnlab.tasks.classify import ENSEMBLE_FT_EPOCHS, ENSEMBLE_WEIGHTS, load_classifier, load_ensemble_part
 
     data = write_data(tmp_path / "d.csv", n=200)
     out = tmp_path / "run"
-    assert main(["train", "classify", "--data", data, "--train-rows", "150", "--out", str(out)] + SMALL) == 0
+    assert main(["train", "classify", "--data", data, "--train-rows", "150", "--out", str(out),
+                 "--ensemble", "fasttext"] + SMALL) == 0
     m = _last_json(capsys)
     assert m["ensemble_rnn_weight"] in ENSEMBLE_WEIGHTS
     assert 0 <= m["fasttext_test_accuracy"] <= 1 and 0 <= m["rnn_test_accuracy"] <= 1
@@ -361,13 +362,58 @@ def test_default_ensemble_with_fasttext_is_written_and_used_by_evaluate(tmp_path
     assert "model_fasttext.npz, which is missing from the same folder" in err and "copy both files together" in err
 
 
+def test_default_ensemble_with_nbsvm_is_written_and_used_by_predict_and_evaluate(tmp_path, capsys):
+    from rnnlab.models.nbsvm import NBSVMClassifier
+    from rnnlab.tasks.classify import (ENSEMBLE_NBSVM_STEPS, ENSEMBLE_WEIGHTS, classify_proba, fasttext_tokens,
+                                       load_classifier, load_ensemble_part)
+
+    data = write_data(tmp_path / "d.csv", n=200)
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", data, "--train-rows", "150", "--out", str(out)] + SMALL) == 0
+    m = _last_json(capsys)
+    assert m["ensemble"] == "nbsvm" and m["ensemble_rnn_weight"] in ENSEMBLE_WEIGHTS
+    assert 0 <= m["nbsvm_test_accuracy"] <= 1 and 0 <= m["nbsvm_valid_accuracy"] <= 1
+    assert m["nbsvm_best_step"] % 10 == 0 and 0 < m["nbsvm_best_step"] <= ENSEMBLE_NBSVM_STEPS
+    assert (out / "model_nbsvm.npz").exists() and not (out / "model_fasttext.npz").exists()
+    model, doc, tok = load_classifier(out / "model.npz")
+    assert doc["ensemble"] == {"kind": "nbsvm", "file": "model_nbsvm.npz", "rnn_weight": m["ensemble_rnn_weight"]}
+    nb, w = load_ensemble_part(out / "model.npz", doc)
+    assert isinstance(nb, NBSVMClassifier) and w == m["ensemble_rnn_weight"] and nb.best_step == m["nbsvm_best_step"]
+    # the mix is w * recurrent + (1 - w) * NBSVM, on the cleaned texts' tokens
+    texts = ["a great and superb film", "dull, awful<br />plot"]
+    alone = classify_proba(out / "model.npz", model, {k: v for k, v in doc.items() if k != "ensemble"}, tok, texts)
+    cleaned = [t.replace("<br />", " ") for t in texts]
+    p_nb = nb.predict_proba(fasttext_tokens(cleaned))[:, [nb.classes.index(c) for c in doc["classes"]]]
+    np.testing.assert_allclose(classify_proba(out / "model.npz", model, doc, tok, texts), w * alone + (1 - w) * p_nb)
+    assert main(["evaluate", "--model", str(out / "model.npz"), "--data", data, "--skip-rows", "150"]) == 0
+    assert _last_json(capsys)["accuracy"] == pytest.approx(m["test_accuracy"])
+    assert main(["predict", "--model", str(out / "model.npz"), "a great film"]) == 0
+    assert capsys.readouterr().out.startswith("positive\t")
+    (out / "model_nbsvm.npz").rename(tmp_path / "elsewhere.npz")
+    assert main(["predict", "--model", str(out / "model.npz"), "a great film"]) == 1
+    err = capsys.readouterr().err
+    assert "NBSVM model model_nbsvm.npz, which is missing from the same folder" in err
+
+
+def test_corrupt_ensemble_entry_is_a_clear_error(tmp_path):
+    from rnnlab.tasks.classify import load_ensemble_part
+
+    with pytest.raises(ValueError, match="corrupt 'ensemble' entry .* \\(expected kind 'fasttext' with fasttext_file"):
+        load_ensemble_part(tmp_path / "model.npz", {"ensemble": {"kind": "svm", "file": "x.npz", "rnn_weight": 1}})
+    with pytest.raises(ValueError, match="corrupt 'ensemble' entry"):
+        load_ensemble_part(tmp_path / "model.npz", {"ensemble": {"kind": "nbsvm", "fasttext_file": "x.npz",
+                                                                 "rnn_weight": 0.5}})
+    with pytest.raises(ValueError, match="rnn_weight must be in \\[0, 1\\], got 2"):
+        load_ensemble_part(tmp_path / "model.npz", {"ensemble": {"kind": "nbsvm", "file": "x.npz", "rnn_weight": 2}})
+
+
 def test_ensemble_none_is_the_recurrent_model_alone(tmp_path, capsys):
     data = write_data(tmp_path / "d.csv", n=120)
     out = tmp_path / "run"
     assert main(["train", "classify", "--data", data, "--out", str(out), "--ensemble", "none"] + SMALL) == 0
     m = _last_json(capsys)
     assert m["test_accuracy"] == m["rnn_test_accuracy"] and "ensemble_rnn_weight" not in m
-    assert not (out / "model_fasttext.npz").exists()
+    assert not (out / "model_fasttext.npz").exists() and not (out / "model_nbsvm.npz").exists()
     from rnnlab.tasks.classify import load_classifier
     assert "ensemble" not in load_classifier(out / "model.npz")[1]
 
