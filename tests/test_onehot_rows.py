@@ -25,11 +25,12 @@ def _run(cell, kw, x, g, onehot, monkeypatch, dtype, mask=None, training=True):
     return y, dx, {k: np.array(v) for k, v in layer.grads.items()}, ids
 
 
+@pytest.mark.parametrize("B", [5, 40])      # 40: the packed fused loop, which copies LSTM's rows of W_x itself
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("cell,kw", CELLS)
-def test_onehot_rows_match_the_gemm(cell, kw, dtype, monkeypatch):
+def test_onehot_rows_match_the_gemm(cell, kw, dtype, B, monkeypatch):
     rng = np.random.default_rng(3)
-    B, T, D = 5, 7, 9
+    T, D = 7, 9
     x = np.eye(D, dtype=dtype)[rng.integers(0, D, (B, T))]
     g = rng.standard_normal((B, T, 6)).astype(dtype)
     try:
@@ -143,4 +144,27 @@ def test_onehot_inference_paths(cell, B, monkeypatch):
         layer = getattr(L, cell)(16, return_sequences=True)
         outs.append(layer(x))
         assert (layer._ws.onehot is not None) == onehot
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_lstm_fused_loop_copies_the_rows_itself(training, monkeypatch):
+    """float32 LSTM on the packed fused loop: W_x is handed to the loop as the table (no (T, B, 4U) gather
+    first), in training and inference; the outputs are the GEMM path's bits."""
+    from rnnlab.layers.lstm import LSTM
+    seen = []
+    orig = LSTM._fused_forward
+    monkeypatch.setattr(LSTM, "_fused_forward", lambda self, ws: seen.append(ws.table_rows is not None)
+                        or orig(self, ws))
+    rng = np.random.default_rng(8)
+    x = np.eye(13, dtype=np.float32)[rng.integers(0, 13, (40, 6))]
+    outs = []
+    for onehot in (True, False):
+        monkeypatch.setattr(FusedRNN, "ONEHOT_ROWS", onehot)
+        rnnlab.set_random_seed(3)
+        layer = L.LSTM(16, return_sequences=True)
+        layer(x[:1])
+        outs.append(layer.forward(x, training=training))
+        assert layer.last_path == "fused_loop"
+    assert seen[-2:] == [True, False]
     np.testing.assert_array_equal(outs[0], outs[1])

@@ -400,7 +400,11 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             # 2. input projection of all steps: one GEMM (a row lookup when every input row is one-hot)
             ws.onehot = self._onehot_ids(ws, kernel)
             if ws.onehot is not None:
-                np.take(kernel, ws.onehot, axis=0, out=ws.A.reshape(T * B, -1), mode="clip")
+                if kernel.dtype == np.float32 and kernel.flags.c_contiguous and self._takes_table_rows(ws):
+                    # (W_x is the table: the fused loop copies each step's rows itself, see _table_projection)
+                    ws.table_rows = (kernel, np.ascontiguousarray(ws.onehot.reshape(T, B), dtype=np.int64))
+                else:
+                    np.take(kernel, ws.onehot, axis=0, out=ws.A.reshape(T * B, -1), mode="clip")
             elif not self._packed_projection(ws, kernel):
                 np.matmul(ws.X.reshape(T * B, D), kernel, out=ws.A.reshape(T * B, -1))
         else:
