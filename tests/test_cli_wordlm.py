@@ -187,3 +187,69 @@ def test_non_utf8_and_directory_errors_point_to_the_flags(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "wordlm", "--train", str(tmp_path), "--valid", va, "--out", o] + SMALL) == 1
     assert capsys.readouterr().err.strip() == f"rnnlab: error: {tmp_path}: is a directory, expected a file"
+
+
+# ------------------------------------------------------------------ the budget-aware dropout rule
+@pytest.mark.parametrize("tie,cell,layers", [(True, "lstm", 2), (False, "gru", 1), (True, "rnn", 3)])
+def test_flops_per_token_is_six_times_the_non_lookup_parameters(tie, cell, layers):
+    """6 x (recurrent + output parameters), checked against the parameter count of the model itself: tied, the
+    lookup's V x E are the output matrix too, so F / 6 is every parameter; untied, all but the lookup."""
+    from rnnlab.models.lm import build_wordlm_model
+
+    s = {"cell": cell, "units": 7, "layers": layers, "embedding_dim": 5, "dropout": 0.0, "tie_weights": tie,
+         "variational_dropout": True}
+    V = 13
+    model = build_wordlm_model(V, s, 2)
+    lookup = 0 if tie else V * 5
+    assert wordlm.wordlm_flops_per_token(V, s) == 6.0 * (model.count_params() - lookup)
+
+
+DEFAULT_MODEL = {"cell": "lstm", "units": 256, "layers": 2, "embedding_dim": 256, "tie_weights": True}
+
+
+def test_budget_epochs_of_the_measured_corpora():
+    # PTB-sized IMDB corpus: 975,018 tokens, V = 10,000 -> 21.7 MFLOP a token, 3.4 epochs in 15 minutes
+    assert wordlm.wordlm_flops_per_token(10_000, DEFAULT_MODEL) == 21_723_744.0   # 6 x 3,620,624 parameters
+    assert wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, 15.0) == pytest.approx(
+        15 * 60 * 8e10 / (975_018 * 21_723_744.0), rel=1e-12)
+    assert 3.3 < wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, 15.0) < 3.5
+    # WikiText-2: 2,075,677 tokens, V = 33,278 -> 0.6 of an epoch (measured: 57% at load 1)
+    assert 0.55 < wordlm.budget_epochs(2_075_677, 33_278, DEFAULT_MODEL, 15.0) < 0.65
+
+
+def test_budget_epochs_limits():
+    full = wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, 15.0)
+    assert wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL) is None                    # nothing limits it
+    assert wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, 0.0) is None               # --max-minutes 0: none
+    assert wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, None, 15.0) == full        # CPU budget alike
+    assert wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, 30.0, 15.0) == full        # the smaller limit
+    assert wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, 30.0) == pytest.approx(2 * full)
+    assert wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, 15.0, None, 2) == 2.0      # --epochs caps it
+    assert wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, 15.0, None, 40) == full
+    assert wordlm.budget_epochs(975_018, 10_000, DEFAULT_MODEL, None, None, 9) == 9.0
+
+
+def test_default_dropout_rule():
+    # by size alone (no limit on the epochs): as before
+    assert [wordlm.default_dropout(n) for n in (1_000, 975_018, 2_999_999, 3_000_000, 29_999_999, 30_000_000)] \
+        == [0.5, 0.5, 0.5, 0.3, 0.3, 0.1]
+    # a run that can afford fewer than 6 epochs: at most 0.2
+    assert wordlm.default_dropout(975_018, 3.4) == 0.2          # PTB-sized corpus, 15 minutes
+    assert wordlm.default_dropout(2_075_677, 0.6) == 0.2        # WikiText-2, 15 minutes
+    assert wordlm.default_dropout(975_018, 5.99) == 0.2
+    assert wordlm.default_dropout(975_018, 6.0) == 0.5          # long enough to over-fit: the size rule
+    assert wordlm.default_dropout(10_000_000, 2.0) == 0.2
+    assert wordlm.default_dropout(50_000_000, 2.0) == 0.1       # never raised above the size rule
+    with pytest.raises(ValueError, match="train_tokens"):
+        wordlm.default_dropout(-1)
+
+
+@pytest.mark.parametrize("epochs,expected", [("2", 0.2), ("6", 0.5)])
+def test_cli_picks_the_dropout_by_the_epochs_it_can_afford(tmp_path, capsys, epochs, expected):
+    tr, va, _ = _corpus(tmp_path)
+    args = ["train", "wordlm", "--train", tr, "--valid", va, "--epochs", epochs, "--out", str(tmp_path / "o")]
+    assert main(args + SMALL) == 0
+    m = _last_json(capsys)
+    assert m["dropout"] == expected and m["epochs_run"] == int(epochs)
+    model, doc = wordlm.load_wordlm(tmp_path / "o" / "model.npz")
+    assert doc["settings"]["dropout"] == expected

@@ -34,7 +34,8 @@ the same convention as ``rnnlab ngram``.
 
 Defaults (the recipe): tied weights (``--no-tie-weights`` to untie), variational dropout on the embedding output
 and between layers (one mask per sequence and feature for the whole BPTT window; ``--no-variational-dropout``),
-``--dropout`` by the size rule of :func:`default_dropout` (0.5 below 3M training tokens, 0.3 below 30M, else 0.1),
+``--dropout`` by the rule of :func:`default_dropout` (by size: 0.5 below 3M training tokens, 0.3 below 30M, else
+0.1; by budget: at most 0.2 when the budget or ``--epochs`` allows fewer than 6 epochs, :func:`budget_epochs`),
 plain SGD with learning rate 20 and global clipnorm 0.25, the learning rate divided by 4 on a plateau (the
 Zaremba et al. 2014 / PyTorch ``word_language_model`` recipe: on WikiText-2, at the same number of steps, it
 measured validation perplexity 412 where Adam 2e-3 with clipnorm 5, the earlier default, measured 788; Adam's
@@ -107,11 +108,69 @@ def stream_nll(model, ids, chunk=100):
     return total / y.size
 
 
-def default_dropout(train_tokens):
-    """The size rule for ``--dropout`` when it is not given: 0.5 below 3M training tokens (PTB, WikiText-2: a
-    2-layer LSTM over-fits them within a few epochs; Zaremba et al. 2014 use 0.5 for their medium model), 0.3 up
-    to 30M, 0.1 above."""
-    return 0.5 if train_tokens < 3_000_000 else (0.3 if train_tokens < 30_000_000 else 0.1)
+#: training epochs below which the dropout rule caps ``--dropout`` at :data:`SHORT_RUN_DROPOUT`: a 2-layer tied
+#: LSTM-256 with dropout 0.2 was still improving after 6 epochs of a 1M-token corpus (``docs/results.md``), so a
+#: run that can afford fewer epochs than this has no over-fitting for a larger dropout to prevent
+SHORT_RUN_EPOCHS = 6
+#: the dropout of a run that the budget or ``--epochs`` limits to fewer than :data:`SHORT_RUN_EPOCHS` epochs
+SHORT_RUN_DROPOUT = 0.2
+
+
+def wordlm_flops_per_token(vocab, s):
+    """Floating-point operations of one training step per token: ``6 x (recurrent + output parameters)`` (2 for
+    the forward matrix products, 4 for the backward ones; the embedding lookup is a row copy). A recurrent
+    layer with ``g`` gate blocks (LSTM 4, GRU 3, SimpleRNN 1), input ``n`` and ``U`` units has
+    ``g (n U + U U + b U)`` parameters (``b`` = 2 bias vectors for the GRU's ``reset_after``, else 1); the output layer ``(H + 1) V`` for a last hidden size H (= the embedding
+    size with tied weights). The tied 2 x LSTM-256 over V = 10,000 is 21.7 MFLOP a token (the softmax 15.4 of
+    them), over WikiText-2's 33,278 words 57.6 MFLOP."""
+    g = {"lstm": 4, "gru": 3, "rnn": 1}.get(s["cell"], 4)
+    n, rec = s["embedding_dim"], 0
+    for i in range(s["layers"]):
+        u = s["embedding_dim"] if s["tie_weights"] and i == s["layers"] - 1 else s["units"]
+        rec += g * (n * u + u * u + (2 if s["cell"] == "gru" else 1) * u)
+        n = u
+    return 6.0 * (rec + (n + 1) * vocab)
+
+
+def budget_epochs(train_tokens, vocab, s, max_minutes=None, max_cpu_minutes=None, epochs=None):
+    """How many epochs of ``train_tokens`` the run can afford: ``C / (N x F)`` for the budget's operations
+    ``C = minutes x 60 x 8e10`` (one thread at the measured :data:`rnnlab.models.lm.CHARLM_FLOPS_PER_THREAD`;
+    the smaller of ``--max-minutes`` and ``--max-cpu-minutes`` where set), ``N`` training tokens and ``F``
+    operations a token (:func:`wordlm_flops_per_token`), and at most ``--epochs`` when given. None when nothing
+    limits the run. One thread, not ``--threads`` (whose default follows the machine's load), so that the same
+    command picks the same dropout and ``--resume`` finds the same settings. The PTB-sized IMDB corpus (975k
+    tokens, V = 10,000) in 15 minutes: 3.4 epochs (measured: 4.8 CPU-minutes an epoch, validation included);
+    WikiText-2 (2.08M tokens, V = 33,278): 0.6."""
+    from ..models.lm import CHARLM_FLOPS_PER_THREAD
+
+    limits = [m for m in (max_minutes, max_cpu_minutes) if m is not None and m > 0]
+    allowed = None
+    if limits:
+        ops = min(limits) * 60.0 * CHARLM_FLOPS_PER_THREAD
+        allowed = ops / (max(int(train_tokens), 1) * wordlm_flops_per_token(vocab, s))
+    if epochs is not None:
+        allowed = float(epochs) if allowed is None else min(allowed, float(epochs))
+    return allowed
+
+
+def default_dropout(train_tokens, epochs=None):
+    """The rule for ``--dropout`` when it is not given.
+
+    By size: 0.5 below 3M training tokens (PTB, WikiText-2: a 2-layer LSTM trained to convergence over-fits them
+    within a few epochs; Zaremba et al. 2014 use 0.5 for their medium model), 0.3 up to 30M, 0.1 above.
+
+    By budget: when the run can afford fewer than :data:`SHORT_RUN_EPOCHS` (6) epochs (``epochs``, from
+    :func:`budget_epochs`; None: unlimited), at most :data:`SHORT_RUN_DROPOUT` (0.2). Dropout trades speed of
+    learning for less over-fitting, and a short run ends before the over-fitting starts: on the PTB-sized IMDB
+    corpus with a 15-CPU-minute budget (about 3 epochs) dropout 0.2 was ahead of 0.5 at every epoch
+    (``docs/results.md``). WikiText-2 in the default 15 minutes gets 0.6 of one epoch, where no training token is
+    seen twice."""
+    if train_tokens < 0:
+        raise ValueError(f"default_dropout: train_tokens must be >= 0, got {train_tokens}")
+    by_size = 0.5 if train_tokens < 3_000_000 else (0.3 if train_tokens < 30_000_000 else 0.1)
+    if epochs is not None and epochs < SHORT_RUN_EPOCHS:
+        return min(by_size, SHORT_RUN_DROPOUT)
+    return by_size
 
 
 def stream_nll_parts(model, ids, eos_id, chunk=100):
@@ -253,8 +312,9 @@ def train(args):
     corpus = load_word_corpus(args.train, args.valid, args.test, max_vocab=args.vocab_size, encoding=args.encoding)
     vocab = corpus["vocab"]
     V = len(vocab)
+    affordable = budget_epochs(len(corpus["train"]), V, s, args.max_minutes, args.max_cpu_minutes, args.epochs)
     if args.dropout is None:
-        s["dropout"] = default_dropout(len(corpus["train"]))
+        s["dropout"] = default_dropout(len(corpus["train"]), affordable)
     out = output_dir(args.out, f"wordlm-{os.path.basename(os.path.dirname(os.path.abspath(args.train)))}")
     from .common import check_model_memory
     check_model_memory(args, "wordlm", units=s["units"], layers=s["layers"], cell=s["cell"], bidirectional=False,
@@ -270,7 +330,9 @@ def train(args):
         print(f"{len(corpus['train']):,} training / {len(corpus['valid']):,} validation"
               + (f" / {len(corpus['test']):,} test" if corpus["test"] is not None else "")
               + f" tokens; vocabulary {V:,}; <unk> share of valid {np.mean(corpus['valid'] == vocab['<unk>']):.1%}; "
-              f"{model.count_params():,} parameters{' (tied)' if s['tie_weights'] else ''}", flush=True)
+              f"{model.count_params():,} parameters{' (tied)' if s['tie_weights'] else ''}; dropout {s['dropout']:g}"
+              + (" (the rule" + ("" if affordable is None else f": {affordable:.1f} epochs affordable") + ")"
+                 if args.dropout is None else ""), flush=True)
     adapter = _Adapter(model, doc, corpus["train"], corpus["valid"], s, args.verbose)
     decay = args.lr_decay if args.lr_decay is not None and args.lr_decay < 1.0 else None
     loop = TrainLoop(out, adapter, monitor="loss", mode="min", max_minutes=args.max_minutes, verbose=args.verbose,
