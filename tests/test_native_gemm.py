@@ -558,3 +558,29 @@ def test_transposed_pack_is_the_contiguous_pack(K, N):
     a.pack(bt.T)
     b = _native.PackedMatrix(K, N).pack(np.ascontiguousarray(bt.T))
     np.testing.assert_array_equal(a.buf, b.buf)
+
+
+@pytest.mark.native_gemm
+@pytest.mark.parametrize("M,K,N", [(1, 300, 70), (50, 513, 130), (1000, 64, 64)])
+def test_row_blocking_changes_no_bits(M, K, N):
+    """The kernel's outer blocks of rows (rnnlab_gemm_mc) leave every element's sum as it was: the same bits
+    for any block size, with and without accumulation."""
+    lib = _native._LIB
+    rng = np.random.default_rng(M + K + N)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    pm = _native.PackedMatrix(K, N).pack(rng.standard_normal((K, N)).astype(np.float32))
+    c0 = rng.standard_normal((M, N)).astype(np.float32)
+    old = lib.rnnlab_gemm_mc(-1)
+    outs = []
+    try:
+        for mc in (1, 6, 7, 384, 1 << 40):
+            lib.rnnlab_gemm_mc(mc)
+            o1 = pm.matmul(a, np.full((M, N), np.nan, np.float32))
+            o2 = pm.matmul(a, c0.copy(), accumulate=True)
+            outs.append((o1, o2))
+    finally:
+        lib.rnnlab_gemm_mc(old)
+    assert lib.rnnlab_gemm_mc(-1) == old == 384
+    for o1, o2 in outs[1:]:
+        np.testing.assert_array_equal(o1, outs[0][0])
+        np.testing.assert_array_equal(o2, outs[0][1])

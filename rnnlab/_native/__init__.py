@@ -90,6 +90,8 @@ def _load():
     lib.rnnlab_gemm_packed_f32.argtypes = [p, i64, i64, p, i64, i64, i64, i64, i64, p]
     lib.rnnlab_gemm_prefetch_min.argtypes = [i64]
     lib.rnnlab_gemm_prefetch_min.restype = i64
+    lib.rnnlab_gemm_mc.argtypes = [i64]
+    lib.rnnlab_gemm_mc.restype = i64
     lib.rnnlab_gemm_packed_f32.restype = ctypes.c_int
     _LIB = lib
 

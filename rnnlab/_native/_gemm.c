@@ -141,9 +141,36 @@ typedef void (*rnnlab_kernel_t)(const float *, int64_t, int64_t, const float *, 
                                 const __mmask16 *);
 static const rnnlab_kernel_t KERNELS[MR + 1] = {0, kernel_1, kernel_2, kernel_3, kernel_4, kernel_5, kernel_6};
 
+/* Rows of A (and C) per block of the outermost loop: a block's KC-chunk of A (MC x KC floats, 384 KB) stays in
+ * L2 while every panel of B runs over it, instead of all M rows streaming from L3 once per panel (the 10240-row
+ * projections of the large config, the 2560-5120-row ones of imdb and char). rnnlab_gemm_mc sets it (tests). Each
+ * C element's sum is the same whatever the blocking: k ascending within a KC chunk, chunks added in order. */
+static int64_t gemm_mc = 384;
+
+int64_t rnnlab_gemm_mc(int64_t rows) {
+    int64_t old = gemm_mc;
+    if (rows > 0) gemm_mc = rows;
+    return old;
+}
+
+__attribute__((target("avx512f,fma"))) static void gemm_block(const float *A, int64_t rsa, int64_t csa,
+                                                              const float *Bp, float *C, int64_t ldc,
+                                                              int64_t M, int64_t K, int64_t N, int beta);
+
 __attribute__((target("avx512f,fma"))) static void gemm_avx512(const float *A, int64_t rsa, int64_t csa,
                                                                const float *Bp, float *C, int64_t ldc,
                                                                int64_t M, int64_t K, int64_t N, int beta) {
+    int64_t mc = gemm_mc;
+    for (int64_t m0 = 0; m0 < M || m0 == 0; m0 += mc) {
+        int64_t rows = M - m0 < mc ? M - m0 : mc;
+        gemm_block(A + m0 * rsa, rsa, csa, Bp, C + m0 * ldc, ldc, rows, K, N, beta);
+        if (M == 0) break;
+    }
+}
+
+__attribute__((target("avx512f,fma"))) static void gemm_block(const float *A, int64_t rsa, int64_t csa,
+                                                              const float *Bp, float *C, int64_t ldc,
+                                                              int64_t M, int64_t K, int64_t N, int beta) {
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kc = K - k0 < KC ? K - k0 : KC;
         int acc = beta || k0 > 0;
