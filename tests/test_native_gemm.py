@@ -481,7 +481,7 @@ def test_split_products(cell, monkeypatch):
         np.testing.assert_array_equal(a, c)
         exact = left.T.astype(np.float64) @ dA2.astype(np.float64)
         assert np.all(np.abs(a - exact) <= _bound(left.T, dA2, T * B))
-    # a W_x above SPLIT_MAX_PACKED_FLOATS stays on the BLAS (the kernel has no M blocking for large packed B)
+    # a W_x above SPLIT_MAX_PACKED_FLOATS stays on the BLAS
     monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", True)
     monkeypatch.setattr(NativePaths, "SPLIT_MAX_PACKED_FLOATS", layer.params["kernel"].size - 1)
     layer.release_workspaces()
@@ -524,6 +524,7 @@ def test_dense_products_follow_the_recurrent_layers_threads(monkeypatch):
     fused_native.matmul(a[:8, :8], b[:8, :])                             # small: OpenBLAS runs it on one thread
     fused_native.matmul(a.astype(np.float64), b.astype(np.float64))      # float64
     fused_native.matmul(a, b[:, :8])                                     # N < 16
+    fused_native.matmul(a[:15], b)                                       # fewer than 16 rows
     monkeypatch.setattr(NativePaths, "SPLIT_MAX_PACKED_FLOATS", b.size - 1)
     fused_native.matmul(a, b)                                            # packed matrix too large
     monkeypatch.setattr(NativePaths, "SPLIT_MAX_PACKED_FLOATS", 1 << 18)

@@ -42,14 +42,15 @@ def matmul(a, b, out=None):
     threads as those layers' own products: when they keep theirs off NumPy's BLAS pool
     (:meth:`NativePaths._split_products`: several BLAS threads, float32, AVX-512, :attr:`NativePaths.SPLIT_PRODUCTS`),
     a float32 2-D product large enough for OpenBLAS to wake its pool (:data:`OWNED_MIN_MULADDS`), with b (K, N) at most
-    :attr:`NativePaths.SPLIT_MAX_PACKED_FLOATS` and N >= 16, runs in the packed kernel over rnnlab's row blocks
+    :attr:`NativePaths.SPLIT_MAX_PACKED_FLOATS`, N >= 16 and at least 16 rows (packing b costs about what a
+    few-row product does), runs in the packed kernel over rnnlab's row blocks
     (:func:`rnnlab._native.split_matmul`, b packed at each call) instead. Why: one Dense(60) head in OpenBLAS woke
     its worker, which then spun beside the recurrent layer's second row block for the rest of the train step (char
     config, batch 128: 47 ms a step against 35 ms with every product in OpenBLAS). Otherwise ``np.matmul``.
     Same products, another summation order: agreement with NumPy to float32 rounding. ``a`` may have any strides
     (``x.T`` is fine); ``out``, when given, must be C-contiguous."""
     if (a.dtype == np.float32 and b.dtype == np.float32 and a.ndim == 2 and b.ndim == 2
-            and b.shape[1] >= 16 and b.size <= NativePaths.SPLIT_MAX_PACKED_FLOATS
+            and b.shape[1] >= 16 and b.size <= NativePaths.SPLIT_MAX_PACKED_FLOATS and a.shape[0] >= 16
             and a.shape[0] * a.shape[1] * b.shape[1] >= OWNED_MIN_MULADDS
             and (out is None or (out.dtype == np.float32 and out.flags.c_contiguous))
             and NativePaths.SPLIT_PRODUCTS and (_native.blas_threads() or 1) > 1 and _native.gemm_available()):
@@ -141,10 +142,12 @@ class NativePaths:
         return (self.SPLIT_PRODUCTS and (_native.blas_threads() or 1) > 1 and self._native_float32()
                 and _native.gemm_available())
 
-    #: Largest packed matrix (K x N floats) a split product (input projection, dX) takes: 1 MB, half the L2 of this
-    #: machine's cores. Above it the kernel streams B from L3 for every row block (no M blocking: 48-61 GFLOP/s on
-    #: the large config's 10240 x 512 x 2048 projection against OpenBLAS's 86-104, docs/benchmarks.md)
-    SPLIT_MAX_PACKED_FLOATS = 1 << 18
+    #: Largest packed matrix (K x N floats) a split product (input projection, dX) takes: 4 MB, the large config's
+    #: 512 x 2048 W_x. Since the packed kernel blocks A's rows (384 at a time, _gemm.c) its 10240 x 512 x 2048
+    #: projection runs at OpenBLAS's speed (2 threads: 117 against 119 ms), and keeping it on rnnlab's threads
+    #: leaves OpenBLAS's worker asleep beside the split loop (large-config inference at 2 threads, same process:
+    #: 306-321 -> 242-245 ms). Above it OpenBLAS keeps the product.
+    SPLIT_MAX_PACKED_FLOATS = 1 << 20
 
     def _input_grad_product(self, ws, dA2, out):
         """``out = dA W_x^T`` ((T*B, W) @ (W, D), the input gradient): the packed kernel over row blocks when
