@@ -178,50 +178,65 @@ class VarianceScaling(Initializer):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
 
 
-class _Preset(VarianceScaling):
-    """A :class:`VarianceScaling` with fixed ``(scale, mode, distribution)`` (``_args``), taking only ``seed``,
-    as Keras defines its Glorot, He and LeCun initializers."""
-
-    _args: tuple = ()
+class _SeedOnly(Initializer):
+    """An initializer whose only argument is ``seed`` (Glorot, He, LeCun: Keras's fixed VarianceScaling cases)."""
 
     def __init__(self, seed=None):
-        super().__init__(*self._args, seed=seed)
+        self.seed = seed
 
     def get_config(self):
         return {"seed": self.seed}
 
 
-class GlorotUniform(_Preset):
-    """U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010):
+class GlorotUniform(_SeedOnly):
+    """U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010); Keras's
     ``VarianceScaling(1.0, "fan_avg", "uniform")``."""
-    _args = (1.0, "fan_avg", "uniform")
+
+    def __call__(self, shape, dtype=None):
+        fan_in, fan_out = _fans(shape)
+        limit = math.sqrt(6.0 / max(1.0, fan_in + fan_out))
+        gen = self._rng()
+        return _chunked(shape, dtype, lambda n: gen.uniform(-limit, limit, size=n))
 
 
-class GlorotNormal(_Preset):
-    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / (fan_in + fan_out)):
+class GlorotNormal(_SeedOnly):
+    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / (fan_in + fan_out)); Keras's
     ``VarianceScaling(1.0, "fan_avg", "truncated_normal")``."""
-    _args = (1.0, "fan_avg", "truncated_normal")
+
+    def __call__(self, shape, dtype=None):
+        fan_in, fan_out = _fans(shape)
+        std = math.sqrt(2.0 / max(1.0, fan_in + fan_out)) / 0.87962566103423978
+        return _truncated_normal(self._rng(), shape, std, dtype)
 
 
-class HeNormal(_Preset):
-    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / fan_in) (He et al. 2015):
+class HeNormal(_SeedOnly):
+    """Truncated normal (at 2 stddev) with stddev = sqrt(2 / fan_in) (He et al. 2015); Keras's
     ``VarianceScaling(2.0, "fan_in", "truncated_normal")``."""
-    _args = (2.0, "fan_in", "truncated_normal")
+
+    def __call__(self, shape, dtype=None):
+        fan_in, _ = _fans(shape)
+        std = math.sqrt(2.0 / max(1.0, fan_in)) / 0.87962566103423978
+        return _truncated_normal(self._rng(), shape, std, dtype)
 
 
-class HeUniform(_Preset):
-    """U(-limit, limit) with limit = sqrt(6 / fan_in): ``VarianceScaling(2.0, "fan_in", "uniform")``."""
-    _args = (2.0, "fan_in", "uniform")
+class HeUniform(_SeedOnly):
+    """U(-limit, limit) with limit = sqrt(6 / fan_in); Keras's ``VarianceScaling(2.0, "fan_in", "uniform")``."""
+
+    def __call__(self, shape, dtype=None):
+        fan_in, _ = _fans(shape)
+        limit = math.sqrt(6.0 / max(1.0, fan_in))
+        gen = self._rng()
+        return _chunked(shape, dtype, lambda n: gen.uniform(-limit, limit, size=n))
 
 
-class LecunNormal(_Preset):
+class LecunNormal(_SeedOnly, VarianceScaling):
     """``VarianceScaling(1.0, "fan_in", "truncated_normal")`` (LeCun 1998)."""
-    _args = (1.0, "fan_in", "truncated_normal")
+    scale, mode, distribution = 1.0, "fan_in", "truncated_normal"
 
 
-class LecunUniform(_Preset):
+class LecunUniform(_SeedOnly, VarianceScaling):
     """``VarianceScaling(1.0, "fan_in", "uniform")``: U(-sqrt(3 / fan_in), sqrt(3 / fan_in))."""
-    _args = (1.0, "fan_in", "uniform")
+    scale, mode, distribution = 1.0, "fan_in", "uniform"
 
 
 class Identity(Initializer):

@@ -1,5 +1,6 @@
-"""Glorot, He and LeCun initializers are VarianceScaling presets (as Keras 3 defines them): the same values as
-the VarianceScaling they name, a seed-only config, and one constructor-like repr for every initializer."""
+"""Glorot, He and LeCun initializers are Keras 3's VarianceScaling presets: the values of the VarianceScaling they
+name (LeCun's are that class; Glorot's and He's keep their one-division formulas, equal to the last bit or two
+in float64), a seed-only config, and one constructor-like repr for every initializer."""
 import numpy as np
 import pytest
 
@@ -15,9 +16,13 @@ def test_preset_is_its_variance_scaling(name, scale, mode, dist):
     cls = getattr(initializers, name)
     init = cls(seed=7)
     ref = initializers.VarianceScaling(scale, mode, dist, seed=7)
-    for shape in [(30, 50), (8,), (3, 4, 5)]:
-        np.testing.assert_array_equal(init(shape, "float32"), ref(shape, "float32"))
-    assert isinstance(init, initializers.VarianceScaling)
+    for shape in [(30, 50), (8,), (3, 4, 5), (3, 5, 700)]:
+        got, want = init(shape, "float64"), ref(shape, "float64")
+        if name.startswith("Lecun"):
+            np.testing.assert_array_equal(got, want)
+        else:   # sqrt(6 / (fan_in + fan_out)) against Keras's sqrt(3 * (1 / fan_avg)): the same up to rounding
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    assert isinstance(init, initializers.VarianceScaling) == name.startswith("Lecun")
     assert init.get_config() == {"seed": 7} and repr(init) == f"{name}(seed=7)"
     assert initializers.serialize(init) == {"class_name": name, "config": {"seed": 7}}
     back = initializers.get(initializers.serialize(init))
