@@ -1,5 +1,5 @@
-"""The shared surface of rnnlab's small configurable objects (losses, regularizers, constraints, learning-rate
-schedules): a subclass defines ``get_config()`` (its constructor's arguments as a dict) and gets
+"""The shared surface of rnnlab's small configurable objects (losses, regularizers, constraints, initializers,
+learning-rate schedules): a subclass defines ``get_config()`` (its constructor's arguments as a dict) and gets
 ``from_config`` and a ``repr`` that reads like the constructor call; :class:`ConfigEquality` adds equality
 of type and config."""
 from __future__ import annotations
