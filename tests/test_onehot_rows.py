@@ -168,3 +168,53 @@ def test_lstm_fused_loop_copies_the_rows_itself(training, monkeypatch):
         assert layer.last_path == "fused_loop"
     assert seen[-2:] == [True, False]
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_onehot_ids_compiled_and_numpy_agree(dtype, monkeypatch):
+    """rnnlab._native.onehot_ids: the compiled pass and the NumPy fallback accept and reject the same rows (a -0.0
+    counts as a zero; a 2, a NaN, two ones or an all-zero row are not one-hot), on contiguous and strided rows."""
+    from rnnlab import _native
+    rng = np.random.default_rng(9)
+    base = np.eye(7, dtype=dtype)[rng.integers(0, 7, 30)]
+    base[3, (np.argmax(base[3]) + 1) % 7] = -0.0
+    cases = [base]
+    for r, c, v in [(4, None, 2.0), (5, None, np.nan), (6, "second", 1.0), (7, "all", 0.0)]:
+        x = base.copy()
+        j = int(np.argmax(x[r]))
+        if c is None:
+            x[r, j] = v
+        elif c == "second":
+            x[r, (j + 1) % 7] = v
+        else:
+            x[r] = v
+        cases.append(x)
+    wide = np.zeros((30, 12), dtype)
+    wide[:, :7] = base
+    cases.append(wide[:, :7])                               # rows 12 apart: a strided view
+    results = []
+    for lib in (_native._LIB, None):
+        monkeypatch.setattr(_native, "_LIB", lib)
+        results.append([_native.onehot_ids(x) for x in cases])
+    for got_c, got_np, x in zip(*results, cases):
+        assert (got_c is None) == (got_np is None)
+        if got_c is not None:
+            np.testing.assert_array_equal(got_c, got_np)
+            np.testing.assert_array_equal(got_c, np.argmax(x, axis=1))
+    assert [r is None for r in results[0]] == [False, True, True, True, True, False]
+
+
+def test_layer_without_the_compiled_kernels(monkeypatch):
+    """No compiled library: the NumPy test finds the one-hot rows and the layer gives the GEMM's outputs."""
+    from rnnlab import _native
+    rng = np.random.default_rng(10)
+    x = np.eye(9, dtype=np.float32)[rng.integers(0, 9, (6, 5))]
+    monkeypatch.setattr(_native, "_LIB", None)
+    outs = []
+    for onehot in (True, False):
+        monkeypatch.setattr(FusedRNN, "ONEHOT_ROWS", onehot)
+        rnnlab.set_random_seed(4)
+        layer = L.GRU(8, return_sequences=True, go_backwards=True)
+        outs.append(layer(x))
+        assert (layer._ws.onehot is not None) == onehot
+    np.testing.assert_array_equal(outs[0], outs[1])

@@ -45,6 +45,8 @@ def _load():
         getattr(lib, f"rnnlab_scatter_add_outer_{suffix}").argtypes = [p, p, p, p, i64, i64, i64]
         getattr(lib, f"rnnlab_embedding_grad_{suffix}").argtypes = [p, p, i64, i64, i64, p, p, p, p]
         getattr(lib, f"rnnlab_embedding_grad_{suffix}").restype = i64
+        getattr(lib, f"rnnlab_onehot_rows_{suffix}").argtypes = [p, i64, i64, i64, p]
+        getattr(lib, f"rnnlab_onehot_rows_{suffix}").restype = i64
         for kind in ("adam", "adam_lazy"):
             fn = getattr(lib, f"rnnlab_{kind}_{suffix}")
             fn.argtypes = [p, p, p, p, p, p, i64, i64, i64] + [ctypes.c_double] * 6
@@ -124,6 +126,24 @@ def _check(W, idx, n_rows, what):
     if idx.size and (idx.min() < 0 or idx.max() >= W.shape[0]):
         raise ValueError(f"{what}: indices must be in [0, {W.shape[0]}), got [{idx.min()}, {idx.max()}]")
     return idx
+
+
+def onehot_ids(X):
+    """The column of the 1 in each row of X (n, D) float32/float64 as int64 (n,) when every row is one-hot (one
+    element equal to 1, all others 0 of either sign), else None; one compiled pass that stops at the first row that
+    is not (the NumPy fallback: one argmax, one count and one gather)."""
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        return None
+    n, D = X.shape
+    if _LIB is not None and X.dtype in _SUFFIX and X.strides[1] == X.itemsize and X.strides[0] % X.itemsize == 0:
+        ids = np.empty(n, np.int64)
+        ok = getattr(_LIB, f"rnnlab_onehot_rows_{_SUFFIX[X.dtype]}")(X.ctypes.data, X.strides[0] // X.itemsize, n, D,
+                                                                     ids.ctypes.data)
+        return ids if ok else None
+    ids = X.argmax(axis=1)
+    if np.count_nonzero(X) != n or not (X[np.arange(n), ids] == 1).all():
+        return None
+    return ids.astype(np.int64, copy=False)
 
 
 def scatter_add(W, idx, rows):

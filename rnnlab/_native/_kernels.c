@@ -265,6 +265,28 @@
 
 EMBEDDING_GRAD(rnnlab_embedding_grad_f32, float)
 EMBEDDING_GRAD(rnnlab_embedding_grad_f64, double)
+/* 1 when every one of the n rows of X (D elements each, row stride rs elements, unit column stride) is one-hot:
+ * one element equal to 1 and all others 0 (either sign), its column then in ids[i]; else 0 (ids partly written).
+ * A NaN is neither 0 nor 1, so it fails the test. (rnnlab.layers.fused_loop: one-hot inputs as a row lookup.) */
+#define ONEHOT_ROWS(NAME, T)                                                                   \
+    int64_t NAME(const T *X, int64_t rs, int64_t n, int64_t D, int64_t *ids) {                 \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            const T *x = X + i * rs;                                                           \
+            int64_t at = -1;                                                                   \
+            for (int64_t j = 0; j < D; j++) {                                                  \
+                T v = x[j];                                                                    \
+                if (v == (T)0) continue;                                                       \
+                if (v != (T)1 || at >= 0) return 0;                                            \
+                at = j;                                                                        \
+            }                                                                                  \
+            if (at < 0) return 0;                                                              \
+            ids[i] = at;                                                                       \
+        }                                                                                      \
+        return 1;                                                                              \
+    }
+ONEHOT_ROWS(rnnlab_onehot_rows_f32, float)
+ONEHOT_ROWS(rnnlab_onehot_rows_f64, double)
+
 SCATTER_ADD(rnnlab_scatter_add_f32, float)
 SCATTER_ADD(rnnlab_scatter_add_f64, double)
 SCATTER_ADD_OUTER(rnnlab_scatter_add_outer_f32, float)

@@ -383,11 +383,14 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         ws.table_rows = None
         # inference on an Embedding's output: steps 1-2 as rows of a cached table (fused_native), when it pays
         if training or not self._table_projection(ws, x_in, kernel):
-            # 1. time-major (and reversed) input, input dropout
-            xt = x.transpose(1, 0, 2)
-            if self.go_backwards:
-                xt = xt[::-1]
-            np.copyto(ws.X, xt)
+            # 1. time-major (and reversed) input, input dropout; one-hot rows (unless input dropout scales them):
+            # their ids only, the projection is then a row lookup and X itself is not needed (_onehot_ids)
+            ws.onehot = None if (training and self.dropout > 0.0) else self._onehot_ids(x, kernel)
+            if ws.onehot is None:
+                xt = x.transpose(1, 0, 2)
+                if self.go_backwards:
+                    xt = xt[::-1]
+                np.copyto(ws.X, xt)
             rng = self._gen if self._gen is not None else backend.rng()
             if training and self.dropout > 0.0:
                 keep = 1.0 - self.dropout
@@ -398,7 +401,6 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
                 ws.rec_mask = ((rng.random((B, U)) < keep) / keep).astype(dt)
 
             # 2. input projection of all steps: one GEMM (a row lookup when every input row is one-hot)
-            ws.onehot = self._onehot_ids(ws, kernel)
             if ws.onehot is not None:
                 if kernel.dtype == np.float32 and kernel.flags.c_contiguous and self._takes_table_rows(ws):
                     # (W_x is the table: the fused loop copies each step's rows itself, see _table_projection)
@@ -586,26 +588,31 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
     #: Whether one-hot inputs take the row lookup (:meth:`_onehot_ids`); False: always the GEMM
     ONEHOT_ROWS = True
 
-    def _onehot_ids(self, ws, kernel):
-        """The time-major ids (T*B,) of the input rows when every row of ``ws.X`` (after input dropout) is one-hot,
-        exactly one 1 and zeros elsewhere (a character model's one-hot characters; Keras's bool arrays), and W_x
-        is finite; else None. Then ``X W_x`` is a row lookup, ``A[r] = W_x[id_r]`` (one-hot . W, the material's
-        Embedding identity): ``1 * w + sum of 0 * w_k`` is w exactly, so the rows equal the GEMM's (a -0.0 in
-        W_x stays -0.0 where the GEMM gives +0.0; an inf or NaN in W_x would make the GEMM's zeros NaN, hence
-        the finiteness check), and the backward's ``dW_x = X^T dA`` becomes a scatter-add of dA's rows
-        (:meth:`_input_kernel_grad`). Cost when the input is not one-hot: a look at the first row; when it is,
-        one argmax and one count over X (T*B*D), against the GEMM's T*B*D*W multiply-adds."""
-        if not self.ONEHOT_ROWS or ws.D < 2:
+    def _onehot_ids(self, x, kernel):
+        """The time-major ids (T*B,) of the input rows (reversed for ``go_backwards``, as ``ws.X``) when every row of
+        x (B, T, D) is one-hot, exactly one 1 and zeros elsewhere (a character model's one-hot characters; Keras's
+        bool arrays), and W_x is finite; else None. Then ``X W_x`` is a row lookup, ``A[r] = W_x[id_r]`` (one-hot . W,
+        the material's Embedding identity): ``1 * w + sum of 0 * w_k`` is w exactly, so the rows equal the GEMM's (a
+        -0.0 in W_x stays -0.0 where the GEMM gives +0.0; an inf or NaN in W_x would make the GEMM's zeros NaN, hence
+        the finiteness check), the backward's ``dW_x = X^T dA`` becomes a scatter-add of dA's rows
+        (:meth:`_input_kernel_grad`), and the time-major copy X is not made. Cost: one compiled pass over x that
+        stops at the first row that is not one-hot (:func:`rnnlab._native.onehot_ids`), against the GEMM's
+        T*B*D*W multiply-adds."""
+        if not self.ONEHOT_ROWS or x.shape[2] < 2:
             return None
-        X2 = ws.X.reshape(-1, ws.D)
-        first = X2[0]
-        if np.count_nonzero(first) != 1 or first.max() != 1:
+        B, T, D = x.shape
+        X2 = x.reshape(-1, D)
+        if not _native.loaded():
+            first = X2[0]
+            if np.count_nonzero(first) != 1 or first.max() != 1:    # (the NumPy test reads all of x)
+                return None
+        ids = _native.onehot_ids(X2)
+        if ids is None or not np.isfinite(kernel).all():
             return None
-        ids = X2.argmax(axis=1)
-        if (np.count_nonzero(X2) != X2.shape[0] or not (X2[np.arange(X2.shape[0]), ids] == 1).all()
-                or not np.isfinite(kernel).all()):
-            return None
-        return ids
+        ids = ids.reshape(B, T).T
+        if self.go_backwards:
+            ids = ids[::-1]
+        return np.ascontiguousarray(ids).reshape(-1)
 
     def _input_kernel_grad(self, ws, dA2, pairs):
         """``dW_x = X^T dA``: appended to the ``pairs`` of :meth:`_grad_products`, or, for one-hot input rows
