@@ -10,7 +10,7 @@ from .core import Dropout  # noqa: F401
 from .embedding import Embedding  # noqa: F401
 from .attention import AdditiveAttention, Attention  # noqa: F401
 from .core import Masking, RepeatVector  # noqa: F401
-from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
+from .wrappers import Bidirectional, TimeDistributed, WeightDrop  # noqa: F401
 from .pooling import GlobalAveragePooling1D, GlobalMaxPooling1D  # noqa: F401
 from .pooling import AveragePooling1D, MaxPooling1D  # noqa: F401
 from .conv import Conv1D  # noqa: F401

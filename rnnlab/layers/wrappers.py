@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from .base import Layer, format_shape, get_layer_class, register
 from .recurrent import validate_mask
 
@@ -411,4 +412,110 @@ class TimeDistributed(Layer):
     def from_config(cls, config):
         config = dict(config)
         config["layer"] = _deserialize(config.get("layer"), "TimeDistributed config 'layer'")
+        return cls(**config)
+
+
+@register
+class WeightDrop(Layer):
+    """DropConnect on one weight matrix of a layer, one mask per call (AWD-LSTM's weight drop; Wan et al. 2013,
+    Merity, Keskar & Socher 2017). Not a Keras layer.
+
+    ``WeightDrop(LSTM(U, ...), rate=0.5)`` drops entries of the recurrent matrix W_h (``weight``, default
+    ``"recurrent_kernel"``) instead of units of h: at each training call a mask ``M`` of W_h's shape is drawn
+    (each entry kept with probability ``1 - rate``, scaled by ``1 / (1 - rate)``), and the wrapped layer runs with
+    ``W_h' = W_h * M`` at **every time step** of that call (the same dropped connections for the whole sequence,
+    so the recurrence itself is regularised without touching the carried state h, and the layer's fast paths
+    stay as they are). At inference (``training=False``) the layer runs with W_h itself.
+
+    Backward: the wrapped layer gives ``dL/dW_h'``; since ``W_h' = W_h * M``, ``dL/dW_h = dL/dW_h' * M``. The mask
+    is applied again (the same products, the same bits) around the wrapped layer's backward, so W_h holds its own
+    values between calls and the optimizer updates W_h. Masks come from :func:`rnnlab.backend.rng`
+    (``set_random_seed``), or from the layer's own generator with ``seed=``.
+    Shapes, states, masks and ``initial_state`` are the wrapped layer's (``layer.states``, ``reset_states``).
+    """
+
+    def __init__(self, layer, rate=0.5, weight="recurrent_kernel", seed=None, **kwargs):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"WeightDrop: layer must be an rnnlab Layer instance, got {type(layer).__name__}")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"WeightDrop: rate must be a float in [0, 1), got {rate!r}")
+        if not isinstance(weight, str):
+            raise TypeError(f"WeightDrop: weight must be the name of one of the layer's weights, got {weight!r}")
+        kwargs.setdefault("dtype", layer.dtype)
+        super().__init__(**kwargs)
+        self.layer = layer
+        self.rate = float(rate)
+        self.weight = weight
+        self.seed = seed
+        self._gen = backend.seeded_rng("WeightDrop", seed)
+        self._sublayers = [layer]
+        self._float_input = getattr(layer, "_float_input", True)
+        for a in ("stateful", "return_sequences", "return_state"):
+            if hasattr(layer, a):
+                setattr(self, a, getattr(layer, a))
+        self._mask = None
+
+    def build(self, input_shape):
+        self.layer._maybe_build(tuple(input_shape))
+        if self.weight not in self.layer.params:
+            raise ValueError(f"WeightDrop '{self.name}': the wrapped layer '{self.layer.name}' has no weight "
+                             f"{self.weight!r} (its weights: {', '.join(self.layer.params) or 'none'})")
+        super().build(tuple(input_shape))
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    @property
+    def states(self):
+        return getattr(self.layer, "states", None)
+
+    def reset_states(self, states=None):
+        return self.layer.reset_states(states)
+
+    reset_state = reset_states
+
+    def _masked(self, fn):
+        """Run fn() with the wrapped weight multiplied by this call's mask, then put its own values back."""
+        w = self.layer.params[self.weight]
+        own = w.copy()
+        np.multiply(own, self._mask, out=w)
+        try:
+            return fn()
+        finally:
+            np.copyto(w, own)
+
+    def forward(self, x, training=False, mask=None, initial_state=None):
+        if not self.built:
+            raise RuntimeError(f"Layer '{self.name}' is not built: call it on data (layer(x)) or build() first")
+        kw = {} if initial_state is None else {"initial_state": initial_state}
+        self.layer.input_grad_needed = self.input_grad_needed
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return self.layer.forward(x, training=training, mask=mask, **kw)
+        w = self.layer.params[self.weight]
+        keep = 1.0 - self.rate
+        rng = self._gen if self._gen is not None else backend.rng()
+        self._mask = ((rng.random(w.shape) < keep) / keep).astype(w.dtype)
+        return self._masked(lambda: self.layer.forward(x, training=training, mask=mask, **kw))
+
+    def backward(self, grad):
+        self.layer.input_grad_needed = self.input_grad_needed
+        if self._mask is None:
+            return self.layer.backward(grad)
+        out = self._masked(lambda: self.layer.backward(grad))
+        self.layer.grads[self.weight] *= self._mask
+        return out
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(layer=_serialize(self.layer), rate=self.rate, weight=self.weight, seed=self.seed)
+        return cfg
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = _deserialize(config.get("layer"), "WeightDrop config 'layer'")
         return cls(**config)
