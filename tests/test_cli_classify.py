@@ -395,6 +395,17 @@ def test_default_ensemble_with_nbsvm_is_written_and_used_by_predict_and_evaluate
     assert "NBSVM model model_nbsvm.npz, which is missing from the same folder" in err
 
 
+def test_nbsvm_part_without_validation_rows_runs_all_steps_and_mixes_half(tmp_path, capsys):
+    from rnnlab.tasks.classify import ENSEMBLE_NBSVM_STEPS
+
+    data = write_data(tmp_path / "d.csv", n=120)
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", data, "--out", str(out), "--valid-fraction", "0"] + SMALL) == 0
+    m = _last_json(capsys)
+    assert m["ensemble_rnn_weight"] == 0.5 and m["ensemble_valid_accuracy"] is None
+    assert m["nbsvm_valid_accuracy"] is None and m["nbsvm_best_step"] == ENSEMBLE_NBSVM_STEPS
+
+
 def test_corrupt_ensemble_entry_is_a_clear_error(tmp_path):
     from rnnlab.tasks.classify import load_ensemble_part
 
