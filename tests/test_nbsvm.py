@@ -184,3 +184,14 @@ def test_bad_input_is_a_clear_error(tmp_path):
     write_npz(tmp_path / "nokeys.npz", arrays, {"meta": meta})
     with pytest.raises(FileFormatError, match="keys_2 is missing; expected a 1-D int64 array"):
         NBSVMClassifier.load(tmp_path / "nokeys.npz")
+
+
+def test_too_many_features_for_memory_is_a_clear_error(monkeypatch):
+    import rnnlab.io as rio
+
+    monkeypatch.setattr(rio, "available_memory", lambda: 1000)
+    monkeypatch.setattr(rio, "MIN_CHECKED_BYTES", 0)
+    tr, ytr = _toy(30, 0, ("pos", "neg", "mid"))
+    with pytest.raises(rio.MemoryLimitError, match=r"NBSVMClassifier.fit: 3 x [0-9,]+ features \(ratios, weights, "
+                                                   r"gradient, Adam state\) needs"):
+        NBSVMClassifier(steps=1).fit(tr, ytr)

@@ -186,6 +186,11 @@ class NBSVMClassifier:
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[c] for c in labels], dtype=np.int64)
         cols = [1] if len(classes) == 2 else list(range(len(classes)))
+        from ..io import check_allocation
+
+        # r, w, its gradient and two Adam slots in float64, plus the float32 copies kept: (K, F) each
+        check_allocation(44 * len(cols) * F, f"NBSVMClassifier.fit: {len(cols)} x {F:,} features (ratios, "
+                                             "weights, gradient, Adam state)")
         r = np.stack([nb_log_count_ratio(doc_ids, feat_ids, y == k, F, self.alpha) for k in cols])
         signs = np.stack([np.where(y == k, 1.0, -1.0) for k in cols], axis=1)
         holder = _Params(w=np.zeros((len(cols), F)), b=np.zeros(len(cols)))
