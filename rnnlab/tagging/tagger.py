@@ -12,6 +12,7 @@ Architecture, for a padded batch of word ids ``w`` (B, T) (0 = padding) and, opt
     g_j = Embedding(V_j, D)(features[..., j])                   (B, T, D) per feature column j (e.g. POS tags)
     h_0 = [e ; f ; k ; g_1 .. g_k]  (concatenated on the feature axis; just e without characters), then Dropout
     h_k = [Bidirectional](LSTM|GRU|SimpleRNN(U, return_sequences=True))(h_{k-1}, mask=m)   k = 1..layers
+          then Dropout(output_dropout) on h_k when ``output_dropout > 0`` (between layers and before the scores)
     p   = TimeDistributed(Dense(n_tags, softmax))(h_layers)    (B, T, n_tags)
     L   = masked sparse categorical cross-entropy(tags, p, mask=m)   (padding steps do not count)
 
@@ -38,8 +39,9 @@ cross-entropy or :class:`rnnlab.layers.crf.CRFLoss`; :meth:`Tagger.fit` is ``Eng
 :meth:`Tagger.arrays`.
 
 Files: :meth:`Tagger.save` writes one ``.npz`` (weights + a JSON document with the vocabularies and
-hyper-parameters, ``"version": 2``); :meth:`Tagger.load` reads it with ``allow_pickle=False``. Files without a
-version (version 1, before feature columns) load unchanged; a newer version is a ``FileFormatError`` naming it.
+hyper-parameters, ``"version": 3``); :meth:`Tagger.load` reads it with ``allow_pickle=False``. Files without a
+version (version 1, before feature columns) and version-2 files (before ``output_dropout``) load unchanged; a newer
+version is a ``FileFormatError`` naming it.
 """
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ from ..losses import SparseCategoricalCrossentropy
 from .spans import chunk_tag, span_scores, token_accuracy
 
 _FORMAT = "rnnlab-tagger"
-#: the tagger file format: 1 = before feature columns (files without a "version" key), 2 = + "features"
-_VERSION = 2
+#: the tagger file format: 1 = before feature columns (files without a "version" key), 2 = + "features",
+#: 3 = + "output_dropout" in the config (a version-2 file has none: 0)
+_VERSION = 3
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 PAD, UNK = "<pad>", "<unk>"
 
@@ -104,7 +107,8 @@ class Tagger(Engine):
 
     def __init__(self, words, tags, chars=None, embedding_dim=50, units=64, cell="lstm", layers=1,
                  bidirectional=True, char_dim=16, char_units=16, dropout=0.0, lowercase=False, max_word_len=20,
-                 crf=False, tag_scheme=None, casing=False, word_dropout=0.0, features=None, feature_dim=25):
+                 crf=False, tag_scheme=None, casing=False, word_dropout=0.0, features=None, feature_dim=25,
+                 output_dropout=0.0):
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
         for name, v in (("embedding_dim", embedding_dim), ("units", units), ("layers", layers),
@@ -116,6 +120,9 @@ class Tagger(Engine):
             raise ValueError(f"Tagger: dropout must be in [0, 1), got {dropout}")
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"Tagger: word_dropout must be in [0, 1), got {word_dropout}")
+        if isinstance(output_dropout, bool) or not isinstance(output_dropout, (int, float, np.number)) \
+                or not 0.0 <= output_dropout < 1.0:
+            raise ValueError(f"Tagger: output_dropout must be a float in [0, 1), got {output_dropout!r}")
         if casing and chars is None:
             raise ValueError("Tagger: casing=True needs the character vocabulary (chars=...): the casing features "
                              "are computed from each word's characters")
@@ -136,7 +143,8 @@ class Tagger(Engine):
                            bidirectional=bool(bidirectional), char_dim=int(char_dim), char_units=int(char_units),
                            dropout=float(dropout), lowercase=bool(lowercase), max_word_len=int(max_word_len),
                            crf=bool(crf), tag_scheme=None if tag_scheme is None else str(tag_scheme).lower(),
-                           casing=bool(casing), word_dropout=float(word_dropout), feature_dim=int(feature_dim))
+                           casing=bool(casing), word_dropout=float(word_dropout), feature_dim=int(feature_dim),
+                           output_dropout=float(output_dropout))
         self.singletons = np.zeros(0, dtype=np.int64)   # word ids seen once in training (set by build_tagger)
         self.lowercase = bool(lowercase)
         self.max_word_len = int(max_word_len)
@@ -162,6 +170,9 @@ class Tagger(Engine):
             feat += cfg["feature_dim"]
         self.dropout = Dropout(cfg["dropout"], name="input_dropout") if cfg["dropout"] else None
         self.rnns = []
+        # dropout on every recurrent layer's output sequence (between layers, and before the tag scores)
+        self.output_dropouts = [Dropout(cfg["output_dropout"], name=f"output_dropout_{k}")
+                                for k in range(cfg["layers"])] if cfg["output_dropout"] else []
         for k in range(cfg["layers"]):
             rnn = _CELLS[cell](cfg["units"], return_sequences=True, name=f"{cell}_{k}")
             if cfg["bidirectional"]:
@@ -418,15 +429,19 @@ class Tagger(Engine):
         h = self.input_features(w, c, training=training, f=f)
         if self.dropout is not None:
             h = self.dropout.forward(h, training=training)
-        for rnn in self.rnns:
+        for k, rnn in enumerate(self.rnns):
             h = rnn.forward(h, training=training, mask=mask)
+            if self.output_dropouts:
+                h = self.output_dropouts[k].forward(h, training=training)
         return self.out.forward(h, training=training, mask=mask), mask
 
     def backward(self, grad):
         """Route dL/dp back through every layer (fills each layer's ``grads``)."""
         g = self.out.backward(grad)
-        for rnn in reversed(self.rnns):
-            g = rnn.backward(g)
+        for k in reversed(range(len(self.rnns))):
+            if self.output_dropouts:
+                g = self.output_dropouts[k].backward(g)
+            g = self.rnns[k].backward(g)
         if self.dropout is not None:
             g = self.dropout.backward(g)
         E = self.config["embedding_dim"]

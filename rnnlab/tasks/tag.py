@@ -75,7 +75,12 @@ def add_train_arguments(parser):
                         "e.g. the POS column of CoNLL-2000 (none for two-column files and for conllu), none, or "
                         "a comma-separated list of column indices")
     d.add_argument("--num-sentences", type=int, default=3000, help="with --generate: training sentences")
-    d.add_argument("--lowercase", action="store_true", help="lowercase words for the word vocabulary")
+    lc = d.add_mutually_exclusive_group()
+    lc.add_argument("--lowercase", dest="lowercase", action="store_const", const=True, default=None,
+                    help="lowercase words for the word vocabulary (default: on when the character and casing "
+                         "features are, which keep each word's case in the input)")
+    lc.add_argument("--no-lowercase", dest="lowercase", action="store_const", const=False,
+                    help="the word vocabulary keeps the case of the words")
     d.add_argument("--min-count", type=int, default=1, help="words rarer than this in training become <unk>")
     d.add_argument("--tag-scheme", choices=["auto", "iob1", "iob2", "bio", "iobes", "none"], default="auto",
                    help="chunk tag scheme of the files: auto (detected from the training file; CoNLL-2003 is "
@@ -99,6 +104,9 @@ def add_train_arguments(parser):
     m.add_argument("--word-dropout", type=float, default=0.5,
                    help="training: a word seen once in the training data becomes <unk> with this probability "
                         "(Lample et al. 2016; default 0.5; 0 turns it off)")
+    m.add_argument("--output-dropout", type=float, default=0.0,
+                   help="dropout on the output sequence of every recurrent layer (between layers and before the tag "
+                        "scores; --dropout is on the input features)")
     from .common import add_threads_argument, add_vectors_arguments
 
     add_vectors_arguments(m)
@@ -210,7 +218,7 @@ def _settings(args):
             "unknown_tags", "lowercase", "min_count", "unidirectional", "char_features", "char_dim", "char_units",
             "cell", "units", "layers", "embedding_dim", "dropout", "optimizer", "clipnorm", "seed", "batch_size",
             "casing", "crf", "tag_scheme", "word_dropout", "vectors", "freeze_vectors", "feature_columns",
-            "feature_dim")
+            "feature_dim", "output_dropout")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -230,6 +238,8 @@ def train(args):
                  "feature_dim"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 <= args.output_dropout < 1.0:
+        raise ValueError(f"--output-dropout must be in [0, 1), got {args.output_dropout}")
     if not 0.0 <= args.word_dropout < 1.0:
         raise ValueError(f"--word-dropout must be in [0, 1), got {args.word_dropout}")
     if args.bidirectional and args.unidirectional:
@@ -238,6 +248,8 @@ def train(args):
     train_s, valid_s, test_s, name = _load(args)
     if args.char_features is None:   # on for real text and the suffix task, off for the two-sided generated task
         args.char_features = args.generate != "two-sided"
+    if args.lowercase is None:   # lowercased word ids when the casing features and characters carry the case
+        args.lowercase = bool(args.char_features and args.casing)
     scheme = _tag_scheme(args, train_s, valid_s, test_s)
     # unknown tags in valid/test are reported before any training time is spent
     known = {t for s in train_s for t in s.tags}
@@ -261,7 +273,8 @@ def train(args):
                          layers=args.layers, bidirectional=not args.unidirectional, char_dim=args.char_dim,
                          char_units=args.char_units, dropout=args.dropout, crf=use_crf,
                          tag_scheme=scheme if use_crf else None, casing=args.char_features and args.casing,
-                         word_dropout=args.word_dropout, feature_dim=args.feature_dim)
+                         word_dropout=args.word_dropout, feature_dim=args.feature_dim,
+                         output_dropout=args.output_dropout)
     coverage = {}
     if args.vectors:
         coverage = apply_vectors(args.vectors, model.word_emb.params["embeddings"],
