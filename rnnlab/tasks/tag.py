@@ -8,7 +8,8 @@ Train::
 
 Defaults (Lample et al. 2016's BiLSTM-CRF recipe; only the data flags are needed): word embeddings 100 +
 a character BiLSTM (25 + 25 units) per word + 6 casing features for ``--train`` files (``--no-char-features``,
-``--no-casing``), one BiLSTM(100) layer, dropout 0.5 on its input, Adam 5e-3 with clipnorm 5, word dropout 0.5 on
+``--no-casing``), the word embedding looked up by the lowercased word whenever the character and casing features
+are on (they keep the case; ``--no-lowercase``), one BiLSTM(100) layer, dropout 0.5 on its input, Adam 5e-3 with clipnorm 5, word dropout 0.5 on
 the words seen once (``--word-dropout``), and a linear-chain CRF output (:class:`rnnlab.layers.CRF`) for chunk
 tags (B-/I-/E-/S- prefixes; ``--crf on|off|auto``), constrained to the tag scheme: ``--tag-scheme auto`` detects
 IOB1 (CoNLL-2003: ``I-`` starts a chunk, ``B-`` only separates two adjacent chunks of a type), IOB2/BIO or IOBES
