@@ -273,6 +273,7 @@ class TBPTT:
     @staticmethod
     def _recurrent_layers(model):
         from .layers.recurrent import RNN
+        from .layers.wrappers import WeightDrop
 
         layers = getattr(model, "layers", None)
         if layers is None:
@@ -280,6 +281,8 @@ class TBPTT:
         rec = []
         for i, layer in enumerate(layers):
             desc = f"layer {i} '{layer.name}' ({type(layer).__name__})"
+            if isinstance(layer, WeightDrop) and isinstance(layer.layer, RNN):
+                layer = layer.layer   # (runs its layer left to right as it is: the checks and states are its layer's)
             inner = [getattr(layer, a, None) for a in ("forward_layer", "backward_layer", "layer")]
             if any(isinstance(c, RNN) for c in inner):
                 raise ValueError(f"TBPTT: {desc} wraps a recurrent layer; truncated BPTT runs left to right in "

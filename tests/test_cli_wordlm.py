@@ -253,3 +253,23 @@ def test_cli_picks_the_dropout_by_the_epochs_it_can_afford(tmp_path, capsys, epo
     assert m["dropout"] == expected and m["epochs_run"] == int(epochs)
     model, doc = wordlm.load_wordlm(tmp_path / "o" / "model.npz")
     assert doc["settings"]["dropout"] == expected
+
+
+def test_weight_drop_flag(tmp_path, capsys):
+    """--weight-drop wraps each recurrent layer in WeightDrop (AWD-LSTM's DropConnect on W_h): the model learns,
+    saves and loads with the wrappers; a bad rate is refused naming the flag."""
+    from rnnlab.layers import WeightDrop
+
+    tr, va, te = _corpus(tmp_path)
+    out = tmp_path / "wd"
+    args = ["train", "wordlm", "--train", tr, "--valid", va, "--test", te, "--epochs", "6", "--dropout", "0.1",
+            "--weight-drop", "0.3", "--out", str(out)] + SMALL
+    assert main(args) == 0
+    m = _last_json(capsys)
+    assert m["valid_perplexity"] < 3.0
+    model, doc = wordlm.load_wordlm(out / "model.npz")
+    wraps = [layer for layer in model.layers if isinstance(layer, WeightDrop)]
+    assert len(wraps) == 1 and wraps[0].rate == 0.3 and wraps[0].layer.stateful
+    o = str(tmp_path / "bad")
+    assert main(["train", "wordlm", "--train", tr, "--valid", va, "--weight-drop", "1.0", "--out", o] + SMALL) == 1
+    assert "--weight-drop must be in [0, 1)" in capsys.readouterr().err

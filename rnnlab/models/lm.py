@@ -122,7 +122,7 @@ def build_charlm_window_model(vocab, settings):
 def build_wordlm_model(vocab, s, batch_size):
     """The stateful word language model for ``batch_size`` parallel streams (layers linked when tied)."""
     from .sequential import Input, Sequential
-    from ..layers import Dense, Dropout
+    from ..layers import Dense, Dropout, WeightDrop
     from ..layers.embedding import Embedding
     from ..layers.regularization import SpatialDropout1D
     from ..layers.tied import TiedDense, TiedEmbedding, link_tied_layers
@@ -138,7 +138,10 @@ def build_wordlm_model(vocab, s, batch_size):
         layers.append(drop(s["dropout"], name="dropout_in"))
     for i in range(s["layers"]):
         units = s["embedding_dim"] if (s["tie_weights"] and i == s["layers"] - 1) else s["units"]
-        layers.append(cell(units, return_sequences=True, stateful=True, name=f"rnn_{i}"))
+        rec = cell(units, return_sequences=True, stateful=True, name=f"rnn_{i}")
+        if s.get("weight_drop"):
+            rec = WeightDrop(rec, rate=s["weight_drop"], name=f"weight_drop_{i}")
+        layers.append(rec)
         if s["dropout"]:
             layers.append(drop(s["dropout"], name=f"dropout_{i}"))
     if s["tie_weights"]:

@@ -268,6 +268,9 @@ def add_train_arguments(parser):
     m.add_argument("--no-variational-dropout", dest="variational_dropout", action="store_false",
                    help="draw a new dropout mask at every step (default: one mask per sequence and feature for "
                         "the embedding and between layers, shared by all steps: variational dropout)")
+    m.add_argument("--weight-drop", type=float, default=0.0,
+                   help="AWD-LSTM's weight drop: DropConnect with this rate on each recurrent layer's W_h, one mask "
+                        "per window shared by its steps (rnnlab.layers.WeightDrop; default 0: off)")
     m.add_argument("--bptt", type=int, default=35, help="time steps per truncated-BPTT window")
     m.add_argument("--eval-batch-size", type=int, default=10, help="parallel streams for valid/test perplexity")
     m.add_argument("--lr-decay", type=float, default=0.25,
@@ -290,6 +293,11 @@ def _settings(args):
                                        "vocab_size", "variational_dropout")}
     if s["dropout"] is None:
         s["dropout"] = 0.3   # replaced by the size rule (default_dropout) once the corpus is read
+    wd = getattr(args, "weight_drop", 0.0)
+    if not 0.0 <= wd < 1.0:
+        raise ValueError(f"--weight-drop must be in [0, 1), got {wd}")
+    if wd:
+        s["weight_drop"] = float(wd)   # (absent when off: the settings of earlier runs stay as they were)
     from .common import check_lm_settings
     if s["vocab_size"] is not None and s["vocab_size"] < 3:
         raise ValueError(f"--vocab-size must be >= 3 (<unk>, <eos> and a word), got {s['vocab_size']}")
