@@ -453,7 +453,9 @@ def test_split_products(cell, monkeypatch):
     monkeypatch.setattr(_native, "blas_threads", lambda: 2)
     ref = _layer_run(cell, {}, x, g, False, monkeypatch)
     monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", True)
-    monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: False)      # only the split can take the kernel
+    # only the split can take the kernel for the large products; the (B, U) step products stay packed (SimpleRNN
+    # has no fused loop: its steps must leave the BLAS alone for the split to apply, _steps_off_blas)
+    monkeypatch.setattr(_native, "packed_gemm_wins", lambda M, K, N: M == B)
     rnnlab.set_random_seed(0)
     layer = getattr(L, cell)(32, return_sequences=True)
     layer(x)
@@ -585,3 +587,25 @@ def test_row_blocking_changes_no_bits(M, K, N):
     for o1, o2 in outs[1:]:
         np.testing.assert_array_equal(o1, outs[0][0])
         np.testing.assert_array_equal(o2, outs[0][1])
+
+
+@pytest.mark.native_gemm
+def test_no_split_when_the_steps_use_the_blas(monkeypatch):
+    """A layer whose per-step products go to NumPy's BLAS (no fused loop, the packed kernel not winning: SimpleRNN
+    at a large width, or recurrent dropout) keeps its projection and gradients there too: the split would only add
+    rnnlab's threads beside OpenBLAS's spinning worker. LSTM's fused loop splits whatever packed_gemm_wins says."""
+    rnnlab.set_floatx("float32")
+    monkeypatch.setattr(_native, "blas_threads", lambda: 2)
+    monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", True)
+    monkeypatch.setattr(_native, "packed_gemm_wins", lambda *a: False)
+    x = np.random.default_rng(12).standard_normal((20, 30, 5)).astype(np.float32)
+    srnn = L.SimpleRNN(32)
+    srnn(x)
+    assert srnn._ws.packed_x is None and not srnn._split_products(srnn._ws)
+    lstm = L.LSTM(32)
+    lstm(x)
+    assert lstm._split_products(lstm._ws) and lstm._ws.packed_x is not None
+    drop = L.LSTM(32, recurrent_dropout=0.3)
+    drop(x)
+    drop.forward(x, training=True)
+    assert not drop._split_products(drop._ws)

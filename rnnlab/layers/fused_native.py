@@ -133,14 +133,26 @@ class NativePaths:
     #: NumPy's BLAS pool; see :meth:`_split_products`
     SPLIT_PRODUCTS = True
 
-    def _split_products(self):
+    def _split_products(self, ws):
         """True when this call's large products run in the packed kernel split over rnnlab's own threads
         (:func:`rnnlab._native.split_matmul`, :meth:`_grad_products`), not in NumPy's multi-threaded BLAS:
-        float32 compiled path, AVX-512, several BLAS threads, :attr:`SPLIT_PRODUCTS`. Why: OpenBLAS's worker spins
-        ~130 ms after each call (docs/benchmarks.md), taking the core that the fused loops' second row block
-        needs; with no product of the layer in its pool it stays asleep, and both loops split their rows."""
+        float32 compiled path, AVX-512, several BLAS threads, :attr:`SPLIT_PRODUCTS`, and the per-step products
+        stay off the BLAS too (:meth:`_steps_off_blas`). Why: OpenBLAS's worker spins ~130 ms after each call
+        (docs/benchmarks.md), taking the core that the fused loops' second row block needs; with no product of the
+        layer in its pool it stays asleep, and both loops split their rows. A layer whose T step products go to the
+        BLAS anyway keeps its pool busy all along: there the split only added rnnlab's threads beside the spinning
+        worker (SimpleRNN(512) at batch 128, 2 threads, same process: inference 77-81 -> 94-108 ms)."""
         return (self.SPLIT_PRODUCTS and (_native.blas_threads() or 1) > 1 and self._native_float32()
-                and _native.gemm_available())
+                and _native.gemm_available() and self._steps_off_blas(ws))
+
+    def _steps_off_blas(self, ws):
+        """Whether this call's T per-step products leave NumPy's BLAS alone: the fused loop runs them (LSTM, GRU:
+        rows split over rnnlab's threads), or the packed kernel does on the calling thread
+        (:func:`rnnlab._native.packed_gemm_wins` for the (B, U) @ (U, W) step)."""
+        if ws.rec_mask is None and self._has_fused_forward(ws):
+            return True
+        W = self._step_weight(ws)
+        return W is not None and _native.packed_gemm_wins(ws.B, self.units, W.shape[1])
 
     #: Largest packed matrix (K x N floats) a split product (input projection, dX) takes: 4 MB, the large config's
     #: 512 x 2048 W_x. Since the packed kernel blocks A's rows (384 at a time, _gemm.c) its 10240 x 512 x 2048
@@ -154,7 +166,7 @@ class NativePaths:
         :meth:`_split_products` (and W_x is at most :attr:`SPLIT_MAX_PACKED_FLOATS`), else NumPy's matmul."""
         kernel = self.params["kernel"]
         if (dA2.dtype != np.float32 or kernel.dtype != np.float32 or kernel.size > self.SPLIT_MAX_PACKED_FLOATS
-                or not self._split_products()):
+                or not self._split_products(ws)):
             return np.matmul(dA2, kernel.T, out=out)
         pm = ws.packed_dx
         if pm is None or (pm.K, pm.N) != kernel.T.shape:
@@ -177,7 +189,7 @@ class NativePaths:
         :attr:`SPLIT_MAX_PACKED_FLOATS`): the same product over rnnlab's row blocks (:func:`_native.split_matmul`)."""
         M, (K, N) = ws.T * ws.B, kernel.shape
         split = (not ws.native_ok and kernel.dtype == np.float32 and M >= 8
-                 and K * N <= self.SPLIT_MAX_PACKED_FLOATS and self._split_products())
+                 and K * N <= self.SPLIT_MAX_PACKED_FLOATS and self._split_products(ws))
         if not split and (not ws.native_ok or kernel.dtype != np.float32 or M < 8
                           or M * K * N > self.PACKED_PROJECTION_MAX_MULADDS or not _native.gemm_available()
                           or _native.blas_threads() == 1):
@@ -232,7 +244,7 @@ class NativePaths:
                 return False
             np.copyto(st.kernel, kernel)
             st.snapE = E.copy()
-            if kernel.size <= self.SPLIT_MAX_PACKED_FLOATS and self._split_products():
+            if kernel.size <= self.SPLIT_MAX_PACKED_FLOATS and self._split_products(ws):
                 # (on rnnlab's threads like the layer's other products: NumPy's BLAS pool stays asleep)
                 st.table = np.empty((E.shape[0], kernel.shape[1]), kernel.dtype)
                 _native.split_matmul(_native.PackedMatrix(*kernel.shape).pack(st.kernel), st.snapE, st.table)
@@ -371,7 +383,7 @@ class NativePaths:
         can_split = (ws.rec_mask is None and self._has_fused_forward(ws) and _native.gemm_available()
                      and len(_native.row_blocks(B)) > 1)
         wins = _native.packed_gemm_wins(B, U, W.shape[1])
-        ws.fused_split = can_split and (not wins or self._split_products())
+        ws.fused_split = can_split and (not wins or self._split_products(ws))
         if not wins and not can_split:
             return None
         pk = ws.packed_fwd
@@ -395,7 +407,7 @@ class NativePaths:
             return None
         # (a product too large for one thread: packed all the same when the compiled loop splits its rows)
         if not _native.packed_gemm_wins(B, W.shape[1], U) and not (
-                ws.rec_mask is None and self._has_fused_backward(ws) and self._split_products()
+                ws.rec_mask is None and self._has_fused_backward(ws) and self._split_products(ws)
                 and len(_native.row_blocks(B)) > 1):
             return None
         pkb = ws.packed_bwd
@@ -432,7 +444,7 @@ class NativePaths:
         K, N = dA2.shape
         M = max(lhs.shape[1] for lhs, _ in pairs)
         if (dA2.dtype == np.float32 and all(out.dtype == np.float32 for _, out in pairs)
-                and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES and self._split_products()):
+                and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES and self._split_products(ws)):
             self._grad_products_split(ws, dA2, pairs)
             return
         if not (dA2.dtype == np.float32 and self._native_float32() and dA2.nbytes <= self.PACKED_GRAD_MAX_BYTES
