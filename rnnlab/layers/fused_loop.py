@@ -404,7 +404,7 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
             if ws.onehot is not None:
                 if kernel.dtype == np.float32 and kernel.flags.c_contiguous and self._takes_table_rows(ws):
                     # (W_x is the table: the fused loop copies each step's rows itself, see _table_projection)
-                    ws.table_rows = (kernel, np.ascontiguousarray(ws.onehot.reshape(T, B), dtype=np.int64))
+                    ws.table_rows = (kernel, ws.onehot.reshape(T, B))    # (contiguous int64: _onehot_ids)
                 else:
                     np.take(kernel, ws.onehot, axis=0, out=ws.A.reshape(T * B, -1), mode="clip")
             elif not self._packed_projection(ws, kernel):
@@ -598,15 +598,13 @@ class FusedRNN(NativePaths, WorkspaceOwner, RNN):
         (:meth:`_input_kernel_grad`), and the time-major copy X is not made. Cost: one compiled pass over x that
         stops at the first row that is not one-hot (:func:`rnnlab._native.onehot_ids`), against the GEMM's
         T*B*D*W multiply-adds."""
-        if not self.ONEHOT_ROWS or x.shape[2] < 2:
+        if not self.ONEHOT_ROWS or 0 in x.shape or x.shape[2] < 2:
+            return None
+        first = x[0, 0]    # (a dense input stops here, before the reshape below could copy a strided x)
+        if np.count_nonzero(first) != 1 or first.max() != 1:
             return None
         B, T, D = x.shape
-        X2 = x.reshape(-1, D)
-        if not _native.loaded():
-            first = X2[0]
-            if np.count_nonzero(first) != 1 or first.max() != 1:    # (the NumPy test reads all of x)
-                return None
-        ids = _native.onehot_ids(X2)
+        ids = _native.onehot_ids(x.reshape(-1, D))
         if ids is None or not np.isfinite(kernel).all():
             return None
         ids = ids.reshape(B, T).T
