@@ -41,11 +41,6 @@ int64_t rnnlab_packed_size(int64_t K, int64_t N) {
     return K * ((N + NR - 1) / NR) * NR;
 }
 
-/* Pack B (K x N, element (k, j) at B[k * rsb + j * csb]) into Bp (rnnlab_packed_size(K, N) floats).
- * With unit column stride, rows of Bp that already hold the same bytes (a buffer packed from the same,
- * unchanged weights by an earlier call) are compared, not rewritten: no line fills or write-backs for
- * them (see pack_panels in _cells.c); a changed row costs one memcmp more, usually stopped at its first
- * element. */
 /* The transposed case of rnnlab_pack_f32 (rsb == 1: B is the transpose of a row-major matrix, as W^T), in
  * blocks of 16 k: each source row's 16 consecutive floats (one cache line) go to column c of 16 packed rows.
  * The plain loop below reads B's column k from 64 rows 4 * csb bytes apart at every k, which maps them onto a
@@ -68,6 +63,11 @@ static void pack_transposed(const float *B, int64_t csb, float *Bp, int64_t K, i
     }
 }
 
+/* Pack B (K x N, element (k, j) at B[k * rsb + j * csb]) into Bp (rnnlab_packed_size(K, N) floats).
+ * With unit column stride, rows of Bp that already hold the same bytes (a buffer packed from the same,
+ * unchanged weights by an earlier call) are compared, not rewritten: no line fills or write-backs for
+ * them (see pack_panels in _cells.c); a changed row costs one memcmp more, usually stopped at its first
+ * element. */
 void rnnlab_pack_f32(const float *B, int64_t rsb, int64_t csb, float *Bp, int64_t K, int64_t N) {
     if (rsb == 1 && csb != 1) {
         pack_transposed(B, csb, Bp, K, N);
@@ -161,11 +161,8 @@ __attribute__((target("avx512f,fma"))) static void gemm_avx512(const float *A, i
                                                                const float *Bp, float *C, int64_t ldc,
                                                                int64_t M, int64_t K, int64_t N, int beta) {
     int64_t mc = gemm_mc;
-    for (int64_t m0 = 0; m0 < M || m0 == 0; m0 += mc) {
-        int64_t rows = M - m0 < mc ? M - m0 : mc;
-        gemm_block(A + m0 * rsa, rsa, csa, Bp, C + m0 * ldc, ldc, rows, K, N, beta);
-        if (M == 0) break;
-    }
+    for (int64_t m0 = 0; m0 < M; m0 += mc)
+        gemm_block(A + m0 * rsa, rsa, csa, Bp, C + m0 * ldc, ldc, M - m0 < mc ? M - m0 : mc, K, N, beta);
 }
 
 __attribute__((target("avx512f,fma"))) static void gemm_block(const float *A, int64_t rsa, int64_t csa,
