@@ -655,32 +655,26 @@ class PackedMatrix:
         return lambda a, c: fn(a, lda, 1, bp, ldc, M, K, N, 0, c)
 
 
+def _optional_kernel(name, argtypes, restype):
+    """The ctypes function ``name`` of the library with its signature set, or ``None`` when the library is not
+    loaded or was built without it (an older build): the caller then runs its NumPy code."""
+    fn = getattr(_LIB, name, None) if _LIB is not None else None
+    if fn is not None:
+        fn.argtypes, fn.restype = argtypes, restype
+    return fn
+
+
 def fasttext_sg_pairs_kernel():
     """The ctypes function ``rnnlab_ft_sg_pairs_f32`` of _fasttext.c (fastText skip-gram, one pair at a time;
-    see rnnlab/embeddings/fasttext.py), or ``None`` when the library is not loaded or was built without it
-    (an older build): the caller then runs its NumPy loop."""
-    if _LIB is None:
-        return None
-    try:
-        fn = _LIB.rnnlab_ft_sg_pairs_f32
-    except AttributeError:
-        return None
+    see rnnlab/embeddings/fasttext.py), or ``None`` (:func:`_optional_kernel`)."""
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [p, p, p, p, p, p, p, p, i64, p, i64, i64, i64, ctypes.c_float, i64, p, p]
-    fn.restype = i64
-    return fn
+    return _optional_kernel("rnnlab_ft_sg_pairs_f32", [p, p, p, p, p, p, p, p, i64, p, i64, i64, i64, ctypes.c_float,
+                                                       i64, p, p], i64)
 
 
 def fasttext_cbow_kernel():
     """The ctypes function ``rnnlab_ft_cbow_f32`` of _fasttext.c (fastText CBOW, one centre at a time), or
-    ``None`` (library not loaded, or built without it)."""
-    if _LIB is None:
-        return None
-    try:
-        fn = _LIB.rnnlab_ft_cbow_f32
-    except AttributeError:
-        return None
+    ``None`` (:func:`_optional_kernel`)."""
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [p, p, p, p, p, p, p, p, i64, p, i64, i64, ctypes.c_float, p, p]
-    fn.restype = i64
-    return fn
+    return _optional_kernel("rnnlab_ft_cbow_f32", [p, p, p, p, p, p, p, p, i64, p, i64, i64, ctypes.c_float, p, p],
+                            i64)
