@@ -53,7 +53,7 @@ def matmul(a, b, out=None):
             and b.shape[1] >= 16 and b.size <= NativePaths.SPLIT_MAX_PACKED_FLOATS and a.shape[0] >= 16
             and a.shape[0] * a.shape[1] * b.shape[1] >= OWNED_MIN_MULADDS
             and (out is None or (out.dtype == np.float32 and out.flags.c_contiguous))
-            and NativePaths.SPLIT_PRODUCTS and (_native.blas_threads() or 1) > 1 and _native.gemm_available()):
+            and NativePaths._splitting_threads()):
         if out is None:
             out = np.empty((a.shape[0], b.shape[1]), np.float32)
         return _native.split_matmul(_native.PackedMatrix(*b.shape).pack(b), a, out)
@@ -142,8 +142,13 @@ class NativePaths:
         layer in its pool it stays asleep, and both loops split their rows. A layer whose T step products go to the
         BLAS anyway keeps its pool busy all along: there the split only added rnnlab's threads beside the spinning
         worker (SimpleRNN(512) at batch 128, 2 threads, same process: inference 77-81 -> 94-108 ms)."""
-        return (self.SPLIT_PRODUCTS and (_native.blas_threads() or 1) > 1 and self._native_float32()
-                and _native.gemm_available() and self._steps_off_blas(ws))
+        return self._splitting_threads() and self._native_float32() and self._steps_off_blas(ws)
+
+    @classmethod
+    def _splitting_threads(cls):
+        """The process-wide part of :meth:`_split_products`, which :func:`matmul` (Dense) follows too:
+        :attr:`SPLIT_PRODUCTS`, several BLAS threads and the AVX-512 packed kernel."""
+        return cls.SPLIT_PRODUCTS and (_native.blas_threads() or 1) > 1 and _native.gemm_available()
 
     def _steps_off_blas(self, ws):
         """Whether this call's T per-step products leave NumPy's BLAS alone: the fused loop runs them (LSTM, GRU:
