@@ -333,8 +333,35 @@ class Bidirectional(Layer):
         return cls(**config)
 
 
+class _OneLayerWrapper(Layer):
+    """Base of the wrappers around one inner layer, ``self.layer`` (TimeDistributed, WeightDrop): the layer is
+    checked, owned (``_sublayers``: weights, counts and optimizer paths recurse into it), gives the wrapper its
+    dtype and float-input rule, and its config sits in the wrapper's under ``"layer"``."""
+
+    def __init__(self, layer, **kwargs):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{type(self).__name__}: layer must be an rnnlab Layer instance, got "
+                            f"{type(layer).__name__}")
+        kwargs.setdefault("dtype", layer.dtype)
+        super().__init__(**kwargs)
+        self.layer = layer
+        self._sublayers = [layer]
+        self._float_input = getattr(layer, "_float_input", True)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["layer"] = _serialize(self.layer)
+        return cfg
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = _deserialize(config.get("layer"), f"{cls.__name__} config 'layer'")
+        return cls(**config)
+
+
 @register
-class TimeDistributed(Layer):
+class TimeDistributed(_OneLayerWrapper):
     """Applies ``layer`` to every time step: (B, T, ...) -> (B, T, ...) with shared weights (Keras ``TimeDistributed``).
 
     Forward: ``y = layer(x.reshape(B*T, ...)).reshape(B, T, ...)`` (time folded into batch; for ``Dropout``
@@ -347,16 +374,10 @@ class TimeDistributed(Layer):
     """
 
     def __init__(self, layer, **kwargs):
-        if not isinstance(layer, Layer):
-            raise TypeError(f"TimeDistributed: layer must be an rnnlab Layer instance, got {type(layer).__name__}")
+        super().__init__(layer, **kwargs)
         if getattr(layer, "return_state", False):
             raise ValueError(f"TimeDistributed: the wrapped layer '{layer.name}' has return_state=True; "
                              "it must return one array")
-        kwargs.setdefault("dtype", layer.dtype)
-        super().__init__(**kwargs)
-        self.layer = layer
-        self._sublayers = [layer]
-        self._float_input = getattr(layer, "_float_input", True)
 
     def _child_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -403,20 +424,9 @@ class TimeDistributed(Layer):
             return None
         return dx.reshape(x_shape)
 
-    def get_config(self):
-        cfg = super().get_config()
-        cfg["layer"] = _serialize(self.layer)
-        return cfg
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["layer"] = _deserialize(config.get("layer"), "TimeDistributed config 'layer'")
-        return cls(**config)
-
 
 @register
-class WeightDrop(Layer):
+class WeightDrop(_OneLayerWrapper):
     """DropConnect on one weight matrix of a layer, one mask per call (AWD-LSTM's weight drop; Wan et al. 2013,
     Merity, Keskar & Socher 2017). Not a Keras layer.
 
@@ -435,21 +445,15 @@ class WeightDrop(Layer):
     """
 
     def __init__(self, layer, rate=0.5, weight="recurrent_kernel", seed=None, **kwargs):
-        if not isinstance(layer, Layer):
-            raise TypeError(f"WeightDrop: layer must be an rnnlab Layer instance, got {type(layer).__name__}")
+        super().__init__(layer, **kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"WeightDrop: rate must be a float in [0, 1), got {rate!r}")
         if not isinstance(weight, str):
             raise TypeError(f"WeightDrop: weight must be the name of one of the layer's weights, got {weight!r}")
-        kwargs.setdefault("dtype", layer.dtype)
-        super().__init__(**kwargs)
-        self.layer = layer
         self.rate = float(rate)
         self.weight = weight
         self.seed = seed
         self._gen = backend.seeded_rng("WeightDrop", seed)
-        self._sublayers = [layer]
-        self._float_input = getattr(layer, "_float_input", True)
         for a in ("stateful", "return_sequences", "return_state"):
             if hasattr(layer, a):
                 setattr(self, a, getattr(layer, a))
@@ -511,11 +515,5 @@ class WeightDrop(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(layer=_serialize(self.layer), rate=self.rate, weight=self.weight, seed=self.seed)
+        cfg.update(rate=self.rate, weight=self.weight, seed=self.seed)
         return cfg
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["layer"] = _deserialize(config.get("layer"), "WeightDrop config 'layer'")
-        return cls(**config)
