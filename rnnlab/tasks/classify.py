@@ -315,11 +315,11 @@ def ensemble_bucket(args, tokens):
     return int(max(1, min(args.bucket, 4 * sum(len(t) for t in tokens))))
 
 
-def fasttext_proba(ft, tokens, classes):
-    """The class probabilities (N, K) of a token-list classifier (fastText or NBSVM: ``predict_proba`` and
-    ``classes``) with the columns in ``classes`` order."""
-    p = ft.predict_proba(tokens)
-    cols = [ft.classes.index(c) if c in ft.classes else None for c in classes]
+def part_proba(part, tokens, classes):
+    """The class probabilities (N, K) of the mix's second model, a token-list classifier (NBSVM or fastText:
+    ``predict_proba`` and ``classes``), with the columns in ``classes`` order."""
+    p = part.predict_proba(tokens)
+    cols = [part.classes.index(c) if c in part.classes else None for c in classes]
     out = np.zeros((len(tokens), len(classes)))
     for k, j in enumerate(cols):
         if j is not None:
@@ -381,7 +381,7 @@ def classify_proba(model_path, model, doc, tok, texts, batch_size=128):
     if part is None:
         return p
     second, w = part
-    return w * p + (1.0 - w) * fasttext_proba(second, fasttext_tokens(cleaned), doc["classes"])
+    return w * p + (1.0 - w) * part_proba(second, fasttext_tokens(cleaned), doc["classes"])
 
 
 class _Adapter(SequentialTaskAdapter):
@@ -647,12 +647,12 @@ def _train_ensemble(args, out, model_path, best, best_doc, classes, tr_texts, y_
         what = f"fastText part ({ENSEMBLE_FT_EPOCHS} epochs, {part.bucket:,} n-gram rows)"
     if valid is not None:
         p_va_rnn = predict_proba(best, valid[0], args.eval_batch_size)
-        p_va_part = fasttext_proba(part, va_tokens, classes)
+        p_va_part = part_proba(part, va_tokens, classes)
         w, va = pick_ensemble_weight(p_va_rnn, p_va_part, valid[1])
         va_part = scores(p_va_part, valid[1])["accuracy"]
     else:
         w, va, va_part = 0.5, None, None
-    p_te_part = fasttext_proba(part, fasttext_tokens(te_clean), classes)
+    p_te_part = part_proba(part, fasttext_tokens(te_clean), classes)
     test = scores(w * p_test + (1.0 - w) * p_te_part, y_test)
     name = f"model_{kind}.npz"
     part_path = os.path.join(out, name)

@@ -43,8 +43,8 @@ per-coordinate steps also let the many rare rows of a tied output matrix grow, a
 worse than uniform; ``--optimizer adam --lr 2e-3 --clipnorm 5`` restores it), early stopping after 3 epochs
 without a better validation perplexity, within ``--max-minutes 15``. The final line also gives the perplexity **without
 ``<eos>``** (``*_perplexity_without_eos``: the mean over the targets that are not ``<eos>``; the model still reads
-every ``<eos>`` as input), for comparison with figures that leave it out. Weight-dropped recurrent matrices
-(AWD-LSTM's DropConnect) are not implemented.
+every ``<eos>`` as input), for comparison with figures that leave it out. ``--weight-drop R`` adds AWD-LSTM's
+DropConnect on each recurrent layer's W_h (:class:`rnnlab.layers.WeightDrop`; off by default).
 
 Outputs: ``OUT/model.npz`` (best validation perplexity; an rnnlab model file with a ``__task__`` entry holding
 the vocabulary), ``checkpoint.npz``, ``history.json``, ``metrics.json``; the last line printed is
