@@ -104,7 +104,7 @@ def test_version_2_files_without_output_dropout_load(tmp_path):
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     doc = json.loads(arrays["__tagger__"].tobytes().decode("utf-8"))
-    assert doc["version"] == 3 and doc["config"]["output_dropout"] == 0.0
+    assert doc["version"] == 4 and doc["config"]["output_dropout"] == 0.0
     doc["version"] = 2
     del doc["config"]["output_dropout"]
     arrays["__tagger__"] = np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)

@@ -267,7 +267,7 @@ def test_version_1_files_load_and_newer_versions_are_refused(tmp_path):
 
     new = _rewrite_doc(path, tmp_path / "v99.npz", to_v99)
     with pytest.raises(rio.FileFormatError, match=r"v99.npz: tagger file format version 99; this rnnlab reads "
-                                                  r"versions 1 to 3"):
+                                                  r"versions 1 to 4"):
         Tagger.load(new)
 
 

@@ -24,7 +24,16 @@ CRF to the valid transitions of that scheme; the padding tag is never allowed.
 
 Word dropout (Lample et al. 2016): with ``word_dropout = q > 0``, during training every occurrence of a word
 seen once in the training data (``Tagger.singletons``) is replaced by ``<unk>`` with probability q, so the
-``<unk>`` embedding is trained on words like the unseen ones of the test data.
+``<unk>`` embedding is trained on words like the unseen ones of the test data. With ``word_dropout_alpha = a > 0``
+instead (Kiperwasser & Goldberg 2016), every occurrence of every word ``v`` seen ``n_v`` times in training
+(``Tagger.word_counts``) becomes ``<unk>`` with probability ``a / (a + n_v)`` (a = 1: 1/2 for a word seen once,
+1/3 twice, 1/11 ten times), so frequent words are dropped rarely and the model also learns to tag known words
+from their characters and context.
+
+Word normalisation (``normalize=True``): the *word-vocabulary lookup* (not the characters, not the casing
+features, which still read the token as written) maps URLs (``http://``, ``https://``, ``www.``) to ``<url>``,
+``@name`` to ``<user>``, every digit to ``0`` and strips a leading ``#`` (``#Paris`` is looked up as ``paris``
+with ``lowercase``), after the optional lowercasing: :func:`normalize_word`.
 
 Backward runs the same layers in reverse order; the gradient of ``h_0`` is split back into ``dL/de`` (to the
 word embedding), ``dL/df`` (reshaped to (B*T, 2 Uc), through the char BiLSTM to the char embedding) and
@@ -40,13 +49,14 @@ cross-entropy or :class:`rnnlab.layers.crf.CRFLoss`; :meth:`Tagger.fit` is ``Eng
 
 Files: :meth:`Tagger.save` writes one ``.npz`` (weights + a JSON document with the vocabularies and
 hyper-parameters, ``"version": 3``); :meth:`Tagger.load` reads it with ``allow_pickle=False``. Files without a
-version (version 1, before feature columns) and version-2 files (before ``output_dropout``) load unchanged; a newer
-version is a ``FileFormatError`` naming it.
+version (version 1, before feature columns), version-2 files (before ``output_dropout``) and version-3 files
+(before ``word_dropout_alpha`` and ``normalize``) load unchanged; a newer version is a ``FileFormatError`` naming it.
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 
@@ -64,8 +74,9 @@ from .spans import chunk_tag, span_scores, token_accuracy
 
 _FORMAT = "rnnlab-tagger"
 #: the tagger file format: 1 = before feature columns (files without a "version" key), 2 = + "features",
-#: 3 = + "output_dropout" in the config (a version-2 file has none: 0)
-_VERSION = 3
+#: 3 = + "output_dropout" in the config (a version-2 file has none: 0), 4 = + "word_dropout_alpha" and
+#: "normalize" (a version-3 file has neither: 0 and False)
+_VERSION = 4
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 PAD, UNK = "<pad>", "<unk>"
 
@@ -108,7 +119,7 @@ class Tagger(Engine):
     def __init__(self, words, tags, chars=None, embedding_dim=50, units=64, cell="lstm", layers=1,
                  bidirectional=True, char_dim=16, char_units=16, dropout=0.0, lowercase=False, max_word_len=20,
                  crf=False, tag_scheme=None, casing=False, word_dropout=0.0, features=None, feature_dim=25,
-                 output_dropout=0.0):
+                 output_dropout=0.0, word_dropout_alpha=0.0, normalize=False):
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
         for name, v in (("embedding_dim", embedding_dim), ("units", units), ("layers", layers),
@@ -123,6 +134,12 @@ class Tagger(Engine):
         if isinstance(output_dropout, bool) or not isinstance(output_dropout, (int, float, np.number)) \
                 or not 0.0 <= output_dropout < 1.0:
             raise ValueError(f"Tagger: output_dropout must be a float in [0, 1), got {output_dropout!r}")
+        if isinstance(word_dropout_alpha, bool) or not isinstance(word_dropout_alpha, (int, float, np.number)) \
+                or not 0.0 <= word_dropout_alpha < math.inf:
+            raise ValueError(f"Tagger: word_dropout_alpha must be a finite float >= 0 (0: the singleton rule of "
+                             f"word_dropout), got {word_dropout_alpha!r}")
+        if not isinstance(normalize, (bool, np.bool_)):
+            raise ValueError(f"Tagger: normalize must be True or False, got {normalize!r}")
         if casing and chars is None:
             raise ValueError("Tagger: casing=True needs the character vocabulary (chars=...): the casing features "
                              "are computed from each word's characters")
@@ -144,9 +161,12 @@ class Tagger(Engine):
                            dropout=float(dropout), lowercase=bool(lowercase), max_word_len=int(max_word_len),
                            crf=bool(crf), tag_scheme=None if tag_scheme is None else str(tag_scheme).lower(),
                            casing=bool(casing), word_dropout=float(word_dropout), feature_dim=int(feature_dim),
-                           output_dropout=float(output_dropout))
+                           output_dropout=float(output_dropout), word_dropout_alpha=float(word_dropout_alpha),
+                           normalize=bool(normalize))
         self.singletons = np.zeros(0, dtype=np.int64)   # word ids seen once in training (set by build_tagger)
+        self.word_counts = np.zeros(0, dtype=np.int64)  # training count per word id (set by build_tagger)
         self.lowercase = bool(lowercase)
+        self.normalize = bool(normalize)
         self.max_word_len = int(max_word_len)
         cfg = self.config
         self.word_emb = Embedding(len(self.words), cfg["embedding_dim"], mask_zero=True, name="word_embedding")
@@ -317,7 +337,16 @@ class Tagger(Engine):
 
     # ----------------------------------------------------------------------------------- encoding
     def _norm(self, tok):
-        return tok.lower() if self.lowercase else tok
+        """The word-vocabulary key of a token: lowercased with ``lowercase``, then :func:`normalize_word` with
+        ``normalize`` (the characters and casing features read the token as written)."""
+        tok = tok.lower() if self.lowercase else tok
+        return normalize_word(tok) if self.normalize else tok
+
+    def set_training_words(self, sentences):
+        """Word dropout's statistics of the training ``sentences`` (not stored in tagger files): ``singletons``
+        (ids of the words seen once) and ``word_counts`` (the count of every word id; 0 for padding/unknown)."""
+        self.singletons = singleton_ids(self, sentences)
+        self.word_counts = word_count_array(self, sentences)
 
     def encode(self, token_lists, tag_lists=None, unknown_tags="error"):
         """Pad a batch: word ids (B, T), char ids (B, T, L) or None, tag ids (B, T) or None."""
@@ -416,7 +445,15 @@ class Tagger(Engine):
 
     def drop_words(self, w, rng):
         """Word dropout: each singleton word id in ``w`` becomes ``<unk>`` (1) with probability
-        ``word_dropout`` (a new array; ``w`` is unchanged)."""
+        ``word_dropout``; with ``word_dropout_alpha = a > 0`` instead, each word id ``v > 1`` becomes ``<unk>``
+        with probability ``a / (a + n_v)``, ``n_v`` its training count (a new array; ``w`` is unchanged)."""
+        a = self.config.get("word_dropout_alpha", 0.0)
+        if a > 0:
+            if not len(self.word_counts):
+                return w
+            n = self.word_counts[np.clip(w, 0, len(self.word_counts) - 1)].astype(np.float64)
+            hit = (w > 1) & (rng.random(w.shape) < a / (a + n))
+            return np.where(hit, 1, w)
         q = self.config["word_dropout"]
         if q <= 0 or not len(self.singletons):
             return w
@@ -762,8 +799,14 @@ def _entity_like(tags):
 
 def build_tagger(train_sentences, char_features=False, lowercase=False, min_count=1, **kwargs):
     """A :class:`Tagger` with vocabularies built from training sentences (its ``singletons``, the words seen once,
-    are what word dropout replaces)."""
-    norm = (lambda t: t.lower()) if lowercase else (lambda t: t)
+    and ``word_counts`` are what word dropout uses)."""
+    normalize = kwargs.get("normalize", False)
+    normalize = isinstance(normalize, (bool, np.bool_)) and bool(normalize)   # a bad value: Tagger's error
+
+    def norm(t):
+        t = t.lower() if lowercase else t
+        return normalize_word(t) if normalize else t
+
     words = Vocab.build([[norm(t) for t in s.tokens] for s in train_sentences], min_count=min_count)
     tags = sorted({t for s in train_sentences for t in s.tags})
     chars = Vocab.build([list(t) for s in train_sentences for t in s.tokens]).items[2:] if char_features else None
@@ -775,7 +818,7 @@ def build_tagger(train_sentences, char_features=False, lowercase=False, min_coun
         kwargs["features"] = [Vocab.build([s.features[j] for s in train_sentences]).items[2:] for j in range(k)]
     backend.rng()  # weights are drawn from the seeded global generator
     model = Tagger(words, tags, chars=chars, lowercase=lowercase, **kwargs)
-    model.singletons = singleton_ids(model, train_sentences)
+    model.set_training_words(train_sentences)
     return model
 
 
@@ -788,6 +831,37 @@ def singleton_ids(model, sentences):
             counts[t] = counts.get(t, 0) + 1
     ids = [model.words.index[t] for t, n in counts.items() if n == 1 and t in model.words.index]
     return np.asarray(sorted(i for i in ids if i > 1), dtype=np.int64)
+
+
+def word_count_array(model, sentences):
+    """The number of occurrences in ``sentences`` of every word id of ``model.words`` (int64, length V; the
+    padding and unknown ids count 0)."""
+    out = np.zeros(len(model.words), dtype=np.int64)
+    for s in sentences:
+        for t in s.tokens:
+            i = model.words.index.get(model._norm(t), 1)
+            if i > 1:
+                out[i] += 1
+    return out
+
+
+_URL_RE = re.compile(r"^(?:https?://|www\.)\S", re.IGNORECASE)
+_USER_RE = re.compile(r"^@\w")
+_DIGIT_RE = re.compile(r"\d")
+
+
+def normalize_word(tok):
+    """The word-vocabulary key of a social-media token: ``<url>`` for ``http://...``, ``https://...`` and
+    ``www....``, ``<user>`` for ``@name``, every digit -> ``0``, and a leading ``#`` stripped when something
+    follows it (``#Paris`` -> ``Paris``; ``#`` alone stays). Case is left as it is (lowercasing comes first in
+    :meth:`Tagger._norm`)."""
+    if _URL_RE.match(tok):
+        return "<url>"
+    if _USER_RE.match(tok):
+        return "<user>"
+    if len(tok) > 1 and tok[0] == "#":
+        tok = tok[1:]
+    return _DIGIT_RE.sub("0", tok)
 
 
 #: the number of casing classes (see :meth:`Tagger.casing_features`)

@@ -82,6 +82,12 @@ def add_train_arguments(parser):
                          "features are, which keep each word's case in the input)")
     lc.add_argument("--no-lowercase", dest="lowercase", action="store_const", const=False,
                     help="the word vocabulary keeps the case of the words")
+    nw = d.add_mutually_exclusive_group()
+    nw.add_argument("--normalize-words", dest="normalize_words", action="store_const", const=True, default=False,
+                    help="word-vocabulary lookup only (the characters and casing features keep the token as "
+                         "written): URLs -> <url>, @name -> <user>, digits -> 0, a leading # stripped")
+    nw.add_argument("--no-normalize-words", dest="normalize_words", action="store_const", const=False,
+                    help="look words up as written (after --lowercase; the default)")
     d.add_argument("--min-count", type=int, default=1, help="words rarer than this in training become <unk>")
     d.add_argument("--tag-scheme", choices=["auto", "iob1", "iob2", "bio", "iobes", "none"], default="auto",
                    help="chunk tag scheme of the files: auto (detected from the training file; CoNLL-2003 is "
@@ -105,6 +111,9 @@ def add_train_arguments(parser):
     m.add_argument("--word-dropout", type=float, default=0.5,
                    help="training: a word seen once in the training data becomes <unk> with this probability "
                         "(Lample et al. 2016; default 0.5; 0 turns it off)")
+    m.add_argument("--word-dropout-alpha", type=float, default=0.0,
+                   help="instead of --word-dropout's singleton rule: every word seen n times in training becomes "
+                        "<unk> with probability A/(A+n) (Kiperwasser & Goldberg 2016; 0, the default, = off)")
     m.add_argument("--output-dropout", type=float, default=0.0,
                    help="dropout on the output sequence of every recurrent layer (between layers and before the tag "
                         "scores; --dropout is on the input features)")
@@ -201,11 +210,9 @@ class _Adapter:
         from ..tagging.tagger import Tagger
         from .runstate import read_task_file
 
-        from ..tagging.tagger import singleton_ids
-
         doc, arrays = read_task_file(path, TASK)
         self.model = Tagger.load(path)
-        self.model.singletons = singleton_ids(self.model, self.train)   # word dropout's words (not in the file)
+        self.model.set_training_words(self.train)   # word dropout's words and counts (not in the file)
         self.model.compile(self.optimizer)
         state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
         if state:
@@ -220,7 +227,12 @@ def _settings(args):
             "cell", "units", "layers", "embedding_dim", "dropout", "optimizer", "clipnorm", "seed", "batch_size",
             "casing", "crf", "tag_scheme", "word_dropout", "vectors", "freeze_vectors", "feature_columns",
             "feature_dim", "output_dropout")
-    return {k: getattr(args, k) for k in keys}
+    out = {k: getattr(args, k) for k in keys}
+    # options added later are part of the settings only when set, so older checkpoints still resume
+    for k, off in (("word_dropout_alpha", 0.0), ("normalize_words", False)):
+        if getattr(args, k) != off:
+            out[k] = getattr(args, k)
+    return out
 
 
 def train(args):
@@ -243,6 +255,9 @@ def train(args):
         raise ValueError(f"--output-dropout must be in [0, 1), got {args.output_dropout}")
     if not 0.0 <= args.word_dropout < 1.0:
         raise ValueError(f"--word-dropout must be in [0, 1), got {args.word_dropout}")
+    if not 0.0 <= args.word_dropout_alpha < float("inf"):
+        raise ValueError(f"--word-dropout-alpha must be a finite number >= 0 (0 = off), got "
+                         f"{args.word_dropout_alpha}")
     if args.bidirectional and args.unidirectional:
         raise ValueError("--bidirectional and --unidirectional contradict each other (bidirectional is the default)")
     backend.set_random_seed(args.seed)
@@ -275,7 +290,8 @@ def train(args):
                          char_units=args.char_units, dropout=args.dropout, crf=use_crf,
                          tag_scheme=scheme if use_crf else None, casing=args.char_features and args.casing,
                          word_dropout=args.word_dropout, feature_dim=args.feature_dim,
-                         output_dropout=args.output_dropout)
+                         output_dropout=args.output_dropout, word_dropout_alpha=args.word_dropout_alpha,
+                         normalize=args.normalize_words)
     coverage = {}
     if args.vectors:
         coverage = apply_vectors(args.vectors, model.word_emb.params["embeddings"],

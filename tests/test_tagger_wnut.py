@@ -1,0 +1,149 @@
+"""Tagger options of the WNUT-17 tuning pass (issue 20): frequency-based word dropout (``word_dropout_alpha``,
+Kiperwasser & Goldberg 2016: a word seen n times becomes <unk> with probability a/(a+n)) and word normalisation for
+the word-vocabulary lookup (``normalize``: URLs, @users, digits, leading '#'); their argument checks, files (version
+4; version-3 files load without them) and the CLI flags, including ``--resume``."""
+import json
+
+import numpy as np
+import pytest
+
+from rnnlab import cli
+from rnnlab.datasets.conll import Sentence, write_conll
+from rnnlab.tagging.tagger import Tagger, build_tagger, normalize_word, word_count_array
+
+TRAIN = [Sentence("@bob loves #Paris see http://t.co/x at 10:30 Paris".split(),
+                  ["O", "O", "B-LOC", "O", "O", "O", "O", "B-LOC"]),
+         Sentence("John Smith lives in New York since 1999".split(),
+                  ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O", "O"]),
+         Sentence("the cat the dog the".split(), ["O"] * 5)]
+
+
+def test_normalize_word():
+    cases = {"http://t.co/x": "<url>", "HTTPS://a.b": "<url>", "www.example.org/a": "<url>", "@bob": "<user>",
+             "@_x1": "<user>", "@": "@", "#Paris": "Paris", "#": "#", "##a": "#a", "1999": "0000",
+             "10:30": "00:00", "a1b22": "a0b00", "hello": "hello", "Mr.": "Mr.", "http": "http", "www": "www"}
+    for tok, key in cases.items():
+        assert normalize_word(tok) == key, tok
+
+
+def test_normalize_changes_only_the_word_lookup():
+    plain = build_tagger(TRAIN, char_features=True, casing=True, lowercase=True, embedding_dim=3, units=3)
+    norm = build_tagger(TRAIN, char_features=True, casing=True, lowercase=True, embedding_dim=3, units=3,
+                        normalize=True)
+    assert norm.config["normalize"] is True and plain.config["normalize"] is False
+    assert {"<url>", "<user>", "0000", "00:00", "paris"} <= set(norm.words.items)
+    assert not {"#paris", "@bob", "1999", "http://t.co/x"} & set(norm.words.items)
+    assert {"#paris", "@bob", "1999"} <= set(plain.words.items)
+    toks = [["#Paris", "@alice", "https://x.y", "2020", "PARIS"]]
+    w, c, _ = norm.encode(toks)
+    ix = norm.words.index
+    assert w[0].tolist() == [ix["paris"], ix["<user>"], ix["<url>"], ix["0000"], ix["paris"]]
+    # the characters and the casing features still read the tokens as written
+    wp, cp, _ = plain.encode(toks)
+    np.testing.assert_array_equal(c, cp)
+    assert c[0, 0, 0] == norm.chars.index["#"]
+    np.testing.assert_array_equal(norm.casing_features(c), plain.casing_features(cp))
+    # both occurrences of Paris count for the word dropout statistics
+    assert norm.word_counts[ix["paris"]] == 2 and norm.word_counts[ix["<url>"]] == 1
+
+
+def test_word_counts_and_frequency_word_dropout_rates():
+    model = build_tagger(TRAIN, embedding_dim=2, units=2, word_dropout_alpha=1.0)
+    ix = model.words.index
+    assert model.word_counts[ix["the"]] == 3 and model.word_counts[ix["cat"]] == 1
+    assert model.word_counts[0] == 0 and model.word_counts[1] == 0 and len(model.word_counts) == len(model.words)
+    np.testing.assert_array_equal(word_count_array(model, TRAIN), model.word_counts)
+    n = 40000
+    w = np.tile(np.array([[ix["the"], ix["cat"], 1, 0]]), (n, 1))
+    out = model.drop_words(w, np.random.default_rng(0))
+    assert (out[:, 2] == 1).all() and (out[:, 3] == 0).all()     # <unk> and padding stay
+    assert set(np.unique(out[:, 0])) == {1, ix["the"]}
+    for col, rate in ((0, 1 / 4), (1, 1 / 2)):                   # a/(a+n): n = 3 and n = 1
+        frac = (out[:, col] == 1).mean()
+        assert abs(frac - rate) < 4 * np.sqrt(rate * (1 - rate) / n), (col, frac)
+    # alpha replaces the singleton rule; the same generator gives the same masks
+    assert (model.drop_words(w, np.random.default_rng(0)) == out).all()
+    half = build_tagger(TRAIN, embedding_dim=2, units=2, word_dropout_alpha=0.25)
+    frac = (half.drop_words(w, np.random.default_rng(1))[:, 0] == 1).mean()
+    assert abs(frac - 0.25 / 3.25) < 4 * np.sqrt(0.077 * 0.923 / n)
+    # word_dropout_alpha = 0: the singleton rule of word_dropout is unchanged (frequent words never dropped)
+    single = build_tagger(TRAIN, embedding_dim=2, units=2, word_dropout=0.5)
+    out = single.drop_words(w, np.random.default_rng(0))
+    assert (out[:, 0] == ix["the"]).all() and 0.48 < (out[:, 1] == 1).mean() < 0.52
+
+
+def test_bad_values_are_refused():
+    for bad in (-0.5, float("inf"), float("nan"), "1", True, None):
+        with pytest.raises(ValueError, match="Tagger: word_dropout_alpha must be a finite float >= 0"):
+            build_tagger(TRAIN, word_dropout_alpha=bad)
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="Tagger: normalize must be True or False, got"):
+            build_tagger(TRAIN, normalize=bad)
+
+
+def _doc_rewrite(path, out, change):
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    doc = json.loads(arrays["__tagger__"].tobytes().decode("utf-8"))
+    change(doc)
+    arrays["__tagger__"] = np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
+    np.savez(out, **arrays)
+    return str(out)
+
+
+def test_files_keep_the_options_and_version_3_files_load(tmp_path):
+    m = build_tagger(TRAIN, char_features=True, casing=True, lowercase=True, embedding_dim=4, units=4, crf=True,
+                     tag_scheme="iob2", word_dropout_alpha=0.25, normalize=True)
+    path = m.save(tmp_path / "t.npz")
+    back = Tagger.load(path)
+    assert back.config["word_dropout_alpha"] == 0.25 and back.config["normalize"] is True and back.normalize
+    sents = [["#Paris", "@x", "loves", "2021"], ["New", "York"]]
+    assert back.predict(sents) == m.predict(sents)
+    np.testing.assert_array_equal(back.encode(sents)[0], m.encode(sents)[0])
+
+    plain = build_tagger(TRAIN, char_features=True, casing=True, lowercase=True, embedding_dim=4, units=4,
+                         crf=True, tag_scheme="iob2")
+    p = plain.save(tmp_path / "p.npz")
+
+    def to_v3(doc):   # a file written before word_dropout_alpha and normalize
+        assert doc["version"] == 4
+        doc["version"] = 3
+        del doc["config"]["word_dropout_alpha"], doc["config"]["normalize"]
+
+    old = Tagger.load(_doc_rewrite(p, tmp_path / "v3.npz", to_v3))
+    assert old.config["word_dropout_alpha"] == 0.0 and old.config["normalize"] is False
+    assert old.predict(sents) == plain.predict(sents)
+
+
+def _cli_base(tmp_path):
+    write_conll(TRAIN * 4, tmp_path / "train.conll")
+    write_conll(TRAIN, tmp_path / "valid.conll")
+    return ["train", "tag", "--train", str(tmp_path / "train.conll"), "--valid", str(tmp_path / "valid.conll"),
+            "--units", "4", "--embedding-dim", "4", "--char-units", "3", "--char-dim", "3", "--verbose", "0",
+            "--threads", "1", "--seed", "3", "--batch-size", "4"]
+
+
+def test_cli_flags_train_and_resume(tmp_path, capsys):
+    base = _cli_base(tmp_path)
+    assert cli.main(base + ["--epochs", "1", "--word-dropout-alpha", "-1", "--out", str(tmp_path / "bad")]) != 0
+    assert "--word-dropout-alpha must be a finite number >= 0 (0 = off), got -1.0" in capsys.readouterr().err
+    flags = ["--word-dropout-alpha", "0.5", "--normalize-words"]
+    assert cli.main(base + flags + ["--epochs", "2", "--out", str(tmp_path / "full")]) == 0
+    model = Tagger.load(str(tmp_path / "full" / "model.npz"))
+    assert model.config["word_dropout_alpha"] == 0.5 and model.config["normalize"] is True
+    assert "<url>" in model.words.index and "#paris" not in model.words.index
+    # resume: the counts of word dropout are rebuilt from the training file, and the run repeats exactly
+    assert cli.main(base + flags + ["--epochs", "1", "--out", str(tmp_path / "part")]) == 0
+    assert cli.main(base + flags + ["--epochs", "2", "--out", str(tmp_path / "part"), "--resume"]) == 0
+    ha = json.loads((tmp_path / "full" / "history.json").read_text())
+    hb = json.loads((tmp_path / "part" / "history.json").read_text())
+    assert [h["loss"] for h in ha] == [h["loss"] for h in hb]
+    # a different alpha, or leaving the normalisation out, is another setting
+    capsys.readouterr()
+    assert cli.main(base + ["--word-dropout-alpha", "0.5", "--epochs", "3", "--out", str(tmp_path / "part"),
+                            "--resume"]) == 1
+    assert "other settings" in capsys.readouterr().err
+    # the defaults: neither option
+    assert cli.main(base + ["--epochs", "1", "--out", str(tmp_path / "d")]) == 0
+    d = Tagger.load(str(tmp_path / "d" / "model.npz"))
+    assert d.config["word_dropout_alpha"] == 0.0 and d.config["normalize"] is False
