@@ -80,6 +80,26 @@ def test_chunked_products_equal_one_product():
 
 
 @pytest.mark.native_gemm
+def test_with_rows_reuses_the_buffer_for_fewer_rows():
+    # the weight gradients keep one packed dA per width and re-shape it for each batch's T*B rows: fewer rows
+    # use a prefix of the buffer, more rows grow it, and every product equals a fresh matrix's bit for bit
+    rng = np.random.default_rng(7)
+    N, M = 80, 9
+    pm = _native.PackedMatrix(300, N)
+    bufs = []
+    for K in (300, 41, 2 * _native.PACK_KC + 5, 300, 3 * _native.PACK_KC + 11):
+        x = rng.standard_normal((K, M)).astype(np.float32)
+        d = rng.standard_normal((K, N)).astype(np.float32)
+        got = pm.with_rows(K).pack(d).matmul(x.T, np.empty((M, N), np.float32))
+        assert pm.K == K
+        want = _native.PackedMatrix(K, N).pack(d).matmul(x.T, np.empty((M, N), np.float32))
+        np.testing.assert_array_equal(got, want)
+        bufs.append(pm.buf)
+    # kept for 41 rows and again for 300 after growing to 517; grown for 517 and for 779
+    assert bufs[1] is bufs[0] and bufs[3] is bufs[2] and bufs[2] is not bufs[1] and bufs[4] is not bufs[3]
+
+
+@pytest.mark.native_gemm
 @pytest.mark.parametrize("M,K,N", [(1, 7, 5), (5, 300, 130), (13, 600, 200), (32, 257, 64), (128, 512, 2048)])
 def test_prefetch_changes_no_bits(M, K, N):
     """The chunk prefetch of a large packed B (_gemm.c, above rnnlab_gemm_prefetch_min floats) only moves data
@@ -287,6 +307,7 @@ def test_row_split_forward_same_bits(cell, B, threads, training, monkeypatch):
     the BLAS, whose sums differ from the packed kernel's: the split products have their own test.)"""
     rnnlab.set_floatx("float32")
     monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", False)
+    monkeypatch.setattr(NativePaths, "PACKED_INPUT_GRAD", False)     # (dX on the BLAS in both runs)
     rng = np.random.default_rng(B)
     T, D, U = 6, 5, 32
     x = rng.standard_normal((B, T, D)).astype(np.float32)

@@ -173,6 +173,7 @@ def test_backward_step_bit_identical(cell, U, rdrop, monkeypatch):
     in both: the layer's split products held off)."""
     from rnnlab.layers.fused_native import NativePaths
     monkeypatch.setattr(NativePaths, "SPLIT_PRODUCTS", False)
+    monkeypatch.setattr(NativePaths, "PACKED_INPUT_GRAD", False)
     rng = np.random.default_rng(17)
     B, T, D = 4, 6, 3
     x = rng.standard_normal((B, T, D)).astype(np.float32)

@@ -619,6 +619,17 @@ class PackedMatrix:
         # 64-byte aligned (each packed row is 256 bytes: its four vector loads then never straddle cache lines)
         self.buf = empty_aligned(n, np.float32)
 
+    def with_rows(self, K):
+        """This matrix re-shaped for K rows (same N): its buffer kept when large enough (a packed matrix of
+        fewer rows uses a prefix of it), else a new one. For products whose row count varies from call to call
+        (the weight gradients of variable-length batches) without a buffer per length. Returns self."""
+        K = int(K)
+        n = int(_LIB.rnnlab_packed_size(K, self.N))
+        if n > self.buf.size:
+            self.buf = empty_aligned(n, np.float32)
+        self.K = K
+        return self
+
     def pack(self, B):
         """Copy B (K, N), any strides, into the packed buffer."""
         if not (isinstance(B, np.ndarray) and B.dtype == np.float32 and B.shape == (self.K, self.N)):

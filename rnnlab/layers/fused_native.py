@@ -166,17 +166,28 @@ class NativePaths:
     #: 306-321 -> 242-245 ms). Above it OpenBLAS keeps the product.
     SPLIT_MAX_PACKED_FLOATS = 1 << 20
 
+    #: dX = dA W_x^T in the packed kernel also without the split (one BLAS thread), where the kernel wins
+    #: (:func:`_native.packed_gemm_wins`, W_x at most :attr:`SPLIT_MAX_PACKED_FLOATS`). imdb's LSTM, same process,
+    #: 1 thread, whole train step: 27.49 -> 27.35 ms, and 27.05 together with the single pack of
+    #: :meth:`_grad_products`. False: NumPy's matmul (tests that hold every product on the BLAS).
+    PACKED_INPUT_GRAD = True
+
     def _input_grad_product(self, ws, dA2, out):
         """``out = dA W_x^T`` ((T*B, W) @ (W, D), the input gradient): the packed kernel over row blocks when
-        :meth:`_split_products` (and W_x is at most :attr:`SPLIT_MAX_PACKED_FLOATS`), else NumPy's matmul."""
+        :meth:`_split_products`, on the calling thread when :attr:`PACKED_INPUT_GRAD` and the kernel wins (W_x at
+        most :attr:`SPLIT_MAX_PACKED_FLOATS` either way), else NumPy's matmul."""
         kernel = self.params["kernel"]
-        if (dA2.dtype != np.float32 or kernel.dtype != np.float32 or kernel.size > self.SPLIT_MAX_PACKED_FLOATS
-                or not self._split_products(ws)):
+        if dA2.dtype != np.float32 or kernel.dtype != np.float32 or kernel.size > self.SPLIT_MAX_PACKED_FLOATS:
+            return np.matmul(dA2, kernel.T, out=out)
+        split = self._split_products(ws)
+        if not split and not (self.PACKED_INPUT_GRAD and self._native_float32()
+                              and _native.packed_gemm_wins(*dA2.shape, kernel.shape[0])):
             return np.matmul(dA2, kernel.T, out=out)
         pm = ws.packed_dx
         if pm is None or (pm.K, pm.N) != kernel.T.shape:
             ws.packed_dx = pm = _native.PackedMatrix(*kernel.T.shape)
-        return _native.split_matmul(pm.pack(kernel.T), dA2, out)
+        pm.pack(kernel.T)
+        return _native.split_matmul(pm, dA2, out) if split else pm.matmul(dA2, out)
 
     # (the batch <= NATIVE_MAX_BATCH inference path: products up to this size run on the calling thread)
     PACKED_PROJECTION_MAX_MULADDS = 1 << 24
@@ -443,9 +454,12 @@ class NativePaths:
     PACKED_GRAD_MAX_BYTES = 16 << 20
 
     def _grad_products(self, ws, dA2, pairs):
-        """``out = lhs^T @ dA2`` for each ``(lhs, out)``: one GEMM each, or, when the packed kernel wins, one
-        pass over dA2 in chunks of ``_native.PACK_KC`` rows, each chunk packed once for all the products
-        (a chunk-sized buffer, not a second dA; same chunks as the kernel's own, so the same sums)."""
+        """``out = lhs^T @ dA2`` for each ``(lhs, out)``: one GEMM each, or, when the packed kernel wins, dA2
+        packed once (a buffer of dA's size, at most :attr:`PACKED_GRAD_MAX_BYTES`, kept on the workspace) for all
+        the products. Why one pack of the whole dA rather than a chunk of ``_native.PACK_KC`` rows at a time, as
+        before: the chunk's pack, its products and their outputs (1.3 MB for imdb's LSTM) did not fit the core's
+        L2 together, and the whole train step measured 0.4 ms faster with this and the packed dX (same process,
+        1 thread). The sums are the same: the kernel's own K chunks are ``PACK_KC`` rows, added in order."""
         K, N = dA2.shape
         M = max(lhs.shape[1] for lhs, _ in pairs)
         if (dA2.dtype == np.float32 and all(out.dtype == np.float32 for _, out in pairs)
@@ -457,18 +471,14 @@ class NativePaths:
             for lhs, out in pairs:
                 np.matmul(lhs.T, dA2, out=out)
             return
-        kc = _native.PACK_KC
         if ws.packed_grad is None:
-            ws.packed_grad = {}          # by (rows, N): a full chunk and the last, shorter one, kept per workspace
-        for k0 in range(0, K, kc):
-            chunk = dA2[k0:k0 + kc]
-            key = (chunk.shape[0], N)
-            pm = ws.packed_grad.get(key)
-            if pm is None:
-                pm = ws.packed_grad[key] = _native.PackedMatrix(*key)
-            pm.pack(chunk)
-            for lhs, out in pairs:
-                pm.matmul(lhs[k0:k0 + kc].T, out, accumulate=k0 > 0)
+            ws.packed_grad = {}          # by N, kept per workspace (sized for the most rows seen)
+        pm = ws.packed_grad.get(N)
+        if pm is None:
+            pm = ws.packed_grad[N] = _native.PackedMatrix(K, N)
+        pm.with_rows(K).pack(dA2)
+        for lhs, out in pairs:
+            pm.matmul(lhs.T, out)
 
     def _grad_products_split(self, ws, dA2, pairs):
         """:meth:`_grad_products` over rnnlab's threads: the columns of dA (and of every ``out``) split into one block
