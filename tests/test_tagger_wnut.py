@@ -1,15 +1,16 @@
 """Tagger options of the WNUT-17 tuning pass (issue 20): frequency-based word dropout (``word_dropout_alpha``,
-Kiperwasser & Goldberg 2016: a word seen n times becomes <unk> with probability a/(a+n)) and word normalisation for
-the word-vocabulary lookup (``normalize``: URLs, @users, digits, leading '#'); their argument checks, files (version
-4; version-3 files load without them) and the CLI flags, including ``--resume``."""
+Kiperwasser & Goldberg 2016: a word seen n times becomes <unk> with probability a/(a+n)), word normalisation for
+the word-vocabulary lookup (``normalize``: URLs, @users, digits, leading '#') and a word-shape embedding
+(``shape_dim``); their argument checks, gradients, files (version 4; version-3 files load without them) and the CLI
+flags, including ``--resume``."""
 import json
 
 import numpy as np
 import pytest
 
-from rnnlab import cli
+from rnnlab import backend, cli
 from rnnlab.datasets.conll import Sentence, write_conll
-from rnnlab.tagging.tagger import Tagger, build_tagger, normalize_word, word_count_array
+from rnnlab.tagging.tagger import Tagger, build_tagger, normalize_word, word_count_array, word_shape
 
 TRAIN = [Sentence("@bob loves #Paris see http://t.co/x at 10:30 Paris".split(),
                   ["O", "O", "B-LOC", "O", "O", "O", "O", "B-LOC"]),
@@ -108,10 +109,12 @@ def test_files_keep_the_options_and_version_3_files_load(tmp_path):
     def to_v3(doc):   # a file written before word_dropout_alpha and normalize
         assert doc["version"] == 4
         doc["version"] = 3
-        del doc["config"]["word_dropout_alpha"], doc["config"]["normalize"]
+        del doc["config"]["word_dropout_alpha"], doc["config"]["normalize"], doc["config"]["shape_dim"]
+        del doc["shapes"]
 
     old = Tagger.load(_doc_rewrite(p, tmp_path / "v3.npz", to_v3))
     assert old.config["word_dropout_alpha"] == 0.0 and old.config["normalize"] is False
+    assert old.config["shape_dim"] == 0 and old.shapes is None and old.shape_emb is None
     assert old.predict(sents) == plain.predict(sents)
 
 
@@ -147,3 +150,106 @@ def test_cli_flags_train_and_resume(tmp_path, capsys):
     assert cli.main(base + ["--epochs", "1", "--out", str(tmp_path / "d")]) == 0
     d = Tagger.load(str(tmp_path / "d" / "model.npz"))
     assert d.config["word_dropout_alpha"] == 0.0 and d.config["normalize"] is False
+
+
+# ------------------------------------------------------------------------------------------- word shapes
+def test_word_shape():
+    cases = {"Paris": "Xx", "iPhone": "xXx", "@bob": "@x", "#NYC": "#X", "New-York": "Xx-Xx", "10:30": "d:d",
+             "!!!": "!", "x": "x", "USA": "X", "a1b": "xdx", "O'Neil": "X'Xx", "": ""}
+    for tok, shape in cases.items():
+        assert word_shape(tok) == shape, tok
+
+
+def test_shape_ids_from_characters():
+    m = build_tagger(TRAIN, char_features=True, casing=True, embedding_dim=3, units=3, shape_dim=4)
+    assert {"@x", "#Xx", "Xx", "x", "d:d", "d"} <= set(m.shapes.items)
+    toks = [["Paris", "#York", "13:09", "¿Qué?"], ["bob"]]
+    _, c, _ = m.encode(toks)
+    ids = m.shape_ids(c)
+    ix = m.shapes.index
+    # shapes of words never seen in training; an unseen shape (here from characters unknown to the character
+    # vocabulary, which read as "?") -> 1; padding -> 0
+    assert ids.tolist() == [[ix["Xx"], ix["#Xx"], ix["d:d"], 1], [ix["x"], 0, 0, 0]]
+    assert m.shape_ids(c).tolist() == ids.tolist()   # the cached path gives the same ids
+    h = m.input_features(*m.encode(toks)[:2])
+    assert h.shape == (2, 4, 3 + 2 * 16 + 6 + 4)
+    np.testing.assert_array_equal(h[0, 0, -4:], m.shape_emb.params["embeddings"][ix["Xx"]])
+
+
+def test_shape_embedding_gradient_matches_finite_differences(float64):
+    model = build_tagger(TRAIN, char_features=True, casing=True, embedding_dim=3, units=3, char_dim=2,
+                         char_units=2, crf=True, tag_scheme="iob2", shape_dim=3, dropout=0.3)
+    w, c, y = model.encode([s.tokens for s in TRAIN], [s.tags for s in TRAIN])
+
+    def loss():
+        backend.set_random_seed(5)
+        p, mask = model.forward(w, c, training=True)
+        value, grad = model.loss_from_outputs(y, p, mask)
+        model.backward(grad)
+        return value
+
+    emb = model.shape_emb.params["embeddings"]
+    used = np.unique(model.shape_ids(c))
+    used = used[used > 0]
+    loss()
+    g = model.shape_emb.grads["embeddings"].to_dense()
+    assert np.abs(g[used]).max() > 0
+    for i in used[:4]:
+        for j in range(emb.shape[1]):
+            old = emb[i, j]
+            emb[i, j] = old + 1e-6
+            lp = loss()
+            emb[i, j] = old - 1e-6
+            lm = loss()
+            emb[i, j] = old
+            np.testing.assert_allclose(g[i, j], (lp - lm) / 2e-6, rtol=1e-6, atol=1e-9)
+    # the other inputs' gradients are still routed to their layers (the char embedding sits before the shapes)
+    loss()
+    ce = model.char_emb.params["embeddings"]
+    gc = model.char_emb.grads["embeddings"].to_dense()
+    k = int(c[0, 0, 1])
+    old = ce[k, 0]
+    ce[k, 0] = old + 1e-6
+    lp = loss()
+    ce[k, 0] = old - 1e-6
+    lm = loss()
+    ce[k, 0] = old
+    np.testing.assert_allclose(gc[k, 0], (lp - lm) / 2e-6, rtol=1e-6, atol=1e-9)
+
+
+def test_shape_bad_values_and_files(tmp_path):
+    for bad in (-1, True, 2.0, "3"):
+        with pytest.raises(ValueError, match="Tagger: shape_dim must be an int >= 0"):
+            build_tagger(TRAIN, char_features=True, shape_dim=bad)
+    with pytest.raises(ValueError, match="shape_dim > 0 needs the character vocabulary"):
+        build_tagger(TRAIN, shape_dim=4)
+    with pytest.raises(ValueError, match="shape_dim > 0 needs the shape vocabulary"):
+        Tagger(["a"], ["O"], chars=["a"], shape_dim=4)
+    m = build_tagger(TRAIN, char_features=True, casing=True, embedding_dim=4, units=4, crf=True, tag_scheme="iob2",
+                     shape_dim=5)
+    back = Tagger.load(m.save(tmp_path / "s.npz"))
+    assert back.config["shape_dim"] == 5 and back.shapes.items == m.shapes.items
+    np.testing.assert_array_equal(back.shape_emb.params["embeddings"], m.shape_emb.params["embeddings"])
+    sents = [["Mr.", "O'Neil", "@x"], ["NYC"]]
+    assert back.predict(sents) == m.predict(sents)
+
+    def corrupt(doc):
+        doc["shapes"] = [1, 2]
+
+    from rnnlab import io as rio
+    with pytest.raises(rio.FileFormatError, match="shapes must be a list of strings"):
+        Tagger.load(_doc_rewrite(str(tmp_path / "s.npz"), tmp_path / "bad.npz", corrupt))
+
+
+def test_cli_shape_dim(tmp_path, capsys):
+    base = _cli_base(tmp_path) + ["--epochs", "1"]
+    assert cli.main(base + ["--shape-dim", "-2", "--out", str(tmp_path / "bad")]) != 0
+    assert "--shape-dim must be >= 0 (0 = no word-shape feature), got -2" in capsys.readouterr().err
+    assert cli.main(base + ["--shape-dim", "3", "--no-char-features", "--out", str(tmp_path / "bad2")]) != 0
+    assert "--shape-dim 3 needs the character features" in capsys.readouterr().err
+    assert cli.main(base + ["--shape-dim", "3", "--out", str(tmp_path / "r")]) == 0
+    m = Tagger.load(str(tmp_path / "r" / "model.npz"))
+    assert m.config["shape_dim"] == 3 and "@x" in m.shapes.index
+    capsys.readouterr()
+    assert cli.main(["tag", "--model", str(tmp_path / "r" / "model.npz"), "@amy loves #Paris"]) == 0
+    assert capsys.readouterr().out.startswith("@amy\t")

@@ -9,8 +9,12 @@ Architecture, for a padded batch of word ids ``w`` (B, T) (0 = padding) and, opt
           reshaped to (B, T, 2 Uc)                              last states of a char BiLSTM per word
     k   = casing(word) one-hot (B, T, 6), with ``casing=True`` (needs the characters): all lower, all upper,
           initial upper, all digits, contains a digit, other (punctuation, mixed) -- fixed features, no weights
+    s   = Embedding(S, shape_dim)(shape(word)) (B, T, shape_dim), with ``shape_dim > 0`` (needs the characters):
+          the collapsed word shape (:func:`word_shape`: upper -> X, lower -> x, digit -> d, other characters kept,
+          runs of one symbol collapsed: "Paris" -> "Xx", "@bob" -> "@x", "#NYC" -> "#X", "New-York" -> "Xx-Xx",
+          "10:30" -> "d:d"), its vocabulary the shapes of the training words (an unseen shape -> unknown)
     g_j = Embedding(V_j, D)(features[..., j])                   (B, T, D) per feature column j (e.g. POS tags)
-    h_0 = [e ; f ; k ; g_1 .. g_k]  (concatenated on the feature axis; just e without characters), then Dropout
+    h_0 = [e ; f ; k ; s ; g_1 .. g_k]  (concatenated on the feature axis; just e without characters), then Dropout
     h_k = [Bidirectional](LSTM|GRU|SimpleRNN(U, return_sequences=True))(h_{k-1}, mask=m)   k = 1..layers
           then Dropout(output_dropout) on h_k when ``output_dropout > 0`` (between layers and before the scores)
     p   = TimeDistributed(Dense(n_tags, softmax))(h_layers)    (B, T, n_tags)
@@ -50,7 +54,7 @@ cross-entropy or :class:`rnnlab.layers.crf.CRFLoss`; :meth:`Tagger.fit` is ``Eng
 Files: :meth:`Tagger.save` writes one ``.npz`` (weights + a JSON document with the vocabularies and
 hyper-parameters, ``"version": 3``); :meth:`Tagger.load` reads it with ``allow_pickle=False``. Files without a
 version (version 1, before feature columns), version-2 files (before ``output_dropout``) and version-3 files
-(before ``word_dropout_alpha`` and ``normalize``) load unchanged; a newer version is a ``FileFormatError`` naming it.
+(before ``word_dropout_alpha``, ``normalize`` and ``shape_dim``) load unchanged; a newer version is a ``FileFormatError`` naming it.
 """
 from __future__ import annotations
 
@@ -74,8 +78,8 @@ from .spans import chunk_tag, span_scores, token_accuracy
 
 _FORMAT = "rnnlab-tagger"
 #: the tagger file format: 1 = before feature columns (files without a "version" key), 2 = + "features",
-#: 3 = + "output_dropout" in the config (a version-2 file has none: 0), 4 = + "word_dropout_alpha" and
-#: "normalize" (a version-3 file has neither: 0 and False)
+#: 3 = + "output_dropout" in the config (a version-2 file has none: 0), 4 = + "word_dropout_alpha", "normalize"
+#: and "shape_dim" in the config and the "shapes" vocabulary (a version-3 file has none: 0, False, 0, no shapes)
 _VERSION = 4
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 PAD, UNK = "<pad>", "<unk>"
@@ -119,7 +123,7 @@ class Tagger(Engine):
     def __init__(self, words, tags, chars=None, embedding_dim=50, units=64, cell="lstm", layers=1,
                  bidirectional=True, char_dim=16, char_units=16, dropout=0.0, lowercase=False, max_word_len=20,
                  crf=False, tag_scheme=None, casing=False, word_dropout=0.0, features=None, feature_dim=25,
-                 output_dropout=0.0, word_dropout_alpha=0.0, normalize=False):
+                 output_dropout=0.0, word_dropout_alpha=0.0, normalize=False, shape_dim=0, shapes=None):
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
         for name, v in (("embedding_dim", embedding_dim), ("units", units), ("layers", layers),
@@ -140,6 +144,14 @@ class Tagger(Engine):
                              f"word_dropout), got {word_dropout_alpha!r}")
         if not isinstance(normalize, (bool, np.bool_)):
             raise ValueError(f"Tagger: normalize must be True or False, got {normalize!r}")
+        if isinstance(shape_dim, bool) or not isinstance(shape_dim, (int, np.integer)) or shape_dim < 0:
+            raise ValueError(f"Tagger: shape_dim must be an int >= 0 (0: no word-shape feature), got {shape_dim!r}")
+        if shape_dim and chars is None:
+            raise ValueError("Tagger: shape_dim > 0 needs the character vocabulary (chars=...): the word shapes "
+                             "are computed from each word's characters")
+        if shape_dim and (not isinstance(shapes, (list, tuple, Vocab)) or not len(shapes)):
+            raise ValueError("Tagger: shape_dim > 0 needs the shape vocabulary (shapes=..., a non-empty list of "
+                             f"word shapes such as 'Xx'), got {type(shapes).__name__}")
         if casing and chars is None:
             raise ValueError("Tagger: casing=True needs the character vocabulary (chars=...): the casing features "
                              "are computed from each word's characters")
@@ -162,7 +174,7 @@ class Tagger(Engine):
                            crf=bool(crf), tag_scheme=None if tag_scheme is None else str(tag_scheme).lower(),
                            casing=bool(casing), word_dropout=float(word_dropout), feature_dim=int(feature_dim),
                            output_dropout=float(output_dropout), word_dropout_alpha=float(word_dropout_alpha),
-                           normalize=bool(normalize))
+                           normalize=bool(normalize), shape_dim=int(shape_dim))
         self.singletons = np.zeros(0, dtype=np.int64)   # word ids seen once in training (set by build_tagger)
         self.word_counts = np.zeros(0, dtype=np.int64)  # training count per word id (set by build_tagger)
         self.lowercase = bool(lowercase)
@@ -182,6 +194,14 @@ class Tagger(Engine):
             if cfg["casing"]:
                 feat += N_CASING
                 self._case_tables = _casing_tables(self.chars.items)
+        self.shapes = self.shape_emb = None
+        if cfg["shape_dim"]:
+            self.shapes = shapes if isinstance(shapes, Vocab) else Vocab(shapes)
+            self.shape_emb = Embedding(len(self.shapes), cfg["shape_dim"], name="shape_embedding")
+            self.shape_emb.build((None, None))
+            self._shape_symbols = [""] + ["?"] + [_shape_symbol(ch) for ch in self.chars.items[2:]]
+            self._shape_cache = {}
+            feat += cfg["shape_dim"]
         self.feature_embs = []
         for k, vocab in enumerate(self.features):
             emb = Embedding(len(vocab), cfg["feature_dim"], name=f"feature_embedding_{k}")
@@ -225,6 +245,8 @@ class Tagger(Engine):
         out = [self.word_emb]
         if self.chars is not None:
             out += [self.char_emb, self.char_rnn]
+        if self.shape_emb is not None:
+            out.append(self.shape_emb)
         return out + self.feature_embs + self.rnns + [self.out] + ([self.crf] if self.crf is not None else [])
 
     def trainable_weight_refs(self):
@@ -419,6 +441,25 @@ class Tagger(Engine):
         out *= (n > 0)[..., None]
         return out
 
+    def shape_ids(self, c):
+        """Word-shape ids (B, T) of the words whose character ids are ``c`` (B, T, L): :func:`word_shape` of the
+        characters (an unknown character is the symbol ``?``) looked up in ``shapes`` (an unseen shape -> 1,
+        padding -> 0)."""
+        B, T, L = c.shape
+        flat = np.ascontiguousarray(c.reshape(B * T, L))
+        out = np.zeros(B * T, dtype=np.int64)
+        cache, sym, index = self._shape_cache, self._shape_symbols, self.shapes.index
+        for r in np.flatnonzero(flat[:, 0] != 0):
+            row = flat[r]
+            key = row.tobytes()
+            v = cache.get(key)
+            if v is None:
+                v = index.get(_collapse_shape(sym[i] for i in row.tolist() if i), 1)
+                if len(cache) < 200_000:
+                    cache[key] = v
+            out[r] = v
+        return out.reshape(B, T)
+
     def input_features(self, w, c=None, training=False, f=None):
         """``h_0`` before dropout: word embeddings, char BiLSTM states, casing features and the embeddings of
         the feature columns ``f`` (B, T, k) (B, T, F)."""
@@ -434,6 +475,8 @@ class Tagger(Engine):
             parts = [h, cs.reshape(B, T, -1)]
             if self.config["casing"]:
                 parts.append(self.casing_features(c).astype(h.dtype))
+            if self.shape_emb is not None:
+                parts.append(self.shape_emb.forward(self.shape_ids(c), training=training).astype(h.dtype))
             h = np.concatenate(parts, axis=-1)
         if self.feature_embs:
             if f is None or f.shape != w.shape + (len(self.feature_embs),):
@@ -487,6 +530,9 @@ class Tagger(Engine):
             off = g.shape[-1] - D * len(self.feature_embs)
             for k, emb in enumerate(self.feature_embs):
                 emb.backward(np.ascontiguousarray(g[..., off + k * D: off + (k + 1) * D]))
+        if self.shape_emb is not None:
+            off = E + 2 * self.config["char_units"] + (N_CASING if self.config["casing"] else 0)
+            self.shape_emb.backward(np.ascontiguousarray(g[..., off: off + self.config["shape_dim"]]))
         if self.chars is not None:
             gf = g[..., E:E + 2 * self.config["char_units"]]
             gce = self.char_rnn.backward(np.ascontiguousarray(gf.reshape(-1, gf.shape[-1])))
@@ -638,6 +684,7 @@ class Tagger(Engine):
         doc = {"format": _FORMAT, "config": self.config, "words": self.words.items[2:], "tags": self.tags,
                "chars": None if self.chars is None else self.chars.items[2:], "version": _VERSION,
                "features": [v.items[2:] for v in self.features],
+               "shapes": None if self.shapes is None else self.shapes.items[2:],
                "weights": [p for p, _, _ in self.iter_weights()]}
         arrays = {f"w{i}": owner.params[w] for i, (_, owner, w) in enumerate(self.iter_weights())}
         return write_npz(path, arrays, {"__tagger__": doc})
@@ -677,8 +724,15 @@ class Tagger(Engine):
                 raise rio.FileFormatError(f"{path}: corrupt __tagger__ entry (features must be a list of lists)",
                                           path=path)
 
+            shape_vocab = doc.get("shapes")
+            if shape_vocab is not None and (not isinstance(shape_vocab, list)
+                                            or not all(isinstance(v, str) for v in shape_vocab)):
+                raise rio.FileFormatError(f"{path}: corrupt __tagger__ entry (shapes must be a list of strings)",
+                                          path=path)
+
             def build():
-                return cls(doc["words"], doc["tags"], chars=doc["chars"], features=feats or None, **doc["config"])
+                return cls(doc["words"], doc["tags"], chars=doc["chars"], features=feats or None,
+                           shapes=shape_vocab, **doc["config"])
 
             try:
                 with rio.shape_only():
@@ -816,6 +870,9 @@ def build_tagger(train_sentences, char_features=False, lowercase=False, min_coun
     k = ncols.pop() if ncols else 0
     if k and "features" not in kwargs:
         kwargs["features"] = [Vocab.build([s.features[j] for s in train_sentences]).items[2:] for j in range(k)]
+    if kwargs.get("shape_dim") and chars is not None and "shapes" not in kwargs:
+        L = int(kwargs.get("max_word_len", 20))
+        kwargs["shapes"] = Vocab.build([[word_shape(t[:L]) for t in s.tokens] for s in train_sentences]).items[2:]
     backend.rng()  # weights are drawn from the seeded global generator
     model = Tagger(words, tags, chars=chars, lowercase=lowercase, **kwargs)
     model.set_training_words(train_sentences)
@@ -862,6 +919,31 @@ def normalize_word(tok):
     if len(tok) > 1 and tok[0] == "#":
         tok = tok[1:]
     return _DIGIT_RE.sub("0", tok)
+
+
+def _shape_symbol(ch):
+    if len(ch) == 1 and ch.isupper():
+        return "X"
+    if len(ch) == 1 and ch.islower():
+        return "x"
+    if len(ch) == 1 and ch.isdigit():
+        return "d"
+    return ch
+
+
+def _collapse_shape(symbols):
+    out = []
+    for s in symbols:
+        if not out or out[-1] != s:
+            out.append(s)
+    return "".join(out)
+
+
+def word_shape(tok):
+    """The collapsed shape of a word: upper-case letters -> ``X``, lower-case -> ``x``, digits -> ``d``, every
+    other character kept, runs of one symbol written once: ``Paris`` -> ``Xx``, ``iPhone`` -> ``xXx``,
+    ``@bob`` -> ``@x``, ``#NYC`` -> ``#X``, ``New-York`` -> ``Xx-Xx``, ``10:30`` -> ``d:d``, ``!!!`` -> ``!``."""
+    return _collapse_shape(_shape_symbol(ch) for ch in tok)
 
 
 #: the number of casing classes (see :meth:`Tagger.casing_features`)

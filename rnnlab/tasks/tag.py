@@ -105,6 +105,9 @@ def add_train_arguments(parser):
     m.add_argument("--char-dim", type=int, default=25)
     m.add_argument("--char-units", type=int, default=25)
     m.add_argument("--feature-dim", type=int, default=25, help="embedding size of each feature column")
+    m.add_argument("--shape-dim", type=int, default=0,
+                   help="embedding size of a word-shape feature (the collapsed shape: Paris -> Xx, @bob -> @x, "
+                        "10:30 -> d:d) next to the character and casing features; 0 (default) = none")
     m.add_argument("--crf", choices=["auto", "on", "off"], default="auto",
                    help="a linear-chain CRF output (Viterbi decoding): auto = on for chunk/entity tags "
                         "(B-/I-/E-/S- prefixes), off for other tags such as POS")
@@ -229,7 +232,7 @@ def _settings(args):
             "feature_dim", "output_dropout")
     out = {k: getattr(args, k) for k in keys}
     # options added later are part of the settings only when set, so older checkpoints still resume
-    for k, off in (("word_dropout_alpha", 0.0), ("normalize_words", False)):
+    for k, off in (("word_dropout_alpha", 0.0), ("normalize_words", False), ("shape_dim", 0)):
         if getattr(args, k) != off:
             out[k] = getattr(args, k)
     return out
@@ -255,6 +258,8 @@ def train(args):
         raise ValueError(f"--output-dropout must be in [0, 1), got {args.output_dropout}")
     if not 0.0 <= args.word_dropout < 1.0:
         raise ValueError(f"--word-dropout must be in [0, 1), got {args.word_dropout}")
+    if args.shape_dim < 0:
+        raise ValueError(f"--shape-dim must be >= 0 (0 = no word-shape feature), got {args.shape_dim}")
     if not 0.0 <= args.word_dropout_alpha < float("inf"):
         raise ValueError(f"--word-dropout-alpha must be a finite number >= 0 (0 = off), got "
                          f"{args.word_dropout_alpha}")
@@ -266,6 +271,9 @@ def train(args):
         args.char_features = args.generate != "two-sided"
     if args.lowercase is None:   # lowercased word ids when the casing features and characters carry the case
         args.lowercase = bool(args.char_features and args.casing)
+    if args.shape_dim and not args.char_features:
+        raise ValueError(f"--shape-dim {args.shape_dim} needs the character features (the shapes are computed "
+                         "from each word's characters); leave out --no-char-features")
     scheme = _tag_scheme(args, train_s, valid_s, test_s)
     # unknown tags in valid/test are reported before any training time is spent
     known = {t for s in train_s for t in s.tags}
@@ -291,7 +299,7 @@ def train(args):
                          tag_scheme=scheme if use_crf else None, casing=args.char_features and args.casing,
                          word_dropout=args.word_dropout, feature_dim=args.feature_dim,
                          output_dropout=args.output_dropout, word_dropout_alpha=args.word_dropout_alpha,
-                         normalize=args.normalize_words)
+                         normalize=args.normalize_words, shape_dim=args.shape_dim)
     coverage = {}
     if args.vectors:
         coverage = apply_vectors(args.vectors, model.word_emb.params["embeddings"],
@@ -306,6 +314,7 @@ def train(args):
               f"{'bi' if not args.unidirectional else 'uni'}directional {args.cell}"
               f"{' + char BiLSTM' if args.char_features else ''}"
               f"{' + casing' if model.config['casing'] else ''}"
+              f"{f' + {len(model.shapes)} word shapes' if model.shapes is not None else ''}"
               f"{f' + {len(model.features)} feature column(s)' if model.features else ''}"
               f"{' + CRF' if use_crf else ''}", flush=True)
     adapter = _Adapter(model, _optimizer(args), train_s, valid_s, args, {"task": TASK})
