@@ -109,7 +109,8 @@ def test_files_keep_the_options_and_version_3_files_load(tmp_path):
     def to_v3(doc):   # a file written before word_dropout_alpha and normalize
         assert doc["version"] == 4
         doc["version"] = 3
-        del doc["config"]["word_dropout_alpha"], doc["config"]["normalize"], doc["config"]["shape_dim"]
+        for key in ("word_dropout_alpha", "normalize", "shape_dim", "char_encoder", "char_filters"):
+            del doc["config"][key]
         del doc["shapes"]
 
     old = Tagger.load(_doc_rewrite(p, tmp_path / "v3.npz", to_v3))
@@ -253,3 +254,80 @@ def test_cli_shape_dim(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["tag", "--model", str(tmp_path / "r" / "model.npz"), "@amy loves #Paris"]) == 0
     assert capsys.readouterr().out.startswith("@amy\t")
+
+
+# ------------------------------------------------------------------------------------------- char CNN
+def _fd_check(model, w, c, y, layer, name, picks):
+    def loss():
+        backend.set_random_seed(5)
+        p, mask = model.forward(w, c, training=True)
+        value, grad = model.loss_from_outputs(y, p, mask)
+        model.backward(grad)
+        return value
+
+    loss()
+    g = layer.grads[name]
+    g = g.to_dense() if hasattr(g, "to_dense") else np.array(g)
+    p = layer.params[name]
+    assert np.abs(g).max() > 0, name
+    for idx in picks(p):
+        old = p[idx]
+        p[idx] = old + 1e-6
+        lp = loss()
+        p[idx] = old - 1e-6
+        lm = loss()
+        p[idx] = old
+        np.testing.assert_allclose(g[idx], (lp - lm) / 2e-6, rtol=1e-6, atol=1e-9, err_msg=f"{layer.name} {name}")
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "both"])
+def test_char_cnn_gradients_match_finite_differences(float64, encoder):
+    model = build_tagger(TRAIN, char_features=True, casing=True, embedding_dim=3, units=3, char_dim=2,
+                         char_units=2, char_encoder=encoder, char_filters=3, crf=True, tag_scheme="iob2",
+                         shape_dim=2, dropout=0.3)
+    assert (model.char_rnn is not None) is (encoder == "both")
+    w, c, y = model.encode([s.tokens for s in TRAIN], [s.tags for s in TRAIN])
+    width = 3 + (2 * 2 if encoder == "both" else 0)
+    assert model.input_features(w, c).shape[-1] == 3 + width + 6 + 2
+    rng = np.random.default_rng(0)
+
+    def some(p):
+        return [np.unravel_index(i, p.shape) for i in rng.choice(p.size, size=min(6, p.size), replace=False)]
+
+    _fd_check(model, w, c, y, model.char_conv, "kernel", some)
+    _fd_check(model, w, c, y, model.char_conv, "bias", some)
+    used = np.unique(c[c > 0])
+    _fd_check(model, w, c, y, model.char_emb, "embeddings", lambda p: [(int(used[0]), 0), (int(used[-1]), 1)])
+    _fd_check(model, w, c, y, model.shape_emb, "embeddings",
+              lambda p: [(int(model.shape_ids(c)[0, 0]), 0), (int(model.shape_ids(c)[1, 2]), 1)])
+    if encoder == "both":
+        _fd_check(model, w, c, y, model.char_rnn.forward_layer, "kernel", some)
+
+
+def test_char_cnn_reads_only_the_word_and_round_trips(tmp_path):
+    m = build_tagger(TRAIN, char_features=True, casing=True, embedding_dim=4, units=4, char_encoder="cnn",
+                     char_filters=5, crf=True, tag_scheme="iob2")
+    # a word's character features do not depend on the padding of the batch (the max-pool is masked)
+    _, c1, _ = m.encode([["New"]])
+    _, c2, _ = m.encode([["New", "Yorkers"]])
+    cf1 = m.input_features(m.encode([["New"]])[0], c1)[0, 0]
+    cf2 = m.input_features(m.encode([["New", "Yorkers"]])[0], c2)[0, 0]
+    np.testing.assert_allclose(cf1[4:9], cf2[4:9], rtol=1e-6)
+    back = Tagger.load(m.save(tmp_path / "c.npz"))
+    assert back.config["char_encoder"] == "cnn" and back.config["char_filters"] == 5 and back.char_rnn is None
+    sents = [["@x", "loves", "New", "York"]]
+    assert back.predict(sents) == m.predict(sents)
+    for kw, msg in (({"char_encoder": "gru"}, "char_encoder must be 'lstm', 'cnn' or 'both'"),
+                    ({"char_filters": 0}, "char_filters must be a positive int"),
+                    ({"char_filters": True}, "char_filters must be a positive int")):
+        with pytest.raises(ValueError, match=msg):
+            build_tagger(TRAIN, char_features=True, **kw)
+
+
+def test_cli_char_encoder(tmp_path, capsys):
+    base = _cli_base(tmp_path) + ["--epochs", "1"]
+    assert cli.main(base + ["--char-filters", "0", "--out", str(tmp_path / "bad")]) != 0
+    assert "--char-filters must be >= 1, got 0" in capsys.readouterr().err
+    assert cli.main(base + ["--char-encoder", "both", "--char-filters", "4", "--out", str(tmp_path / "r")]) == 0
+    m = Tagger.load(str(tmp_path / "r" / "model.npz"))
+    assert m.config["char_encoder"] == "both" and m.char_conv.params["kernel"].shape == (3, 3, 4)

@@ -7,6 +7,10 @@ Architecture, for a padded batch of word ids ``w`` (B, T) (0 = padding) and, opt
     e   = Embedding(V, E, mask_zero=True)(w)                    (B, T, E)
     f   = Bidirectional(LSTM(Uc))(Embedding(C, Ec, mask_zero)(c reshaped to (B*T, L)), mask=(c != 0))
           reshaped to (B, T, 2 Uc)                              last states of a char BiLSTM per word
+          (``char_encoder="lstm"``, the default); with ``"cnn"`` instead (Ma & Hovy 2016) the character
+          convolution ``f = max_{l: c_l != 0} tanh(Conv1D(Fc, 3, padding="same")(Embedding(c) * [c != 0]))_l``
+          (B, T, Fc; padding characters read as zeros, so a word's features do not depend on its batch),
+          ``Fc = char_filters``; with ``"both"`` the two side by side, ``[f_lstm ; f_cnn]`` (B, T, 2 Uc + Fc)
     k   = casing(word) one-hot (B, T, 6), with ``casing=True`` (needs the characters): all lower, all upper,
           initial upper, all digits, contains a digit, other (punctuation, mixed) -- fixed features, no weights
     s   = Embedding(S, shape_dim)(shape(word)) (B, T, shape_dim), with ``shape_dim > 0`` (needs the characters):
@@ -54,7 +58,7 @@ cross-entropy or :class:`rnnlab.layers.crf.CRFLoss`; :meth:`Tagger.fit` is ``Eng
 Files: :meth:`Tagger.save` writes one ``.npz`` (weights + a JSON document with the vocabularies and
 hyper-parameters, ``"version": 3``); :meth:`Tagger.load` reads it with ``allow_pickle=False``. Files without a
 version (version 1, before feature columns), version-2 files (before ``output_dropout``) and version-3 files
-(before ``word_dropout_alpha``, ``normalize`` and ``shape_dim``) load unchanged; a newer version is a ``FileFormatError`` naming it.
+(before ``word_dropout_alpha``, ``normalize``, ``shape_dim`` and ``char_encoder``) load unchanged; a newer version is a ``FileFormatError`` naming it.
 """
 from __future__ import annotations
 
@@ -79,7 +83,8 @@ from .spans import chunk_tag, span_scores, token_accuracy
 _FORMAT = "rnnlab-tagger"
 #: the tagger file format: 1 = before feature columns (files without a "version" key), 2 = + "features",
 #: 3 = + "output_dropout" in the config (a version-2 file has none: 0), 4 = + "word_dropout_alpha", "normalize"
-#: and "shape_dim" in the config and the "shapes" vocabulary (a version-3 file has none: 0, False, 0, no shapes)
+#: "shape_dim", "char_encoder" and "char_filters" in the config and the "shapes" vocabulary (a version-3 file has
+#: none: 0, False, 0, "lstm", no shapes)
 _VERSION = 4
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 PAD, UNK = "<pad>", "<unk>"
@@ -123,7 +128,8 @@ class Tagger(Engine):
     def __init__(self, words, tags, chars=None, embedding_dim=50, units=64, cell="lstm", layers=1,
                  bidirectional=True, char_dim=16, char_units=16, dropout=0.0, lowercase=False, max_word_len=20,
                  crf=False, tag_scheme=None, casing=False, word_dropout=0.0, features=None, feature_dim=25,
-                 output_dropout=0.0, word_dropout_alpha=0.0, normalize=False, shape_dim=0, shapes=None):
+                 output_dropout=0.0, word_dropout_alpha=0.0, normalize=False, shape_dim=0, shapes=None,
+                 char_encoder="lstm", char_filters=30):
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
         for name, v in (("embedding_dim", embedding_dim), ("units", units), ("layers", layers),
@@ -144,6 +150,10 @@ class Tagger(Engine):
                              f"word_dropout), got {word_dropout_alpha!r}")
         if not isinstance(normalize, (bool, np.bool_)):
             raise ValueError(f"Tagger: normalize must be True or False, got {normalize!r}")
+        if char_encoder not in ("lstm", "cnn", "both"):
+            raise ValueError(f"Tagger: char_encoder must be 'lstm', 'cnn' or 'both', got {char_encoder!r}")
+        if isinstance(char_filters, bool) or not isinstance(char_filters, (int, np.integer)) or char_filters < 1:
+            raise ValueError(f"Tagger: char_filters must be a positive int, got {char_filters!r}")
         if isinstance(shape_dim, bool) or not isinstance(shape_dim, (int, np.integer)) or shape_dim < 0:
             raise ValueError(f"Tagger: shape_dim must be an int >= 0 (0: no word-shape feature), got {shape_dim!r}")
         if shape_dim and chars is None:
@@ -174,7 +184,8 @@ class Tagger(Engine):
                            crf=bool(crf), tag_scheme=None if tag_scheme is None else str(tag_scheme).lower(),
                            casing=bool(casing), word_dropout=float(word_dropout), feature_dim=int(feature_dim),
                            output_dropout=float(output_dropout), word_dropout_alpha=float(word_dropout_alpha),
-                           normalize=bool(normalize), shape_dim=int(shape_dim))
+                           normalize=bool(normalize), shape_dim=int(shape_dim), char_encoder=char_encoder,
+                           char_filters=int(char_filters))
         self.singletons = np.zeros(0, dtype=np.int64)   # word ids seen once in training (set by build_tagger)
         self.word_counts = np.zeros(0, dtype=np.int64)  # training count per word id (set by build_tagger)
         self.lowercase = bool(lowercase)
@@ -184,13 +195,23 @@ class Tagger(Engine):
         self.word_emb = Embedding(len(self.words), cfg["embedding_dim"], mask_zero=True, name="word_embedding")
         self.word_emb.build((None, None))
         feat = cfg["embedding_dim"]
-        self.char_emb = self.char_rnn = None
+        self.char_emb = self.char_rnn = self.char_conv = self.char_pool = None
+        self._char_width = 0
         if self.chars is not None:
             self.char_emb = Embedding(len(self.chars), cfg["char_dim"], mask_zero=True, name="char_embedding")
             self.char_emb.build((None, None))
-            self.char_rnn = Bidirectional(LSTM(cfg["char_units"], name="char_lstm"), name="char_bilstm")
-            self.char_rnn._maybe_build((None, None, cfg["char_dim"]))
-            feat += 2 * cfg["char_units"]
+            if cfg["char_encoder"] in ("lstm", "both"):
+                self.char_rnn = Bidirectional(LSTM(cfg["char_units"], name="char_lstm"), name="char_bilstm")
+                self.char_rnn._maybe_build((None, None, cfg["char_dim"]))
+                self._char_width += 2 * cfg["char_units"]
+            if cfg["char_encoder"] in ("cnn", "both"):
+                from ..layers import Conv1D, GlobalMaxPooling1D
+
+                self.char_conv = Conv1D(cfg["char_filters"], 3, padding="same", activation="tanh", name="char_conv")
+                self.char_conv._maybe_build((None, None, cfg["char_dim"]))
+                self.char_pool = GlobalMaxPooling1D(use_mask=True, name="char_max_pool")
+                self._char_width += cfg["char_filters"]
+            feat += self._char_width
             if cfg["casing"]:
                 feat += N_CASING
                 self._case_tables = _casing_tables(self.chars.items)
@@ -244,7 +265,7 @@ class Tagger(Engine):
     def layers(self):
         out = [self.word_emb]
         if self.chars is not None:
-            out += [self.char_emb, self.char_rnn]
+            out += [self.char_emb] + [x for x in (self.char_rnn, self.char_conv) if x is not None]
         if self.shape_emb is not None:
             out.append(self.shape_emb)
         return out + self.feature_embs + self.rnns + [self.out] + ([self.crf] if self.crf is not None else [])
@@ -471,8 +492,15 @@ class Tagger(Engine):
             B, T, L = c.shape
             cf = c.reshape(B * T, L)
             ce = self.char_emb.forward(cf, training=training)
-            cs = self.char_rnn.forward(ce, training=training, mask=cf != 0)
-            parts = [h, cs.reshape(B, T, -1)]
+            parts = [h]
+            if self.char_rnn is not None:
+                parts.append(self.char_rnn.forward(ce, training=training, mask=cf != 0).reshape(B, T, -1))
+            if self.char_conv is not None:
+                # padding characters read as zeros, as the convolution's own "same" padding does, so a word's
+                # features do not depend on the longest word of its batch
+                self._char_keep = (cf != 0)[..., None].astype(ce.dtype)
+                conv = self.char_conv.forward(ce * self._char_keep, training=training)
+                parts.append(self.char_pool.forward(conv, training=training, mask=cf != 0).reshape(B, T, -1))
             if self.config["casing"]:
                 parts.append(self.casing_features(c).astype(h.dtype))
             if self.shape_emb is not None:
@@ -531,11 +559,19 @@ class Tagger(Engine):
             for k, emb in enumerate(self.feature_embs):
                 emb.backward(np.ascontiguousarray(g[..., off + k * D: off + (k + 1) * D]))
         if self.shape_emb is not None:
-            off = E + 2 * self.config["char_units"] + (N_CASING if self.config["casing"] else 0)
+            off = E + self._char_width + (N_CASING if self.config["casing"] else 0)
             self.shape_emb.backward(np.ascontiguousarray(g[..., off: off + self.config["shape_dim"]]))
         if self.chars is not None:
-            gf = g[..., E:E + 2 * self.config["char_units"]]
-            gce = self.char_rnn.backward(np.ascontiguousarray(gf.reshape(-1, gf.shape[-1])))
+            gf = g[..., E:E + self._char_width]
+            gf = gf.reshape(-1, gf.shape[-1])
+            gce, k = None, 0
+            if self.char_rnn is not None:
+                k = 2 * self.config["char_units"]
+                gce = self.char_rnn.backward(np.ascontiguousarray(gf[:, :k]))
+            if self.char_conv is not None:
+                gc = self.char_conv.backward(self.char_pool.backward(np.ascontiguousarray(gf[:, k:])))
+                gc = gc * self._char_keep
+                gce = gc if gce is None else gce + gc
             self.char_emb.backward(gce)
         self.word_emb.backward(np.ascontiguousarray(g[..., :E]))
 

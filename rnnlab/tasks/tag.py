@@ -104,6 +104,11 @@ def add_train_arguments(parser):
                    help="leave out the 6 casing features (on with the character features)")
     m.add_argument("--char-dim", type=int, default=25)
     m.add_argument("--char-units", type=int, default=25)
+    m.add_argument("--char-encoder", choices=["lstm", "cnn", "both"], default="lstm",
+                   help="how the characters of a word are read: a BiLSTM of --char-units (default), a convolution of "
+                        "--char-filters filters of width 3 max-pooled over the word (Ma & Hovy 2016), or both side "
+                        "by side")
+    m.add_argument("--char-filters", type=int, default=30, help="filters of the character convolution (default 30)")
     m.add_argument("--feature-dim", type=int, default=25, help="embedding size of each feature column")
     m.add_argument("--shape-dim", type=int, default=0,
                    help="embedding size of a word-shape feature (the collapsed shape: Paris -> Xx, @bob -> @x, "
@@ -232,7 +237,8 @@ def _settings(args):
             "feature_dim", "output_dropout")
     out = {k: getattr(args, k) for k in keys}
     # options added later are part of the settings only when set, so older checkpoints still resume
-    for k, off in (("word_dropout_alpha", 0.0), ("normalize_words", False), ("shape_dim", 0)):
+    for k, off in (("word_dropout_alpha", 0.0), ("normalize_words", False), ("shape_dim", 0),
+                   ("char_encoder", "lstm"), ("char_filters", 30)):
         if getattr(args, k) != off:
             out[k] = getattr(args, k)
     return out
@@ -251,7 +257,7 @@ def train(args):
     epochs = epochs_to_run(args)
     limit_blas_threads(threads(args))
     for name in ("batch_size", "units", "layers", "embedding_dim", "char_dim", "char_units", "min_count",
-                 "feature_dim"):
+                 "feature_dim", "char_filters"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0.0 <= args.output_dropout < 1.0:
@@ -299,7 +305,8 @@ def train(args):
                          tag_scheme=scheme if use_crf else None, casing=args.char_features and args.casing,
                          word_dropout=args.word_dropout, feature_dim=args.feature_dim,
                          output_dropout=args.output_dropout, word_dropout_alpha=args.word_dropout_alpha,
-                         normalize=args.normalize_words, shape_dim=args.shape_dim)
+                         normalize=args.normalize_words, shape_dim=args.shape_dim,
+                         char_encoder=args.char_encoder, char_filters=args.char_filters)
     coverage = {}
     if args.vectors:
         coverage = apply_vectors(args.vectors, model.word_emb.params["embeddings"],
@@ -312,7 +319,7 @@ def train(args):
         print(f"{len(train_s)} training / {len(valid_s)} validation sentences; {len(model.words)} words, "
               f"{len(model.tags) - 1} tags{f' ({scheme})' if scheme else ''}; {model.count_params():,} parameters; "
               f"{'bi' if not args.unidirectional else 'uni'}directional {args.cell}"
-              f"{' + char BiLSTM' if args.char_features else ''}"
+              f"{' + char ' + {'lstm': 'BiLSTM', 'cnn': 'CNN', 'both': 'BiLSTM + CNN'}[args.char_encoder] if args.char_features else ''}"
               f"{' + casing' if model.config['casing'] else ''}"
               f"{f' + {len(model.shapes)} word shapes' if model.shapes is not None else ''}"
               f"{f' + {len(model.features)} feature column(s)' if model.features else ''}"
