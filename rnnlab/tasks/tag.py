@@ -22,6 +22,11 @@ tag column (CoNLL-2000's POS tags; CoNLL-2003's POS and chunk tags; none in two-
 none for CoNLL-U) are read as categorical inputs, each through its own embedding (``--feature-dim 25``)
 concatenated to the word features (``none`` or a list of column indices to choose); such a model tags
 ``word|POS`` tokens in ``rnnlab tag``.
+Options measured on WNUT-17 and left off (not better on validation F1 on two seeds; ``docs/results.md``):
+``--word-dropout-alpha A`` (every word seen n times becomes ``<unk>`` with probability A/(A+n), instead of the
+singleton rule), ``--normalize-words`` (URLs, @users, digits and a leading ``#`` normalised for the word lookup
+only), ``--shape-dim N`` (an embedding of the collapsed word shape, e.g. ``Xx``, ``@x``, ``d:d``) and
+``--char-encoder cnn|both`` (a width-3 character convolution max-pooled over the word, ``--char-filters 30``).
 ``--vectors FILE`` (word2vec text/binary or GloVe, e.g. from ``rnnlab train word2vec``) initialises the word
 embeddings (dimension = ``--embedding-dim``; ``--freeze-vectors`` keeps them fixed); the coverage is reported.
 
