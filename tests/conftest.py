@@ -52,3 +52,22 @@ def shared_data():
     if not os.path.isdir(SHARED_DATA):
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def rewrite_tagger_doc():
+    """``rewrite(path, out, change)``: copy a tagger file (.npz) to ``out`` with ``change(doc)`` applied to its JSON
+    document (an older or newer file version, a corrupted entry); returns ``str(out)``."""
+    import json
+
+    import numpy as np
+
+    def rewrite(path, out, change):
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        doc = json.loads(arrays["__tagger__"].tobytes().decode("utf-8"))
+        change(doc)
+        arrays["__tagger__"] = np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
+        np.savez(out, **arrays)
+        return str(out)
+    return rewrite

@@ -82,17 +82,7 @@ def test_bad_values_are_refused():
             build_tagger(TRAIN, normalize=bad)
 
 
-def _doc_rewrite(path, out, change):
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    doc = json.loads(arrays["__tagger__"].tobytes().decode("utf-8"))
-    change(doc)
-    arrays["__tagger__"] = np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
-    np.savez(out, **arrays)
-    return str(out)
-
-
-def test_files_keep_the_options_and_version_3_files_load(tmp_path):
+def test_files_keep_the_options_and_version_3_files_load(tmp_path, rewrite_tagger_doc):
     m = build_tagger(TRAIN, char_features=True, casing=True, lowercase=True, embedding_dim=4, units=4, crf=True,
                      tag_scheme="iob2", word_dropout_alpha=0.25, normalize=True)
     path = m.save(tmp_path / "t.npz")
@@ -113,7 +103,7 @@ def test_files_keep_the_options_and_version_3_files_load(tmp_path):
             del doc["config"][key]
         del doc["shapes"]
 
-    old = Tagger.load(_doc_rewrite(p, tmp_path / "v3.npz", to_v3))
+    old = Tagger.load(rewrite_tagger_doc(p, tmp_path / "v3.npz", to_v3))
     assert old.config["word_dropout_alpha"] == 0.0 and old.config["normalize"] is False
     assert old.config["shape_dim"] == 0 and old.shapes is None and old.shape_emb is None
     assert old.predict(sents) == plain.predict(sents)
@@ -181,44 +171,15 @@ def test_shape_embedding_gradient_matches_finite_differences(float64):
     model = build_tagger(TRAIN, char_features=True, casing=True, embedding_dim=3, units=3, char_dim=2,
                          char_units=2, crf=True, tag_scheme="iob2", shape_dim=3, dropout=0.3)
     w, c, y = model.encode([s.tokens for s in TRAIN], [s.tags for s in TRAIN])
-
-    def loss():
-        backend.set_random_seed(5)
-        p, mask = model.forward(w, c, training=True)
-        value, grad = model.loss_from_outputs(y, p, mask)
-        model.backward(grad)
-        return value
-
-    emb = model.shape_emb.params["embeddings"]
     used = np.unique(model.shape_ids(c))
     used = used[used > 0]
-    loss()
-    g = model.shape_emb.grads["embeddings"].to_dense()
-    assert np.abs(g[used]).max() > 0
-    for i in used[:4]:
-        for j in range(emb.shape[1]):
-            old = emb[i, j]
-            emb[i, j] = old + 1e-6
-            lp = loss()
-            emb[i, j] = old - 1e-6
-            lm = loss()
-            emb[i, j] = old
-            np.testing.assert_allclose(g[i, j], (lp - lm) / 2e-6, rtol=1e-6, atol=1e-9)
+    _fd_check(model, w, c, y, model.shape_emb, "embeddings",
+              lambda p: [(int(i), j) for i in used[:4] for j in range(p.shape[1])])
     # the other inputs' gradients are still routed to their layers (the char embedding sits before the shapes)
-    loss()
-    ce = model.char_emb.params["embeddings"]
-    gc = model.char_emb.grads["embeddings"].to_dense()
-    k = int(c[0, 0, 1])
-    old = ce[k, 0]
-    ce[k, 0] = old + 1e-6
-    lp = loss()
-    ce[k, 0] = old - 1e-6
-    lm = loss()
-    ce[k, 0] = old
-    np.testing.assert_allclose(gc[k, 0], (lp - lm) / 2e-6, rtol=1e-6, atol=1e-9)
+    _fd_check(model, w, c, y, model.char_emb, "embeddings", lambda p: [(int(c[0, 0, 1]), 0)])
 
 
-def test_shape_bad_values_and_files(tmp_path):
+def test_shape_bad_values_and_files(tmp_path, rewrite_tagger_doc):
     for bad in (-1, True, 2.0, "3"):
         with pytest.raises(ValueError, match="Tagger: shape_dim must be an int >= 0"):
             build_tagger(TRAIN, char_features=True, shape_dim=bad)
@@ -239,7 +200,7 @@ def test_shape_bad_values_and_files(tmp_path):
 
     from rnnlab import io as rio
     with pytest.raises(rio.FileFormatError, match="shapes must be a list of strings"):
-        Tagger.load(_doc_rewrite(str(tmp_path / "s.npz"), tmp_path / "bad.npz", corrupt))
+        Tagger.load(rewrite_tagger_doc(str(tmp_path / "s.npz"), tmp_path / "bad.npz", corrupt))
 
 
 def test_cli_shape_dim(tmp_path, capsys):

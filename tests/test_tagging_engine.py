@@ -239,17 +239,7 @@ def test_cli_feature_columns_and_tag_with_word_bar_feature(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------- file versions
-def _rewrite_doc(path, out, change):
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    doc = json.loads(arrays["__tagger__"].tobytes().decode("utf-8"))
-    change(doc)
-    arrays["__tagger__"] = np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
-    np.savez(out, **arrays)
-    return str(out)
-
-
-def test_version_1_files_load_and_newer_versions_are_refused(tmp_path):
+def test_version_1_files_load_and_newer_versions_are_refused(tmp_path, rewrite_tagger_doc):
     train = generate_two_sided_tagging(30, seed=0)
     m = build_tagger(train, char_features=True, embedding_dim=4, units=4, char_dim=3, char_units=3, crf=True)
     path = m.save(tmp_path / "t.npz")
@@ -257,7 +247,7 @@ def test_version_1_files_load_and_newer_versions_are_refused(tmp_path):
     def to_v1(doc):   # a file written before feature columns: no "version", "features" or "feature_dim"
         del doc["version"], doc["features"], doc["config"]["feature_dim"]
 
-    old = _rewrite_doc(path, tmp_path / "v1.npz", to_v1)
+    old = rewrite_tagger_doc(path, tmp_path / "v1.npz", to_v1)
     back = Tagger.load(old)
     sents = [s.tokens for s in train[:4]]
     assert back.predict(sents) == m.predict(sents) and back.features == []
@@ -265,7 +255,7 @@ def test_version_1_files_load_and_newer_versions_are_refused(tmp_path):
     def to_v99(doc):
         doc["version"] = 99
 
-    new = _rewrite_doc(path, tmp_path / "v99.npz", to_v99)
+    new = rewrite_tagger_doc(path, tmp_path / "v99.npz", to_v99)
     with pytest.raises(rio.FileFormatError, match=r"v99.npz: tagger file format version 99; this rnnlab reads "
                                                   r"versions 1 to 4"):
         Tagger.load(new)
