@@ -382,14 +382,13 @@ class Tagger(Engine):
     def _norm(self, tok):
         """The word-vocabulary key of a token: lowercased with ``lowercase``, then :func:`normalize_word` with
         ``normalize`` (the characters and casing features read the token as written)."""
-        tok = tok.lower() if self.lowercase else tok
-        return normalize_word(tok) if self.normalize else tok
+        return word_key(tok, self.lowercase, self.normalize)
 
     def set_training_words(self, sentences):
         """Word dropout's statistics of the training ``sentences`` (not stored in tagger files): ``singletons``
         (ids of the words seen once) and ``word_counts`` (the count of every word id; 0 for padding/unknown)."""
-        self.singletons = singleton_ids(self, sentences)
         self.word_counts = word_count_array(self, sentences)
+        self.singletons = _singletons(self.word_counts)
 
     def encode(self, token_lists, tag_lists=None, unknown_tags="error"):
         """Pad a batch: word ids (B, T), char ids (B, T, L) or None, tag ids (B, T) or None."""
@@ -892,12 +891,8 @@ def build_tagger(train_sentences, char_features=False, lowercase=False, min_coun
     and ``word_counts`` are what word dropout uses)."""
     normalize = kwargs.get("normalize", False)
     normalize = isinstance(normalize, (bool, np.bool_)) and bool(normalize)   # a bad value: Tagger's error
-
-    def norm(t):
-        t = t.lower() if lowercase else t
-        return normalize_word(t) if normalize else t
-
-    words = Vocab.build([[norm(t) for t in s.tokens] for s in train_sentences], min_count=min_count)
+    words = Vocab.build([[word_key(t, lowercase, normalize) for t in s.tokens] for s in train_sentences],
+                        min_count=min_count)
     tags = sorted({t for s in train_sentences for t in s.tags})
     chars = Vocab.build([list(t) for s in train_sentences for t in s.tokens]).items[2:] if char_features else None
     ncols = {len(s.features) if s.features else 0 for s in train_sentences}
@@ -917,13 +912,11 @@ def build_tagger(train_sentences, char_features=False, lowercase=False, min_coun
 
 def singleton_ids(model, sentences):
     """Sorted ids (int64) of the vocabulary words that occur exactly once in ``sentences``."""
-    counts: dict = {}
-    for s in sentences:
-        for t in s.tokens:
-            t = model._norm(t)
-            counts[t] = counts.get(t, 0) + 1
-    ids = [model.words.index[t] for t, n in counts.items() if n == 1 and t in model.words.index]
-    return np.asarray(sorted(i for i in ids if i > 1), dtype=np.int64)
+    return _singletons(word_count_array(model, sentences))
+
+
+def _singletons(counts):
+    return np.flatnonzero(counts == 1).astype(np.int64)
 
 
 def word_count_array(model, sentences):
@@ -941,6 +934,13 @@ def word_count_array(model, sentences):
 _URL_RE = re.compile(r"^(?:https?://|www\.)\S", re.IGNORECASE)
 _USER_RE = re.compile(r"^@\w")
 _DIGIT_RE = re.compile(r"\d")
+
+
+def word_key(tok, lowercase=False, normalize=False):
+    """The word-vocabulary key of a token: lowercased with ``lowercase``, then :func:`normalize_word` with
+    ``normalize`` (what :meth:`Tagger._norm` looks up, and :func:`build_tagger` builds the vocabulary from)."""
+    tok = tok.lower() if lowercase else tok
+    return normalize_word(tok) if normalize else tok
 
 
 def normalize_word(tok):
