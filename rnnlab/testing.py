@@ -42,23 +42,26 @@ def rel_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
 
 
-def numerical_gradient(f, arr, eps=1e-6):
+def numerical_gradient(f, arr, eps=1e-6, indices=None):
     """Central differences ``(f() with arr[i] + eps  -  f() with arr[i] - eps) / (2 eps)`` for every element ``i``
     of the array ``arr``, which the no-argument scalar function ``f`` reads: ``arr`` is changed in place and each
-    element restored after its two evaluations. Returns a float64 array of ``arr``'s shape."""
+    element restored after its two evaluations. Returns a float64 array of ``arr``'s shape; with ``indices`` (a
+    sequence of element indices of ``arr``, e.g. tuples from ``np.unravel_index``) only those elements, as a
+    float64 array of ``len(indices)`` in their order (a spot check of a large weight)."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"numerical_gradient: arr must be the NumPy array f reads (changed in place), got "
                         f"{type(arr).__name__}")
-    g = np.zeros(arr.shape, dtype=np.float64)
-    for i in np.ndindex(arr.shape):
+    picks = list(np.ndindex(arr.shape)) if indices is None else [tuple(np.atleast_1d(i)) for i in indices]
+    g = np.zeros(len(picks), dtype=np.float64)
+    for k, i in enumerate(picks):
         old = arr[i]
         arr[i] = old + eps
         lp = f()
         arr[i] = old - eps
         lm = f()
         arr[i] = old
-        g[i] = (lp - lm) / (2 * eps)
-    return g
+        g[k] = (lp - lm) / (2 * eps)
+    return g.reshape(arr.shape) if indices is None else g
 
 
 def check_layer_gradients(layer, inputs, *, initial_state=None, mask=None, training=True,

@@ -8,6 +8,7 @@ import pytest
 from rnnlab import backend, cli
 from rnnlab.datasets.conll import Sentence, write_conll
 from rnnlab.tagging.tagger import Tagger, build_tagger
+from rnnlab.testing import numerical_gradient
 
 TRAIN = [Sentence("John Smith lives in New York".split(), ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]),
          Sentence("Mary left 1999 x".split(), ["B-PER", "O", "O", "O"])]
@@ -41,16 +42,8 @@ def test_output_dropout_gradients_match_finite_differences(float64, layers, crf)
             continue   # the layers after and before the dropout masks are what this test is about
         p = owner.params[name]
         flat = rng.choice(p.size, size=min(5, p.size), replace=False)
-        num = np.empty(len(flat))
-        for k, i in enumerate(flat):
-            idx = np.unravel_index(i, p.shape)
-            old = p[idx]
-            p[idx] = old + 1e-6
-            lp = _training_loss(model, w, c, y)
-            p[idx] = old - 1e-6
-            lm = _training_loss(model, w, c, y)
-            p[idx] = old
-            num[k] = (lp - lm) / 2e-6
+        num = numerical_gradient(lambda: _training_loss(model, w, c, y), p,
+                                 indices=[np.unravel_index(i, p.shape) for i in flat])
         _training_loss(model, w, c, y)
         g = np.array(owner.grads[name])
         np.testing.assert_allclose(g.ravel()[flat], num, rtol=1e-6, atol=1e-9, err_msg=path)

@@ -11,6 +11,7 @@ import pytest
 from rnnlab import backend, cli
 from rnnlab.datasets.conll import Sentence, write_conll
 from rnnlab.tagging.tagger import Tagger, build_tagger, normalize_word, word_count_array, word_shape
+from rnnlab.testing import numerical_gradient
 
 TRAIN = [Sentence("@bob loves #Paris see http://t.co/x at 10:30 Paris".split(),
                   ["O", "O", "B-LOC", "O", "O", "O", "O", "B-LOC"]),
@@ -231,14 +232,9 @@ def _fd_check(model, w, c, y, layer, name, picks):
     g = g.to_dense() if hasattr(g, "to_dense") else np.array(g)
     p = layer.params[name]
     assert np.abs(g).max() > 0, name
-    for idx in picks(p):
-        old = p[idx]
-        p[idx] = old + 1e-6
-        lp = loss()
-        p[idx] = old - 1e-6
-        lm = loss()
-        p[idx] = old
-        np.testing.assert_allclose(g[idx], (lp - lm) / 2e-6, rtol=1e-6, atol=1e-9, err_msg=f"{layer.name} {name}")
+    idx = picks(p)
+    np.testing.assert_allclose([g[i] for i in idx], numerical_gradient(loss, p, indices=idx), rtol=1e-6, atol=1e-9,
+                               err_msg=f"{layer.name} {name}")
 
 
 @pytest.mark.parametrize("encoder", ["cnn", "both"])
